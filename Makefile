@@ -1,0 +1,47 @@
+# Every install step lives here: a fresh machine needs only Python 3.11+.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PY     := $(BIN)/python
+
+.PHONY: install demo test lint unit schemas check-schemas validate-desired bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: start the local server, plan, apply, plan again, write reports under demo-out/
+demo: $(STAMP)
+	$(PY) -m reconcile.demo desired/ --out demo-out
+
+## test: lint, schema freshness, validate desired/, and the whole suite
+test: lint check-schemas validate-desired unit
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check reconcile tests bench
+	$(BIN)/ruff format --check reconcile tests bench
+	$(BIN)/mypy reconcile
+
+schemas: $(STAMP)
+	$(PY) -m reconcile.schemagen --write
+
+check-schemas: $(STAMP)
+	$(PY) -m reconcile.schemagen --check
+
+validate-desired: $(STAMP)
+	$(BIN)/descope-reconcile validate desired/
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) demo-out .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,216 @@
+"""Descope Management API client for access keys (async, on httpx).
+
+Wire format: see schemas/source and the README. Every answer that is not a success becomes a
+typed `ApiError` carrying Descope's errorCode; every failure to get an answer becomes a
+`TransportError` that says whether the request may have reached the server.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from reconcile import __version__
+from reconcile.errors import (
+    ApiError,
+    AuthenticationError,
+    ConfigError,
+    NotFoundError,
+    RateLimitedError,
+    ServerError,
+    TransportError,
+)
+
+DEFAULT_BASE_URL = "https://api.descope.com"
+SEARCH_PATH = "/v1/mgmt/accesskey/search"
+LOAD_PATH = "/v1/mgmt/accesskey"
+UPDATE_PATH = "/v1/mgmt/accesskey/update"
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Credentials:
+    project_id: str
+    management_key: str = field(repr=False)
+
+    @property
+    def bearer(self) -> str:
+        return f"Bearer {self.project_id}:{self.management_key}"
+
+
+def credentials_from_env(env: Mapping[str, str]) -> Credentials:
+    """DESCOPE_PROJECT_ID, and DESCOPE_MANAGEMENT_KEY or a file named by DESCOPE_MANAGEMENT_KEY_FILE."""
+    project_id = env.get("DESCOPE_PROJECT_ID", "").strip()
+    if not project_id:
+        raise ConfigError("DESCOPE_PROJECT_ID is not set")
+    key = env.get("DESCOPE_MANAGEMENT_KEY", "").strip()
+    key_file = env.get("DESCOPE_MANAGEMENT_KEY_FILE", "").strip()
+    if key and key_file:
+        raise ConfigError("set DESCOPE_MANAGEMENT_KEY or DESCOPE_MANAGEMENT_KEY_FILE, not both")
+    if key_file:
+        try:
+            key = Path(key_file).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigError(f"DESCOPE_MANAGEMENT_KEY_FILE: cannot read {key_file}: {error.strerror}") from None
+        if not key:
+            raise ConfigError(f"DESCOPE_MANAGEMENT_KEY_FILE: {key_file} is empty")
+    if not key:
+        raise ConfigError("DESCOPE_MANAGEMENT_KEY is not set (or DESCOPE_MANAGEMENT_KEY_FILE for a mounted secret)")
+    return Credentials(project_id, key)
+
+
+def base_url_for(project_id: str, env: Mapping[str, str]) -> str:
+    """The SDKs' rule: an override, else a regional host for long (32+ character) project ids."""
+    override = env.get("DESCOPE_BASE_URL") or env.get("DESCOPE_BASE_URI")
+    if override:
+        url = override.rstrip("/")
+    elif len(project_id) >= 32:
+        url = f"https://api.{project_id[1:5]}.descope.com"
+    else:
+        url = DEFAULT_BASE_URL
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(f"base URL {url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ConfigError(f"refusing plain http:// to {parts.hostname}: only loopback may be reached without TLS")
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _error_from_response(response: httpx.Response) -> ApiError:
+    code: str | None = None
+    message = response.reason_phrase or f"HTTP {response.status_code}"
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        code = body.get("errorCode") if isinstance(body.get("errorCode"), str) else None
+        parts = [str(body[k]) for k in ("errorDescription", "errorMessage") if body.get(k)]
+        if parts:
+            message = ": ".join(dict.fromkeys(parts))  # both, unless they repeat each other
+    status = response.status_code
+    text = f"HTTP {status}" + (f" {code}" if code else "") + f": {message}"
+    if status in (401, 403):
+        return AuthenticationError(status, text, error_code=code)
+    if status == 404:
+        return NotFoundError(status, text, error_code=code)
+    if status == 429:
+        return RateLimitedError(status, text, error_code=code, retry_after=_retry_after(response))
+    if status >= 500:
+        return ServerError(status, text, error_code=code)
+    return ApiError(status, text, error_code=code)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds (Descope sends whole seconds); None when absent or unreadable."""
+    value = response.headers.get("Retry-After")
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds >= 0 else None
+
+
+class DescopeClient:
+    """One client per run; `requests_by_status` counts every attempt, `transport` for no answer."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        base_url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        max_connections: int = 16,
+    ) -> None:
+        self.base_url = base_url
+        self.requests_by_status: Counter[str] = Counter()
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            headers={
+                "Authorization": credentials.bearer,
+                "x-descope-project-id": credentials.project_id,
+                "User-Agent": f"descope-reconcile/{__version__}",
+            },
+            follow_redirects=False,
+        )
+
+    async def __aenter__(self) -> DescopeClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._http.aclose()
+
+    async def search_access_keys(self) -> list[dict[str, Any]]:
+        """Every key of the project (the API has no pagination)."""
+        body = await self._request("POST", SEARCH_PATH, json={})
+        keys = body.get("keys") or []
+        if not isinstance(keys, list):
+            raise TransportError("search answered without a list of keys", ambiguous=False)
+        return keys
+
+    async def load_access_key(self, key_id: str) -> dict[str, Any]:
+        body = await self._request("GET", LOAD_PATH, params={"id": key_id})
+        return _key_of(body)
+
+    async def update_access_key(self, request_body: Mapping[str, Any]) -> dict[str, Any]:
+        body = await self._request("POST", UPDATE_PATH, json=dict(request_body))
+        return _key_of(body)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        try:
+            response = await self._http.request(method, path, json=json, params=params)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
+            self.requests_by_status["transport"] += 1
+            raise TransportError(f"{method} {path}: cannot connect: {_describe(error)}", ambiguous=False) from None
+        except httpx.TransportError as error:
+            # Read/write timeouts, resets and truncated answers: the request may have been applied.
+            self.requests_by_status["transport"] += 1
+            raise TransportError(f"{method} {path}: no complete answer: {_describe(error)}", ambiguous=True) from None
+        self.requests_by_status[str(response.status_code)] += 1
+        if not response.is_success:
+            raise _error_from_response(response)
+        if not response.content:
+            return {}
+        try:
+            decoded = response.json()
+        except ValueError:
+            raise TransportError(f"{method} {path}: answer is not JSON", ambiguous=True) from None
+        if not isinstance(decoded, dict):
+            raise TransportError(f"{method} {path}: answer is not a JSON object", ambiguous=True)
+        return decoded
+
+
+def _key_of(body: Mapping[str, Any]) -> dict[str, Any]:
+    key = body.get("key")
+    return key if isinstance(key, dict) else {}
+
+
+def _describe(error: httpx.TransportError) -> str:
+    # httpx messages name the failure, never the request headers; keep only the first line.
+    text = str(error).splitlines()[0] if str(error) else ""
+    return text or type(error).__name__

@@ -1,0 +1,86 @@
+"""One exception hierarchy; the CLI maps each class to a documented exit code."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0  # valid / in sync / everything applied
+    FAILURE = 1  # an error, or any key failed, missing, not editable or interrupted
+    CHANGES_PENDING = 2  # plan found changes to make
+    SAFETY_THRESHOLD = 3  # apply refused: the plan changes more keys than --max-changes allows
+    USAGE = 64  # bad command line (EX_USAGE); argparse's own 2 would collide with CHANGES_PENDING
+
+
+class ReconcileError(Exception):
+    """Base of every error the tool reports to its user (never as a traceback)."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+
+class UsageError(ReconcileError):
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(ReconcileError):
+    """Missing credentials, an unsafe base URL, an unreadable input path."""
+
+
+class ValidationFailed(ReconcileError):
+    """The desired state has errors; the diagnostics were already printed."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} validation error{'s' if count != 1 else ''}; nothing was sent")
+        self.count = count
+
+
+class SafetyThresholdExceeded(ReconcileError):
+    exit_code = ExitCode.SAFETY_THRESHOLD
+
+
+class ApiError(ReconcileError):
+    """An HTTP answer from the Descope API that is not a success."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        error_code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+        self.retry_after = retry_after
+
+
+class AuthenticationError(ApiError):
+    """401/403: the credentials are wrong or lack rights. Stops the whole run."""
+
+
+class NotFoundError(ApiError):
+    pass
+
+
+class RateLimitedError(ApiError):
+    pass
+
+
+class ServerError(ApiError):
+    pass
+
+
+class TransportError(ReconcileError):
+    """No usable HTTP answer: connection refused or reset, timeout, malformed response."""
+
+    def __init__(self, message: str, *, ambiguous: bool) -> None:
+        super().__init__(message)
+        # True when the request may have reached the server (a read timeout, a dropped response).
+        self.ambiguous = ambiguous
+
+
+class Interrupted(ReconcileError):
+    """SIGINT/SIGTERM during apply; the report is still written."""

@@ -1,0 +1,123 @@
+"""The access-key model: which fields exist, which we manage, and their semantic normal form.
+
+Normal form makes comparison semantic (see `normalize_field`): set-like lists compare as sets,
+`keyTenants` compares as a map of tenant id to a set of roles, and JSON scalars keep their type
+(`1` differs from `"1"` and from `true`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+JSON = Any  # a value decoded from JSON or safe YAML
+
+# Fields the update request body can carry besides `id`, in wire order.
+UPDATABLE_FIELDS: tuple[str, ...] = (
+    "name",
+    "description",
+    "roleNames",
+    "keyTenants",
+    "customClaims",
+    "permittedIps",
+    "customAttributes",
+)
+# Filled by the server; never sent, never part of a diff.
+SERVER_MANAGED_FIELDS: tuple[str, ...] = (
+    "status",
+    "expireTime",
+    "createdTime",
+    "createdBy",
+    "clientId",
+    "boundUserId",
+    "editable",
+)
+SET_FIELDS = frozenset({"roleNames", "permittedIps"})
+MAP_FIELDS = frozenset({"customClaims", "customAttributes"})
+STRING_FIELDS = frozenset({"name", "description"})
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    path: str
+    line: int  # 1-based
+    column: int = 1  # 1-based
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+@dataclass(frozen=True)
+class DesiredKey:
+    """One key as the desired files say it should be: only the fields they manage."""
+
+    id: str
+    fields: Mapping[str, JSON]
+    source: SourceLocation
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    keys: tuple[DesiredKey, ...]
+    files: tuple[str, ...] = field(default=())
+
+
+def empty_value(name: str) -> JSON:
+    """What an absent field means on the server side."""
+    if name in STRING_FIELDS:
+        return ""
+    if name in MAP_FIELDS:
+        return {}
+    return []
+
+
+def _typed(value: JSON) -> JSON:
+    """A hashable, type-tagged form of a JSON value: 1 and 1.0 are equal numbers; True is not 1."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int | float):
+        return ("number", float(value))
+    if isinstance(value, str):
+        return ("string", value)
+    if value is None:
+        return ("null", None)
+    if isinstance(value, list):
+        return ("list", tuple(_typed(item) for item in value))
+    if isinstance(value, dict):
+        return ("map", frozenset((key, _typed(item)) for key, item in value.items()))
+    raise TypeError(f"not a JSON value: {type(value).__name__}")
+
+
+def normalize_field(name: str, value: JSON) -> JSON:
+    """Hashable normal form of one updatable field; `None` (absent) means the empty value."""
+    if value is None:
+        value = empty_value(name)
+    if name in SET_FIELDS:
+        return frozenset(value)
+    if name == "keyTenants":
+        return frozenset((tenant["tenantId"], frozenset(tenant.get("roleNames") or ())) for tenant in value)
+    if name in MAP_FIELDS:
+        return _typed(value)
+    return value
+
+
+def canonical_value(name: str, value: JSON) -> JSON:
+    """A deterministic, JSON-ready rendering of a field for reports and request bodies."""
+    if value is None:
+        value = empty_value(name)
+    if name in SET_FIELDS:
+        return sorted(set(value))
+    if name == "keyTenants":
+        merged: dict[str, set[str]] = {}
+        for tenant in value:
+            merged.setdefault(tenant["tenantId"], set()).update(tenant.get("roleNames") or ())
+        return [{"tenantId": tid, "roleNames": sorted(roles)} for tid, roles in sorted(merged.items())]
+    if name in MAP_FIELDS:
+        return {key: value[key] for key in sorted(value)}
+    return value
+
+
+def current_fields(key: Mapping[str, JSON]) -> dict[str, JSON]:
+    """The updatable fields of a key as the server returned it, in canonical form."""
+    return {name: canonical_value(name, key.get(name)) for name in UPDATABLE_FIELDS}

@@ -1,0 +1,81 @@
+"""Plan and results → text for people (stdout), field by field like a diff."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from reconcile.executor import KeyResult
+from reconcile.model import MAP_FIELDS, SET_FIELDS
+from reconcile.plan import FieldChange, KeyPlan, Outcome, Plan
+
+_MARKS = {Outcome.UPDATE: "~", Outcome.UPDATED: "~", Outcome.UNCHANGED: "="}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _tenant_roles(value: list[dict[str, Any]]) -> dict[str, list[str]]:
+    return {tenant["tenantId"]: tenant["roleNames"] for tenant in value}
+
+
+def render_change(change: FieldChange) -> list[str]:
+    """One field's change as indented lines; sets and maps show only what moves."""
+    name, before, after = change.field, change.before, change.after
+    if name in SET_FIELDS:
+        added = [item for item in after if item not in before]
+        removed = [item for item in before if item not in after]
+        return [f"    {name}:"] + [f"      + {_json(v)}" for v in added] + [f"      - {_json(v)}" for v in removed]
+    if name in MAP_FIELDS or name == "keyTenants":
+        if name == "keyTenants":
+            before, after = _tenant_roles(before), _tenant_roles(after)
+        lines = [f"    {name}:"]
+        for key in sorted(set(before) | set(after)):
+            if key not in before:
+                lines.append(f"      + {key}: {_json(after[key])}")
+            elif key not in after:
+                lines.append(f"      - {key}: {_json(before[key])}")
+            elif before[key] != after[key] or type(before[key]) is not type(after[key]):
+                lines.append(f"      ~ {key}: {_json(before[key])} -> {_json(after[key])}")
+        return lines
+    return [f"    {name}: {_json(before)} -> {_json(after)}"]
+
+
+def _header(item: KeyPlan, outcome: Outcome) -> str:
+    mark = _MARKS.get(outcome, "!")
+    name = f" ({item.name})" if item.name else ""
+    return f"{mark} {item.key.id}{name}  {item.key.source}  [{outcome.value}]"
+
+
+def render_plan(plan: Plan, *, verbose: bool = False) -> str:
+    lines: list[str] = []
+    for item in plan.keys:
+        if item.outcome is Outcome.UNCHANGED and not verbose:
+            continue
+        lines.append(_header(item, item.outcome))
+        if item.outcome is not Outcome.UPDATE:
+            lines.append(f"    {item.reason}")
+        for change in item.changes:
+            lines.extend(render_change(change))
+    counts = Counter(item.outcome for item in plan.keys)
+    parts = [f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o]]
+    summary = f"Plan: {', '.join(parts) or 'no managed keys'}; {len(plan.unmanaged)} unmanaged key(s) in the project."
+    if verbose:
+        lines.extend(f"  unmanaged: {key.id} ({key.name})" for key in plan.unmanaged)
+    return "\n".join([*lines, summary]) + "\n"
+
+
+def render_results(results: Sequence[KeyResult]) -> str:
+    lines = []
+    for result in results:
+        if result.outcome is Outcome.UPDATED:
+            continue
+        error = result.error.message if result.error else result.outcome.value
+        lines.append(f"! {result.plan.key.id}  [{result.outcome.value}] after {result.attempts} attempt(s): {error}")
+    counts = Counter(result.outcome for result in results)
+    parts = [f"{counts[o]} {o.value}" for o in Outcome if counts[o]]
+    lines.append(f"Apply: {', '.join(parts) or 'nothing to do'}.")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,158 @@
+"""Run → the JSON report (schemas/report.schema.json), written atomically with mode 0600."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from reconcile import __version__
+from reconcile.executor import ErrorInfo, KeyResult
+from reconcile.plan import KeyPlan, Outcome, Plan
+
+REPORT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    mode: str
+    started: datetime
+    finished: datetime
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+@dataclass(frozen=True)
+class DesiredFile:
+    path: str
+    sha256: str
+
+
+def git_state(paths: Sequence[str]) -> dict[str, Any] | None:
+    """The commit holding the desired files and whether they differ from it; None outside git."""
+    if not paths:
+        return None
+    folder = Path(paths[0]).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        status = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(folder),
+                "status",
+                "--porcelain",
+                "--",
+                *(str(Path(p).resolve()) for p in paths),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(status.strip())}
+
+
+def _key_record(item: KeyPlan, result: KeyResult | None) -> dict[str, Any]:
+    outcome = result.outcome if result else item.outcome
+    planned_error = ErrorInfo(item.reason) if item.outcome.is_error else None
+    error = result.error if result is not None else planned_error
+    # The plan says why a key differs; a failed or interrupted apply says why it did not change.
+    reason = error.message if result is not None and error is not None else item.reason
+    return {
+        "id": item.key.id,
+        "name": item.name,
+        "source": {"path": item.key.source.path, "line": item.key.source.line},
+        "outcome": outcome.value,
+        "reason": reason,
+        "changes": [{"field": c.field, "before": c.before, "after": c.after} for c in item.changes],
+        "attempts": result.attempts if result else 0,
+        "error": error.as_json() if error else None,
+    }
+
+
+def build_report(
+    *,
+    run: RunInfo,
+    files: Sequence[DesiredFile],
+    git: Mapping[str, Any] | None,
+    project_id: str,
+    base_url: str,
+    plan: Plan,
+    results: Sequence[KeyResult] = (),
+    requests_by_status: Mapping[str, int],
+    retries: int = 0,
+) -> dict[str, Any]:
+    by_id = {result.plan.key.id: result for result in results}
+    keys = [_key_record(item, by_id.get(item.key.id)) for item in plan.keys]
+    outcomes = Counter(record["outcome"] for record in keys)
+    changed = Outcome.UPDATED if run.mode == "apply" else Outcome.UPDATE
+    run_record: dict[str, Any] = {
+        "id": run.run_id,
+        "mode": run.mode,
+        "startedAt": run.started.isoformat(),
+        "finishedAt": run.finished.isoformat(),
+        "durationSeconds": round((run.finished - run.started).total_seconds(), 3),
+        "interrupted": run.interrupted,
+        "settings": dict(run.settings),
+    }
+    return {
+        "reportVersion": REPORT_VERSION,
+        "tool": {"name": "descope-reconcile", "version": __version__},
+        "run": run_record,
+        "desired": {
+            "files": [{"path": f.path, "sha256": f.sha256} for f in files],
+            "git": dict(git) if git else None,
+        },
+        "target": {"projectId": project_id, "baseUrl": base_url},
+        "summary": {
+            "keys": len(keys),
+            "byOutcome": dict(sorted(outcomes.items())),
+            "changes": outcomes.get(changed.value, 0),
+            "failures": sum(n for name, n in outcomes.items() if Outcome(name).is_error),
+            "unmanaged": len(plan.unmanaged),
+        },
+        "keys": keys,
+        "unmanaged": [{"id": key.id, "name": key.name} for key in plan.unmanaged],
+        "requests": {
+            "total": sum(requests_by_status.values()),
+            "byStatus": dict(sorted(requests_by_status.items())),
+            "retries": retries,
+        },
+    }
+
+
+def write_private_atomically(path: Path, text: str) -> None:
+    """Temporary file beside the target (same filesystem), fsync, rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_report(path: Path, report: Mapping[str, Any]) -> None:
+    write_private_atomically(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")

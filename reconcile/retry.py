@@ -1,0 +1,101 @@
+"""Which failures are retried, how long to wait, and one policy that runs any API call under it.
+
+Every call goes through the run's shared rate limiter; a 429 feeds the limiter back (it slows,
+and honours Retry-After for every worker), other retryable failures back off exponentially
+with jitter. Never retried: 400, 401, 403, 404 and other 4xx answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_after_delay
+from tenacity.stop import stop_base
+from tenacity.wait import wait_exponential_jitter
+
+from reconcile.errors import Interrupted, RateLimitedError, ServerError, TransportError
+from reconcile.ratelimit import AdaptiveRateLimiter
+
+T = TypeVar("T")
+RETRYABLE_STATUS = frozenset({500, 502, 503, 504, *range(520, 531)})
+_backoff = wait_exponential_jitter(initial=0.5, max=30.0, jitter=0.5)
+
+
+def is_retryable(error: BaseException) -> bool:
+    """429, 5xx (500-504, 520-530) and transport failures."""
+    if isinstance(error, RateLimitedError | TransportError):
+        return True
+    return isinstance(error, ServerError) and error.status in RETRYABLE_STATUS
+
+
+def retry_wait(state: RetryCallState) -> float:
+    """After a 429 with Retry-After the shared limiter holds every worker, so wait no more here."""
+    error = state.outcome.exception() if state.outcome else None
+    if isinstance(error, RateLimitedError) and error.retry_after is not None:
+        return 0.0
+    return float(_backoff(state))
+
+
+class stop_when(stop_base):
+    """Stop retrying once a condition holds (here: the run must stop)."""
+
+    def __init__(self, condition: Callable[[], bool]) -> None:
+        self._condition = condition
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._condition()
+
+
+@dataclass
+class Tally:
+    """Requests sent for one unit of work (a key, the search)."""
+
+    attempts: int = 0
+
+
+class RetryPolicy:
+    def __init__(
+        self,
+        limiter: AdaptiveRateLimiter,
+        *,
+        max_attempts: int,
+        deadline: float,
+        stop: asyncio.Event,
+    ) -> None:
+        self.limiter = limiter
+        self.max_attempts = max_attempts
+        self.deadline = deadline
+        self.stop = stop
+
+    async def _sleep(self, seconds: float) -> None:
+        """Backoff that ends early when the run is stopping."""
+        if seconds > 0 and not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), timeout=seconds)
+
+    async def call(self, operation: Callable[[], Awaitable[T]], tally: Tally) -> T:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts) | stop_after_delay(self.deadline) | stop_when(self.stop.is_set),
+            wait=retry_wait,
+            retry=retry_if_exception(is_retryable),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                await self.limiter.acquire()
+                if self.stop.is_set():
+                    raise Interrupted("not sent: the run is stopping")
+                tally.attempts += 1
+                try:
+                    result = await operation()
+                except RateLimitedError as error:
+                    self.limiter.on_throttle(error.retry_after)
+                    raise
+                self.limiter.on_success()
+                return result
+        raise AssertionError("tenacity ends with a result or an exception")  # pragma: no cover

@@ -1,0 +1,200 @@
+"""The job's steps in order, without any printing: the CLI decides what people see.
+
+files → desired model → validation → observed state → plan → executor → report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconcile.client import DescopeClient
+from reconcile.errors import SafetyThresholdExceeded
+from reconcile.executor import Executor, Journal, KeyResult
+from reconcile.loader import DEFAULT_MAX_FILE_BYTES, Diagnostic, ParsedFile, load_files
+from reconcile.model import DesiredState
+from reconcile.plan import Plan, compute_plan
+from reconcile.progress import report_progress
+from reconcile.ratelimit import AdaptiveRateLimiter
+from reconcile.report import DesiredFile, RunInfo, build_report, git_state
+from reconcile.retry import RetryPolicy, Tally
+from reconcile.validation import build_desired_state
+
+# Default safety threshold: refuse to change more than this share of the managed keys...
+DEFAULT_MAX_CHANGES_SHARE = 0.25
+# ...when more than this many keys are managed (below it, any share of a handful is normal).
+DEFAULT_THRESHOLD_MIN_KEYS = 10
+
+
+@dataclass(frozen=True)
+class LoadedDesired:
+    state: DesiredState
+    files: tuple[DesiredFile, ...]
+    diagnostics: tuple[Diagnostic, ...]
+
+
+def load_desired(paths: Sequence[str], *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> LoadedDesired:
+    parsed: list[ParsedFile] = []
+    diagnostics: list[Diagnostic] = []
+    for item in load_files(paths, max_bytes=max_bytes):
+        if isinstance(item, ParsedFile):
+            parsed.append(item)
+        else:
+            diagnostics.extend(item)
+    state, problems = build_desired_state(parsed)
+    files = tuple(DesiredFile(p.path, p.sha256) for p in parsed)
+    return LoadedDesired(state, files, tuple(sorted([*diagnostics, *problems])))
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    rate: float
+    max_attempts: int
+    deadline: float  # seconds from a unit of work's first attempt to its last
+
+
+class Session:
+    """What one run shares: the client, the rate limiter, the stop signal (SIGINT/SIGTERM)."""
+
+    def __init__(self, client: DescopeClient, settings: RetrySettings) -> None:
+        self.client = client
+        self.limiter = AdaptiveRateLimiter(settings.rate)
+        self.stop = asyncio.Event()
+        self.interrupted = False
+        self.policy = RetryPolicy(
+            self.limiter, max_attempts=settings.max_attempts, deadline=settings.deadline, stop=self.stop
+        )
+
+    def _interrupt(self) -> None:
+        self.interrupted = True
+        self.stop.set()
+
+    @contextlib.contextmanager
+    def signals_stop_the_run(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._interrupt)
+        try:
+            yield
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+
+async def fetch_plan(session: Session, desired: DesiredState) -> Plan:
+    """One search reads every key (retried like any call); the diff is pure."""
+    observed = await session.policy.call(session.client.search_access_keys, Tally())
+    return compute_plan(desired, observed)
+
+
+@dataclass(frozen=True)
+class ChangeLimit:
+    """`--max-changes`: a count (40) or a share of the managed keys (25%)."""
+
+    count: int | None = None
+    percent: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ChangeLimit:
+        spec = text.strip()
+        try:
+            if spec.endswith("%"):
+                percent = float(spec[:-1])
+                if 0 <= percent <= 100:
+                    return cls(percent=percent)
+            elif int(spec) >= 0:
+                return cls(count=int(spec))
+        except ValueError:
+            pass
+        raise ValueError(f"{text!r}: give a count (40) or a percentage (25%)")
+
+    def allowed(self, managed: int) -> int:
+        return self.count if self.count is not None else int(managed * (self.percent or 0) / 100)
+
+    def __str__(self) -> str:
+        return str(self.count) if self.count is not None else f"{self.percent:g}%"
+
+
+DEFAULT_CHANGE_LIMIT = ChangeLimit(percent=DEFAULT_MAX_CHANGES_SHARE * 100)
+
+
+def check_safety(plan: Plan, limit: ChangeLimit | None, *, force: bool) -> None:
+    """Refuse a plan that changes too many keys, before any write (octoDNS' safety thresholds)."""
+    managed = len(plan.keys)
+    if limit is None and managed <= DEFAULT_THRESHOLD_MIN_KEYS:
+        return  # a handful of keys: any share of them changing is normal
+    effective = limit or DEFAULT_CHANGE_LIMIT
+    changes, allowed = len(plan.updates), effective.allowed(managed)
+    if force or changes <= allowed:
+        return
+    raise SafetyThresholdExceeded(
+        f"refusing to apply: the plan changes {changes} of {managed} managed keys, over the limit of "
+        f"{allowed} (--max-changes {effective}); review the plan, then rerun with --force or a higher --max-changes"
+    )
+
+
+@dataclass
+class ApplyOutcome:
+    results: list[KeyResult]
+    retries: int
+    interrupted: bool
+    fatal: Exception | None = None
+
+
+async def execute(
+    session: Session, plan: Plan, *, concurrency: int, journal: Journal | None, show_progress: bool
+) -> ApplyOutcome:
+    executor = Executor(session.client, session.policy, concurrency=concurrency, journal=journal)
+    reporter = asyncio.create_task(report_progress(executor.progress)) if show_progress else None
+    try:
+        results = await executor.run(plan.updates)
+    finally:
+        if reporter is not None:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+    return ApplyOutcome(results, executor.progress.retries, session.interrupted, executor.fatal)
+
+
+@dataclass
+class RunClock:
+    mode: str
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def finish(self, settings: dict[str, Any], *, interrupted: bool = False) -> RunInfo:
+        return RunInfo(self.run_id, self.mode, self.started, datetime.now(UTC), settings, interrupted)
+
+
+def make_report(
+    clock: RunClock,
+    loaded: LoadedDesired,
+    client: DescopeClient,
+    project_id: str,
+    plan: Plan,
+    *,
+    settings: dict[str, Any],
+    outcome: ApplyOutcome | None = None,
+) -> dict[str, Any]:
+    return build_report(
+        run=clock.finish(settings, interrupted=bool(outcome and outcome.interrupted)),
+        files=loaded.files,
+        git=git_state([f.path for f in loaded.files]),
+        project_id=project_id,
+        base_url=client.base_url,
+        plan=plan,
+        results=outcome.results if outcome else (),
+        requests_by_status=client.requests_by_status,
+        retries=outcome.retries if outcome else 0,
+    )
+
+
+def journal_path_for(report: Path) -> Path:
+    return report.with_name(report.name + ".journal.jsonl")

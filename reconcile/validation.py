@@ -1,0 +1,210 @@
+"""Parsed documents → the desired model, or every problem in every file.
+
+The JSON Schema (schemas/desired.schema.json, which reuses the update-request schema) checks
+shapes; the checks here cover what a schema cannot say well: IP syntax, the same key id twice
+across files, roleNames together with keyTenants, and messages that teach ("did you mean").
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from jsonschema import ValidationError
+
+from reconcile.loader import Diagnostic, ParsedFile
+from reconcile.model import UPDATABLE_FIELDS, DesiredKey, DesiredState, SourceLocation
+from reconcile.schemas import DESIRED_SCHEMA, validator
+
+SUPPORTED_VERSIONS = (1,)
+
+
+def json_path(segments: Iterable[str | int]) -> str:
+    text = ""
+    for segment in segments:
+        if isinstance(segment, int):
+            text += f"[{segment}]"
+        elif segment.isidentifier():
+            text += f".{segment}" if text else segment
+        else:
+            text += f"[{segment!r}]"
+    return text
+
+
+def _yaml_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _known_fields(error: ValidationError) -> list[str]:
+    properties = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+    return sorted(properties)
+
+
+def _schema_messages(error: ValidationError) -> list[tuple[list[str | int], str, bool]]:
+    """One schema error → (path, message, point at the key rather than the value)."""
+    path: list[str | int] = list(error.absolute_path)
+    field = str(path[-1]) if path and isinstance(path[-1], str) else ""
+    if error.instance is None:
+        return [
+            (
+                path,
+                f"`{field or json_path(path)}` is null: remove the field to leave it unmanaged, "
+                'or give [] / {} / "" to clear it',
+                False,
+            )
+        ]
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = _known_fields(error)
+        results: list[tuple[list[str | int], str, bool]] = []
+        for name in sorted(set(error.instance) - set(known), key=str):
+            hint = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+            suffix = f": did you mean `{hint[0]}`?" if hint else f" (known fields: {', '.join(known)})"
+            results.append(([*path, name], f"unknown field `{name}`{suffix}", True))
+        return results
+    if error.validator == "required":
+        return [(path, error.message.replace("is a required property", "is required"), False)]
+    if error.validator == "const" and path == ["version"]:
+        supported = ", ".join(map(str, SUPPORTED_VERSIONS))
+        return [(path, f"unsupported version {_short(error.instance)}: supported versions are {supported}", False)]
+    if error.validator == "type":
+        expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        names = {"array": "list", "object": "mapping"}
+        wanted = " or ".join(names.get(str(t), str(t)) for t in expected)
+        what = f"`{json_path(path)}`" if path else "the top level"
+        got = f"{_yaml_type(error.instance)} {_short(error.instance)}"
+        return [(path, f"{what} must be a {wanted}, got {got}", False)]
+    if error.validator == "uniqueItems":
+        return [(path, f"`{field}` lists the same value more than once", False)]
+    if error.validator == "anyOf" and len(path) >= 2 and path[-2] == "customAttributes":
+        return [(path, "a customAttributes value must be a string, number, boolean or a list of those", False)]
+    if error.validator == "minLength":
+        return [(path, f"`{json_path(path)}` must not be empty", False)]
+    if error.validator == "pattern":
+        return [(path, f"`{json_path(path)}` must not contain control characters", False)]
+    return [(path, error.message, False)]
+
+
+def _semantic_problems(item: dict[str, Any], base: list[str | int]) -> list[tuple[list[str | int], str]]:
+    problems: list[tuple[list[str | int], str]] = []
+    roles, tenants = item.get("roleNames"), item.get("keyTenants")
+    if isinstance(roles, list) and isinstance(tenants, list) and roles and tenants:
+        problems.append(
+            (
+                [*base, "keyTenants"],
+                "a key has either global `roleNames` or `keyTenants`, not both: make one of them []",
+            )
+        )
+    if isinstance(tenants, list):
+        seen: set[str] = set()
+        for index, tenant in enumerate(tenants):
+            tenant_id = tenant.get("tenantId") if isinstance(tenant, dict) else None
+            if isinstance(tenant_id, str):
+                if tenant_id in seen:
+                    problems.append(([*base, "keyTenants", index, "tenantId"], f"tenant `{tenant_id}` is listed twice"))
+                seen.add(tenant_id)
+    ips = item.get("permittedIps")
+    if isinstance(ips, list):
+        for index, entry in enumerate(ips):
+            problem = _ip_problem(entry) if isinstance(entry, str) and entry else None
+            if problem:
+                problems.append(([*base, "permittedIps", index], problem))
+    return problems
+
+
+def _ip_problem(text: str) -> str | None:
+    """Why `text` is not an IP address or CIDR range, or None when it is one."""
+    try:
+        if "/" not in text:
+            ipaddress.ip_address(text)
+            return None
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return f"`{text}` is not an IP address or CIDR range"
+    if str(network) != text and network.with_prefixlen != text.lower():
+        # Host bits set (10.0.0.1/8) is almost always a typo for the network address.
+        return f"`{text}` has host bits set: did you mean `{network}`?"
+    return None
+
+
+def validate_file(parsed: ParsedFile) -> list[Diagnostic]:
+    diagnostics: list[Diagnostic] = list(parsed.problems)
+
+    def add(path: Sequence[str | int], message: str, *, key: bool = False) -> None:
+        line, column = parsed.locate(path, key=key)
+        diagnostics.append(Diagnostic(parsed.path, line, column, message, json_path(path)))
+
+    data = parsed.data
+    if not isinstance(data, dict):
+        add([], f"the top level must be a mapping with `version` and `keys`, got {_yaml_type(data)}")
+        return diagnostics
+    for error in validator(DESIRED_SCHEMA).iter_errors(data):
+        for path, message, at_key in _schema_messages(error):
+            add(path, message, key=at_key)
+    keys = data.get("keys")
+    if isinstance(keys, list):
+        for index, item in enumerate(keys):
+            if isinstance(item, dict):
+                for path, message in _semantic_problems(item, ["keys", index]):
+                    add(path, message)
+    return diagnostics
+
+
+def _desired_keys(parsed: ParsedFile) -> Iterable[tuple[int, DesiredKey]]:
+    """Every key item with a usable id, valid or not (duplicate ids are found across all of them)."""
+    keys = parsed.data.get("keys") if isinstance(parsed.data, dict) else None
+    for index, item in enumerate(keys if isinstance(keys, list) else ()):
+        if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]:
+            line, column = parsed.locate(["keys", index])
+            yield (
+                index,
+                DesiredKey(
+                    id=item["id"],
+                    fields={name: item[name] for name in UPDATABLE_FIELDS if name in item},
+                    source=SourceLocation(parsed.path, line, column),
+                ),
+            )
+
+
+def build_desired_state(parsed_files: Sequence[ParsedFile]) -> tuple[DesiredState, list[Diagnostic]]:
+    """Validate every file, then check across files. Diagnostics come sorted by file and line."""
+    diagnostics: list[Diagnostic] = []
+    keys: list[DesiredKey] = []
+    first_seen: dict[str, SourceLocation] = {}
+    for parsed in parsed_files:
+        diagnostics.extend(validate_file(parsed))
+        for index, key in _desired_keys(parsed):
+            earlier = first_seen.setdefault(key.id, key.source)
+            if earlier is not key.source:
+                diagnostics.append(
+                    Diagnostic(
+                        key.source.path,
+                        key.source.line,
+                        key.source.column,
+                        f"key id `{key.id}` is already defined at {earlier.path}:{earlier.line}",
+                        json_path(["keys", index, "id"]),
+                    )
+                )
+            keys.append(key)
+    if diagnostics:
+        return DesiredState(keys=(), files=()), sorted(diagnostics)
+    return DesiredState(keys=tuple(keys), files=tuple(parsed.path for parsed in parsed_files)), []
+
+
+__all__ = ["SUPPORTED_VERSIONS", "build_desired_state", "json_path", "validate_file"]
