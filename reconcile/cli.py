@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_change_limit,
         metavar="N|P%",
         help=f"refuse (exit 3) before any write when more keys would change; default "
-        f"{DEFAULT_MAX_CHANGES_SHARE:.0%} when more than {DEFAULT_THRESHOLD_MIN_KEYS} keys are managed",
+        f"{DEFAULT_MAX_CHANGES_SHARE * 100:.0f}%% when more than {DEFAULT_THRESHOLD_MIN_KEYS} keys are managed",
     )
     apply.add_argument("--force", action="store_true", help="apply even over --max-changes")
     apply.add_argument("--journal", type=Path, metavar="FILE", help="JSON Lines journal (default: beside --report)")

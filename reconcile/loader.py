@@ -184,7 +184,9 @@ def parse_text(path: str, raw: bytes, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         message = " ".join(part for part in (error.context, error.problem) if part)
-        if "\t" in message or "'\\t'" in message:
+        if error.context_mark is not None and mark is not None and error.context_mark.line != mark.line:
+            message += f" (started at line {error.context_mark.line + 1})"
+        if "tab" in message.lower() or "\\t" in message:
             message += " (tabs are not allowed for indentation in YAML: use spaces)"
         return [_problem(path, mark, f"YAML syntax error: {message}")]
     except yaml.YAMLError as error:

@@ -22,7 +22,7 @@ from reconcile.ratelimit import AdaptiveRateLimiter
 
 T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({500, 502, 503, 504, *range(520, 531)})
-_backoff = wait_exponential_jitter(initial=0.5, max=30.0, jitter=0.5)
+_backoff = wait_exponential_jitter(multiplier=0.5, max=30.0, jitter=0.5)
 
 
 def is_retryable(error: BaseException) -> bool:

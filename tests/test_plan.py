@@ -1,0 +1,147 @@
+"""Diff semantics and update bodies (pure functions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from reconcile.model import DesiredKey, DesiredState, SourceLocation
+from reconcile.plan import Outcome, compute_plan, diff_fields, plan_key, update_body
+
+HERE = SourceLocation("desired/keys.yaml", 3)
+
+
+def desired(**fields: Any) -> DesiredKey:
+    return DesiredKey("K1", fields, HERE)
+
+
+def server_key(**fields: Any) -> dict[str, Any]:
+    key: dict[str, Any] = {
+        "id": "K1",
+        "name": "ci",
+        "description": "",
+        "roleNames": [],
+        "keyTenants": [],
+        "customClaims": {},
+        "permittedIps": [],
+        "customAttributes": {},
+        "status": "active",
+        "createdTime": 1,
+        "expireTime": 0,
+        "createdBy": "someone",
+        "clientId": "C1",
+        "boundUserId": "",
+        "editable": True,
+    }
+    key.update(fields)
+    return key
+
+
+@pytest.mark.parametrize(
+    ("wanted", "present"),
+    [
+        ({"roleNames": ["a", "b"]}, {"roleNames": ["b", "a"]}),
+        ({"permittedIps": ["10.0.0.0/8", "1.2.3.4"]}, {"permittedIps": ["1.2.3.4", "10.0.0.0/8"]}),
+        (
+            {"keyTenants": [{"tenantId": "T1", "roleNames": ["x", "y"]}, {"tenantId": "T2"}]},
+            {
+                "keyTenants": [
+                    {"tenantId": "T2", "roleNames": [], "tenantName": "Two"},
+                    {"tenantId": "T1", "roleNames": ["y", "x"], "tenantName": "One"},
+                ]
+            },
+        ),
+        ({"customClaims": {"tier": 2}}, {"customClaims": {"tier": 2.0}}),
+        ({"description": ""}, {"description": None}),
+        ({"customAttributes": {}}, {}),
+    ],
+)
+def test_semantically_equal_values_make_no_diff(wanted: dict[str, Any], present: dict[str, Any]) -> None:
+    assert diff_fields(desired(**wanted), server_key(**present)) == ()
+
+
+@pytest.mark.parametrize(
+    ("wanted", "present"),
+    [
+        ({"customClaims": {"tier": 1}}, {"customClaims": {"tier": "1"}}),
+        ({"customClaims": {"prod": True}}, {"customClaims": {"prod": 1}}),
+        ({"customAttributes": {"regions": ["eu", "us"]}}, {"customAttributes": {"regions": ["us", "eu"]}}),
+        ({"roleNames": []}, {"roleNames": ["admin"]}),
+        (
+            {"keyTenants": [{"tenantId": "T1", "roleNames": ["x"]}]},
+            {"keyTenants": [{"tenantId": "T1", "roleNames": []}]},
+        ),
+        ({"name": "new"}, {"name": "ci"}),
+    ],
+)
+def test_real_differences_are_found(wanted: dict[str, Any], present: dict[str, Any]) -> None:
+    changes = diff_fields(desired(**wanted), server_key(**present))
+    assert [c.field for c in changes] == list(wanted)
+
+
+def test_absent_fields_are_not_managed_and_server_fields_never_diff() -> None:
+    key = server_key(roleNames=["admin"], description="anything", status="inactive", editable=True, expireTime=99)
+    assert plan_key(desired(name="ci"), key).outcome is Outcome.UNCHANGED
+
+
+def test_change_records_canonical_before_and_after() -> None:
+    changes = diff_fields(desired(roleNames=["b", "a"]), server_key(roleNames=["c"]))
+    assert [(c.field, c.before, c.after) for c in changes] == [("roleNames", ["c"], ["a", "b"])]
+
+
+def test_update_body_holds_every_updatable_field_with_its_final_value() -> None:
+    current = server_key(
+        description="kept",
+        permittedIps=["1.2.3.4"],
+        keyTenants=[{"tenantId": "T1", "roleNames": ["r"], "tenantName": "One"}],
+    )
+    body = update_body(desired(name="renamed", customClaims={"a": 1}), current)
+    assert body == {
+        "id": "K1",
+        "name": "renamed",
+        "description": "kept",
+        "roleNames": [],
+        "keyTenants": [{"tenantId": "T1", "roleNames": ["r"]}],
+        "customClaims": {"a": 1},
+        "permittedIps": ["1.2.3.4"],
+        "customAttributes": {},
+    }
+
+
+def test_outcomes_missing_not_editable_conflict_and_unmanaged() -> None:
+    state = DesiredState(
+        keys=(
+            DesiredKey("K1", {"name": "x"}, HERE),
+            DesiredKey("K2", {"name": "y"}, HERE),
+            DesiredKey("K3", {"keyTenants": [{"tenantId": "T1"}]}, HERE),
+            DesiredKey("K4", {"name": "same"}, HERE),
+        )
+    )
+    observed = [
+        server_key(id="K2", name="old", editable=False),
+        server_key(id="K3", roleNames=["admin"]),
+        server_key(id="K4", name="same", editable=False),
+        server_key(id="K9", name="stranger"),
+    ]
+    plan = compute_plan(state, observed)
+    outcomes = {item.key.id: item.outcome for item in plan.keys}
+    assert outcomes == {
+        "K1": Outcome.MISSING,
+        "K2": Outcome.NOT_EDITABLE,
+        "K3": Outcome.CONFLICT,
+        "K4": Outcome.UNCHANGED,  # not editable, but nothing to change: not an error
+    }
+    assert "roleNames must be set to []" in plan.keys[2].reason
+    assert [(k.id, k.name) for k in plan.unmanaged] == [("K9", "stranger")]
+    assert plan.updates == ()
+    assert {k.key.id for k in plan.errors} == {"K1", "K2", "K3"}
+
+
+def test_only_differing_keys_get_a_body() -> None:
+    state = DesiredState(keys=(DesiredKey("K1", {"name": "a"}, HERE), DesiredKey("K2", {"name": "b"}, HERE)))
+    plan = compute_plan(state, [server_key(id="K1", name="a"), server_key(id="K2", name="old")])
+    assert [(k.key.id, k.outcome, k.body is not None) for k in plan.keys] == [
+        ("K1", Outcome.UNCHANGED, False),
+        ("K2", Outcome.UPDATE, True),
+    ]

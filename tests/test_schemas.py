@@ -1,0 +1,80 @@
+"""The request schema is derived from the OpenAPI fragment; the committed copy is current."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from reconcile import schemagen
+from reconcile.schemas import DESIRED_SCHEMA, REPORT_SCHEMA, REQUEST_SCHEMA, load_schema, validator
+
+
+def test_committed_request_schema_is_what_the_generator_produces() -> None:
+    committed = (schemagen.SCHEMAS / REQUEST_SCHEMA).read_text(encoding="utf-8")
+    assert committed == schemagen.render(), "run `make schemas` and commit the result"
+
+
+def test_generator_check_mode_detects_a_stale_schema(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    stale = tmp_path / REQUEST_SCHEMA
+    stale.write_text("{}\n")
+    monkeypatch.setattr(schemagen, "SCHEMAS", tmp_path)
+    assert schemagen.main(["--check"]) == 1
+    assert schemagen.main(["--write"]) == 0
+    assert schemagen.main(["--check"]) == 0
+
+
+def test_derived_schema_keeps_every_openapi_property_and_tightens_types() -> None:
+    schema = load_schema(REQUEST_SCHEMA)
+    assert set(schema["properties"]) == {
+        "id",
+        "name",
+        "description",
+        "roleNames",
+        "keyTenants",
+        "customClaims",
+        "permittedIps",
+        "customAttributes",
+    }
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["roleNames"]["type"] == "array"  # OpenAPI says google.protobuf.Value
+    assert "Custom claims" in schema["properties"]["customClaims"]["description"]  # documentation kept
+
+
+def test_overlay_naming_an_unknown_property_is_rejected() -> None:
+    openapi = {"components": {"schemas": {"UpdateAccessKeyRequest": {"properties": {"id": {"type": "string"}}}}}}
+    with pytest.raises(SystemExit, match="does not have"):
+        schemagen.derive(openapi, {"properties": {"nmae": {"type": "string"}}})
+
+
+@pytest.mark.parametrize(
+    ("body", "valid"),
+    [
+        ({"id": "K1"}, True),
+        ({"id": "K1", "customClaims": {"a": "x", "b": 1, "c": True}}, True),
+        ({"id": "K1", "customAttributes": {"a": ["x", 1]}}, True),
+        ({"id": "K1", "customClaims": {"a": {"nested": 1}}}, False),
+        ({"id": "K1", "customAttributes": {"a": [{"x": 1}]}}, False),
+        ({"id": "K1", "roleNames": "admin"}, False),
+        ({"id": "K1", "keyTenants": [{"roleNames": ["x"]}]}, False),
+        ({"id": ""}, False),
+        ({"id": "K\n1"}, False),
+        ({"name": "no id"}, False),
+        ({"id": "K1", "extra": 1}, False),
+    ],
+)
+def test_request_schema_accepts_and_rejects(body: dict[str, Any], valid: bool) -> None:
+    assert validator(REQUEST_SCHEMA).is_valid(body) is valid
+
+
+def test_desired_schema_reuses_the_request_schema_by_ref() -> None:
+    desired = load_schema(DESIRED_SCHEMA)
+    assert desired["$defs"]["desiredKey"]["$ref"] == REQUEST_SCHEMA
+    assert not validator(DESIRED_SCHEMA).is_valid({"version": 1, "keys": [{"id": "K", "roleName": []}]})
+
+
+def test_schemas_are_valid_json_schema() -> None:
+    for name in (REQUEST_SCHEMA, DESIRED_SCHEMA, REPORT_SCHEMA):
+        Draft202012Validator.check_schema(json.loads((schemagen.SCHEMAS / name).read_text()))

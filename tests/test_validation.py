@@ -1,0 +1,202 @@
+"""Bad input: every problem, precisely located, one run; nothing sent when anything is wrong."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reconcile.loader import Diagnostic, ParsedFile, parse_text
+from reconcile.runner import load_desired
+from reconcile.validation import build_desired_state
+from tests.conftest import cli_env, run_cli
+
+
+def problems(text: str | bytes, **kwargs: Any) -> list[Diagnostic]:
+    """All diagnostics for one file's content, as `validate` would report them."""
+    raw = text.encode() if isinstance(text, str) else text
+    parsed = parse_text("f.yaml", raw, **kwargs)
+    if not isinstance(parsed, ParsedFile):
+        return parsed
+    return build_desired_state([parsed])[1]
+
+
+def one(text: str | bytes, **kwargs: Any) -> Diagnostic:
+    found = problems(text, **kwargs)
+    assert len(found) == 1, [d.render() for d in found]
+    return found[0]
+
+
+HEAD = "version: 1\nkeys:\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field", "needle"),
+    [
+        (HEAD + "  - id: K1\n    name: [unclosed\n", 5, "", "(started at line 4)"),
+        (HEAD + "  - id: K1\n\tname: x\n", 4, "", "tabs are not allowed"),
+        (HEAD + "  - id: K1\n    name: a\n    name: b\n", 5, "", "duplicate key 'name' (first at line 4"),
+        ("keys: []\n", 1, "", "'version' is required"),
+        ("version: 2\nkeys: []\n", 1, "version", "unsupported version 2: supported versions are 1"),
+        ("- a\n- b\n", 1, "", "top level must be a mapping"),
+        (HEAD + "  - id: K1\n    description: null\n", 4, "keys[0].description", "is null: remove the field"),
+        (HEAD + "  - id: K1\n    roleNames: admin\n", 4, "keys[0].roleNames", "must be a list, got string 'admin'"),
+        (HEAD + "  - id: K1\n    roleName: [admin]\n", 4, "keys[0].roleName", "did you mean `roleNames`?"),
+        (
+            HEAD + "  - id: K1\n    customClaims: {a: {b: 1}}\n",
+            4,
+            "keys[0].customClaims.a",
+            "must be a string or number",
+        ),
+        (
+            HEAD + "  - id: K1\n    roleNames: [a]\n    keyTenants: [{tenantId: T}]\n",
+            5,
+            "keys[0].keyTenants",
+            "either global `roleNames` or `keyTenants`",
+        ),
+        (HEAD + "  - id: K1\n    permittedIps: [10.0.0.0/33]\n", 4, "keys[0].permittedIps[0]", "not an IP address"),
+        (
+            HEAD + "  - id: K1\n    permittedIps: [10.1.2.3/8]\n",
+            4,
+            "keys[0].permittedIps[0]",
+            "did you mean `10.0.0.0/8`",
+        ),
+        (HEAD + "  - id: K1\n    permittedIps: ['999.1.1.1']\n", 4, "keys[0].permittedIps[0]", "not an IP address"),
+        (HEAD + "  - id: ''\n", 3, "keys[0].id", "must not be empty"),
+        (HEAD + '  - id: "K\\u0007"\n', 3, "keys[0].id", "control characters"),
+        (HEAD + '  - id: K1\n    name: "a\\nb"\n', 4, "keys[0].name", "control characters"),
+        ("", 1, "", "file is empty"),
+        (HEAD + "  - !!python/object:os.system {id: K1}\n", 3, "", "could not determine a constructor"),
+        (HEAD + "  - id: K1\n    customClaims: {1: x}\n", 4, "", "mapping keys must be strings"),
+        (
+            HEAD + "  - id: K1\n    keyTenants: [{tenantId: T}, {tenantId: T}]\n",
+            4,
+            "keys[0].keyTenants[1].tenantId",
+            "listed twice",
+        ),
+        (HEAD + "  - id: K1\n    roleNames: [a, a]\n", 4, "keys[0].roleNames", "more than once"),
+        ("version: 1\nkeys: []\n---\nversion: 1\n", 3, "", "expected a single document"),
+    ],
+)
+def test_each_problem_has_its_own_located_message(text: str, line: int, field: str, needle: str) -> None:
+    diagnostic = one(text)
+    assert needle in diagnostic.message
+    assert (diagnostic.line, diagnostic.field) == (line, field)
+    assert diagnostic.render().startswith(f"f.yaml:{line}:")
+
+
+def test_not_utf8_names_the_byte_and_line() -> None:
+    diagnostic = one(b"version: 1\nkeys:\n  - id: K\xff1\n")
+    assert (diagnostic.line, diagnostic.column) == (3, 10)
+    assert "not valid UTF-8" in diagnostic.message
+
+
+def test_size_limit_is_configurable() -> None:
+    assert "over the limit of 10" in one("version: 1\nkeys: []\n", max_bytes=10).message
+
+
+def test_alias_bomb_fails_fast_with_little_memory() -> None:
+    lines = ["version: 1", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    started = time.perf_counter()
+    diagnostic = problems("\n".join(lines) + "\nkeys: []\n")[-1]
+    assert "alias bomb" in diagnostic.message
+    assert time.perf_counter() - started < 5  # a generous bound: expanding it would take hours
+
+
+def test_recursive_alias_is_rejected() -> None:
+    assert "recursive" in one("version: 1\nkeys: &k [*k]\n").message
+
+
+def test_every_problem_in_every_file_in_one_run_sorted(tmp_path: Path) -> None:
+    (tmp_path / "b.yaml").write_text(HEAD + "  - id: K1\n    roleNames: x\n  - id: K2\n    nmae: y\n")
+    (tmp_path / "a.yaml").write_text(HEAD + "  - id: K2\n  - id: K3\n    permittedIps: [nope]\n")
+    (tmp_path / "c.yml").write_text("version: 7\n")
+    loaded = load_desired([str(tmp_path)])
+    rendered = [d.render().replace(str(tmp_path) + "/", "") for d in loaded.diagnostics]
+    assert rendered == [
+        "a.yaml:5:20: error: `nope` is not an IP address or CIDR range [keys[1].permittedIps[0]]",
+        "b.yaml:4:16: error: `keys[0].roleNames` must be a list, got string 'x' [keys[0].roleNames]",
+        "b.yaml:5:5: error: key id `K2` is already defined at a.yaml:3 [keys[1].id]",
+        "b.yaml:6:5: error: unknown field `nmae`: did you mean `name`? [keys[1].nmae]",
+        "c.yml:1:1: error: 'keys' is required",
+        "c.yml:1:10: error: unsupported version 7: supported versions are 1 [version]",
+    ]
+
+
+def test_validation_errors_mean_no_network_call_at_all(start_emulator: Any, tmp_path: Path) -> None:
+    emulator = start_emulator([{"id": "K1", "name": "a"}])
+    (tmp_path / "k.yaml").write_text(HEAD + "  - id: K1\n    name: b\n    roleNames: admin\n")
+    for command in ("plan", "apply"):
+        result = run_cli([command, str(tmp_path)], cli_env(emulator))
+        assert result.code == 1
+        assert "k.yaml:5:16: error:" in result.stderr and "nothing was sent" in result.stderr
+    assert emulator.requests == []
+
+
+def test_output_formats_text_github_json(tmp_path: Path) -> None:
+    path = tmp_path / "k.yaml"
+    path.write_text(HEAD + "  - id: K1\n    roleName: [a]\n")
+    env = cli_env(None)
+    text = run_cli(["validate", str(path)], env)
+    assert text.code == 1 and f"{path}:4:5: error: unknown field `roleName`" in text.stderr
+    github = run_cli(["validate", "--format", "github", str(path)], env)
+    assert github.code == 1
+    assert github.stdout.startswith(f"::error file={path},line=4,col=5::unknown field `roleName`")
+    as_json = run_cli(["validate", "--format", "json", str(path)], env)
+    assert json.loads(as_json.stdout) == [
+        {
+            "path": str(path),
+            "line": 4,
+            "column": 5,
+            "message": "unknown field `roleName`: did you mean `roleNames`?",
+            "field": "keys[0].roleName",
+        }
+    ]
+    (tmp_path / "k.yaml").write_text(HEAD + "  - id: K1\n")
+    assert json.loads(run_cli(["validate", "--format", "json", str(path)], env).stdout) == []
+
+
+def test_missing_path_and_folder_without_yaml_are_clear_errors(tmp_path: Path) -> None:
+    missing = run_cli(["validate", str(tmp_path / "nope")], cli_env(None))
+    assert missing.code == 1 and "no such file or folder" in missing.stderr
+    empty = run_cli(["validate", str(tmp_path)], cli_env(None))
+    assert empty.code == 1 and "no *.yaml or *.yml files" in empty.stderr
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(document=st.one_of(json_values, st.fixed_dictionaries({"version": st.just(1), "keys": st.lists(json_values)})))
+def test_arbitrary_structures_never_crash(document: Any) -> None:
+    text = json.dumps(document)  # JSON is YAML: arbitrary structures, parsed by the real loader
+    for diagnostic in problems(text):
+        assert diagnostic.line >= 1 and diagnostic.message
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_arbitrary_bytes_never_crash(raw: bytes) -> None:
+    for diagnostic in problems(raw):
+        assert diagnostic.line >= 1 and diagnostic.message
+
+
+def test_fuzzed_cli_ends_with_exit_1_and_a_message_never_a_traceback(tmp_path: Path) -> None:
+    samples = [b"\x00\x01", b"version: 1\nkeys: [{id: K, customClaims: [1]}]", b"{{{{", b"version: 1\nkeys: &a [*a]"]
+    for index, raw in enumerate(samples):
+        (tmp_path / f"f{index}.yaml").write_bytes(raw)
+    result = run_cli(["validate", str(tmp_path)], cli_env(None))
+    assert result.code == 1 and "Traceback" not in result.output
+    assert {line.split(":")[0] for line in result.stderr.splitlines() if ": error: " in line} == {
+        str(tmp_path / f"f{i}.yaml") for i in range(len(samples))
+    }
