@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from reconcile import __version__
 from reconcile.client import DEFAULT_TIMEOUT_SECONDS, DescopeClient, base_url_for, credentials_from_env
-from reconcile.errors import ExitCode, ReconcileError, UsageError, ValidationFailed
+from reconcile.errors import ExitCode, ReconcileError, SafetyThresholdExceeded, UsageError, ValidationFailed
 from reconcile.executor import Journal
 from reconcile.loader import DEFAULT_MAX_FILE_BYTES, Diagnostic
 from reconcile.plan import Outcome, Plan
@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-attempts",
         type=_positive_int,
         default=DEFAULT_MAX_ATTEMPTS,
-        help=f"attempts per key, first included (default {DEFAULT_MAX_ATTEMPTS})",
+        help="failed attempts per key before giving up, first included; 429s do not count "
+        f"(default {DEFAULT_MAX_ATTEMPTS})",
     )
     remote.add_argument(
         "--key-deadline",
@@ -197,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"{DEFAULT_MAX_CHANGES_SHARE * 100:.0f}%% when more than {DEFAULT_THRESHOLD_MIN_KEYS} keys are managed",
     )
     apply.add_argument("--force", action="store_true", help="apply even over --max-changes")
+    apply.add_argument(
+        "--progress-every",
+        type=_positive_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="progress on stderr this often (default: a live line on a terminal, else a log line every 5 s)",
+    )
     apply.add_argument("--journal", type=Path, metavar="FILE", help="JSON Lines journal (default: beside --report)")
     return parser
 
@@ -259,12 +267,15 @@ def _exit_code(args: argparse.Namespace, plan: Plan, outcome: ApplyOutcome | Non
 
 
 async def _apply(args: argparse.Namespace, session: Session, plan: Plan, run_id: str) -> ApplyOutcome:
-    check_safety(plan, args.max_changes, force=args.force)  # before any write
     journal_file = args.journal or (journal_path_for(args.report) if args.report else None)
     journal = Journal(journal_file, run_id) if journal_file else None
     try:
         outcome = await execute(
-            session, plan, concurrency=args.concurrency, journal=journal, show_progress=not args.quiet
+            session,
+            plan,
+            concurrency=args.concurrency,
+            journal=journal,
+            progress_every=None if args.quiet else args.progress_every,
         )
     finally:
         if journal is not None:
@@ -294,15 +305,22 @@ async def _plan_or_apply(args: argparse.Namespace) -> int:
             if not args.quiet:
                 sys.stdout.write(render_plan(plan, verbose=args.verbose > 0))
                 sys.stdout.flush()
-            outcome = None
+            outcome, refusal = None, None
             if args.command == "apply" and plan.updates:
-                outcome = await _apply(args, session, plan, clock.run_id)
+                try:
+                    check_safety(plan, args.max_changes, force=args.force)  # before any write
+                except SafetyThresholdExceeded as error:
+                    refusal = error  # still write the report: a refused plan is worth auditing
+                else:
+                    outcome = await _apply(args, session, plan, clock.run_id)
         if args.report:
             report = make_report(
                 clock, loaded, client, credentials.project_id, plan, settings=_settings(args), outcome=outcome
             )
             write_report(args.report, report)
             log.info("report written to %s", args.report)
+    if refusal is not None:
+        raise refusal
     return _exit_code(args, plan, outcome)
 
 

@@ -111,7 +111,7 @@ class Executor:
 
     async def run(self, updates: Sequence[KeyPlan]) -> list[KeyResult]:
         """Apply every planned update; every key gets a result, in plan order."""
-        self.progress = Progress(total=len(updates))
+        self.progress.total, self.progress.started = len(updates), time.monotonic()
         queue: asyncio.Queue[KeyPlan] = asyncio.Queue()
         for item in updates:
             queue.put_nowait(item)

@@ -24,10 +24,16 @@ def describe(progress: Progress, now: float) -> str:
     )
 
 
-async def report_progress(progress: Progress, *, stream: TextIO = sys.stderr, interval: float | None = None) -> None:
-    """Runs until cancelled; the caller cancels it when the apply ends."""
+LIVE_INTERVAL = 0.5
+LOG_INTERVAL = 5.0
+
+
+async def report_progress(progress: Progress, *, stream: TextIO | None = None, interval: float = 0.0) -> None:
+    """Runs until cancelled (the caller cancels it when the apply ends). `interval` 0: the default
+    for the stream, a live line twice a second on a terminal, a log line every 5 s otherwise."""
+    stream = stream or sys.stderr
     live = stream.isatty()
-    interval = interval if interval is not None else (0.5 if live else 5.0)
+    interval = interval or (LIVE_INTERVAL if live else LOG_INTERVAL)
     try:
         while True:
             await asyncio.sleep(interval)

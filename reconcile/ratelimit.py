@@ -22,6 +22,8 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 DECREASE_FACTOR = 0.7
+# Refill arithmetic can leave 0.9999999… tokens; a wait for the rest may be too small to move the clock.
+_EPSILON = 1e-9
 # Per second of unthrottled sending, the rate regains this share of its ceiling.
 RECOVERY_SHARE_PER_SECOND = 0.05
 
@@ -71,8 +73,8 @@ class AdaptiveRateLimiter:
         if now < self._paused_until:
             return self._paused_until - now
         self._refill(now)
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if self._tokens >= 1.0 - _EPSILON:
+            self._tokens = max(0.0, self._tokens - 1.0)
             return 0.0
         return (1.0 - self._tokens) / self.rate
 

@@ -3,6 +3,9 @@
 Every call goes through the run's shared rate limiter; a 429 feeds the limiter back (it slows,
 and honours Retry-After for every worker), other retryable failures back off exponentially
 with jitter. Never retried: 400, 401, 403, 404 and other 4xx answers.
+
+A 429 is flow control, not a failure of the key: it does not use up `max_attempts` (which counts
+failed attempts), and the deadline bounds how long a key may be throttled.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_after_delay
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_delay
 from tenacity.stop import stop_base
 from tenacity.wait import wait_exponential_jitter
 
@@ -21,8 +24,10 @@ from reconcile.errors import Interrupted, RateLimitedError, ServerError, Transpo
 from reconcile.ratelimit import AdaptiveRateLimiter
 
 T = TypeVar("T")
+Backoff = Callable[[RetryCallState], float]
 RETRYABLE_STATUS = frozenset({500, 502, 503, 504, *range(520, 531)})
-_backoff = wait_exponential_jitter(multiplier=0.5, max=30.0, jitter=0.5)
+# 0.5 s, 1 s, 2 s, ... up to 30 s, plus up to 0.5 s of jitter so workers don't retry in step.
+EXPONENTIAL_BACKOFF: Backoff = wait_exponential_jitter(multiplier=0.5, max=30.0, jitter=0.5)
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -32,12 +37,16 @@ def is_retryable(error: BaseException) -> bool:
     return isinstance(error, ServerError) and error.status in RETRYABLE_STATUS
 
 
-def retry_wait(state: RetryCallState) -> float:
+def retry_wait(backoff: Backoff) -> Backoff:
     """After a 429 with Retry-After the shared limiter holds every worker, so wait no more here."""
-    error = state.outcome.exception() if state.outcome else None
-    if isinstance(error, RateLimitedError) and error.retry_after is not None:
-        return 0.0
-    return float(_backoff(state))
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, RateLimitedError) and error.retry_after is not None:
+            return 0.0
+        return float(backoff(state))
+
+    return wait
 
 
 class stop_when(stop_base):
@@ -52,9 +61,11 @@ class stop_when(stop_base):
 
 @dataclass
 class Tally:
-    """Requests sent for one unit of work (a key, the search)."""
+    """Requests sent for one unit of work (a key, the search), and how many of them failed
+    other than by being throttled."""
 
     attempts: int = 0
+    failures: int = 0
 
 
 class RetryPolicy:
@@ -65,11 +76,13 @@ class RetryPolicy:
         max_attempts: int,
         deadline: float,
         stop: asyncio.Event,
+        backoff: Backoff = EXPONENTIAL_BACKOFF,
     ) -> None:
         self.limiter = limiter
         self.max_attempts = max_attempts
         self.deadline = deadline
         self.stop = stop
+        self._wait = retry_wait(backoff)
 
     async def _sleep(self, seconds: float) -> None:
         """Backoff that ends early when the run is stopping."""
@@ -77,24 +90,42 @@ class RetryPolicy:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), timeout=seconds)
 
+    async def _acquire(self) -> None:
+        """A token from the shared limiter, or Interrupted when the run stops while waiting
+        (a Retry-After pause can be long: Descope blocks for up to 60 s)."""
+        if not self.stop.is_set():
+            token = asyncio.ensure_future(self.limiter.acquire())
+            stopping = asyncio.ensure_future(self.stop.wait())
+            await asyncio.wait({token, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if token.done():
+                return
+            token.cancel()
+        raise Interrupted("not sent: the run is stopping")
+
     async def call(self, operation: Callable[[], Awaitable[T]], tally: Tally) -> T:
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_attempts) | stop_after_delay(self.deadline) | stop_when(self.stop.is_set),
-            wait=retry_wait,
+            stop=(
+                stop_when(lambda: tally.failures >= self.max_attempts)
+                | stop_after_delay(self.deadline)
+                | stop_when(self.stop.is_set)
+            ),
+            wait=self._wait,
             retry=retry_if_exception(is_retryable),
             sleep=self._sleep,
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
-                await self.limiter.acquire()
-                if self.stop.is_set():
-                    raise Interrupted("not sent: the run is stopping")
+                await self._acquire()
                 tally.attempts += 1
                 try:
                     result = await operation()
                 except RateLimitedError as error:
                     self.limiter.on_throttle(error.retry_after)
+                    raise
+                except BaseException:
+                    tally.failures += 1
                     raise
                 self.limiter.on_success()
                 return result

@@ -149,10 +149,18 @@ class ApplyOutcome:
 
 
 async def execute(
-    session: Session, plan: Plan, *, concurrency: int, journal: Journal | None, show_progress: bool
+    session: Session,
+    plan: Plan,
+    *,
+    concurrency: int,
+    journal: Journal | None,
+    progress_every: float | None,
 ) -> ApplyOutcome:
+    """Apply the plan's updates; `progress_every` None means no progress output."""
     executor = Executor(session.client, session.policy, concurrency=concurrency, journal=journal)
-    reporter = asyncio.create_task(report_progress(executor.progress)) if show_progress else None
+    reporter = None
+    if progress_every is not None:
+        reporter = asyncio.create_task(report_progress(executor.progress, interval=progress_every))
     try:
         results = await executor.run(plan.updates)
     finally:

@@ -1,0 +1,262 @@
+"""Faults, throttling, crashes and interruptions: every key accounted for, nothing lost or duplicated."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconcile.emulator import FAULT_KINDS
+from tests.conftest import cli_env, load_report, run_cli, write_desired
+
+UPDATE = "/v1/mgmt/accesskey/update"
+
+
+def fleet(count: int) -> list[dict[str, Any]]:
+    return [{"id": f"K{i:04d}", "name": f"key-{i}", "roleNames": ["reader"]} for i in range(count)]
+
+
+def drift_every_third(keys: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], set[str]]:
+    """Desired state where every third key differs (in its name or its roles)."""
+    desired, drifted = [], set()
+    for index, key in enumerate(keys):
+        wanted = {"id": key["id"], "name": key["name"], "roleNames": ["reader"]}
+        if index % 3 == 0:
+            drifted.add(key["id"])
+            if index % 2:
+                wanted["name"] += "-renamed"
+            else:
+                wanted["roleNames"] = ["reader", "writer"]
+        desired.append(wanted)
+    return desired, drifted
+
+
+def journal_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("retry_after", [True, False], ids=["retry-after", "no-retry-after"])
+def test_chaos_every_drifted_key_converges(start_emulator: Any, tmp_path: Path, retry_after: bool) -> None:
+    keys = fleet(510)
+    desired, drifted = drift_every_third(keys)
+    emulator = start_emulator(
+        keys,
+        rate_limit=40,  # below the client's default 100/s: the client must discover it
+        retry_after=retry_after,
+        empty_429_body=not retry_after,
+        fault_rate=0.10,
+        fault_kinds=FAULT_KINDS,  # 500, 502, 503, 504, dropped connection, slower than the timeout
+        fault_after_apply=0.5,  # half the failed updates were applied anyway
+        slow_seconds=1.5,
+        random_seed=7,
+    )
+    write_desired(tmp_path / "desired", desired)
+    report_path = tmp_path / "report.json"
+    result = run_cli(
+        ["apply", str(tmp_path / "desired"), "--report", str(report_path), "--timeout", "1", "--force"],
+        cli_env(emulator),
+        timeout=240,
+    )
+    assert result.code == 0, result.output[-3000:]
+
+    report = load_report(report_path)
+    by_id = {k["id"]: k for k in report["keys"]}
+    assert len(by_id) == len(keys)
+    assert {i for i, k in by_id.items() if k["outcome"] == "updated"} == drifted
+    assert all(by_id[i]["outcome"] == "unchanged" and by_id[i]["attempts"] == 0 for i in set(by_id) - drifted)
+    attempts = [by_id[i]["attempts"] for i in drifted]
+    assert min(attempts) >= 1 and sum(attempts) > len(drifted)  # faults were met and retried
+    statuses = report["requests"]["byStatus"]
+    assert statuses.get("429", 0) > 0 and statuses.get("transport", 0) > 0
+    assert any(statuses.get(code, 0) for code in ("500", "502", "503", "504"))
+    # journal: every key the report calls updated, once
+    journal = [line for line in journal_lines(tmp_path / "report.json.journal.jsonl") if line["type"] == "key"]
+    assert Counter(line["id"] for line in journal) == Counter(drifted)
+
+    # the server saw no update for an in-sync key, and ended exactly as desired
+    updated_ids = {r.body["id"] for r in emulator.requests if r.path == UPDATE}
+    assert updated_ids == drifted
+    state = {k["id"]: k for k in emulator.store.all()}
+    for wanted in desired:
+        assert state[wanted["id"]]["name"] == wanted["name"]
+        assert sorted(state[wanted["id"]]["roleNames"]) == sorted(wanted["roleNames"])
+
+    emulator.config.fault_rate = 0.0
+    again = run_cli(["plan", str(tmp_path / "desired")], cli_env(emulator), timeout=120)
+    assert again.code == 0, again.output[-2000:]
+
+
+def test_safety_threshold_refuses_before_any_write(start_emulator: Any, tmp_path: Path) -> None:
+    keys = fleet(20)
+    emulator = start_emulator(keys)
+    desired = write_desired(tmp_path, [{**k, "name": k["name"] + "-x"} if i < 6 else k for i, k in enumerate(keys)])
+    env = cli_env(emulator)
+
+    refused = run_cli(["apply", str(desired), "--report", str(tmp_path / "r.json")], env)
+    assert refused.code == 3, refused.output
+    assert "changes 6 of 20 managed keys, over the limit of 5" in refused.stderr
+    assert not [r for r in emulator.requests if r.path == UPDATE]
+    assert load_report(tmp_path / "r.json")["summary"]["byOutcome"] == {"unchanged": 14, "update": 6}
+
+    assert run_cli(["apply", str(desired), "--max-changes", "5"], env).code == 3
+    assert run_cli(["apply", str(desired), "--max-changes", "30%"], env).code == 0
+    assert len([r for r in emulator.requests if r.path == UPDATE]) == 6
+
+
+def test_forced_apply_and_small_projects_have_no_default_threshold(start_emulator: Any, tmp_path: Path) -> None:
+    keys = fleet(10)
+    emulator = start_emulator(keys)
+    desired = write_desired(tmp_path, [{**k, "name": "all-changed"} for k in keys])
+    assert run_cli(["apply", str(desired)], cli_env(emulator)).code == 0  # 10 keys: no default limit
+
+
+def test_auth_failure_mid_run_stops_everything(start_emulator: Any, tmp_path: Path) -> None:
+    keys = fleet(30)
+    emulator = start_emulator(keys, latency_ms=20)
+    desired = write_desired(tmp_path, [{**k, "name": "new"} for k in keys])
+    original = emulator.answer
+    seen = [0]
+
+    def revoke_after_five_updates(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
+        if path == UPDATE:
+            seen[0] += 1
+            if seen[0] > 5:
+                headers = {**headers, "authorization": "Bearer revoked"}
+        return original(method, path, query, headers, body)
+
+    emulator.answer = revoke_after_five_updates
+    result = run_cli(
+        ["apply", str(desired), "--force", "--concurrency", "2", "--report", str(tmp_path / "r.json")], cli_env(emulator)
+    )
+    assert result.code == 1
+    assert "HTTP 401" in result.stderr and "nothing more was sent" in result.stderr
+    report = load_report(tmp_path / "r.json")
+    outcomes = Counter(k["outcome"] for k in report["keys"])
+    assert outcomes["updated"] == 5 and outcomes["failed"] >= 1 and outcomes["interrupted"] >= 20
+    assert seen[0] <= 5 + 2  # at most what was in flight when the first 401 came back
+    assert all(k["attempts"] == 0 for k in report["keys"] if k["outcome"] == "interrupted")
+
+
+def test_per_key_failures_do_not_stop_the_others(start_emulator: Any, tmp_path: Path) -> None:
+    keys = fleet(12)
+    emulator = start_emulator(keys)
+    desired = write_desired(tmp_path, [{**k, "name": "renamed"} for k in keys])
+    original = emulator.answer
+
+    def always_fail_k0003(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
+        if path == UPDATE and isinstance(body, dict) and body.get("id") == "K0003":
+            return original(method, path, query, headers, {"id": "K0003", "name": 5})  # a 400, never retried
+        if path == UPDATE and isinstance(body, dict) and body.get("id") == "K0004":
+            emulator.config.fault_rate, emulator.config.fault_kinds = 1.0, ("503",)
+            try:
+                return original(method, path, query, headers, body)
+            finally:
+                emulator.config.fault_rate = 0.0
+        return original(method, path, query, headers, body)
+
+    emulator.answer = always_fail_k0003
+    result = run_cli(
+        ["apply", str(desired), "--force", "--max-attempts", "3", "--report", str(tmp_path / "r.json")], cli_env(emulator)
+    )
+    assert result.code == 1
+    keys_out = {k["id"]: k for k in load_report(tmp_path / "r.json")["keys"]}
+    assert keys_out["K0003"]["outcome"] == "failed" and keys_out["K0003"]["attempts"] == 1
+    assert keys_out["K0003"]["error"]["status"] == 400 and keys_out["K0003"]["error"]["code"] == "E011003"
+    assert keys_out["K0004"]["outcome"] == "failed" and keys_out["K0004"]["attempts"] == 3
+    assert keys_out["K0004"]["error"]["status"] == 503
+    assert sum(k["outcome"] == "updated" for k in keys_out.values()) == 10
+    assert "K0004  [failed] after 3 attempt(s): HTTP 503" in result.stdout
+
+
+def _start_apply(emulator: Any, desired: Path, report: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "reconcile", "apply", str(desired), "--force", "--report", str(report), *extra],
+        env=cli_env(emulator),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_journal(path: Path, keys: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and sum(1 for line in journal_lines(path) if line["type"] == "key") >= keys:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"journal never reached {keys} keys")
+
+
+def test_sigkill_midway_loses_and_duplicates_nothing(start_emulator: Any, tmp_path: Path) -> None:
+    keys = fleet(120)
+    emulator = start_emulator(keys, latency_ms=30)
+    desired = write_desired(tmp_path / "d", [{**k, "name": k["name"] + "-v2"} for k in keys])
+    report = tmp_path / "first.json"
+    process = _start_apply(emulator, desired, report, "--concurrency", "4")
+    _wait_for_journal(tmp_path / "first.json.journal.jsonl", 20)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    assert not report.exists()  # killed before the end: no report, but the journal...
+
+    journal = [line for line in journal_lines(tmp_path / "first.json.journal.jsonl") if line["type"] == "key"]
+    state = {k["id"]: k["name"] for k in emulator.store.all()}
+    assert len(journal) >= 20 and all(line["outcome"] == "updated" for line in journal)
+    assert all(state[line["id"]].endswith("-v2") for line in journal)  # ...shows every update that completed
+    sent_before = Counter(r.body["id"] for r in emulator.requests if r.path == UPDATE)
+    assert len(sent_before) < len(keys)
+
+    rerun = run_cli(["apply", str(desired), "--force", "--report", str(tmp_path / "second.json")], cli_env(emulator))
+    assert rerun.code == 0, rerun.output[-2000:]
+    sent = Counter(r.body["id"] for r in emulator.requests if r.path == UPDATE)
+    assert set(sent) == {k["id"] for k in keys}
+    assert max(sent.values()) == 1  # no change sent twice: applied keys were in sync on the rerun
+    assert all(name.endswith("-v2") for name in (k["name"] for k in emulator.store.all()))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_stops_sending_and_still_writes_the_report(
+    start_emulator: Any, tmp_path: Path, signum: signal.Signals
+) -> None:
+    keys = fleet(150)
+    emulator = start_emulator(keys, latency_ms=30)
+    desired = write_desired(tmp_path / "d", [{**k, "name": "v2"} for k in keys])
+    report = tmp_path / "r.json"
+    process = _start_apply(emulator, desired, report, "--concurrency", "2")
+    _wait_for_journal(tmp_path / "r.json.journal.jsonl", 10)
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+
+    data = load_report(report)
+    assert data["run"]["interrupted"] is True
+    outcomes = Counter(k["outcome"] for k in data["keys"])
+    assert outcomes["updated"] >= 10 and outcomes["interrupted"] > 0
+    assert outcomes["updated"] + outcomes["interrupted"] == len(keys)
+    sent = {r.body["id"] for r in emulator.requests if r.path == UPDATE}
+    updated = {k["id"] for k in data["keys"] if k["outcome"] == "updated"}
+    assert sent == updated  # nothing was sent that the report does not account for
+    time.sleep(0.2)
+    assert {r.body["id"] for r in emulator.requests if r.path == UPDATE} == sent  # and nothing after
+
+
+def test_progress_lines_when_not_a_terminal(start_emulator: Any, tmp_path: Path) -> None:
+    keys = fleet(40)
+    emulator = start_emulator(keys, latency_ms=20)
+    desired = write_desired(tmp_path, [{**k, "name": "v2"} for k in keys])
+    result = run_cli(
+        ["apply", str(desired), "--force", "--concurrency", "1", "--progress-every", "0.2"], cli_env(emulator)
+    )
+    assert result.code == 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("progress: ")]
+    assert len(lines) >= 2 and "/40 keys" in lines[0] and "ETA" in lines[0]
+    quiet = run_cli(["apply", str(desired), "-q"], cli_env(emulator))
+    assert quiet.code == 0 and quiet.stdout == "" and quiet.stderr == ""
