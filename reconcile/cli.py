@@ -342,6 +342,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReconcileError as error:
         log.error("error: %s", error)
         return error.exit_code
+    except OSError as error:  # an unwritable report path, a full disk: the environment, not a bug
+        where = f": {error.filename}" if error.filename else ""
+        log.error("error: %s%s", error.strerror or error, where)
+        return ExitCode.FAILURE
     except KeyboardInterrupt:
         log.error("interrupted")
         return ExitCode.FAILURE

@@ -8,8 +8,9 @@ typed `ApiError` carrying Descope's errorCode; every failure to get an answer be
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,10 @@ from reconcile.errors import (
     NotFoundError,
     RateLimitedError,
     ServerError,
+    TlsError,
     TransportError,
 )
+from reconcile.redact import MASK
 
 DEFAULT_BASE_URL = "https://api.descope.com"
 SEARCH_PATH = "/v1/mgmt/accesskey/search"
@@ -92,7 +95,9 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _error_from_response(response: httpx.Response) -> ApiError:
+def _error_from_response(response: httpx.Response, clean: Callable[[str], str]) -> ApiError:
+    """Descope's error body → a typed error. `clean` scrubs the secret: a proxy or a buggy server
+    may echo the request's Authorization header back in its error text."""
     code: str | None = None
     message = response.reason_phrase or f"HTTP {response.status_code}"
     try:
@@ -105,7 +110,7 @@ def _error_from_response(response: httpx.Response) -> ApiError:
         if parts:
             message = ": ".join(dict.fromkeys(parts))  # both, unless they repeat each other
     status = response.status_code
-    text = f"HTTP {status}" + (f" {code}" if code else "") + f": {message}"
+    text = clean(f"HTTP {status}" + (f" {code}" if code else "") + f": {message}")
     if status in (401, 403):
         return AuthenticationError(status, text, error_code=code)
     if status == 404:
@@ -140,6 +145,7 @@ class DescopeClient:
     ) -> None:
         self.base_url = base_url
         self.requests_by_status: Counter[str] = Counter()
+        self._secret = credentials.management_key
         self._http = httpx.AsyncClient(
             base_url=base_url,
             timeout=timeout,
@@ -174,6 +180,9 @@ class DescopeClient:
         body = await self._request("POST", UPDATE_PATH, json=dict(request_body))
         return _key_of(body)
 
+    def _clean(self, text: str) -> str:
+        return text.replace(self._secret, MASK) if self._secret else text
+
     async def _request(
         self,
         method: str,
@@ -186,14 +195,19 @@ class DescopeClient:
             response = await self._http.request(method, path, json=json, params=params)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
             self.requests_by_status["transport"] += 1
-            raise TransportError(f"{method} {path}: cannot connect: {_describe(error)}", ambiguous=False) from None
+            if _caused_by_tls(error):
+                message = self._clean(f"{method} {path}: TLS failed: {_describe(error)}")
+                raise TlsError(message + " (set SSL_CERT_FILE to a CA bundle that trusts the server)") from None
+            message = self._clean(f"{method} {path}: cannot connect: {_describe(error)}")
+            raise TransportError(message, ambiguous=False) from None
         except httpx.TransportError as error:
             # Read/write timeouts, resets and truncated answers: the request may have been applied.
             self.requests_by_status["transport"] += 1
-            raise TransportError(f"{method} {path}: no complete answer: {_describe(error)}", ambiguous=True) from None
+            message = self._clean(f"{method} {path}: no complete answer: {_describe(error)}")
+            raise TransportError(message, ambiguous=True) from None
         self.requests_by_status[str(response.status_code)] += 1
         if not response.is_success:
-            raise _error_from_response(response)
+            raise _error_from_response(response, self._clean)
         if not response.content:
             return {}
         try:
@@ -208,6 +222,16 @@ class DescopeClient:
 def _key_of(body: Mapping[str, Any]) -> dict[str, Any]:
     key = body.get("key")
     return key if isinstance(key, dict) else {}
+
+
+def _caused_by_tls(error: BaseException) -> bool:
+    """A certificate or handshake failure: retrying cannot fix it."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _describe(error: httpx.TransportError) -> str:

@@ -82,5 +82,9 @@ class TransportError(ReconcileError):
         self.ambiguous = ambiguous
 
 
+class TlsError(ReconcileError):
+    """The server's certificate is not trusted, or the handshake failed. Never retried."""
+
+
 class Interrupted(ReconcileError):
     """SIGINT/SIGTERM during apply; the report is still written."""

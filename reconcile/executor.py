@@ -55,6 +55,7 @@ class Journal:
 
     def __init__(self, path: Path, run_id: str) -> None:
         self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._file: IO[str] = os.fdopen(fd, "a", encoding="utf-8")
         self._write({"type": "start", "runId": run_id, "at": _now()})
@@ -148,7 +149,7 @@ class Executor:
         assert body is not None
         tally = Tally()
         try:
-            await self._policy.call(lambda: self._client.update_access_key(body), tally)
+            await self._policy.call(lambda: self._client.update_access_key(body), tally, what=f"update {item.key.id}")
         except AuthenticationError as error:
             self.fatal = self.fatal or error
             self.stop.set()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -24,6 +25,7 @@ from reconcile.errors import Interrupted, RateLimitedError, ServerError, Transpo
 from reconcile.ratelimit import AdaptiveRateLimiter
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 Backoff = Callable[[RetryCallState], float]
 RETRYABLE_STATUS = frozenset({500, 502, 503, 504, *range(520, 531)})
 # 0.5 s, 1 s, 2 s, ... up to 30 s, plus up to 0.5 s of jitter so workers don't retry in step.
@@ -103,7 +105,14 @@ class RetryPolicy:
             token.cancel()
         raise Interrupted("not sent: the run is stopping")
 
-    async def call(self, operation: Callable[[], Awaitable[T]], tally: Tally) -> T:
+    async def call(self, operation: Callable[[], Awaitable[T]], tally: Tally, *, what: str = "request") -> T:
+        """Run `operation` under the policy; `what` names it in the retry log lines."""
+
+        def log_retry(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.debug("%s: %s; retry %d in %.1fs", what, error, state.attempt_number, wait)
+
         retrying = AsyncRetrying(
             stop=(
                 stop_when(lambda: tally.failures >= self.max_attempts)
@@ -113,6 +122,7 @@ class RetryPolicy:
             wait=self._wait,
             retry=retry_if_exception(is_retryable),
             sleep=self._sleep,
+            before_sleep=log_retry,
             reraise=True,
         )
         async for attempt in retrying:

@@ -90,7 +90,7 @@ class Session:
 
 async def fetch_plan(session: Session, desired: DesiredState) -> Plan:
     """One search reads every key (retried like any call); the diff is pure."""
-    observed = await session.policy.call(session.client.search_access_keys, Tally())
+    observed = await session.policy.call(session.client.search_access_keys, Tally(), what="search")
     return compute_plan(desired, observed)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -21,12 +22,13 @@ from reconcile.schemas import DESIRED_SCHEMA, validator
 SUPPORTED_VERSIONS = (1,)
 
 
-def json_path(segments: Iterable[str | int]) -> str:
+def json_path(segments: Iterable[object]) -> str:
+    """`keys[3].roleNames`; odd keys (spaces, or not even strings) in brackets."""
     text = ""
     for segment in segments:
-        if isinstance(segment, int):
+        if isinstance(segment, int) and not isinstance(segment, bool):
             text += f"[{segment}]"
-        elif segment.isidentifier():
+        elif isinstance(segment, str) and segment.isidentifier():
             text += f".{segment}" if text else segment
         else:
             text += f"[{segment!r}]"
@@ -119,6 +121,13 @@ def _semantic_problems(item: dict[str, Any], base: list[str | int]) -> list[tupl
                 if tenant_id in seen:
                     problems.append(([*base, "keyTenants", index, "tenantId"], f"tenant `{tenant_id}` is listed twice"))
                 seen.add(tenant_id)
+    for field in ("customClaims", "customAttributes"):
+        values = item.get(field)
+        if isinstance(values, dict):
+            for name, value in values.items():
+                for number in value if isinstance(value, list) else [value]:
+                    if isinstance(number, float) and not math.isfinite(number):
+                        problems.append(([*base, field, name], f"`{number}` is not a number JSON can carry"))
     ips = item.get("permittedIps")
     if isinstance(ips, list):
         for index, entry in enumerate(ips):

@@ -134,7 +134,8 @@ def test_auth_failure_mid_run_stops_everything(start_emulator: Any, tmp_path: Pa
 
     emulator.answer = revoke_after_five_updates
     result = run_cli(
-        ["apply", str(desired), "--force", "--concurrency", "2", "--report", str(tmp_path / "r.json")], cli_env(emulator)
+        ["apply", str(desired), "--force", "--concurrency", "2", "--report", str(tmp_path / "r.json")],
+        cli_env(emulator),
     )
     assert result.code == 1
     assert "HTTP 401" in result.stderr and "nothing more was sent" in result.stderr
@@ -164,7 +165,8 @@ def test_per_key_failures_do_not_stop_the_others(start_emulator: Any, tmp_path: 
 
     emulator.answer = always_fail_k0003
     result = run_cli(
-        ["apply", str(desired), "--force", "--max-attempts", "3", "--report", str(tmp_path / "r.json")], cli_env(emulator)
+        ["apply", str(desired), "--force", "--max-attempts", "3", "--report", str(tmp_path / "r.json")],
+        cli_env(emulator),
     )
     assert result.code == 1
     keys_out = {k["id"]: k for k in load_report(tmp_path / "r.json")["keys"]}
@@ -232,7 +234,7 @@ def test_interrupt_stops_sending_and_still_writes_the_report(
     process = _start_apply(emulator, desired, report, "--concurrency", "2")
     _wait_for_journal(tmp_path / "r.json.journal.jsonl", 10)
     process.send_signal(signum)
-    stdout, stderr = process.communicate(timeout=30)
+    _, stderr = process.communicate(timeout=30)
     assert process.returncode == 1, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
 

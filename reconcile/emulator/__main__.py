@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import ssl
 import sys
 import threading
 from pathlib import Path
@@ -68,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--slow-seconds", type=float, default=defaults.slow_seconds, help="stall of a slow fault")
     parser.add_argument("--random-seed", type=int, help="make fault injection repeatable")
+    parser.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
     return parser
 
 
@@ -89,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         slow_seconds=args.slow_seconds,
         random_seed=args.random_seed,
     )
-    emulator = Emulator(config, seed["keys"], tenant_names=seed.get("tenants"), host=args.host, port=args.port)
+    tls = None
+    if args.tls_cert:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+    emulator = Emulator(config, seed["keys"], tenant_names=seed.get("tenants"), host=args.host, port=args.port, tls=tls)
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())

@@ -12,6 +12,7 @@ import json
 import math
 import random
 import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -90,6 +91,7 @@ class Emulator:
         tenant_names: Mapping[str, str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.config = config or EmulatorConfig()
         self.store = KeyStore(keys, tenant_names)
@@ -100,12 +102,15 @@ class Emulator:
         self._bucket = TokenBucket(limit, self.config.rate_burst or max(1.0, limit)) if limit else None
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
+        self._scheme = "https" if tls else "http"
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self._scheme}://{host!s}:{port}"
 
     @property
     def auth_header(self) -> str:

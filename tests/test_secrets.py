@@ -1,0 +1,152 @@
+"""The management key never leaks; TLS is always verified, with a CA bundle when given."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import ssl
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from reconcile.emulator import FAULT_KINDS, Emulator, EmulatorConfig
+from tests.conftest import cli_env, run_cli, write_desired
+
+SENTINEL = "K2-SENTINEL-c0ffee-do-not-print"
+KEYS = [{"id": f"K{i}", "name": f"k{i}"} for i in range(30)]
+
+
+def echoing_auth(emulator: Emulator) -> None:
+    """A server that fails in the worst way: error bodies that quote the request's credentials."""
+    original = emulator.answer
+
+    def answer(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
+        result = original(method, path, query, headers, body)
+        if not isinstance(result, str) and isinstance(result.body, dict) and "errorCode" in result.body:
+            result.body["errorMessage"] = f"rejected {headers.get('authorization')}"
+            result.body["errorDescription"] = f"key was {SENTINEL}"
+        return result
+
+    emulator.answer = answer  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("accepted", [True, False], ids=["key-accepted", "key-rejected"])
+def test_sentinel_key_never_appears_in_any_output(start_emulator: Any, tmp_path: Path, accepted: bool) -> None:
+    emulator = start_emulator(
+        KEYS,
+        management_key=SENTINEL if accepted else "K2-the-right-one",
+        rate_limit=30,
+        retry_after=False,
+        fault_rate=0.3,
+        fault_kinds=FAULT_KINDS,
+        slow_seconds=0.6,
+        random_seed=3,
+    )
+    echoing_auth(emulator)
+    desired = write_desired(tmp_path / "d", [{**k, "name": "renamed"} for k in KEYS])
+    env = cli_env(emulator, DESCOPE_MANAGEMENT_KEY=SENTINEL)
+    outputs = []
+    for args in (
+        ["validate", str(desired), "-vv"],
+        ["plan", str(desired), "-vv", "--timeout", "0.3", "--report", str(tmp_path / "plan.json")],
+        [
+            "apply",
+            str(desired),
+            "-vv",
+            "--timeout",
+            "0.3",
+            "--force",
+            "--max-attempts",
+            "2",
+            "--report",
+            str(tmp_path / "apply.json"),
+        ],
+    ):
+        result = run_cli(args, env, timeout=180)
+        assert "Traceback" not in result.output
+        outputs.append(result.output)
+    written = [p.read_bytes() for p in tmp_path.iterdir() if p.is_file()]
+    if accepted:  # plan report, apply report, journal (a project that cannot be read gets no report)
+        assert len(written) == 3
+    everything = "\n".join(outputs).encode() + b"\n".join(written)
+    assert SENTINEL.encode() not in everything
+    assert b"rejected" in everything or b"HTTP 4" in everything  # the errors were shown, scrubbed
+    if accepted:
+        assert "***" in "\n".join(outputs)
+
+
+def test_key_from_a_mounted_file_and_private_files(start_emulator: Any, tmp_path: Path) -> None:
+    emulator = start_emulator(KEYS[:3])
+    secret = tmp_path / "secret"
+    secret.write_text(emulator.config.management_key + "\n")
+    secret.chmod(0o400)
+    desired = write_desired(tmp_path / "d", [{**k, "name": "x"} for k in KEYS[:3]])
+    env = {**cli_env(emulator), "DESCOPE_MANAGEMENT_KEY": "", "DESCOPE_MANAGEMENT_KEY_FILE": str(secret)}
+    result = run_cli(["apply", str(desired), "--report", str(tmp_path / "out" / "r.json")], env)
+    assert result.code == 0, result.output
+    for path in (tmp_path / "out" / "r.json", tmp_path / "out" / "r.json.journal.jsonl"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_no_flag_takes_the_key() -> None:
+    text = run_cli(["apply", "--help"], cli_env(None)).stdout
+    assert "--management-key" not in text and "--key " not in text
+
+
+def _certificate_authority(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 signed by it: (ca.pem, cert.pem, key.pem)."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return paths
+
+
+def test_tls_is_verified_and_a_ca_bundle_can_be_given(tmp_path: Path) -> None:
+    ca, cert, key = _certificate_authority(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    desired = write_desired(tmp_path / "d", KEYS[:2])
+    with Emulator(EmulatorConfig(), KEYS[:2], tls=context) as emulator:
+        assert emulator.url.startswith("https://127.0.0.1:")
+        env = {k: v for k, v in cli_env(emulator).items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+        untrusted = run_cli(["plan", str(desired)], env)
+        assert untrusted.code == 1 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+        assert "SSL_CERT_FILE" in untrusted.stderr and len(emulator.requests) == 0  # not retried
+        assert "Traceback" not in untrusted.output
+        trusted = run_cli(["plan", str(desired)], {**env, "SSL_CERT_FILE": str(ca)})
+        assert trusted.code == 0, trusted.output
