@@ -1,44 +1,25 @@
-"""The `descope-reconcile` command: wires the steps of reconcile.runner to arguments and output."""
+"""The `descope-reconcile` command line: arguments, logging, and errors mapped to exit codes."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
-import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from reconcile import __version__
-from reconcile.client import DEFAULT_TIMEOUT_SECONDS, DescopeClient, base_url_for, credentials_from_env
-from reconcile.errors import ExitCode, ReconcileError, SafetyThresholdExceeded, UsageError, ValidationFailed
-from reconcile.executor import Journal
-from reconcile.loader import DEFAULT_MAX_FILE_BYTES, Diagnostic
-from reconcile.plan import Outcome, Plan
+from reconcile import __version__, commands
+from reconcile.client import DEFAULT_TIMEOUT_SECONDS
+from reconcile.errors import ExitCode, ReconcileError, UsageError
+from reconcile.loader import DEFAULT_MAX_FILE_BYTES
 from reconcile.redact import redactor
-from reconcile.render import render_plan, render_results
-from reconcile.report import write_report
-from reconcile.runner import (
-    DEFAULT_MAX_CHANGES_SHARE,
-    DEFAULT_THRESHOLD_MIN_KEYS,
-    ApplyOutcome,
-    ChangeLimit,
-    LoadedDesired,
-    RetrySettings,
-    RunClock,
-    Session,
-    check_safety,
-    execute,
-    fetch_plan,
-    journal_path_for,
-    load_desired,
-    make_report,
-)
+from reconcile.runner import DEFAULT_MAX_CHANGES_SHARE, DEFAULT_THRESHOLD_MIN_KEYS, ChangeLimit
+from reconcile.savedplan import parse_age
 
 log = logging.getLogger("reconcile")
+Converter = Callable[[str], Any]
 
 # Descope publishes 1000 requests per 10 s for backend (SDK) traffic: 100/s never exceeds it,
 # and the limiter slows down by itself where a project's limit is lower.
@@ -49,26 +30,30 @@ DEFAULT_KEY_DEADLINE = 300.0
 
 EPILOG = f"""\
 exit codes:
-  {ExitCode.OK:<3} valid (validate), in sync (plan), everything applied (apply)
-  {ExitCode.FAILURE:<3} an error: invalid input, API or network failure, or a key failed, missing,
-      not editable, in conflict or interrupted
-  {ExitCode.CHANGES_PENDING:<3} plan found changes to make
+  {ExitCode.OK:<3} valid (validate), in sync (plan), everything applied (apply), done (export, audit)
+  {ExitCode.FAILURE:<3} an error: invalid input, API or network failure, a refused saved plan, or a key
+      failed, missing, not editable, in conflict or interrupted
+  {ExitCode.CHANGES_PENDING:<3} plan found changes to make (audit --fail-on-drift: drift found)
   {ExitCode.SAFETY_THRESHOLD:<3} apply refused: the plan changes more keys than --max-changes allows
   {ExitCode.USAGE:<3} usage error (bad command line)
 
 environment:
-  DESCOPE_PROJECT_ID            the project (required by plan and apply)
+  DESCOPE_PROJECT_ID            the project (every command but validate)
   DESCOPE_MANAGEMENT_KEY        its management key; never give it on the command line
   DESCOPE_MANAGEMENT_KEY_FILE   or: a file holding the key (mounted secrets)
   DESCOPE_BASE_URL              API base URL (DESCOPE_BASE_URI, the SDKs' name, works too);
                                 default https://api.descope.com, or the regional host for
                                 32+ character project ids. Plain http:// only on loopback.
   SSL_CERT_FILE                 CA bundle for TLS (verification cannot be switched off)
+  GITHUB_STEP_SUMMARY           where --summary goes by default, when set (GitHub Actions)
 
 examples:
   descope-reconcile validate desired/
-  descope-reconcile plan desired/ --report plan.json        # exit 2 when there is drift
+  descope-reconcile plan desired/ --report report.json --out plan.json   # exit 2: drift
+  descope-reconcile apply --plan plan.json --report report.json          # exactly the reviewed plan
   descope-reconcile apply desired/ --report report.json
+  descope-reconcile export --out desired/keys.yaml
+  descope-reconcile audit desired/ --summary audit.md --out audit.json
 """
 
 
@@ -78,33 +63,41 @@ class _Parser(argparse.ArgumentParser):
         self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
+def _checked(convert: type[float] | type[int], minimum: float, what: str) -> Converter:
+    def parse(text: str) -> float | int:
+        value = convert(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
+_positive_float = _checked(float, 1e-9, "positive")
+_positive_int = _checked(int, 1, "at least 1")
+_non_negative_int = _checked(int, 0, "0 or more")
 
 
-def _change_limit(text: str) -> ChangeLimit:
-    try:
-        return ChangeLimit.parse(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+def _parsed(parse: Converter) -> Converter:
+    """A parser's ValueError as argparse's usage error (exit 64)."""
+
+    def wrapper(text: str) -> object:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return wrapper
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more detail on stderr (-vv: debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr, nothing on stdout")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
-    common.add_argument("paths", nargs="+", metavar="PATH", help="desired-state YAML files or folders (recursive)")
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more detail on stderr (-vv: debug)")
-    common.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr, no plan on stdout")
-    common.add_argument(
+    desired = _Parser(add_help=False)
+    desired.add_argument(
         "--max-file-size",
         type=_positive_int,
         default=DEFAULT_MAX_FILE_BYTES,
@@ -112,7 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"refuse desired files larger than this (default {DEFAULT_MAX_FILE_BYTES:,})",
     )
     remote = _Parser(add_help=False)
-    remote.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here (mode 0600)")
     remote.add_argument(
         "--timeout",
         type=_positive_float,
@@ -132,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-attempts",
         type=_positive_int,
         default=DEFAULT_MAX_ATTEMPTS,
-        help="failed attempts per key before giving up, first included; 429s do not count "
+        help="failed attempts per request before giving up, first included; 429s do not count "
         f"(default {DEFAULT_MAX_ATTEMPTS})",
     )
     remote.add_argument(
@@ -142,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"give up on a key this long after its first attempt (default {DEFAULT_KEY_DEADLINE:g})",
     )
+    reported = _Parser(add_help=False)
+    reported.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here (mode 0600)")
+    reported.add_argument(
+        "--summary",
+        type=Path,
+        metavar="FILE",
+        help="write a Markdown summary here (default: $GITHUB_STEP_SUMMARY when set)",
+    )
 
     parser = _Parser(
         prog="descope-reconcile",
@@ -150,16 +150,28 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    validate = commands.add_parser(
+    def command(name: str, parents: list[_Parser], summary: str, text: str) -> argparse.ArgumentParser:
+        sub = subcommands.add_parser(
+            name,
+            parents=parents,
+            help=summary,
+            description=text,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _add_output_options(sub)
+        return sub
+
+    paths_help = "desired-state YAML files or folders (recursive)"
+    validate = command(
         "validate",
-        parents=[common],
-        help="check the desired files offline (no credentials, no network)",
-        description="Check every desired file against schemas/desired.schema.json and report every problem.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        [desired],
+        "check the desired files offline (no credentials, no network)",
+        "Check every desired file against schemas/desired.schema.json and report every problem.",
     )
+    validate.add_argument("paths", nargs="+", metavar="PATH", help=paths_help)
     validate.add_argument(
         "--format",
         choices=("text", "github", "json"),
@@ -167,22 +179,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="text: path:line:col: error: ...; github: workflow annotations; json: a list",
     )
 
-    commands.add_parser(
+    plan = command(
         "plan",
-        parents=[common, remote],
-        help="show what apply would change (read-only); exit 2 when there are changes",
-        description="Read the project, compare it with the desired files, print the changes. Sends no update.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        [desired, remote, reported],
+        "show what apply would change (read-only); exit 2 when there are changes",
+        "Read the project, compare it with the desired files, print the changes. Sends no change.",
     )
+    plan.add_argument("paths", nargs="+", metavar="PATH", help=paths_help)
+    plan.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan FILE`")
 
-    apply = commands.add_parser(
+    apply = command(
         "apply",
-        parents=[common, remote],
-        help="send one update per key that differs, and none for the others",
-        description="Plan, then update every key that differs: rate-limited, retried, journaled.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        [desired, remote, reported],
+        "send one update per key that differs, and none for the others",
+        "Plan (or load a saved plan), then change every key that differs: rate-limited, retried, journaled.",
+    )
+    apply.add_argument("paths", nargs="*", metavar="PATH", help=paths_help + "; optional with --plan")
+    apply.add_argument(
+        "--plan",
+        type=Path,
+        metavar="FILE",
+        help="apply this saved plan and nothing else; refused if stale, edited or too old "
+        "(with PATHs, also if the desired files changed)",
+    )
+    apply.add_argument(
+        "--max-plan-age",
+        type=_parsed(parse_age),
+        default=parse_age("24h"),
+        metavar="AGE",
+        help="refuse a saved plan older than this: 24h (default), 90m, 3600s, 2d",
     )
     apply.add_argument(
         "--concurrency",
@@ -192,12 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     apply.add_argument(
         "--max-changes",
-        type=_change_limit,
+        type=_parsed(ChangeLimit.parse),
         metavar="N|P%",
-        help=f"refuse (exit 3) before any write when more keys would change; default "
+        help="refuse (exit 3) before any write when more keys would change; default "
         f"{DEFAULT_MAX_CHANGES_SHARE * 100:.0f}%% when more than {DEFAULT_THRESHOLD_MIN_KEYS} keys are managed",
     )
     apply.add_argument("--force", action="store_true", help="apply even over --max-changes")
+    apply.add_argument("--journal", type=Path, metavar="FILE", help="JSON Lines journal (default: beside --report)")
     apply.add_argument(
         "--progress-every",
         type=_positive_float,
@@ -205,7 +231,33 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="progress on stderr this often (default: a live line on a terminal, else a log line every 5 s)",
     )
-    apply.add_argument("--journal", type=Path, metavar="FILE", help="JSON Lines journal (default: beside --report)")
+
+    export = command(
+        "export",
+        [remote],
+        "write every key of the project as a desired file (bootstrap)",
+        "Write the project's keys as a valid desired file: sorted, updatable fields only, "
+        "server-managed facts as comments. `plan` on the result reports no change.",
+    )
+    export.add_argument("--out", type=Path, required=True, metavar="FILE", help="the desired file to write")
+    export.add_argument("--ids", metavar="ID,ID", help="only these key ids (comma-separated)")
+    export.add_argument("--tenant", action="append", metavar="TENANT_ID", help="only keys of this tenant (repeatable)")
+    export.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+
+    audit = command(
+        "audit",
+        [desired, remote],
+        "read-only audit of the whole project, in Markdown and JSON",
+        "Managed and unmanaged keys, drift, inactive keys, keys expiring soon, keys with no IP "
+        "restriction, keys with neither roles nor tenants. Exit 0 even with drift, unless --fail-on-drift.",
+    )
+    audit.add_argument("paths", nargs="*", metavar="PATH", help=paths_help + " (none: every key is unmanaged)")
+    audit.add_argument("--out", type=Path, metavar="FILE", help="write the audit as JSON (mode 0600)")
+    audit.add_argument(
+        "--summary", type=Path, metavar="FILE", help="write it as Markdown (default: $GITHUB_STEP_SUMMARY when set)"
+    )
+    audit.add_argument("--expiring-within", type=_non_negative_int, default=30, metavar="DAYS", help="default 30 days")
+    audit.add_argument("--fail-on-drift", action="store_true", help="exit 2 when any managed key drifted")
     return parser
 
 
@@ -222,119 +274,14 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     logging.getLogger("httpcore").setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
 
 
-def _print_diagnostics(diagnostics: Sequence[Diagnostic], output_format: str) -> None:
-    if output_format == "json":
-        print(json.dumps([d.__dict__ for d in diagnostics], indent=2))
-        return
-    for diagnostic in diagnostics:
-        if output_format == "github":
-            message = diagnostic.message + (f" [{diagnostic.field}]" if diagnostic.field else "")
-            escaped = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-            print(f"::error file={diagnostic.path},line={diagnostic.line},col={diagnostic.column}::{escaped}")
-        else:
-            print(diagnostic.render(), file=sys.stderr)
-
-
-def _load(args: argparse.Namespace, output_format: str = "text") -> LoadedDesired:
-    loaded = load_desired(args.paths, max_bytes=args.max_file_size)
-    if loaded.diagnostics:
-        _print_diagnostics(loaded.diagnostics, output_format)
-        raise ValidationFailed(len(loaded.diagnostics))
-    return loaded
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    loaded = _load(args, args.format)
-    if args.format == "json":
-        print("[]")
-    log.info("%d file(s), %d key(s): valid", len(loaded.files), len(loaded.state.keys))
-    return ExitCode.OK
-
-
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The run's knobs, for the report (JSON-ready)."""
-    names = ("timeout", "rate", "concurrency", "max_attempts", "key_deadline", "max_changes", "force")
-    values = {name: getattr(args, name) for name in names if hasattr(args, name)}
-    return {name: str(value) if isinstance(value, ChangeLimit) else value for name, value in values.items()}
-
-
-def _exit_code(args: argparse.Namespace, plan: Plan, outcome: ApplyOutcome | None) -> ExitCode:
-    if plan.errors or (outcome and any(r.outcome is not Outcome.UPDATED for r in outcome.results)):
-        return ExitCode.FAILURE
-    if args.command == "plan" and plan.updates:
-        return ExitCode.CHANGES_PENDING
-    return ExitCode.OK
-
-
-async def _apply(args: argparse.Namespace, session: Session, plan: Plan, run_id: str) -> ApplyOutcome:
-    journal_file = args.journal or (journal_path_for(args.report) if args.report else None)
-    journal = Journal(journal_file, run_id) if journal_file else None
-    try:
-        outcome = await execute(
-            session,
-            plan,
-            concurrency=args.concurrency,
-            journal=journal,
-            progress_every=None if args.quiet else args.progress_every,
-        )
-    finally:
-        if journal is not None:
-            journal.close()
-    if not args.quiet:
-        sys.stdout.write(render_results(outcome.results))
-    if outcome.fatal is not None:
-        log.error("error: %s; the run stopped, nothing more was sent", outcome.fatal)
-    if outcome.interrupted:
-        log.error("interrupted: in-flight updates finished, the rest were not sent")
-    return outcome
-
-
-async def _plan_or_apply(args: argparse.Namespace) -> int:
-    clock = RunClock(args.command)
-    loaded = _load(args)  # any validation error: no network call at all
-    credentials = credentials_from_env(os.environ)
-    redactor.add(credentials.management_key)
-    base_url = base_url_for(credentials.project_id, os.environ)
-    connections = getattr(args, "concurrency", 1)
-    retry = RetrySettings(args.rate, args.max_attempts, args.key_deadline)
-    async with DescopeClient(credentials, base_url, timeout=args.timeout, max_connections=connections) as client:
-        session = Session(client, retry)
-        with session.signals_stop_the_run():
-            log.debug("reading access keys from %s", base_url)
-            plan = await fetch_plan(session, loaded.state)
-            if not args.quiet:
-                sys.stdout.write(render_plan(plan, verbose=args.verbose > 0))
-                sys.stdout.flush()
-            outcome, refusal = None, None
-            if args.command == "apply" and plan.updates:
-                try:
-                    check_safety(plan, args.max_changes, force=args.force)  # before any write
-                except SafetyThresholdExceeded as error:
-                    refusal = error  # still write the report: a refused plan is worth auditing
-                else:
-                    outcome = await _apply(args, session, plan, clock.run_id)
-        if args.report:
-            report = make_report(
-                clock, loaded, client, credentials.project_id, plan, settings=_settings(args), outcome=outcome
-            )
-            write_report(args.report, report)
-            log.info("report written to %s", args.report)
-    if refusal is not None:
-        raise refusal
-    return _exit_code(args, plan, outcome)
-
-
-COMMANDS = {"validate": cmd_validate}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
     try:
-        if args.command in COMMANDS:
-            return COMMANDS[args.command](args)
-        return asyncio.run(_plan_or_apply(args))
+        if args.command == "validate":
+            return commands.validate(args)
+        return asyncio.run(commands.REMOTE[args.command](args))
     except UsageError as error:
         parser.print_usage(sys.stderr)
         log.error("error: %s", error)

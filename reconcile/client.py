@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import ssl
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ DEFAULT_BASE_URL = "https://api.descope.com"
 SEARCH_PATH = "/v1/mgmt/accesskey/search"
 LOAD_PATH = "/v1/mgmt/accesskey"
 UPDATE_PATH = "/v1/mgmt/accesskey/update"
+STATUS_PATHS = {"active": "/v1/mgmt/accesskey/activate", "inactive": "/v1/mgmt/accesskey/deactivate"}
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
 
@@ -164,9 +165,9 @@ class DescopeClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self._http.aclose()
 
-    async def search_access_keys(self) -> list[dict[str, Any]]:
-        """Every key of the project (the API has no pagination)."""
-        body = await self._request("POST", SEARCH_PATH, json={})
+    async def search_access_keys(self, tenant_ids: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Every key of the project, or of these tenants (the API has no pagination)."""
+        body = await self._request("POST", SEARCH_PATH, json={"tenantIds": list(tenant_ids)} if tenant_ids else {})
         keys = body.get("keys") or []
         if not isinstance(keys, list):
             raise TransportError("search answered without a list of keys", ambiguous=False)
@@ -182,6 +183,14 @@ class DescopeClient:
 
     def _clean(self, text: str) -> str:
         return text.replace(self._secret, MASK) if self._secret else text
+
+    async def set_status(self, key_ids: Sequence[str], status: str) -> None:
+        """Activate or deactivate keys: the single form for one key, the batch form for several."""
+        path = STATUS_PATHS[status]
+        if len(key_ids) == 1:
+            await self._request("POST", path, json={"id": key_ids[0]})
+        else:
+            await self._request("POST", f"{path}/batch", json={"ids": list(key_ids)})
 
     async def _request(
         self,

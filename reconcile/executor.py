@@ -11,9 +11,10 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -48,6 +49,13 @@ class KeyResult:
 
 class UpdateClient(Protocol):
     async def update_access_key(self, request_body: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    async def set_status(self, key_ids: Sequence[str], status: str) -> None: ...
+
+
+# One status change: outcome, requests sent, error.
+_Step = tuple[Outcome, int, "ErrorInfo | None"]
+STATUS_BATCH_SIZE = 100  # ids per activate/deactivate batch request
 
 
 class Journal:
@@ -111,14 +119,24 @@ class Executor:
         self.progress = Progress(total=0)
 
     async def run(self, updates: Sequence[KeyPlan]) -> list[KeyResult]:
-        """Apply every planned update; every key gets a result, in plan order."""
+        """Apply every planned change; every key gets a result, in plan order.
+
+        Status changes go first, in batches (disabling a compromised key is the urgent part),
+        then the update bodies, `concurrency` at a time.
+        """
         self.progress.total, self.progress.started = len(updates), time.monotonic()
+        status_steps = await self._change_statuses([item for item in updates if item.status is not None])
+        results: dict[str, KeyResult] = {}
         queue: asyncio.Queue[KeyPlan] = asyncio.Queue()
         for item in updates:
-            queue.put_nowait(item)
-        results: dict[str, KeyResult] = {}
+            step = status_steps.get(item.key.id)
+            if item.body is None and step is not None:
+                self._finish(KeyResult(item, *step), results)
+            else:
+                queue.put_nowait(item)
         workers = [
-            asyncio.create_task(self._worker(queue, results)) for _ in range(min(self._concurrency, len(updates)))
+            asyncio.create_task(self._worker(queue, status_steps, results))
+            for _ in range(min(self._concurrency, queue.qsize()))
         ]
         await asyncio.gather(*workers)
         return [
@@ -131,35 +149,66 @@ class Executor:
             return ErrorInfo(f"not sent: the run stopped after {self.fatal}")
         return ErrorInfo("not sent: the run was interrupted")
 
-    async def _worker(self, queue: asyncio.Queue[KeyPlan], results: dict[str, KeyResult]) -> None:
+    def _finish(self, result: KeyResult, results: dict[str, KeyResult]) -> None:
+        if self._journal is not None:
+            self._journal.record(result)  # on disk before the key is counted as done
+        results[result.plan.key.id] = result
+        self.progress.done += 1
+        self.progress.failed += result.outcome is not Outcome.UPDATED
+
+    async def _worker(
+        self, queue: asyncio.Queue[KeyPlan], status_steps: dict[str, _Step], results: dict[str, KeyResult]
+    ) -> None:
         while not self.stop.is_set():
             try:
                 item = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            result = await self._apply_one(item)
-            if self._journal is not None:
-                self._journal.record(result)  # on disk before the key is counted as done
-            results[item.key.id] = result
-            self.progress.done += 1
-            self.progress.failed += result.outcome is not Outcome.UPDATED
+            body = item.body
+            assert body is not None
+            tally = Tally()
+            outcome, error = await self._guarded(
+                partial(self._client.update_access_key, body), tally, what=f"update {item.key.id}"
+            )
+            attempts = tally.attempts
+            if item.key.id in status_steps:  # a failed status change decides the key's outcome
+                status_outcome, status_attempts, status_error = status_steps[item.key.id]
+                attempts += status_attempts
+                if status_outcome is not Outcome.UPDATED:
+                    outcome, error = status_outcome, status_error
+            self._finish(KeyResult(item, outcome, attempts, error), results)
 
-    async def _apply_one(self, item: KeyPlan) -> KeyResult:
-        body = item.body
-        assert body is not None
-        tally = Tally()
+    async def _change_statuses(self, items: Sequence[KeyPlan]) -> dict[str, _Step]:
+        steps: dict[str, _Step] = {}
+        for status in ("inactive", "active"):
+            ids = [item.key.id for item in items if item.status == status]
+            for start in range(0, len(ids), STATUS_BATCH_SIZE):
+                batch = ids[start : start + STATUS_BATCH_SIZE]
+                tally = Tally()
+                outcome, error = await self._guarded(
+                    partial(self._client.set_status, batch, status),
+                    tally,
+                    what=f"set {len(batch)} key(s) {status}",
+                )
+                steps.update((key_id, (outcome, tally.attempts, error)) for key_id in batch)
+        return steps
+
+    async def _guarded(
+        self, operation: Callable[[], Awaitable[Any]], tally: Tally, *, what: str
+    ) -> tuple[Outcome, ErrorInfo | None]:
+        """Run one call under the retry policy; its failure becomes an outcome, never an exception."""
         try:
-            await self._policy.call(lambda: self._client.update_access_key(body), tally, what=f"update {item.key.id}")
+            await self._policy.call(operation, tally, what=what)
         except AuthenticationError as error:
             self.fatal = self.fatal or error
             self.stop.set()
-            return KeyResult(item, Outcome.FAILED, tally.attempts, ErrorInfo.of(error))
+            return Outcome.FAILED, ErrorInfo.of(error)
         except Interrupted:
-            return KeyResult(item, Outcome.INTERRUPTED, tally.attempts, self._not_sent_reason())
+            return Outcome.INTERRUPTED, self._not_sent_reason()
         except ReconcileError as error:
             # A retryable failure cut short by the stop is an interruption, not a verdict on the key.
             outcome = Outcome.INTERRUPTED if self.stop.is_set() and is_retryable(error) else Outcome.FAILED
-            return KeyResult(item, outcome, tally.attempts, ErrorInfo.of(error))
+            return outcome, ErrorInfo.of(error)
         finally:
             self.progress.retries += max(0, tally.attempts - 1)
-        return KeyResult(item, Outcome.UPDATED, tally.attempts)
+        return Outcome.UPDATED, None

@@ -23,7 +23,12 @@ UPDATABLE_FIELDS: tuple[str, ...] = (
     "permittedIps",
     "customAttributes",
 )
-# Filled by the server; never sent, never part of a diff.
+# Managed through the activate / deactivate endpoints, never the update body.
+STATUS_FIELD = "status"
+DEFAULT_STATUS = "active"
+# What a desired key may say.
+MANAGED_FIELDS: tuple[str, ...] = (*UPDATABLE_FIELDS, STATUS_FIELD)
+# Filled by the server; never sent in an update, never part of a diff (status: only when managed).
 SERVER_MANAGED_FIELDS: tuple[str, ...] = (
     "status",
     "expireTime",

@@ -13,6 +13,8 @@ from enum import StrEnum
 from typing import Any
 
 from reconcile.model import (
+    DEFAULT_STATUS,
+    STATUS_FIELD,
     UPDATABLE_FIELDS,
     DesiredKey,
     DesiredState,
@@ -56,7 +58,8 @@ class KeyPlan:
     reason: str
     name: str  # the key's name after the change (or as it is), for people reading the plan
     changes: tuple[FieldChange, ...] = ()
-    body: Mapping[str, Any] | None = None  # the update request, when outcome is UPDATE
+    body: Mapping[str, Any] | None = None  # the update request, when an updatable field changes
+    status: str | None = None  # the status to set, when it changes
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class Plan:
 
 
 def diff_fields(desired: DesiredKey, current: Mapping[str, Any]) -> tuple[FieldChange, ...]:
-    """The managed fields whose semantic value differs, in wire order."""
+    """The managed fields whose semantic value differs, in wire order, status last."""
     changes = []
     for name in UPDATABLE_FIELDS:
         if name not in desired.fields:
@@ -88,12 +91,16 @@ def diff_fields(desired: DesiredKey, current: Mapping[str, Any]) -> tuple[FieldC
         wanted, present = desired.fields[name], current.get(name)
         if normalize_field(name, wanted) != normalize_field(name, present):
             changes.append(FieldChange(name, canonical_value(name, present), canonical_value(name, wanted)))
+    if STATUS_FIELD in desired.fields:
+        present_status = current.get(STATUS_FIELD) or DEFAULT_STATUS
+        if desired.fields[STATUS_FIELD] != present_status:
+            changes.append(FieldChange(STATUS_FIELD, present_status, desired.fields[STATUS_FIELD]))
     return tuple(changes)
 
 
 def update_body(desired: DesiredKey, current: Mapping[str, Any]) -> dict[str, Any]:
     final = current_fields(current)
-    final.update({name: canonical_value(name, value) for name, value in desired.fields.items()})
+    final.update({name: canonical_value(name, v) for name, v in desired.fields.items() if name in UPDATABLE_FIELDS})
     return {"id": desired.id, **final}
 
 
@@ -108,12 +115,16 @@ def plan_key(desired: DesiredKey, current: Mapping[str, Any] | None) -> KeyPlan:
         return KeyPlan(desired, Outcome.UNCHANGED, "in sync", name)
     if current.get("editable") is False:
         return KeyPlan(desired, Outcome.NOT_EDITABLE, "the server marks this key as not editable", name, changes)
-    if body["roleNames"] and body["keyTenants"]:
+    field_changes = [change for change in changes if change.field != STATUS_FIELD]
+    if field_changes and body["roleNames"] and body["keyTenants"]:
         held = "roleNames" if "roleNames" not in desired.fields else "keyTenants"
         reason = f"the result would have both roleNames and keyTenants; the key's current {held} must be set to []"
         return KeyPlan(desired, Outcome.CONFLICT, reason, name, changes)
+    status = next((str(change.after) for change in changes if change.field == STATUS_FIELD), None)
     fields = ", ".join(change.field for change in changes)
-    return KeyPlan(desired, Outcome.UPDATE, f"differs in {fields}", name, changes, body)
+    return KeyPlan(
+        desired, Outcome.UPDATE, f"differs in {fields}", name, changes, body if field_changes else None, status
+    )
 
 
 def compute_plan(desired: DesiredState, observed: Iterable[Mapping[str, Any]]) -> Plan:

@@ -138,12 +138,13 @@ def build_report(
     }
 
 
-def write_private_atomically(path: Path, text: str) -> None:
-    """Temporary file beside the target (same filesystem), fsync, rename: readers never see half a file."""
+def write_private_atomically(path: Path, text: str, *, mode: int = 0o600) -> None:
+    """Temporary file beside the target (same filesystem), fsync, rename: readers never see half a file.
+    Private (0600) unless said otherwise: reports describe a project's credentials."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o600)
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

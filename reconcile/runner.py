@@ -20,7 +20,7 @@ from reconcile.errors import SafetyThresholdExceeded
 from reconcile.executor import Executor, Journal, KeyResult
 from reconcile.loader import DEFAULT_MAX_FILE_BYTES, Diagnostic, ParsedFile, load_files
 from reconcile.model import DesiredState
-from reconcile.plan import Plan, compute_plan
+from reconcile.plan import Plan
 from reconcile.progress import report_progress
 from reconcile.ratelimit import AdaptiveRateLimiter
 from reconcile.report import DesiredFile, RunInfo, build_report, git_state
@@ -88,10 +88,9 @@ class Session:
                 loop.remove_signal_handler(signum)
 
 
-async def fetch_plan(session: Session, desired: DesiredState) -> Plan:
-    """One search reads every key (retried like any call); the diff is pure."""
-    observed = await session.policy.call(session.client.search_access_keys, Tally(), what="search")
-    return compute_plan(desired, observed)
+async def fetch_keys(session: Session) -> list[dict[str, Any]]:
+    """Every key of the project: one search, retried like any call."""
+    return await session.policy.call(session.client.search_access_keys, Tally(), what="search")
 
 
 @dataclass(frozen=True)
@@ -183,7 +182,7 @@ class RunClock:
 
 def make_report(
     clock: RunClock,
-    loaded: LoadedDesired,
+    files: Sequence[DesiredFile],
     client: DescopeClient,
     project_id: str,
     plan: Plan,
@@ -193,8 +192,8 @@ def make_report(
 ) -> dict[str, Any]:
     return build_report(
         run=clock.finish(settings, interrupted=bool(outcome and outcome.interrupted)),
-        files=loaded.files,
-        git=git_state([f.path for f in loaded.files]),
+        files=files,
+        git=git_state([f.path for f in files]),
         project_id=project_id,
         base_url=client.base_url,
         plan=plan,

@@ -16,7 +16,7 @@ from typing import Any
 from jsonschema import ValidationError
 
 from reconcile.loader import Diagnostic, ParsedFile
-from reconcile.model import UPDATABLE_FIELDS, DesiredKey, DesiredState, SourceLocation
+from reconcile.model import MANAGED_FIELDS, DesiredKey, DesiredState, SourceLocation
 from reconcile.schemas import DESIRED_SCHEMA, validator
 
 SUPPORTED_VERSIONS = (1,)
@@ -185,7 +185,7 @@ def _desired_keys(parsed: ParsedFile) -> Iterable[tuple[int, DesiredKey]]:
                 index,
                 DesiredKey(
                     id=item["id"],
-                    fields={name: item[name] for name in UPDATABLE_FIELDS if name in item},
+                    fields={name: item[name] for name in MANAGED_FIELDS if name in item},
                     source=SourceLocation(parsed.path, line, column),
                 ),
             )

@@ -69,9 +69,13 @@ def test_request_schema_accepts_and_rejects(body: dict[str, Any], valid: bool) -
     assert validator(REQUEST_SCHEMA).is_valid(body) is valid
 
 
-def test_desired_schema_reuses_the_request_schema_by_ref() -> None:
-    desired = load_schema(DESIRED_SCHEMA)
-    assert desired["$defs"]["desiredKey"]["$ref"] == REQUEST_SCHEMA
+def test_desired_schema_reuses_every_request_field_by_ref() -> None:
+    desired_key = load_schema(DESIRED_SCHEMA)["$defs"]["desiredKey"]
+    request = load_schema(REQUEST_SCHEMA)
+    for field in request["properties"]:  # a field added to the request schema must reach the files
+        assert desired_key["properties"][field] == {"$ref": f"{REQUEST_SCHEMA}#/properties/{field}"}
+    assert set(desired_key["properties"]) - set(request["properties"]) == {"status"}
+    assert desired_key["required"] == request["required"] == ["id"]
     assert not validator(DESIRED_SCHEMA).is_valid({"version": 1, "keys": [{"id": "K", "roleName": []}]})
 
 

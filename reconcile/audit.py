@@ -1,0 +1,82 @@
+"""The whole project, read-only: managed and unmanaged keys, drift, and keys worth a second look."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from reconcile.plan import Outcome, Plan
+
+FINDINGS = {
+    "inactive": "inactive keys",
+    "expiring": "keys expired or expiring soon",
+    "noIpRestriction": "keys usable from any IP (no permittedIps)",
+    "noRolesNoTenants": "keys with neither roles nor tenants",
+}
+
+
+def _brief(key: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": key.get("id"), "name": key.get("name") or ""}
+
+
+def build_audit(
+    plan: Plan, observed: Iterable[Mapping[str, Any]], *, now: datetime, expiring_within: timedelta
+) -> dict[str, Any]:
+    keys = sorted(observed, key=lambda key: str(key.get("id")))
+    managed = {item.key.id for item in plan.keys}
+    horizon = (now + expiring_within).timestamp()
+    findings: dict[str, list[dict[str, Any]]] = {name: [] for name in FINDINGS}
+    for key in keys:
+        if (key.get("status") or "active") != "active":
+            findings["inactive"].append(_brief(key))
+        expires = key.get("expireTime") or 0
+        if isinstance(expires, int | float) and 0 < expires <= horizon:
+            expired = expires <= now.timestamp()
+            findings["expiring"].append({**_brief(key), "expireTime": expires, "expired": expired})
+        if not key.get("permittedIps"):
+            findings["noIpRestriction"].append(_brief(key))
+        if not key.get("roleNames") and not key.get("keyTenants"):
+            findings["noRolesNoTenants"].append(_brief(key))
+    drift = [
+        {**_brief({"id": item.key.id, "name": item.name}), "fields": [c.field for c in item.changes]}
+        for item in plan.keys
+        if item.outcome is Outcome.UPDATE
+    ]
+    return {
+        "auditedAt": now.isoformat(),
+        "expiringWithinDays": expiring_within.days,
+        "keys": len(keys),
+        "managed": sorted(managed & {str(key.get("id")) for key in keys}),
+        "unmanaged": [_brief(key) for key in keys if key.get("id") not in managed],
+        "missing": [item.key.id for item in plan.keys if item.outcome is Outcome.MISSING],
+        "drift": drift,
+        "findings": findings,
+    }
+
+
+def render_audit(audit: Mapping[str, Any], *, project_id: str) -> str:
+    lines = [
+        f"## descope-reconcile audit: project `{project_id}`",
+        "",
+        f"{audit['keys']} keys: {len(audit['managed'])} managed, {len(audit['unmanaged'])} unmanaged; "
+        f"{len(audit['drift'])} drifted from the desired files; {len(audit['missing'])} desired but missing.",
+        "",
+        "| finding | keys |",
+        "|---|---|",
+        f"| drift | {len(audit['drift'])} |",
+    ]
+    lines += [f"| {title} | {len(audit['findings'][name])} |" for name, title in FINDINGS.items()]
+    sections = [("Drift", audit["drift"]), ("Unmanaged keys", audit["unmanaged"])]
+    sections += [(title[0].upper() + title[1:], audit["findings"][name]) for name, title in FINDINGS.items()]
+    for title, entries in sections:
+        if not entries:
+            continue
+        lines += ["", f"### {title}", ""]
+        for entry in entries:
+            extra = f" ({', '.join(entry['fields'])})" if "fields" in entry else ""
+            if "expireTime" in entry:
+                day = datetime.fromtimestamp(entry["expireTime"]).date().isoformat()
+                extra = f" ({'expired' if entry['expired'] else 'expires'} {day})"
+            lines.append(f"- `{entry['id']}` {entry['name']}{extra}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,65 @@
+"""A report (plan or apply) → Markdown for people: counts, a table of changed keys (failures
+first), field diffs in collapsible blocks. Long plans are cut, saying how much was left out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from reconcile.plan import ERROR_OUTCOMES, Outcome
+
+MAX_ROWS = 200  # GitHub caps a step summary at 1 MiB; a reviewer stops reading long before
+_ERRORS = {outcome.value for outcome in ERROR_OUTCOMES}
+_QUIET = {Outcome.UNCHANGED.value}
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _value(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _details(key: Mapping[str, Any]) -> list[str]:
+    if not key["changes"]:
+        return []
+    lines = [f"<details><summary><code>{key['id']}</code> {_cell(key['name'])}</summary>", "", "```diff"]
+    for change in key["changes"]:
+        lines.append(f"- {change['field']}: {_value(change['before'])}")
+        lines.append(f"+ {change['field']}: {_value(change['after'])}")
+    lines += ["```", "", "</details>"]
+    return lines
+
+
+def render_summary(report: Mapping[str, Any], *, max_rows: int = MAX_ROWS) -> str:
+    mode = report["run"]["mode"]
+    summary = report["summary"]
+    title = {"plan": "Plan", "apply": "Apply"}.get(mode, mode.title())
+    lines = [f"## descope-reconcile {title}: project `{report['target']['projectId']}`", ""]
+    if report["run"].get("interrupted"):
+        lines += ["> **Interrupted**: keys not reached are listed as `interrupted`.", ""]
+    lines += ["| outcome | keys |", "|---|---|"]
+    lines += [f"| {name} | {count} |" for name, count in summary["byOutcome"].items()]
+    lines += [f"| unmanaged (not in any file) | {summary.get('unmanaged', 0)} |", ""]
+
+    shown = [key for key in report["keys"] if key["outcome"] not in _QUIET]
+    shown.sort(key=lambda key: (key["outcome"] not in _ERRORS, key["id"]))  # failures first
+    if not shown:
+        lines.append("No changes: every managed key is as the desired files say.")
+        return "\n".join(lines) + "\n"
+    kept, cut = shown[:max_rows], len(shown) - max_rows
+    lines += ["| key | name | outcome | fields | source | why |", "|---|---|---|---|---|---|"]
+    for key in kept:
+        fields = ", ".join(change["field"] for change in key["changes"]) or "-"
+        source = f"{key['source']['path']}:{key['source']['line']}"
+        why = key["error"]["message"] if key["error"] else key["reason"]
+        cells = [f"`{key['id']}`", _cell(key["name"]), f"**{key['outcome']}**", fields, _cell(source), _cell(why)]
+        lines.append("| " + " | ".join(cells) + " |")
+    if cut > 0:
+        lines.append(f"\n… and {cut} more key(s) not shown; the JSON report has them all.")
+    lines.append("")
+    for key in kept:
+        lines.extend(_details(key))
+    return "\n".join(lines) + "\n"
