@@ -17,7 +17,7 @@ from jsonschema import ValidationError
 
 from reconcile.loader import Diagnostic, ParsedFile
 from reconcile.model import MANAGED_FIELDS, DesiredKey, DesiredState, SourceLocation
-from reconcile.schemas import DESIRED_SCHEMA, validator
+from reconcile.schemas import DESIRED_SCHEMA, is_valid, validator
 
 SUPPORTED_VERSIONS = (1,)
 
@@ -78,6 +78,8 @@ def _schema_messages(error: ValidationError) -> list[tuple[list[str | int], str,
         for name in sorted(set(error.instance) - set(known), key=str):
             hint = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
             suffix = f": did you mean `{hint[0]}`?" if hint else f" (known fields: {', '.join(known)})"
+            if name == "<<":
+                suffix = ": merge keys are not supported (YAML 1.2); write the fields out"
             results.append(([*path, name], f"unknown field `{name}`{suffix}", True))
         return results
     if error.validator == "required":
@@ -125,6 +127,8 @@ def _semantic_problems(item: dict[str, Any], base: list[str | int]) -> list[tupl
         values = item.get(field)
         if isinstance(values, dict):
             for name, value in values.items():
+                if not isinstance(name, str):
+                    problems.append(([*base, field], f"`{field}` keys must be strings, got {_short(name)}"))
                 for number in value if isinstance(value, list) else [value]:
                     if isinstance(number, float) and not math.isfinite(number):
                         problems.append(([*base, field, name], f"`{number}` is not a number JSON can carry"))
@@ -163,9 +167,10 @@ def validate_file(parsed: ParsedFile) -> list[Diagnostic]:
     if not isinstance(data, dict):
         add([], f"the top level must be a mapping with `version` and `keys`, got {_yaml_type(data)}")
         return diagnostics
-    for error in validator(DESIRED_SCHEMA).iter_errors(data):
-        for path, message, at_key in _schema_messages(error):
-            add(path, message, key=at_key)
+    if not is_valid(DESIRED_SCHEMA, data):  # the compiled check is quick; explaining is not
+        for error in validator(DESIRED_SCHEMA).iter_errors(data):
+            for path, message, at_key in _schema_messages(error):
+                add(path, message, key=at_key)
     keys = data.get("keys")
     if isinstance(keys, list):
         for index, item in enumerate(keys):
@@ -178,9 +183,9 @@ def validate_file(parsed: ParsedFile) -> list[Diagnostic]:
 def _desired_keys(parsed: ParsedFile) -> Iterable[tuple[int, DesiredKey]]:
     """Every key item with a usable id, valid or not (duplicate ids are found across all of them)."""
     keys = parsed.data.get("keys") if isinstance(parsed.data, dict) else None
-    for index, item in enumerate(keys if isinstance(keys, list) else ()):
+    items = keys if isinstance(keys, list) else []
+    for index, (item, (line, column)) in enumerate(zip(items, parsed.key_lines(), strict=True)):
         if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]:
-            line, column = parsed.locate(["keys", index])
             yield (
                 index,
                 DesiredKey(

@@ -71,8 +71,8 @@ HEAD = "version: 1\nkeys:\n"
         (HEAD + '  - id: "K\\u0007"\n', 3, "keys[0].id", "control characters"),
         (HEAD + '  - id: K1\n    name: "a\\nb"\n', 4, "keys[0].name", "control characters"),
         ("", 1, "", "file is empty"),
-        (HEAD + "  - !!python/object:os.system {id: K1}\n", 3, "", "could not determine a constructor"),
-        (HEAD + "  - id: K1\n    customClaims: {1: x}\n", 4, "", "mapping keys must be strings"),
+        (HEAD + "  - !!python/object:os.system {id: K1}\n", 3, "", "python/object:os.system' is not allowed"),
+        (HEAD + "  - id: K1\n    customClaims: {1: x}\n", 4, "keys[0].customClaims", "keys must be strings, got 1"),
         (
             HEAD + "  - id: K1\n    keyTenants: [{tenantId: T}, {tenantId: T}]\n",
             4,

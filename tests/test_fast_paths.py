@@ -1,0 +1,142 @@
+"""The fast paths mean exactly what the slow ones mean: the compiled schema check agrees with
+jsonschema, the key-line scan agrees with PyYAML's node marks, and yaml-rs is the only source of
+values (YAML 1.2), whichever path a file takes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from reconcile import yamlcheck
+from reconcile.loader import ParsedFile, _scan_id_lines, parse_text
+from reconcile.schemas import DESIRED_SCHEMA, REQUEST_SCHEMA, is_valid, validator
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6)
+anything = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=8,
+)
+names = st.sampled_from(["a", "b", "10.0.0.0/8", "", "x\x07"])
+plausible = {
+    "id": st.text(min_size=0, max_size=4) | st.integers(),
+    "name": names | st.integers(),
+    "description": st.text(max_size=4) | st.none(),
+    "roleNames": st.lists(names, max_size=3) | names,
+    "keyTenants": st.lists(
+        st.fixed_dictionaries({"tenantId": names}, optional={"roleNames": st.lists(names, max_size=2), "x": scalars}),
+        max_size=2,
+    ),
+    "customClaims": st.dictionaries(st.text(max_size=3), scalars | st.lists(scalars, max_size=2), max_size=3),
+    "customAttributes": st.dictionaries(
+        st.text(max_size=3), scalars | st.lists(scalars | anything, max_size=2), max_size=3
+    ),
+    "permittedIps": st.lists(names, max_size=3, unique=False),
+    "status": st.sampled_from(["active", "inactive", "paused"]),
+    "roleName": anything,
+}
+key_items = st.fixed_dictionaries({}, optional=plausible) | anything
+documents = (
+    st.fixed_dictionaries({"version": st.sampled_from([1, 2, "1", True]), "keys": st.lists(key_items, max_size=3)})
+    | anything
+)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(document=documents)
+def test_compiled_check_agrees_with_jsonschema(document: Any) -> None:
+    assert is_valid(DESIRED_SCHEMA, document) == validator(DESIRED_SCHEMA).is_valid(document)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=st.fixed_dictionaries({}, optional=plausible))
+def test_compiled_check_agrees_on_request_bodies(body: dict[str, Any]) -> None:
+    assert is_valid(REQUEST_SCHEMA, body) == validator(REQUEST_SCHEMA).is_valid(body)
+
+
+LAYOUTS = [
+    "version: 1\nkeys:\n  - id: K1\n    name: a\n  - id: K2\n",
+    "version: 1\nkeys:\n- id: K1\n- name: b\n  id: K2\n",  # id not first
+    'version: 1\nkeys:\n  - {id: K1, name: a}\n  - {name: b, id: "K2"}\n',  # flow style
+    "version: 1\nkeys:\n  - id: 'K1'  # a comment\n    customAttributes: {id: K2}\n  - id: K2\n",  # nested id
+    'version: 1\nkeys:\n  -   id:    K1\n  - "id": K2\n',
+    "# header\nversion: 1\n\nkeys:\n\n  - id: K1\n    customAttributes:\n      id: K1\n  - id: K2\n",
+]
+
+
+@pytest.mark.parametrize("text", LAYOUTS)
+def test_key_lines_match_pyyaml_marks(text: str) -> None:
+    parsed = parse_text("f.yaml", text.encode())
+    assert isinstance(parsed, ParsedFile)
+    root = yamlcheck.compose(text)
+    expected = [yamlcheck.locate(root, ["keys", i, "id"], key=True) for i in range(len(parsed.data["keys"]))]
+    assert parsed.key_lines() == expected
+
+
+def test_key_line_scan_gives_up_rather_than_guess() -> None:
+    assert _scan_id_lines("keys:\n  - id: K1\n", ["K2"]) is None
+    assert _scan_id_lines("keys:\n  - id: K1\n", [5]) is None
+    text = "version: 1\nkeys:\n  - id: >-\n      K1\n  - id: K2\n"  # a folded id: the scan cannot read it
+    parsed = parse_text("f.yaml", text.encode())
+    assert isinstance(parsed, ParsedFile) and parsed.key_lines() == [(3, 5), (5, 5)]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("yes", "yes"),  # YAML 1.2: not a boolean (PyYAML would say True)
+        ("on", "on"),
+        ("true", True),
+        ("017", 17),
+        ("0o17", 15),
+        ("2024-01-01", "2024-01-01"),  # not a date object
+        ("'007'", "007"),
+        ("1.5", 1.5),
+    ],
+)
+def test_values_follow_yaml_1_2_on_every_path(text: str, value: Any) -> None:
+    for extra in ("", "# an ! makes the node checks run too\n", "# an & as well\n"):
+        parsed = parse_text(
+            "f.yaml", f"{extra}version: 1\nkeys:\n  - id: K1\n    customClaims: {{c: {text}}}\n".encode()
+        )
+        assert isinstance(parsed, ParsedFile)
+        claim = parsed.data["keys"][0]["customClaims"]["c"]
+        assert claim == value and type(claim) is type(value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    document=st.fixed_dictionaries(
+        {
+            "version": st.just(1),
+            "keys": st.lists(
+                st.fixed_dictionaries(
+                    {"id": st.text(min_size=1, max_size=5)}, optional={k: v for k, v in plausible.items() if k != "id"}
+                ),
+                max_size=3,
+            ),
+        }
+    )
+)
+def test_json_documents_read_the_same_as_json(document: dict[str, Any]) -> None:
+    """JSON is YAML: any JSON document must come back unchanged (floats aside, which JSON rounds)."""
+    try:
+        text = json.dumps(document, allow_nan=False)
+    except ValueError:
+        assume(False)  # infinities are not JSON
+    parsed = parse_text("f.json.yaml", text.encode())
+    if isinstance(parsed, ParsedFile):
+        assert parsed.data == json.loads(text)
+
+
+def test_pyyaml_is_never_asked_for_values() -> None:
+    # yaml-rs reads `yes` as a string; were PyYAML's constructor used anywhere, this would be True.
+    text = "version: 1\nkeys:\n  - id: K1\n    customClaims: {c: yes}\n  - id: K1\n"
+    parsed = parse_text("f.yaml", text.encode())
+    assert isinstance(parsed, ParsedFile) and parsed.data["keys"][0]["customClaims"] == {"c": "yes"}
+    assert yaml.safe_load(text)["keys"][0]["customClaims"] == {"c": True}
