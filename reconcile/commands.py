@@ -65,9 +65,9 @@ def _print_diagnostics(diagnostics: Sequence[Diagnostic], output_format: str) ->
             print(diagnostic.render(), file=sys.stderr)
 
 
-def _load(args: argparse.Namespace, output_format: str = "text") -> LoadedDesired:
+def _load(args: argparse.Namespace, output_format: str = "text", clock: RunClock | None = None) -> LoadedDesired:
     """The desired state, or ValidationFailed after printing every problem: then nothing is sent."""
-    loaded = load_desired(args.paths, max_bytes=args.max_file_size)
+    loaded = load_desired(args.paths, max_bytes=args.max_file_size, clock=clock)
     if loaded.diagnostics:
         _print_diagnostics(loaded.diagnostics, output_format)
         raise ValidationFailed(len(loaded.diagnostics))
@@ -121,19 +121,23 @@ def _write_markdown(explicit: Path | None, markdown: str) -> None:
             handle.write(markdown)
 
 
-def _write_outputs(args: argparse.Namespace, report: Mapping[str, Any]) -> None:
-    if args.report:
-        write_report(args.report, report)
-        log.info("report written to %s", args.report)
-    _write_markdown(args.summary, render_summary(report))
+def _write_outputs(args: argparse.Namespace, report: Mapping[str, Any], clock: RunClock) -> None:
+    with clock.phase("report"):
+        if args.report:
+            write_report(args.report, report)
+            log.info("report written to %s", args.report)
+        _write_markdown(args.summary, render_summary(report))
+    log.info("timings: %s", clock.describe_timings())
 
 
 async def plan(args: argparse.Namespace) -> int:
     clock = RunClock("plan")
-    loaded = _load(args)  # any validation error: no network call at all
+    loaded = _load(args, clock=clock)  # any validation error: no network call at all
     async with _connect(args) as (session, target):
-        observed = await fetch_keys(session)
-        result = compute_plan(loaded.state, observed)
+        with clock.phase("fetch"):
+            observed = await fetch_keys(session)
+        with clock.phase("diff"):
+            result = compute_plan(loaded.state, observed)
         _show(args, render_plan(result, verbose=args.verbose > 0))
         if args.out:
             saved = savedplan.save(
@@ -147,7 +151,7 @@ async def plan(args: argparse.Namespace) -> int:
             write_private_atomically(args.out, json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
             log.info("plan saved to %s (%d change(s))", args.out, len(result.updates))
         report = make_report(clock, loaded.files, session.client, target.project_id, result, settings=_settings(args))
-    _write_outputs(args, report)
+    _write_outputs(args, report, clock)
     if result.errors:
         return ExitCode.FAILURE
     return ExitCode.CHANGES_PENDING if result.updates else ExitCode.OK
@@ -166,17 +170,18 @@ def _load_saved_plan(args: argparse.Namespace, project_id: str, clock: RunClock)
 
 
 async def _plan_to_apply(
-    args: argparse.Namespace, session: Session, target: Target, clock: RunClock
+    args: argparse.Namespace, session: Session, target: Target, clock: RunClock, loaded: LoadedDesired | None
 ) -> tuple[Plan, tuple[DesiredFile, ...]]:
     """The fresh plan from the desired files, or the saved plan once proven current."""
     saved = _load_saved_plan(args, target.project_id, clock) if args.plan else None
-    loaded = _load(args) if args.paths else None
     if saved is not None and loaded is not None:
         savedplan.check_desired(saved, loaded.files)
-    observed = await fetch_keys(session)
+    with clock.phase("fetch"):
+        observed = await fetch_keys(session)
     if saved is None:
         assert loaded is not None
-        return compute_plan(loaded.state, observed), loaded.files
+        with clock.phase("diff"):
+            return compute_plan(loaded.state, observed), loaded.files
     stale = savedplan.stale_keys(saved, observed)
     if stale:
         shown = ", ".join(stale[:20]) + (f" and {len(stale) - 20} more" if len(stale) > 20 else "")
@@ -212,11 +217,10 @@ async def apply(args: argparse.Namespace) -> int:
     if args.plan is None and not args.paths:
         raise UsageError("give the desired PATHs, or --plan FILE")
     clock = RunClock("apply")
-    if args.paths:
-        _load(args)  # validate before any credentials or network
+    loaded = _load(args, clock=clock) if args.paths else None  # before any credentials or network
     outcome, refusal = None, None
     async with _connect(args) as (session, target):
-        result, files = await _plan_to_apply(args, session, target, clock)
+        result, files = await _plan_to_apply(args, session, target, clock, loaded)
         _show(args, render_plan(result, verbose=args.verbose > 0))
         if result.updates:
             try:
@@ -224,11 +228,12 @@ async def apply(args: argparse.Namespace) -> int:
             except SafetyThresholdExceeded as error:
                 refusal = error  # the report is still written: a refused plan is worth auditing
             else:
-                outcome = await _execute(args, session, result, clock.run_id)
+                with clock.phase("apply"):
+                    outcome = await _execute(args, session, result, clock.run_id)
         report = make_report(
             clock, files, session.client, target.project_id, result, settings=_settings(args), outcome=outcome
         )
-    _write_outputs(args, report)
+    _write_outputs(args, report, clock)
     if refusal is not None:
         raise refusal
     if result.errors or (outcome and any(r.outcome is not Outcome.UPDATED for r in outcome.results)):

@@ -109,10 +109,10 @@ def plan_key(desired: DesiredKey, current: Mapping[str, Any] | None) -> KeyPlan:
         name = str(desired.fields.get("name", ""))
         return KeyPlan(desired, Outcome.MISSING, "not in the project; the update API cannot create keys", name)
     changes = diff_fields(desired, current)
-    body = update_body(desired, current)
-    name = str(body["name"])
+    name = str(desired.fields.get("name", current.get("name") or ""))
     if not changes:
-        return KeyPlan(desired, Outcome.UNCHANGED, "in sync", name)
+        return KeyPlan(desired, Outcome.UNCHANGED, "in sync", name)  # no body: most keys, at scale
+    body = update_body(desired, current)
     if current.get("editable") is False:
         return KeyPlan(desired, Outcome.NOT_EDITABLE, "the server marks this key as not editable", name, changes)
     field_changes = [change for change in changes if change.field != STATUS_FIELD]

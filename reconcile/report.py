@@ -28,6 +28,7 @@ class RunInfo:
     finished: datetime
     settings: Mapping[str, Any] = field(default_factory=dict)
     interrupted: bool = False
+    timings: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ def build_report(
         "durationSeconds": round((run.finished - run.started).total_seconds(), 3),
         "interrupted": run.interrupted,
         "settings": dict(run.settings),
+        "timings": dict(run.timings),
     }
     return {
         "reportVersion": REPORT_VERSION,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,15 +41,20 @@ class LoadedDesired:
     diagnostics: tuple[Diagnostic, ...]
 
 
-def load_desired(paths: Sequence[str], *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> LoadedDesired:
+def load_desired(
+    paths: Sequence[str], *, max_bytes: int = DEFAULT_MAX_FILE_BYTES, clock: RunClock | None = None
+) -> LoadedDesired:
+    clock = clock or RunClock("validate")
     parsed: list[ParsedFile] = []
     diagnostics: list[Diagnostic] = []
-    for item in load_files(paths, max_bytes=max_bytes):
-        if isinstance(item, ParsedFile):
-            parsed.append(item)
-        else:
-            diagnostics.extend(item)
-    state, problems = build_desired_state(parsed)
+    with clock.phase("load"):
+        for item in load_files(paths, max_bytes=max_bytes):
+            if isinstance(item, ParsedFile):
+                parsed.append(item)
+            else:
+                diagnostics.extend(item)
+    with clock.phase("validate"):
+        state, problems = build_desired_state(parsed)
     files = tuple(DesiredFile(p.path, p.sha256) for p in parsed)
     return LoadedDesired(state, files, tuple(sorted([*diagnostics, *problems])))
 
@@ -175,9 +181,22 @@ class RunClock:
     mode: str
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase of the run
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - began
+
+    def describe_timings(self) -> str:
+        return ", ".join(f"{name} {seconds:.2f}s" for name, seconds in self.timings.items())
 
     def finish(self, settings: dict[str, Any], *, interrupted: bool = False) -> RunInfo:
-        return RunInfo(self.run_id, self.mode, self.started, datetime.now(UTC), settings, interrupted)
+        timings = {name: round(seconds, 4) for name, seconds in self.timings.items()}
+        return RunInfo(self.run_id, self.mode, self.started, datetime.now(UTC), settings, interrupted, timings)
 
 
 def make_report(

@@ -56,10 +56,28 @@ def test_tokens_pace_requests_at_the_rate() -> None:
 
 def test_burst_is_bounded_after_idle_time() -> None:
     clock = FakeClock()
-    bucket = limiter(10, clock, burst=3)
-    clock.now = 100.0  # a long idle period must not bank 1000 tokens
+    bucket = limiter(30, clock, burst_seconds=0.1)  # 3 tokens
+    clock.now = 100.0  # a long idle period must not bank 3000 tokens
     assert [bucket.delay() for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert bucket.delay() == pytest.approx(0.1)
+    assert bucket.delay() == pytest.approx(1 / 30)
+
+
+def test_sleep_overshoot_is_not_lost() -> None:
+    """Sleeps wake late; tokens that accrue meanwhile must still be spent, or the rate sags."""
+    clock = FakeClock()
+    bucket = limiter(100, clock)
+
+    async def oversleeping(seconds: float) -> None:
+        clock.now += seconds * 1.2  # every wake-up 20% late
+
+    bucket._sleep = oversleeping
+
+    async def take(n: int) -> None:
+        for _ in range(n):
+            await bucket.acquire()
+
+    asyncio.run(take(1001))
+    assert 1000 / clock.now > 97  # with a one-token bucket this is 100 / 1.2 = 83/s
 
 
 def test_throttle_lowers_the_rate_once_per_cooldown_and_retry_after_pauses_everyone() -> None:

@@ -1,0 +1,428 @@
+"""`make bench`: measured speed, request economy and scale, side by side with the naive way.
+
+Everything runs on loopback against the local server, in one command: the tool as its real
+command line in a subprocess (wall time, peak RSS from wait4), the server in this process
+(it records every request with its time and status). Writes a Markdown table to stdout,
+bench/results.json with every figure and the machine, and bench/rate-limit.png.
+
+    python -m bench            # the full run (under 10 minutes on 2 cores)
+    python -m bench --quick    # tiny sizes: checks the bench itself works, measures nothing
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reconcile.emulator import Emulator, EmulatorConfig
+from reconcile.export import render_export
+
+HERE = Path(__file__).resolve().parent
+UPDATE = "/v1/mgmt/accesskey/update"
+
+
+@dataclass
+class Run:
+    wall: float
+    rss_mib: float
+    exit_code: int
+    stderr: str
+    statuses: Counter[str] = field(default_factory=Counter)
+    timeline: list[tuple[float, str]] = field(default_factory=list)  # (seconds since start, status)
+
+    @property
+    def requests(self) -> int:
+        return sum(self.statuses.values())
+
+
+def fleet(count: int) -> list[dict[str, Any]]:
+    """Realistic keys: every field in use, ~250 bytes of YAML each."""
+    return [
+        {
+            "id": f"K2{index:08d}bench",
+            "name": f"service-{index}",
+            "description": f"Key for service {index} of team {index % 50}",
+            "roleNames": ["reader", "deployer"] if index % 2 else ["viewer"],
+            "customClaims": {"team": f"team-{index % 50}", "tier": index % 3, "prod": bool(index % 2)},
+            "permittedIps": [f"10.{index % 250}.0.0/16", "192.168.1.7"],
+            "customAttributes": {"owner": f"owner-{index % 20}", "regions": ["eu", "us"]},
+        }
+        for index in range(count)
+    ]
+
+
+def renamed(keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The project as found: every key's name drifted (a field the SDK can send too)."""
+    return [{**key, "name": key["name"] + "-old"} for key in keys]
+
+
+class Bench:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+
+    def desired(self, keys: list[dict[str, Any]], name: str) -> Path:
+        path = self.workdir / name / "keys.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_export(keys, source="the bench"), encoding="utf-8")
+        return path
+
+    def run(self, emulator: Emulator, args: Sequence[str]) -> Run:
+        """The tool's command line (it reports its own peak RSS, see bench/measured.py)."""
+        return self.run_script(emulator, [sys.executable, "-m", "bench.measured", *args])
+
+    def run_script(self, emulator: Emulator, command: Sequence[str]) -> Run:
+        env = {
+            **os.environ,
+            "DESCOPE_PROJECT_ID": emulator.config.project_id,
+            "DESCOPE_MANAGEMENT_KEY": emulator.config.management_key,
+            "DESCOPE_BASE_URL": emulator.url,
+        }
+        began = time.time()
+        started = time.perf_counter()
+        done = subprocess.run(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False
+        )
+        wall = time.perf_counter() - started
+        peak = re.search(r"peak-rss-kib (\d+)", done.stderr)
+        rss = int(peak.group(1)) / 1024 if peak else 0.0
+        return self._measured(emulator, wall, rss, done.returncode, done.stderr, began)
+
+    @staticmethod
+    def _measured(emulator: Emulator, wall: float, rss: float, code: int, stderr: str, began: float) -> Run:
+        requests = list(emulator.requests)
+        return Run(
+            wall=wall,
+            rss_mib=rss,
+            exit_code=code,
+            stderr=stderr[-2000:],
+            statuses=Counter(str(r.status) for r in requests),
+            timeline=[(r.at - began, str(r.status)) for r in requests],
+        )
+
+
+def median_run(runs: list[Run]) -> Run:
+    return sorted(runs, key=lambda run: run.wall)[len(runs) // 2]
+
+
+def rate_limited_apply(
+    bench: Bench, count: int, *, limit: float, latency_ms: float, retry_after: bool, runs: int
+) -> dict[str, Any]:
+    keys = fleet(count)
+    desired = bench.desired(keys, f"rate-{count}-{limit}-{retry_after}")
+    measured = []
+    for _ in range(runs):
+        config = EmulatorConfig(rate_limit=limit, retry_after=retry_after, latency_ms=latency_ms)
+        with Emulator(config, renamed(keys)) as emulator:
+            run = bench.run(emulator, ["apply", str(desired.parent), "--force", "-q"])
+            updates = len([r for r in emulator.requests if r.path == UPDATE])
+        if run.exit_code != 0:
+            raise SystemExit(f"apply failed ({run.exit_code}): {run.stderr}")
+        measured.append((run, updates))
+    run, updates = sorted(measured, key=lambda pair: pair[0].wall)[len(measured) // 2]
+    needed = 1 + count  # one search, one update per drifted key
+    floor = needed / limit
+    return {
+        "keys": count,
+        "serverLimitPerSecond": limit,
+        "latencyMs": latency_ms,
+        "retryAfter": retry_after,
+        "runs": [round(r.wall, 3) for r, _ in measured],
+        "wallSeconds": round(run.wall, 3),
+        "floorSeconds": round(floor, 3),
+        "efficiency": round(floor / run.wall, 3),
+        "requests": run.requests,
+        "requestsNeeded": needed,
+        "updates": updates,
+        "throttled": run.statuses.get("429", 0),
+        "throttledShare": round(run.statuses.get("429", 0) / max(1, run.requests), 4),
+        "achievedPerSecond": round(run.requests / run.wall, 1),
+        "_timeline": run.timeline,
+    }
+
+
+def naive_versus_tool(
+    bench: Bench, count: int, *, limit: float, latency_ms: float, tool: dict[str, Any]
+) -> dict[str, Any]:
+    keys = fleet(count)
+    desired_json = bench.workdir / "naive-desired.json"
+    desired_json.write_text(json.dumps(keys), encoding="utf-8")
+    config = EmulatorConfig(rate_limit=limit, retry_after=True, latency_ms=latency_ms)
+    with Emulator(config, renamed(keys)) as emulator:
+        run = bench.run_script(emulator, [sys.executable, str(HERE / "naive_sdk.py"), str(desired_json)])
+        state = {key["id"]: key["name"] for key in emulator.store.all()}
+    if run.exit_code != 0 or any(state[key["id"]] != key["name"] for key in keys):
+        raise SystemExit(f"the naive script did not converge: {run.stderr}")
+    return {
+        "keys": count,
+        "naiveWallSeconds": round(run.wall, 3),
+        "naiveRequests": run.requests,
+        "toolWallSeconds": tool["wallSeconds"],
+        "toolRequests": tool["requests"],
+        "speedup": round(run.wall / tool["wallSeconds"], 2),
+        "requestRatio": round(tool["requests"] / run.requests, 3),
+    }
+
+
+def offline_scale(bench: Bench, sizes: Sequence[int]) -> list[dict[str, Any]]:
+    results = []
+    for count in sizes:
+        keys = fleet(count)
+        desired = bench.desired(keys, f"scale-{count}")
+        text = desired.read_text(encoding="utf-8")
+        started = time.perf_counter()
+        yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        floor = time.perf_counter() - started
+        report = bench.workdir / f"scale-{count}.json"
+        with Emulator(EmulatorConfig(), keys) as emulator:
+            run = bench.run(emulator, ["plan", str(desired.parent), "--report", str(report)])
+        if run.exit_code != 0:
+            raise SystemExit(f"plan over {count} keys did not find them in sync ({run.exit_code}): {run.stderr}")
+        timings = json.loads(report.read_text())["run"]["timings"]
+        logged = next((line for line in run.stderr.splitlines() if "timings:" in line), "")
+        timings["report"] = float(logged.rsplit("report ", 1)[1].rstrip("s")) if "report " in logged else None
+        results.append(
+            {
+                "keys": count,
+                "yamlBytes": len(text.encode()),
+                "wallSeconds": round(run.wall, 3),
+                "peakRssMiB": round(run.rss_mib, 1),
+                "timings": {k: round(v, 3) if v is not None else None for k, v in timings.items()},
+                "pyyamlCLoaderFloorSeconds": round(floor, 3),
+                "ratioToFloor": round(run.wall / floor, 3),
+            }
+        )
+    return results
+
+
+def concurrency_sweep(bench: Bench, count: int, levels: Sequence[int], latency_ms: float) -> list[dict[str, Any]]:
+    keys = fleet(count)
+    desired = bench.desired(keys, f"sweep-{count}")
+    results = []
+    for level in levels:
+        with Emulator(EmulatorConfig(latency_ms=latency_ms), renamed(keys)) as emulator:
+            run = bench.run(emulator, ["apply", str(desired.parent), "--force", "-q", "--concurrency", str(level)])
+            updates = len([r for r in emulator.requests if r.path == UPDATE])
+        results.append(
+            {
+                "concurrency": level,
+                "wallSeconds": round(run.wall, 3),
+                "achievedPerSecond": round(run.requests / run.wall, 1),
+                "requests": run.requests,
+                "updates": updates,
+                "drifted": count,
+            }
+        )
+    return results
+
+
+def chart(timeline: list[tuple[float, str]], limit: float, path: Path) -> bool:
+    try:
+        import matplotlib  # noqa: PLC0415 - bench-only dependency, optional in --quick
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        return False
+    seconds = int(max((t for t, _ in timeline), default=0)) + 1
+    ok, throttled = [0] * seconds, [0] * seconds
+    for at, status in timeline:
+        bucket = max(0, int(at))
+        (throttled if status == "429" else ok)[bucket] += 1
+    figure, axis = plt.subplots(figsize=(9, 4))
+    axis.bar(range(seconds), ok, width=1.0, label="answered", color="#4c78a8")
+    axis.bar(range(seconds), throttled, width=1.0, bottom=ok, label="429", color="#e45756")
+    axis.axhline(limit, color="black", linestyle="--", label=f"server limit {limit:g}/s")
+    axis.set_xlabel("seconds since start")
+    axis.set_ylabel("requests per second")
+    axis.set_title("Scenario 1: achieved request rate against the server's limit")
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return True
+
+
+def verdict(met: bool | None) -> str:
+    return "n/a" if met is None else ("yes" if met else "**no**")
+
+
+def table(results: dict[str, Any]) -> str:
+    s1, s1b, s2, s3 = results["rateLimit"], results["adaptation"], results["noRetryAfter"], results["naive"]
+    scale = {row["keys"]: row for row in results["scale"]}
+    rows: list[tuple[str, str, str, bool | None]] = []
+
+    def rate_row(name: str, s: dict[str, Any], target: str, met: bool | None) -> None:
+        figures = (
+            f"wall {s['wallSeconds']}s (runs {s['runs']}), floor {s['floorSeconds']}s, "
+            f"efficiency **{s['efficiency']}**, 429s {s['throttled']} ({s['throttledShare']:.1%}), "
+            f"{s['achievedPerSecond']}/s achieved"
+        )
+        rows.append((name, figures, target, met))
+
+    rate_row(
+        f"1. {s1['keys']:,} keys, server {s1['serverLimitPerSecond']:g}/s + Retry-After, {s1['latencyMs']:g} ms",
+        s1,
+        "efficiency >= 0.90, 429s <= 5%",
+        s1["efficiency"] >= 0.90 and s1["throttledShare"] <= 0.05,
+    )
+    rate_row(
+        f"1b. {s1b['keys']:,} keys, server {s1b['serverLimitPerSecond']:g}/s (below the default rate)",
+        s1b,
+        "(adaptation, no target)",
+        None,
+    )
+    rate_row("2. as 1, without Retry-After", s2, "efficiency >= 0.80", s2["efficiency"] >= 0.80)
+    rows.append(
+        (
+            f"3. naive SDK loop vs the tool, {s3['keys']:,} keys",
+            f"naive {s3['naiveWallSeconds']}s / {s3['naiveRequests']} requests; tool {s3['toolWallSeconds']}s / "
+            f"{s3['toolRequests']} requests: **{s3['speedup']}x** faster, {s3['requestRatio']:.0%} of the requests",
+            ">= 5x faster, about half the requests",
+            s3["speedup"] >= 5 and s3["requestRatio"] <= 0.55,
+        )
+    )
+    economy = results["economy"]
+    rows.append(
+        (
+            "4. request economy (the sweep's run at default concurrency: no faults, no limit)",
+            f"{economy['requests']} requests = 1 search + {economy['updates']} updates "
+            f"for {economy['drifted']} drifted keys",
+            "exactly 1 + drifted",
+            economy["exact"],
+        )
+    )
+    for count, row in scale.items():
+        split = ", ".join(f"{k} {v}s" for k, v in row["timings"].items() if v is not None)
+        target, met = "(growth)", None
+        if count == 10_000:
+            target, met = "< 3 s end to end", row["wallSeconds"] < 3
+        if count == 100_000:
+            target = "<= 1.3x the PyYAML C-loader floor, < 1.5 GiB"
+            met = row["ratioToFloor"] <= 1.3 and row["peakRssMiB"] < 1536
+        rows.append(
+            (
+                f"5. plan, {count:,} keys in sync ({row['yamlBytes'] / 1e6:.1f} MB)",
+                f"wall {row['wallSeconds']}s, peak RSS {row['peakRssMiB']} MiB; {split}; "
+                f"PyYAML C loader alone {row['pyyamlCLoaderFloorSeconds']}s (ratio {row['ratioToFloor']})",
+                target,
+                met,
+            )
+        )
+    if len(scale) >= 2:
+        sizes = sorted(scale)
+        growth = (scale[sizes[-1]]["wallSeconds"] / scale[sizes[-2]]["wallSeconds"]) / (sizes[-1] / sizes[-2])
+        rows.append(
+            (
+                "5. growth, last two sizes",
+                f"time grew {growth:.2f}x as fast as the key count",
+                "<= 1 (linear)",
+                growth <= 1.05,
+            )
+        )
+    sweep = ", ".join(
+        f"c={r['concurrency']}: {r['wallSeconds']}s ({r['achievedPerSecond']}/s)" for r in results["sweep"]
+    )
+    rows.append(
+        (
+            f"6. concurrency sweep, {results['sweepKeys']} keys, 50 ms, no server limit",
+            sweep,
+            "(default 8, rate 100/s)",
+            None,
+        )
+    )
+    lines = ["| scenario | figures | target | met |", "|---|---|---|---|"]
+    lines += [f"| {name} | {figures} | {target} | {verdict(met)} |" for name, figures, target, met in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the bench itself")
+    parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    parser.add_argument("--chart", type=Path, default=HERE / "rate-limit.png")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    sizes: dict[str, Any] = (
+        {"rate": 40, "runs": 1, "adapt": 30, "scale": [50, 200], "sweep": 20, "levels": [1, 8], "limit": 20.0}
+        if quick
+        else {
+            "rate": 2000,
+            "runs": 3,
+            "adapt": 1000,
+            "scale": [1000, 10_000, 100_000],
+            "sweep": 400,
+            "levels": [1, 4, 8, 16, 32],
+            "limit": 100.0,
+        }
+    )
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "processor": platform.machine(),
+        },
+        "quick": quick,
+    }
+    with tempfile.TemporaryDirectory(prefix="descope-bench-") as folder:
+        bench = Bench(Path(folder))
+
+        def step(name: str) -> None:
+            print(f"[{time.perf_counter() - started:6.1f}s] {name}", file=sys.stderr, flush=True)
+
+        limit, count, runs = sizes["limit"], sizes["rate"], sizes["runs"]
+        step("1. rate-limit efficiency, with Retry-After")
+        results["rateLimit"] = rate_limited_apply(bench, count, limit=limit, latency_ms=50, retry_after=True, runs=runs)
+        step("1b. a server limit below the default rate")
+        results["adaptation"] = rate_limited_apply(
+            bench, sizes["adapt"], limit=limit / 2, latency_ms=50, retry_after=True, runs=1
+        )
+        step("2. rate-limit efficiency, without Retry-After")
+        results["noRetryAfter"] = rate_limited_apply(
+            bench, count, limit=limit, latency_ms=50, retry_after=False, runs=runs
+        )
+        step("3. the naive SDK loop")
+        results["naive"] = naive_versus_tool(bench, count, limit=limit, latency_ms=50, tool=results["rateLimit"])
+        step("5. offline scale")
+        results["scale"] = offline_scale(bench, sizes["scale"])
+        step("6. concurrency sweep")
+        results["sweepKeys"] = sizes["sweep"]
+        results["sweep"] = concurrency_sweep(bench, sizes["sweep"], sizes["levels"], latency_ms=50)
+        default = next(row for row in results["sweep"] if row["concurrency"] == 8)
+        results["economy"] = {
+            "requests": default["requests"],
+            "updates": default["updates"],
+            "drifted": default["drifted"],
+            "exact": default["requests"] == 1 + default["drifted"] and default["updates"] == default["drifted"],
+        }
+    drew = chart(results["rateLimit"]["_timeline"], limit, args.chart)
+    for name in ("rateLimit", "adaptation", "noRetryAfter"):
+        results[name].pop("_timeline")
+    results["benchSeconds"] = round(time.perf_counter() - started, 1)
+    markdown = table(results)
+    print(markdown)
+    machine = results["machine"]
+    chart_note = f"; chart: {args.chart}" if drew else "; no chart (matplotlib missing)"
+    print(f"\n{machine['cores']} cores, Python {machine['python']}; bench took {results['benchSeconds']}s{chart_note}")
+    args.out.write_text(json.dumps({**results, "table": markdown}, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""`python -m bench.measured ARGS...`: the CLI, then its own peak RSS on the last stderr line.
+
+A parent cannot use its child's ru_maxrss here: Linux carries the parent's high-water mark into
+the child across fork (or vfork) and exec, so a bench process holding 100,000 keys would be
+charged to the tool. VmHWM belongs to the child's own address space.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from reconcile.cli import main
+
+
+def peak_rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+if __name__ == "__main__":
+    code = main(sys.argv[1:])
+    print(f"peak-rss-kib {peak_rss_kib()}", file=sys.stderr)
+    sys.exit(code)

@@ -1,0 +1,27 @@
+"""`make bench` must not rot: run it at tiny sizes and check its bookkeeping (never its timings:
+performance targets live in the benchmark itself, not in tests)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.__main__ import main as bench_main
+
+
+def test_quick_bench_runs_and_accounts_for_every_request(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    assert bench_main(["--quick", "--out", str(out), "--chart", str(tmp_path / "chart.png")]) == 0
+    results = json.loads(out.read_text())
+    assert {"machine", "rateLimit", "adaptation", "noRetryAfter", "naive", "economy", "scale", "sweep", "table"} <= set(
+        results
+    )
+    economy = results["economy"]
+    assert economy["exact"] and economy["requests"] == 1 + economy["drifted"]
+    naive = results["naive"]
+    assert naive["naiveRequests"] >= 2 * naive["keys"]  # a load and an update per key, plus the SDK's handshake
+    rate = results["rateLimit"]
+    assert rate["updates"] >= rate["keys"] and rate["requests"] >= rate["requestsNeeded"]
+    assert [row["keys"] for row in results["scale"]] == [50, 200]
+    assert all(row["peakRssMiB"] > 0 and "validate" in row["timings"] for row in results["scale"])
+    assert results["table"].count("\n| ") >= 9
