@@ -11,13 +11,21 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from reconcile import savedplan
 from reconcile.audit import build_audit, render_audit
 from reconcile.client import DescopeClient, base_url_for, credentials_from_env
-from reconcile.errors import ConfigError, ExitCode, SafetyThresholdExceeded, UsageError, ValidationFailed
+from reconcile.errors import (
+    ConfigError,
+    ExitCode,
+    NotFoundError,
+    SafetyThresholdExceeded,
+    UsageError,
+    ValidationFailed,
+)
 from reconcile.executor import Journal
 from reconcile.export import render_export
 from reconcile.loader import Diagnostic, ParsedFile, parse_text
@@ -33,6 +41,7 @@ from reconcile.runner import (
     RetrySettings,
     RunClock,
     Session,
+    bulk,
     check_safety,
     execute,
     fetch_keys,
@@ -132,26 +141,29 @@ def _write_outputs(args: argparse.Namespace, report: Mapping[str, Any], clock: R
 
 async def plan(args: argparse.Namespace) -> int:
     clock = RunClock("plan")
-    loaded = _load(args, clock=clock)  # any validation error: no network call at all
-    async with _connect(args) as (session, target):
-        with clock.phase("fetch"):
-            observed = await fetch_keys(session)
-        with clock.phase("diff"):
-            result = compute_plan(loaded.state, observed)
-        _show(args, render_plan(result, verbose=args.verbose > 0))
-        if args.out:
-            saved = savedplan.save(
-                result,
-                observed,
-                project_id=target.project_id,
-                base_url=target.base_url,
-                files=loaded.files,
-                created=clock.started,
+    with bulk():
+        loaded = _load(args, clock=clock)  # any validation error: no network call at all
+        async with _connect(args) as (session, target):
+            with clock.phase("fetch"):
+                observed = await fetch_keys(session)
+            with clock.phase("diff"):
+                result = compute_plan(loaded.state, observed)
+            _show(args, render_plan(result, verbose=args.verbose > 0))
+            if args.out:
+                saved = savedplan.save(
+                    result,
+                    observed,
+                    project_id=target.project_id,
+                    base_url=target.base_url,
+                    files=loaded.files,
+                    created=clock.started,
+                )
+                write_private_atomically(args.out, json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
+                log.info("plan saved to %s (%d change(s))", args.out, len(result.updates))
+            report = make_report(
+                clock, loaded.files, session.client, target.project_id, result, settings=_settings(args)
             )
-            write_private_atomically(args.out, json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
-            log.info("plan saved to %s (%d change(s))", args.out, len(result.updates))
-        report = make_report(clock, loaded.files, session.client, target.project_id, result, settings=_settings(args))
-    _write_outputs(args, report, clock)
+        _write_outputs(args, report, clock)
     if result.errors:
         return ExitCode.FAILURE
     return ExitCode.CHANGES_PENDING if result.updates else ExitCode.OK
@@ -217,10 +229,12 @@ async def apply(args: argparse.Namespace) -> int:
     if args.plan is None and not args.paths:
         raise UsageError("give the desired PATHs, or --plan FILE")
     clock = RunClock("apply")
-    loaded = _load(args, clock=clock) if args.paths else None  # before any credentials or network
+    with bulk():
+        loaded = _load(args, clock=clock) if args.paths else None  # before any credentials or network
     outcome, refusal = None, None
     async with _connect(args) as (session, target):
-        result, files = await _plan_to_apply(args, session, target, clock, loaded)
+        with bulk():
+            result, files = await _plan_to_apply(args, session, target, clock, loaded)
         _show(args, render_plan(result, verbose=args.verbose > 0))
         if result.updates:
             try:
@@ -249,20 +263,36 @@ def _check_export(text: str, path: Path) -> list[Diagnostic]:
     return build_desired_state([parsed])[1]
 
 
+async def _keys_to_export(session: Session, wanted_ids: list[str], tenants: list[str]) -> list[dict[str, Any]]:
+    """Named keys one GET each (cheaper than reading the whole project); otherwise one search."""
+    unknown: list[str] = []
+    if wanted_ids and not tenants:
+        keys = []
+        for key_id in wanted_ids:
+            try:
+                load = partial(session.client.load_access_key, key_id)
+                keys.append(await session.policy.call(load, Tally(), what=f"load {key_id}"))
+            except NotFoundError:
+                unknown.append(key_id)
+    else:
+        search = partial(session.client.search_access_keys, tenant_ids=tenants)
+        keys = await session.policy.call(search, Tally(), what="search")
+        if wanted_ids:
+            found = {key["id"] for key in keys}
+            unknown = [key_id for key_id in wanted_ids if key_id not in found]
+            keys = [key for key in keys if key["id"] in wanted_ids]
+    if unknown:
+        where = f"in tenant(s) {', '.join(tenants)}" if tenants else "in the project"
+        raise ConfigError(f"not {where}: {', '.join(unknown)}")
+    return keys
+
+
 async def export(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.overwrite:
         raise ConfigError(f"{args.out} exists: pass --overwrite to replace it")
-    wanted_ids = [part.strip() for part in (args.ids or "").split(",") if part.strip()]
+    wanted_ids = list(dict.fromkeys(part.strip() for part in (args.ids or "").split(",") if part.strip()))
     async with _connect(args) as (session, target):
-        keys = await session.policy.call(
-            lambda: session.client.search_access_keys(tenant_ids=args.tenant or ()), Tally(), what="search"
-        )
-    if wanted_ids:
-        found = {key["id"] for key in keys}
-        unknown = [key_id for key_id in wanted_ids if key_id not in found]
-        if unknown:
-            raise ConfigError(f"not in the project: {', '.join(unknown)}")
-        keys = [key for key in keys if key["id"] in wanted_ids]
+        keys = await _keys_to_export(session, wanted_ids, args.tenant or [])
     text = render_export(keys, source=f"project {target.project_id}")
     write_private_atomically(args.out, text, mode=0o644)
     log.info("wrote %d key(s) to %s", len(keys), args.out)
@@ -276,10 +306,11 @@ async def export(args: argparse.Namespace) -> int:
 
 async def audit(args: argparse.Namespace) -> int:
     clock = RunClock("audit")
-    desired = _load(args).state if args.paths else DesiredState(keys=())
-    async with _connect(args) as (session, target):
-        observed = await fetch_keys(session)
-    result = compute_plan(desired, observed)
+    with bulk():
+        desired = _load(args).state if args.paths else DesiredState(keys=())
+        async with _connect(args) as (session, target):
+            observed = await fetch_keys(session)
+        result = compute_plan(desired, observed)
     findings = build_audit(result, observed, now=clock.started, expiring_within=timedelta(days=args.expiring_within))
     markdown = render_audit(findings, project_id=target.project_id)
     _show(args, markdown)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import time
 import uuid
@@ -39,6 +40,22 @@ class LoadedDesired:
     state: DesiredState
     files: tuple[DesiredFile, ...]
     diagnostics: tuple[Diagnostic, ...]
+
+
+@contextlib.contextmanager
+def bulk() -> Iterator[None]:
+    """Building long-lived, acyclic data (100,000 keys read, fetched, diffed, reported): the cyclic
+    collector would rescan the growing heap again and again (measured: 26% of a 100,000-key plan).
+    Off meanwhile; afterwards the survivors are frozen out of its sight. Not for apply's retry loop,
+    whose exceptions do make cycles."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
 
 
 def load_desired(

@@ -61,11 +61,19 @@ def test_export_narrowed_by_ids_and_tenant(start_emulator: Any, tmp_path: Path) 
     by_ids = tmp_path / "ids.yaml"
     assert run_cli(["export", "--out", str(by_ids), "--ids", "K3,K1"], cli_env(emulator)).code == 0
     assert [k["id"] for k in yaml.safe_load(by_ids.read_text())["keys"]] == ["K1", "K3"]
+    assert [(r.method, r.path) for r in emulator.requests] == [("GET", "/v1/mgmt/accesskey")] * 2  # no search
     by_tenant = tmp_path / "tenant.yaml"
     assert run_cli(["export", "--out", str(by_tenant), "--tenant", "T2"], cli_env(emulator)).code == 0
     assert [k["id"] for k in yaml.safe_load(by_tenant.read_text())["keys"]] == ["K3"]
-    unknown = run_cli(["export", "--out", str(tmp_path / "x.yaml"), "--ids", "K9"], cli_env(emulator))
+    unknown = run_cli(["export", "--out", str(tmp_path / "x.yaml"), "--ids", "K9,K1"], cli_env(emulator))
     assert unknown.code == 1 and "not in the project: K9" in unknown.stderr
+    both = tmp_path / "both.yaml"
+    assert run_cli(["export", "--out", str(both), "--ids", "K3", "--tenant", "T2"], cli_env(emulator)).code == 0
+    assert [k["id"] for k in yaml.safe_load(both.read_text())["keys"]] == ["K3"]
+    outside = run_cli(
+        ["export", "--out", str(tmp_path / "o.yaml"), "--ids", "K1,K3", "--tenant", "T2"], cli_env(emulator)
+    )
+    assert outside.code == 1 and "not in tenant(s) T2: K1" in outside.stderr
 
 
 def _saved_plan(emulator: Any, tmp_path: Path, desired: list[dict[str, Any]]) -> tuple[Path, Path]:
