@@ -150,7 +150,7 @@ def rate_limited_apply(
         "throttled": run.statuses.get("429", 0),
         "throttledShare": round(run.statuses.get("429", 0) / max(1, run.requests), 4),
         "achievedPerSecond": round(run.requests / run.wall, 1),
-        "_timeline": run.timeline,
+        "perSecond": per_second(run.timeline),
     }
 
 
@@ -229,7 +229,16 @@ def concurrency_sweep(bench: Bench, count: int, levels: Sequence[int], latency_m
     return results
 
 
-def chart(timeline: list[tuple[float, str]], limit: float, path: Path) -> bool:
+def per_second(timeline: list[tuple[float, str]]) -> dict[str, list[int]]:
+    """Requests answered and throttled in each second of a run."""
+    seconds = int(max((at for at, _ in timeline), default=0)) + 1
+    answered, throttled = [0] * seconds, [0] * seconds
+    for at, status in timeline:
+        (throttled if status == "429" else answered)[max(0, int(at))] += 1
+    return {"answered": answered, "throttled": throttled}
+
+
+def chart(panels: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
     try:
         import matplotlib  # noqa: PLC0415 - bench-only dependency, optional in --quick
 
@@ -237,19 +246,27 @@ def chart(timeline: list[tuple[float, str]], limit: float, path: Path) -> bool:
         import matplotlib.pyplot as plt  # noqa: PLC0415
     except ImportError:
         return False
-    seconds = int(max((t for t, _ in timeline), default=0)) + 1
-    ok, throttled = [0] * seconds, [0] * seconds
-    for at, status in timeline:
-        bucket = max(0, int(at))
-        (throttled if status == "429" else ok)[bucket] += 1
-    figure, axis = plt.subplots(figsize=(9, 4))
-    axis.bar(range(seconds), ok, width=1.0, label="answered", color="#4c78a8")
-    axis.bar(range(seconds), throttled, width=1.0, bottom=ok, label="429", color="#e45756")
-    axis.axhline(limit, color="black", linestyle="--", label=f"server limit {limit:g}/s")
-    axis.set_xlabel("seconds since start")
-    axis.set_ylabel("requests per second")
-    axis.set_title("Scenario 1: achieved request rate against the server's limit")
-    axis.legend(loc="lower right")
+    figure, axes = plt.subplots(len(panels), 1, figsize=(9, 3.2 * len(panels)), squeeze=False)
+    for axis, (title, scenario) in zip(axes[:, 0], panels, strict=True):
+        counts, limit = scenario["perSecond"], scenario["serverLimitPerSecond"]
+        seconds = range(len(counts["answered"]))
+        axis.bar(seconds, counts["answered"], width=1.0, align="edge", label="answered", color="#4c78a8")
+        axis.bar(
+            seconds,
+            counts["throttled"],
+            width=1.0,
+            align="edge",
+            bottom=counts["answered"],
+            label="429",
+            color="#e45756",
+        )
+        axis.axhline(limit, color="black", linestyle="--", label=f"server limit {limit:g}/s")
+        tallest = max((a + t for a, t in zip(counts["answered"], counts["throttled"], strict=True)), default=0)
+        axis.set_ylim(0, max(limit * 1.35, tallest * 1.1))
+        axis.set_ylabel("requests / second")
+        axis.set_title(f"{title}: efficiency {scenario['efficiency']}, {scenario['throttled']} x 429")
+        axis.legend(loc="lower center", ncol=3)
+    axes[-1, 0].set_xlabel("seconds since start")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     return True
@@ -411,9 +428,16 @@ def main(argv: list[str] | None = None) -> int:
             "drifted": default["drifted"],
             "exact": default["requests"] == 1 + default["drifted"] and default["updates"] == default["drifted"],
         }
-    drew = chart(results["rateLimit"]["_timeline"], limit, args.chart)
-    for name in ("rateLimit", "adaptation", "noRetryAfter"):
-        results[name].pop("_timeline")
+    drew = chart(
+        [
+            (
+                f"1. default client, server limit {results['rateLimit']['serverLimitPerSecond']:g}/s",
+                results["rateLimit"],
+            ),
+            ("1b. server limit below the default rate", results["adaptation"]),
+        ],
+        args.chart,
+    )
     results["benchSeconds"] = round(time.perf_counter() - started, 1)
     markdown = table(results)
     print(markdown)

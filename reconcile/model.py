@@ -8,7 +8,7 @@ Normal form makes comparison semantic (see `normalize_field`): set-like lists co
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 JSON = Any  # a value decoded from JSON or safe YAML
@@ -28,16 +28,8 @@ STATUS_FIELD = "status"
 DEFAULT_STATUS = "active"
 # What a desired key may say.
 MANAGED_FIELDS: tuple[str, ...] = (*UPDATABLE_FIELDS, STATUS_FIELD)
-# Filled by the server; never sent in an update, never part of a diff (status: only when managed).
-SERVER_MANAGED_FIELDS: tuple[str, ...] = (
-    "status",
-    "expireTime",
-    "createdTime",
-    "createdBy",
-    "clientId",
-    "boundUserId",
-    "editable",
-)
+# Everything else a key has (expireTime, createdTime, createdBy, clientId, boundUserId, editable,
+# and status unless managed) is filled by the server: never sent, never part of a diff.
 SET_FIELDS = frozenset({"roleNames", "permittedIps"})
 MAP_FIELDS = frozenset({"customClaims", "customAttributes"})
 STRING_FIELDS = frozenset({"name", "description"})
@@ -65,7 +57,6 @@ class DesiredKey:
 @dataclass(frozen=True)
 class DesiredState:
     keys: tuple[DesiredKey, ...]
-    files: tuple[str, ...] = field(default=())
 
 
 def empty_value(name: str) -> JSON:

@@ -217,8 +217,8 @@ def build_desired_state(parsed_files: Sequence[ParsedFile]) -> tuple[DesiredStat
                 )
             keys.append(key)
     if diagnostics:
-        return DesiredState(keys=(), files=()), sorted(diagnostics)
-    return DesiredState(keys=tuple(keys), files=tuple(parsed.path for parsed in parsed_files)), []
+        return DesiredState(keys=()), sorted(diagnostics)
+    return DesiredState(keys=tuple(keys)), []
 
 
 __all__ = ["SUPPORTED_VERSIONS", "build_desired_state", "json_path", "validate_file"]

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 UpdateSemantics = Literal["merge", "replace"]
+# Spelled out here, not imported from reconcile.model: the server side stays an independent model,
+# so a mistake in the tool's own field list shows up in the tests instead of being shared.
 UPDATABLE = (
     "name",
     "description",
