@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconcile import cli
 from reconcile.loader import Diagnostic, ParsedFile, parse_text
 from reconcile.runner import load_desired
 from reconcile.validation import build_desired_state
@@ -200,3 +204,18 @@ def test_fuzzed_cli_ends_with_exit_1_and_a_message_never_a_traceback(tmp_path: P
     assert {line.split(":")[0] for line in result.stderr.splitlines() if ": error: " in line} == {
         str(tmp_path / f"f{i}.yaml") for i in range(len(samples))
     }
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=st.binary(max_size=300) | json_values.map(lambda value: json.dumps(value).encode()))
+def test_the_command_line_always_ends_with_an_exit_code_never_a_traceback(raw: bytes) -> None:
+    """Any bytes at all, through the real entry point: exit 0 (valid) or 1 (with a message)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fuzzed.yaml"
+        path.write_bytes(raw)
+        errors = io.StringIO()
+        with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
+            code = cli.main(["validate", str(path)])
+    assert code in (0, 1)
+    if code == 1:
+        assert f"{path}:" in errors.getvalue() and "validation error" in errors.getvalue()
