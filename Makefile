@@ -18,7 +18,7 @@ install: $(STAMP)
 
 ## demo: start the local server, plan, apply, plan again, write reports under demo-out/
 demo: $(STAMP)
-	$(PY) -m reconcile.demo desired/ --out demo-out
+	$(PY) -m reconcile.emulator.demo desired/ --out demo-out
 
 ## test: lint, schema freshness, validate desired/, and the whole suite
 test: lint check-schemas validate-desired unit
@@ -32,10 +32,10 @@ lint: $(STAMP)
 	$(BIN)/mypy reconcile
 
 schemas: $(STAMP)
-	$(PY) -m reconcile.schemagen --write
+	$(PY) -m reconcile.schemas.generate --write
 
 check-schemas: $(STAMP)
-	$(PY) -m reconcile.schemagen --check
+	$(PY) -m reconcile.schemas.generate --check
 
 validate-desired: $(STAMP)
 	$(BIN)/descope-reconcile validate desired/

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from reconcile.emulator import Emulator, EmulatorConfig
-from reconcile.export import render_export
+from reconcile.output.export import render_export
 
 HERE = Path(__file__).resolve().parent
 UPDATE = "/v1/mgmt/accesskey/update"

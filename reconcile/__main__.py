@@ -2,6 +2,6 @@
 
 import sys
 
-from reconcile.cli import main
+from reconcile.cli.main import main
 
 sys.exit(main())

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from reconcile.emulator import Emulator, EmulatorConfig
-from reconcile.schemas import REPORT_SCHEMA, validator
+from reconcile.schemas.validators import REPORT_SCHEMA, validator
 
 REPO = Path(__file__).resolve().parent.parent
 

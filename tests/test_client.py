@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from reconcile.client import Credentials, DescopeClient, base_url_for, credentials_from_env
+from reconcile.client.descope import Credentials, DescopeClient, base_url_for, credentials_from_env
 from reconcile.errors import (
     ApiError,
     AuthenticationError,

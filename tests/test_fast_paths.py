@@ -12,9 +12,9 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from reconcile import yamlcheck
-from reconcile.loader import ParsedFile, _scan_id_lines, parse_text
-from reconcile.schemas import DESIRED_SCHEMA, REQUEST_SCHEMA, is_valid, validator
+from reconcile.desired import yamlcheck
+from reconcile.desired.loader import ParsedFile, _scan_id_lines, parse_text
+from reconcile.schemas.validators import DESIRED_SCHEMA, REQUEST_SCHEMA, is_valid, validator
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6)
 anything = st.recursive(

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from reconcile.model import DesiredKey, DesiredState, SourceLocation
-from reconcile.plan import Outcome, compute_plan, diff_fields, plan_key, update_body
+from reconcile.plan.diff import Outcome, compute_plan, diff_fields, plan_key, update_body
 
 HERE = SourceLocation("desired/keys.yaml", 3)
 

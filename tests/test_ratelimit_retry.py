@@ -10,6 +10,10 @@ from typing import Any
 import pytest
 from tenacity import RetryCallState
 
+from reconcile.apply.executor import Progress
+from reconcile.apply.limiter import DECREASE_FACTOR, AdaptiveRateLimiter
+from reconcile.apply.progress import describe, report_progress
+from reconcile.apply.retry import RetryPolicy, Tally, is_retryable, retry_wait
 from reconcile.errors import (
     ApiError,
     AuthenticationError,
@@ -19,10 +23,6 @@ from reconcile.errors import (
     ServerError,
     TransportError,
 )
-from reconcile.executor import Progress
-from reconcile.progress import describe, report_progress
-from reconcile.ratelimit import DECREASE_FACTOR, AdaptiveRateLimiter
-from reconcile.retry import RetryPolicy, Tally, is_retryable, retry_wait
 
 
 class FakeClock:

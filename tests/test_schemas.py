@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from reconcile import schemagen
-from reconcile.schemas import DESIRED_SCHEMA, REPORT_SCHEMA, REQUEST_SCHEMA, load_schema, validator
+from reconcile.schemas import generate as schemagen
+from reconcile.schemas.validators import DESIRED_SCHEMA, REPORT_SCHEMA, REQUEST_SCHEMA, load_schema, validator
 
 
 def test_committed_request_schema_is_what_the_generator_produces() -> None:

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconcile import cli
-from reconcile.loader import Diagnostic, ParsedFile, parse_text
-from reconcile.runner import load_desired
-from reconcile.validation import build_desired_state
+from reconcile.cli import main as cli
+from reconcile.desired.loader import Diagnostic, ParsedFile, parse_text
+from reconcile.desired.validation import build_desired_state
+from reconcile.job import load_desired
 from tests.conftest import cli_env, run_cli
 
 

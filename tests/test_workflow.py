@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from reconcile.schemas import REQUEST_SCHEMA, validator
+from reconcile.schemas.validators import REQUEST_SCHEMA, validator
 from tests.conftest import cli_env, load_report, run_cli, write_desired
 
 PROJECT: list[dict[str, Any]] = [

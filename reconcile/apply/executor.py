@@ -18,9 +18,9 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from reconcile.apply.retry import RetryPolicy, Tally, is_retryable
 from reconcile.errors import ApiError, AuthenticationError, Interrupted, ReconcileError
-from reconcile.plan import KeyPlan, Outcome
-from reconcile.retry import RetryPolicy, Tally, is_retryable
+from reconcile.plan.diff import KeyPlan, Outcome
 
 
 @dataclass(frozen=True)

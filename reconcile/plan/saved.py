@@ -21,8 +21,8 @@ from typing import Any
 from reconcile import __version__
 from reconcile.errors import ReconcileError
 from reconcile.model import DEFAULT_STATUS, DesiredKey, SourceLocation, current_fields
-from reconcile.plan import FieldChange, KeyPlan, Outcome, Plan
-from reconcile.report import DesiredFile
+from reconcile.output.report import DesiredFile
+from reconcile.plan.diff import FieldChange, KeyPlan, Outcome, Plan
 
 PLAN_FORMAT = 1
 # A plan made "in the future" beyond this much clock skew was not made by this tool honestly.

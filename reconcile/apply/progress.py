@@ -8,9 +8,9 @@ import sys
 import time
 from typing import TextIO
 
-from reconcile.executor import Progress
+from reconcile.apply.executor import Progress
 
-log = logging.getLogger("reconcile.progress")
+log = logging.getLogger("reconcile.apply.progress")
 
 
 def describe(progress: Progress, now: float) -> str:

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from reconcile.plan import ERROR_OUTCOMES, Outcome
+from reconcile.plan.diff import ERROR_OUTCOMES, Outcome
 
 MAX_ROWS = 200  # GitHub caps a step summary at 1 MiB; a reviewer stops reading long before
 _ERRORS = {outcome.value for outcome in ERROR_OUTCOMES}

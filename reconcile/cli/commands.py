@@ -1,4 +1,4 @@
-"""One handler per command. Each runs the steps of reconcile.runner and decides what people see."""
+"""One handler per command. Each runs the steps of reconcile.job and decides what people see."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from reconcile import savedplan
-from reconcile.audit import build_audit, render_audit
-from reconcile.client import DescopeClient, base_url_for, credentials_from_env
+from reconcile.apply.executor import Journal
+from reconcile.apply.retry import Tally
+from reconcile.client.descope import DescopeClient, base_url_for, credentials_from_env
+from reconcile.client.redact import redactor
+from reconcile.desired.loader import Diagnostic, ParsedFile, parse_text
+from reconcile.desired.validation import build_desired_state
 from reconcile.errors import (
     ConfigError,
     ExitCode,
@@ -26,16 +29,7 @@ from reconcile.errors import (
     UsageError,
     ValidationFailed,
 )
-from reconcile.executor import Journal
-from reconcile.export import render_export
-from reconcile.loader import Diagnostic, ParsedFile, parse_text
-from reconcile.model import DesiredState
-from reconcile.plan import Outcome, Plan, compute_plan
-from reconcile.redact import redactor
-from reconcile.render import render_plan, render_results
-from reconcile.report import DesiredFile, write_private_atomically, write_report
-from reconcile.retry import Tally
-from reconcile.runner import (
+from reconcile.job import (
     ApplyOutcome,
     LoadedDesired,
     RetrySettings,
@@ -49,8 +43,14 @@ from reconcile.runner import (
     load_desired,
     make_report,
 )
-from reconcile.summary import render_summary
-from reconcile.validation import build_desired_state
+from reconcile.model import DesiredState
+from reconcile.output.audit import build_audit, render_audit
+from reconcile.output.export import render_export
+from reconcile.output.markdown import render_summary
+from reconcile.output.report import DesiredFile, write_private_atomically, write_report
+from reconcile.output.text import render_plan, render_results
+from reconcile.plan import saved as savedplan
+from reconcile.plan.diff import Outcome, Plan, compute_plan
 
 log = logging.getLogger("reconcile")
 

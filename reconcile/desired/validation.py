@@ -15,9 +15,9 @@ from typing import Any
 
 from jsonschema import ValidationError
 
-from reconcile.loader import Diagnostic, ParsedFile
+from reconcile.desired.loader import Diagnostic, ParsedFile
 from reconcile.model import MANAGED_FIELDS, DesiredKey, DesiredState, SourceLocation
-from reconcile.schemas import DESIRED_SCHEMA, is_valid, validator
+from reconcile.schemas.validators import DESIRED_SCHEMA, is_valid, validator
 
 SUPPORTED_VERSIONS = (1,)
 

@@ -7,9 +7,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from reconcile.executor import KeyResult
+from reconcile.apply.executor import KeyResult
 from reconcile.model import MAP_FIELDS, SET_FIELDS
-from reconcile.plan import FieldChange, KeyPlan, Outcome, Plan
+from reconcile.plan.diff import FieldChange, KeyPlan, Outcome, Plan
 
 _MARKS = {Outcome.UPDATE: "~", Outcome.UPDATED: "~", Outcome.UNCHANGED: "="}
 

@@ -29,7 +29,7 @@ def schemas_dir() -> Path:
     packaged = Path(str(resources.files("reconcile"))) / "_schemas"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / "schemas"
+    return Path(__file__).resolve().parents[2] / "schemas"
 
 
 @cache

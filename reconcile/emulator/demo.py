@@ -16,7 +16,7 @@ from pathlib import Path
 from reconcile.emulator import Emulator, EmulatorConfig
 from reconcile.emulator.__main__ import load_seed
 
-SEED = Path(__file__).parent / "emulator" / "demo_seed.yaml"
+SEED = Path(__file__).parent / "demo_seed.yaml"
 
 
 def _run(args: list[str], env: dict[str, str], expected: int) -> None:
@@ -28,7 +28,7 @@ def _run(args: list[str], env: dict[str, str], expected: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reconcile.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m reconcile.emulator.demo", description=__doc__)
     parser.add_argument("desired", nargs="?", default="desired/")
     parser.add_argument("--out", type=Path, default=Path("demo-out"))
     args = parser.parse_args(argv)

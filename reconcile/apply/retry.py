@@ -21,8 +21,8 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.stop import stop_base
 from tenacity.wait import wait_exponential_jitter
 
+from reconcile.apply.limiter import AdaptiveRateLimiter
 from reconcile.errors import Interrupted, RateLimitedError, ServerError, TransportError
-from reconcile.ratelimit import AdaptiveRateLimiter
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from reconcile import __version__
+from reconcile.client.redact import MASK
 from reconcile.errors import (
     ApiError,
     AuthenticationError,
@@ -29,7 +30,6 @@ from reconcile.errors import (
     TlsError,
     TransportError,
 )
-from reconcile.redact import MASK
 
 DEFAULT_BASE_URL = "https://api.descope.com"
 SEARCH_PATH = "/v1/mgmt/accesskey/search"

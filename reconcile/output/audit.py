@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from reconcile.plan import Outcome, Plan
+from reconcile.plan.diff import Outcome, Plan
 
 FINDINGS = {
     "inactive": "inactive keys",

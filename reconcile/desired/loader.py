@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 import yaml_rs
 
-from reconcile import yamlcheck
+from reconcile.desired import yamlcheck
 from reconcile.errors import ConfigError
 
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024

@@ -17,17 +17,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconcile.client import DescopeClient
+from reconcile.apply.executor import Executor, Journal, KeyResult
+from reconcile.apply.limiter import AdaptiveRateLimiter
+from reconcile.apply.progress import report_progress
+from reconcile.apply.retry import RetryPolicy, Tally
+from reconcile.client.descope import DescopeClient
+from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES, Diagnostic, ParsedFile, load_files
+from reconcile.desired.validation import build_desired_state
 from reconcile.errors import SafetyThresholdExceeded
-from reconcile.executor import Executor, Journal, KeyResult
-from reconcile.loader import DEFAULT_MAX_FILE_BYTES, Diagnostic, ParsedFile, load_files
 from reconcile.model import DesiredState
-from reconcile.plan import Plan
-from reconcile.progress import report_progress
-from reconcile.ratelimit import AdaptiveRateLimiter
-from reconcile.report import DesiredFile, RunInfo, build_report, git_state
-from reconcile.retry import RetryPolicy, Tally
-from reconcile.validation import build_desired_state
+from reconcile.output.report import DesiredFile, RunInfo, build_report, git_state
+from reconcile.plan.diff import Plan
 
 # Default safety threshold: refuse to change more than this share of the managed keys...
 DEFAULT_MAX_CHANGES_SHARE = 0.25

@@ -10,13 +10,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from reconcile import __version__, commands
-from reconcile.client import DEFAULT_TIMEOUT_SECONDS
+from reconcile import __version__
+from reconcile.cli import commands
+from reconcile.client.descope import DEFAULT_TIMEOUT_SECONDS
+from reconcile.client.redact import redactor
+from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
 from reconcile.errors import ExitCode, ReconcileError, UsageError
-from reconcile.loader import DEFAULT_MAX_FILE_BYTES
-from reconcile.redact import redactor
-from reconcile.runner import DEFAULT_MAX_CHANGES_SHARE, DEFAULT_THRESHOLD_MIN_KEYS, ChangeLimit
-from reconcile.savedplan import parse_age
+from reconcile.job import DEFAULT_MAX_CHANGES_SHARE, DEFAULT_THRESHOLD_MIN_KEYS, ChangeLimit
+from reconcile.plan.saved import parse_age
 
 log = logging.getLogger("reconcile")
 Converter = Callable[[str], Any]

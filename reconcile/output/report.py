@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from reconcile import __version__
-from reconcile.executor import ErrorInfo, KeyResult
-from reconcile.plan import KeyPlan, Outcome, Plan
+from reconcile.apply.executor import ErrorInfo, KeyResult
+from reconcile.plan.diff import KeyPlan, Outcome, Plan
 
 REPORT_VERSION = 1
 

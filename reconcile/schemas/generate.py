@@ -1,6 +1,6 @@
 """Derive the update-request JSON Schema from the OpenAPI fragment plus the tightening overlay.
 
-`python -m reconcile.schemagen --write` regenerates it; `--check` fails when the committed file
+`python -m reconcile.schemas.generate --write` regenerates it; `--check` fails when the committed file
 differs from what would be generated (run by `make test`).
 """
 
@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from reconcile.schemas import REQUEST_SCHEMA
+from reconcile.schemas.validators import REQUEST_SCHEMA
 
-SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 OPENAPI = SCHEMAS / "source" / "descope-accesskey-openapi.yaml"
 OVERLAY = SCHEMAS / "source" / "tightening.yaml"
 COMPONENT = "UpdateAccessKeyRequest"
@@ -71,7 +71,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reconcile.schemagen", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m reconcile.schemas.generate", description=__doc__)
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", action="store_true", help="write the generated schema")
     mode.add_argument("--check", action="store_true", help="exit 1 if the committed schema is stale")
