@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile.apply.journal import Journal
-from reconcile.cli.common import Target, connect, load, settings, show, write_outputs
+from reconcile.cli.common import load, show
 from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
@@ -21,18 +21,11 @@ from reconcile.cli.options import (
     remote_options,
     report_options,
 )
+from reconcile.cli.remote import Target, connect, settings, write_outputs
 from reconcile.errors import ExitCode, SafetyThresholdExceeded, UsageError
-from reconcile.job import (
-    ApplyOutcome,
-    LoadedDesired,
-    RunClock,
-    Session,
-    bulk,
-    execute,
-    fetch_keys,
-    journal_path_for,
-    make_report,
-)
+from reconcile.job.clock import RunClock, bulk
+from reconcile.job.load import LoadedDesired
+from reconcile.job.session import ApplyOutcome, Session, execute, fetch_keys, journal_path_for, make_report
 from reconcile.model import DesiredFile
 from reconcile.output.text import render_plan, render_results
 from reconcile.plan import saved as savedplan

@@ -7,11 +7,13 @@ import json
 import logging
 from pathlib import Path
 
-from reconcile.cli.common import connect, load, settings, show, write_outputs
+from reconcile.cli.common import load, show
 from reconcile.cli.options import PATHS_HELP, Parser, add_command, desired_options, remote_options, report_options
+from reconcile.cli.remote import connect, settings, write_outputs
 from reconcile.errors import ExitCode
 from reconcile.files import write_private_atomically
-from reconcile.job import RunClock, bulk, fetch_keys, make_report
+from reconcile.job.clock import RunClock, bulk
+from reconcile.job.session import fetch_keys, make_report
 from reconcile.output.text import render_plan
 from reconcile.plan import saved as savedplan
 from reconcile.plan.diff import compute_plan
