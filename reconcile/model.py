@@ -26,10 +26,15 @@ UPDATABLE_FIELDS: tuple[str, ...] = (
 # Managed through the activate / deactivate endpoints, never the update body.
 STATUS_FIELD = "status"
 DEFAULT_STATUS = "active"
-# What a desired key may say.
+# Managed: compared, and changed when they differ.
 MANAGED_FIELDS: tuple[str, ...] = (*UPDATABLE_FIELDS, STATUS_FIELD)
-# Everything else a key has (expireTime, createdTime, createdBy, clientId, boundUserId, editable,
-# and status unless managed) is filled by the server: never sent, never part of a diff.
+# Set only when a key is created: a desired key's name for it (the key object's) → the create request's.
+# For a key that exists a difference is a warning, never a change (schemas/source/tightening.yaml).
+CREATE_ONLY_FIELDS: dict[str, str] = {"expireTime": "expireTime", "boundUserId": "userId"}
+# What a desired key may say besides `id`.
+DESIRED_FIELDS: tuple[str, ...] = (*MANAGED_FIELDS, *CREATE_ONLY_FIELDS)
+# Everything else a key has (createdTime, createdBy, clientId, editable, and status unless managed)
+# is filled by the server: never sent, never part of a diff.
 SET_FIELDS = frozenset({"roleNames", "permittedIps"})
 MAP_FIELDS = frozenset({"customClaims", "customAttributes"})
 STRING_FIELDS = frozenset({"name", "description"})
@@ -47,16 +52,60 @@ class SourceLocation:
 
 @dataclass(frozen=True)
 class DesiredKey:
-    """One key as the desired files say it should be: only the fields they manage."""
+    """One key as the desired files say it should be: only the fields they manage. Without an id,
+    the key is identified by its name (unique among the desired keys), and created when no key has it."""
 
-    id: str
+    id: str | None
     fields: Mapping[str, JSON]
     source: SourceLocation
+
+    @property
+    def label(self) -> str:
+        """How people can tell the key apart: its id, or its name when it has no id (yet)."""
+        return self.id or f"name {self.fields.get('name', '')!r}"
+
+
+PRUNE_ACTIONS = ("deactivate", "delete")  # the first is the default: it can be undone
+
+
+@dataclass(frozen=True)
+class PruneScope:
+    """A desired file's `prune:` section: the project keys the files own (every criterion given must
+    hold), and what happens to an owned key that no desired key names."""
+
+    source: SourceLocation
+    action: str = PRUNE_ACTIONS[0]
+    name_prefix: str | None = None
+    tenant_ids: frozenset[str] = frozenset()
+    custom_attributes: Mapping[str, JSON] | None = None
+
+    def contains(self, key: Mapping[str, JSON]) -> bool:
+        if self.name_prefix is not None and not str(key.get("name") or "").startswith(self.name_prefix):
+            return False
+        tenants = {tenant.get("tenantId") for tenant in key.get("keyTenants") or ()}
+        if self.tenant_ids and not self.tenant_ids & tenants:
+            return False
+        attributes = key.get("customAttributes") or {}
+        return all(
+            name in attributes and _typed(attributes[name]) == _typed(value)
+            for name, value in (self.custom_attributes or {}).items()
+        )
+
+    def describe(self) -> str:
+        parts = []
+        if self.name_prefix is not None:
+            parts.append(f"namePrefix {self.name_prefix!r}")
+        if self.tenant_ids:
+            parts.append(f"tenantIds {', '.join(sorted(self.tenant_ids))}")
+        if self.custom_attributes:
+            parts.append(f"customAttributes {dict(sorted(self.custom_attributes.items()))}")
+        return " and ".join(parts)
 
 
 @dataclass(frozen=True)
 class DesiredState:
     keys: tuple[DesiredKey, ...]
+    prune: tuple[PruneScope, ...] = ()
 
 
 def empty_value(name: str) -> JSON:

@@ -134,7 +134,7 @@ def test_outcomes_missing_not_editable_conflict_and_unmanaged() -> None:
     }
     assert "roleNames must be set to []" in plan.keys[2].reason
     assert [(k.id, k.name) for k in plan.unmanaged] == [("K9", "stranger")]
-    assert plan.updates == ()
+    assert plan.changes == ()
     assert {k.key.id for k in plan.errors} == {"K1", "K2", "K3"}
 
 

@@ -1,17 +1,27 @@
-"""The journal of an apply: one JSON line per finished key, flushed before the key counts as done,
-so a run killed mid-way still says what it changed."""
+"""The journal of an apply or a rotation: one JSON line per finished key, flushed before the key
+counts as done, so a run killed mid-way still says what it changed.
+
+Issued secrets leave a trail too (never the secret itself): `requested` before a create or a
+rotation is sent, `issued` as soon as the answer holds the new secret, then `delivered` once every
+sink took it, or `undelivered` (a sink failed, or the answer was lost), or `failed` (nothing was
+issued). Those lines are fsynced. A run killed between `issued` and `delivered` leaves a secret
+that only the killed process held: `unsettled` finds such keys when the next run reads the journal.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from reconcile.apply.executor import KeyResult
+    from reconcile.apply.calls import KeyResult
+
+SECRET_EVENTS = ("requested", "issued", "delivered", "undelivered", "failed")
 
 
 class Journal:
@@ -19,20 +29,24 @@ class Journal:
 
     def __init__(self, path: Path, run_id: str) -> None:
         self.path = path
+        self.run_id = run_id
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._file: IO[str] = os.fdopen(fd, "a", encoding="utf-8")
         self._write({"type": "start", "runId": run_id, "at": now_iso()})
 
-    def _write(self, record: Mapping[str, Any]) -> None:
+    def _write(self, record: Mapping[str, Any], *, sync: bool = False) -> None:
         self._file.write(json.dumps(record, sort_keys=True) + "\n")
         self._file.flush()
+        if sync:
+            os.fsync(self._file.fileno())
 
     def record(self, result: KeyResult) -> None:
         self._write(
             {
                 "type": "key",
-                "id": result.plan.key.id,
+                "id": result.id,
+                "name": result.plan.name,
                 "outcome": result.outcome.value,
                 "attempts": result.attempts,
                 "error": result.error.as_json() if result.error else None,
@@ -40,9 +54,85 @@ class Journal:
             }
         )
 
+    def secret(self, event: str, op: str, key_id: str | None, name: str, error: str | None = None) -> None:
+        """One step of an issued secret's way to the sinks (the secret itself is never written)."""
+        assert event in SECRET_EVENTS
+        record = {"type": "secret", "event": event, "op": op, "id": key_id, "name": name, "runId": self.run_id}
+        self._write({**record, "error": error, "at": now_iso()}, sync=True)
+
     def close(self) -> None:
         self._file.close()
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Unsettled:
+    """A key whose latest issued secret was not recorded as delivered: it may be lost."""
+
+    id: str
+    name: str
+    run_id: str
+    at: str
+    why: str
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The journal's records; a line cut short by a crash is skipped."""
+    records = []
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
+_WHY = {
+    "requested": "the run stopped before the answer came: the key may have a new secret nobody received",
+    "issued": "the run stopped before the secret was delivered",
+    "undelivered": "its secret was not delivered",
+}
+
+
+def unsettled(records: Iterable[Mapping[str, Any]], observed: Iterable[Mapping[str, Any]]) -> list[Unsettled]:
+    """Project keys whose latest secret was issued (or may have been) but never recorded as delivered.
+    A later delivery (a deliberate rotation) settles a key; a key that no longer exists needs nothing."""
+    open_by_id: dict[str, list[Mapping[str, Any]]] = {}
+    creating: dict[tuple[str, str], Mapping[str, Any]] = {}  # (run, name): a create sent, its answer never read
+    for record in records:
+        if record.get("type") != "secret":
+            continue
+        event, key_id, name = record.get("event"), record.get("id"), str(record.get("name"))
+        if key_id is None:  # a create before its id is known: requested, or failed
+            if event == "requested":
+                creating[str(record.get("runId")), name] = record
+            else:
+                creating.pop((str(record.get("runId")), name), None)
+            continue
+        if record.get("op") == "create":
+            creating.pop((str(record.get("runId")), name), None)
+        steps = open_by_id.setdefault(str(key_id), [])
+        if event == "delivered":
+            steps.clear()
+            creating = {place: r for place, r in creating.items() if place[1] != name}
+        elif event == "failed":  # nothing was issued: back to where the key was
+            if steps and steps[-1].get("event") == "requested" and steps[-1].get("runId") == record.get("runId"):
+                steps.pop()
+        else:
+            steps.append(record)
+    keys = list(observed)
+    found = [(str(key.get("id")), left[-1]) for key in keys if (left := open_by_id.get(str(key.get("id"))))]
+    for (_run, name), record in creating.items():
+        found += [(str(key.get("id")), record) for key in keys if key.get("name") == name]
+    names = {str(key.get("id")): str(key.get("name") or "") for key in keys}
+    seen: dict[str, Unsettled] = {}
+    for key_id, record in found:
+        why = _WHY.get(str(record.get("event")), "its secret was not delivered")
+        seen[key_id] = Unsettled(key_id, names[key_id], str(record.get("runId")), str(record.get("at")), why)
+    return sorted(seen.values(), key=lambda item: item.id)

@@ -1,4 +1,5 @@
-"""`descope-reconcile apply`: send one update per key that differs (fresh plan or a reviewed saved plan)."""
+"""`descope-reconcile apply`: make every planned change (fresh plan or a reviewed saved plan): updates,
+creates (their secrets to the sinks), and prunes."""
 
 from __future__ import annotations
 
@@ -8,41 +9,49 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from reconcile.apply.journal import Journal
+from reconcile.cli import changes
 from reconcile.cli.common import load, show
 from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
     add_command,
     desired_options,
+    execution_options,
     parsed,
-    positive_float,
-    positive_int,
     remote_options,
     report_options,
+    secrets_options,
 )
 from reconcile.cli.remote import Target, connect, settings, write_outputs
-from reconcile.errors import ExitCode, SafetyThresholdExceeded, UsageError
+from reconcile.errors import ExitCode, ReconcileError, UsageError
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.load import LoadedDesired
-from reconcile.job.session import ApplyOutcome, Session, execute, fetch_keys, journal_path_for, make_report
+from reconcile.job.session import Session, fetch_keys, make_report, unsettled_secrets
 from reconcile.model import DesiredFile
-from reconcile.output.text import render_plan, render_results
+from reconcile.output.text import render_plan
 from reconcile.plan import saved as savedplan
-from reconcile.plan.diff import Outcome, Plan, compute_plan
-from reconcile.plan.safety import DEFAULT_MAX_CHANGES_SHARE, DEFAULT_THRESHOLD_MIN_KEYS, ChangeLimit, check_safety
+from reconcile.plan.diff import Plan, compute_plan
+from reconcile.plan.safety import (
+    DEFAULT_MAX_CHANGES_SHARE,
+    DEFAULT_THRESHOLD_MIN_KEYS,
+    ChangeLimit,
+    check_names,
+    check_safety,
+)
 
 log = logging.getLogger("reconcile")
-DEFAULT_CONCURRENCY = 8
+Observed = list[dict[str, Any]]
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "apply",
-        [desired_options(), remote_options(), report_options()],
-        "send one update per key that differs, and none for the others",
-        "Plan (or load a saved plan), then change every key that differs: rate-limited, retried, journaled.",
+        [desired_options(), remote_options(), report_options(), execution_options(), secrets_options()],
+        "make every planned change: updates, creates, prunes; none for keys in sync",
+        "Plan (or load a saved plan), then change every key that differs, create the keys named by no project "
+        "key (their secrets go to --secrets-out / --secrets-command), prune what the prune scopes say: "
+        "rate-limited, retried, journaled.",
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP + "; optional with --plan")
     parser.add_argument(
@@ -60,12 +69,6 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         help="refuse a saved plan older than this: 24h (default), 90m, 3600s, 2d",
     )
     parser.add_argument(
-        "--concurrency",
-        type=positive_int,
-        default=DEFAULT_CONCURRENCY,
-        help=f"updates in flight at once (default {DEFAULT_CONCURRENCY})",
-    )
-    parser.add_argument(
         "--max-changes",
         type=parsed(ChangeLimit.parse),
         metavar="N|P%",
@@ -73,14 +76,6 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         f"{DEFAULT_MAX_CHANGES_SHARE * 100:.0f}%% when more than {DEFAULT_THRESHOLD_MIN_KEYS} keys are managed",
     )
     parser.add_argument("--force", action="store_true", help="apply even over --max-changes")
-    parser.add_argument("--journal", type=Path, metavar="FILE", help="JSON Lines journal (default: beside --report)")
-    parser.add_argument(
-        "--progress-every",
-        type=positive_float,
-        default=0.0,
-        metavar="SECONDS",
-        help="progress on stderr this often (default: a live line on a terminal, else a log line every 5 s)",
-    )
     parser.set_defaults(handler=run)
 
 
@@ -98,8 +93,8 @@ def _load_saved_plan(args: argparse.Namespace, project_id: str, clock: RunClock)
 
 async def _plan_to_apply(
     args: argparse.Namespace, session: Session, target: Target, clock: RunClock, loaded: LoadedDesired | None
-) -> tuple[Plan, tuple[DesiredFile, ...]]:
-    """The fresh plan from the desired files, or the saved plan once proven current."""
+) -> tuple[Plan, tuple[DesiredFile, ...], Observed]:
+    """The fresh plan from the desired files, or the saved plan once proven current; and the keys read."""
     saved = _load_saved_plan(args, target.project_id, clock) if args.plan else None
     if saved is not None and loaded is not None:
         savedplan.check_desired(saved, loaded.files)
@@ -108,36 +103,14 @@ async def _plan_to_apply(
     if saved is None:
         assert loaded is not None
         with clock.phase("diff"):
-            return compute_plan(loaded.state, observed), loaded.files
+            return compute_plan(loaded.state, observed), loaded.files, observed
     stale = savedplan.stale_keys(saved, observed)
     if stale:
         shown = ", ".join(stale[:20]) + (f" and {len(stale) - 20} more" if len(stale) > 20 else "")
         raise savedplan.PlanRejected(
             f"{len(stale)} planned key(s) changed since the plan was made: {shown}; plan again"
         )
-    return savedplan.to_plan(saved), savedplan.files_of(saved)
-
-
-async def _execute(args: argparse.Namespace, session: Session, result: Plan, run_id: str) -> ApplyOutcome:
-    journal_file = args.journal or (journal_path_for(args.report) if args.report else None)
-    journal = Journal(journal_file, run_id) if journal_file else None
-    try:
-        outcome = await execute(
-            session,
-            result,
-            concurrency=args.concurrency,
-            journal=journal,
-            progress_every=None if args.quiet else args.progress_every,
-        )
-    finally:
-        if journal is not None:
-            journal.close()
-    show(args, render_results(outcome.results))
-    if outcome.fatal is not None:
-        log.error("error: %s; the run stopped, nothing more was sent", outcome.fatal)
-    if outcome.interrupted:
-        log.error("interrupted: in-flight calls finished, the rest were not sent")
-    return outcome
+    return savedplan.to_plan(saved, observed), savedplan.files_of(saved), observed
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -146,25 +119,36 @@ async def run(args: argparse.Namespace) -> int:
     clock = RunClock("apply")
     with bulk():
         loaded = load(args, clock=clock) if args.paths else None  # before any credentials or network
-    outcome, refusal = None, None
+    outcome, refusal, recover = None, None, changes.recovery(args)
     async with connect(args) as (session, target):
         with bulk():
-            result, files = await _plan_to_apply(args, session, target, clock, loaded)
+            result, files, observed = await _plan_to_apply(args, session, target, clock, loaded)
         show(args, render_plan(result, verbose=args.verbose > 0))
-        if result.updates:
-            try:
-                check_safety(result, args.max_changes, force=args.force)  # before any write
-            except SafetyThresholdExceeded as error:
+        unsettled = unsettled_secrets(changes.journal_file(args), observed)
+        changes.warn_unsettled(unsettled, recover)
+        if result.changes:
+            changes.require_sinks(args, result)  # a usage error (64), before any write
+            try:  # before any write
+                check_names(result)
+                check_safety(result, args.max_changes, force=args.force)
+            except ReconcileError as error:
                 refusal = error  # the report is still written: a refused plan is worth auditing
             else:
                 with clock.phase("apply"):
-                    outcome = await _execute(args, session, result, clock.run_id)
+                    outcome = await changes.run_changes(args, session, result, clock.run_id, recover, title="Apply")
         report = make_report(
-            clock, files, session.client, target.project_id, result, settings=settings(args), outcome=outcome
+            clock,
+            files,
+            session.client,
+            target.project_id,
+            result,
+            settings=settings(args),
+            outcome=outcome,
+            unsettled=unsettled,
+            recovery=recover,
         )
     write_outputs(args, report, clock)
     if refusal is not None:
         raise refusal
-    if result.errors or (outcome and any(r.outcome is not Outcome.UPDATED for r in outcome.results)):
-        return ExitCode.FAILURE
-    return ExitCode.OK
+    failed = outcome and any(r.outcome is not r.plan.outcome.done for r in outcome.results)
+    return ExitCode.FAILURE if result.errors or unsettled or failed else ExitCode.OK

@@ -14,9 +14,9 @@ from reconcile.cli.options import Parser, add_command, remote_options
 from reconcile.cli.remote import connect
 from reconcile.desired.loader import Diagnostic, ParsedFile, parse_text
 from reconcile.desired.validation import build_desired_state
-from reconcile.errors import ConfigError, ExitCode, NotFoundError
+from reconcile.errors import ConfigError, ExitCode
 from reconcile.files import write_private_atomically
-from reconcile.job.session import Session
+from reconcile.job.session import Session, load_keys
 from reconcile.output.export import render_export
 
 log = logging.getLogger("reconcile")
@@ -50,13 +50,9 @@ async def _keys_to_export(session: Session, wanted_ids: list[str], tenants: list
     """Named keys one GET each (cheaper than reading the whole project); otherwise one search."""
     unknown: list[str] = []
     if wanted_ids and not tenants:
-        keys = []
-        for key_id in wanted_ids:
-            try:
-                load = partial(session.client.load_access_key, key_id)
-                keys.append(await session.policy.call(load, Tally(), what=f"load {key_id}"))
-            except NotFoundError:
-                unknown.append(key_id)
+        loaded = await load_keys(session, wanted_ids)
+        keys = [key for key in loaded.values() if key is not None]
+        unknown = [key_id for key_id, key in loaded.items() if key is None]
     else:
         search = partial(session.client.search_access_keys, tenant_ids=tenants)
         keys = await session.policy.call(search, Tally(), what="search")

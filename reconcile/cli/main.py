@@ -15,7 +15,7 @@ from reconcile.client.redact import redactor
 from reconcile.errors import ExitCode, ReconcileError, UsageError
 
 log = logging.getLogger("reconcile")
-COMMANDS = ("validate", "plan", "apply", "export", "audit")  # modules of reconcile.cli, in `--help` order
+COMMANDS = ("validate", "plan", "apply", "rotate", "export", "audit")  # modules of reconcile.cli, in `--help` order
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

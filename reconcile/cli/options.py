@@ -19,6 +19,7 @@ DEFAULT_RATE = 100.0
 DEFAULT_TIMEOUT_SECONDS = 30.0  # per request; the client itself has no default, the command line decides
 DEFAULT_MAX_ATTEMPTS = 6
 DEFAULT_KEY_DEADLINE = 300.0
+DEFAULT_CONCURRENCY = 8
 PATHS_HELP = "desired-state YAML files or folders (recursive)"
 
 EPILOG = f"""\
@@ -45,6 +46,8 @@ examples:
   descope-reconcile plan desired/ --report report.json --out plan.json   # exit 2: drift
   descope-reconcile apply --plan plan.json --report report.json          # exactly the reviewed plan
   descope-reconcile apply desired/ --report report.json
+  descope-reconcile apply desired/ --report report.json --secrets-out secrets.jsonl   # creates keys
+  descope-reconcile rotate --ids K2abc --secrets-command 'gh secret set CI_KEY' --report rotate.json
   descope-reconcile export --out desired/keys.yaml
   descope-reconcile audit desired/ --summary audit.md --out audit.json
 """
@@ -142,6 +145,45 @@ def report_options() -> Parser:
         type=Path,
         metavar="FILE",
         help="write a Markdown summary here (default: $GITHUB_STEP_SUMMARY when set)",
+    )
+    return group
+
+
+def execution_options() -> Parser:
+    """For commands that change keys (apply, rotate)."""
+    group = Parser(add_help=False)
+    group.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"changes in flight at once (default {DEFAULT_CONCURRENCY})",
+    )
+    group.add_argument("--journal", type=Path, metavar="FILE", help="JSON Lines journal (default: beside --report)")
+    group.add_argument(
+        "--progress-every",
+        type=positive_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="progress on stderr this often (default: a live line on a terminal, else a log line every 5 s)",
+    )
+    return group
+
+
+def secrets_options() -> Parser:
+    """Where the secrets of created and rotated keys go: nowhere else, and the run refuses without one."""
+    group = Parser(add_help=False)
+    group.add_argument(
+        "--secrets-out",
+        type=Path,
+        metavar="FILE",
+        help="append each new secret to FILE as a JSON line (id, name, cleartext, at, runId); created 0600, "
+        "never truncated, fsynced per secret",
+    )
+    group.add_argument(
+        "--secrets-command",
+        metavar="CMD",
+        help="run the shell command CMD once per new secret: the secret on its stdin only, KEY_ID and KEY_NAME "
+        "in its environment (e.g. 'gh secret set DESCOPE_CI_KEY'); give both options for both sinks",
     )
     return group
 

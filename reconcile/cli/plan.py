@@ -54,11 +54,11 @@ async def run(args: argparse.Namespace) -> int:
                     created=clock.started,
                 )
                 write_private_atomically(args.out, json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
-                log.info("plan saved to %s (%d change(s))", args.out, len(result.updates))
+                log.info("plan saved to %s (%d change(s))", args.out, len(result.changes))
             report = make_report(
                 clock, loaded.files, session.client, target.project_id, result, settings=settings(args)
             )
         write_outputs(args, report, clock)
     if result.errors:
         return ExitCode.FAILURE
-    return ExitCode.CHANGES_PENDING if result.updates else ExitCode.OK
+    return ExitCode.CHANGES_PENDING if result.changes else ExitCode.OK

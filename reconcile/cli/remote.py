@@ -52,6 +52,8 @@ _SETTINGS = {
     "max_changes": "maxChanges",
     "force": "force",
     "plan": "plan",
+    "secrets_out": "secretsOut",
+    "secrets_command": "secretsCommand",
 }
 
 

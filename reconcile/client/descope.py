@@ -3,6 +3,8 @@
 Wire format: see schemas/source and the README. Every answer that is not a success becomes a
 typed `ApiError` carrying Descope's errorCode; every failure to get an answer becomes a
 `TransportError` that says whether the request may have reached the server.
+
+Create and rotate answer with the key's cleartext: it leaves this module only wrapped in a `Secret`.
 """
 
 from __future__ import annotations
@@ -30,11 +32,15 @@ from reconcile.errors import (
     TlsError,
     TransportError,
 )
+from reconcile.secrets.secret import Secret
 
 DEFAULT_BASE_URL = "https://api.descope.com"
 SEARCH_PATH = "/v1/mgmt/accesskey/search"
 LOAD_PATH = "/v1/mgmt/accesskey"
 UPDATE_PATH = "/v1/mgmt/accesskey/update"
+CREATE_PATH = "/v1/mgmt/accesskey/create"
+ROTATE_PATH = "/v1/mgmt/accesskey/rotate"
+DELETE_PATH = "/v1/mgmt/accesskey/delete"
 STATUS_PATHS = {"active": "/v1/mgmt/accesskey/activate", "inactive": "/v1/mgmt/accesskey/deactivate"}
 
 
@@ -180,6 +186,21 @@ class DescopeClient:
         body = await self._request("POST", UPDATE_PATH, json=dict(request_body))
         return _key_of(body)
 
+    async def create_access_key(self, request_body: Mapping[str, Any]) -> tuple[dict[str, Any], Secret]:
+        """The new key and its secret. An answer without both is ambiguous: the key may exist."""
+        return _issued(await self._request("POST", CREATE_PATH, json=dict(request_body)), CREATE_PATH)
+
+    async def rotate_access_key(self, key_id: str) -> tuple[dict[str, Any], Secret]:
+        """The key and its new secret; the old secret stops working at once."""
+        return _issued(await self._request("POST", ROTATE_PATH, json={"id": key_id}), ROTATE_PATH)
+
+    async def delete_access_keys(self, key_ids: Sequence[str]) -> None:
+        """The single form for one key, the batch form for several (all or nothing on the server)."""
+        if len(key_ids) == 1:
+            await self._request("POST", DELETE_PATH, json={"id": key_ids[0]})
+        else:
+            await self._request("POST", f"{DELETE_PATH}/batch", json={"ids": list(key_ids)})
+
     def _clean(self, text: str) -> str:
         return text.replace(self._secret, MASK) if self._secret else text
 
@@ -230,6 +251,13 @@ class DescopeClient:
 def _key_of(body: Mapping[str, Any]) -> dict[str, Any]:
     key = body.get("key")
     return key if isinstance(key, dict) else {}
+
+
+def _issued(body: Mapping[str, Any], path: str) -> tuple[dict[str, Any], Secret]:
+    key, cleartext = _key_of(body), body.get("cleartext")
+    if not isinstance(key.get("id"), str) or not key["id"] or not isinstance(cleartext, str) or not cleartext:
+        raise TransportError(f"POST {path}: the answer lacks the key's id or its secret", ambiguous=True)
+    return key, Secret(cleartext)
 
 
 def _caused_by_tls(error: BaseException) -> bool:

@@ -2,7 +2,8 @@
 
 The JSON Schema (schemas/desired.schema.json, which reuses the update-request schema) checks
 shapes; the checks here cover what a schema cannot say well: IP syntax, the same key id twice
-across files, roleNames together with keyTenants, and messages that teach ("did you mean").
+across files, a name that identifies a key (no id) given twice, roleNames together with keyTenants,
+and messages that teach ("did you mean").
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import math
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from jsonschema import ValidationError
 
 from reconcile.desired.loader import Diagnostic, ParsedFile
-from reconcile.model import MANAGED_FIELDS, DesiredKey, DesiredState, SourceLocation
+from reconcile.model import DESIRED_FIELDS, PRUNE_ACTIONS, DesiredKey, DesiredState, PruneScope, SourceLocation
 from reconcile.schemas.validators import DESIRED_SCHEMA, is_valid, validator
 
 SUPPORTED_VERSIONS = (1,)
@@ -98,8 +100,17 @@ def _schema_messages(error: ValidationError) -> list[tuple[list[str | int], str,
         return [(path, f"`{field}` lists the same value more than once", False)]
     if error.validator == "anyOf" and len(path) >= 2 and path[-2] == "customAttributes":
         return [(path, "a customAttributes value must be a string, number, boolean or a list of those", False)]
-    if error.validator == "minLength":
+    if error.validator == "anyOf" and len(path) == 2 and path[0] == "keys":
+        return [
+            (path, "a key needs an `id`, or a `name` to be identified by (and created with, if no key has it)", False)
+        ]
+    if error.validator == "anyOf" and path == ["prune"]:
+        return [(path, "`prune` needs a scope: namePrefix, tenantIds and/or customAttributes", False)]
+    if error.validator in ("minLength", "minItems", "minProperties"):
         return [(path, f"`{json_path(path)}` must not be empty", False)]
+    if error.validator == "enum" and path == ["prune", "action"]:
+        allowed = ", ".join(PRUNE_ACTIONS)
+        return [(path, f"`prune.action` must be one of {allowed}, got {_short(error.instance)}", False)]
     if error.validator == "pattern":
         return [(path, f"`{json_path(path)}` must not contain control characters", False)]
     return [(path, error.message, False)]
@@ -180,45 +191,95 @@ def validate_file(parsed: ParsedFile) -> list[Diagnostic]:
     return diagnostics
 
 
+def _usable(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
 def _desired_keys(parsed: ParsedFile) -> Iterable[tuple[int, DesiredKey]]:
-    """Every key item with a usable id, valid or not (duplicate ids are found across all of them)."""
+    """Every key item with a usable id or name, valid or not (duplicates are found across all of them)."""
     keys = parsed.data.get("keys") if isinstance(parsed.data, dict) else None
     items = keys if isinstance(keys, list) else []
     for index, (item, (line, column)) in enumerate(zip(items, parsed.key_lines(), strict=True)):
-        if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]:
+        if isinstance(item, dict) and (_usable(item.get("id")) or _usable(item.get("name"))):
             yield (
                 index,
                 DesiredKey(
-                    id=item["id"],
-                    fields={name: item[name] for name in MANAGED_FIELDS if name in item},
+                    id=item["id"] if _usable(item.get("id")) else None,
+                    fields={name: item[name] for name in DESIRED_FIELDS if name in item},
                     source=SourceLocation(parsed.path, line, column),
                 ),
             )
+
+
+def _prune_scope(parsed: ParsedFile) -> PruneScope | None:
+    """The file's `prune:` section (already valid when this is used)."""
+    section = parsed.data.get("prune") if isinstance(parsed.data, dict) else None
+    if not isinstance(section, dict):
+        return None
+    return PruneScope(
+        source=SourceLocation(parsed.path, *_top_level_line(parsed, "prune")),
+        action=section.get("action", PRUNE_ACTIONS[0]),
+        name_prefix=section.get("namePrefix"),
+        tenant_ids=frozenset(section.get("tenantIds") or ()),
+        custom_attributes=section.get("customAttributes"),
+    )
+
+
+def _top_level_line(parsed: ParsedFile, name: str) -> tuple[int, int]:
+    """Where a top-level key is: a scan for `name:` at the start of a line (a big file need not be
+    composed for it), else the node graph."""
+    match = re.search(rf"^{name}[ \t]*:", parsed.text, flags=re.MULTILINE)
+    if match is None:
+        return parsed.locate([name], key=True)
+    return parsed.text.count("\n", 0, match.start()) + 1, 1
+
+
+class _Identities:
+    """Each id once across the files; each name that identifies a key (no id) held by no other key."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, SourceLocation] = {}
+        self.names: dict[str, DesiredKey] = {}  # the first key with each name
+
+    def problem(self, key: DesiredKey) -> tuple[str, str] | None:
+        """(the field, the message) when `key` repeats an identity already seen."""
+        if key.id is not None:
+            earlier = self.ids.setdefault(key.id, key.source)
+            if earlier is not key.source:
+                return "id", f"key id `{key.id}` is already defined at {earlier.path}:{earlier.line}"
+        name = key.fields.get("name")
+        if not isinstance(name, str):
+            return None
+        first = self.names.setdefault(name, key)
+        if first is not key and (key.id is None or first.id is None):
+            where = f"{first.source.path}:{first.source.line}"
+            why = "a key without an id is identified by its name"
+            return "name", f"key name `{name}` is already used at {where}: {why}"
+        return None
 
 
 def build_desired_state(parsed_files: Sequence[ParsedFile]) -> tuple[DesiredState, list[Diagnostic]]:
     """Validate every file, then check across files. Diagnostics come sorted by file and line."""
     diagnostics: list[Diagnostic] = []
     keys: list[DesiredKey] = []
-    first_seen: dict[str, SourceLocation] = {}
+    scopes: list[PruneScope] = []
+    seen = _Identities()
     for parsed in parsed_files:
         diagnostics.extend(validate_file(parsed))
         for index, key in _desired_keys(parsed):
-            earlier = first_seen.setdefault(key.id, key.source)
-            if earlier is not key.source:
-                diagnostics.append(
-                    Diagnostic(
-                        key.source.path,
-                        key.source.line,
-                        key.source.column,
-                        f"key id `{key.id}` is already defined at {earlier.path}:{earlier.line}",
-                        json_path(["keys", index, "id"]),
-                    )
-                )
+            repeated = seen.problem(key)
+            if repeated is not None:
+                field, message = repeated
+                line, column = parsed.locate(["keys", index, field], key=True)
+                where = json_path(["keys", index, field])
+                diagnostics.append(Diagnostic(key.source.path, line, column, message, where))
             keys.append(key)
+        scope = _prune_scope(parsed) if not diagnostics else None
+        if scope is not None:
+            scopes.append(scope)
     if diagnostics:
         return DesiredState(keys=()), sorted(diagnostics)
-    return DesiredState(keys=tuple(keys)), []
+    return DesiredState(keys=tuple(keys), prune=tuple(scopes)), []
 
 
 __all__ = ["SUPPORTED_VERSIONS", "build_desired_state", "json_path", "validate_file"]

@@ -9,19 +9,24 @@ import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from reconcile.apply.executor import Executor, KeyResult
-from reconcile.apply.journal import Journal
+from reconcile.apply.calls import KeyResult
+from reconcile.apply.executor import Executor
+from reconcile.apply.journal import Journal, Unsettled, read_records, unsettled
 from reconcile.apply.limiter import AdaptiveRateLimiter
 from reconcile.apply.progress import report_progress
 from reconcile.apply.retry import RetryPolicy, Tally
 from reconcile.client.descope import DescopeClient
+from reconcile.errors import NotFoundError
 from reconcile.job.clock import RunClock
 from reconcile.model import DesiredFile
+from reconcile.output.recovery import Recovery
 from reconcile.output.report import RunInfo, build_report, git_state
 from reconcile.plan.diff import Plan
+from reconcile.secrets.sinks import Sinks
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,18 @@ async def fetch_keys(session: Session) -> list[dict[str, Any]]:
     return await session.policy.call(session.client.search_access_keys, Tally(), what="search")
 
 
+async def load_keys(session: Session, key_ids: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+    """Each named key, one GET each (cheaper than reading the whole project); None for an id it lacks."""
+    found: dict[str, dict[str, Any] | None] = {}
+    for key_id in key_ids:
+        try:
+            load = partial(session.client.load_access_key, key_id)
+            found[key_id] = await session.policy.call(load, Tally(), what=f"load {key_id}")
+        except NotFoundError:
+            found[key_id] = None
+    return found
+
+
 @dataclass
 class ApplyOutcome:
     results: list[KeyResult]
@@ -79,14 +96,18 @@ async def execute(
     concurrency: int,
     journal: Journal | None,
     progress_every: float | None,
+    sinks: Sinks | None = None,
 ) -> ApplyOutcome:
-    """Apply the plan's updates; `progress_every` None means no progress output."""
-    executor = Executor(session.client, session.policy, concurrency=concurrency, journal=journal)
+    """Make the plan's changes; `progress_every` None means no progress output."""
+    run_id = journal.run_id if journal is not None else ""
+    executor = Executor(
+        session.client, session.policy, concurrency=concurrency, journal=journal, sinks=sinks, run_id=run_id
+    )
     reporter = None
     if progress_every is not None:
         reporter = asyncio.create_task(report_progress(executor.progress, interval=progress_every))
     try:
-        results = await executor.run(plan.updates)
+        results = await executor.run(plan.changes)
     finally:
         if reporter is not None:
             reporter.cancel()
@@ -109,6 +130,8 @@ def make_report(
     *,
     settings: dict[str, Any],
     outcome: ApplyOutcome | None = None,
+    unsettled: Sequence[Unsettled] = (),
+    recovery: Recovery | None = None,
 ) -> dict[str, Any]:
     return build_report(
         run=run_info(clock, settings, interrupted=bool(outcome and outcome.interrupted)),
@@ -120,8 +143,18 @@ def make_report(
         results=outcome.results if outcome else (),
         requests_by_status=client.requests_by_status,
         retries=outcome.retries if outcome else 0,
+        unsettled=unsettled,
+        recovery=recovery or Recovery.of((), None),
     )
 
 
 def journal_path_for(report: Path) -> Path:
     return report.with_name(report.name + ".journal.jsonl")
+
+
+def unsettled_secrets(journal: Path | None, observed: Sequence[dict[str, Any]]) -> list[Unsettled]:
+    """Keys of the project whose secret an earlier run (that wrote this journal) issued and never
+    recorded as delivered: a crash between create (or rotate) and delivery shows up here."""
+    if journal is None or not journal.exists():
+        return []
+    return unsettled(read_records(journal), observed)

@@ -22,15 +22,31 @@ def _value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
+def _shown_id(key: Mapping[str, Any]) -> str:
+    return f"`{key['id']}`" if key["id"] else "(new)"
+
+
 def _details(key: Mapping[str, Any]) -> list[str]:
     if not key["changes"]:
         return []
-    lines = [f"<details><summary><code>{key['id']}</code> {_cell(key['name'])}</summary>", "", "```diff"]
+    shown = f"<code>{key['id']}</code>" if key["id"] else "(new)"
+    lines = [f"<details><summary>{shown} {_cell(key['name'])}</summary>", "", "```diff"]
     for change in key["changes"]:
-        lines.append(f"- {change['field']}: {_value(change['before'])}")
+        if change["before"] is not None:
+            lines.append(f"- {change['field']}: {_value(change['before'])}")
         lines.append(f"+ {change['field']}: {_value(change['after'])}")
     lines += ["```", "", "</details>"]
     return lines
+
+
+def _recoveries(report: Mapping[str, Any]) -> list[str]:
+    """Every secret that may be lost, with the exact command that recovers it."""
+    lost = [(key["id"], key["recover"]) for key in report["keys"] if key.get("recover")]
+    lost += [(item["id"], item["recover"]) for item in report.get("unsettledSecrets", ())]
+    if not lost:
+        return []
+    lines = ["", "### Secrets not delivered", "", "Each key below has a secret nobody received. Rotate it:", ""]
+    return lines + [f"- `{key_id}`: `{command}`" for key_id, command in lost]
 
 
 def render_summary(report: Mapping[str, Any], *, max_rows: int = MAX_ROWS) -> str:
@@ -40,26 +56,30 @@ def render_summary(report: Mapping[str, Any], *, max_rows: int = MAX_ROWS) -> st
     lines = [f"## descope-reconcile {title}: project `{report['target']['projectId']}`", ""]
     if report["run"].get("interrupted"):
         lines += ["> **Interrupted**: keys not reached are listed as `interrupted`.", ""]
+    deleting = sum(1 for key in report["keys"] if key["outcome"] in ("delete", "deleted"))
+    if deleting:
+        verb = "will be" if mode == "plan" else "were"
+        lines += [f"> **{deleting} key(s) {verb} deleted** (pruned: in a prune scope, named by no file).", ""]
     lines += ["| outcome | keys |", "|---|---|"]
     lines += [f"| {name} | {count} |" for name, count in summary["byOutcome"].items()]
     lines += [f"| unmanaged (not in any file) | {summary.get('unmanaged', 0)} |", ""]
 
     shown = [key for key in report["keys"] if key["outcome"] not in _QUIET]
-    shown.sort(key=lambda key: (key["outcome"] not in _ERRORS, key["id"]))  # failures first
+    shown.sort(key=lambda key: (key["outcome"] not in _ERRORS, key["id"] or "", key["name"]))  # failures first
     if not shown:
         lines.append("No changes: every managed key is as the desired files say.")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + _recoveries(report)) + "\n"
     kept, cut = shown[:max_rows], len(shown) - max_rows
     lines += ["| key | name | outcome | fields | source | why |", "|---|---|---|---|---|---|"]
     for key in kept:
         fields = ", ".join(change["field"] for change in key["changes"]) or "-"
         source = f"{key['source']['path']}:{key['source']['line']}"
         why = key["error"]["message"] if key["error"] else key["reason"]
-        cells = [f"`{key['id']}`", _cell(key["name"]), f"**{key['outcome']}**", fields, _cell(source), _cell(why)]
+        cells = [_shown_id(key), _cell(key["name"]), f"**{key['outcome']}**", fields, _cell(source), _cell(why)]
         lines.append("| " + " | ".join(cells) + " |")
     if cut > 0:
         lines.append(f"\n… and {cut} more key(s) not shown; the JSON report has them all.")
     lines.append("")
     for key in kept:
         lines.extend(_details(key))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _recoveries(report)) + "\n"

@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from reconcile import __version__
-from reconcile.apply.executor import ErrorInfo, KeyResult
+from reconcile.apply.calls import ErrorInfo, KeyResult
+from reconcile.apply.journal import Unsettled
 from reconcile.files import write_private_atomically
 from reconcile.model import DesiredFile
-from reconcile.plan.diff import KeyPlan, Outcome, Plan
+from reconcile.output.recovery import Recovery
+from reconcile.plan.diff import DONE, KeyPlan, Outcome, Plan
 
 REPORT_VERSION = 2  # 2: run.settings in camelCase, like the rest of the report
+DONE_OUTCOMES = frozenset(DONE.values())
 
 
 @dataclass(frozen=True)
@@ -64,14 +67,15 @@ def git_state(paths: Sequence[str]) -> dict[str, Any] | None:
     return {"commit": commit, "dirty": bool(status.strip())}
 
 
-def _key_record(item: KeyPlan, result: KeyResult | None) -> dict[str, Any]:
+def _key_record(item: KeyPlan, result: KeyResult | None, recovery: Recovery) -> dict[str, Any]:
     outcome = result.outcome if result else item.outcome
     planned_error = ErrorInfo(item.reason) if item.outcome.is_error else None
     error = result.error if result is not None else planned_error
     # The plan says why a key differs; a failed or interrupted apply says why it did not change.
     reason = error.message if result is not None and error is not None else item.reason
-    return {
-        "id": item.key.id,
+    key_id = result.id if result is not None else item.key.id
+    record: dict[str, Any] = {
+        "id": key_id,
         "name": item.name,
         "source": {"path": item.key.source.path, "line": item.key.source.line},
         "outcome": outcome.value,
@@ -80,6 +84,20 @@ def _key_record(item: KeyPlan, result: KeyResult | None) -> dict[str, Any]:
         "attempts": result.attempts if result else 0,
         "error": error.as_json() if error else None,
     }
+    if item.warnings:
+        record["warnings"] = list(item.warnings)
+    if item.last_state is not None:
+        record["lastState"] = dict(item.last_state)  # every field: enough to recreate a deleted key
+    if outcome is Outcome.UNDELIVERED and key_id is not None:
+        record["recover"] = recovery.command(key_id)
+    return record
+
+
+def unsettled_records(unsettled: Sequence[Unsettled], recovery: Recovery) -> list[dict[str, Any]]:
+    return [
+        {"id": u.id, "name": u.name, "runId": u.run_id, "at": u.at, "why": u.why, "recover": recovery.command(u.id)}
+        for u in unsettled
+    ]
 
 
 def build_report(
@@ -93,11 +111,13 @@ def build_report(
     results: Sequence[KeyResult] = (),
     requests_by_status: Mapping[str, int],
     retries: int = 0,
+    unsettled: Sequence[Unsettled] = (),
+    recovery: Recovery,
 ) -> dict[str, Any]:
-    by_id = {result.plan.key.id: result for result in results}
-    keys = [_key_record(item, by_id.get(item.key.id)) for item in plan.keys]
+    by_plan = {id(result.plan): result for result in results}
+    keys = [_key_record(item, by_plan.get(id(item)), recovery) for item in plan.keys]
     outcomes = Counter(record["outcome"] for record in keys)
-    changed = Outcome.UPDATED if run.mode == "apply" else Outcome.UPDATE
+    changed = {o.value for o in Outcome if (o.is_change if run.mode == "plan" else o in DONE_OUTCOMES)}
     run_record: dict[str, Any] = {
         "id": run.run_id,
         "mode": run.mode,
@@ -120,12 +140,13 @@ def build_report(
         "summary": {
             "keys": len(keys),
             "byOutcome": dict(sorted(outcomes.items())),
-            "changes": outcomes.get(changed.value, 0),
+            "changes": sum(n for name, n in outcomes.items() if name in changed),
             "failures": sum(n for name, n in outcomes.items() if Outcome(name).is_error),
             "unmanaged": len(plan.unmanaged),
         },
         "keys": keys,
         "unmanaged": [{"id": key.id, "name": key.name} for key in plan.unmanaged],
+        "unsettledSecrets": unsettled_records(unsettled, recovery),
         "requests": {
             "total": sum(requests_by_status.values()),
             "byStatus": dict(sorted(requests_by_status.items())),

@@ -7,11 +7,25 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from reconcile.apply.executor import KeyResult
+from reconcile.apply.calls import KeyResult
+from reconcile.apply.journal import Unsettled
 from reconcile.model import MAP_FIELDS, SET_FIELDS
+from reconcile.output.recovery import Recovery
 from reconcile.plan.diff import FieldChange, KeyPlan, Outcome, Plan
 
-_MARKS = {Outcome.UPDATE: "~", Outcome.UPDATED: "~", Outcome.UNCHANGED: "="}
+_MARKS = {
+    Outcome.UPDATE: "~",
+    Outcome.UPDATED: "~",
+    Outcome.UNCHANGED: "=",
+    Outcome.CREATE: "+",
+    Outcome.CREATED: "+",
+    Outcome.DEACTIVATE: "~",
+    Outcome.DEACTIVATED: "~",
+    Outcome.DELETE: "-",
+    Outcome.DELETED: "-",
+    Outcome.ROTATE: "*",
+    Outcome.ROTATED: "*",
+}
 
 
 def _json(value: Any) -> str:
@@ -25,6 +39,8 @@ def _tenant_roles(value: list[dict[str, Any]]) -> dict[str, list[str]]:
 def render_change(change: FieldChange) -> list[str]:
     """One field's change as indented lines; sets and maps show only what moves."""
     name, before, after = change.field, change.before, change.after
+    if before is None:  # a field a create sets
+        return [f"    + {name}: {_json(after)}"]
     if name in SET_FIELDS:
         added = [item for item in after if item not in before]
         removed = [item for item in before if item not in after]
@@ -44,38 +60,61 @@ def render_change(change: FieldChange) -> list[str]:
     return [f"    {name}: {_json(before)} -> {_json(after)}"]
 
 
-def _header(item: KeyPlan, outcome: Outcome) -> str:
+def _header(item: KeyPlan, outcome: Outcome, key_id: str | None = None) -> str:
     mark = _MARKS.get(outcome, "!")
-    name = f" ({item.name})" if item.name else ""
-    return f"{mark} {item.key.id}{name}  {item.key.source}  [{outcome.value}]"
+    shown, name = key_id or item.key.id, f" ({item.name})" if item.name else ""
+    if shown is None:  # a key to create: the server chooses its id
+        shown, name = "(new)", f" {item.name}"
+    word = outcome.value.upper() if outcome is Outcome.DELETE else outcome.value  # unmistakable
+    return f"{mark} {shown}{name}  {item.key.source}  [{word}]"
 
 
 def render_plan(plan: Plan, *, verbose: bool = False) -> str:
     lines: list[str] = []
     for item in plan.keys:
-        if item.outcome is Outcome.UNCHANGED and not verbose:
+        if item.outcome is Outcome.UNCHANGED and not verbose and not item.warnings:
             continue
         lines.append(_header(item, item.outcome))
         if item.outcome is not Outcome.UPDATE:
             lines.append(f"    {item.reason}")
         for change in item.changes:
             lines.extend(render_change(change))
+        lines.extend(f"    warning: {warning}" for warning in item.warnings)
     counts = Counter(item.outcome for item in plan.keys)
     parts = [f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o]]
     summary = f"Plan: {', '.join(parts) or 'no managed keys'}; {len(plan.unmanaged)} unmanaged key(s) in the project."
+    deleted = [item.key.id for item in plan.keys if item.outcome is Outcome.DELETE]
+    if deleted:
+        shown = ", ".join(str(key_id) for key_id in deleted[:20]) + (" ..." if len(deleted) > 20 else "")
+        summary += f"\n!! {len(deleted)} key(s) will be DELETED, which cannot be undone: {shown}"
     if verbose:
         lines.extend(f"  unmanaged: {key.id} ({key.name})" for key in plan.unmanaged)
     return "\n".join([*lines, summary]) + "\n"
 
 
-def render_results(results: Sequence[KeyResult]) -> str:
+def render_results(results: Sequence[KeyResult], recovery: Recovery, *, title: str = "Apply") -> str:
     lines = []
     for result in results:
-        if result.outcome is Outcome.UPDATED:
+        if result.outcome in (Outcome.CREATED, Outcome.ROTATED):  # the new id is worth seeing; never the secret
+            lines.append(_header(result.plan, result.outcome, result.id) + " secret delivered")
+        if result.outcome is result.plan.outcome.done:
             continue
         error = result.error.message if result.error else result.outcome.value
-        lines.append(f"! {result.plan.key.id}  [{result.outcome.value}] after {result.attempts} attempt(s): {error}")
+        label = result.id or result.plan.key.label
+        lines.append(f"! {label}  [{result.outcome.value}] after {result.attempts} attempt(s): {error}")
+        if result.outcome is Outcome.UNDELIVERED and result.id is not None:
+            lines.append(f"    recover: {recovery.command(result.id)}")
     counts = Counter(result.outcome for result in results)
     parts = [f"{counts[o]} {o.value}" for o in Outcome if counts[o]]
-    lines.append(f"Apply: {', '.join(parts) or 'nothing to do'}.")
+    lines.append(f"{title}: {', '.join(parts) or 'nothing to do'}.")
     return "\n".join(lines) + "\n"
+
+
+def render_unsettled(unsettled: Sequence[Unsettled], recovery: Recovery) -> str:
+    """Keys whose secret an earlier run issued and never recorded as delivered (for stderr)."""
+    lines = [
+        f"warning: {u.id} ({u.name}): {u.why} (run {u.run_id}, {u.at}); the secret may be lost. "
+        f"Recover: {recovery.command(u.id)}"
+        for u in unsettled
+    ]
+    return "\n".join(lines)

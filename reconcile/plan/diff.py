@@ -1,23 +1,31 @@
-"""Desired state + observed keys → a plan: per key an outcome, field-level changes and the update body.
+"""Desired state + observed keys → a plan: per key an outcome, field-level changes and the request body.
 
 Pure: no I/O. The update body carries every updatable field with its final value (managed
 fields from the desired state, the rest from the current state), so applying it gives the
 same result whether the server merges the body into the key or replaces the key with it.
+
+A desired key is identified by its id, or without one by its name: one project key with the name
+is that key, none means `create`, several mean `ambiguous`. Project keys that no desired key names
+are `unmanaged`, unless a prune scope owns them: then they are planned for its action.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 from reconcile.model import (
+    CREATE_ONLY_FIELDS,
     DEFAULT_STATUS,
     STATUS_FIELD,
     UPDATABLE_FIELDS,
     DesiredKey,
     DesiredState,
+    PruneScope,
+    SourceLocation,
     canonical_value,
     current_fields,
     normalize_field,
@@ -28,19 +36,58 @@ class Outcome(StrEnum):
     UNCHANGED = "unchanged"
     UPDATE = "update"  # plan: an update is needed
     UPDATED = "updated"  # apply: the update was accepted
+    CREATE = "create"  # plan: no project key has the desired key's name
+    CREATED = "created"  # apply: created, and its secret delivered
+    DEACTIVATE = "deactivate"  # plan: pruned, named by no desired key
+    DEACTIVATED = "deactivated"
+    DELETE = "delete"  # plan: pruned, named by no desired key
+    DELETED = "deleted"
+    ROTATE = "rotate"  # `rotate`: a new secret for the key
+    ROTATED = "rotated"  # ...issued and delivered
     MISSING = "missing"
     NOT_EDITABLE = "not_editable"
     CONFLICT = "conflict"
+    AMBIGUOUS = "ambiguous"  # several project keys have the name that identifies a desired key
     FAILED = "failed"
+    UNDELIVERED = "undelivered"  # created or rotated, but the secret did not reach every sink
     INTERRUPTED = "interrupted"
 
     @property
     def is_error(self) -> bool:
         return self in ERROR_OUTCOMES
 
+    @property
+    def is_change(self) -> bool:
+        """A planned change (apply sends something for it)."""
+        return self in DONE
 
+    @property
+    def done(self) -> Outcome:
+        """What a planned change becomes once it is made."""
+        return DONE[self]
+
+    @property
+    def issues_secret(self) -> bool:
+        return self in (Outcome.CREATE, Outcome.ROTATE)
+
+
+DONE = {
+    Outcome.UPDATE: Outcome.UPDATED,
+    Outcome.CREATE: Outcome.CREATED,
+    Outcome.DEACTIVATE: Outcome.DEACTIVATED,
+    Outcome.DELETE: Outcome.DELETED,
+    Outcome.ROTATE: Outcome.ROTATED,
+}
 ERROR_OUTCOMES = frozenset(
-    {Outcome.MISSING, Outcome.NOT_EDITABLE, Outcome.CONFLICT, Outcome.FAILED, Outcome.INTERRUPTED}
+    {
+        Outcome.MISSING,
+        Outcome.NOT_EDITABLE,
+        Outcome.CONFLICT,
+        Outcome.AMBIGUOUS,
+        Outcome.FAILED,
+        Outcome.UNDELIVERED,
+        Outcome.INTERRUPTED,
+    }
 )
 
 
@@ -58,8 +105,10 @@ class KeyPlan:
     reason: str
     name: str  # the key's name after the change (or as it is), for people reading the plan
     changes: tuple[FieldChange, ...] = ()
-    body: Mapping[str, Any] | None = None  # the update request, when an updatable field changes
+    body: Mapping[str, Any] | None = None  # the update (or create) request, when there is one to send
     status: str | None = None  # the status to set, when it changes
+    warnings: tuple[str, ...] = ()  # worth a look, never a change (a create-only field that differs)
+    last_state: Mapping[str, Any] | None = None  # a pruned key as it was read, every field
 
 
 @dataclass(frozen=True)
@@ -74,8 +123,13 @@ class Plan:
     unmanaged: tuple[UnmanagedKey, ...]
 
     @property
-    def updates(self) -> tuple[KeyPlan, ...]:
-        return tuple(k for k in self.keys if k.outcome is Outcome.UPDATE)
+    def changes(self) -> tuple[KeyPlan, ...]:
+        """Every key apply sends something for: updates, creates, deactivations, deletions (rotations)."""
+        return tuple(k for k in self.keys if k.outcome.is_change)
+
+    @property
+    def issues_secrets(self) -> bool:
+        return any(k.outcome.issues_secret for k in self.keys)
 
     @property
     def errors(self) -> tuple[KeyPlan, ...]:
@@ -104,10 +158,33 @@ def update_body(desired: DesiredKey, current: Mapping[str, Any]) -> dict[str, An
     return {"id": desired.id, **final}
 
 
+def create_only_warnings(desired: DesiredKey, current: Mapping[str, Any]) -> tuple[str, ...]:
+    """A create-only field the file gives differently from the key: shown, neither sent nor a change."""
+    warnings = []
+    for name in CREATE_ONLY_FIELDS:
+        if name not in desired.fields:
+            continue
+        wanted, present = desired.fields[name], current.get(name) or (0 if name == "expireTime" else "")
+        if wanted != present:
+            warnings.append(
+                f"{name} is set only at creation: the key has {json.dumps(present)}, "
+                f"the file says {json.dumps(wanted)} (not sent; recreate the key to change it)"
+            )
+    return tuple(warnings)
+
+
+MISSING_REASON = "not in the project; ids are chosen by the server: remove the id to create the key by its name"
+
+
 def plan_key(desired: DesiredKey, current: Mapping[str, Any] | None) -> KeyPlan:
     if current is None:
-        name = str(desired.fields.get("name", ""))
-        return KeyPlan(desired, Outcome.MISSING, "not in the project; the update API cannot create keys", name)
+        return KeyPlan(desired, Outcome.MISSING, MISSING_REASON, str(desired.fields.get("name", "")))
+    planned = _plan_existing(desired, current)
+    warnings = create_only_warnings(desired, current)
+    return replace(planned, warnings=warnings) if warnings else planned
+
+
+def _plan_existing(desired: DesiredKey, current: Mapping[str, Any]) -> KeyPlan:
     changes = diff_fields(desired, current)
     name = str(desired.fields.get("name", current.get("name") or ""))
     if not changes:
@@ -127,12 +204,107 @@ def plan_key(desired: DesiredKey, current: Mapping[str, Any] | None) -> KeyPlan:
     )
 
 
+def create_body(desired: DesiredKey) -> dict[str, Any]:
+    """The create request: the name, each updatable field the file gives, and the create-only fields."""
+    body = {name: canonical_value(name, desired.fields[name]) for name in UPDATABLE_FIELDS if name in desired.fields}
+    body.update({wire: desired.fields[name] for name, wire in CREATE_ONLY_FIELDS.items() if name in desired.fields})
+    return body
+
+
+def plan_create(desired: DesiredKey) -> KeyPlan:
+    """No project key has the name: create it, showing every field it will set."""
+    body = create_body(desired)
+    shown = {
+        name: canonical_value(name, value) if name in UPDATABLE_FIELDS else value
+        for name, value in desired.fields.items()
+    }
+    changes = tuple(FieldChange(name, None, value) for name, value in shown.items())
+    status = desired.fields.get(STATUS_FIELD)
+    name = str(desired.fields["name"])
+    reason = "no key in the project has this name: it will be created (its secret goes to the sinks)"
+    return KeyPlan(desired, Outcome.CREATE, reason, name, changes, body, status if status != DEFAULT_STATUS else None)
+
+
+def plan_by_name(desired: DesiredKey, matches: Sequence[Mapping[str, Any]], by_id: Mapping[str, DesiredKey]) -> KeyPlan:
+    """A desired key without an id: the one project key with its name, a create, or ambiguous."""
+    name = str(desired.fields["name"])
+    if not matches:
+        return plan_create(desired)
+    ids = sorted(str(key.get("id")) for key in matches)
+    if len(matches) > 1:
+        reason = (
+            f"{len(ids)} keys in the project are named {name!r}: {', '.join(ids)}; "
+            "give the key's id in the file (or rename or remove the others); nothing is created"
+        )
+        return KeyPlan(desired, Outcome.AMBIGUOUS, reason, name)
+    owner = by_id.get(ids[0])
+    if owner is not None:
+        reason = f"the key named {name!r} is {ids[0]}, which {owner.source} already manages by id"
+        return KeyPlan(replace(desired, id=ids[0]), Outcome.CONFLICT, reason, name)
+    return plan_key(replace(desired, id=ids[0]), matches[0])
+
+
+def plan_prune(key: Mapping[str, Any], scopes: Sequence[PruneScope]) -> KeyPlan:
+    """A project key no desired key names, inside these scopes: deleted only when every one says delete."""
+    delete = all(scope.action == "delete" for scope in scopes)
+    first = scopes[0]
+    desired = DesiredKey(str(key.get("id")), {}, first.source)
+    name = str(key.get("name") or "")
+    why = f"named by no desired key; inside the prune scope at {first.source} ({first.describe()})"
+    current_status = key.get(STATUS_FIELD) or DEFAULT_STATUS
+    if not delete and current_status != DEFAULT_STATUS:
+        return KeyPlan(desired, Outcome.UNCHANGED, f"{why}; already inactive", name, last_state=key)
+    if key.get("editable") is False:
+        return KeyPlan(desired, Outcome.NOT_EDITABLE, f"{why}; the server marks it not editable", name, last_state=key)
+    if delete:
+        return KeyPlan(desired, Outcome.DELETE, f"{why}: it will be DELETED", name, last_state=key)
+    change = FieldChange(STATUS_FIELD, current_status, "inactive")
+    return KeyPlan(desired, Outcome.DEACTIVATE, why, name, (change,), status="inactive", last_state=key)
+
+
 def compute_plan(desired: DesiredState, observed: Iterable[Mapping[str, Any]]) -> Plan:
     by_id = {str(key.get("id")): key for key in observed}
-    managed = {key.id for key in desired.keys}
-    unmanaged = tuple(
-        UnmanagedKey(key_id, str(key.get("name") or ""))
-        for key_id, key in sorted(by_id.items())
-        if key_id not in managed
-    )
-    return Plan(tuple(plan_key(key, by_id.get(key.id)) for key in desired.keys), unmanaged)
+    desired_by_id = {key.id: key for key in desired.keys if key.id is not None}
+    by_name: dict[str, list[Mapping[str, Any]]] = {}
+    if len(desired_by_id) < len(desired.keys):  # some keys are identified by name
+        for found in by_id.values():
+            by_name.setdefault(str(found.get("name") or ""), []).append(found)
+    keys, named = [], set(desired_by_id)
+    for key in desired.keys:
+        if key.id is not None:
+            keys.append(plan_key(key, by_id.get(key.id)))
+            continue
+        matches = by_name.get(str(key.fields["name"]), [])
+        named.update(str(match.get("id")) for match in matches)  # never pruned, even when ambiguous
+        keys.append(plan_by_name(key, matches, desired_by_id))
+    unmanaged = []
+    for key_id, found in sorted(by_id.items()):
+        if key_id in named:
+            continue
+        scopes = [scope for scope in desired.prune if scope.contains(found)]
+        if scopes:
+            keys.append(plan_prune(found, scopes))
+        else:
+            unmanaged.append(UnmanagedKey(key_id, str(found.get("name") or "")))
+    return Plan(tuple(keys), tuple(unmanaged))
+
+
+ROTATION_SOURCE = SourceLocation("(command line)", 1)
+
+
+def plan_rotation(key_ids: Sequence[str], found: Mapping[str, Mapping[str, Any] | None]) -> Plan:
+    """`rotate --ids`: a new secret for each key the project has (and may change)."""
+    keys = []
+    for key_id in key_ids:
+        key = found.get(key_id)
+        desired = DesiredKey(key_id, {}, ROTATION_SOURCE)
+        if key is None:
+            keys.append(KeyPlan(desired, Outcome.MISSING, "not in the project", ""))
+            continue
+        name = str(key.get("name") or "")
+        if key.get("editable") is False:
+            keys.append(KeyPlan(desired, Outcome.NOT_EDITABLE, "the server marks this key as not editable", name))
+        else:
+            reason = "a new secret, to the sinks; the old one stops working at once"
+            keys.append(KeyPlan(desired, Outcome.ROTATE, reason, name))
+    return Plan(tuple(keys), ())

@@ -1,11 +1,12 @@
-"""The safety threshold (octoDNS' idea): refuse a plan that changes too many keys, before any write."""
+"""Refusals decided before any write: a plan that changes too many keys (octoDNS' safety threshold),
+and a plan in which a name identifies several keys."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reconcile.errors import SafetyThresholdExceeded
-from reconcile.plan.diff import Plan
+from reconcile.errors import ReconcileError, SafetyThresholdExceeded
+from reconcile.plan.diff import Outcome, Plan
 
 # Default safety threshold: refuse to change more than this share of the managed keys...
 DEFAULT_MAX_CHANGES_SHARE = 0.25
@@ -45,15 +46,29 @@ DEFAULT_CHANGE_LIMIT = ChangeLimit(percent=DEFAULT_MAX_CHANGES_SHARE * 100)
 
 
 def check_safety(plan: Plan, limit: ChangeLimit | None, *, force: bool) -> None:
-    """Refuse a plan that changes too many keys, before any write (octoDNS' safety thresholds)."""
+    """Refuse a plan that changes too many keys, before any write (octoDNS' safety thresholds). Creates,
+    deactivations and deletions count like updates; the keys a prune scope owns count as managed."""
     managed = len(plan.keys)
     if limit is None and managed <= DEFAULT_THRESHOLD_MIN_KEYS:
         return  # a handful of keys: any share of them changing is normal
     effective = limit or DEFAULT_CHANGE_LIMIT
-    changes, allowed = len(plan.updates), effective.allowed(managed)
+    changes, allowed = len(plan.changes), effective.allowed(managed)
     if force or changes <= allowed:
         return
     raise SafetyThresholdExceeded(
         f"refusing to apply: the plan changes {changes} of {managed} managed keys, over the limit of "
         f"{allowed} (--max-changes {effective}); review the plan, then rerun with --force or a higher --max-changes"
     )
+
+
+class AmbiguousNames(ReconcileError):
+    """A name that identifies a desired key is held by several project keys: nothing is sent."""
+
+
+def check_names(plan: Plan) -> None:
+    """Refuse the whole plan while a name is ambiguous: which key the files mean is unknown, and a
+    key the files may mean must be neither changed, nor created twice, nor pruned."""
+    ambiguous = [item for item in plan.keys if item.outcome is Outcome.AMBIGUOUS]
+    if ambiguous:
+        shown = "; ".join(f"{item.key.source}: {item.reason}" for item in ambiguous[:10])
+        raise AmbiguousNames(f"refusing to apply: {len(ambiguous)} name(s) match several keys ({shown})")

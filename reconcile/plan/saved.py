@@ -1,9 +1,11 @@
 """Reviewed plans, applied exactly: save a plan, then apply it and nothing else.
 
-A saved plan holds the update bodies and status changes it will send, a fingerprint of each
-planned key's state when the plan was made, a checksum of the desired files' contents, and a
-checksum of itself. `apply --plan` refuses when the file was edited, is too old, targets another
-project, or when a planned key changed since (Terraform's stale-plan rule).
+A saved plan holds every change it will make (update bodies, status changes, creates with their
+request bodies, prune deactivations and deletions), a fingerprint of each planned key's state when
+the plan was made, a checksum of the desired files' contents, and a checksum of itself. `apply
+--plan` refuses when the file was edited, is too old, targets another project, when a planned key
+changed since (a key planned for deletion included), or when a name planned for creation was taken
+meanwhile (Terraform's stale-plan rule).
 
 The self-checksum catches edits and corruption, not forgery: anyone who can write the file can
 recompute it. Keep saved plans where only CI can write them (workflow artifacts).
@@ -23,7 +25,7 @@ from reconcile.errors import ReconcileError
 from reconcile.model import DEFAULT_STATUS, DesiredFile, DesiredKey, SourceLocation, current_fields
 from reconcile.plan.diff import FieldChange, KeyPlan, Outcome, Plan
 
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2  # 2: every change says its action (update, create, deactivate, delete)
 # A plan made "in the future" beyond this much clock skew was not made by this tool honestly.
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -71,18 +73,29 @@ def save(
         },
         "changes": [
             {
-                "id": item.key.id,
+                "action": item.outcome.value,
+                "id": item.key.id,  # null for a create: the server chooses the id
                 "name": item.name,
                 "source": {"path": item.key.source.path, "line": item.key.source.line},
                 "reason": item.reason,
-                "fingerprint": fingerprint(by_id[item.key.id]),
+                "fingerprint": fingerprint(by_id[item.key.id]) if item.key.id is not None else None,
                 "changes": [{"field": c.field, "before": c.before, "after": c.after} for c in item.changes],
                 "body": dict(item.body) if item.body is not None else None,
                 "status": item.status,
+                "warnings": list(item.warnings),
             }
-            for item in plan.updates
+            for item in plan.changes
         ],
-        "errors": [{"id": item.key.id, "outcome": item.outcome.value, "reason": item.reason} for item in plan.errors],
+        "errors": [
+            {
+                "id": item.key.id,
+                "name": item.name,
+                "source": {"path": item.key.source.path, "line": item.key.source.line},
+                "outcome": item.outcome.value,
+                "reason": item.reason,
+            }
+            for item in plan.errors
+        ],
     }
     document["checksum"] = _digest(document)
     return document
@@ -125,25 +138,49 @@ def check_desired(document: Mapping[str, Any], files: Sequence[DesiredFile]) -> 
 
 
 def stale_keys(document: Mapping[str, Any], observed: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Planned keys whose state changed since the plan (or that are gone)."""
-    now = {str(key.get("id")): fingerprint(key) for key in observed}
-    return [change["id"] for change in document["changes"] if now.get(change["id"]) != change["fingerprint"]]
-
-
-def to_plan(document: Mapping[str, Any]) -> Plan:
-    """The saved changes as a plan the executor can run; nothing is recomputed."""
-    keys = []
+    """Planned keys whose state changed since the plan (or that are gone), and names planned for
+    creation that a key has taken since; each as people should read it."""
+    keys = list(observed)
+    now = {str(key.get("id")): fingerprint(key) for key in keys}
+    holders: dict[str, list[str]] = {}
+    for key in keys:
+        holders.setdefault(str(key.get("name") or ""), []).append(str(key.get("id")))
+    stale = []
     for change in document["changes"]:
+        if change["action"] == Outcome.CREATE:
+            if change["name"] in holders:
+                stale.append(
+                    f"{change['name']!r} (planned for creation, now taken by {', '.join(holders[change['name']])})"
+                )
+        elif now.get(change["id"]) != change["fingerprint"]:
+            deleting = " (planned for deletion)" if change["action"] == Outcome.DELETE else ""
+            stale.append(f"{change['id']}{deleting}")
+    return stale
+
+
+_PRUNES = (Outcome.DEACTIVATE, Outcome.DELETE)
+
+
+def to_plan(document: Mapping[str, Any], observed: Iterable[Mapping[str, Any]]) -> Plan:
+    """The saved changes (and errors, which stop nothing but an ambiguous name) as a plan the executor
+    can run; nothing is recomputed. A pruned key's last state is as `observed` (read to prove the plan
+    current) has it."""
+    by_id = {str(key.get("id")): key for key in observed}
+    keys = []
+    for change in [*document["changes"], *({**error, "action": error["outcome"]} for error in document["errors"])]:
         source = SourceLocation(change["source"]["path"], change["source"]["line"])
+        outcome = Outcome(change["action"])
         keys.append(
             KeyPlan(
-                key=DesiredKey(change["id"], {}, source),
-                outcome=Outcome.UPDATE,
+                key=DesiredKey(change["id"], {"name": change["name"]} if change["id"] is None else {}, source),
+                outcome=outcome,
                 reason=change["reason"],
                 name=change["name"],
-                changes=tuple(FieldChange(c["field"], c["before"], c["after"]) for c in change["changes"]),
-                body=change["body"],
-                status=change["status"],
+                changes=tuple(FieldChange(c["field"], c["before"], c["after"]) for c in change.get("changes", ())),
+                body=change.get("body"),
+                status=change.get("status"),
+                warnings=tuple(change.get("warnings", ())),
+                last_state=by_id.get(change["id"]) if outcome in _PRUNES else None,
             )
         )
     return Plan(tuple(keys), unmanaged=())

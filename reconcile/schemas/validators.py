@@ -20,6 +20,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 REQUEST_SCHEMA = "accesskey-update-request.schema.json"
+CREATE_SCHEMA = "accesskey-create-request.schema.json"
 DESIRED_SCHEMA = "desired.schema.json"
 REPORT_SCHEMA = "report.schema.json"
 
@@ -72,6 +73,6 @@ def is_valid(name: str, instance: Any) -> bool:
 def validator(name: str) -> Draft202012Validator:
     """A validator whose relative `$ref`s resolve to the sibling schema files."""
     registry: Registry[Any] = Registry().with_resources(
-        (other, Resource.from_contents(load_schema(other))) for other in (REQUEST_SCHEMA, DESIRED_SCHEMA)
+        (other, Resource.from_contents(load_schema(other))) for other in (REQUEST_SCHEMA, CREATE_SCHEMA, DESIRED_SCHEMA)
     )
     return Draft202012Validator(load_schema(name), registry=registry)

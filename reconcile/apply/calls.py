@@ -1,0 +1,126 @@
+"""One API call for a key under the run's retry policy, and what a key's result records.
+
+`Guard.call` turns every failure into a `Failure` (an outcome and an error people can read),
+never an exception; a 401/403 stops the whole run. `at_most_once` marks a call that must not be
+sent twice (create, rotate): a failure that may hide its success becomes `AmbiguousWrite`, which
+is never retried, so the caller looks before it acts again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from reconcile.apply.retry import RetryPolicy, Tally, is_retryable
+from reconcile.errors import ApiError, AuthenticationError, Interrupted, ReconcileError, ServerError, TransportError
+from reconcile.plan.diff import KeyPlan, Outcome
+from reconcile.secrets.secret import Secret
+
+T = TypeVar("T")
+
+
+class KeyClient(Protocol):
+    """What applying a plan needs of the client."""
+
+    async def search_access_keys(self) -> list[dict[str, Any]]: ...
+
+    async def load_access_key(self, key_id: str) -> dict[str, Any]: ...
+
+    async def update_access_key(self, request_body: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    async def set_status(self, key_ids: Sequence[str], status: str) -> None: ...
+
+    async def create_access_key(self, request_body: Mapping[str, Any]) -> tuple[dict[str, Any], Secret]: ...
+
+    async def rotate_access_key(self, key_id: str) -> tuple[dict[str, Any], Secret]: ...
+
+    async def delete_access_keys(self, key_ids: Sequence[str]) -> None: ...
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    message: str
+    status: int | None = None
+    code: str | None = None
+
+    @classmethod
+    def of(cls, error: ReconcileError) -> ErrorInfo:
+        if isinstance(error, ApiError):
+            return cls(str(error), error.status, error.error_code)
+        return cls(str(error))
+
+    def as_json(self) -> dict[str, Any]:
+        return {"status": self.status, "code": self.code, "message": self.message}
+
+
+@dataclass
+class KeyResult:
+    plan: KeyPlan
+    outcome: Outcome
+    attempts: int = 0
+    error: ErrorInfo | None = None
+    key_id: str | None = None  # the id the server chose, for a created key
+
+    @property
+    def id(self) -> str | None:
+        return self.key_id or self.plan.key.id
+
+
+@dataclass(frozen=True)
+class Failure:
+    outcome: Outcome
+    error: ErrorInfo
+    cause: ReconcileError | None = None  # what failed, when a request was sent
+
+
+class AmbiguousWrite(ReconcileError):
+    """A call that must not be sent twice failed in a way that may hide its success (a timeout, a
+    dropped answer, a 5xx after the request was sent). Never retried."""
+
+
+def at_most_once(operation: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    """Retried only when the request surely did nothing (a 429, a refused connection)."""
+
+    async def once() -> T:
+        try:
+            return await operation()
+        except (ServerError, TransportError) as error:
+            if isinstance(error, TransportError) and not error.ambiguous:
+                raise
+            raise AmbiguousWrite(str(error)) from None
+
+    return once
+
+
+class Guard:
+    """Every call of an apply goes through here: retried by the policy, failures made outcomes."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.stop: asyncio.Event = policy.stop
+        self.fatal: AuthenticationError | None = None
+        self.retries = 0
+
+    def not_sent(self) -> ErrorInfo:
+        if self.fatal is not None:
+            return ErrorInfo(f"not sent: the run stopped after {self.fatal}")
+        return ErrorInfo("not sent: the run was interrupted")
+
+    async def call(self, operation: Callable[[], Awaitable[T]], tally: Tally, *, what: str) -> T | Failure:
+        """The call's result, or how it failed."""
+        try:
+            return await self.policy.call(operation, tally, what=what)
+        except AuthenticationError as error:
+            self.fatal = self.fatal or error
+            self.stop.set()
+            return Failure(Outcome.FAILED, ErrorInfo.of(error), error)
+        except Interrupted:
+            return Failure(Outcome.INTERRUPTED, self.not_sent())
+        except ReconcileError as error:
+            # A retryable failure cut short by the stop is an interruption, not a verdict on the key.
+            outcome = Outcome.INTERRUPTED if self.stop.is_set() and is_retryable(error) else Outcome.FAILED
+            return Failure(outcome, ErrorInfo.of(error), error)
+        finally:
+            self.retries += max(0, tally.attempts - 1)

@@ -1,0 +1,85 @@
+"""What the commands that change keys share (apply, rotate): the journal, the secret sinks (refused
+before any write when secrets would be issued with nowhere to go), the recovery command, warnings
+about secrets an earlier run may have lost, and running the changes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from reconcile.apply.journal import Journal, Unsettled
+from reconcile.cli.common import show
+from reconcile.errors import UsageError
+from reconcile.job.session import ApplyOutcome, Session, execute, journal_path_for
+from reconcile.output.recovery import Recovery
+from reconcile.output.text import render_results, render_unsettled
+from reconcile.plan.diff import Plan
+from reconcile.secrets.sinks import Sinks
+
+log = logging.getLogger("reconcile")
+
+
+def journal_file(args: argparse.Namespace) -> Path | None:
+    path: Path | None = args.journal or (journal_path_for(args.report) if args.report else None)
+    return path
+
+
+def recovery(args: argparse.Namespace) -> Recovery:
+    options = [*(["--secrets-out", str(args.secrets_out)] if args.secrets_out else [])]
+    options += ["--secrets-command", args.secrets_command] if args.secrets_command else []
+    journal = journal_file(args)
+    return Recovery.of(options, str(journal) if journal else None)
+
+
+def require_sinks(args: argparse.Namespace, plan: Plan) -> None:
+    """Before any write: issued secrets need a sink, and a journal to find one a crash may lose."""
+    issuing = sum(1 for item in plan.changes if item.outcome.issues_secret)
+    if not issuing:
+        return
+    what = f"{issuing} key(s) get a new secret"
+    if not (args.secrets_out or args.secrets_command):
+        raise UsageError(
+            f"{what}, shown this once: add --secrets-out FILE and/or --secrets-command CMD to receive them; "
+            "nothing was sent"
+        )
+    if journal_file(args) is None:
+        raise UsageError(
+            f"{what}: add --report FILE (the journal goes beside it) or --journal FILE, so that a run stopped "
+            "between issuing a secret and delivering it is found by the next run; nothing was sent"
+        )
+
+
+def warn_unsettled(unsettled: Sequence[Unsettled], recover: Recovery) -> None:
+    if unsettled:
+        log.error("%s", render_unsettled(unsettled, recover))
+
+
+async def run_changes(
+    args: argparse.Namespace, session: Session, plan: Plan, run_id: str, recover: Recovery, *, title: str
+) -> ApplyOutcome:
+    """Make the plan's changes with the journal and the sinks; print the results."""
+    path = journal_file(args)
+    journal = Journal(path, run_id) if path else None
+    sinks = Sinks.open(args.secrets_out, args.secrets_command) if plan.issues_secrets else None
+    try:
+        outcome = await execute(
+            session,
+            plan,
+            concurrency=args.concurrency,
+            journal=journal,
+            sinks=sinks,
+            progress_every=None if args.quiet else args.progress_every,
+        )
+    finally:
+        if journal is not None:
+            journal.close()
+        if sinks is not None:
+            sinks.close()
+    show(args, render_results(outcome.results, recover, title=title))
+    if outcome.fatal is not None:
+        log.error("error: %s; the run stopped, nothing more was sent", outcome.fatal)
+    if outcome.interrupted:
+        log.error("interrupted: in-flight calls finished, the rest were not sent")
+    return outcome

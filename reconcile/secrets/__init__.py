@@ -1,0 +1,1 @@
+"""Issued secrets: the opaque `Secret` the client wraps every cleartext in, and the sinks the operator names."""

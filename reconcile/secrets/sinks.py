@@ -1,0 +1,206 @@
+"""The secret sinks the operator names: the only places a created or rotated key's cleartext goes.
+
+- `--secrets-out FILE` (`SecretsFile`): JSON Lines, one object per secret (`id`, `name`, `cleartext`,
+  `at`, `runId`). Created with mode 0600, never through a symbolic link, appended to and never
+  truncated; each line is fsynced before the key counts as done. An existing file that others may
+  read, or that is not a regular file, is refused.
+- `--secrets-command CMD` (`SecretsCommand`): a shell command string, run with `/bin/sh -c CMD` once
+  per secret. The cleartext is its standard input (no newline), and only that: never in its argv
+  or environment. The environment is the tool's, without the management key, plus `KEY_ID` and
+  `KEY_NAME`. Its standard output is discarded; on failure the end of its standard error is shown,
+  with the cleartext masked. It is killed after `SECRETS_COMMAND_TIMEOUT` seconds.
+
+Both may be given: each secret goes to both, and counts as delivered only when both took it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import signal
+import stat
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from reconcile.errors import ConfigError, ReconcileError
+from reconcile.secrets.secret import Secret
+from reconcile.secrets.vault import reveal
+
+SECRETS_COMMAND_TIMEOUT = 120.0
+MASK = "***"
+# The command runs with the tool's environment minus the management key: it needs only the secret it is given.
+_HIDDEN_ENVIRONMENT = ("DESCOPE_MANAGEMENT_KEY", "DESCOPE_MANAGEMENT_KEY_FILE")
+_STDERR_SHOWN = 400  # characters of a failed command's standard error shown
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A secret the server issued, to deliver: for which key, by which run, when."""
+
+    key_id: str
+    name: str
+    secret: Secret = field(repr=False)
+    run_id: str
+    at: str
+
+
+class DeliveryFailed(ReconcileError):
+    """A sink did not take the secret; the message says which sinks did."""
+
+
+class Sink(Protocol):
+    @property
+    def options(self) -> list[str]: ...  # the command-line options that name this sink
+
+    def deliver(self, issued: Issued) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SecretsFile:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = _open_private_for_append(path)
+
+    @property
+    def options(self) -> list[str]:
+        return ["--secrets-out", str(self.path)]
+
+    def deliver(self, issued: Issued) -> None:
+        record = {
+            "id": issued.key_id,
+            "name": issued.name,
+            "cleartext": reveal(issued.secret),
+            "at": issued.at,
+            "runId": issued.run_id,
+        }
+        data = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode()
+        try:
+            while data:
+                data = data[os.write(self._fd, data) :]
+            os.fsync(self._fd)
+        except OSError as error:
+            raise DeliveryFailed(f"--secrets-out {self.path}: {error.strerror or error}") from None
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def _open_private_for_append(path: Path) -> int:
+    """O_APPEND (never truncated), O_NOFOLLOW (not through a link), created 0600; a new file's folder
+    entry is fsynced too, so the file survives a crash along with its lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    created = not path.exists()
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise ConfigError(f"--secrets-out {path} is a symbolic link: give the real path") from None
+        raise ConfigError(f"--secrets-out {path}: {error.strerror or error}") from None
+    mode = os.fstat(fd).st_mode
+    problem = ""
+    if not stat.S_ISREG(mode):
+        problem = "is not a regular file"
+    elif mode & 0o077:
+        problem = f"may be read by others (mode {stat.S_IMODE(mode):04o}): `chmod 600` it first"
+    if problem:
+        os.close(fd)
+        raise ConfigError(f"--secrets-out {path} {problem}")
+    if created:
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    return fd
+
+
+class SecretsCommand:
+    def __init__(self, command: str, *, timeout: float = SECRETS_COMMAND_TIMEOUT) -> None:
+        self.command = command
+        self.timeout = timeout
+
+    @property
+    def options(self) -> list[str]:
+        return ["--secrets-command", self.command]
+
+    def deliver(self, issued: Issued) -> None:
+        value = reveal(issued.secret)
+        environment = {name: v for name, v in os.environ.items() if name not in _HIDDEN_ENVIRONMENT}
+        environment.update(KEY_ID=issued.key_id, KEY_NAME=issued.name)
+        try:
+            process = subprocess.Popen(
+                ["/bin/sh", "-c", self.command],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=environment,
+                start_new_session=True,  # its own process group: a timeout kills all of it
+            )
+        except OSError as error:
+            raise DeliveryFailed(f"--secrets-command could not start: {error.strerror or error}") from None
+        with process:
+            try:
+                _, stderr = process.communicate(value.encode(), timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+                raise DeliveryFailed(f"--secrets-command did not finish in {self.timeout:g} s (killed)") from None
+        if process.returncode != 0:
+            said = _shown(stderr.decode("utf-8", "replace").replace(value, MASK))
+            raise DeliveryFailed(f"--secrets-command exited with {process.returncode}" + (f": {said}" if said else ""))
+
+    def close(self) -> None:
+        return None
+
+
+def _shown(text: str) -> str:
+    """The end of a command's standard error, on one line, without control characters."""
+    flat = " / ".join(line.strip() for line in text.strip().splitlines() if line.strip())
+    flat = flat[-_STDERR_SHOWN:]
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in flat)
+
+
+class Sinks:
+    """Every sink the operator named; a secret is delivered when each of them took it."""
+
+    def __init__(self, sinks: list[Sink]) -> None:
+        self._sinks = sinks
+
+    @classmethod
+    def open(cls, out: Path | None, command: str | None) -> Sinks | None:
+        """The named sinks (the file opened now, so a bad path is refused before any write); None for none."""
+        sinks: list[Sink] = []
+        if out is not None:
+            sinks.append(SecretsFile(out))
+        if command is not None:
+            sinks.append(SecretsCommand(command))
+        return cls(sinks) if sinks else None
+
+    @property
+    def options(self) -> list[str]:
+        return [option for sink in self._sinks for option in sink.options]
+
+    def deliver(self, issued: Issued) -> None:
+        """To every sink, even after one failed: the more of them hold the secret, the better."""
+        took, failures = [], []
+        for sink in self._sinks:
+            try:
+                sink.deliver(issued)
+            except DeliveryFailed as error:
+                failures.append(str(error))
+            else:
+                took.append(sink.options[0])
+        if failures:
+            also = f" (delivered to {', '.join(took)} only)" if took else ""
+            raise DeliveryFailed("; ".join(failures) + also)
+
+    def close(self) -> None:
+        for sink in self._sinks:
+            sink.close()
