@@ -1,9 +1,13 @@
-"""The management key never leaks; TLS is always verified, with a CA bundle when given."""
+"""The management key and issued secrets never leak; TLS is always verified, with a CA bundle when given."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import gc
 import ipaddress
+import json
+import pickle
 import ssl
 import stat
 from pathlib import Path
@@ -16,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from reconcile.emulator import FAULT_KINDS, Emulator, EmulatorConfig
+from reconcile.secrets.secret import Secret
+from reconcile.secrets.sinks import Issued
 from tests.conftest import cli_env, run_cli, write_desired
 
 SENTINEL = "K2-SENTINEL-c0ffee-do-not-print"
@@ -150,3 +156,60 @@ def test_tls_is_verified_and_a_ca_bundle_can_be_given(tmp_path: Path) -> None:
         assert "Traceback" not in untrusted.output
         trusted = run_cli(["plan", str(desired)], {**env, "SSL_CERT_FILE": str(ca)})
         assert trusted.code == 0, trusted.output
+
+
+def test_issued_secrets_appear_only_in_the_sinks(start_emulator: Any, tmp_path: Path) -> None:
+    """Every byte the tool writes, at -vv, through creates and rotations with faults and a failing sink:
+    the cleartexts the server issued are in the secrets file and the command's input, nowhere else."""
+    emulator = start_emulator(
+        [{"id": "K1", "name": "app-1"}, {"id": "K2", "name": "app-2"}],
+        fault_rate=0.2,
+        fault_kinds=("500", "503", "close"),
+        fault_after_apply=0.5,
+        random_seed=11,
+    )
+    echoing_auth(emulator)
+    desired = write_desired(tmp_path / "d", [{"name": f"new-{i}", "roleNames": ["r"]} for i in range(8)])
+    secrets, received = tmp_path / "sinks" / "secrets.jsonl", tmp_path / "sinks" / "received"
+    received.parent.mkdir()
+    loud_sink = f'cat >> {received}; echo "refusing $KEY_NAME" >&2; exit 1'  # fails, after taking it
+    sinks = ["--secrets-out", str(secrets), "--secrets-command", loud_sink]
+    outputs = []
+    for args in (
+        ["plan", str(desired), "-vv", "--out", str(tmp_path / "plan.json"), "--summary", str(tmp_path / "plan.md")],
+        ["apply", "--plan", str(tmp_path / "plan.json"), "-vv", "--report", str(tmp_path / "apply.json"), *sinks],
+        [
+            "apply",
+            str(desired),
+            "-vv",
+            "--report",
+            str(tmp_path / "again.json"),
+            "--summary",
+            str(tmp_path / "a.md"),
+            *sinks,
+        ],
+        ["rotate", "--ids", "K1,K2", "-vv", "--report", str(tmp_path / "rotate.json"), *sinks],
+    ):
+        result = run_cli(args, cli_env(emulator), timeout=180)
+        assert "Traceback" not in result.output
+        outputs.append(result.output.encode())
+    cleartexts = [line["cleartext"].encode() for line in map(json.loads, secrets.read_text().splitlines())]
+    assert len(cleartexts) >= 4 and all(c in received.read_bytes() for c in cleartexts)
+    written = [p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.parent.name != "sinks"]
+    assert len(written) >= 8  # plan, summaries, reports, journals
+    everything = b"\n".join([*outputs, *written])
+    assert not [c for c in cleartexts if c in everything]
+    assert b"undelivered" in everything and b"descope-reconcile rotate --ids" in everything
+
+
+def test_a_secret_prints_as_a_mask_and_cannot_be_serialized() -> None:
+    secret = Secret("s3cr3t-value")
+    shown = [repr(secret), str(secret), f"{secret}", f"{secret:>30}", f"{secret!r:>20}".strip(), "%s" % secret]  # noqa: UP031
+    assert all("s3cr3t" not in text for text in shown) and set(shown) == {"Secret(***)"}
+    assert "s3cr3t" not in repr(Issued("K1", "n", secret, "run", "now"))
+    for dump in (lambda: json.dumps(secret), lambda: pickle.dumps(secret), lambda: copy.copy(secret)):
+        with pytest.raises(TypeError):
+            dump()
+    with pytest.raises(TypeError):
+        copy.deepcopy({"key": secret})
+    assert not hasattr(secret, "__dict__") and "s3cr3t" not in str(gc.get_referents(secret))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,13 +27,14 @@ SECRET_EVENTS = ("requested", "issued", "delivered", "undelivered", "failed")
 class Journal:
     """JSON Lines, one line per finished key, flushed before the key counts as done."""
 
-    def __init__(self, path: Path, run_id: str) -> None:
+    def __init__(self, path: Path, run_id: str, sinks: Sequence[str] = ()) -> None:
+        """`sinks`: the options naming the run's secret sinks, so a later run can say how to recover."""
         self.path = path
         self.run_id = run_id
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._file: IO[str] = os.fdopen(fd, "a", encoding="utf-8")
-        self._write({"type": "start", "runId": run_id, "at": now_iso()})
+        self._write({"type": "start", "runId": run_id, "at": now_iso(), "sinks": list(sinks)})
 
     def _write(self, record: Mapping[str, Any], *, sync: bool = False) -> None:
         self._file.write(json.dumps(record, sort_keys=True) + "\n")
@@ -77,6 +78,7 @@ class Unsettled:
     run_id: str
     at: str
     why: str
+    sinks: tuple[str, ...] = ()  # the options that named the sinks of the run that issued it
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -105,7 +107,10 @@ def unsettled(records: Iterable[Mapping[str, Any]], observed: Iterable[Mapping[s
     A later delivery (a deliberate rotation) settles a key; a key that no longer exists needs nothing."""
     open_by_id: dict[str, list[Mapping[str, Any]]] = {}
     creating: dict[tuple[str, str], Mapping[str, Any]] = {}  # (run, name): a create sent, its answer never read
+    sinks: dict[str, tuple[str, ...]] = {}  # run id -> its sink options
     for record in records:
+        if record.get("type") == "start":
+            sinks[str(record.get("runId"))] = tuple(str(option) for option in record.get("sinks") or ())
         if record.get("type") != "secret":
             continue
         event, key_id, name = record.get("event"), record.get("id"), str(record.get("name"))
@@ -133,6 +138,6 @@ def unsettled(records: Iterable[Mapping[str, Any]], observed: Iterable[Mapping[s
     names = {str(key.get("id")): str(key.get("name") or "") for key in keys}
     seen: dict[str, Unsettled] = {}
     for key_id, record in found:
-        why = _WHY.get(str(record.get("event")), "its secret was not delivered")
-        seen[key_id] = Unsettled(key_id, names[key_id], str(record.get("runId")), str(record.get("at")), why)
+        why, run = _WHY.get(str(record.get("event")), "its secret was not delivered"), str(record.get("runId"))
+        seen[key_id] = Unsettled(key_id, names[key_id], run, str(record.get("at")), why, sinks.get(run, ()))
     return sorted(seen.values(), key=lambda item: item.id)

@@ -30,7 +30,7 @@ def recovery(args: argparse.Namespace) -> Recovery:
     options = [*(["--secrets-out", str(args.secrets_out)] if args.secrets_out else [])]
     options += ["--secrets-command", args.secrets_command] if args.secrets_command else []
     journal = journal_file(args)
-    return Recovery.of(options, str(journal) if journal else None)
+    return Recovery(tuple(options), str(journal) if journal else None)
 
 
 def require_sinks(args: argparse.Namespace, plan: Plan) -> None:
@@ -61,7 +61,7 @@ async def run_changes(
 ) -> ApplyOutcome:
     """Make the plan's changes with the journal and the sinks; print the results."""
     path = journal_file(args)
-    journal = Journal(path, run_id) if path else None
+    journal = Journal(path, run_id, recover.sink_options) if path else None
     sinks = Sinks.open(args.secrets_out, args.secrets_command) if plan.issues_secrets else None
     try:
         outcome = await execute(

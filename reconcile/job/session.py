@@ -144,7 +144,7 @@ def make_report(
         requests_by_status=client.requests_by_status,
         retries=outcome.retries if outcome else 0,
         unsettled=unsettled,
-        recovery=recovery or Recovery.of((), None),
+        recovery=recovery or Recovery((), None),
     )
 
 

@@ -7,16 +7,16 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-PLACEHOLDER_SINK = ("--secrets-out", "FILE")  # when the run named no sink
+PLACEHOLDER_SINK = ("--secrets-out", "FILE")  # when neither this run nor the one that lost it named a sink
 
 
 @dataclass(frozen=True)
 class Recovery:
-    options: tuple[str, ...]  # the sink options, then --journal FILE
+    sink_options: tuple[str, ...]  # this run's sinks, as options
+    journal: str | None
 
-    @classmethod
-    def of(cls, sink_options: Sequence[str], journal: str | None) -> Recovery:
-        return cls((*(sink_options or PLACEHOLDER_SINK), *(("--journal", journal) if journal else ())))
-
-    def command(self, key_id: str) -> str:
-        return shlex.join(["descope-reconcile", "rotate", "--ids", key_id, *self.options])
+    def command(self, key_id: str, earlier_sinks: Sequence[str] = ()) -> str:
+        """Into this run's sinks, else those of the run that issued the secret (`earlier_sinks`)."""
+        sinks = self.sink_options or tuple(earlier_sinks) or PLACEHOLDER_SINK
+        journal = ("--journal", self.journal) if self.journal else ()
+        return shlex.join(["descope-reconcile", "rotate", "--ids", key_id, *sinks, *journal])

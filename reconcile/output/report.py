@@ -95,7 +95,14 @@ def _key_record(item: KeyPlan, result: KeyResult | None, recovery: Recovery) -> 
 
 def unsettled_records(unsettled: Sequence[Unsettled], recovery: Recovery) -> list[dict[str, Any]]:
     return [
-        {"id": u.id, "name": u.name, "runId": u.run_id, "at": u.at, "why": u.why, "recover": recovery.command(u.id)}
+        {
+            "id": u.id,
+            "name": u.name,
+            "runId": u.run_id,
+            "at": u.at,
+            "why": u.why,
+            "recover": recovery.command(u.id, u.sinks),
+        }
         for u in unsettled
     ]
 

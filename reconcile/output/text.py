@@ -114,7 +114,7 @@ def render_unsettled(unsettled: Sequence[Unsettled], recovery: Recovery) -> str:
     """Keys whose secret an earlier run issued and never recorded as delivered (for stderr)."""
     lines = [
         f"warning: {u.id} ({u.name}): {u.why} (run {u.run_id}, {u.at}); the secret may be lost. "
-        f"Recover: {recovery.command(u.id)}"
+        f"Recover: {recovery.command(u.id, u.sinks)}"
         for u in unsettled
     ]
     return "\n".join(lines)

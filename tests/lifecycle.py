@@ -1,0 +1,33 @@
+"""Helpers for the key-lifecycle tests (create, prune, rotate): secrets files, exchange, write requests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from reconcile.emulator import Emulator, RecordedRequest
+
+EXCHANGE = "/v1/auth/accesskey/exchange"
+READS = ("/v1/mgmt/accesskey/search", "/v1/mgmt/accesskey")
+
+
+def exchange(emulator: Emulator, cleartext: str) -> int:
+    """The auth API's answer to this secret: 200 when it works, 401 when it does not."""
+    headers = {"Authorization": f"Bearer {emulator.config.project_id}:{cleartext}"}
+    return httpx.post(f"{emulator.url}{EXCHANGE}", headers=headers, json={}, timeout=10).status_code
+
+
+def secret_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def writes(emulator: Emulator) -> list[RecordedRequest]:
+    """Every request that could change the project (neither a read nor an exchange)."""
+    return [r for r in emulator.recorded() if r.path not in READS and r.path != EXCHANGE]
+
+
+def journal(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
