@@ -53,6 +53,8 @@ def test_import_contracts_hold() -> None:
         ("reconcile/plan/diff.py", "from reconcile.apply import executor", "Stages are layered"),
         ("reconcile/output/text.py", "import httpx", "Only the client layer speaks HTTP"),
         ("reconcile/emulator/store.py", "from reconcile.desired import loader", "The emulator is a separate server"),
+        ("reconcile/apply/issue.py", "from reconcile.secrets import vault", "Only the sinks read a secret"),
+        ("reconcile/secrets/sinks.py", "from reconcile.apply import journal", "Stages are layered"),
     ],
 )
 def test_a_crossing_import_breaks_the_contract(tmp_path: Path, module: str, line: str, contract: str) -> None:

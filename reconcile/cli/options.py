@@ -26,10 +26,10 @@ EPILOG = f"""\
 exit codes:
   {ExitCode.OK:<3} valid (validate), in sync (plan), everything applied (apply), done (export, audit)
   {ExitCode.FAILURE:<3} an error: invalid input, API or network failure, a refused saved plan, or a key
-      failed, missing, not editable, in conflict or interrupted
+      failed, missing, not editable, in conflict, ambiguous, undelivered or interrupted
   {ExitCode.CHANGES_PENDING:<3} plan found changes to make (audit --fail-on-drift: drift found)
   {ExitCode.SAFETY_THRESHOLD:<3} apply refused: the plan changes more keys than --max-changes allows
-  {ExitCode.USAGE:<3} usage error (bad command line)
+  {ExitCode.USAGE:<3} usage error (bad command line; secrets to issue but no sink or no journal)
 
 environment:
   DESCOPE_PROJECT_ID            the project (every command but validate)
