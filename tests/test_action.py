@@ -285,6 +285,27 @@ def test_plan_outputs_the_count_of_changes_from_the_report(start_emulator: Any, 
     assert "K1" in run.summary and "K3" in run.summary, "the plan goes to the job summary"
 
 
+def plant_modules(workspace: Path, names: list[str]) -> Path:
+    """Modules in the working directory that shadow the standard library's or pip's, as a pull
+    request could add them; importing any of them creates the returned file."""
+    planted = workspace / "planted-module-was-imported"
+    for name in names:
+        (workspace / name).mkdir(parents=True)
+        (workspace / name / "__init__.py").write_text(f"open({str(planted)!r}, 'w')\nraise SystemExit(99)\n")
+    return planted
+
+
+def test_no_module_from_the_working_directory_is_imported(start_emulator: Any, tmp_path: Path) -> None:
+    emulator = start_emulator([{"id": "K1", "name": "old"}])
+    (tmp_path / "desired").mkdir()
+    (tmp_path / "desired" / "keys.yaml").write_text("version: 1\nkeys:\n  - {id: K1, name: new}\n")
+    planted = plant_modules(tmp_path, ["shlex", "json", "reconcile", "yaml", "httpx"])
+    inputs = {"command": "plan", "paths": "desired/", "args": "--out plan.json", "ok-exit-codes": "0 2"}
+    run = run_action_step("run", inputs, tmp_path, tmp_path / "runner", env=cli_env(emulator))
+    assert run.code == 0 and run.outputs["changes"] == "1", run.output
+    assert not planted.exists()
+
+
 # --- the install step ---
 
 
