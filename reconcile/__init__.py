@@ -7,3 +7,5 @@ try:
     from reconcile._version import __version__
 except ModuleNotFoundError:  # a source tree that was never built or installed: `make install` writes it
     __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__"]

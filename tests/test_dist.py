@@ -1,7 +1,9 @@
-"""The release artifacts, built as `make dist` builds them (`python -m build`: the sdist, then the wheel
-from the sdist) and checked as it checks them (twine check --strict). The wheel carries the schemas
-and its version; installed the way a consumer repository gets it, by the action's own install step
-into a fresh virtual environment, it answers --version and validates desired/ from anywhere.
+"""The version and the release artifacts. The version comes from git tags and is written to
+reconcile/_version.py at every build, editable installs included. The artifacts are built as
+`make dist` builds them (`python -m build`: the sdist, then the wheel from the sdist) and checked as
+it checks them (twine check --strict). The wheel carries the schemas and its version; installed the
+way a consumer repository gets it, by the action's own install step into a fresh virtual
+environment, it answers --version and validates desired/ from anywhere.
 """
 
 from __future__ import annotations
@@ -17,10 +19,31 @@ from pathlib import Path
 
 import pytest
 
+import reconcile
 from tests.conftest import REPO, cli_env
 from tests.test_action import plant_modules, run_action_step
 
-pytestmark = pytest.mark.slow
+
+def test_the_editable_install_wrote_the_version_file() -> None:
+    version_file = REPO / "reconcile" / "_version.py"
+    assert version_file.is_file(), "`make install` (pip install -e) runs the build hook that writes it"
+    assert f"__version__ = version = '{reconcile.__version__}'" in version_file.read_text()
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(version_file)], cwd=REPO, check=False)
+    assert ignored.returncode == 0, "written by every build, never committed"
+
+
+def test_the_version_is_read_without_importlib_metadata() -> None:
+    code = "import sys, reconcile; print(reconcile.__version__, 'importlib.metadata' in sys.modules)"
+    done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == [reconcile.__version__, "False"]
+
+
+def test_a_source_tree_never_built_has_a_clear_fallback_version(tmp_path: Path) -> None:
+    (tmp_path / "reconcile").mkdir()
+    shutil.copy(REPO / "reconcile" / "__init__.py", tmp_path / "reconcile")  # and no _version.py
+    code = "import reconcile; print(reconcile.__version__)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "0.0.0+unknown"
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +67,7 @@ def version_of(dist: Path) -> str:
     return version
 
 
+@pytest.mark.slow
 def test_sdist_and_wheel_pass_twine_check(dist: Path) -> None:
     files = sorted(str(path) for path in dist.iterdir())
     assert len(files) == 2
@@ -52,6 +76,7 @@ def test_sdist_and_wheel_pass_twine_check(dist: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_wheel_carries_the_schemas_its_version_and_the_command(dist: Path) -> None:
     version = version_of(dist)
     with zipfile.ZipFile(wheel_of(dist)) as wheel:
@@ -67,6 +92,7 @@ def test_wheel_carries_the_schemas_its_version_and_the_command(dist: Path) -> No
         assert {f"{root}/reconcile/_version.py", f"{root}/schemas/desired.schema.json"} <= set(sdist.getnames())
 
 
+@pytest.mark.slow
 def test_version_comes_from_git(dist: Path) -> None:
     described = subprocess.run(
         ["git", "describe", "--tags", "--match", "v*", "--always"], cwd=REPO, capture_output=True, text=True, check=True
@@ -79,6 +105,7 @@ def test_version_comes_from_git(dist: Path) -> None:
         assert described.rsplit("-g", 1)[-1][:7] in version
 
 
+@pytest.mark.slow
 def test_the_action_installs_the_wheel_and_validates_desired(dist: Path, tmp_path: Path) -> None:
     version = version_of(dist)
     runner = tmp_path / "runner"
