@@ -27,6 +27,7 @@ from tests.conftest import REPO, cli_env, load_report
 from tests.test_action import (
     EXPRESSION,
     NEEDS_TARGET,
+    StepRun,
     build_parser,
     cli_has_target,
     load_action,
@@ -209,7 +210,7 @@ def test_reviewed_plan_flow_through_the_action(start_emulator: Any, tmp_path: Pa
     env = cli_env(emulator)
     local = {"target": "", "paths": "desired/"}
 
-    def run_step(workflow_name: str, step_name: str, workspace: Path) -> Any:
+    def run_step(workflow_name: str, step_name: str, workspace: Path) -> StepRun:
         step = step_named(workflow(workflow_name), step_name)
         return run_action_step("run", {**inputs_for(step, "dev"), **local}, workspace, tmp_path / "runner", env=env)
 
