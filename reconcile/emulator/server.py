@@ -124,7 +124,9 @@ class Emulator:
         return f"Bearer {self.config.project_id}:{self.config.management_key}"
 
     def start(self) -> Emulator:
-        threading.Thread(target=self._server.serve_forever, name="emulator", daemon=True).start()
+        # stop() waits for the serving loop to notice; its default 0.5 s poll made every test pay it.
+        serve = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="emulator", daemon=True)
+        serve.start()
         return self
 
     def stop(self) -> None:
