@@ -8,6 +8,7 @@ and then the request log and the audit trail both say it was.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -136,7 +137,7 @@ def test_a_faulted_read_is_either_the_real_answer_or_an_error(start_emulator: An
 def test_a_slow_rotate_the_client_gave_up_on_still_happens(start_emulator: Any, slow_applies: str) -> None:
     """The answer was lost, the rotate was not: before the stall, or at its end (after a retry
     could already have come and gone, the nastiest order for a client)."""
-    emulator = start_emulator(SEED, fault_rate=1.0, fault_kinds=("slow",), slow_seconds=0.8, slow_applies=slow_applies)
+    emulator = start_emulator(SEED, fault_rate=1.0, fault_kinds=("slow",), slow_seconds=2.0, slow_applies=slow_applies)
     status, _ = send(emulator, f"{ACCESSKEY}/rotate", {"id": "K1"}, timeout=0.2)
     assert status == "dropped"
     emulator.config.fault_rate = 0.0
@@ -155,3 +156,17 @@ def test_a_fault_refusing_invalid_work_stays_an_error(start_emulator: Any) -> No
     status, _ = send(emulator, f"{ACCESSKEY}/update", {"id": "K1", "name": 5})
     assert status == 503 and emulator.requests[0].applied is False
     assert emulator.store.load("K1")["name"] == "a" and len(emulator.audit) == 0
+
+
+def test_a_request_that_never_fully_arrived_is_neither_made_nor_logged(start_emulator: Any) -> None:
+    """A client killed mid-request: the real API never sees a request, so neither does the log."""
+    emulator = start_emulator(SEED)
+    host, port = emulator.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(
+            f"POST {ACCESSKEY}/update HTTP/1.1\r\nHost: x\r\nAuthorization: {emulator.auth_header}\r\n"
+            'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"id": "K1"'.encode()
+        )
+        connection.shutdown(socket.SHUT_WR)
+        assert connection.recv(100) == b""  # closed without an answer
+    assert emulator.requests == [] and emulator.store.load("K1")["name"] == "a"
