@@ -237,3 +237,16 @@ def test_export_round_trip_with_create_only_fields(start_emulator: Any, tmp_path
     assert key["id"] == "K1" and "expireTime" not in key and "boundUserId" not in key  # comments only
     planned = run_cli(["plan", str(out)], cli_env(emulator))
     assert planned.code == 0 and "warning" not in planned.output, planned.output
+
+
+def test_a_key_created_inactive_is_deactivated_once_its_secret_is_delivered(
+    start_emulator: Any, tmp_path: Path
+) -> None:
+    emulator = start_emulator(PROJECT)
+    folder = write_desired(tmp_path / "d", [{"name": "standby", "status": "inactive"}]).parent
+    args = ["apply", str(folder), "--journal", str(tmp_path / "j"), "--secrets-out", str(tmp_path / "s")]
+    assert run_cli(args, cli_env(emulator)).code == 0
+    [line] = secret_lines(tmp_path / "s")
+    assert emulator.store.load(line["id"])["status"] == "inactive" and exchange(emulator, line["cleartext"]) == 401
+    assert [r.path.rsplit("/", 1)[-1] for r in writes(emulator)] == ["create", "deactivate"]
+    assert run_cli(["plan", str(folder)], cli_env(emulator)).code == 0

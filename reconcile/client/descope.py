@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from reconcile import __version__
-from reconcile.client.redact import MASK
+from reconcile.client.redact import MASK, redactor
 from reconcile.errors import (
     ApiError,
     AuthenticationError,
@@ -257,6 +257,7 @@ def _issued(body: Mapping[str, Any], path: str) -> tuple[dict[str, Any], Secret]
     key, cleartext = _key_of(body), body.get("cleartext")
     if not isinstance(key.get("id"), str) or not key["id"] or not isinstance(cleartext, str) or not cleartext:
         raise TransportError(f"POST {path}: the answer lacks the key's id or its secret", ambiguous=True)
+    redactor.add(cleartext)  # defence in depth: a log line that quoted it anyway would show *** instead
     return key, Secret(cleartext)
 
 

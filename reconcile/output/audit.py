@@ -38,10 +38,14 @@ def build_audit(
             findings["noIpRestriction"].append(_brief(key))
         if not key.get("roleNames") and not key.get("keyTenants"):
             findings["noRolesNoTenants"].append(_brief(key))
-    drift = [
-        {**_brief({"id": item.key.id, "name": item.name}), "fields": [c.field for c in item.changes]}
+    drift = [  # every planned change: updates, and keys to create or prune
+        {
+            **_brief({"id": item.key.id, "name": item.name}),
+            "action": item.outcome.value,
+            "fields": [c.field for c in item.changes],
+        }
         for item in plan.keys
-        if item.outcome is Outcome.UPDATE
+        if item.outcome.is_change
     ]
     return {
         "auditedAt": now.isoformat(),
@@ -75,8 +79,11 @@ def render_audit(audit: Mapping[str, Any], *, project_id: str) -> str:
         lines += ["", f"### {title}", ""]
         for entry in entries:
             extra = f" ({', '.join(entry['fields'])})" if "fields" in entry else ""
+            if entry.get("action", "update") != "update":
+                extra = f" ({entry['action']})"
             if "expireTime" in entry:
                 day = datetime.fromtimestamp(entry["expireTime"]).date().isoformat()
                 extra = f" ({'expired' if entry['expired'] else 'expires'} {day})"
-            lines.append(f"- `{entry['id']}` {entry['name']}{extra}")
+            shown = f"`{entry['id']}`" if entry["id"] else "(new)"
+            lines.append(f"- {shown} {entry['name']}{extra}")
     return "\n".join(lines) + "\n"
