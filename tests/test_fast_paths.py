@@ -1,10 +1,11 @@
 """The fast paths mean exactly what the slow ones mean: the compiled schema check agrees with
-jsonschema, the key-line scan agrees with PyYAML's node marks, and yaml-rs is the only source of
-values (YAML 1.2), whichever path a file takes."""
+jsonschema, key lines read from parse events agree with the node marks, and values are YAML 1.2's,
+whichever path a file takes."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from reconcile.desired import yamlcheck
-from reconcile.desired.loader import ParsedFile, _scan_id_lines, parse_text
+from reconcile.desired import yaml12
+from reconcile.desired.loader import ParsedFile, parse_text
+from reconcile.job import load_desired
 from reconcile.schemas.validators import DESIRED_SCHEMA, REQUEST_SCHEMA, is_valid, validator
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6)
@@ -66,24 +69,34 @@ LAYOUTS = [
     "version: 1\nkeys:\n  - id: 'K1'  # a comment\n    customAttributes: {id: K2}\n  - id: K2\n",  # nested id
     'version: 1\nkeys:\n  -   id:    K1\n  - "id": K2\n',
     "# header\nversion: 1\n\nkeys:\n\n  - id: K1\n    customAttributes:\n      id: K1\n  - id: K2\n",
+    # Text that looks like a key's id: in a block scalar, a quoted string, a flow mapping
+    "version: 1\nkeys:\n  - id: K1\n    description: |\n      id: K2\n  - id: K2\n",
+    'version: 1\nkeys:\n  - id: K1\n    description: "x\n      id: K2"\n  - id: K2\n',
+    "version: 1\nkeys:\n  - id: K1\n    customAttributes: {x: y,\n      id: K2}\n  - name: b\n    id: K2\n",
+    "version: 1\nkeys:\n  - id: >-\n      K1\n  - id: K2\n",  # a folded id
+    "version: 1\nkeys:\n  - {name: x}\n  - [a]\n  - id: K3\n",  # items without an id
+    "version: 1\nkeys:\n  - id:\tK1\n  - id:   K2\n",  # a tab as separation: libyaml refuses it
+    "version: 1\nother: {keys: [{id: K0}]}\nkeys:\n  - id: K1\n",
 ]
 
 
 @pytest.mark.parametrize("text", LAYOUTS)
-def test_key_lines_match_pyyaml_marks(text: str) -> None:
+def test_key_lines_match_node_marks(text: str) -> None:
     parsed = parse_text("f.yaml", text.encode())
     assert isinstance(parsed, ParsedFile)
-    root = yamlcheck.compose(text)
+    root = yaml12.compose(text)
     expected = [yamlcheck.locate(root, ["keys", i, "id"], key=True) for i in range(len(parsed.data["keys"]))]
     assert parsed.key_lines() == expected
+    assert yamlcheck.key_id_positions(text) == expected
 
 
-def test_key_line_scan_gives_up_rather_than_guess() -> None:
-    assert _scan_id_lines("keys:\n  - id: K1\n", ["K2"]) is None
-    assert _scan_id_lines("keys:\n  - id: K1\n", [5]) is None
-    text = "version: 1\nkeys:\n  - id: >-\n      K1\n  - id: K2\n"  # a folded id: the scan cannot read it
-    parsed = parse_text("f.yaml", text.encode())
-    assert isinstance(parsed, ParsedFile) and parsed.key_lines() == [(3, 5), (5, 5)]
+def test_a_block_scalar_that_mentions_an_id_does_not_move_the_key(tmp_path: Path) -> None:
+    """The report's source line of K2 is its own `id:` line, not a line of text that looks like it."""
+    (tmp_path / "k.yaml").write_text(
+        "version: 1\nkeys:\n  - id: K1\n    description: |\n      id: K2\n  - id: K2\n    name: x\n"
+    )
+    loaded = load_desired([str(tmp_path)])
+    assert [(key.id, key.source.line, key.source.column) for key in loaded.state.keys] == [("K1", 3, 5), ("K2", 6, 5)]
 
 
 @pytest.mark.parametrize(
