@@ -13,8 +13,7 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from reconcile.desired import yamlcheck
-from reconcile.desired import yaml12
+from reconcile.desired import yaml12, yamlcheck
 from reconcile.desired.loader import ParsedFile, parse_text
 from reconcile.job import load_desired
 from reconcile.schemas.validators import DESIRED_SCHEMA, REQUEST_SCHEMA, is_valid, validator

@@ -387,7 +387,7 @@ def space_tabs_after_colons(text: str) -> str:
     refuses `name:<TAB>x`, which YAML 1.2 allows; a space there is separation as the tab is, so
     the values stay the same. The text as it is when Scanner12 cannot scan it."""
     masked = text.translate(_MASK)
-    loader = Loader12(masked)
+    loader: Any = Loader12(masked)
     colons: list[int] = []
     try:
         while loader.check_token():
