@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from reconcile.desired import yaml12, yamlcheck
 from reconcile.desired.loader import ParsedFile, parse_text
-from reconcile.job import load_desired
+from reconcile.job.load import load_desired
 from reconcile.schemas.validators import DESIRED_SCHEMA, REQUEST_SCHEMA, is_valid, validator
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6)

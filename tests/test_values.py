@@ -114,7 +114,10 @@ def test_both_readers_read_each_scalar_as_yaml_1_2(scalar: str, value: Any, path
     assert TAG_TYPES[nodes["listed"].value[0].tag] is type(value)
 
 
-@pytest.mark.parametrize(("scalar", "value"), [(s, v) for s, v in SCALARS if isinstance(v, str) and s not in ("", "<<")])
+STRINGS = [(s, v) for s, v in SCALARS if isinstance(v, str) and s not in ("", "<<")]  # `<<:` is refused
+
+
+@pytest.mark.parametrize(("scalar", "value"), STRINGS)
 def test_string_scalars_are_string_keys_too(scalar: str, value: str) -> None:
     parsed = parse_text("f.yaml", f"{scalar}: x\n# !\n".encode())
     assert isinstance(parsed, ParsedFile) and not parsed.problems, parsed
@@ -134,7 +137,8 @@ def test_tabs_separate_but_never_indent() -> None:
     assert parsed.key_lines() == [(3, 5)]
     refused = parse_text("f.yaml", b"version: 1\nkeys:\n  - id: K1\n\tname: x\n")
     assert isinstance(refused, list)
-    assert (refused[0].line, refused[0].column) == (4, 1) and "tabs are not allowed for indentation" in refused[0].message
+    assert (refused[0].line, refused[0].column) == (4, 1)
+    assert "tabs are not allowed for indentation" in refused[0].message
 
 
 def test_a_tab_after_a_colon_validates_and_keeps_locations(tmp_path: Path) -> None:
