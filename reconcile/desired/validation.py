@@ -75,7 +75,7 @@ def _required(path: Sequence[str | int]) -> bool:
 def _null_message(path: Sequence[str | int]) -> str:
     name = f"`{path[-1] if path and isinstance(path[-1], str) else json_path(path)}`"
     if _required(path):
-        return f"{name} is required, and null is not a value: give it one"
+        return f"{name} is required, so it cannot be null: give it a value"
     return f'{name} is null: remove the field to leave it unmanaged, or give [] / {{}} / "" to clear it'
 
 

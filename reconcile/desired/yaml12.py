@@ -181,8 +181,11 @@ class Scanner12(yaml.scanner.Scanner):
         length = 0
         while self.peek(length) not in "\0" + _BREAKS:
             length += 1
-        name, *arguments = re.split(r"\s+#", self.prefix(length))[0][1:].split()
+        words = re.split(r"\s+#", self.prefix(length))[0][1:].split()
         self.forward(length)
+        if not words:
+            raise ScannerError("while scanning a directive", start_mark, "expected a name", self.get_mark())
+        name, *arguments = words
         value: Any = None
         if name == "YAML":
             version = re.fullmatch(r"([0-9]+)\.([0-9]+)", arguments[0] if len(arguments) == 1 else "")
