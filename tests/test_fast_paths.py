@@ -5,6 +5,8 @@ whichever path a file takes."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +154,28 @@ def test_pyyaml_is_never_asked_for_values() -> None:
     parsed = parse_text("f.yaml", text.encode())
     assert isinstance(parsed, ParsedFile) and parsed.data["keys"][0]["customClaims"] == {"c": "yes"}
     assert yaml.safe_load(text)["keys"][0]["customClaims"] == {"c": True}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=st.text(alphabet=st.sampled_from(list("ab:-?[]{},#&*!|>'\"%@` \t\n\u2028.0_x")), max_size=60))
+def test_the_yaml_1_2_scanner_fails_only_with_yaml_errors(text: str) -> None:
+    """Scanner12 reads what libyaml refuses: on any text it gives nodes or a YAML error, never a crash."""
+    try:
+        yaml12.Loader12(text).get_single_node()
+        yaml12.space_tabs_after_colons(text)
+    except yaml.YAMLError:
+        pass
+
+
+def test_validate_imports_no_jsonschema_when_valid_and_no_network_stack() -> None:
+    """Validation imports jsonschema only to explain errors (fastjsonschema says yes or no)."""
+    code = (
+        "import sys\n"
+        "from reconcile.desired.loader import parse_text\n"
+        "from reconcile.desired.validation import build_desired_state\n"
+        "parsed = parse_text('f.yaml', b'version: 1\\nkeys:\\n  - id: K1\\n    permittedIps: [10.0.0.0/8]\\n')\n"
+        "assert build_desired_state([parsed])[1] == []\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'jsonschema', 'referencing', 'asyncio', 'httpx'}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
