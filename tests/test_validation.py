@@ -97,6 +97,13 @@ HEAD = "version: 1\nkeys:\n"
             "keys[0].keyTenants[0].tenantId",
             "`tenantId` is required, so it cannot be null",
         ),
+        (HEAD + "  -\n", 3, "keys[0]", "`keys[0]` is null: give it a value, or remove it"),
+        (
+            HEAD + "  - id: K1\n    customClaims: {tier: }\n",
+            4,
+            "keys[0].customClaims.tier",
+            "`keys[0].customClaims.tier` is null: give it a value, or remove it",
+        ),
         # IPs: each refused for its own reason
         (HEAD + "  - id: K1\n    permittedIps: [10.0.0.0/08]\n", 4, "keys[0].permittedIps[0]", "prefix length `08`"),
         (HEAD + "  - id: K1\n    permittedIps: ['fe80::1%eth0']\n", 4, "keys[0].permittedIps[0]", "zone id"),

@@ -76,7 +76,9 @@ def _null_message(path: Sequence[str | int]) -> str:
     name = f"`{path[-1] if path and isinstance(path[-1], str) else json_path(path)}`"
     if _required(path):
         return f"{name} is required, so it cannot be null: give it a value"
-    return f'{name} is null: remove the field to leave it unmanaged, or give [] / {{}} / "" to clear it'
+    if len(path) == 3 and path[0] == "keys" and isinstance(path[2], str):  # a key's field: may be left out
+        return f'{name} is null: remove the field to leave it unmanaged, or give [] / {{}} / "" to clear it'
+    return f"`{json_path(path)}` is null: give it a value, or remove it"  # a list item, a claim
 
 
 def _schema_messages(error: ValidationError) -> list[tuple[list[str | int], str, bool]]:
