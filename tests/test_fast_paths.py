@@ -19,6 +19,7 @@ from reconcile.desired import yaml12, yamlcheck
 from reconcile.desired.loader import ParsedFile, parse_text
 from reconcile.job.load import load_desired
 from reconcile.schemas.validators import DESIRED_SCHEMA, REQUEST_SCHEMA, is_valid, validator
+from tests.conftest import cli_env, run_cli
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6)
 anything = st.recursive(
@@ -91,13 +92,18 @@ def test_key_lines_match_node_marks(text: str) -> None:
     assert yamlcheck.key_id_positions(text) == expected
 
 
-def test_a_block_scalar_that_mentions_an_id_does_not_move_the_key(tmp_path: Path) -> None:
+def test_a_block_scalar_that_mentions_an_id_does_not_move_the_key(start_emulator: Any, tmp_path: Path) -> None:
     """The report's source line of K2 is its own `id:` line, not a line of text that looks like it."""
     (tmp_path / "k.yaml").write_text(
         "version: 1\nkeys:\n  - id: K1\n    description: |\n      id: K2\n  - id: K2\n    name: x\n"
     )
     loaded = load_desired([str(tmp_path)])
     assert [(key.id, key.source.line, key.source.column) for key in loaded.state.keys] == [("K1", 3, 5), ("K2", 6, 5)]
+    emulator = start_emulator([{"id": "K1", "description": "id: K2\n"}, {"id": "K2", "name": "y"}])
+    report = tmp_path / "report.json"
+    assert run_cli(["plan", str(tmp_path), "--report", str(report)], cli_env(emulator)).code == 2
+    lines = {key["id"]: key["source"]["line"] for key in json.loads(report.read_text())["keys"]}
+    assert lines == {"K1": 3, "K2": 6}
 
 
 @pytest.mark.parametrize(

@@ -385,21 +385,24 @@ def core_values(node: yaml.Node, value: Any) -> Any:
     raise Disagreement(node)
 
 
+def _colons_before_tabs(loader: Any, text: str) -> list[int]:
+    """Where a value indicator `:` has a tab right after it (offsets in characters, as both
+    libyaml's and PyYAML's marks count)."""
+    colons = []
+    while loader.check_token():
+        token = loader.get_token()
+        if isinstance(token, yaml.ValueToken) and text.startswith(":\t", token.start_mark.index):
+            colons.append(token.start_mark.index + 1)
+    return colons
+
+
 def space_tabs_after_colons(text: str) -> str:
     """The text with a space between each value indicator `:` and a tab right after it. yaml-rs
     refuses `name:<TAB>x`, which YAML 1.2 allows; a space there is separation as the tab is, so
-    the values stay the same. The text as it is when Scanner12 cannot scan it."""
-    masked = text.translate(_MASK)
-    loader: Any = Loader12(masked)
-    colons: list[int] = []
+    the values stay the same. The text as it is when it cannot be scanned."""
     try:
-        while loader.check_token():
-            token = loader.get_token()
-            if isinstance(token, yaml.ValueToken) and masked.startswith(":\t", token.start_mark.index):
-                colons.append(token.start_mark.index + 1)
+        colons = read(text, lambda loader: _colons_before_tabs(loader, text))
     except yaml.YAMLError:
         return text
-    finally:
-        loader.dispose()
     pieces = [text[start:end] for start, end in zip([0, *colons], [*colons, len(text)], strict=True)]
     return " ".join(pieces)
