@@ -54,7 +54,7 @@ class Issuer:
         key, secret = answer
         result = await self._deliver(item, str(key["id"]), secret, tally)
         if result.outcome is Outcome.CREATED and item.status is not None:
-            return await self._set_created_status(result, item.status, tally)
+            return await self._set_created_status(result, item.status)
         return result
 
     async def _after_lost_create(self, item: KeyPlan, tally: Tally, lost: ErrorInfo) -> KeyResult:
@@ -77,11 +77,12 @@ class Issuer:
         self._note("undelivered", item, ids[0], message)
         return KeyResult(item, Outcome.UNDELIVERED, tally.attempts, ErrorInfo(f"{message}; {ROTATE_AGAIN}"), ids[0])
 
-    async def _set_created_status(self, result: KeyResult, status: str, tally: Tally) -> KeyResult:
+    async def _set_created_status(self, result: KeyResult, status: str) -> KeyResult:
         assert result.key_id is not None
+        tally = Tally()
         change = partial(self._client.set_status, [result.key_id], status)
         done = await self._guard.call(change, tally, what=f"set {result.key_id} {status}")
-        result.attempts = tally.attempts
+        result.attempts += tally.attempts
         if isinstance(done, Failure):
             result.outcome = Outcome.FAILED
             result.error = ErrorInfo(f"created (secret delivered), but not made {status}: {done.error.message}")

@@ -27,8 +27,11 @@ def journal_file(args: argparse.Namespace) -> Path | None:
 
 
 def recovery(args: argparse.Namespace) -> Recovery:
-    options = [*(["--secrets-out", str(args.secrets_out)] if args.secrets_out else [])]
-    options += ["--secrets-command", args.secrets_command] if args.secrets_command else []
+    options: list[str] = []
+    if args.secrets_out:
+        options += ["--secrets-out", str(args.secrets_out)]
+    if args.secrets_command:
+        options += ["--secrets-command", args.secrets_command]
     journal = journal_file(args)
     return Recovery(tuple(options), str(journal) if journal else None)
 
