@@ -51,6 +51,8 @@ _SETTINGS = {
     "key_deadline": "keyDeadline",
     "max_changes": "maxChanges",
     "force": "force",
+    "recheck": "recheck",
+    "wait_lock": "waitLock",
     "plan": "plan",
 }
 
