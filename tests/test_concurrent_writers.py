@@ -171,3 +171,23 @@ def test_an_update_answered_with_another_key_is_unconfirmed(start_emulator: Any,
     assert "K000  [unconfirmed] after 1 attempt(s): the update was accepted" in result.stdout
     assert "Apply: 1 updated, 1 unconfirmed; 1 key(s) not as desired (exit 1)." in result.stdout
     assert "**unconfirmed**" in summary.read_text()
+
+
+def test_the_recheck_costs_one_read_per_written_key_and_a_direct_apply_none(
+    start_emulator: Any, tmp_path: Path
+) -> None:
+    keys = [{"id": f"K{i:02d}", "name": f"k{i}"} for i in range(12)]
+    emulator = start_emulator(keys)
+    env = env_for(emulator, tmp_path / "state")
+    desired = [{"id": key["id"], "name": key["name"] + "-v2"} for key in keys[:8]]
+    desired += [{"id": key["id"], "name": key["name"]} for key in keys[8:]]
+    plan_file = saved_plan(emulator, tmp_path / "d", desired, env)
+    before = len(emulator.requests)
+    assert run_cli(["apply", "--plan", str(plan_file), "--force"], env).code == 0
+    paths = [r.path for r in emulator.requests[before:]]
+    assert (paths.count(SEARCH), paths.count("/v1/mgmt/accesskey"), paths.count(UPDATE)) == (1, 8, 8)
+
+    back = write_desired(tmp_path / "e", keys)  # a direct apply: one search, one update per drifted key
+    before = len(emulator.requests)
+    assert run_cli(["apply", str(back), "--force"], env).code == 0
+    assert [r.path for r in emulator.requests[before:]] == [SEARCH] + [UPDATE] * 8
