@@ -192,11 +192,8 @@ class Executor:
             partial(self._client.load_access_key, item.key.id), Tally(), what=f"load {item.key.id}"
         )
         if failure is None:
-            return (
-                None
-                if still_as_planned(item, key, status_done=status_done)
-                else (Outcome.STALE, ErrorInfo(STALE_REASON))
-            )
+            moved = not still_as_planned(item, key, status_done=status_done)
+            return (Outcome.STALE, ErrorInfo(STALE_REASON)) if moved else None
         if error is not None and error.status == HTTP_NOT_FOUND:
             return Outcome.STALE, ErrorInfo("not written: the key is no longer in the project; plan again")
         return failure, error
