@@ -10,6 +10,7 @@ from typing import Any
 from tests.conftest import cli_env, load_report, run_cli, write_desired
 
 DEACTIVATE = "/v1/mgmt/accesskey/deactivate"
+UPDATE = "/v1/mgmt/accesskey/update"
 KEYS = [
     {"id": "K1", "name": "fine"},
     {"id": "K2", "name": "system", "editable": False},
@@ -37,8 +38,8 @@ def test_a_server_that_refuses_the_status_change_is_reported(start_emulator: Any
     original = emulator.answer
 
     def refusing(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
-        if path == DEACTIVATE:
-            body = {"id": "K-no-such"}  # the server answers 404 E011004, as for a key it will not touch
+        if path == DEACTIVATE:  # a server that guards status like updates: its "not editable" answer
+            return original(method, UPDATE, query, headers, {"id": body["id"]})
         return original(method, path, query, headers, body)
 
     emulator.answer = refusing
@@ -47,8 +48,9 @@ def test_a_server_that_refuses_the_status_change_is_reported(start_emulator: Any
     applied = run_cli(["apply", str(desired), "--report", str(report)], cli_env(emulator))
     assert applied.code == 1
     key = load_report(report)["keys"][0]
-    assert key["outcome"] == "failed" and key["error"]["status"] == 404 and key["error"]["code"] == "E011004"
-    assert "K2  [failed] after 1 attempt(s): HTTP 404 E011004" in applied.stdout
+    assert key["outcome"] == "failed" and key["error"]["status"] == 400 and key["error"]["code"] == "E011004"
+    assert "K2  [failed] after 1 attempt(s): HTTP 400 E011004: Access key is not editable" in applied.stdout
+    assert emulator.store.load("K2")["status"] == "active"
 
 
 def test_a_field_change_on_a_key_not_editable_stays_an_error_but_its_status_is_still_set(
