@@ -22,6 +22,7 @@ from referencing import Registry, Resource
 REQUEST_SCHEMA = "accesskey-update-request.schema.json"
 DESIRED_SCHEMA = "desired.schema.json"
 REPORT_SCHEMA = "report.schema.json"
+CONFIG_SCHEMA = "config.schema.json"
 
 
 def schemas_dir() -> Path:
