@@ -20,10 +20,10 @@ SEVERITY = (ExitCode.USAGE, ExitCode.FAILURE, ExitCode.SAFETY_THRESHOLD, ExitCod
 
 
 def most_severe(codes: Iterable[int]) -> int:
-    """The exit code of several targets' runs (a code outside SEVERITY counts as a failure)."""
+    """The exit code of several targets' runs (a code outside SEVERITY ranks as a failure)."""
 
     def rank(code: int) -> int:
-        return SEVERITY.index(ExitCode(code)) if code in SEVERITY else SEVERITY.index(ExitCode.FAILURE)
+        return SEVERITY.index(code) if code in SEVERITY else SEVERITY.index(ExitCode.FAILURE)
 
     return min(codes, key=rank, default=ExitCode.OK)
 
