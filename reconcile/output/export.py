@@ -44,7 +44,7 @@ def common_values(keys: Sequence[Mapping[str, str]]) -> dict[str, str]:
     least two, share. Never `name`: names tell keys apart, and an empty one cannot be managed."""
     defaults = {}
     for name in UPDATABLE_FIELDS:
-        counts = Counter(fields[name] for fields in keys)
+        counts = Counter(fields[name] for fields in keys if name in fields)
         if name != "name" and counts:
             text, count = counts.most_common(1)[0]
             if count >= 2 and count * 2 > len(keys):
