@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
+from reconcile.config.targets import load_config
 from reconcile.emulator import FAULT_KINDS, Emulator
 from reconcile.errors import ExitCode, most_severe
+from reconcile.plan.safety import ChangeLimit
 from tests.conftest import CliResult, cli_env, load_report, run_cli, write_desired
 
 DEV_KEY = "K2-DEV-SENTINEL-5eb1f0-never-print"
@@ -262,7 +264,8 @@ def test_exit_code_is_the_most_severe_of_the_targets(start_emulator: Any, tmp_pa
         (["plan", "--report", "report.json"], "--report report.json: 2 targets need a file each: put {target}"),
         (["apply", "--plan", "plan.json"], "--plan plan.json: 2 targets need a file each"),
         (["export", "--out", "keys.yaml"], "--out keys.yaml: 2 targets need a file each"),
-        (["plan", "desired/dev", "--target", "dev"], "give PATHs or targets (--config, --target), not both"),
+        (["plan", "desired/dev", "--target", "dev"], "give PATHs (or --no-config) or targets (--config, --target)"),
+        (["audit", "--no-config", "--config", "x.yaml"], "give PATHs (or --no-config) or targets"),
     ],
 )
 def test_usage_errors_exit_64_before_any_request(
@@ -276,13 +279,16 @@ def test_usage_errors_exit_64_before_any_request(
 
 
 def test_paths_keep_working_with_the_environment(start_emulator: Any, tmp_path: Path) -> None:
-    """PATHs given: today's behaviour, even beside a config (which is not used)."""
+    """PATHs given (or --no-config): today's behaviour, even beside a config (which is not used)."""
     projects = Projects(start_emulator, tmp_path)
     env = cli_env(projects.prod)
     result = run_cli(["apply", "desired/prod"], env, cwd=tmp_path)
     assert result.code == 0, result.output
     assert projects.names() == {"dev": UNTOUCHED["dev"], "prod": CONVERGED["prod"]}
     assert "[prod]" not in result.output and "target(s)" not in result.output
+    exported = run_cli(["export", "--no-config", "--out", "keys.yaml"], env, cwd=tmp_path)  # beside a config
+    assert exported.code == 0, exported.output
+    assert "K7" in (tmp_path / "keys.yaml").read_text() and projects.dev.requests == []
     assert run_cli(["plan"], env, cwd=tmp_path / "desired").code == ExitCode.USAGE  # no PATH, no config
     no_config = run_cli(["plan", "--target", "dev"], env, cwd=tmp_path / "desired")
     assert no_config.code == ExitCode.USAGE and "--target needs a config" in no_config.stderr
@@ -366,3 +372,25 @@ def test_a_signal_stops_every_target(start_emulator: Any, tmp_path: Path) -> Non
         report = load_report(tmp_path / "reports" / f"{name}.json")
         assert report["run"]["interrupted"] is True, name
         assert report["summary"]["byOutcome"].get("interrupted", 0) > 0, name
+
+
+def test_the_readme_config_is_valid_and_validate_stays_offline(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Targets: several projects") :]
+    example = section[section.index("```yaml\n") + len("```yaml\n") : section.index("```\n", section.index("```yaml"))]
+    (tmp_path / "descope-reconcile.yaml").write_text(example)
+    config, problems = load_config(tmp_path / "descope-reconcile.yaml")
+    assert problems == [] and config is not None
+    assert config.targets["prod"].paths == (str(tmp_path / "desired/prod"), str(tmp_path / "desired/shared"))
+    assert config.targets["prod"].settings == {"rate": 50, "concurrency": 4, "maxChanges": ChangeLimit(percent=10)}
+
+    for name in ("dev", "prod", "shared"):
+        write_desired(tmp_path / "desired" / name, [{"id": f"K-{name}"}])
+    probe = (
+        "import sys; from reconcile.cli import main; code = main(['validate']); "
+        "print(code, 'asyncio' in sys.modules, 'httpx' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=cli_env(None), capture_output=True, text=True, check=False
+    )
+    assert done.stdout.splitlines()[-1] == "0 False False", done.stdout + done.stderr

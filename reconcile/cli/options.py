@@ -48,7 +48,7 @@ targets:
   or --config FILE); --target NAME (repeatable) picks some. Targets run concurrently, each with
   its own credentials, limiter, report and journal: with several, give file options a {{target}}
   pattern (--report reports/{{target}}.json). The exit code is the most severe of the targets':
-  64, then 1, then 3, then 2, then 0. With PATHs, the config is not used: the environment is.
+  64, then 1, then 3, then 2, then 0. With PATHs (or --no-config), the environment names the project.
 
 environment (with PATHs, or without a config):
   DESCOPE_PROJECT_ID            the project (every command but validate)
@@ -162,6 +162,11 @@ def targets_options() -> Parser:
         type=Path,
         metavar="FILE",
         help="the targets' config (default: descope-reconcile.yaml in the current folder, when there is one)",
+    )
+    group.add_argument(
+        "--no-config",
+        action="store_true",
+        help="do not use descope-reconcile.yaml: the environment names the project (as with PATHs)",
     )
     group.add_argument(
         "--target",

@@ -42,14 +42,15 @@ def dispatch(args: argparse.Namespace) -> int | Coroutine[Any, Any, int]:
     if not hasattr(args, "targets"):  # a command that does not act on targets
         as_given = args.handler(args)
         return as_given
-    if getattr(args, "paths", None) and (args.config or args.targets):
-        raise UsageError("give PATHs or targets (--config, --target), not both: PATHs use the environment's project")
-    path = None if getattr(args, "paths", None) else find_config(args.config)
+    as_given_only = bool(getattr(args, "paths", None)) or args.no_config
+    if as_given_only and (args.config or args.targets):
+        raise UsageError("give PATHs (or --no-config) or targets (--config, --target), not both")
+    path = None if as_given_only else find_config(args.config)
     if path is None:
         if args.targets:
             raise UsageError(f"--target needs a config: there is no {CONFIG_FILE} here (or give --config FILE)")
         if Path(CONFIG_FILE).is_file():
-            log.debug("PATHs given: %s is not used (the environment names the project)", CONFIG_FILE)
+            log.debug("%s is not used: the environment names the project", CONFIG_FILE)
         as_given = args.handler(args)
         return as_given
     runs = _runs(args, _selected(_load(path, args), args.targets or []))
