@@ -181,7 +181,12 @@ def targets_options() -> Parser:
 def report_options() -> Parser:
     """For commands that write the JSON report and the Markdown summary."""
     group = Parser(add_help=False)
-    group.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here (mode 0600)")
+    group.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="write the JSON report here (mode 0600); several targets: a {target} pattern, reports/{target}.json",
+    )
     group.add_argument(
         "--summary",
         type=Path,
