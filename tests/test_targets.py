@@ -178,6 +178,18 @@ def test_a_failed_target_never_stops_the_other(start_emulator: Any, tmp_path: Pa
         assert projects.dev.requests == []
 
 
+def test_a_failed_key_in_one_target_leaves_everything_else_applied(start_emulator: Any, tmp_path: Path) -> None:
+    projects = Projects(start_emulator, tmp_path)
+    write_desired(
+        tmp_path / "desired" / "dev", [{"id": "K1", "name": "one-v2"}, {"id": "K2", "name": "two-v2"}, {"id": "K404"}]
+    )
+    result = projects.run(["apply", "--report", "reports/{target}.json"])
+    assert result.code == ExitCode.FAILURE, result.output
+    assert projects.names() == CONVERGED
+    assert load_report(tmp_path / "reports" / "dev.json")["summary"]["byOutcome"] == {"missing": 1, "updated": 2}
+    assert "  dev   exit 1  failed  1 missing, 2 updated" in result.stdout
+
+
 def test_target_option_touches_only_its_own(start_emulator: Any, tmp_path: Path) -> None:
     projects = Projects(start_emulator, tmp_path)
     result = projects.run(["apply", "--target", "dev", "--report", "dev-report.json"])  # one target: no pattern
