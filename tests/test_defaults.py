@@ -78,8 +78,8 @@ def test_problems_in_defaults_are_located_at_the_defaults(tmp_path: Path) -> Non
         "keys.yaml:3:3: error: `defaults` cannot set `id`: each key names its own [defaults.id]",
         "keys.yaml:4:3: error: unknown field `roleName`: did you mean `roleNames`? [defaults.roleName]",
         "keys.yaml:6:18: error: `10.0.0.1/8` has host bits set: did you mean `10.0.0.0/8`? [defaults.permittedIps[0]]",
-        "keys.yaml:7:16: error: `description` is null: remove the field to leave it unmanaged, or give [] / {} / "
-        '"" to clear it [defaults.description]',
+        "keys.yaml:7:16: error: `description` is null: remove it from `defaults`, or give [] / {} / "
+        '"" to clear it on every key [defaults.description]',
         "keys.yaml:10:17: error: a key has either global `roleNames` or `keyTenants`, not both: `roleNames` comes "
         "from `defaults` (line 5); set `roleNames: []` on this key [keys[0].keyTenants]",
         "error: 5 validation errors; nothing was sent",
