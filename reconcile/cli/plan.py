@@ -9,6 +9,7 @@ from pathlib import Path
 
 from reconcile.cli.common import check_outputs, load, show
 from reconcile.cli.options import (
+    NO_PATHS,
     PATHS_HELP,
     Parser,
     add_command,
@@ -16,9 +17,10 @@ from reconcile.cli.options import (
     max_changes_option,
     remote_options,
     report_options,
+    targets_options,
 )
 from reconcile.cli.remote import Target, connect, settings, write_outputs
-from reconcile.errors import ExitCode
+from reconcile.errors import ExitCode, UsageError
 from reconcile.files import write_private_atomically
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.load import LoadedDesired
@@ -35,11 +37,11 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "plan",
-        [desired_options(), remote_options(), report_options()],
+        [desired_options(), remote_options(), report_options(), targets_options()],
         "show what apply would change (read-only); exit 2 when there are changes",
         "Read the project, compare it with the desired files, print the changes. Sends no change.",
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help=PATHS_HELP)
+    parser.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP)
     parser.add_argument(
         "--out",
         type=Path,
@@ -61,6 +63,8 @@ def _save(args: argparse.Namespace, result: Plan, target: Target, loaded: Loaded
 
 
 async def run(args: argparse.Namespace) -> int:
+    if not args.paths:
+        raise UsageError(NO_PATHS)
     clock = RunClock("plan")
     with bulk():
         loaded = load(args, clock=clock)  # any validation error: no network call at all

@@ -14,7 +14,7 @@ _ERRORS = {outcome.value for outcome in ERROR_OUTCOMES}
 _QUIET = {Outcome.UNCHANGED.value}
 
 
-def _cell(text: Any) -> str:
+def cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
@@ -25,7 +25,7 @@ def _value(value: Any) -> str:
 def _details(key: Mapping[str, Any]) -> list[str]:
     if not key["changes"]:
         return []
-    lines = [f"<details><summary><code>{key['id']}</code> {_cell(key['name'])}</summary>", "", "```diff"]
+    lines = [f"<details><summary><code>{key['id']}</code> {cell(key['name'])}</summary>", "", "```diff"]
     for change in key["changes"]:
         lines.append(f"- {change['field']}: {_value(change['before'])}")
         lines.append(f"+ {change['field']}: {_value(change['after'])}")
@@ -86,7 +86,7 @@ def render_summary(report: Mapping[str, Any], *, max_rows: int = MAX_ROWS) -> st
         fields = ", ".join(change["field"] for change in key["changes"]) or "-"
         source = f"{key['source']['path']}:{key['source']['line']}"
         why = key["error"]["message"] if key["error"] else key["reason"]
-        cells = [f"`{key['id']}`", _cell(key["name"]), f"**{key['outcome']}**", fields, _cell(source), _cell(why)]
+        cells = [f"`{key['id']}`", cell(key["name"]), f"**{key['outcome']}**", fields, cell(source), cell(why)]
         lines.append("| " + " | ".join(cells) + " |")
     if cut > 0:
         lines.append(f"\n… and {cut} more key(s) not shown; the JSON report has them all.")

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 REQUEST_SCHEMA = "accesskey-update-request.schema.json"
 DESIRED_SCHEMA = "desired.schema.json"
 REPORT_SCHEMA = "report.schema.json"
+CONFIG_SCHEMA = "config.schema.json"
 
 
 def schemas_dir() -> Path:
