@@ -44,7 +44,8 @@ def test_create_by_name_then_a_second_apply_creates_nothing(start_emulator: Any,
     applied = run_cli(["apply", str(folder), "--report", str(report), "--secrets-out", str(secrets)], cli_env(emulator))
     assert applied.code == 0, applied.output
     [line] = secret_lines(secrets)
-    assert set(line) == {"id", "name", "cleartext", "at", "runId"} and line["name"] == "ci-new"
+    assert set(line) == {"id", "name", "projectId", "cleartext", "at", "runId"} and line["name"] == "ci-new"
+    assert line["projectId"] == emulator.config.project_id
     assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
     assert exchange(emulator, line["cleartext"]) == 200  # the delivered secret works
     created = emulator.store.load(line["id"])

@@ -28,44 +28,47 @@ def issued(value: str = "the-cleartext", key_id: str = "K1") -> Issued:
 
 def test_secrets_file_is_private_appended_and_never_followed(tmp_path: Path) -> None:
     path = tmp_path / "new" / "secrets.jsonl"
-    sink = SecretsFile(path)
+    sink = SecretsFile(path, "P1")
     sink.deliver(issued("first"))
     sink.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    again = SecretsFile(path)
+    again = SecretsFile(path, "P1")
     again.deliver(issued("second", "K2"))
     again.close()
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [(line["id"], line["cleartext"]) for line in lines] == [("K1", "first"), ("K2", "second")]
+    assert [(line["id"], line["projectId"], line["cleartext"]) for line in lines] == [
+        ("K1", "P1", "first"),
+        ("K2", "P1", "second"),
+    ]
     link = tmp_path / "link.jsonl"
     link.symlink_to(path)
     with pytest.raises(ConfigError, match="symbolic link"):
-        SecretsFile(link)
+        SecretsFile(link, "P1")
     loose = tmp_path / "loose.jsonl"
     loose.write_text("")
     loose.chmod(0o644)
-    with pytest.raises(ConfigError, match="chmod 600"):
-        SecretsFile(loose)
+    SecretsFile(loose, "P1").close()
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o600  # private again before a secret goes in
     with pytest.raises(ConfigError, match="not a regular file"):
-        SecretsFile(Path(os.devnull))
+        SecretsFile(Path(os.devnull), "P1")
 
 
 def test_secrets_command_gets_stdin_and_failures_are_masked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DESCOPE_MANAGEMENT_KEY", "K2-management")
     out = tmp_path / "out"
-    SecretsCommand(f'cat > {out}; env > {out}.env; echo "$#" >> {out}.env').deliver(issued())
+    SecretsCommand(f'cat > {out}; env > {out}.env; echo "$#" >> {out}.env', "P1").deliver(issued())
     assert out.read_text() == "the-cleartext"
     environment = (tmp_path / "out.env").read_text()
-    assert "KEY_ID=K1" in environment and "KEY_NAME=ci" in environment
+    assert "KEY_ID=K1" in environment and "KEY_NAME=ci" in environment and "KEY_PROJECT_ID=P1" in environment
     assert "K2-management" not in environment and "the-cleartext" not in environment
     with pytest.raises(DeliveryFailed, match=r"exited with 7: got \*\*\* / bye$"):
-        SecretsCommand('read s; echo "got $s" >&2; echo bye >&2; exit 7').deliver(issued())
+        SecretsCommand('read s; echo "got $s" >&2; echo bye >&2; exit 7', "P1").deliver(issued())
     with pytest.raises(DeliveryFailed, match=r"did not finish in 0\.5 s"):
-        SecretsCommand("sleep 30", timeout=0.5).deliver(issued())
+        SecretsCommand("sleep 30", "P1", timeout=0.5).deliver(issued())
 
 
 def test_every_sink_is_tried_and_the_failure_says_which_took_it(tmp_path: Path) -> None:
-    sinks = Sinks.open(tmp_path / "s.jsonl", "exit 1")
+    sinks = Sinks.open(tmp_path / "s.jsonl", "exit 1", project_id="P1")
     assert sinks is not None and sinks.options == [
         "--secrets-out",
         str(tmp_path / "s.jsonl"),
@@ -75,7 +78,7 @@ def test_every_sink_is_tried_and_the_failure_says_which_took_it(tmp_path: Path) 
     with pytest.raises(DeliveryFailed, match=r"exited with 1 \(delivered to --secrets-out only\)"):
         sinks.deliver(issued())
     sinks.close()
-    assert Sinks.open(None, None) is None
+    assert Sinks.open(None, None, project_id="P1") is None
 
 
 def record(event: str, key_id: str | None, name: str = "ci", run: str = "r1", op: str = "create") -> dict[str, Any]:

@@ -10,6 +10,7 @@ from jsonschema import Draft202012Validator
 
 from reconcile.schemas import generate as schemagen
 from reconcile.schemas.validators import (
+    CONFIG_SCHEMA,
     CREATE_SCHEMA,
     DESIRED_SCHEMA,
     REPORT_SCHEMA,
@@ -78,21 +79,26 @@ def test_request_schema_accepts_and_rejects(body: dict[str, Any], valid: bool) -
 
 
 def test_desired_schema_reuses_every_request_field_by_ref() -> None:
-    desired_key = load_schema(DESIRED_SCHEMA)["$defs"]["desiredKey"]
+    definitions = load_schema(DESIRED_SCHEMA)["$defs"]
+    key_fields = definitions["keyFields"]  # what a key, and the file's `defaults`, may say
     request = load_schema(REQUEST_SCHEMA)
     for field in request["properties"]:  # a field added to the request schema must reach the files
-        assert desired_key["properties"][field] == {"$ref": f"{REQUEST_SCHEMA}#/properties/{field}"}
+        assert key_fields["properties"][field] == {"$ref": f"{REQUEST_SCHEMA}#/properties/{field}"}
     create = load_schema(CREATE_SCHEMA)
     create_only = {"expireTime": "expireTime", "boundUserId": "userId"}  # desired name -> create request name
     for field, wire in create_only.items():  # derived from CreateAccessKeyRequest, by $ref
-        assert desired_key["properties"][field] == {"$ref": f"{CREATE_SCHEMA}#/properties/{wire}"}
+        assert key_fields["properties"][field] == {"$ref": f"{CREATE_SCHEMA}#/properties/{wire}"}
         assert wire not in request["properties"]
-    assert set(desired_key["properties"]) - set(request["properties"]) == {"status", *create_only}
+    assert set(key_fields["properties"]) - set(request["properties"]) == {"status", *create_only}
+    desired_key = definitions["desiredKey"]
     assert desired_key["anyOf"] == [{"required": ["id"]}, {"required": ["name"]}]  # identified by id or by name
     assert request["required"] == ["id"] and create["required"] == ["name"]
+    assert definitions["keyDefaults"]["$ref"] == desired_key["$ref"] == "#/$defs/keyFields"
     assert not validator(DESIRED_SCHEMA).is_valid({"version": 1, "keys": [{"id": "K", "roleName": []}]})
+    assert not validator(DESIRED_SCHEMA).is_valid({"version": 1, "defaults": {"id": "K"}, "keys": []})
+    assert validator(DESIRED_SCHEMA).is_valid({"version": 1, "defaults": {"roleNames": []}, "keys": [{"id": "K"}]})
 
 
 def test_schemas_are_valid_json_schema() -> None:
-    for name in (REQUEST_SCHEMA, CREATE_SCHEMA, DESIRED_SCHEMA, REPORT_SCHEMA):
+    for name in (REQUEST_SCHEMA, CREATE_SCHEMA, DESIRED_SCHEMA, REPORT_SCHEMA, CONFIG_SCHEMA):
         Draft202012Validator.check_schema(json.loads((schemagen.SCHEMAS / name).read_text()))

@@ -108,6 +108,15 @@ class Guard:
             return ErrorInfo(f"not sent: the run stopped after {self.fatal}")
         return ErrorInfo("not sent: the run was interrupted")
 
+    def _interrupted(self, tally: Tally) -> ErrorInfo:
+        """Stopped before an attempt: never sent, or sent and failed before the stop came."""
+        if tally.attempts == 0:
+            return self.not_sent()
+        return ErrorInfo(
+            f"the run stopped while retrying: the last of {tally.attempts} attempt(s) failed, so the change "
+            "may or may not have been made (a rerun converges)"
+        )
+
     async def call(self, operation: Callable[[], Awaitable[T]], tally: Tally, *, what: str) -> T | Failure:
         """The call's result, or how it failed."""
         try:
@@ -117,7 +126,7 @@ class Guard:
             self.stop.set()
             return Failure(Outcome.FAILED, ErrorInfo.of(error), error)
         except Interrupted:
-            return Failure(Outcome.INTERRUPTED, self.not_sent())
+            return Failure(Outcome.INTERRUPTED, self._interrupted(tally))
         except ReconcileError as error:
             # A retryable failure cut short by the stop is an interruption, not a verdict on the key.
             outcome = Outcome.INTERRUPTED if self.stop.is_set() and is_retryable(error) else Outcome.FAILED

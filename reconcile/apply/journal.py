@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from reconcile.files import open_private_append
+
 if TYPE_CHECKING:
     from reconcile.apply.calls import KeyResult
 
@@ -31,9 +33,7 @@ class Journal:
         """`sinks`: the options naming the run's secret sinks, so a later run can say how to recover."""
         self.path = path
         self.run_id = run_id
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._file: IO[str] = os.fdopen(fd, "a", encoding="utf-8")
+        self._file: IO[str] = open_private_append(path)  # never through a link, 0600 even if it existed
         self._write({"type": "start", "runId": run_id, "at": now_iso(), "sinks": list(sinks)})
 
     def _write(self, record: Mapping[str, Any], *, sync: bool = False) -> None:

@@ -1,6 +1,6 @@
-"""What the commands that change keys share (apply, rotate): the journal, the secret sinks (refused
-before any write when secrets would be issued with nowhere to go), the recovery command, warnings
-about secrets an earlier run may have lost, and running the changes."""
+"""What the commands that change keys share (apply, rotate): their output files, the journal, the
+secret sinks (refused before any write when secrets would be issued with nowhere to go), the
+recovery command, warnings about secrets an earlier run may have lost, and running the changes."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reconcile.apply.journal import Journal, Unsettled
-from reconcile.cli.common import show
+from reconcile.cli.common import check_outputs as check_named_outputs
 from reconcile.errors import UsageError
+from reconcile.files import check_output
 from reconcile.job.session import ApplyOutcome, Session, execute, journal_path_for
 from reconcile.output.recovery import Recovery
-from reconcile.output.text import render_results, render_unsettled
+from reconcile.output.text import render_unsettled
 from reconcile.plan.diff import Plan
 from reconcile.secrets.sinks import Sinks
 
@@ -26,14 +27,25 @@ def journal_file(args: argparse.Namespace) -> Path | None:
     return path
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every file this run will write, before it sends anything (or reads the project)."""
+    check_named_outputs(args, "--report", "--summary")
+    path = journal_file(args)
+    if path is not None:
+        check_output(path, "--journal" if args.journal else "journal", append=True)
+    if args.secrets_out is not None:
+        check_output(args.secrets_out, "--secrets-out", append=True)
+
+
 def recovery(args: argparse.Namespace) -> Recovery:
+    """How this run's undelivered secrets are recovered: into its sinks, its journal, its target."""
     options: list[str] = []
     if args.secrets_out:
         options += ["--secrets-out", str(args.secrets_out)]
     if args.secrets_command:
         options += ["--secrets-command", args.secrets_command]
-    journal = journal_file(args)
-    return Recovery(tuple(options), str(journal) if journal else None)
+    journal, target = journal_file(args), getattr(args, "target_config", None)
+    return Recovery(tuple(options), str(journal) if journal else None, target.name if target else None)
 
 
 def require_sinks(args: argparse.Namespace, plan: Plan) -> None:
@@ -60,27 +72,30 @@ def warn_unsettled(unsettled: Sequence[Unsettled], recover: Recovery) -> None:
 
 
 async def run_changes(
-    args: argparse.Namespace, session: Session, plan: Plan, run_id: str, recover: Recovery, *, title: str
+    args: argparse.Namespace, session: Session, plan: Plan, run_id: str, *, project_id: str, recover: Recovery
 ) -> ApplyOutcome:
-    """Make the plan's changes with the journal and the sinks; print the results."""
+    """Make the plan's writes with the journal and the sinks; say when the run stopped early. A reviewed
+    plan (`--plan`) is applied exactly, or not at all: every key is re-checked before its write."""
     path = journal_file(args)
     journal = Journal(path, run_id, recover.sink_options) if path else None
-    sinks = Sinks.open(args.secrets_out, args.secrets_command) if plan.issues_secrets else None
+    sinks = None
+    if plan.issues_secrets:
+        sinks = Sinks.open(args.secrets_out, args.secrets_command, project_id=project_id)
     try:
         outcome = await execute(
             session,
             plan,
             concurrency=args.concurrency,
             journal=journal,
-            sinks=sinks,
             progress_every=None if args.quiet else args.progress_every,
+            recheck=getattr(args, "recheck", False) or getattr(args, "plan", None) is not None,
+            sinks=sinks,
         )
     finally:
         if journal is not None:
             journal.close()
         if sinks is not None:
             sinks.close()
-    show(args, render_results(outcome.results, recover, title=title))
     if outcome.fatal is not None:
         log.error("error: %s; the run stopped, nothing more was sent", outcome.fatal)
     if outcome.interrupted:

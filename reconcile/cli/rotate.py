@@ -13,12 +13,13 @@ from reconcile.cli.options import (
     remote_options,
     report_options,
     secrets_options,
+    targets_options,
 )
 from reconcile.cli.remote import connect, settings, write_outputs
 from reconcile.errors import ExitCode, UsageError
 from reconcile.job.clock import RunClock
 from reconcile.job.session import load_keys, make_report, unsettled_secrets
-from reconcile.output.text import render_plan
+from reconcile.output.text import render_plan, render_results
 from reconcile.plan.diff import plan_rotation
 
 
@@ -26,11 +27,12 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "rotate",
-        [remote_options(), report_options(), execution_options(), secrets_options()],
+        [remote_options(), report_options(), targets_options(), execution_options(), secrets_options()],
         "rotate the named keys: a new secret each, to the sinks; the old ones stop working",
         "Rotate exactly the keys given: each gets a new secret, delivered to --secrets-out and/or "
         "--secrets-command, and its old secret stops working at once. A rotation whose answer was lost is "
-        "never sent again blindly: the key is reloaded and the report says what is known.",
+        "never sent again blindly: the key is reloaded and the report says what is known. With "
+        "descope-reconcile.yaml, name the key's project with --target NAME.",
     )
     parser.add_argument("--ids", required=True, metavar="ID,ID", help="the keys to rotate (comma-separated)")
     parser.add_argument("--dry-run", action="store_true", help="list what would rotate; send nothing")
@@ -43,6 +45,8 @@ async def run(args: argparse.Namespace) -> int:
         raise UsageError("--ids names no key")
     clock = RunClock("rotate")
     recover, outcome = changes.recovery(args), None
+    if not args.dry_run:
+        changes.check_outputs(args)
     async with connect(args) as (session, target):
         with clock.phase("fetch"):
             found = await load_keys(session, key_ids)
@@ -55,7 +59,10 @@ async def run(args: argparse.Namespace) -> int:
         changes.require_sinks(args, plan)  # a usage error (64), before any write
         if plan.changes:
             with clock.phase("rotate"):
-                outcome = await changes.run_changes(args, session, plan, clock.run_id, recover, title="Rotate")
+                outcome = await changes.run_changes(
+                    args, session, plan, clock.run_id, project_id=target.project_id, recover=recover
+                )
+        show(args, render_results(outcome.results if outcome else [], plan.errors, recover, title="Rotate"))
         report = make_report(
             clock,
             (),

@@ -54,24 +54,47 @@ class Credentials:
         return f"Bearer {self.project_id}:{self.management_key}"
 
 
-def credentials_from_env(env: Mapping[str, str]) -> Credentials:
-    """DESCOPE_PROJECT_ID, and DESCOPE_MANAGEMENT_KEY or a file named by DESCOPE_MANAGEMENT_KEY_FILE."""
-    project_id = env.get("DESCOPE_PROJECT_ID", "").strip()
-    if not project_id:
-        raise ConfigError("DESCOPE_PROJECT_ID is not set")
-    key = env.get("DESCOPE_MANAGEMENT_KEY", "").strip()
-    key_file = env.get("DESCOPE_MANAGEMENT_KEY_FILE", "").strip()
-    if key and key_file:
-        raise ConfigError("set DESCOPE_MANAGEMENT_KEY or DESCOPE_MANAGEMENT_KEY_FILE, not both")
-    if key_file:
-        try:
-            key = Path(key_file).read_text(encoding="utf-8").strip()
-        except OSError as error:
-            raise ConfigError(f"DESCOPE_MANAGEMENT_KEY_FILE: cannot read {key_file}: {error.strerror}") from None
-        if not key:
-            raise ConfigError(f"DESCOPE_MANAGEMENT_KEY_FILE: {key_file} is empty")
+@dataclass(frozen=True)
+class CredentialSource:
+    """Where a project id and its management key come from: names of environment variables, or a
+    file, or the project id itself (not a secret); never the key. The default is the DESCOPE_*
+    variables; a config target names its own (an empty name: that way is not offered)."""
+
+    project_id: str = ""
+    project_id_env: str = "DESCOPE_PROJECT_ID"
+    key_env: str = "DESCOPE_MANAGEMENT_KEY"
+    key_file_env: str = "DESCOPE_MANAGEMENT_KEY_FILE"  # a variable naming the file
+    key_file: str = ""  # or the file itself
+    key_file_label: str = "DESCOPE_MANAGEMENT_KEY_FILE"  # what messages about the file call it
+
+
+ENVIRONMENT = CredentialSource()
+
+
+def _read_key_file(path: str, label: str) -> str:
+    try:
+        key = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ConfigError(f"{label}: cannot read {path}: {error.strerror}") from None
     if not key:
-        raise ConfigError("DESCOPE_MANAGEMENT_KEY is not set (or DESCOPE_MANAGEMENT_KEY_FILE for a mounted secret)")
+        raise ConfigError(f"{label}: {path} is empty")
+    return key
+
+
+def credentials_from_env(env: Mapping[str, str], source: CredentialSource = ENVIRONMENT) -> Credentials:
+    """By default DESCOPE_PROJECT_ID, and DESCOPE_MANAGEMENT_KEY or a file named by DESCOPE_MANAGEMENT_KEY_FILE."""
+    project_id = source.project_id or (env.get(source.project_id_env, "").strip() if source.project_id_env else "")
+    if not project_id:
+        raise ConfigError(f"{source.project_id_env} is not set")
+    key = env.get(source.key_env, "").strip() if source.key_env else ""
+    key_file = source.key_file or (env.get(source.key_file_env, "").strip() if source.key_file_env else "")
+    if key and key_file:
+        raise ConfigError(f"set {source.key_env} or {source.key_file_env}, not both")
+    if key_file:
+        key = _read_key_file(key_file, source.key_file_label)
+    if not key:
+        alternative = f" (or {source.key_file_env} for a mounted secret)" if source.key_file_env else ""
+        raise ConfigError(f"{source.key_env} is not set{alternative}")
     return Credentials(project_id, key)
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from reconcile.apply.calls import KeyResult
 from reconcile.apply.executor import Executor
@@ -26,6 +26,7 @@ from reconcile.model import DesiredFile
 from reconcile.output.recovery import Recovery
 from reconcile.output.report import RunInfo, build_report, git_state
 from reconcile.plan.diff import Plan
+from reconcile.plan.safety import Safety
 from reconcile.secrets.sinks import Sinks
 
 
@@ -37,7 +38,10 @@ class RetrySettings:
 
 
 class Session:
-    """What one run shares: the client, the rate limiter, the stop signal (SIGINT/SIGTERM)."""
+    """What one run shares: the client, the rate limiter, the stop signal (SIGINT/SIGTERM).
+    Several sessions may run at once (one per target): a signal stops every one of them."""
+
+    _listening: ClassVar[set[Session]] = set()  # the sessions a SIGINT/SIGTERM stops now
 
     def __init__(self, client: DescopeClient, settings: RetrySettings) -> None:
         self.client = client
@@ -52,16 +56,26 @@ class Session:
         self.interrupted = True
         self.stop.set()
 
+    @classmethod
+    def _interrupt_all(cls) -> None:
+        for session in cls._listening:
+            session._interrupt()
+
     @contextlib.contextmanager
     def signals_stop_the_run(self) -> Iterator[None]:
+        """A loop has one handler per signal: the first session installs it, the last removes it."""
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self._interrupt)
+        if not Session._listening:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, Session._interrupt_all)
+        Session._listening.add(self)
         try:
             yield
         finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signum)
+            Session._listening.discard(self)
+            if not Session._listening:
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(signum)
 
 
 async def fetch_keys(session: Session) -> list[dict[str, Any]]:
@@ -96,18 +110,26 @@ async def execute(
     concurrency: int,
     journal: Journal | None,
     progress_every: float | None,
+    recheck: bool,
     sinks: Sinks | None = None,
 ) -> ApplyOutcome:
-    """Make the plan's changes; `progress_every` None means no progress output."""
+    """Make the plan's writes; `progress_every` None means no progress output; `recheck` reads each
+    key again just before its write; `sinks` take the secrets of created and rotated keys."""
     run_id = journal.run_id if journal is not None else ""
     executor = Executor(
-        session.client, session.policy, concurrency=concurrency, journal=journal, sinks=sinks, run_id=run_id
+        session.client,
+        session.policy,
+        concurrency=concurrency,
+        journal=journal,
+        recheck=recheck,
+        sinks=sinks,
+        run_id=run_id,
     )
     reporter = None
     if progress_every is not None:
         reporter = asyncio.create_task(report_progress(executor.progress, interval=progress_every))
     try:
-        results = await executor.run(plan.changes)
+        results = await executor.run(plan.writes)
     finally:
         if reporter is not None:
             reporter.cancel()
@@ -130,6 +152,8 @@ def make_report(
     *,
     settings: dict[str, Any],
     outcome: ApplyOutcome | None = None,
+    safety: Safety | None = None,
+    saved_plan: Mapping[str, Any] | None = None,
     unsettled: Sequence[Unsettled] = (),
     recovery: Recovery | None = None,
 ) -> dict[str, Any]:
@@ -143,6 +167,8 @@ def make_report(
         results=outcome.results if outcome else (),
         requests_by_status=client.requests_by_status,
         retries=outcome.retries if outcome else 0,
+        safety=safety.as_json() if safety else None,
+        saved_plan=saved_plan,
         unsettled=unsettled,
         recovery=recovery or Recovery((), None),
     )

@@ -8,6 +8,12 @@ from typing import Any
 
 from reconcile.plan.diff import Outcome, Plan
 
+# A managed key that differs from its desired state, whether or not the tool can change it; a key the
+# files name that the project lacks (create); a key a prune scope owns that no file names.
+DRIFTED = frozenset(
+    {Outcome.UPDATE, Outcome.NOT_EDITABLE, Outcome.CONFLICT, Outcome.CREATE, Outcome.DEACTIVATE, Outcome.DELETE}
+)
+
 FINDINGS = {
     "inactive": "inactive keys",
     "expiring": "keys expired or expiring soon",
@@ -38,14 +44,14 @@ def build_audit(
             findings["noIpRestriction"].append(_brief(key))
         if not key.get("roleNames") and not key.get("keyTenants"):
             findings["noRolesNoTenants"].append(_brief(key))
-    drift = [  # every planned change: updates, and keys to create or prune
+    drift = [
         {
             **_brief({"id": item.key.id, "name": item.name}),
             "action": item.outcome.value,
             "fields": [c.field for c in item.changes],
         }
         for item in plan.keys
-        if item.outcome.is_change
+        if item.outcome in DRIFTED
     ]
     return {
         "auditedAt": now.isoformat(),
@@ -71,7 +77,8 @@ def render_audit(audit: Mapping[str, Any], *, project_id: str) -> str:
         f"| drift | {len(audit['drift'])} |",
     ]
     lines += [f"| {title} | {len(audit['findings'][name])} |" for name, title in FINDINGS.items()]
-    sections = [("Drift", audit["drift"]), ("Unmanaged keys", audit["unmanaged"])]
+    missing = [{"id": key_id, "name": ""} for key_id in audit["missing"]]
+    sections = [("Drift", audit["drift"]), ("Desired but missing", missing), ("Unmanaged keys", audit["unmanaged"])]
     sections += [(title[0].upper() + title[1:], audit["findings"][name]) for name, title in FINDINGS.items()]
     for title, entries in sections:
         if not entries:

@@ -14,7 +14,7 @@ _ERRORS = {outcome.value for outcome in ERROR_OUTCOMES}
 _QUIET = {Outcome.UNCHANGED.value}
 
 
-def _cell(text: Any) -> str:
+def cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
@@ -30,7 +30,7 @@ def _details(key: Mapping[str, Any]) -> list[str]:
     if not key["changes"]:
         return []
     shown = f"<code>{key['id']}</code>" if key["id"] else "(new)"
-    lines = [f"<details><summary>{shown} {_cell(key['name'])}</summary>", "", "```diff"]
+    lines = [f"<details><summary>{shown} {cell(key['name'])}</summary>", "", "```diff"]
     for change in key["changes"]:
         if change["before"] is not None:
             lines.append(f"- {change['field']}: {_value(change['before'])}")
@@ -49,17 +49,49 @@ def _recoveries(report: Mapping[str, Any]) -> list[str]:
     return lines + [f"- `{key_id}`: `{command}`" for key_id, command in lost]
 
 
-def render_summary(report: Mapping[str, Any], *, max_rows: int = MAX_ROWS) -> str:
-    mode = report["run"]["mode"]
-    summary = report["summary"]
-    title = {"plan": "Plan", "apply": "Apply"}.get(mode, mode.title())
-    lines = [f"## descope-reconcile {title}: project `{report['target']['projectId']}`", ""]
-    if report["run"].get("interrupted"):
-        lines += ["> **Interrupted**: keys not reached are listed as `interrupted`.", ""]
+def _notices(report: Mapping[str, Any]) -> list[str]:
+    """What a reader must not miss: the safety threshold's verdict, the saved plan applied, deletions,
+    keys in error."""
+    lines = []
+    safety, mode = report.get("safety"), report["run"]["mode"]
+    if safety and safety["exceeded"]:
+        numbers = (
+            f"it changes {safety['changes']} of {safety['managed']} managed keys, over the limit of "
+            f"{safety['allowed']} (`--max-changes {safety['maxChanges']}`)"
+        )
+        if mode == "plan":
+            lines.append(
+                f"> **Warning**: `apply` would refuse this plan (exit 3): {numbers}. Review it, then apply "
+                "with `--force` or a higher `--max-changes`."
+            )
+        elif report["run"].get("settings", {}).get("force"):
+            lines.append(f"> **Forced** past the safety threshold: {numbers}.")
+        else:
+            lines.append(f"> **Refused** before any write (exit 3): {numbers}.")
+    saved = report.get("savedPlan")
+    if saved:
+        lines.append(
+            f"> Applied the saved plan `{saved['checksum'][:12]}` made at {saved['createdAt']} "
+            f"({saved['ageSeconds'] / 3600:.1f} h before this run)."
+        )
     deleting = sum(1 for key in report["keys"] if key["outcome"] in ("delete", "deleted"))
     if deleting:
         verb = "will be" if mode == "plan" else "were"
-        lines += [f"> **{deleting} key(s) {verb} deleted** (pruned: in a prune scope, named by no file).", ""]
+        lines.append(f"> **{deleting} key(s) {verb} deleted** (pruned: in a prune scope, named by no file).")
+    failures = report["summary"]["failures"]
+    if failures:
+        lines.append(f"> **{failures} key(s) not as desired**: listed first below, with why.")
+    return [line for notice in lines for line in (notice, "")]
+
+
+def render_summary(report: Mapping[str, Any], *, max_rows: int = MAX_ROWS) -> str:
+    mode = report["run"]["mode"]
+    summary = report["summary"]
+    title = {"plan": "Plan", "apply": "Apply", "rotate": "Rotate"}.get(mode, mode.title())
+    lines = [f"## descope-reconcile {title}: project `{report['target']['projectId']}`", ""]
+    if report["run"].get("interrupted"):
+        lines += ["> **Interrupted**: keys not reached are listed as `interrupted`.", ""]
+    lines += _notices(report)
     lines += ["| outcome | keys |", "|---|---|"]
     lines += [f"| {name} | {count} |" for name, count in summary["byOutcome"].items()]
     lines += [f"| unmanaged (not in any file) | {summary.get('unmanaged', 0)} |", ""]
@@ -75,7 +107,7 @@ def render_summary(report: Mapping[str, Any], *, max_rows: int = MAX_ROWS) -> st
         fields = ", ".join(change["field"] for change in key["changes"]) or "-"
         source = f"{key['source']['path']}:{key['source']['line']}"
         why = key["error"]["message"] if key["error"] else key["reason"]
-        cells = [_shown_id(key), _cell(key["name"]), f"**{key['outcome']}**", fields, _cell(source), _cell(why)]
+        cells = [_shown_id(key), cell(key["name"]), f"**{key['outcome']}**", fields, cell(source), cell(why)]
         lines.append("| " + " | ".join(cells) + " |")
     if cut > 0:
         lines.append(f"\n… and {cut} more key(s) not shown; the JSON report has them all.")

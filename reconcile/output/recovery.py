@@ -1,5 +1,5 @@
-"""How a secret that was not delivered is recovered: the exact `rotate` command, into the same sinks
-and the same journal (so the next run sees the key settled)."""
+"""How a secret that was not delivered is recovered: the exact `rotate` command, for the same target,
+into the same sinks and the same journal (so the next run sees the key settled)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ PLACEHOLDER_SINK = ("--secrets-out", "FILE")  # when neither this run nor the on
 class Recovery:
     sink_options: tuple[str, ...]  # this run's sinks, as options
     journal: str | None
+    target: str | None = None  # the config's target this run acted on
 
     def command(self, key_id: str, earlier_sinks: Sequence[str] = ()) -> str:
         """Into this run's sinks, else those of the run that issued the secret (`earlier_sinks`)."""
-        sinks = self.sink_options or tuple(earlier_sinks) or PLACEHOLDER_SINK
-        journal = ("--journal", self.journal) if self.journal else ()
-        return shlex.join(["descope-reconcile", "rotate", "--ids", key_id, *sinks, *journal])
+        words = ["descope-reconcile", "rotate", "--ids", key_id]
+        words += ["--target", self.target] if self.target else []
+        words += self.sink_options or tuple(earlier_sinks) or PLACEHOLDER_SINK
+        words += ["--journal", self.journal] if self.journal else []
+        return shlex.join(words)

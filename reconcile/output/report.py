@@ -118,6 +118,8 @@ def build_report(
     results: Sequence[KeyResult] = (),
     requests_by_status: Mapping[str, int],
     retries: int = 0,
+    safety: Mapping[str, Any] | None = None,
+    saved_plan: Mapping[str, Any] | None = None,
     unsettled: Sequence[Unsettled] = (),
     recovery: Recovery,
 ) -> dict[str, Any]:
@@ -135,7 +137,7 @@ def build_report(
         "settings": dict(run.settings),
         "timings": dict(run.timings),
     }
-    return {
+    report: dict[str, Any] = {
         "reportVersion": REPORT_VERSION,
         "tool": {"name": "descope-reconcile", "version": __version__},
         "run": run_record,
@@ -145,7 +147,7 @@ def build_report(
         },
         "target": {"projectId": project_id, "baseUrl": base_url},
         "summary": {
-            "keys": len(keys),
+            "keys": plan.managed,
             "byOutcome": dict(sorted(outcomes.items())),
             "changes": sum(n for name, n in outcomes.items() if name in changed),
             "failures": sum(n for name, n in outcomes.items() if Outcome(name).is_error),
@@ -159,7 +161,11 @@ def build_report(
             "byStatus": dict(sorted(requests_by_status.items())),
             "retries": retries,
         },
+        "safety": dict(safety) if safety is not None else None,
     }
+    if saved_plan is not None:
+        report["savedPlan"] = dict(saved_plan)
+    return report
 
 
 def write_report(path: Path, report: Mapping[str, Any]) -> None:

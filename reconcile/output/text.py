@@ -82,6 +82,8 @@ def render_plan(plan: Plan, *, verbose: bool = False) -> str:
         lines.extend(f"    warning: {warning}" for warning in item.warnings)
     counts = Counter(item.outcome for item in plan.keys)
     parts = [f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o]]
+    if plan.managed > len(plan.keys):  # a saved plan holds only its changes
+        parts.append(f"{plan.managed - len(plan.keys)} unchanged when planned")
     summary = f"Plan: {', '.join(parts) or 'no managed keys'}; {len(plan.unmanaged)} unmanaged key(s) in the project."
     deleted = [item.key.id for item in plan.keys if item.outcome is Outcome.DELETE]
     if deleted:
@@ -92,21 +94,28 @@ def render_plan(plan: Plan, *, verbose: bool = False) -> str:
     return "\n".join([*lines, summary]) + "\n"
 
 
-def render_results(results: Sequence[KeyResult], recovery: Recovery, *, title: str = "Apply") -> str:
-    lines = []
+def render_results(
+    results: Sequence[KeyResult], unsent: Sequence[KeyPlan], recovery: Recovery, *, title: str = "Apply"
+) -> str:
+    """Every key not changed as planned, and why (with the command that recovers a lost secret), each
+    new key's id; then the counts, saying when the run ends in error. `unsent`: keys in error from
+    the plan (missing, not editable, ...), for which nothing was sent."""
+    lines = [f"! {item.key.label}  [{item.outcome.value}]: {item.reason}" for item in unsent]
     for result in results:
         if result.outcome in (Outcome.CREATED, Outcome.ROTATED):  # the new id is worth seeing; never the secret
             lines.append(_header(result.plan, result.outcome, result.id) + " secret delivered")
         if result.outcome is result.plan.outcome.done:
             continue
         error = result.error.message if result.error else result.outcome.value
-        label = result.id or result.plan.key.label
-        lines.append(f"! {label}  [{result.outcome.value}] after {result.attempts} attempt(s): {error}")
+        attempts = f" after {result.attempts} attempt(s)" if result.attempts else ""
+        lines.append(f"! {result.id or result.plan.key.label}  [{result.outcome.value}]{attempts}: {error}")
         if result.outcome is Outcome.UNDELIVERED and result.id is not None:
             lines.append(f"    recover: {recovery.command(result.id)}")
-    counts = Counter(result.outcome for result in results)
-    parts = [f"{counts[o]} {o.value}" for o in Outcome if counts[o]]
-    lines.append(f"{title}: {', '.join(parts) or 'nothing to do'}.")
+    counts = Counter([result.outcome for result in results] + [item.outcome for item in unsent])
+    parts = [f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o]]
+    failing = sum(n for outcome, n in counts.items() if outcome.is_error)
+    verdict = f"; {failing} key(s) not as desired (exit 1)" if failing else ""
+    lines.append(f"{title}: {', '.join(parts) or 'nothing to do'}{verdict}.")
     return "\n".join(lines) + "\n"
 
 

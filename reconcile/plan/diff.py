@@ -11,6 +11,7 @@ are `unmanaged`, unless a prune scope owns them: then they are planned for its a
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -51,6 +52,8 @@ class Outcome(StrEnum):
     FAILED = "failed"
     UNDELIVERED = "undelivered"  # created or rotated, but the secret did not reach every sink
     INTERRUPTED = "interrupted"
+    STALE = "stale"  # apply: the key changed since it was read for the plan, so it was not written
+    UNCONFIRMED = "unconfirmed"  # apply: the update was accepted, but the server answered another key
 
     @property
     def is_error(self) -> bool:
@@ -63,8 +66,9 @@ class Outcome(StrEnum):
 
     @property
     def done(self) -> Outcome:
-        """What a planned change becomes once it is made."""
-        return DONE[self]
+        """What a planned change becomes once it is made (a key in error stays in its error, even
+        when its status change, sent anyway, was made)."""
+        return DONE.get(self, self)
 
     @property
     def issues_secret(self) -> bool:
@@ -87,6 +91,8 @@ ERROR_OUTCOMES = frozenset(
         Outcome.FAILED,
         Outcome.UNDELIVERED,
         Outcome.INTERRUPTED,
+        Outcome.STALE,
+        Outcome.UNCONFIRMED,
     }
 )
 
@@ -107,6 +113,7 @@ class KeyPlan:
     changes: tuple[FieldChange, ...] = ()
     body: Mapping[str, Any] | None = None  # the update (or create) request, when there is one to send
     status: str | None = None  # the status to set, when it changes
+    fingerprint: str | None = None  # the key as read for the plan, when something is to be sent
     warnings: tuple[str, ...] = ()  # worth a look, never a change (a create-only field that differs)
     last_state: Mapping[str, Any] | None = None  # a pruned key as it was read, every field
 
@@ -121,11 +128,24 @@ class UnmanagedKey:
 class Plan:
     keys: tuple[KeyPlan, ...]
     unmanaged: tuple[UnmanagedKey, ...]
+    # A saved plan keeps only its changes; the safety threshold and the report still need how many
+    # keys the plan was made over. None: `keys` holds every managed key.
+    managed_count: int | None = None
+
+    @property
+    def managed(self) -> int:
+        return len(self.keys) if self.managed_count is None else self.managed_count
 
     @property
     def changes(self) -> tuple[KeyPlan, ...]:
-        """Every key apply sends something for: updates, creates, deactivations, deletions (rotations)."""
+        """Every planned change: updates, creates, deactivations, deletions (rotations)."""
         return tuple(k for k in self.keys if k.outcome.is_change)
+
+    @property
+    def writes(self) -> tuple[KeyPlan, ...]:
+        """Keys with something to send: the changes, and keys whose field change is impossible but
+        whose status change is not (the status endpoints are separate: disabling a key stays possible)."""
+        return tuple(k for k in self.keys if k.outcome.is_change or k.status is not None)
 
     @property
     def issues_secrets(self) -> bool:
@@ -156,6 +176,32 @@ def update_body(desired: DesiredKey, current: Mapping[str, Any]) -> dict[str, An
     final = current_fields(current)
     final.update({name: canonical_value(name, v) for name, v in desired.fields.items() if name in UPDATABLE_FIELDS})
     return {"id": desired.id, **final}
+
+
+def digest(value: Any) -> str:
+    """sha256 of the canonical JSON of `value`: the same value, the same digest, on any machine."""
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def fingerprint(key: Mapping[str, Any]) -> str:
+    """What a planned change depends on: the key's updatable fields, status and editability."""
+    state = current_fields(key)
+    state[STATUS_FIELD] = key.get(STATUS_FIELD) or DEFAULT_STATUS
+    state["editable"] = key.get("editable", True)
+    return digest(state)
+
+
+def _blocked(desired: DesiredKey, current: Mapping[str, Any], body: Mapping[str, Any]) -> tuple[Outcome, str] | None:
+    """Why the update body cannot be sent, if it cannot."""
+    if current.get("editable") is False:
+        return Outcome.NOT_EDITABLE, "the server marks this key as not editable"
+    if body["roleNames"] and body["keyTenants"]:
+        held = "roleNames" if "roleNames" not in desired.fields else "keyTenants"
+        return Outcome.CONFLICT, (
+            f"the result would have both roleNames and keyTenants; the key's current {held} must be set to []"
+        )
+    return None
 
 
 def create_only_warnings(desired: DesiredKey, current: Mapping[str, Any]) -> tuple[str, ...]:
@@ -189,18 +235,26 @@ def _plan_existing(desired: DesiredKey, current: Mapping[str, Any]) -> KeyPlan:
     name = str(desired.fields.get("name", current.get("name") or ""))
     if not changes:
         return KeyPlan(desired, Outcome.UNCHANGED, "in sync", name)  # no body: most keys, at scale
-    body = update_body(desired, current)
-    if current.get("editable") is False:
-        return KeyPlan(desired, Outcome.NOT_EDITABLE, "the server marks this key as not editable", name, changes)
-    field_changes = [change for change in changes if change.field != STATUS_FIELD]
-    if field_changes and body["roleNames"] and body["keyTenants"]:
-        held = "roleNames" if "roleNames" not in desired.fields else "keyTenants"
-        reason = f"the result would have both roleNames and keyTenants; the key's current {held} must be set to []"
-        return KeyPlan(desired, Outcome.CONFLICT, reason, name, changes)
     status = next((str(change.after) for change in changes if change.field == STATUS_FIELD), None)
+    body = update_body(desired, current) if any(change.field != STATUS_FIELD for change in changes) else None
+    # `editable: false` is about the update endpoint; activation and deactivation are separate
+    # endpoints, so a status change is always tried and the server's answer reported.
+    blocked = _blocked(desired, current, body) if body is not None else None
+    if blocked is not None:
+        outcome, reason = blocked
+        if status is not None:
+            reason += f"; the status change to {status} is still sent"
+        return KeyPlan(desired, outcome, reason, name, changes, None, status, fingerprint(current) if status else None)
     fields = ", ".join(change.field for change in changes)
-    return KeyPlan(
-        desired, Outcome.UPDATE, f"differs in {fields}", name, changes, body if field_changes else None, status
+    return KeyPlan(desired, Outcome.UPDATE, f"differs in {fields}", name, changes, body, status, fingerprint(current))
+
+
+def unmanaged_keys(observed: Mapping[str, Mapping[str, Any]], managed: set[str]) -> tuple[UnmanagedKey, ...]:
+    """The project's keys that no desired file mentions and no prune scope owns (by id, sorted)."""
+    return tuple(
+        UnmanagedKey(key_id, str(key.get("name") or ""))
+        for key_id, key in sorted(observed.items())
+        if key_id not in managed
     )
 
 
@@ -254,12 +308,23 @@ def plan_prune(key: Mapping[str, Any], scopes: Sequence[PruneScope]) -> KeyPlan:
     current_status = key.get(STATUS_FIELD) or DEFAULT_STATUS
     if not delete and current_status != DEFAULT_STATUS:
         return KeyPlan(desired, Outcome.UNCHANGED, f"{why}; already inactive", name, last_state=key)
-    if key.get("editable") is False:
-        return KeyPlan(desired, Outcome.NOT_EDITABLE, f"{why}; the server marks it not editable", name, last_state=key)
     if delete:
-        return KeyPlan(desired, Outcome.DELETE, f"{why}: it will be DELETED", name, last_state=key)
+        if key.get("editable") is False:  # (a status change is another endpoint: it stays possible)
+            reason = f"{why}; the server marks it not editable"
+            return KeyPlan(desired, Outcome.NOT_EDITABLE, reason, name, last_state=key)
+        reason = f"{why}: it will be DELETED"
+        return KeyPlan(desired, Outcome.DELETE, reason, name, fingerprint=fingerprint(key), last_state=key)
     change = FieldChange(STATUS_FIELD, current_status, "inactive")
-    return KeyPlan(desired, Outcome.DEACTIVATE, why, name, (change,), status="inactive", last_state=key)
+    return KeyPlan(
+        desired,
+        Outcome.DEACTIVATE,
+        why,
+        name,
+        (change,),
+        status="inactive",
+        fingerprint=fingerprint(key),
+        last_state=key,
+    )
 
 
 def compute_plan(desired: DesiredState, observed: Iterable[Mapping[str, Any]]) -> Plan:
@@ -277,16 +342,12 @@ def compute_plan(desired: DesiredState, observed: Iterable[Mapping[str, Any]]) -
         matches = by_name.get(str(key.fields["name"]), [])
         named.update(str(match.get("id")) for match in matches)  # never pruned, even when ambiguous
         keys.append(plan_by_name(key, matches, desired_by_id))
-    unmanaged = []
     for key_id, found in sorted(by_id.items()):
-        if key_id in named:
-            continue
-        scopes = [scope for scope in desired.prune if scope.contains(found)]
+        scopes = [scope for scope in desired.prune if scope.contains(found)] if key_id not in named else []
         if scopes:
             keys.append(plan_prune(found, scopes))
-        else:
-            unmanaged.append(UnmanagedKey(key_id, str(found.get("name") or "")))
-    return Plan(tuple(keys), tuple(unmanaged))
+            named.add(key_id)
+    return Plan(tuple(keys), unmanaged_keys(by_id, named))
 
 
 ROTATION_SOURCE = SourceLocation("(command line)", 1)
@@ -306,5 +367,5 @@ def plan_rotation(key_ids: Sequence[str], found: Mapping[str, Mapping[str, Any] 
             keys.append(KeyPlan(desired, Outcome.NOT_EDITABLE, "the server marks this key as not editable", name))
         else:
             reason = "a new secret, to the sinks; the old one stops working at once"
-            keys.append(KeyPlan(desired, Outcome.ROTATE, reason, name))
+            keys.append(KeyPlan(desired, Outcome.ROTATE, reason, name, fingerprint=fingerprint(key)))
     return Plan(tuple(keys), ())

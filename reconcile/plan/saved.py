@@ -2,10 +2,11 @@
 
 A saved plan holds every change it will make (update bodies, status changes, creates with their
 request bodies, prune deactivations and deletions), a fingerprint of each planned key's state when
-the plan was made, a checksum of the desired files' contents, and a checksum of itself. `apply
---plan` refuses when the file was edited, is too old, targets another project, when a planned key
-changed since (a key planned for deletion included), or when a name planned for creation was taken
-meanwhile (Terraform's stale-plan rule).
+the plan was made, the ids of every managed key (the safety threshold is decided over them, exactly
+as `apply` would), the keys in error, a checksum of the desired files' contents, and a checksum of
+itself. `apply --plan` refuses when the file was edited, is too old, targets another project, holds
+keys in error, when a planned key changed since (a key planned for deletion included), or when a
+name planned for creation was taken meanwhile (Terraform's stale-plan rule).
 
 The self-checksum catches edits and corruption, not forgery: anyone who can write the file can
 recompute it. Keep saved plans where only CI can write them (workflow artifacts).
@@ -13,8 +14,6 @@ recompute it. Keep saved plans where only CI can write them (workflow artifacts)
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -22,10 +21,12 @@ from typing import Any
 
 from reconcile import __version__
 from reconcile.errors import ReconcileError
-from reconcile.model import DEFAULT_STATUS, DesiredFile, DesiredKey, SourceLocation, current_fields
-from reconcile.plan.diff import FieldChange, KeyPlan, Outcome, Plan
+from reconcile.model import DesiredFile, DesiredKey, SourceLocation
+from reconcile.plan.diff import FieldChange, KeyPlan, Outcome, Plan, digest, fingerprint, unmanaged_keys
 
-PLAN_FORMAT = 2  # 2: every change says its action (update, create, deactivate, delete)
+PLAN_FORMAT = 3  # 2: the managed key ids; 3: each change's action (update, create, deactivate, delete)
+# Key ids named in a refusal; the rest are counted.
+SHOWN_IDS = 20
 # A plan made "in the future" beyond this much clock skew was not made by this tool honestly.
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -34,34 +35,19 @@ class PlanRejected(ReconcileError):
     """The saved plan cannot be applied as it is; nothing was sent."""
 
 
-def _digest(value: Any) -> str:
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def fingerprint(key: Mapping[str, Any]) -> str:
-    """What a planned change depends on: the key's updatable fields, status and editability."""
-    state = current_fields(key)
-    state["status"] = key.get("status") or DEFAULT_STATUS
-    state["editable"] = key.get("editable", True)
-    return _digest(state)
-
-
 def desired_checksum(files: Iterable[DesiredFile]) -> str:
     """The desired files' contents, independent of where the checkout lives."""
-    return _digest(sorted(f.sha256 for f in files))
+    return digest(sorted(f.sha256 for f in files))
 
 
 def save(
     plan: Plan,
-    observed: Iterable[Mapping[str, Any]],
     *,
     project_id: str,
     base_url: str,
     files: Sequence[DesiredFile],
     created: datetime,
 ) -> dict[str, Any]:
-    by_id = {str(key.get("id")): key for key in observed}
     document: dict[str, Any] = {
         "planFormat": PLAN_FORMAT,
         "tool": {"name": "descope-reconcile", "version": __version__},
@@ -71,6 +57,7 @@ def save(
             "checksum": desired_checksum(files),
             "files": [{"path": f.path, "sha256": f.sha256} for f in files],
         },
+        "managed": sorted(item.key.label for item in plan.keys),  # a key to create counts by its name
         "changes": [
             {
                 "action": item.outcome.value,
@@ -78,7 +65,7 @@ def save(
                 "name": item.name,
                 "source": {"path": item.key.source.path, "line": item.key.source.line},
                 "reason": item.reason,
-                "fingerprint": fingerprint(by_id[item.key.id]) if item.key.id is not None else None,
+                "fingerprint": item.fingerprint,
                 "changes": [{"field": c.field, "before": c.before, "after": c.after} for c in item.changes],
                 "body": dict(item.body) if item.body is not None else None,
                 "status": item.status,
@@ -87,17 +74,10 @@ def save(
             for item in plan.changes
         ],
         "errors": [
-            {
-                "id": item.key.id,
-                "name": item.name,
-                "source": {"path": item.key.source.path, "line": item.key.source.line},
-                "outcome": item.outcome.value,
-                "reason": item.reason,
-            }
-            for item in plan.errors
+            {"id": item.key.label, "outcome": item.outcome.value, "reason": item.reason} for item in plan.errors
         ],
     }
-    document["checksum"] = _digest(document)
+    document["checksum"] = digest(document)
     return document
 
 
@@ -115,7 +95,7 @@ def verify(document: Any, *, now: datetime, max_age: timedelta, project_id: str)
     if not isinstance(document, dict) or document.get("planFormat") != PLAN_FORMAT:
         raise PlanRejected(f"not a saved plan of format {PLAN_FORMAT}")
     claimed = document.get("checksum")
-    if claimed != _digest({k: v for k, v in document.items() if k != "checksum"}):
+    if claimed != digest({k: v for k, v in document.items() if k != "checksum"}):
         raise PlanRejected("the plan file was edited or damaged since it was made (checksum mismatch)")
     created = datetime.fromisoformat(document["createdAt"])
     age = now - created
@@ -126,6 +106,16 @@ def verify(document: Any, *, now: datetime, max_age: timedelta, project_id: str)
     planned_for = document["target"]["projectId"]
     if planned_for != project_id:
         raise PlanRejected(f"the plan was made for project {planned_for}, not {project_id}")
+    errors = [f"{error['id']} ({error['outcome']})" for error in document["errors"]]
+    if errors:
+        raise PlanRejected(
+            f"the plan has {len(errors)} key(s) in error: {_listed(errors)}; fix the desired files and plan again"
+        )
+
+
+def _listed(items: Sequence[str]) -> str:
+    more = len(items) - SHOWN_IDS
+    return ", ".join(items[:SHOWN_IDS]) + (f" and {more} more" if more > 0 else "")
 
 
 def _hours(delta: timedelta) -> str:
@@ -137,37 +127,34 @@ def check_desired(document: Mapping[str, Any], files: Sequence[DesiredFile]) -> 
         raise PlanRejected("the desired files differ from the ones the plan was made from: plan again")
 
 
-def stale_keys(document: Mapping[str, Any], observed: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Planned keys whose state changed since the plan (or that are gone), and names planned for
-    creation that a key has taken since; each as people should read it."""
-    keys = list(observed)
-    now = {str(key.get("id")): fingerprint(key) for key in keys}
+def check_current(document: Mapping[str, Any], observed: Mapping[str, Mapping[str, Any]]) -> None:
+    """Refuse, before any write, when a planned key changed since the plan (or is gone), or a name
+    planned for creation is now a key's."""
+    now = {key_id: fingerprint(key) for key_id, key in observed.items()}
     holders: dict[str, list[str]] = {}
-    for key in keys:
-        holders.setdefault(str(key.get("name") or ""), []).append(str(key.get("id")))
+    for key_id, key in observed.items():
+        holders.setdefault(str(key.get("name") or ""), []).append(key_id)
     stale = []
     for change in document["changes"]:
         if change["action"] == Outcome.CREATE:
             if change["name"] in holders:
-                stale.append(
-                    f"{change['name']!r} (planned for creation, now taken by {', '.join(holders[change['name']])})"
-                )
+                taken = ", ".join(holders[change["name"]])
+                stale.append(f"{change['name']!r} (planned for creation, now taken by {taken})")
         elif now.get(change["id"]) != change["fingerprint"]:
-            deleting = " (planned for deletion)" if change["action"] == Outcome.DELETE else ""
-            stale.append(f"{change['id']}{deleting}")
-    return stale
+            stale.append(change["id"] + (" (planned for deletion)" if change["action"] == Outcome.DELETE else ""))
+    if stale:
+        raise PlanRejected(f"{len(stale)} planned key(s) changed since the plan was made: {_listed(stale)}; plan again")
 
 
 _PRUNES = (Outcome.DEACTIVATE, Outcome.DELETE)
 
 
-def to_plan(document: Mapping[str, Any], observed: Iterable[Mapping[str, Any]]) -> Plan:
-    """The saved changes (and errors, which stop nothing but an ambiguous name) as a plan the executor
-    can run; nothing is recomputed. A pruned key's last state is as `observed` (read to prove the plan
-    current) has it."""
-    by_id = {str(key.get("id")): key for key in observed}
+def to_plan(document: Mapping[str, Any], observed: Mapping[str, Mapping[str, Any]]) -> Plan:
+    """The saved changes as a plan the executor can run; nothing is recomputed. The unmanaged keys
+    are the project's as read now; the managed count is the plan's, for the safety threshold; a
+    pruned key's last state is as read now (proven unchanged)."""
     keys = []
-    for change in [*document["changes"], *({**error, "action": error["outcome"]} for error in document["errors"])]:
+    for change in document["changes"]:
         source = SourceLocation(change["source"]["path"], change["source"]["line"])
         outcome = Outcome(change["action"])
         keys.append(
@@ -176,14 +163,27 @@ def to_plan(document: Mapping[str, Any], observed: Iterable[Mapping[str, Any]]) 
                 outcome=outcome,
                 reason=change["reason"],
                 name=change["name"],
-                changes=tuple(FieldChange(c["field"], c["before"], c["after"]) for c in change.get("changes", ())),
-                body=change.get("body"),
-                status=change.get("status"),
-                warnings=tuple(change.get("warnings", ())),
-                last_state=by_id.get(change["id"]) if outcome in _PRUNES else None,
+                changes=tuple(FieldChange(c["field"], c["before"], c["after"]) for c in change["changes"]),
+                body=change["body"],
+                status=change["status"],
+                fingerprint=change["fingerprint"],
+                warnings=tuple(change["warnings"]),
+                last_state=observed.get(change["id"]) if outcome in _PRUNES else None,
             )
         )
-    return Plan(tuple(keys), unmanaged=())
+    managed = set(document["managed"])
+    return Plan(tuple(keys), unmanaged_keys(observed, managed), managed_count=len(managed))
+
+
+def provenance(document: Mapping[str, Any], path: str, now: datetime) -> dict[str, Any]:
+    """What the report of `apply --plan` records of the plan it applied."""
+    age = now - datetime.fromisoformat(document["createdAt"])
+    return {
+        "path": path,
+        "checksum": document["checksum"],
+        "createdAt": document["createdAt"],
+        "ageSeconds": round(max(age.total_seconds(), 0.0), 3),
+    }
 
 
 def files_of(document: Mapping[str, Any]) -> tuple[DesiredFile, ...]:

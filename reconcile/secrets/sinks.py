@@ -1,13 +1,13 @@
 """The secret sinks the operator names: the only places a created or rotated key's cleartext goes.
 
-- `--secrets-out FILE` (`SecretsFile`): JSON Lines, one object per secret (`id`, `name`, `cleartext`,
-  `at`, `runId`). Created with mode 0600, never through a symbolic link, appended to and never
-  truncated; each line is fsynced before the key counts as done. An existing file that others may
-  read, or that is not a regular file, is refused.
+- `--secrets-out FILE` (`SecretsFile`): JSON Lines, one object per secret (`id`, `name`, `projectId`,
+  `cleartext`, `at`, `runId`). Created with mode 0600 (an existing file is made 0600 again), never through a
+  symbolic link, never a FIFO or device, appended to and never truncated; each line is fsynced
+  before the key counts as done.
 - `--secrets-command CMD` (`SecretsCommand`): a shell command string, run with `/bin/sh -c CMD` once
   per secret. The cleartext is its standard input (no newline), and only that: never in its argv
-  or environment. The environment is the tool's, without the management key, plus `KEY_ID` and
-  `KEY_NAME`. Its standard output is discarded; on failure the end of its standard error is shown,
+  or environment. The environment is the tool's, without the management key, plus `KEY_ID`,
+  `KEY_NAME` and `KEY_PROJECT_ID`. Its standard output is discarded; on failure the end of its standard error is shown,
   with the cleartext masked. It is killed after `SECRETS_COMMAND_TIMEOUT` seconds.
 
 Both may be given: each secret goes to both, and counts as delivered only when both took it.
@@ -16,17 +16,16 @@ Both may be given: each secret goes to both, and counts as delivered only when b
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import signal
-import stat
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from reconcile.errors import ConfigError, ReconcileError
+from reconcile.errors import ReconcileError
+from reconcile.files import private_fd
 from reconcile.secrets.secret import Secret
 from reconcile.secrets.vault import reveal
 
@@ -62,8 +61,9 @@ class Sink(Protocol):
 
 
 class SecretsFile:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, project_id: str) -> None:
         self.path = path
+        self.project_id = project_id
         self._fd = _open_private_for_append(path)
 
     @property
@@ -74,6 +74,7 @@ class SecretsFile:
         record = {
             "id": issued.key_id,
             "name": issued.name,
+            "projectId": self.project_id,
             "cleartext": reveal(issued.secret),
             "at": issued.at,
             "runId": issued.run_id,
@@ -91,26 +92,10 @@ class SecretsFile:
 
 
 def _open_private_for_append(path: Path) -> int:
-    """O_APPEND (never truncated), O_NOFOLLOW (not through a link), created 0600; a new file's folder
-    entry is fsynced too, so the file survives a crash along with its lines."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Appended to (never truncated), private, never through a link (reconcile.files); a new file's
+    folder entry is fsynced too, so the file survives a crash along with its lines."""
     created = not path.exists()
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags, 0o600)
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise ConfigError(f"--secrets-out {path} is a symbolic link: give the real path") from None
-        raise ConfigError(f"--secrets-out {path}: {error.strerror or error}") from None
-    mode = os.fstat(fd).st_mode
-    problem = ""
-    if not stat.S_ISREG(mode):
-        problem = "is not a regular file"
-    elif mode & 0o077:
-        problem = f"may be read by others (mode {stat.S_IMODE(mode):04o}): `chmod 600` it first"
-    if problem:
-        os.close(fd)
-        raise ConfigError(f"--secrets-out {path} {problem}")
+    fd = private_fd(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
     if created:
         folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -121,8 +106,9 @@ def _open_private_for_append(path: Path) -> int:
 
 
 class SecretsCommand:
-    def __init__(self, command: str, *, timeout: float = SECRETS_COMMAND_TIMEOUT) -> None:
+    def __init__(self, command: str, project_id: str, *, timeout: float = SECRETS_COMMAND_TIMEOUT) -> None:
         self.command = command
+        self.project_id = project_id
         self.timeout = timeout
 
     @property
@@ -132,7 +118,7 @@ class SecretsCommand:
     def deliver(self, issued: Issued) -> None:
         value = reveal(issued.secret)
         environment = {name: v for name, v in os.environ.items() if name not in _HIDDEN_ENVIRONMENT}
-        environment.update(KEY_ID=issued.key_id, KEY_NAME=issued.name)
+        environment.update(KEY_ID=issued.key_id, KEY_NAME=issued.name, KEY_PROJECT_ID=self.project_id)
         try:
             process = subprocess.Popen(
                 ["/bin/sh", "-c", self.command],
@@ -174,13 +160,14 @@ class Sinks:
         self._sinks = sinks
 
     @classmethod
-    def open(cls, out: Path | None, command: str | None) -> Sinks | None:
-        """The named sinks (the file opened now, so a bad path is refused before any write); None for none."""
+    def open(cls, out: Path | None, command: str | None, *, project_id: str) -> Sinks | None:
+        """The named sinks of one project's secrets (the file opened now, so a bad path is refused
+        before any write); None for none."""
         sinks: list[Sink] = []
         if out is not None:
-            sinks.append(SecretsFile(out))
+            sinks.append(SecretsFile(out, project_id))
         if command is not None:
-            sinks.append(SecretsCommand(command))
+            sinks.append(SecretsCommand(command, project_id))
         return cls(sinks) if sinks else None
 
     @property
