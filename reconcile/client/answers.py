@@ -86,14 +86,21 @@ def check(method: str, path: str, body: Any) -> Any:
 
 
 def decode(method: str, path: str, content: bytes, content_type: str) -> Any:
-    """A 200 answer's body as JSON (an empty body is an empty object); ProtocolError when it is not JSON."""
+    """A 200 answer's body as JSON (an empty body is an empty object); ProtocolError when it is not
+    JSON, or holds a string that is not Unicode (a lone surrogate: no file or terminal can take it)."""
     if not content:
         return {}
     try:
-        return json.loads(content)
+        body = json.loads(content)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         kind = content_type.partition(";")[0].strip() or "no content type"
         raise ProtocolError(f"{method} {path}: the answer is not JSON ({_short(kind)}, {len(content)} bytes)") from None
+    if _SURROGATE_ESCAPE.search(content):  # a pair is one character; only then is the whole body checked
+        try:
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ProtocolError(f"{method} {path}: the answer holds a string that is not Unicode") from None
+    return body
 
 
 def unique_ids(method: str, path: str, keys: Sequence[dict[str, Any]]) -> None:
