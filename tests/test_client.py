@@ -225,6 +225,8 @@ def _nested(depth: int) -> bytes:
         (Answer(body=b"<html>maintenance</html>", headers={"Content-Type": "text/html"}), "not JSON (text/html, 24"),
         (Answer(body=_nested(100_000)), "the answer is not JSON"),
         (Answer(body=b'{"keys": [{"id": "K\\ud800"}]}'), "holds a string that is not Unicode"),
+        (Answer(body=b'{"keys": [{"id": "K1", "customClaims": {"a": NaN}}]}'), "the answer is not JSON"),
+        (Answer(body=b'{"keys": [{"id": "K1", "customClaims": {"a": 1e400}}]}'), "the answer is not JSON"),
     ],
 )
 def test_a_search_answer_not_as_documented_is_a_protocol_error_never_retried(
@@ -242,6 +244,26 @@ def test_a_search_answer_not_as_documented_is_a_protocol_error_never_retried(
             assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
         assert stub.requests == [SEARCH] * 2  # one per command
     assert not out.exists()
+
+
+@pytest.mark.parametrize("retry_after", ["inf", "nan", "-1", "Wed, 21 Oct 2015 07:28:00 GMT"])
+def test_an_unreadable_retry_after_is_no_retry_after(tmp_path: Path, retry_after: str) -> None:
+    """Before: `Retry-After: inf` paused every worker for ever."""
+    throttled = Answer(
+        429, b'{"errorCode": "E130429"}', {"Content-Type": "application/json", "Retry-After": retry_after}
+    )
+    with AnswerStub({SEARCH: throttled}) as stub:
+        args = ["plan", str(write_desired(tmp_path / "d", [KEY])), "--key-deadline", "1"]
+        result = run_cli(args, stub.env(cli_env(None)), timeout=60)
+    assert result.code == 1 and "HTTP 429 E130429" in result.stderr, result.output
+
+
+def test_an_error_text_is_capped(tmp_path: Path) -> None:
+    huge = json_answer({"errorCode": "E011001", "errorDescription": "x" * 1_000_000}, status=400)
+    with AnswerStub({SEARCH: huge}) as stub:
+        result = run_cli(["plan", str(write_desired(tmp_path / "d", [KEY]))], stub.env(cli_env(None)))
+    assert result.code == 1 and "HTTP 400 E011001: xxx" in result.stderr and "… (1000000 characters)" in result.stderr
+    assert len(result.stderr) < 500 and stub.requests == [SEARCH]
 
 
 def test_a_protocol_error_quotes_no_value_and_caps_what_it_names(tmp_path: Path) -> None:

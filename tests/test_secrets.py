@@ -65,6 +65,7 @@ def echoing_auth(emulator: Emulator, *, fail_updates: bool = False) -> list[str]
             forms = encodings(headers.get("authorization", ""), emulator.config.project_id)
             result.body["errorMessage"] = f"rejected {forms[name]}"
             result.body["errorDescription"] = f"key was {SENTINEL}"
+            result.body["errorCode"] += f"-{SENTINEL}"  # kept in reports as the error's code
         return result
 
     emulator.answer = answer  # type: ignore[method-assign]
