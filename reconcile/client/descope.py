@@ -217,16 +217,16 @@ class DescopeClient:
         """Every key of the project, or of these tenants (the API has no pagination)."""
         body = await self._request("POST", SEARCH_PATH, json={"tenantIds": list(tenant_ids)} if tenant_ids else {})
         keys: list[dict[str, Any]] = body["keys"]
-        answers.unique_ids("POST", SEARCH_PATH, keys)
+        answers.unique_ids("POST", SEARCH_PATH, keys, self._redactor.redact)
         return keys
 
     async def load_access_key(self, key_id: str) -> dict[str, Any]:
         body = await self._request("GET", LOAD_PATH, params={"id": key_id})
-        return answers.same_id("GET", LOAD_PATH, body["key"], key_id)
+        return answers.same_id("GET", LOAD_PATH, body["key"], key_id, self._redactor.redact)
 
     async def update_access_key(self, request_body: Mapping[str, Any]) -> dict[str, Any]:
         body = await self._request("POST", UPDATE_PATH, json=dict(request_body))
-        return answers.same_id("POST", UPDATE_PATH, body["key"], request_body["id"])
+        return answers.same_id("POST", UPDATE_PATH, body["key"], request_body["id"], self._redactor.redact)
 
     async def set_status(self, key_ids: Sequence[str], status: str) -> None:
         """Activate or deactivate keys: the single form for one key, the batch form for several."""
@@ -252,7 +252,7 @@ class DescopeClient:
         if content is None:
             raise ProtocolError(f"{method} {path}: the answer is larger than {MAX_ANSWER_BYTES // 2**20} MiB")
         body = answers.decode(method, path, content, response.headers.get("Content-Type", ""))
-        checked: dict[str, Any] = answers.check(method, path, body)
+        checked: dict[str, Any] = answers.check(method, path, body, self._redactor.redact)
         return checked
 
     async def _exchange(self, method: str, path: str, **request: Any) -> tuple[httpx.Response, bytes | None]:
