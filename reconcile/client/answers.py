@@ -15,13 +15,13 @@ import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
-from typing import Any
-
-from jsonschema import ValidationError
-from jsonschema.exceptions import best_match
+from typing import TYPE_CHECKING, Any
 
 from reconcile.errors import ProtocolError
 from reconcile.schemas.validators import RESPONSES_SCHEMA, is_valid, load_schema, validator
+
+if TYPE_CHECKING:
+    from jsonschema import ValidationError
 
 MAX_NAME = 40  # characters of an object member's name shown in a path
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # half of a UTF-16 pair, written as a JSON escape
@@ -86,6 +86,8 @@ def check(method: str, path: str, body: Any, clean: Clean) -> Any:
     shape = _shapes()[f"{method} {path}"]
     if is_valid(shape, body):  # the compiled check is quick; explaining is not
         return body
+    from jsonschema.exceptions import best_match  # noqa: PLC0415 (slow to import: only to explain)
+
     error = best_match(validator(shape).iter_errors(body))
     raise ProtocolError(f"{method} {path}: the answer is not as documented: {_describe(error, clean)}")
 
