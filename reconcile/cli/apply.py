@@ -20,6 +20,7 @@ from reconcile.cli.options import (
     positive_int,
     remote_options,
     report_options,
+    targets_options,
 )
 from reconcile.cli.remote import Target, connect, settings, write_outputs
 from reconcile.errors import ExitCode, SafetyThresholdExceeded, UsageError
@@ -40,7 +41,7 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "apply",
-        [desired_options(), remote_options(), report_options()],
+        [desired_options(), remote_options(), report_options(), targets_options()],
         "send one update per key that differs, and none for the others",
         "Plan (or load a saved plan), then change every key that differs: rate-limited, retried, journaled.",
     )

@@ -8,7 +8,15 @@ from datetime import timedelta
 from pathlib import Path
 
 from reconcile.cli.common import load, show, write_markdown
-from reconcile.cli.options import PATHS_HELP, Parser, add_command, desired_options, non_negative_int, remote_options
+from reconcile.cli.options import (
+    PATHS_HELP,
+    Parser,
+    add_command,
+    desired_options,
+    non_negative_int,
+    remote_options,
+    targets_options,
+)
 from reconcile.cli.remote import connect
 from reconcile.errors import ExitCode
 from reconcile.files import write_private_atomically
@@ -23,12 +31,14 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "audit",
-        [desired_options(), remote_options()],
+        [desired_options(), remote_options(), targets_options()],
         "read-only audit of the whole project, in Markdown and JSON",
         "Managed and unmanaged keys, drift, inactive keys, keys expiring soon, keys with no IP "
         "restriction, keys with neither roles nor tenants. Exit 0 even with drift, unless --fail-on-drift.",
     )
-    parser.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP + " (none: every key is unmanaged)")
+    parser.add_argument(
+        "paths", nargs="*", metavar="PATH", help=PATHS_HELP + " (or, without a config, every key is unmanaged)"
+    )
     parser.add_argument("--out", type=Path, metavar="FILE", help="write the audit as JSON (mode 0600)")
     parser.add_argument(
         "--summary", type=Path, metavar="FILE", help="write it as Markdown (default: $GITHUB_STEP_SUMMARY when set)"

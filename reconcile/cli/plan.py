@@ -8,9 +8,18 @@ import logging
 from pathlib import Path
 
 from reconcile.cli.common import load, show
-from reconcile.cli.options import PATHS_HELP, Parser, add_command, desired_options, remote_options, report_options
+from reconcile.cli.options import (
+    NO_PATHS,
+    PATHS_HELP,
+    Parser,
+    add_command,
+    desired_options,
+    remote_options,
+    report_options,
+    targets_options,
+)
 from reconcile.cli.remote import connect, settings, write_outputs
-from reconcile.errors import ExitCode
+from reconcile.errors import ExitCode, UsageError
 from reconcile.files import write_private_atomically
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.session import fetch_keys, make_report
@@ -25,16 +34,18 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "plan",
-        [desired_options(), remote_options(), report_options()],
+        [desired_options(), remote_options(), report_options(), targets_options()],
         "show what apply would change (read-only); exit 2 when there are changes",
         "Read the project, compare it with the desired files, print the changes. Sends no change.",
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help=PATHS_HELP)
+    parser.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP)
     parser.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan FILE`")
     parser.set_defaults(handler=run)
 
 
 async def run(args: argparse.Namespace) -> int:
+    if not args.paths:
+        raise UsageError(NO_PATHS)
     clock = RunClock("plan")
     with bulk():
         loaded = load(args, clock=clock)  # any validation error: no network call at all

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from reconcile.apply.executor import Executor, KeyResult
 from reconcile.apply.journal import Journal
@@ -32,7 +32,10 @@ class RetrySettings:
 
 
 class Session:
-    """What one run shares: the client, the rate limiter, the stop signal (SIGINT/SIGTERM)."""
+    """What one run shares: the client, the rate limiter, the stop signal (SIGINT/SIGTERM).
+    Several sessions may run at once (one per target): a signal stops every one of them."""
+
+    _listening: ClassVar[set[Session]] = set()  # the sessions a SIGINT/SIGTERM stops now
 
     def __init__(self, client: DescopeClient, settings: RetrySettings) -> None:
         self.client = client
@@ -47,16 +50,26 @@ class Session:
         self.interrupted = True
         self.stop.set()
 
+    @classmethod
+    def _interrupt_all(cls) -> None:
+        for session in cls._listening:
+            session._interrupt()
+
     @contextlib.contextmanager
     def signals_stop_the_run(self) -> Iterator[None]:
+        """A loop has one handler per signal: the first session installs it, the last removes it."""
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self._interrupt)
+        if not Session._listening:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, Session._interrupt_all)
+        Session._listening.add(self)
         try:
             yield
         finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signum)
+            Session._listening.discard(self)
+            if not Session._listening:
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(signum)
 
 
 async def fetch_keys(session: Session) -> list[dict[str, Any]]:

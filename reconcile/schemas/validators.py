@@ -24,6 +24,7 @@ REQUEST_SCHEMA = "accesskey-update-request.schema.json"
 DESIRED_SCHEMA = "desired.schema.json"
 REPORT_SCHEMA = "report.schema.json"
 RESPONSES_SCHEMA = "accesskey-responses.schema.json"
+CONFIG_SCHEMA = "config.schema.json"
 
 
 def schemas_dir() -> Path:
