@@ -7,25 +7,28 @@ import json
 import logging
 from pathlib import Path
 
-from reconcile.cli.common import load, show
+from reconcile.cli.common import check_outputs, load, show
 from reconcile.cli.options import (
     NO_PATHS,
     PATHS_HELP,
     Parser,
     add_command,
     desired_options,
+    max_changes_option,
     remote_options,
     report_options,
     targets_options,
 )
-from reconcile.cli.remote import connect, settings, write_outputs
+from reconcile.cli.remote import Target, connect, settings, write_outputs
 from reconcile.errors import ExitCode, UsageError
 from reconcile.files import write_private_atomically
 from reconcile.job.clock import RunClock, bulk
+from reconcile.job.load import LoadedDesired
 from reconcile.job.session import fetch_keys, make_report
 from reconcile.output.text import render_plan
 from reconcile.plan import saved as savedplan
-from reconcile.plan.diff import compute_plan
+from reconcile.plan.diff import Plan, compute_plan
+from reconcile.plan.safety import assess
 
 log = logging.getLogger("reconcile")
 
@@ -39,8 +42,24 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         "Read the project, compare it with the desired files, print the changes. Sends no change.",
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP)
-    parser.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan FILE`")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="save the plan for `apply --plan FILE` (a plan with keys in error is saved, and apply refuses it)",
+    )
+    max_changes_option(parser, "warn when apply would refuse this plan (with the same --max-changes)")
     parser.set_defaults(handler=run)
+
+
+def _save(args: argparse.Namespace, result: Plan, target: Target, loaded: LoadedDesired, clock: RunClock) -> None:
+    saved = savedplan.save(
+        result, project_id=target.project_id, base_url=target.base_url, files=loaded.files, created=clock.started
+    )
+    write_private_atomically(args.out, json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
+    log.info("plan saved to %s (%d change(s))", args.out, len(result.updates))
+    if result.errors:
+        log.error("error: the saved plan has %d key(s) in error: `apply --plan` will refuse it", len(result.errors))
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -49,25 +68,20 @@ async def run(args: argparse.Namespace) -> int:
     clock = RunClock("plan")
     with bulk():
         loaded = load(args, clock=clock)  # any validation error: no network call at all
+        check_outputs(args, "--out", "--report", "--summary")  # nor when a result could not be written
         async with connect(args) as (session, target):
             with clock.phase("fetch"):
                 observed = await fetch_keys(session)
             with clock.phase("diff"):
                 result = compute_plan(loaded.state, observed)
             show(args, render_plan(result, verbose=args.verbose > 0))
+            safety = assess(result, args.max_changes)
+            if safety.exceeded:
+                show(args, f"Warning: apply would refuse this plan (exit 3): {safety.describe()}.\n")
             if args.out:
-                saved = savedplan.save(
-                    result,
-                    observed,
-                    project_id=target.project_id,
-                    base_url=target.base_url,
-                    files=loaded.files,
-                    created=clock.started,
-                )
-                write_private_atomically(args.out, json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
-                log.info("plan saved to %s (%d change(s))", args.out, len(result.updates))
+                _save(args, result, target, loaded, clock)
             report = make_report(
-                clock, loaded.files, session.client, target.project_id, result, settings=settings(args)
+                clock, loaded.files, session.client, target.project_id, result, settings=settings(args), safety=safety
             )
         write_outputs(args, report, clock)
     if result.errors:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from reconcile.job.clock import RunClock
 from reconcile.model import DesiredFile
 from reconcile.output.report import RunInfo, build_report, git_state
 from reconcile.plan.diff import Plan
+from reconcile.plan.safety import Safety
 
 
 @dataclass(frozen=True)
@@ -92,14 +93,16 @@ async def execute(
     concurrency: int,
     journal: Journal | None,
     progress_every: float | None,
+    recheck: bool,
 ) -> ApplyOutcome:
-    """Apply the plan's updates; `progress_every` None means no progress output."""
-    executor = Executor(session.client, session.policy, concurrency=concurrency, journal=journal)
+    """Apply the plan's writes; `progress_every` None means no progress output; `recheck` reads each
+    key again just before its write."""
+    executor = Executor(session.client, session.policy, concurrency=concurrency, journal=journal, recheck=recheck)
     reporter = None
     if progress_every is not None:
         reporter = asyncio.create_task(report_progress(executor.progress, interval=progress_every))
     try:
-        results = await executor.run(plan.updates)
+        results = await executor.run(plan.writes)
     finally:
         if reporter is not None:
             reporter.cancel()
@@ -122,6 +125,8 @@ def make_report(
     *,
     settings: dict[str, Any],
     outcome: ApplyOutcome | None = None,
+    safety: Safety | None = None,
+    saved_plan: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     return build_report(
         run=run_info(clock, settings, interrupted=bool(outcome and outcome.interrupted)),
@@ -133,6 +138,8 @@ def make_report(
         results=outcome.results if outcome else (),
         requests_by_status=client.requests_by_status,
         retries=outcome.retries if outcome else 0,
+        safety=safety.as_json() if safety else None,
+        saved_plan=saved_plan,
     )
 
 
