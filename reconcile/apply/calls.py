@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from reconcile.apply.retry import RetryPolicy, Tally, is_retryable
-from reconcile.errors import ApiError, AuthenticationError, Interrupted, ReconcileError, ServerError, TransportError
+from reconcile.errors import (
+    ApiError,
+    AuthenticationError,
+    Interrupted,
+    ProtocolError,
+    ReconcileError,
+    ServerError,
+    TransportError,
+)
 from reconcile.plan.diff import KeyPlan, Outcome
 from reconcile.secrets.secret import Secret
 
@@ -77,7 +85,8 @@ class Failure:
 
 class AmbiguousWrite(ReconcileError):
     """A call that must not be sent twice failed in a way that may hide its success (a timeout, a
-    dropped answer, a 5xx after the request was sent). Never retried."""
+    dropped answer, a 5xx after the request was sent, a success answer not in its documented shape).
+    Never retried."""
 
 
 def at_most_once(operation: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
@@ -86,7 +95,7 @@ def at_most_once(operation: Callable[[], Awaitable[T]]) -> Callable[[], Awaitabl
     async def once() -> T:
         try:
             return await operation()
-        except (ServerError, TransportError) as error:
+        except (ServerError, TransportError, ProtocolError) as error:  # a 200 not as documented: it was made
             if isinstance(error, TransportError) and not error.ambiguous:
                 raise
             raise AmbiguousWrite(str(error)) from None

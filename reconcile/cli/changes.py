@@ -67,8 +67,8 @@ def require_sinks(args: argparse.Namespace, plan: Plan) -> None:
 
 
 def warn_unsettled(unsettled: Sequence[Unsettled], recover: Recovery) -> None:
-    if unsettled:
-        log.error("%s", render_unsettled(unsettled, recover))
+    for line in render_unsettled(unsettled, recover):
+        log.error("%s", line)
 
 
 async def run_changes(

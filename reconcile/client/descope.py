@@ -2,7 +2,8 @@
 
 Wire format: see schemas/source and the README. Every answer that is not a success becomes a
 typed `ApiError` carrying Descope's errorCode; every failure to get an answer becomes a
-`TransportError` that says whether the request may have reached the server.
+`TransportError` that says whether the request may have reached the server; a success that is
+not in its documented shape (or over MAX_ANSWER_BYTES) becomes a `ProtocolError`, never retried.
 
 Create and rotate answer with the key's cleartext: it leaves this module only wrapped in a `Secret`.
 """
@@ -10,6 +11,8 @@ Create and rotate answer with the key's cleartext: it leaves this module only wr
 from __future__ import annotations
 
 import ipaddress
+import json
+import math
 import ssl
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -21,12 +24,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from reconcile import __version__
-from reconcile.client.redact import MASK, redactor
+from reconcile.client import answers
+from reconcile.client.redact import SecretRedactor, redactor
 from reconcile.errors import (
     ApiError,
     AuthenticationError,
     ConfigError,
     NotFoundError,
+    ProtocolError,
     RateLimitedError,
     ServerError,
     TlsError,
@@ -42,6 +47,8 @@ CREATE_PATH = "/v1/mgmt/accesskey/create"
 ROTATE_PATH = "/v1/mgmt/accesskey/rotate"
 DELETE_PATH = "/v1/mgmt/accesskey/delete"
 STATUS_PATHS = {"active": "/v1/mgmt/accesskey/activate", "inactive": "/v1/mgmt/accesskey/deactivate"}
+MAX_ANSWER_BYTES = 64 * 1024 * 1024  # decoded: a compressed answer is capped as it inflates
+MAX_ERROR_TEXT = 300  # characters of a server's error text quoted in a message
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,26 @@ class Credentials:
     @property
     def bearer(self) -> str:
         return f"Bearer {self.project_id}:{self.management_key}"
+
+
+def _header_token(value: str, source: str) -> str:
+    """`value` as it can go in the Authorization header: a trailing line break (the end of a file, or
+    of `$(cat file)`) is dropped, anything else that is not printable ASCII is refused. The message
+    says what is wrong and never quotes the value: it may be the management key."""
+    value = value.rstrip("\r\n")
+    for char in value:
+        if "!" <= char <= "~":
+            continue
+        if char in "\r\n":
+            kind = "a line break inside it"
+        elif char in " \t":
+            kind = "whitespace"
+        elif char.isascii():
+            kind = "a control character"
+        else:
+            kind = "a non-ASCII character"
+        raise ConfigError(f"{source} has {kind}: only printable ASCII on one line can be sent (the value is not shown)")
+    return value
 
 
 @dataclass(frozen=True)
@@ -73,20 +100,25 @@ ENVIRONMENT = CredentialSource()
 
 def _read_key_file(path: str, label: str) -> str:
     try:
-        key = Path(path).read_text(encoding="utf-8").strip()
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{label}: {path} is not UTF-8 text") from None
     except OSError as error:
         raise ConfigError(f"{label}: cannot read {path}: {error.strerror}") from None
+    key = _header_token(text, f"the key in {path}")
     if not key:
         raise ConfigError(f"{label}: {path} is empty")
     return key
 
 
 def credentials_from_env(env: Mapping[str, str], source: CredentialSource = ENVIRONMENT) -> Credentials:
-    """By default DESCOPE_PROJECT_ID, and DESCOPE_MANAGEMENT_KEY or a file named by DESCOPE_MANAGEMENT_KEY_FILE."""
-    project_id = source.project_id or (env.get(source.project_id_env, "").strip() if source.project_id_env else "")
+    """By default DESCOPE_PROJECT_ID, and DESCOPE_MANAGEMENT_KEY or a file named by DESCOPE_MANAGEMENT_KEY_FILE:
+    both checked before any request is built (a header with a line break would quote the key)."""
+    given = source.project_id or (env.get(source.project_id_env, "") if source.project_id_env else "")
+    project_id = _header_token(given, "the project id" if source.project_id else source.project_id_env)
     if not project_id:
         raise ConfigError(f"{source.project_id_env} is not set")
-    key = env.get(source.key_env, "").strip() if source.key_env else ""
+    key = _header_token(env.get(source.key_env, ""), source.key_env) if source.key_env else ""
     key_file = source.key_file or (env.get(source.key_file_env, "").strip() if source.key_file_env else "")
     if key and key_file:
         raise ConfigError(f"set {source.key_env} or {source.key_file_env}, not both")
@@ -107,7 +139,12 @@ def base_url_for(project_id: str, env: Mapping[str, str]) -> str:
         url = f"https://api.{project_id[1:5]}.descope.com"
     else:
         url = DEFAULT_BASE_URL
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a port out of range is a ValueError here, not a crash at connect time
+        _ = httpx.URL(url).host  # httpx's own checks: non-printable characters, malformed hosts (IDNA)
+    except (ValueError, httpx.InvalidURL) as error:
+        raise ConfigError(f"base URL {url!r} is not a valid URL: {error}") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ConfigError(f"base URL {url!r} is not an http(s) URL")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
@@ -124,22 +161,28 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _error_from_response(response: httpx.Response, clean: Callable[[str], str]) -> ApiError:
+def _capped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def _error_from_response(response: httpx.Response, content: bytes, clean: Callable[[str], str]) -> ApiError:
     """Descope's error body → a typed error. `clean` scrubs the secret: a proxy or a buggy server
-    may echo the request's Authorization header back in its error text."""
+    may echo the request's Authorization header back in its error text (scrubbed before it is cut,
+    so a cut never leaves part of the key)."""
     code: str | None = None
     message = response.reason_phrase or f"HTTP {response.status_code}"
     try:
-        body = response.json()
-    except ValueError:
+        body = json.loads(content) if content else None
+    except (ValueError, RecursionError):
         body = None
     if isinstance(body, dict):
-        code = body.get("errorCode") if isinstance(body.get("errorCode"), str) else None
+        raw_code = body.get("errorCode")
+        code = _capped(clean(raw_code), 40) if isinstance(raw_code, str) and raw_code else None  # reports keep it
         parts = [str(body[k]) for k in ("errorDescription", "errorMessage") if body.get(k)]
         if parts:
             message = ": ".join(dict.fromkeys(parts))  # both, unless they repeat each other
     status = response.status_code
-    text = clean(f"HTTP {status}" + (f" {code}" if code else "") + f": {message}")
+    text = f"HTTP {status}{f' {code}' if code else ''}: {_capped(clean(message), MAX_ERROR_TEXT)}"
     if status in (401, 403):
         return AuthenticationError(status, text, error_code=code)
     if status == 404:
@@ -152,13 +195,14 @@ def _error_from_response(response: httpx.Response, clean: Callable[[str], str]) 
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    """Retry-After in seconds (Descope sends whole seconds); None when absent or unreadable."""
+    """Retry-After in seconds (Descope sends whole seconds); None when absent or unreadable (`inf` and
+    `nan` too: a pause without end would hold every worker of the run)."""
     value = response.headers.get("Retry-After")
     try:
         seconds = float(value) if value is not None else None
     except ValueError:
         return None
-    return seconds if seconds is not None and seconds >= 0 else None
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
 
 
 class DescopeClient:
@@ -174,7 +218,8 @@ class DescopeClient:
     ) -> None:
         self.base_url = base_url
         self.requests_by_status: Counter[str] = Counter()
-        self._secret = credentials.management_key
+        self._redactor = SecretRedactor()
+        self._redactor.add(credentials.management_key)
         self._http = httpx.AsyncClient(
             base_url=base_url,
             timeout=timeout,
@@ -196,26 +241,35 @@ class DescopeClient:
     async def search_access_keys(self, tenant_ids: Sequence[str] = ()) -> list[dict[str, Any]]:
         """Every key of the project, or of these tenants (the API has no pagination)."""
         body = await self._request("POST", SEARCH_PATH, json={"tenantIds": list(tenant_ids)} if tenant_ids else {})
-        keys = body.get("keys") or []
-        if not isinstance(keys, list):
-            raise TransportError("search answered without a list of keys", ambiguous=False)
+        keys: list[dict[str, Any]] = body["keys"]
+        answers.unique_ids("POST", SEARCH_PATH, keys, self._redactor.redact)
         return keys
 
     async def load_access_key(self, key_id: str) -> dict[str, Any]:
         body = await self._request("GET", LOAD_PATH, params={"id": key_id})
-        return _key_of(body)
+        return answers.same_id("GET", LOAD_PATH, body["key"], key_id, self._redactor.redact)
 
     async def update_access_key(self, request_body: Mapping[str, Any]) -> dict[str, Any]:
         body = await self._request("POST", UPDATE_PATH, json=dict(request_body))
-        return _key_of(body)
+        return answers.same_id("POST", UPDATE_PATH, body["key"], request_body["id"], self._redactor.redact)
 
     async def create_access_key(self, request_body: Mapping[str, Any]) -> tuple[dict[str, Any], Secret]:
-        """The new key and its secret. An answer without both is ambiguous: the key may exist."""
-        return _issued(await self._request("POST", CREATE_PATH, json=dict(request_body)), CREATE_PATH)
+        """The new key and its secret (an answer without both is a ProtocolError: the key may exist)."""
+        body = await self._request("POST", CREATE_PATH, json=dict(request_body))
+        return body["key"], self._issued(CREATE_PATH, body["cleartext"])
 
     async def rotate_access_key(self, key_id: str) -> tuple[dict[str, Any], Secret]:
         """The key and its new secret; the old secret stops working at once."""
-        return _issued(await self._request("POST", ROTATE_PATH, json={"id": key_id}), ROTATE_PATH)
+        body = await self._request("POST", ROTATE_PATH, json={"id": key_id})
+        key = answers.same_id("POST", ROTATE_PATH, body["key"], key_id, self._redactor.redact)
+        return key, self._issued(ROTATE_PATH, body["cleartext"])
+
+    def _issued(self, path: str, cleartext: str) -> Secret:
+        if not cleartext:
+            raise ProtocolError(f"POST {path}: the answer's secret is empty")
+        self._redactor.add(cleartext)  # scrubbed from this client's error texts...
+        redactor.add(cleartext)  # ...and from every log line, should one quote it anyway
+        return Secret(cleartext)
 
     async def delete_access_keys(self, key_ids: Sequence[str]) -> None:
         """The single form for one key, the batch form for several (all or nothing on the server)."""
@@ -223,9 +277,6 @@ class DescopeClient:
             await self._request("POST", DELETE_PATH, json={"id": key_ids[0]})
         else:
             await self._request("POST", f"{DELETE_PATH}/batch", json={"ids": list(key_ids)})
-
-    def _clean(self, text: str) -> str:
-        return text.replace(self._secret, MASK) if self._secret else text
 
     async def set_status(self, key_ids: Sequence[str], status: str) -> None:
         """Activate or deactivate keys: the single form for one key, the batch form for several."""
@@ -243,45 +294,55 @@ class DescopeClient:
         json: Any = None,
         params: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
+        """The answer's body, checked against the endpoint's documented shape."""
+        response, content = await self._exchange(method, path, json=json, params=params)
+        self.requests_by_status[str(response.status_code)] += 1
+        if not response.is_success:
+            raise _error_from_response(response, content or b"", self._redactor.redact)
+        if content is None:
+            raise ProtocolError(f"{method} {path}: the answer is larger than {MAX_ANSWER_BYTES // 2**20} MiB")
+        body = answers.decode(method, path, content, response.headers.get("Content-Type", ""))
+        checked: dict[str, Any] = answers.check(method, path, body, self._redactor.redact)
+        return checked
+
+    async def _exchange(self, method: str, path: str, **request: Any) -> tuple[httpx.Response, bytes | None]:
+        """Send, and read the answer up to MAX_ANSWER_BYTES (None beyond); a failure → TransportError."""
+        where = f"{method} {path}"
         try:
-            response = await self._http.request(method, path, json=json, params=params)
+            response = await self._http.send(self._http.build_request(method, path, **request), stream=True)
+            try:
+                return response, await _read_capped(response, MAX_ANSWER_BYTES)
+            finally:
+                await response.aclose()
+        except httpx.LocalProtocolError:
+            # h11 refused to write the request (a header it cannot send): no retry can change that.
+            raise ConfigError(f"{where}: the request cannot be sent: a header is not valid HTTP") from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
             self.requests_by_status["transport"] += 1
             if _caused_by_tls(error):
-                message = self._clean(f"{method} {path}: TLS failed: {_describe(error)}")
+                message = self._redactor.redact(f"{where}: TLS failed: {_describe(error)}")
                 raise TlsError(message + " (set SSL_CERT_FILE to a CA bundle that trusts the server)") from None
-            message = self._clean(f"{method} {path}: cannot connect: {_describe(error)}")
+            message = self._redactor.redact(f"{where}: cannot connect: {_describe(error)}")
             raise TransportError(message, ambiguous=False) from None
         except httpx.TransportError as error:
             # Read/write timeouts, resets and truncated answers: the request may have been applied.
             self.requests_by_status["transport"] += 1
-            message = self._clean(f"{method} {path}: no complete answer: {_describe(error)}")
+            message = self._redactor.redact(f"{where}: no complete answer: {_describe(error)}")
             raise TransportError(message, ambiguous=True) from None
-        self.requests_by_status[str(response.status_code)] += 1
-        if not response.is_success:
-            raise _error_from_response(response, self._clean)
-        if not response.content:
-            return {}
-        try:
-            decoded = response.json()
-        except ValueError:
-            raise TransportError(f"{method} {path}: answer is not JSON", ambiguous=True) from None
-        if not isinstance(decoded, dict):
-            raise TransportError(f"{method} {path}: answer is not a JSON object", ambiguous=True)
-        return decoded
 
 
-def _key_of(body: Mapping[str, Any]) -> dict[str, Any]:
-    key = body.get("key")
-    return key if isinstance(key, dict) else {}
-
-
-def _issued(body: Mapping[str, Any], path: str) -> tuple[dict[str, Any], Secret]:
-    key, cleartext = _key_of(body), body.get("cleartext")
-    if not isinstance(key.get("id"), str) or not key["id"] or not isinstance(cleartext, str) or not cleartext:
-        raise TransportError(f"POST {path}: the answer lacks the key's id or its secret", ambiguous=True)
-    redactor.add(cleartext)  # defence in depth: a log line that quoted it anyway would show *** instead
-    return key, Secret(cleartext)
+async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
+    """The decoded body, or None as soon as it is over `limit` bytes (the rest is never read)."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _caused_by_tls(error: BaseException) -> bool:

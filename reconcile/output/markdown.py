@@ -1,12 +1,13 @@
 """A report (plan or apply) → Markdown for people: counts, a table of changed keys (failures
-first), field diffs in collapsible blocks. Long plans are cut, saying how much was left out."""
+first), field diffs in collapsible blocks. Long plans are cut, saying how much was left out.
+Every id, name, path and error text is escaped for where it stands (`reconcile/output/escape.py`)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
+from reconcile.output.escape import html_text, json_value, md_code, md_text
 from reconcile.plan.diff import ERROR_OUTCOMES, Outcome
 
 MAX_ROWS = 200  # GitHub caps a step summary at 1 MiB; a reviewer stops reading long before
@@ -14,23 +15,20 @@ _ERRORS = {outcome.value for outcome in ERROR_OUTCOMES}
 _QUIET = {Outcome.UNCHANGED.value}
 
 
-def cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def _value(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return json_value(value, sort_keys=True)  # in a code block, each line starting with `-` or `+`
 
 
 def _shown_id(key: Mapping[str, Any]) -> str:
-    return f"`{key['id']}`" if key["id"] else "(new)"
+    return md_code(key["id"]) if key["id"] else "(new)"
 
 
 def _details(key: Mapping[str, Any]) -> list[str]:
     if not key["changes"]:
         return []
-    shown = f"<code>{key['id']}</code>" if key["id"] else "(new)"
-    lines = [f"<details><summary>{shown} {cell(key['name'])}</summary>", "", "```diff"]
+    shown = f"<code>{html_text(key['id'])}</code>" if key["id"] else "(new)"
+    summary = f"{shown} {html_text(key['name'])}"
+    lines = [f"<details><summary>{summary}</summary>", "", "```diff"]
     for change in key["changes"]:
         if change["before"] is not None:
             lines.append(f"- {change['field']}: {_value(change['before'])}")
@@ -46,7 +44,7 @@ def _recoveries(report: Mapping[str, Any]) -> list[str]:
     if not lost:
         return []
     lines = ["", "### Secrets not delivered", "", "Each key below has a secret nobody received. Rotate it:", ""]
-    return lines + [f"- `{key_id}`: `{command}`" for key_id, command in lost]
+    return lines + [f"- {md_code(key_id)}: {md_code(command)}" for key_id, command in lost]
 
 
 def _notices(report: Mapping[str, Any]) -> list[str]:
@@ -88,7 +86,7 @@ def render_summary(report: Mapping[str, Any], *, max_rows: int = MAX_ROWS) -> st
     mode = report["run"]["mode"]
     summary = report["summary"]
     title = {"plan": "Plan", "apply": "Apply", "rotate": "Rotate"}.get(mode, mode.title())
-    lines = [f"## descope-reconcile {title}: project `{report['target']['projectId']}`", ""]
+    lines = [f"## descope-reconcile {title}: project {md_code(report['target']['projectId'])}", ""]
     if report["run"].get("interrupted"):
         lines += ["> **Interrupted**: keys not reached are listed as `interrupted`.", ""]
     lines += _notices(report)
@@ -107,7 +105,8 @@ def render_summary(report: Mapping[str, Any], *, max_rows: int = MAX_ROWS) -> st
         fields = ", ".join(change["field"] for change in key["changes"]) or "-"
         source = f"{key['source']['path']}:{key['source']['line']}"
         why = key["error"]["message"] if key["error"] else key["reason"]
-        cells = [_shown_id(key), cell(key["name"]), f"**{key['outcome']}**", fields, cell(source), cell(why)]
+        name, where = md_text(key["name"]), md_text(source)
+        cells = [_shown_id(key), name, f"**{key['outcome']}**", fields, where, md_text(why)]
         lines.append("| " + " | ".join(cells) + " |")
     if cut > 0:
         lines.append(f"\n… and {cut} more key(s) not shown; the JSON report has them all.")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconcile.errors import ExitCode
-from reconcile.output.markdown import cell
+from reconcile.output.escape import md_code, md_text, text_block
 
 _RESULTS: dict[int, str] = {
     ExitCode.OK: "ok",
@@ -50,7 +50,7 @@ def render_targets_text(command: str, outcomes: Sequence[TargetOutcome], code: i
     for outcome in outcomes:
         details = f"  {outcome.details}" if outcome.details else ""
         lines.append(f"  {outcome.name:<{width}}  exit {outcome.code}  {outcome.result}{details}")
-    return "\n".join(lines) + "\n"
+    return text_block(lines)  # names from the config file, error texts from the server
 
 
 def _demoted(markdown: str, levels: int) -> str:
@@ -71,9 +71,9 @@ def render_targets_markdown(command: str, outcomes: Sequence[TargetOutcome], cod
     ]
     for outcome in outcomes:
         result = outcome.result if outcome.code in (ExitCode.OK, ExitCode.CHANGES_PENDING) else f"**{outcome.result}**"
-        lines.append(f"| `{outcome.name}` | {outcome.code} | {result} | {cell(outcome.details) or '-'} |")
+        lines.append(f"| {md_code(outcome.name)} | {outcome.code} | {result} | {md_text(outcome.details) or '-'} |")
     for outcome in outcomes:
         if outcome.markdown:
-            lines += ["", f"### Target `{outcome.name}`", ""]
+            lines += ["", f"### Target {md_code(outcome.name)}", ""]
             lines += [_demoted(markdown, 2) for markdown in outcome.markdown]
     return "\n".join(lines) + "\n"

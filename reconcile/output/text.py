@@ -1,15 +1,17 @@
-"""Plan and results → text for people (stdout), field by field like a diff."""
+"""Plan and results → text for people (stdout), field by field like a diff. Names, values, paths and
+error texts come from the server and the files: every line goes out through `escape.text_block`."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from reconcile.apply.calls import KeyResult
 from reconcile.apply.journal import Unsettled
 from reconcile.model import MAP_FIELDS, SET_FIELDS
+from reconcile.output.escape import json_value, text_block
 from reconcile.output.recovery import Recovery
 from reconcile.plan.diff import FieldChange, KeyPlan, Outcome, Plan
 
@@ -26,10 +28,7 @@ _MARKS = {
     Outcome.ROTATE: "*",
     Outcome.ROTATED: "*",
 }
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+_json = partial(json_value, sort_keys=True)
 
 
 def _tenant_roles(value: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -84,14 +83,14 @@ def render_plan(plan: Plan, *, verbose: bool = False) -> str:
     parts = [f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o]]
     if plan.managed > len(plan.keys):  # a saved plan holds only its changes
         parts.append(f"{plan.managed - len(plan.keys)} unchanged when planned")
-    summary = f"Plan: {', '.join(parts) or 'no managed keys'}; {len(plan.unmanaged)} unmanaged key(s) in the project."
+    summary = [f"Plan: {', '.join(parts) or 'no managed keys'}; {len(plan.unmanaged)} unmanaged key(s) in the project."]
     deleted = [item.key.id for item in plan.keys if item.outcome is Outcome.DELETE]
     if deleted:
         shown = ", ".join(str(key_id) for key_id in deleted[:20]) + (" ..." if len(deleted) > 20 else "")
-        summary += f"\n!! {len(deleted)} key(s) will be DELETED, which cannot be undone: {shown}"
+        summary.append(f"!! {len(deleted)} key(s) will be DELETED, which cannot be undone: {shown}")
     if verbose:
         lines.extend(f"  unmanaged: {key.id} ({key.name})" for key in plan.unmanaged)
-    return "\n".join([*lines, summary]) + "\n"
+    return text_block([*lines, *summary])
 
 
 def render_results(
@@ -116,14 +115,13 @@ def render_results(
     failing = sum(n for outcome, n in counts.items() if outcome.is_error)
     verdict = f"; {failing} key(s) not as desired (exit 1)" if failing else ""
     lines.append(f"{title}: {', '.join(parts) or 'nothing to do'}{verdict}.")
-    return "\n".join(lines) + "\n"
+    return text_block(lines)
 
 
-def render_unsettled(unsettled: Sequence[Unsettled], recovery: Recovery) -> str:
-    """Keys whose secret an earlier run issued and never recorded as delivered (for stderr)."""
-    lines = [
+def render_unsettled(unsettled: Sequence[Unsettled], recovery: Recovery) -> list[str]:
+    """Keys whose secret an earlier run issued and never recorded as delivered: a line each (for stderr)."""
+    return [
         f"warning: {u.id} ({u.name}): {u.why} (run {u.run_id}, {u.at}); the secret may be lost. "
         f"Recover: {recovery.command(u.id, u.sinks)}"
         for u in unsettled
     ]
-    return "\n".join(lines)

@@ -1,9 +1,11 @@
-"""Derive the request JSON Schemas (update and create) from the OpenAPI fragment plus the tightening overlay.
+"""Derive JSON Schemas from the OpenAPI fragment plus tightening overlays: the update request
+(`tightening.yaml`), the create request, and the answers of every access-key endpoint
+(`response-tightening.yaml`).
 
-The update schema is `UpdateAccessKeyRequest`, tightened. The create schema is `CreateAccessKeyRequest`:
-its fields that the update body has too take the update schema's tightened shape, and the others are
-the create-only fields (set once, when the key is created), tightened by the overlay's `createOnly`
-section. A create-request field in neither place stops the generator: a new field must be decided.
+The create schema is `CreateAccessKeyRequest`: its fields that the update body has too take the
+update schema's tightened shape, and the others are the create-only fields (set once, when the key
+is created), tightened by the overlay's `createOnly` section. A create-request field in neither place
+stops the generator: a new field must be decided.
 
 `python -m reconcile.schemas.generate --write` regenerates them; `--check` fails when a committed file
 differs from what would be generated (run by `make test`).
@@ -21,13 +23,17 @@ from typing import Any
 import yaml
 
 from reconcile.model import CREATE_ONLY_FIELDS
-from reconcile.schemas.validators import CREATE_SCHEMA, REQUEST_SCHEMA
+from reconcile.schemas.validators import CREATE_SCHEMA, REQUEST_SCHEMA, RESPONSES_SCHEMA
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 OPENAPI = SCHEMAS / "source" / "descope-accesskey-openapi.yaml"
 OVERLAY = SCHEMAS / "source" / "tightening.yaml"
+RESPONSE_OVERLAY = SCHEMAS / "source" / "response-tightening.yaml"
 COMPONENT = "UpdateAccessKeyRequest"
 CREATE_COMPONENT = "CreateAccessKeyRequest"
+COMPONENT_REF = "#/components/schemas/"
+NO_CONTENT = "NoContent"  # the answer of an endpoint documented with `content: {}`
+INT32 = {"minimum": -(2**31), "maximum": 2**31 - 1}
 
 
 def _inline_refs(node: Any, components: dict[str, Any]) -> Any:
@@ -106,13 +112,94 @@ def derive_create(openapi: dict[str, Any], overlay: dict[str, Any], update: dict
     }
 
 
-def render() -> dict[str, str]:
-    """Each generated schema file's name → its text."""
+def _tighten(components: dict[str, Any], overlay: dict[str, Any]) -> None:
+    """The response overlay applied to the components, in place."""
+    for name, tightening in overlay["components"].items():
+        if name not in components:
+            raise SystemExit(f"response overlay names a component the OpenAPI fragment does not have: {name}")
+        component = components[name]
+        for field, shape in tightening.get("properties", {}).items():
+            if field not in component["properties"]:
+                raise SystemExit(f"response overlay names a property {name} does not have: {field}")
+            derived = component["properties"][field]
+            documented = {k: derived[k] for k in ("description", "example") if k in derived}
+            component["properties"][field] = {**documented, **shape}
+        if "required" in tightening:
+            component["required"] = tightening["required"]
+
+
+def _answer_component(operation: dict[str, Any]) -> str:
+    content = operation["responses"]["200"].get("content", {})
+    schema = content.get("application/json", {}).get("schema")
+    return str(schema["$ref"]).removeprefix(COMPONENT_REF) if schema else NO_CONTENT
+
+
+def _local(node: Any, used: set[str]) -> Any:
+    """Component references → `#/$defs/X` (collecting each X); `int32` integers → their range."""
+    if isinstance(node, list):
+        return [_local(item, used) for item in node]
+    if not isinstance(node, dict):
+        return node
+    result = {key: _local(value, used) for key, value in node.items()}
+    ref = node.get("$ref", "")
+    if ref.startswith(COMPONENT_REF):
+        used.add(ref.removeprefix(COMPONENT_REF))
+        result["$ref"] = "#/$defs/" + ref.removeprefix(COMPONENT_REF)
+    if node.get("format") == "int32":
+        result.update(INT32)
+    return result
+
+
+def derive_responses(openapi: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    components = copy.deepcopy(openapi["components"]["schemas"])
+    components[NO_CONTENT] = {"description": "Documented with no content: empty, or an object.", "type": "object"}
+    _tighten(components, overlay)
+    endpoints = {
+        f"{method.upper()} {path}": _answer_component(operation)
+        for path, operations in openapi["paths"].items()
+        for method, operation in operations.items()
+    }
+    endpoints.update(overlay.get("endpoints", {}))
+    defs: dict[str, Any] = {}
+    pending = set(endpoints.values())
+    while pending - set(defs):
+        name = min(pending - set(defs))
+        defs[name] = _local(components[name], pending)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Answers of the access-key endpoints (tightened)",
+        "description": (
+            "The 200 answer of each endpoint, by `METHOD path` in x-endpoints. Generated by `make schemas` from "
+            "schemas/source/descope-accesskey-openapi.yaml and schemas/source/response-tightening.yaml; do not edit."
+        ),
+        "x-endpoints": {endpoint: f"#/$defs/{name}" for endpoint, name in sorted(endpoints.items())},
+        "$defs": dict(sorted(defs.items())),
+    }
+
+
+def _dumped(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+def render() -> str:
     openapi = yaml.safe_load(OPENAPI.read_text(encoding="utf-8"))
     overlay = yaml.safe_load(OVERLAY.read_text(encoding="utf-8"))
-    update = derive(openapi, overlay)
-    schemas = {REQUEST_SCHEMA: update, CREATE_SCHEMA: derive_create(openapi, overlay, update)}
-    return {name: json.dumps(schema, indent=2, ensure_ascii=False) + "\n" for name, schema in schemas.items()}
+    return _dumped(derive(openapi, overlay))
+
+
+def render_create() -> str:
+    openapi = yaml.safe_load(OPENAPI.read_text(encoding="utf-8"))
+    overlay = yaml.safe_load(OVERLAY.read_text(encoding="utf-8"))
+    return _dumped(derive_create(openapi, overlay, derive(openapi, overlay)))
+
+
+def render_responses() -> str:
+    openapi = yaml.safe_load(OPENAPI.read_text(encoding="utf-8"))
+    overlay = yaml.safe_load(RESPONSE_OVERLAY.read_text(encoding="utf-8"))
+    return _dumped(derive_responses(openapi, overlay))
+
+
+TARGETS = {REQUEST_SCHEMA: render, CREATE_SCHEMA: render_create, RESPONSES_SCHEMA: render_responses}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--check", action="store_true", help="exit 1 if a committed schema is stale")
     args = parser.parse_args(argv)
     stale = 0
-    for name, generated in render().items():
-        target = SCHEMAS / name
+    for name, generate in TARGETS.items():
+        target, generated = SCHEMAS / name, generate()
         if args.write:
             target.write_text(generated, encoding="utf-8")
             print(f"wrote {target}")

@@ -24,6 +24,7 @@ REQUEST_SCHEMA = "accesskey-update-request.schema.json"
 CREATE_SCHEMA = "accesskey-create-request.schema.json"
 DESIRED_SCHEMA = "desired.schema.json"
 REPORT_SCHEMA = "report.schema.json"
+RESPONSES_SCHEMA = "accesskey-responses.schema.json"
 CONFIG_SCHEMA = "config.schema.json"
 
 
@@ -60,8 +61,9 @@ def _inline(node: Any, document: str) -> Any:
 
 @cache
 def inlined(name: str) -> dict[str, Any]:
-    """The schema with every `$ref` replaced by its target (no `$defs`, no `$schema`)."""
-    schema: dict[str, Any] = _inline(load_schema(name), name)
+    """The schema (a file, or a file and a JSON pointer into it) with every `$ref` replaced by its
+    target (no `$defs`, no `$schema`)."""
+    schema: dict[str, Any] = _inline({"$ref": name}, name.partition("#")[0])
     return schema
 
 
@@ -80,12 +82,15 @@ def is_valid(name: str, instance: Any) -> bool:
 
 @cache
 def validator(name: str) -> Draft202012Validator:
-    """A validator whose relative `$ref`s resolve to the sibling schema files (jsonschema is
-    imported here, only when there are errors to explain: it is slow to import)."""
+    """A validator whose relative `$ref`s resolve to the sibling schema files; `name` is a file, or a
+    file and a JSON pointer into it (`accesskey-responses.schema.json#/$defs/AccessKey`). jsonschema is
+    imported here, only when there are errors to explain: it is slow to import."""
     from jsonschema import Draft202012Validator  # noqa: PLC0415
     from referencing import Registry, Resource  # noqa: PLC0415
 
     registry: Registry[Any] = Registry().with_resources(
-        (other, Resource.from_contents(load_schema(other))) for other in (REQUEST_SCHEMA, CREATE_SCHEMA, DESIRED_SCHEMA)
+        (other, Resource.from_contents(load_schema(other)))
+        for other in (REQUEST_SCHEMA, CREATE_SCHEMA, DESIRED_SCHEMA, RESPONSES_SCHEMA)
     )
-    return Draft202012Validator(load_schema(name), registry=registry)
+    schema = {"$ref": name} if "#" in name else load_schema(name)
+    return Draft202012Validator(schema, registry=registry)
