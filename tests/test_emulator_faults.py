@@ -8,6 +8,7 @@ and then the request log and the audit trail both say it was.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,3 +156,17 @@ def test_a_fault_refusing_invalid_work_stays_an_error(start_emulator: Any) -> No
     status, _ = send(emulator, f"{ACCESSKEY}/update", {"id": "K1", "name": 5})
     assert status == 503 and emulator.requests[0].applied is False
     assert emulator.store.load("K1")["name"] == "a" and len(emulator.audit) == 0
+
+
+def test_a_request_that_never_fully_arrived_is_neither_made_nor_logged(start_emulator: Any) -> None:
+    """A client killed mid-request: the real API never sees a request, so neither does the log."""
+    emulator = start_emulator(SEED)
+    host, port = emulator.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(
+            f"POST {ACCESSKEY}/update HTTP/1.1\r\nHost: x\r\nAuthorization: {emulator.auth_header}\r\n"
+            'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"id": "K1"'.encode()
+        )
+        connection.shutdown(socket.SHUT_WR)
+        assert connection.recv(100) == b""  # closed without an answer
+    assert emulator.requests == [] and emulator.store.load("K1")["name"] == "a"

@@ -400,6 +400,9 @@ def _handler_for(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            if len(raw) < length:  # the client went away mid-request: nothing arrived to answer or log
+                self.close_connection = True
+                return
             try:
                 body = json.loads(raw) if raw else None
             except ValueError:
@@ -420,12 +423,14 @@ def _handler_for(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
                     self.connection.shutdown(socket.SHUT_RDWR)
                 return
             payload = answer.raw if answer.raw is not None else json.dumps(answer.body).encode()
-            self.send_response(answer.status)
-            for name, value in {"Content-Type": "application/json", **answer.headers}.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            # A client that gave up (its timeout was shorter than a slow fault) is not a server error.
+            with contextlib.suppress(ConnectionError):
+                self.send_response(answer.status)
+                for name, value in {"Content-Type": "application/json", **answer.headers}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
 
         do_GET = _handle
         do_POST = _handle
