@@ -35,6 +35,8 @@ DEFAULT_BASE_URL = "https://api.descope.com"
 SEARCH_PATH = "/v1/mgmt/accesskey/search"
 LOAD_PATH = "/v1/mgmt/accesskey"
 UPDATE_PATH = "/v1/mgmt/accesskey/update"
+AUDIT_SEARCH_PATH = "/v1/mgmt/audit/search"
+AUDIT_EVENT_PATH = "/v1/mgmt/audit/event"
 STATUS_PATHS = {"active": "/v1/mgmt/accesskey/activate", "inactive": "/v1/mgmt/accesskey/deactivate"}
 
 
@@ -179,6 +181,14 @@ class DescopeClient:
     async def update_access_key(self, request_body: Mapping[str, Any]) -> dict[str, Any]:
         body = await self._request("POST", UPDATE_PATH, json=dict(request_body))
         return _key_of(body)
+
+    async def search_audit(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        """One page of the audit trail, `{"audits": [...], "total": N}`, as sent: reconcile/trail reads it."""
+        return await self._request("POST", AUDIT_SEARCH_PATH, json=dict(query))
+
+    async def create_audit_event(self, event: Mapping[str, Any]) -> None:
+        """Add an event to the project's audit trail."""
+        await self._request("POST", AUDIT_EVENT_PATH, json=dict(event))
 
     def _clean(self, text: str) -> str:
         return text.replace(self._secret, MASK) if self._secret else text

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,14 @@ from reconcile.job.clock import RunClock
 from reconcile.model import DesiredFile
 from reconcile.output.report import RunInfo, build_report, git_state
 from reconcile.plan.diff import Plan
+from reconcile.trail.findings import TrailFindings
+from reconcile.trail.overwrite import Timeline
+
+# Descope allows 10 audit searches a minute, on their own: their own limiter, so that attribution
+# never holds an update back. A search that fails is not worth many attempts or a long wait.
+AUDIT_SEARCHES_PER_MINUTE = 10
+AUDIT_MAX_ATTEMPTS = 2
+AUDIT_DEADLINE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,13 @@ class Session:
         self.policy = RetryPolicy(
             self.limiter, max_attempts=settings.max_attempts, deadline=settings.deadline, stop=self.stop
         )
+        self.audit_policy = RetryPolicy(
+            AdaptiveRateLimiter(AUDIT_SEARCHES_PER_MINUTE / 60, burst_seconds=60.0),
+            max_attempts=min(settings.max_attempts, AUDIT_MAX_ATTEMPTS),
+            deadline=min(settings.deadline, AUDIT_DEADLINE_SECONDS),
+            stop=self.stop,
+        )
+        self.timeline = Timeline()  # per key: when it was read, when written (the overwritten check)
 
     def _interrupt(self) -> None:
         self.interrupted = True
@@ -59,9 +75,42 @@ class Session:
                 loop.remove_signal_handler(signum)
 
 
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 async def fetch_keys(session: Session) -> list[dict[str, Any]]:
-    """Every key of the project: one search, retried like any call."""
-    return await session.policy.call(session.client.search_access_keys, Tally(), what="search")
+    """Every key of the project: one search, retried like any call. Each key counts as read when the
+    search was sent (a change made while it was in flight may or may not be in what came back)."""
+    sent = now_ms()
+    keys = await session.policy.call(session.client.search_access_keys, Tally(), what="search")
+    session.timeline.mark_read((str(key.get("id")) for key in keys), sent)
+    return keys
+
+
+class _TimedWrites:
+    """The client as the executor sees it, noting per key when each write went out and came back."""
+
+    def __init__(self, client: DescopeClient, timeline: Timeline) -> None:
+        self._client = client
+        self._timeline = timeline
+
+    async def update_access_key(self, request_body: Mapping[str, Any]) -> dict[str, Any]:
+        key_id = str(request_body.get("id"))
+        self._timeline.mark_sent(key_id, now_ms())
+        try:
+            return await self._client.update_access_key(request_body)
+        finally:
+            self._timeline.mark_done(key_id, now_ms())
+
+    async def set_status(self, key_ids: Sequence[str], status: str) -> None:
+        for key_id in key_ids:
+            self._timeline.mark_sent(key_id, now_ms())
+        try:
+            await self._client.set_status(key_ids, status)
+        finally:
+            for key_id in key_ids:
+                self._timeline.mark_done(key_id, now_ms())
 
 
 @dataclass
@@ -81,7 +130,8 @@ async def execute(
     progress_every: float | None,
 ) -> ApplyOutcome:
     """Apply the plan's updates; `progress_every` None means no progress output."""
-    executor = Executor(session.client, session.policy, concurrency=concurrency, journal=journal)
+    writes = _TimedWrites(session.client, session.timeline)
+    executor = Executor(writes, session.policy, concurrency=concurrency, journal=journal)
     reporter = None
     if progress_every is not None:
         reporter = asyncio.create_task(report_progress(executor.progress, interval=progress_every))
@@ -109,6 +159,7 @@ def make_report(
     *,
     settings: dict[str, Any],
     outcome: ApplyOutcome | None = None,
+    trail: TrailFindings | None = None,
 ) -> dict[str, Any]:
     return build_report(
         run=run_info(clock, settings, interrupted=bool(outcome and outcome.interrupted)),
@@ -120,6 +171,7 @@ def make_report(
         results=outcome.results if outcome else (),
         requests_by_status=client.requests_by_status,
         retries=outcome.retries if outcome else 0,
+        trail=trail,
     )
 
 
