@@ -82,6 +82,11 @@ class TransportError(ReconcileError):
         self.ambiguous = ambiguous
 
 
+class ProtocolError(ReconcileError):
+    """The API answered, but not in its documented shape (a success without `keys`, a body that is not
+    JSON, an answer over the size cap). Never retried: asking again gets the same answer."""
+
+
 class TlsError(ReconcileError):
     """The server's certificate is not trusted, or the handshake failed. Never retried."""
 

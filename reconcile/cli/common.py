@@ -15,6 +15,7 @@ from reconcile.errors import ValidationFailed
 from reconcile.files import write_private_atomically
 from reconcile.job.clock import RunClock
 from reconcile.job.load import LoadedDesired, load_desired
+from reconcile.output.escape import gh_data, gh_property, text_line
 
 log = logging.getLogger("reconcile")
 
@@ -26,16 +27,17 @@ def show(args: argparse.Namespace, text: str) -> None:
 
 
 def print_diagnostics(diagnostics: Sequence[Diagnostic], output_format: str) -> None:
+    """File names and messages (which quote values) come from the files: escaped for where they go."""
     if output_format == "json":
-        print(json.dumps([d.__dict__ for d in diagnostics], indent=2))
+        print(json.dumps([d.__dict__ for d in diagnostics], indent=2))  # ASCII: every control a \u escape
         return
     for diagnostic in diagnostics:
         if output_format == "github":
-            message = diagnostic.message + (f" [{diagnostic.field}]" if diagnostic.field else "")
-            escaped = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-            print(f"::error file={diagnostic.path},line={diagnostic.line},col={diagnostic.column}::{escaped}")
+            message = gh_data(diagnostic.message + (f" [{diagnostic.field}]" if diagnostic.field else ""))
+            where = f"file={gh_property(diagnostic.path)},line={diagnostic.line},col={diagnostic.column}"
+            print(f"::error {where}::{message}")
         else:
-            print(diagnostic.render(), file=sys.stderr)
+            print(text_line(diagnostic.render()), file=sys.stderr)
 
 
 def load(args: argparse.Namespace, output_format: str = "text", clock: RunClock | None = None) -> LoadedDesired:

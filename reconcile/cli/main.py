@@ -13,6 +13,7 @@ from reconcile import __version__
 from reconcile.cli.options import EPILOG, Parser
 from reconcile.client.redact import redactor
 from reconcile.errors import ExitCode, ReconcileError, UsageError
+from reconcile.output.escape import LogEscaper
 
 log = logging.getLogger("reconcile")
 COMMANDS = ("validate", "plan", "apply", "export", "audit")  # modules of reconcile.cli, in `--help` order
@@ -38,7 +39,8 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s" if verbose else "%(message)s"))
-    handler.addFilter(redactor)
+    handler.addFilter(redactor)  # first: the key is found in the text as it was made
+    handler.addFilter(LogEscaper())  # then each record becomes one line safe for a terminal or a CI log
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

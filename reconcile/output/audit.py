@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from reconcile.output.escape import md_code, md_text, text_block
 from reconcile.plan.diff import Outcome, Plan
 
 FINDINGS = {
@@ -57,7 +58,7 @@ def build_audit(
 
 def render_audit(audit: Mapping[str, Any], *, project_id: str) -> str:
     lines = [
-        f"## descope-reconcile audit: project `{project_id}`",
+        f"## descope-reconcile audit: project {md_code(project_id)}",
         "",
         f"{audit['keys']} keys: {len(audit['managed'])} managed, {len(audit['unmanaged'])} unmanaged; "
         f"{len(audit['drift'])} drifted from the desired files; {len(audit['missing'])} desired but missing.",
@@ -78,5 +79,5 @@ def render_audit(audit: Mapping[str, Any], *, project_id: str) -> str:
             if "expireTime" in entry:
                 day = datetime.fromtimestamp(entry["expireTime"]).date().isoformat()
                 extra = f" ({'expired' if entry['expired'] else 'expires'} {day})"
-            lines.append(f"- `{entry['id']}` {entry['name']}{extra}")
-    return "\n".join(lines) + "\n"
+            lines.append(f"- {md_code(entry['id'])} {md_text(entry['name'])}{extra}")
+    return text_block(lines)  # printed too: every line safe for a terminal and a CI log

@@ -1,18 +1,19 @@
 """The project's keys → a desired file (bootstrap): deterministic, updatable fields only.
 
 Server-managed facts (status, expiry, bound user, creator) go in comments: worth reading in a
-review, never managed by the file. Values are written as JSON, which is YAML, so quoting is
-always right; keys come sorted by id, fields in wire order.
+review, never managed by the file, and escaped (a line break in `createdBy` must not end the
+comment and add a key). Values are written as JSON, which is YAML, so quoting is always right,
+with every control character as a `\\u` escape; keys come sorted by id, fields in wire order.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from reconcile.model import UPDATABLE_FIELDS, current_fields
+from reconcile.output.escape import json_value, plain
 
 
 def _when(seconds: Any) -> str:
@@ -35,7 +36,7 @@ def _facts(key: Mapping[str, Any]) -> str:
 
 def render_export(keys: Iterable[Mapping[str, Any]], *, source: str) -> str:
     lines = [
-        f"# Exported by descope-reconcile from {source}.",
+        f"# Exported by descope-reconcile from {plain(source)}.",
         "# Every updatable field is pinned; delete a field to stop managing it.",
         "version: 1",
         "keys:",
@@ -45,10 +46,10 @@ def render_export(keys: Iterable[Mapping[str, Any]], *, source: str) -> str:
         lines[-1] = "keys: []"
     for key in exported:
         fields = current_fields(key)
-        lines.append(f"  # {_facts(key)}")
-        lines.append(f"  - id: {json.dumps(key['id'], ensure_ascii=False)}")
+        lines.append(f"  # {plain(_facts(key))}")
+        lines.append(f"  - id: {json_value(key['id'])}")
         for name in UPDATABLE_FIELDS:
             if name == "name" and not fields[name]:
                 continue  # an empty name is not a valid desired value: leave it unmanaged
-            lines.append(f"    {name}: {json.dumps(fields[name], ensure_ascii=False)}")
+            lines.append(f"    {name}: {json_value(fields[name])}")
     return "\n".join(lines) + "\n"

@@ -1,21 +1,20 @@
-"""Plan and results → text for people (stdout), field by field like a diff."""
+"""Plan and results → text for people (stdout), field by field like a diff. Names, values, paths and
+error texts come from the server and the files: every line goes out through `escape.text_block`."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from reconcile.apply.executor import KeyResult
 from reconcile.model import MAP_FIELDS, SET_FIELDS
+from reconcile.output.escape import json_value, text_block
 from reconcile.plan.diff import FieldChange, KeyPlan, Outcome, Plan
 
 _MARKS = {Outcome.UPDATE: "~", Outcome.UPDATED: "~", Outcome.UNCHANGED: "="}
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+_json = partial(json_value, sort_keys=True)
 
 
 def _tenant_roles(value: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -65,7 +64,7 @@ def render_plan(plan: Plan, *, verbose: bool = False) -> str:
     summary = f"Plan: {', '.join(parts) or 'no managed keys'}; {len(plan.unmanaged)} unmanaged key(s) in the project."
     if verbose:
         lines.extend(f"  unmanaged: {key.id} ({key.name})" for key in plan.unmanaged)
-    return "\n".join([*lines, summary]) + "\n"
+    return text_block([*lines, summary])
 
 
 def render_results(results: Sequence[KeyResult]) -> str:
@@ -78,4 +77,4 @@ def render_results(results: Sequence[KeyResult]) -> str:
     counts = Counter(result.outcome for result in results)
     parts = [f"{counts[o]} {o.value}" for o in Outcome if counts[o]]
     lines.append(f"Apply: {', '.join(parts) or 'nothing to do'}.")
-    return "\n".join(lines) + "\n"
+    return text_block(lines)

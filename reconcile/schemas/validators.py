@@ -22,6 +22,7 @@ from referencing import Registry, Resource
 REQUEST_SCHEMA = "accesskey-update-request.schema.json"
 DESIRED_SCHEMA = "desired.schema.json"
 REPORT_SCHEMA = "report.schema.json"
+RESPONSES_SCHEMA = "accesskey-responses.schema.json"
 
 
 def schemas_dir() -> Path:
@@ -57,7 +58,7 @@ def _inline(node: Any, document: str) -> Any:
 
 @cache
 def _compiled(name: str) -> Callable[[Any], Any]:
-    return fastjsonschema.compile(_inline(load_schema(name), name))
+    return fastjsonschema.compile(_inline({"$ref": name}, name.partition("#")[0]))
 
 
 def is_valid(name: str, instance: Any) -> bool:
@@ -70,8 +71,11 @@ def is_valid(name: str, instance: Any) -> bool:
 
 @cache
 def validator(name: str) -> Draft202012Validator:
-    """A validator whose relative `$ref`s resolve to the sibling schema files."""
+    """A validator whose relative `$ref`s resolve to the sibling schema files; `name` is a file, or a
+    file and a JSON pointer into it (`accesskey-responses.schema.json#/$defs/AccessKey`)."""
     registry: Registry[Any] = Registry().with_resources(
-        (other, Resource.from_contents(load_schema(other))) for other in (REQUEST_SCHEMA, DESIRED_SCHEMA)
+        (other, Resource.from_contents(load_schema(other)))
+        for other in (REQUEST_SCHEMA, DESIRED_SCHEMA, RESPONSES_SCHEMA)
     )
-    return Draft202012Validator(load_schema(name), registry=registry)
+    schema = {"$ref": name} if "#" in name else load_schema(name)
+    return Draft202012Validator(schema, registry=registry)

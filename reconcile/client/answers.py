@@ -1,0 +1,114 @@
+"""Every answer is checked against its documented shape before anything reads it.
+
+The shapes are `schemas/accesskey-responses.schema.json`, derived from Descope's OpenAPI fragment
+(`make schemas`). An answer that does not match is a `ProtocolError`: never read as if it were
+right (a search answer without `keys` is not an empty project), never retried. The message names
+the endpoint, where in the answer the problem is and what was expected; it quotes no value (an
+answer may hold a secret, or megabytes), and caps the names it shows.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from functools import cache
+from typing import Any
+
+from jsonschema import ValidationError
+from jsonschema.exceptions import best_match
+
+from reconcile.errors import ProtocolError
+from reconcile.schemas.validators import RESPONSES_SCHEMA, is_valid, load_schema, validator
+
+MAX_NAME = 40  # characters of an object member's name shown in a path
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # half of a UTF-16 pair, written as a JSON escape
+_JSON_TYPES = (
+    (bool, "boolean"),
+    (int, "integer"),
+    (float, "number"),
+    (str, "string"),
+    (list, "array"),
+    (dict, "object"),
+)
+_RULES = {
+    "minLength": "must not be empty",
+    "minimum": "is out of range",
+    "maximum": "is out of range",
+    "anyOf": "has none of the documented types",
+}
+
+
+@cache
+def _shapes() -> dict[str, str]:
+    endpoints: dict[str, str] = load_schema(RESPONSES_SCHEMA)["x-endpoints"]
+    return {endpoint: f"{RESPONSES_SCHEMA}{pointer}" for endpoint, pointer in endpoints.items()}
+
+
+def json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return next(name for kind, name in _JSON_TYPES if isinstance(value, kind))
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= MAX_NAME else name[:MAX_NAME] + "…"
+
+
+def json_path(parts: Iterable[str | int]) -> str:
+    """`keys[3].customClaims.team`, names capped at MAX_NAME characters."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else f".{_short(part)}"
+    return text.lstrip(".")
+
+
+def _describe(error: ValidationError) -> str:
+    where = json_path(error.absolute_path) or "the answer"
+    rule: Any = error.validator_value
+    instance: Any = error.instance
+    if error.validator == "required":
+        missing = next(name for name in rule if name not in instance)
+        return f"{where}: `{missing}` is missing"
+    if error.validator == "type":
+        expected = rule if isinstance(rule, list) else [rule]
+        return f"{where}: expected {' or '.join(expected)}, got {json_type(instance)}"
+    return f"{where}: {_RULES.get(str(error.validator), 'is not as documented')}"
+
+
+def check(method: str, path: str, body: Any) -> Any:
+    """`body` when it is the documented answer of `method path`; else ProtocolError."""
+    shape = _shapes()[f"{method} {path}"]
+    if is_valid(shape, body):  # the compiled check is quick; explaining is not
+        return body
+    error = best_match(validator(shape).iter_errors(body))
+    raise ProtocolError(f"{method} {path}: the answer is not as documented: {_describe(error)}")
+
+
+def decode(method: str, path: str, content: bytes, content_type: str) -> Any:
+    """A 200 answer's body as JSON (an empty body is an empty object); ProtocolError when it is not JSON."""
+    if not content:
+        return {}
+    try:
+        return json.loads(content)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
+        kind = content_type.partition(";")[0].strip() or "no content type"
+        raise ProtocolError(f"{method} {path}: the answer is not JSON ({_short(kind)}, {len(content)} bytes)") from None
+
+
+def unique_ids(method: str, path: str, keys: Sequence[dict[str, Any]]) -> None:
+    """Two keys with one id: which one is the project's? Refuse to guess."""
+    seen: set[str] = set()
+    for index, key in enumerate(keys):
+        if key["id"] in seen:
+            where = f"keys[{index}].id: `{_short(key['id'])}` is the id of an earlier key too"
+            raise ProtocolError(f"{method} {path}: the answer is not as documented: {where}")
+        seen.add(key["id"])
+
+
+def same_id(method: str, path: str, key: dict[str, Any], expected: str) -> dict[str, Any]:
+    """The key of a load or update answer must be the key asked for."""
+    if key["id"] != expected:
+        where = f"key.id: asked for `{_short(expected)}`, got `{_short(key['id'])}`"
+        raise ProtocolError(f"{method} {path}: the answer is not as documented: {where}")
+    return key
