@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -14,20 +15,23 @@ from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
     add_command,
+    audit_event_options,
     desired_options,
     parsed,
     positive_float,
     positive_int,
     remote_options,
     report_options,
+    trail_options,
 )
-from reconcile.cli.remote import Target, connect, settings, write_outputs
+from reconcile.cli.remote import Target, connect, settings, trail_settings, write_outputs
 from reconcile.errors import ExitCode, SafetyThresholdExceeded, UsageError
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.load import LoadedDesired
 from reconcile.job.session import ApplyOutcome, Session, execute, fetch_keys, journal_path_for, make_report
+from reconcile.job.trail import after_apply, attribute_plan
 from reconcile.model import DesiredFile
-from reconcile.output.text import render_plan, render_results
+from reconcile.output.text import render_plan, render_results, render_trail
 from reconcile.plan import saved as savedplan
 from reconcile.plan.diff import Outcome, Plan, compute_plan
 from reconcile.plan.safety import DEFAULT_MAX_CHANGES_SHARE, DEFAULT_THRESHOLD_MIN_KEYS, ChangeLimit, check_safety
@@ -40,9 +44,10 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "apply",
-        [desired_options(), remote_options(), report_options()],
+        [desired_options(), remote_options(), report_options(), trail_options(), audit_event_options()],
         "send one update per key that differs, and none for the others",
-        "Plan (or load a saved plan), then change every key that differs: rate-limited, retried, journaled.",
+        "Plan (or load a saved plan), then change every key that differs: rate-limited, retried, journaled. "
+        "Then look in the audit trail for changes it overwrote, and record the apply there.",
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP + "; optional with --plan")
     parser.add_argument(
@@ -140,31 +145,57 @@ async def _execute(args: argparse.Namespace, session: Session, result: Plan, run
     return outcome
 
 
+async def _write(
+    args: argparse.Namespace, session: Session, result: Plan, clock: RunClock
+) -> tuple[ApplyOutcome | None, SafetyThresholdExceeded | None]:
+    """The updates, unless there are none or the safety threshold refuses them (before any write)."""
+    if not result.updates:
+        return None, None
+    try:
+        check_safety(result, args.max_changes, force=args.force)
+    except SafetyThresholdExceeded as error:
+        return None, error  # the report is still written: a refused plan is worth auditing
+    with clock.phase("apply"):
+        return await _execute(args, session, result, clock.run_id), None
+
+
 async def run(args: argparse.Namespace) -> int:
     if args.plan is None and not args.paths:
         raise UsageError("give the desired PATHs, or --plan FILE")
     clock = RunClock("apply")
     with bulk():
         loaded = load(args, clock=clock) if args.paths else None  # before any credentials or network
-    outcome, refusal = None, None
+    wanted = trail_settings(args)
     async with connect(args) as (session, target):
         with bulk():
             result, files = await _plan_to_apply(args, session, target, clock, loaded)
         show(args, render_plan(result, verbose=args.verbose > 0))
-        if result.updates:
-            try:
-                check_safety(result, args.max_changes, force=args.force)  # before any write
-            except SafetyThresholdExceeded as error:
-                refusal = error  # the report is still written: a refused plan is worth auditing
-            else:
-                with clock.phase("apply"):
-                    outcome = await _execute(args, session, result, clock.run_id)
+        # Who changed the drifted keys, beside the updates: its own limiter, never in their way.
+        attributing = asyncio.create_task(attribute_plan(session, result, wanted))
+        try:
+            outcome, refusal = await _write(args, session, result, clock)
+            trail = await attributing
+        finally:
+            attributing.cancel()
+        if outcome is not None:
+            with clock.phase("trail"):
+                trail = await after_apply(session, wanted, trail, outcome.results, run_id=clock.run_id, files=files)
+        show(args, render_trail(trail, result))
         report = make_report(
-            clock, files, session.client, target.project_id, result, settings=settings(args), outcome=outcome
+            clock,
+            files,
+            session.client,
+            target.project_id,
+            result,
+            settings=settings(args),
+            outcome=outcome,
+            trail=trail,
         )
     write_outputs(args, report, clock)
+    if trail.event is not None and trail.event.warning:
+        log.warning("warning: %s", trail.event.reason)
     if refusal is not None:
         raise refusal
     if result.errors or (outcome and any(r.outcome is not Outcome.UPDATED for r in outcome.results)):
         return ExitCode.FAILURE
-    return ExitCode.OK
+    return ExitCode.OVERWRITTEN if trail.overwritten else ExitCode.OK

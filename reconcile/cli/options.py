@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
 from reconcile.errors import ExitCode
+from reconcile.trail.records import EVENT_ACTION, EVENT_ACTOR, KEY_ACTIONS
 
 Converter = Callable[[str], Any]
 
@@ -19,6 +20,7 @@ DEFAULT_RATE = 100.0
 DEFAULT_TIMEOUT_SECONDS = 30.0  # per request; the client itself has no default, the command line decides
 DEFAULT_MAX_ATTEMPTS = 6
 DEFAULT_KEY_DEADLINE = 300.0
+DEFAULT_ATTRIBUTION_PAGES = 5  # audit searches per step; Descope allows 10 a minute
 PATHS_HELP = "desired-state YAML files or folders (recursive)"
 
 EPILOG = f"""\
@@ -28,6 +30,8 @@ exit codes:
       failed, missing, not editable, in conflict or interrupted
   {ExitCode.CHANGES_PENDING:<3} plan found changes to make (audit --fail-on-drift: drift found)
   {ExitCode.SAFETY_THRESHOLD:<3} apply refused: the plan changes more keys than --max-changes allows
+  {ExitCode.OVERWRITTEN:<3} apply: every key applied, but it overwrote a change someone else made between
+      its read of a key and its write (the audit trail says who and when)
   {ExitCode.USAGE:<3} usage error (bad command line)
 
 environment:
@@ -130,6 +134,53 @@ def remote_options() -> Parser:
         metavar="SECONDS",
         help=f"give up on a key this long after its first attempt (default {DEFAULT_KEY_DEADLINE:g})",
     )
+    return group
+
+
+def _actions(text: str) -> tuple[str, ...]:
+    actions = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if not actions:
+        raise ValueError("give at least one audit action, e.g. AccessKeyModified")
+    return actions
+
+
+def trail_options() -> Parser:
+    """For commands that say who last changed a drifted key (plan, apply, audit)."""
+    group = Parser(add_help=False)
+    group.add_argument(
+        "--no-attribution",
+        dest="attribution",
+        action="store_false",
+        help="do not search the audit trail: no 'who changed what' (and, for apply, no overwritten check)",
+    )
+    group.add_argument(
+        "--attribution-pages",
+        type=positive_int,
+        default=DEFAULT_ATTRIBUTION_PAGES,
+        metavar="N",
+        help="audit searches (1,000 records each) per lookup at most; Descope allows 10 a minute "
+        f"(default {DEFAULT_ATTRIBUTION_PAGES})",
+    )
+    group.add_argument(
+        "--attribution-actions",
+        type=parsed(_actions),
+        default=KEY_ACTIONS,
+        metavar="ACTION,...",
+        help=f"the audit actions that change a key (default {','.join(KEY_ACTIONS)})",
+    )
+    return group
+
+
+def audit_event_options() -> Parser:
+    """For apply: the event it writes into the project's audit trail."""
+    group = Parser(add_help=False)
+    group.add_argument(
+        "--no-audit-event",
+        dest="audit_event",
+        action="store_false",
+        help=f"do not record the apply in the project's audit trail (action {EVENT_ACTION}, actorId {EVENT_ACTOR})",
+    )
+    group.add_argument("--audit-tenant", metavar="TENANT", help="tenantId of that event, for projects that require one")
     return group
 
 

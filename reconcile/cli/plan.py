@@ -8,12 +8,21 @@ import logging
 from pathlib import Path
 
 from reconcile.cli.common import load, show
-from reconcile.cli.options import PATHS_HELP, Parser, add_command, desired_options, remote_options, report_options
-from reconcile.cli.remote import connect, settings, write_outputs
+from reconcile.cli.options import (
+    PATHS_HELP,
+    Parser,
+    add_command,
+    desired_options,
+    remote_options,
+    report_options,
+    trail_options,
+)
+from reconcile.cli.remote import connect, settings, trail_settings, write_outputs
 from reconcile.errors import ExitCode
 from reconcile.files import write_private_atomically
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.session import fetch_keys, make_report
+from reconcile.job.trail import attribute_plan
 from reconcile.output.text import render_plan
 from reconcile.plan import saved as savedplan
 from reconcile.plan.diff import compute_plan
@@ -25,9 +34,10 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "plan",
-        [desired_options(), remote_options(), report_options()],
+        [desired_options(), remote_options(), report_options(), trail_options()],
         "show what apply would change (read-only); exit 2 when there are changes",
-        "Read the project, compare it with the desired files, print the changes. Sends no change.",
+        "Read the project, compare it with the desired files, print the changes and who last changed "
+        "each drifted key (the audit trail). Sends no change.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help=PATHS_HELP)
     parser.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan FILE`")
@@ -43,7 +53,9 @@ async def run(args: argparse.Namespace) -> int:
                 observed = await fetch_keys(session)
             with clock.phase("diff"):
                 result = compute_plan(loaded.state, observed)
-            show(args, render_plan(result, verbose=args.verbose > 0))
+            with clock.phase("attribution"):
+                trail = await attribute_plan(session, result, trail_settings(args))
+            show(args, render_plan(result, verbose=args.verbose > 0, trail=trail))
             if args.out:
                 saved = savedplan.save(
                     result,
@@ -56,7 +68,7 @@ async def run(args: argparse.Namespace) -> int:
                 write_private_atomically(args.out, json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
                 log.info("plan saved to %s (%d change(s))", args.out, len(result.updates))
             report = make_report(
-                clock, loaded.files, session.client, target.project_id, result, settings=settings(args)
+                clock, loaded.files, session.client, target.project_id, result, settings=settings(args), trail=trail
             )
         write_outputs(args, report, clock)
     if result.errors:

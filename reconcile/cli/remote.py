@@ -16,6 +16,7 @@ from reconcile.client.descope import DescopeClient, base_url_for, credentials_fr
 from reconcile.client.redact import redactor
 from reconcile.job.clock import RunClock
 from reconcile.job.session import RetrySettings, Session
+from reconcile.job.trail import TrailSettings
 from reconcile.output.markdown import render_summary
 from reconcile.output.report import write_report
 
@@ -33,7 +34,7 @@ async def connect(args: argparse.Namespace) -> AsyncIterator[tuple[Session, Targ
     credentials = credentials_from_env(os.environ)
     redactor.add(credentials.management_key)
     target = Target(credentials.project_id, base_url_for(credentials.project_id, os.environ))
-    connections = getattr(args, "concurrency", 1)
+    connections = getattr(args, "concurrency", 1) + 1  # one more for the audit search beside the updates
     settings = RetrySettings(args.rate, args.max_attempts, args.key_deadline)
     async with DescopeClient(credentials, target.base_url, timeout=args.timeout, max_connections=connections) as client:
         session = Session(client, settings)
@@ -52,7 +53,21 @@ _SETTINGS = {
     "max_changes": "maxChanges",
     "force": "force",
     "plan": "plan",
+    "attribution": "attribution",
+    "attribution_pages": "attributionPages",
+    "audit_event": "auditEvent",
 }
+
+
+def trail_settings(args: argparse.Namespace) -> TrailSettings:
+    """What the run asks of the audit trail (apply's event options only where the command has them)."""
+    return TrailSettings(
+        search=args.attribution,
+        pages=args.attribution_pages,
+        actions=args.attribution_actions,
+        event=getattr(args, "audit_event", False),
+        tenant=getattr(args, "audit_tenant", None),
+    )
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:

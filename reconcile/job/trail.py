@@ -32,7 +32,6 @@ from reconcile.trail.records import (
     DAY_MS,
     EVENT_ACTION,
     HORIZON_DAYS,
-    KEY_ACTIONS,
     PAGE_SIZE,
     Record,
     TrailShapeError,
@@ -40,16 +39,14 @@ from reconcile.trail.records import (
     search_body,
 )
 
-DEFAULT_PAGES = 5
-
 
 @dataclass(frozen=True)
 class TrailSettings:
-    search: bool = True  # attribution and the overwritten check (--no-attribution: neither)
-    pages: int = DEFAULT_PAGES  # audit search requests per step at most (--attribution-pages)
-    actions: tuple[str, ...] = KEY_ACTIONS  # the key events (--attribution-actions)
-    event: bool = True  # record each apply that changed keys (--no-audit-event)
-    tenant: str | None = None  # tenantId of the event (--audit-tenant)
+    search: bool  # attribution and the overwritten check (--no-attribution: neither)
+    pages: int  # audit search requests per step at most (--attribution-pages)
+    actions: tuple[str, ...]  # the key events (--attribution-actions; KEY_ACTIONS by default)
+    event: bool  # record each apply that changed keys (--no-audit-event)
+    tenant: str | None  # tenantId of the event (--audit-tenant)
 
 
 class TrailUnavailable(ReconcileError):
@@ -83,7 +80,11 @@ async def _search_page(session: Session, body: Mapping[str, Any]) -> Any:
 
 
 async def _read(
-    session: Session, actions: Iterable[str], window: tuple[int, int], pages: int, enough: Callable[[list[Record]], bool]
+    session: Session,
+    actions: Iterable[str],
+    window: tuple[int, int],
+    pages: int,
+    enough: Callable[[list[Record]], bool],
 ) -> _Read:
     """Newest first, page after page, until the window is read, `enough` holds or `pages` were read."""
     records: list[Record] = []
@@ -111,7 +112,9 @@ async def attribute_keys(
     window = (end - HORIZON_DAYS * DAY_MS, end)
     actions = [*settings.actions, EVENT_ACTION]
     try:
-        read = await _read(session, actions, window, settings.pages, lambda got: covered(key_ids, got, settings.actions))
+        read = await _read(
+            session, actions, window, settings.pages, lambda got: covered(key_ids, got, settings.actions)
+        )
     except TrailUnavailable as error:
         return Step(StepStatus.UNAVAILABLE, str(error)), {}
     found = attribute(key_ids, read.records, settings.actions, complete=read.complete)
@@ -119,7 +122,9 @@ async def attribute_keys(
     status, reason = StepStatus.DONE, None
     if missed:
         status = StepStatus.PARTIAL
-        reason = f"{missed} key(s) not found in the {len(read.records)} most recent key events read (--attribution-pages)"
+        reason = (
+            f"{missed} key(s) not found in the {len(read.records)} most recent key events read (--attribution-pages)"
+        )
     return Step(status, reason, read.pages, len(read.records)), found
 
 
@@ -157,7 +162,6 @@ async def record_apply(session: Session, body: Mapping[str, Any], settings: Trai
     except ReconcileError as error:
         return Step(StepStatus.FAILED, f"could not write the {EVENT_ACTION} event: {error}")
     return Step(StepStatus.DONE)
-
 
 
 # The keys whose last change a run looks up: every managed key that is not as the files say.
@@ -200,6 +204,4 @@ async def after_apply(
             tenant=settings.tenant,
         )
         event = await record_apply(session, body, settings)
-    return dataclasses.replace(
-        attribution, overwrite_check=check_step, overwritten=overwritten, event=event
-    )
+    return dataclasses.replace(attribution, overwrite_check=check_step, overwritten=overwritten, event=event)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 
 from reconcile.trail.records import Record
 
@@ -45,14 +45,17 @@ def _text(data: Mapping[str, Any], name: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _whole(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def tool_run(record: Record) -> ToolRun | None:
     """The run an apply event describes; None for any other record, or an event without its window."""
     if not record.is_tool_event:
         return None
     data, keys = record.data, record.data.get("changedKeyIds")
     start, end, rest = data.get("writesFrom"), data.get("writesTo"), data.get("changedKeysNotListed", 0)
-    numbers = (start, end, rest)
-    if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers) or not isinstance(keys, list):
+    if not (_whole(start) and _whole(end) and _whole(rest) and isinstance(keys, list)):
         return None
     return ToolRun(
         run_id=_text(data, "runId") or record.id,
