@@ -58,6 +58,7 @@ class Session:
             stop=self.stop,
         )
         self.timeline = Timeline()  # per key: when it was read, when written (the overwritten check)
+        self.audit_refused: str | None = None  # why audit search was refused (403): not asked again
 
     def _interrupt(self) -> None:
         self.interrupted = True

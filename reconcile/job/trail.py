@@ -67,12 +67,15 @@ async def _search_page(session: Session, body: Mapping[str, Any]) -> Any:
         except RateLimitedError as error:  # past Descope's budget: waiting a minute is not worth it
             raise TrailUnavailable(f"audit search throttled: {error}") from None
 
+    if session.audit_refused is not None:
+        raise TrailUnavailable(session.audit_refused)
     try:
         return await session.audit_policy.call(once, Tally(), what="audit search")
     except TrailUnavailable:
         raise
     except AuthenticationError as error:
-        raise TrailUnavailable(f"the management key may not search the audit trail: {error}") from None
+        session.audit_refused = f"the management key may not search the audit trail: {error}"
+        raise TrailUnavailable(session.audit_refused) from None
     except Interrupted:
         raise TrailUnavailable("the run was interrupted") from None
     except ReconcileError as error:

@@ -15,7 +15,7 @@ from reconcile.output.trail import (
     attribution_json,
     change_json,
     describe,
-    describe_overwrite,
+    describe_change,
     step_json,
     unavailable_line,
 )
@@ -100,7 +100,7 @@ def render_trail(trail: TrailFindings, plan: Plan) -> str:
     notices = (unavailable_line(step_json(trail.attribution)), unavailable_line(_step(trail), "overwritten check"))
     lines.extend(notice for notice in notices if notice is not None)
     for item in trail.overwritten:
-        their = describe_overwrite(change_json(item.change), str)
+        their = describe_change(change_json(item.change), str)
         lines.append(f"! {item.key_id}  [overwritten] {their}, between this run's read and its write: reverted by it")
     if trail.overwritten:
         lines.append(f"Overwritten: {len(trail.overwritten)} change(s) by someone else (see the report).")

@@ -67,13 +67,11 @@ def _when(at: str) -> str:
     return at.replace("T", " ").replace("+00:00", " UTC")
 
 
-def _by(change: Mapping[str, Any], esc: Escape) -> str:
-    run = change.get("run")
-    if run is None:
-        return f"{esc(change['actorId'] or 'an unnamed actor')} (not this tool)"
-    commit = f", commit {esc(run['commit'][:12])}" if run.get("commit") else ""
-    repository = f" ({esc(run['repository'])})" if run.get("repository") else ""
-    return f"descope-reconcile run {esc(run['id'])}{commit}{repository}"
+def describe_change(change: Mapping[str, Any], esc: Escape) -> str:
+    """A change by an actor in words: what, when, by whom, from where."""
+    verb = _VERBS.get(change["action"], esc(change["action"]))
+    where = f" from {esc(change['remoteAddress'])}" if change.get("remoteAddress") else ""
+    return f"{verb} {_when(change['at'])} by {esc(change['actorId'] or 'an unnamed actor')}{where}"
 
 
 def describe(attribution: Mapping[str, Any], esc: Escape) -> str:
@@ -81,15 +79,13 @@ def describe(attribution: Mapping[str, Any], esc: Escape) -> str:
     change = attribution["change"]
     if change is None:
         return NO_CHANGE if attribution["found"] == Found.NONE.value else NOT_REACHED
+    run = change["run"]
+    if run is None:
+        return f"{describe_change(change, esc)} (not this tool)"
+    commit = f", commit {esc(run['commit'][:12])}" if run.get("commit") else ""
+    repository = f" ({esc(run['repository'])})" if run.get("repository") else ""
     verb = _VERBS.get(change["action"], esc(change["action"]))
-    where = f" from {esc(change['remoteAddress'])}" if change.get("remoteAddress") else ""
-    return f"{verb} {_when(change['at'])} by {_by(change, esc)}{where}"
-
-
-def describe_overwrite(change: Mapping[str, Any], esc: Escape) -> str:
-    where = f" from {esc(change['remoteAddress'])}" if change.get("remoteAddress") else ""
-    actor = esc(change["actorId"] or "an unnamed actor")
-    return f"{_VERBS.get(change['action'], esc(change['action']))} {_when(change['at'])} by {actor}{where}"
+    return f"{verb} {_when(change['at'])} by descope-reconcile run {esc(run['id'])}{commit}{repository}"
 
 
 def unavailable_line(step: Mapping[str, Any] | None, what: str = "attribution") -> str | None:
@@ -129,7 +125,7 @@ def overwritten_section(entries: Sequence[Mapping[str, Any]], step: Mapping[str,
             "| key | their change |",
             "|---|---|",
         ]
-        lines += [f"| {md_code(entry['keyId'])} | {describe_overwrite(entry, md_text)} |" for entry in entries]
+        lines += [f"| {md_code(entry['keyId'])} | {describe_change(entry, md_text)} |" for entry in entries]
     if notice is not None:
         lines += ["", f"> {md_text(notice)}"]
     return lines
