@@ -99,7 +99,7 @@ def test_search_filters_pages_and_the_30_day_horizon(start_emulator: Any) -> Non
         {"action": "AccessKeyModified", "actorId": "alice", "userId": "U1", "occurred": now - 31 * DAY_MS},
         {"action": "AccessKeyModified", "actorId": "alice", "userId": "U1", "occurred": str(now - 29 * DAY_MS)},
         {"action": "AccessKeyDeleted", "actorId": "bob", "userId": "U2", "occurred": now - 2 * DAY_MS},
-        {"action": "LoginSucceed", "actorId": "bob", "data": {"note": "Needle in data"}, "occurred": now - DAY_MS},
+        {"action": "LoginSucceed", "actorId": "bob", "data": {"note": "Needle in Zürich"}, "occurred": now - DAY_MS},
     ]
     stored = admin(emulator, "audit", {"records": records}).json()["audits"]
     assert len(stored) == 4 and stored[1]["occurred"] == now - 29 * DAY_MS
@@ -112,7 +112,7 @@ def test_search_filters_pages_and_the_30_day_horizon(start_emulator: Any) -> Non
     assert ids(actions=["AccessKeyModified", "AccessKeyDeleted"]) == [2, 1]
     assert ids(excludedActions=["LoginSucceed"], actorIds=["bob"]) == [2]
     assert ids(userIds=["U1"]) == [1]
-    assert ids(text="needle") == [3]
+    assert ids(text="needle") == [3] and ids(text="ZÜRICH") == [3]
     assert ids(**{"from": str(now - 3 * DAY_MS), "to": now - DAY_MS - 1}) == [2]
     assert ids(size=1, page=1) == [2] and search(emulator, size=1)["total"] == 3
     assert ids(size=2, page=5) == []

@@ -137,7 +137,7 @@ def test_a_faulted_read_is_either_the_real_answer_or_an_error(start_emulator: An
 def test_a_slow_rotate_the_client_gave_up_on_still_happens(start_emulator: Any, slow_applies: str) -> None:
     """The answer was lost, the rotate was not: before the stall, or at its end (after a retry
     could already have come and gone, the nastiest order for a client)."""
-    emulator = start_emulator(SEED, fault_rate=1.0, fault_kinds=("slow",), slow_seconds=0.8, slow_applies=slow_applies)
+    emulator = start_emulator(SEED, fault_rate=1.0, fault_kinds=("slow",), slow_seconds=2.0, slow_applies=slow_applies)
     status, _ = send(emulator, f"{ACCESSKEY}/rotate", {"id": "K1"}, timeout=0.2)
     assert status == "dropped"
     emulator.config.fault_rate = 0.0

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 from reconcile.emulator.admin import admin_answer
-from reconcile.emulator.answers import Answer, error, one_id
+from reconcile.emulator.answers import Answer, error, many_ids, one_id
 from reconcile.emulator.audit import (
     KEY_CREATED,
     KEY_DELETED,
@@ -40,7 +40,7 @@ from reconcile.emulator.audit import (
 )
 from reconcile.emulator.config import FAULT_KINDS, EmulatorConfig, actor_id_for
 from reconcile.emulator.limits import TokenBucket, WindowLimit
-from reconcile.emulator.store import KeyStore, StoreError, missing
+from reconcile.emulator.store import KeyStore, StoreError
 from reconcile.emulator.tokens import session_token
 
 __all__ = ["ADMIN_PREFIX", "FAULT_KINDS", "Emulator", "EmulatorConfig", "RecordedRequest"]
@@ -185,8 +185,9 @@ class Emulator:
         if path.startswith(ADMIN_PREFIX):
             return admin_answer(self, method, path.removeprefix(ADMIN_PREFIX), body)
         authorization = headers.get("authorization", "")
-        actor = "" if path.startswith(AUTH_PREFIX) else self._actor(authorization)
-        if not actor and not path.startswith(AUTH_PREFIX):
+        on_auth_api = path.startswith(AUTH_PREFIX)
+        actor = "" if on_auth_api else self._actor(authorization)
+        if not actor and not on_auth_api:
             return error(401, "E011002", "Unauthorized", "invalid or missing project id and management key")
         for name, limit in (("window", self._window), ("bucket", self._bucket)):
             wait = limit.take() if limit is not None else 0.0
@@ -315,13 +316,13 @@ class Emulator:
         return Answer(200, {})
 
     def _delete_batch(self, request: _Request) -> Answer:
-        keys = self.store.delete(_many_ids(request.body))
+        keys = self.store.delete(many_ids(request.body))
         self.record_change(KEYS_DELETED, keys, request.actor, request.remote, batch=True)
         return Answer(200, {})
 
     def _status_changer(self, status: str, *, batch: bool) -> Callable[[_Request], Answer]:
         def change(request: _Request) -> Answer:
-            ids = _many_ids(request.body) if batch else [one_id(request.body)]
+            ids = many_ids(request.body) if batch else [one_id(request.body)]
             for key in self.store.set_status(ids, status):  # no batch action exists: a record per key
                 self.record_change(KEY_MODIFIED, [key], request.actor, request.remote)
             return Answer(200, {})
@@ -364,13 +365,6 @@ class Emulator:
         tenants = sorted({tenant["tenantId"] for key in keys for tenant in key["keyTenants"]})
         record = {"action": action, "actorId": actor, "remoteAddress": remote, "tenants": tenants, "device": device}
         return self.audit.add({**record, **naming})
-
-
-def _many_ids(body: Mapping[str, Any]) -> list[str]:
-    ids = body.get("ids")
-    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
-        raise missing("ids is required: a non-empty list of access key ids")
-    return ids
 
 
 def _fault_answer(kind: str) -> Answer:
