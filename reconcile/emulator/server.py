@@ -2,7 +2,11 @@
 
 Same wire format and auth as the Management API (see schemas/source and the README). Every request
 is recorded so tests can assert what was sent; `/_emulator/*` paths expose that over HTTP for
-tests and benchmarks that run the server in another process.
+tests and benchmarks that run the server in another process (see reconcile/emulator/admin.py).
+
+The rule every fault follows: it is never kinder than the real API. An answer that says a change
+was made means the change was made; an error or a lost answer may hide a change that was made
+(`fault_after_apply`), as it can in production; a slow answer is the real answer, late.
 """
 
 from __future__ import annotations
@@ -11,38 +15,41 @@ import contextlib
 import json
 import math
 import random
+import secrets
 import socket
 import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
-from reconcile.emulator.store import KeyStore, StoreError, UpdateSemantics
+from reconcile.emulator.admin import admin_answer
+from reconcile.emulator.answers import Answer, error, one_id
+from reconcile.emulator.audit import (
+    KEY_CREATED,
+    KEY_DELETED,
+    KEY_MODIFIED,
+    KEYS_DELETED,
+    AuditTrail,
+    check_event,
+    naming_keys,
+)
+from reconcile.emulator.config import FAULT_KINDS, EmulatorConfig, actor_id_for
+from reconcile.emulator.limits import TokenBucket, WindowLimit
+from reconcile.emulator.store import KeyStore, StoreError, missing
+from reconcile.emulator.tokens import session_token
 
-FAULT_KINDS = ("500", "502", "503", "504", "close", "slow")
+__all__ = ["ADMIN_PREFIX", "FAULT_KINDS", "Emulator", "EmulatorConfig", "RecordedRequest"]
+
+ACCESSKEY = "/v1/mgmt/accesskey"
+AUDIT = "/v1/mgmt/audit"
+EXCHANGE = "/v1/auth/accesskey/exchange"
+AUTH_PREFIX = "/v1/auth/"  # the auth API: the caller shows an access key, not a management key
 ADMIN_PREFIX = "/_emulator/"
-
-
-@dataclass
-class EmulatorConfig:
-    project_id: str = "P2emulator0000000000000000000"
-    management_key: str = "K2emulator-management-key"
-    update_semantics: UpdateSemantics = "merge"
-    rate_limit: float | None = None  # requests per second, token bucket; None: unlimited
-    rate_burst: float | None = None  # bucket size; default one second's worth
-    retry_after: bool = True  # send Retry-After on 429
-    empty_429_body: bool = False
-    latency_ms: float = 0.0
-    fault_rate: float = 0.0  # share of API requests that fail
-    fault_kinds: tuple[str, ...] = FAULT_KINDS
-    fault_after_apply: float = 0.0  # share of failed updates whose change is applied anyway
-    slow_seconds: float = 5.0  # how long a "slow" fault stalls (set it above the client's timeout)
-    random_seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -52,32 +59,24 @@ class RecordedRequest:
     status: int | str  # "close" when the connection was dropped without an answer
     body: Any
     at: float
+    fault: str | None = None  # the fault injected into this request, if any
+    applied: bool | None = None  # a mutation: whether the change was made (None for a read)
 
 
-class TokenBucket:
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst = rate, burst
-        self._tokens, self._at = burst, time.monotonic()
-        self._lock = threading.Lock()
-
-    def take(self) -> float:
-        """0 when a token was taken, else the seconds until one will be there."""
-        with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-            self._at = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return 0.0
-            return (1 - self._tokens) / self.rate
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    path: str
+    query: str
+    body: Any
+    authorization: str
+    actor: str  # audit actorId of the management key that made the call ("" on the auth API)
+    remote: str  # the caller's address
 
 
-@dataclass
-class _Answer:
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    raw: bytes | None = None
+class _Route(NamedTuple):
+    handle: Callable[[_Request], Answer]
+    mutating: bool
 
 
 class Emulator:
@@ -93,19 +92,27 @@ class Emulator:
         port: int = 0,
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        self.config = config or EmulatorConfig()
-        self.store = KeyStore(keys, tenant_names)
+        self.config: EmulatorConfig = config or EmulatorConfig()
+        self.store: KeyStore = KeyStore(keys, tenant_names)
+        self.audit: AuditTrail = AuditTrail(self.config.project_id)
         self.requests: list[RecordedRequest] = []
+        self.throttled: Counter[str] = Counter()  # 429s by limit: window, bucket, auditSearch
+        self.faults: Counter[str] = Counter()  # injected faults by kind, and "appliedThenFailed"
         self._lock = threading.Lock()
         self._random = random.Random(self.config.random_seed)  # noqa: S311 - fault injection, not crypto
         limit = self.config.rate_limit
         self._bucket = TokenBucket(limit, self.config.rate_burst or max(1.0, limit)) if limit else None
+        self._window = WindowLimit(self.config.rate_window) if self.config.rate_window else None
+        audit_window = self.config.audit_search_window
+        self._audit_window = WindowLimit(audit_window) if audit_window else None
+        self._signing_key = secrets.token_bytes(32)
+        self._peer = threading.local()  # the address of the caller each handler thread is answering
+        self._routes = self._route_table()
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._scheme = "https" if tls else "http"
         if tls is not None:
             self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -117,8 +124,7 @@ class Emulator:
         return f"Bearer {self.config.project_id}:{self.config.management_key}"
 
     def start(self) -> Emulator:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="emulator", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._server.serve_forever, name="emulator", daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -136,44 +142,64 @@ class Emulator:
         with self._lock:
             self.requests.append(entry)
 
+    def recorded(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self.requests)
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Requests by path and status."""
-        with self._lock:
-            counted = Counter((r.path, str(r.status)) for r in self.requests)
+        counted = Counter((r.path, str(r.status)) for r in self.recorded())
         result: dict[str, dict[str, int]] = {}
         for (path, status), n in sorted(counted.items()):
             result.setdefault(path, {})[status] = n
         return result
 
     def updates_for(self, key_id: str) -> list[RecordedRequest]:
+        return [
+            r
+            for r in self.recorded()
+            if r.path.endswith("/accesskey/update") and isinstance(r.body, dict) and r.body.get("id") == key_id
+        ]
+
+    def stats(self) -> dict[str, Any]:
+        """What `/_emulator/stats` shows: counters only, never a secret."""
         with self._lock:
-            return [
-                r
-                for r in self.requests
-                if r.path.endswith("/accesskey/update") and isinstance(r.body, dict) and r.body.get("id") == key_id
-            ]
+            throttled, faults, total = dict(self.throttled), dict(self.faults), len(self.requests)
+        limits = (("window", self._window), ("auditSearch", self._audit_window))
+        blocks = {name: limit.blocks for name, limit in limits if limit is not None}
+        return {
+            "requests": self.counts(),
+            "total": total,
+            "throttled": {**throttled, "total": sum(throttled.values())},
+            "blocks": blocks,
+            "faults": faults,
+            "keys": len(self.store),
+            "auditRecords": len(self.audit),
+        }
 
     # --- request handling ---------------------------------------------------------------
-    def answer(self, method: str, path: str, query: str, headers: Mapping[str, str], body: Any) -> _Answer | str:
-        """The answer to one request, or "close" / "slow" for a connection-level fault."""
+    def answer(self, method: str, path: str, query: str, headers: Mapping[str, str], body: Any) -> Answer:
+        """The answer to one request: admin, or API through auth, rate limits and faults."""
         if path.startswith(ADMIN_PREFIX):
-            return self._admin(path)
-        if headers.get("authorization") != self.auth_header:
-            return _error(401, "E011002", "Unauthorized", "invalid or missing project id and management key")
-        if self._bucket is not None:
-            wait = self._bucket.take()
+            return admin_answer(self, method, path.removeprefix(ADMIN_PREFIX), body)
+        authorization = headers.get("authorization", "")
+        actor = "" if path.startswith(AUTH_PREFIX) else self._actor(authorization)
+        if not actor and not path.startswith(AUTH_PREFIX):
+            return error(401, "E011002", "Unauthorized", "invalid or missing project id and management key")
+        for name, limit in (("window", self._window), ("bucket", self._bucket)):
+            wait = limit.take() if limit is not None else 0.0
             if wait > 0:
-                return self._throttled(wait)
+                return self._throttled(name, wait)
+        request = _Request(method, path, query, body, authorization, actor, getattr(self._peer, "address", ""))
         fault = self._pick_fault()
-        is_update = method == "POST" and path.endswith("/update")
-        if fault is not None and not (is_update and self._flip(self.config.fault_after_apply)):
-            return _fault_answer(fault)
-        # No fault, or a fault that strikes after the update is applied: do the work first.
-        try:
-            answer = self._route(method, path, query, body)
-        except StoreError as error:
-            answer = _error(error.status, error.code, error.description, error.message)
-        return _fault_answer(fault) if fault is not None else answer
+        return self._serve(request) if fault is None else self._serve_faulty(request, fault)
+
+    def _actor(self, authorization: str) -> str:
+        """The audit actorId of the management key in this header, "" when it is not a valid one."""
+        prefix = f"Bearer {self.config.project_id}:"
+        key = authorization[len(prefix) :] if authorization.startswith(prefix) else ""
+        valid = key and key in (self.config.management_key, *self.config.extra_management_keys)
+        return actor_id_for(self.config, key) if valid else ""
 
     def _flip(self, share: float) -> bool:
         with self._lock:
@@ -183,67 +209,179 @@ class Emulator:
         with self._lock:
             if self.config.fault_rate <= 0 or self._random.random() >= self.config.fault_rate:
                 return None
-            return self._random.choice(self.config.fault_kinds)
+            kind = self._random.choice(self.config.fault_kinds)
+            self.faults[kind] += 1
+            return kind
 
-    def _throttled(self, wait: float) -> _Answer:
+    def _throttled(self, limit: str, wait: float) -> Answer:
+        with self._lock:
+            self.throttled[limit] += 1
         headers = {"Retry-After": str(max(1, math.ceil(wait)))} if self.config.retry_after else {}
         if self.config.empty_429_body:
-            return _Answer(429, headers=headers, raw=b"")
-        answer = _error(429, "E130429", "Rate limit exceeded", "too many requests")
+            return Answer(429, headers=headers, raw=b"")
+        answer = error(429, "E130429", "Rate limit exceeded", "too many requests")
         answer.headers.update(headers)
         return answer
 
-    def _route(self, method: str, path: str, query: str, body: Any) -> _Answer:
-        base = "/v1/mgmt/accesskey"
-        if method == "GET" and path == base:
-            key_id = parse_qs(query).get("id", [""])[0]
-            return _Answer(200, {"key": self.store.load(key_id)})
-        if method == "GET" and path == "/v1/mgmt/license":  # the official SDK's start-up handshake
-            return _Answer(200, {})
-        if method != "POST":
-            return _error(404, "E011001", "Not found", f"{method} {path}")
-        if not isinstance(body, dict):
-            return _error(400, "E011001", "Bad request", "body must be a JSON object")
-        if path == f"{base}/search":
-            return _Answer(200, {"keys": self.store.search(body)})
-        if path == f"{base}/update":
-            return _Answer(200, {"key": self.store.update(body, self.config.update_semantics)})
+    def _serve(self, request: _Request) -> Answer:
+        """Do the work and answer truthfully: the answer says whether a mutation was made."""
+        route = self._routes.get((request.method, request.path))
+        if route is None:
+            return error(404, "E011001", "Not found", f"{request.method} {request.path}")
+        if request.method == "POST" and not isinstance(request.body, dict):
+            answer = error(400, "E011001", "Bad request", "body must be a JSON object")
+        else:
+            try:
+                answer = route.handle(request)
+            except StoreError as failure:
+                answer = error(failure.status, failure.code, failure.description, failure.message)
+        if route.mutating:
+            answer.applied = answer.status < 300
+        return answer
+
+    def _serve_faulty(self, request: _Request, fault: str) -> Answer:
+        """A slow answer is the real one, late; any other fault loses the answer, and for a
+        share of mutations (`fault_after_apply`) only after the change was made."""
+        stall = self.config.slow_seconds
+        if fault == "slow":
+            if self.config.slow_applies == "after":  # the change lands when the stall ends
+                time.sleep(stall)
+                answer = self._serve(request)
+            else:
+                answer = self._serve(request)
+                time.sleep(stall)
+            answer.fault = fault
+            return answer
+        route = self._routes.get((request.method, request.path))
+        applied: bool | None = None
+        if route is not None and route.mutating:
+            applied = self._flip(self.config.fault_after_apply) and bool(self._serve(request).applied)
+            if applied:
+                with self._lock:
+                    self.faults["appliedThenFailed"] += 1
+        if fault == "slow-504":
+            time.sleep(stall)
+        answer = _fault_answer(fault)
+        answer.fault, answer.applied = fault, applied
+        return answer
+
+    # --- the API ------------------------------------------------------------------------
+    def _route_table(self) -> dict[tuple[str, str], _Route]:
+        routes = {
+            ("GET", ACCESSKEY): _Route(self._load, False),
+            ("GET", "/v1/mgmt/license"): _Route(lambda _: Answer(200, {}), False),  # the SDK's start-up handshake
+            ("POST", f"{ACCESSKEY}/search"): _Route(self._search, False),
+            ("POST", f"{ACCESSKEY}/update"): _Route(self._update, True),
+            ("POST", f"{ACCESSKEY}/create"): _Route(self._create, True),
+            ("POST", f"{ACCESSKEY}/rotate"): _Route(self._rotate, True),
+            ("POST", f"{ACCESSKEY}/delete"): _Route(self._delete, True),
+            ("POST", f"{ACCESSKEY}/delete/batch"): _Route(self._delete_batch, True),
+            ("POST", EXCHANGE): _Route(self._exchange, False),
+            ("POST", f"{AUDIT}/search"): _Route(self._audit_search, False),
+            ("POST", f"{AUDIT}/event"): _Route(self._audit_event, True),
+        }
         for action, status in (("activate", "active"), ("deactivate", "inactive")):
-            if path == f"{base}/{action}":
-                self.store.set_status([body.get("id", "")], status)
-                return _Answer(200, {})
-            if path == f"{base}/{action}/batch":
-                self.store.set_status(body.get("ids") or [], status)
-                return _Answer(200, {})
-        return _error(404, "E011001", "Not found", f"{method} {path}")
+            routes["POST", f"{ACCESSKEY}/{action}"] = _Route(self._status_changer(status, batch=False), True)
+            routes["POST", f"{ACCESSKEY}/{action}/batch"] = _Route(self._status_changer(status, batch=True), True)
+        return routes
 
-    def _admin(self, path: str) -> _Answer:
-        if path == f"{ADMIN_PREFIX}stats":
-            return _Answer(200, {"requests": self.counts(), "total": len(self.requests)})
-        if path == f"{ADMIN_PREFIX}keys":
-            return _Answer(200, {"keys": self.store.all()})
-        if path == f"{ADMIN_PREFIX}requests":
-            with self._lock:
-                recorded = [r.__dict__ for r in self.requests]
-            return _Answer(200, {"requests": recorded})
-        return _error(404, "E011001", "Not found", path)
+    def _load(self, request: _Request) -> Answer:
+        key_id = parse_qs(request.query).get("id", [""])[0]
+        return Answer(200, {"key": self.store.load(key_id)})
+
+    def _search(self, request: _Request) -> Answer:
+        return Answer(200, {"keys": self.store.search(request.body)})
+
+    def _update(self, request: _Request) -> Answer:
+        key = self.store.update(request.body, self.config.update_semantics)
+        self.record_change(KEY_MODIFIED, [key], request.actor, request.remote)
+        return Answer(200, {"key": key})
+
+    def _create(self, request: _Request) -> Answer:
+        key, cleartext = self.store.create(request.body, created_by=request.actor)
+        self.record_change(KEY_CREATED, [key], request.actor, request.remote)
+        return Answer(200, {"key": key, "cleartext": cleartext})
+
+    def _rotate(self, request: _Request) -> Answer:
+        key, cleartext = self.store.rotate(one_id(request.body))
+        self.record_change(KEY_MODIFIED, [key], request.actor, request.remote)
+        return Answer(200, {"key": key, "cleartext": cleartext})
+
+    def _delete(self, request: _Request) -> Answer:
+        keys = self.store.delete([one_id(request.body)])
+        self.record_change(KEY_DELETED, keys, request.actor, request.remote)
+        return Answer(200, {})
+
+    def _delete_batch(self, request: _Request) -> Answer:
+        keys = self.store.delete(_many_ids(request.body))
+        self.record_change(KEYS_DELETED, keys, request.actor, request.remote, batch=True)
+        return Answer(200, {})
+
+    def _status_changer(self, status: str, *, batch: bool) -> Callable[[_Request], Answer]:
+        def change(request: _Request) -> Answer:
+            ids = _many_ids(request.body) if batch else [one_id(request.body)]
+            for key in self.store.set_status(ids, status):  # no batch action exists: a record per key
+                self.record_change(KEY_MODIFIED, [key], request.actor, request.remote)
+            return Answer(200, {})
+
+        return change
+
+    def _exchange(self, request: _Request) -> Answer:
+        project, _, cleartext = request.authorization.removeprefix("Bearer ").partition(":")
+        if not request.authorization.startswith("Bearer ") or project != self.config.project_id or not cleartext:
+            return error(401, "E011002", "Unauthorized", "expected Bearer <project id>:<access key>")
+        key = self.store.authenticate(cleartext, request.remote)
+        return Answer(200, session_token(key, self.config.project_id, self._signing_key))
+
+    def _audit_search(self, request: _Request) -> Answer:
+        if self.config.audit_forbidden:
+            return error(403, "E011006", "Forbidden", "audit search is not allowed for this project or key")
+        wait = self._audit_window.take() if self._audit_window is not None else 0.0
+        if wait > 0:
+            return self._throttled("auditSearch", wait)
+        return Answer(200, self.audit.search(request.body, occurred_as_string=self.config.occurred_as_string))
+
+    def _audit_event(self, request: _Request) -> Answer:
+        self.audit.add({**check_event(request.body), "remoteAddress": request.remote})
+        return Answer(200, {})
+
+    def record_change(
+        self,
+        action: str,
+        keys: Sequence[Mapping[str, Any]],
+        actor: str,
+        remote: str,
+        *,
+        batch: bool = False,
+        device: str = "Unknown",
+    ) -> dict[str, Any] | None:
+        """The audit record of a change to these keys, made by `actor` from `remote`."""
+        if not keys:
+            return None
+        naming = naming_keys([key["id"] for key in keys], self.config.audit_key_id_places, batch=batch)
+        tenants = sorted({tenant["tenantId"] for key in keys for tenant in key["keyTenants"]})
+        record = {"action": action, "actorId": actor, "remoteAddress": remote, "tenants": tenants, "device": device}
+        return self.audit.add({**record, **naming})
 
 
-def _error(status: int, code: str, description: str, message: str = "") -> _Answer:
-    return _Answer(status, {"errorCode": code, "errorDescription": description, "errorMessage": message})
+def _many_ids(body: Mapping[str, Any]) -> list[str]:
+    ids = body.get("ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        raise missing("ids is required: a non-empty list of access key ids")
+    return ids
 
 
-def _fault_answer(kind: str) -> _Answer | str:
-    if kind in ("close", "slow"):
-        return kind
-    status = int(kind)
+def _fault_answer(kind: str) -> Answer:
+    if kind == "close":
+        return Answer(0, drop=True)
+    status = 504 if kind == "slow-504" else int(kind)
     if status in (502, 504):  # what a proxy in front of the API sends: not JSON
-        return _Answer(
+        return Answer(
             status,
             raw=f"<html><body>{status} from the gateway</body></html>".encode(),
             headers={"Content-Type": "text/html"},
         )
-    return _error(status, "E011001", "Server error", "injected fault")
+    return error(status, "E011001", "Server error", "injected fault")
 
 
 def _handler_for(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
@@ -254,7 +392,7 @@ def _handler_for(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
         disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
-            return  # tests read emulator.requests; stderr stays quiet
+            return  # tests read emulator.requests; stderr stays quiet (and never shows a secret)
 
         def _handle(self) -> None:
             parts = urlsplit(self.path)
@@ -267,26 +405,21 @@ def _handler_for(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
             if emulator.config.latency_ms > 0:
                 time.sleep(emulator.config.latency_ms / 1000)
             headers = {name.lower(): value for name, value in self.headers.items()}
+            emulator._peer.address = str(self.client_address[0])
             answer = emulator.answer(self.command, parts.path, parts.query, headers, body)
-            record = not parts.path.startswith(ADMIN_PREFIX)
-            if isinstance(answer, str) and record:  # a connection-level fault: recorded by its kind
-                emulator.record(RecordedRequest(self.command, parts.path, answer, body, time.time()))
-                record = False
-            if answer == "close":
+            if not parts.path.startswith(ADMIN_PREFIX):
+                status = "close" if answer.drop else answer.status
+                emulator.record(
+                    RecordedRequest(self.command, parts.path, status, body, time.time(), answer.fault, answer.applied)
+                )
+            if answer.drop:
                 self.close_connection = True
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
                 return
-            if answer == "slow":
-                time.sleep(emulator.config.slow_seconds)
-                answer = _Answer(200, {})
-            assert isinstance(answer, _Answer)
-            if record:
-                emulator.record(RecordedRequest(self.command, parts.path, answer.status, body, time.time()))
             payload = answer.raw if answer.raw is not None else json.dumps(answer.body).encode()
             self.send_response(answer.status)
-            headers_out = {"Content-Type": "application/json", **answer.headers}
-            for name, value in headers_out.items():
+            for name, value in {"Content-Type": "application/json", **answer.headers}.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()

@@ -1,15 +1,24 @@
 """The emulator's access keys: in memory, with Descope's update semantics (merge or replace).
 
 Error codes follow the reference notes: E011003 for a body that fails validation, E011004 for
-invalid arguments (an unknown id, a non-editable key, roleNames together with keyTenants).
+invalid arguments (an unknown id, a non-editable key, roleNames together with keyTenants), E011002
+for missing arguments. A key's secret (its cleartext) is kept only as a SHA-256 digest, apart from
+the key, so no view of a key, dump or log can carry it; the cleartext leaves the server once, in
+the answer to create or rotate.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import hmac
+import ipaddress
+import re
+import secrets
+import string
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,6 +34,7 @@ UPDATABLE = (
     "permittedIps",
     "customAttributes",
 )
+CREATE_FIELDS = ("expireTime", "userId", *UPDATABLE)
 _EMPTY: dict[str, Any] = {
     "name": "",
     "description": "",
@@ -34,6 +44,8 @@ _EMPTY: dict[str, Any] = {
     "permittedIps": [],
     "customAttributes": {},
 }
+_ID_CHARS = string.ascii_letters + string.digits
+_DIGITS = re.compile(r"^[0-9]+$")
 
 
 @dataclass
@@ -44,6 +56,14 @@ class StoreError(Exception):
     message: str = ""
 
 
+def invalid(why: str) -> StoreError:
+    return StoreError(400, "E011003", "Request validation failed", why)
+
+
+def missing(why: str) -> StoreError:
+    return StoreError(400, "E011002", "Missing arguments", why)
+
+
 def _is_scalar(value: Any) -> bool:
     return isinstance(value, str | int | float | bool)
 
@@ -52,40 +72,90 @@ def _str_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
-def _check_body(body: Any) -> None:
+def _tenants_ok(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(t, dict) and isinstance(t.get("tenantId"), str) and _str_list(t.get("roleNames", [])) for t in value
+    )
+
+
+def _attributes_ok(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        _is_scalar(x) or (isinstance(x, list) and all(_is_scalar(i) for i in x)) for x in value.values()
+    )
+
+
+def whole_number(value: Any) -> int | None:
+    """A non-negative whole number, given as a JSON number or a numeric string; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and value >= 0 else None
+    if isinstance(value, str) and _DIGITS.match(value):
+        return int(value)
+    return None
+
+
+# The shape every field of a request must have when it is not null (null means "not given").
+_SHAPES: dict[str, Callable[[Any], bool]] = {
+    "id": lambda v: isinstance(v, str),
+    "name": lambda v: isinstance(v, str),
+    "description": lambda v: isinstance(v, str),
+    "userId": lambda v: isinstance(v, str),
+    "expireTime": lambda v: whole_number(v) is not None,
+    "roleNames": _str_list,
+    "permittedIps": _str_list,
+    "keyTenants": _tenants_ok,
+    "customClaims": lambda v: isinstance(v, dict) and all(_is_scalar(x) for x in v.values()),
+    "customAttributes": _attributes_ok,
+}
+
+
+def check_fields(body: Any, allowed: Collection[str], required: Collection[str] = ()) -> dict[str, Any]:
     """The shapes a real server accepts; anything else is a 400 with E011003."""
-
-    def bad(why: str) -> StoreError:
-        return StoreError(400, "E011003", "Request validation failed", why)
-
     if not isinstance(body, dict):
-        raise bad("body must be a JSON object")
-    unknown = set(body) - {"id", *UPDATABLE}
+        raise invalid("body must be a JSON object")
+    unknown = set(body) - set(allowed)
     if unknown:
-        raise bad(f"unknown fields: {sorted(unknown)}")
-    if not isinstance(body.get("id"), str) or not body["id"]:
-        raise bad("id is required")
-    checks: dict[str, Callable[[Any], bool]] = {
-        "name": lambda v: isinstance(v, str),
-        "description": lambda v: isinstance(v, str),
-        "roleNames": _str_list,
-        "permittedIps": _str_list,
-        "keyTenants": lambda v: (
-            isinstance(v, list)
-            and all(
-                isinstance(t, dict) and isinstance(t.get("tenantId"), str) and _str_list(t.get("roleNames", []))
-                for t in v
-            )
-        ),
-        "customClaims": lambda v: isinstance(v, dict) and all(_is_scalar(x) for x in v.values()),
-        "customAttributes": lambda v: (
-            isinstance(v, dict)
-            and all(_is_scalar(x) or (isinstance(x, list) and all(_is_scalar(i) for i in x)) for x in v.values())
-        ),
-    }
-    for name, ok in checks.items():
-        if body.get(name) is not None and not ok(body[name]):
-            raise bad(f"{name} has the wrong shape")
+        raise invalid(f"unknown fields: {sorted(unknown)}")
+    for name in required:
+        if not isinstance(body.get(name), str) or not body[name]:
+            raise invalid(f"{name} is required")
+    for name in allowed:
+        if body.get(name) is not None and not _SHAPES[name](body[name]):
+            raise invalid(f"{name} has the wrong shape")
+    return body
+
+
+def _check_roles_or_tenants(key: Mapping[str, Any]) -> None:
+    if key["roleNames"] and key["keyTenants"]:
+        raise StoreError(400, "E011004", "Invalid arguments", "a key has roleNames or keyTenants, not both")
+
+
+def _plain_tenants(tenants: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Stored without tenantName: the server fills it in on every answer."""
+    return [{"tenantId": t["tenantId"], "roleNames": list(t.get("roleNames") or [])} for t in tenants]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: true is not 1, 1 is 1.0, lists element by element."""
+    if isinstance(a, list) or isinstance(b, list):
+        return (
+            isinstance(a, list)
+            and isinstance(b, list)
+            and len(a) == len(b)
+            and all(_same(x, y) for x, y in zip(a, b, strict=True))
+        )
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
+
+
+def digest(cleartext: str) -> str:
+    return hashlib.sha256(cleartext.encode()).hexdigest()
+
+
+def new_cleartext() -> str:
+    return secrets.token_urlsafe(32)
 
 
 def complete_key(raw: Mapping[str, Any], index: int = 0) -> dict[str, Any]:
@@ -102,20 +172,62 @@ def complete_key(raw: Mapping[str, Any], index: int = 0) -> dict[str, Any]:
             "editable": True,
         }
     )
-    key.update(copy.deepcopy(dict(raw)))
+    key.update(copy.deepcopy({name: value for name, value in raw.items() if name != "cleartext"}))
     if not isinstance(key.get("id"), str) or not key["id"]:
         raise ValueError(f"seed key #{index} has no id")
     return key
+
+
+def _search_filter(request: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bool]:
+    """The documented filters, all of them at once; fields it does not know (sort, ...) are ignored."""
+    shapes: dict[str, Callable[[Any], bool]] = {
+        "tenantIds": _str_list,
+        "boundUserId": lambda v: isinstance(v, str),
+        "creatingUser": lambda v: isinstance(v, str),
+        "text": lambda v: isinstance(v, str),
+        "customAttributes": lambda v: isinstance(v, dict),
+    }
+    for name, ok in shapes.items():
+        if request.get(name) is not None and not ok(request[name]):
+            raise invalid(f"{name} has the wrong shape")
+    tenant_ids = set(request.get("tenantIds") or ())
+    bound, creator = request.get("boundUserId") or "", request.get("creatingUser") or ""
+    text = (request.get("text") or "").lower()
+    attributes: dict[str, Any] = request.get("customAttributes") or {}
+
+    def wanted(key: Mapping[str, Any]) -> bool:
+        return (
+            (not tenant_ids or bool(tenant_ids & {t["tenantId"] for t in key["keyTenants"]}))
+            and (not bound or key["boundUserId"] == bound)
+            and (not creator or key["createdBy"] == creator)
+            and (not text or text in key["name"].lower() or text in key["id"].lower())
+            and all(
+                name in key["customAttributes"] and _same(key["customAttributes"][name], value)
+                for name, value in attributes.items()
+            )
+        )
+
+    return wanted
 
 
 class KeyStore:
     def __init__(self, keys: Iterable[Mapping[str, Any]] = (), tenant_names: Mapping[str, str] | None = None) -> None:
         self._lock = threading.Lock()
         self._keys: dict[str, dict[str, Any]] = {}
+        self._digests: dict[str, str] = {}  # key id -> sha256 of its cleartext
         self._tenant_names = dict(tenant_names or {})
         for index, raw in enumerate(keys):
+            if not isinstance(raw, Mapping):
+                raise ValueError(f"seed key #{index} is not a mapping")
             key = complete_key(raw, index)
+            if key["id"] in self._keys:
+                raise ValueError(f"seed key id {key['id']!r} appears more than once")
             self._keys[key["id"]] = key
+            cleartext = raw.get("cleartext")
+            if cleartext is not None:
+                if not isinstance(cleartext, str) or not cleartext:
+                    raise ValueError(f"seed key {key['id']!r}: cleartext must be a non-empty string")
+                self._digests[key["id"]] = digest(cleartext)
 
     def _view(self, key: Mapping[str, Any]) -> dict[str, Any]:
         view = copy.deepcopy(dict(key))
@@ -127,16 +239,13 @@ class KeyStore:
         with self._lock:
             return [self._view(key) for key in self._keys.values()]
 
+    def __len__(self) -> int:
+        return len(self._keys)
+
     def search(self, request: Mapping[str, Any]) -> list[dict[str, Any]]:
-        tenant_ids = set(request.get("tenantIds") or ())
-        text = (request.get("text") or "").lower()
+        wanted = _search_filter(request)
         with self._lock:
-            return [
-                self._view(key)
-                for key in self._keys.values()
-                if (not tenant_ids or tenant_ids & {t["tenantId"] for t in key["keyTenants"]})
-                and (not text or text in key["name"].lower() or text in key["id"].lower())
-            ]
+            return [self._view(key) for key in self._keys.values() if wanted(key)]
 
     def load(self, key_id: str) -> dict[str, Any]:
         with self._lock:
@@ -148,12 +257,23 @@ class KeyStore:
             raise StoreError(404, "E011004", "Access key not found", f"no access key with id {key_id}")
         return key
 
+    def _editable(self, key_id: str) -> dict[str, Any]:
+        key = self._get(key_id)
+        if not key.get("editable", True):
+            raise StoreError(400, "E011004", "Access key is not editable")
+        return key
+
+    def _new_id(self) -> str:
+        """Descope-like: `K2` and 26 letters or digits, 28 characters."""
+        while True:
+            key_id = "K2" + "".join(secrets.choice(_ID_CHARS) for _ in range(26))
+            if key_id not in self._keys:
+                return key_id
+
     def update(self, body: Any, semantics: UpdateSemantics) -> dict[str, Any]:
-        _check_body(body)
+        check_fields(body, ("id", *UPDATABLE), required=("id",))
         with self._lock:
-            key = self._get(body["id"])
-            if not key.get("editable", True):
-                raise StoreError(400, "E011004", "Access key is not editable")
+            key = self._editable(body["id"])
             updated = dict(key)
             for name in UPDATABLE:
                 value = body.get(name)
@@ -161,16 +281,93 @@ class KeyStore:
                     updated[name] = copy.deepcopy(value)
                 elif semantics == "replace":
                     updated[name] = copy.deepcopy(_EMPTY[name])
-            updated["keyTenants"] = [
-                {"tenantId": t["tenantId"], "roleNames": list(t.get("roleNames") or [])} for t in updated["keyTenants"]
-            ]
-            if updated["roleNames"] and updated["keyTenants"]:
-                raise StoreError(400, "E011004", "Invalid arguments", "a key has roleNames or keyTenants, not both")
+            updated["keyTenants"] = _plain_tenants(updated["keyTenants"])
+            _check_roles_or_tenants(updated)
             self._keys[key["id"]] = updated
             return self._view(updated)
 
-    def set_status(self, key_ids: Iterable[str], status: str) -> None:
+    def create(self, body: Any, created_by: str) -> tuple[dict[str, Any], str]:
+        """The new key and its cleartext (returned this once, kept only as a digest)."""
+        check_fields(body, CREATE_FIELDS, required=("name",))
+        now = int(time.time())
+        expire_time = whole_number(body.get("expireTime")) or 0
+        if 0 < expire_time <= now:
+            raise invalid("expireTime is in the past")
+        with self._lock:
+            key = complete_key({"id": self._new_id()}, len(self._keys))
+            key.update({name: copy.deepcopy(body[name]) for name in UPDATABLE if body.get(name) is not None})
+            key.update(
+                keyTenants=_plain_tenants(key["keyTenants"]),
+                createdTime=now,
+                expireTime=expire_time,
+                createdBy=created_by,
+                clientId="C" + secrets.token_hex(12),
+                boundUserId=body.get("userId") or "",
+            )
+            _check_roles_or_tenants(key)
+            cleartext = new_cleartext()
+            self._keys[key["id"]] = key
+            self._digests[key["id"]] = digest(cleartext)
+            return self._view(key), cleartext
+
+    def rotate(self, key_id: str) -> tuple[dict[str, Any], str]:
+        """A new secret for the same key; the old one stops working at once."""
+        with self._lock:
+            key = self._editable(key_id)
+            cleartext = new_cleartext()
+            self._digests[key_id] = digest(cleartext)
+            return self._view(key), cleartext
+
+    def delete(self, key_ids: Collection[str]) -> list[dict[str, Any]]:
+        """All or nothing: one unknown or non-editable id and no key is deleted."""
+        with self._lock:
+            keys = [self._editable(key_id) for key_id in key_ids]
+            for key in keys:
+                self._keys.pop(key["id"], None)
+                self._digests.pop(key["id"], None)
+            return [self._view(key) for key in keys]
+
+    def set_status(self, key_ids: Iterable[str], status: str) -> list[dict[str, Any]]:
         with self._lock:
             keys = [self._get(key_id) for key_id in key_ids]
             for key in keys:
                 key["status"] = status
+            return [self._view(key) for key in keys]
+
+    def authenticate(self, cleartext: str, remote_address: str) -> dict[str, Any]:
+        """The key this secret belongs to, if it may be used now from this address; else a 401."""
+        wanted = digest(cleartext)
+        with self._lock:
+            key_id = next((i for i, d in self._digests.items() if hmac.compare_digest(d, wanted)), None)
+            key = self._keys.get(key_id) if key_id else None
+            refusal = _refusal(key, remote_address)
+            if key is None or refusal:
+                raise StoreError(401, "E011002", "Unauthorized", refusal)
+            return self._view(key)
+
+
+def _refusal(key: Mapping[str, Any] | None, remote_address: str) -> str:
+    """Why this key may not be exchanged now ("" when it may)."""
+    if key is None:
+        return "invalid access key"
+    if key["status"] != "active":
+        return "access key is not active"
+    if key["expireTime"] and key["expireTime"] <= time.time():
+        return "access key has expired"
+    if key["permittedIps"] and not _permitted(remote_address, key["permittedIps"]):
+        return "address not permitted for this access key"
+    return ""
+
+
+def _permitted(address: str, allowed: Iterable[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for entry in allowed:
+        try:
+            if ip in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue  # an entry the server cannot read admits nobody
+    return False
