@@ -24,12 +24,13 @@ demo: $(STAMP)
 test: lint check-schemas validate-desired unit
 
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check reconcile tests bench
 	$(BIN)/ruff format --check reconcile tests bench
 	$(BIN)/mypy reconcile
+	$(BIN)/lint-imports --no-cache
 
 schemas: $(STAMP)
 	$(PY) -m reconcile.schemas.generate --write

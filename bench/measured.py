@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from reconcile.cli.main import main
+from reconcile.cli import main
 
 
 def peak_rss_kib() -> int:

@@ -2,6 +2,6 @@
 
 import sys
 
-from reconcile.cli.main import main
+from reconcile.cli import main
 
 sys.exit(main())

@@ -117,3 +117,11 @@ def canonical_value(name: str, value: JSON) -> JSON:
 def current_fields(key: Mapping[str, JSON]) -> dict[str, JSON]:
     """The updatable fields of a key as the server returned it, in canonical form."""
     return {name: canonical_value(name, key.get(name)) for name in UPDATABLE_FIELDS}
+
+
+@dataclass(frozen=True)
+class DesiredFile:
+    """A desired file as a run saw it: reports and saved plans pin the exact content by hash."""
+
+    path: str
+    sha256: str

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from reconcile.cli.main import build_parser
+from reconcile.cli import build_parser
 from tests.conftest import REPO
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconcile.cli import main as cli
+from reconcile import cli
 from reconcile.desired.loader import Diagnostic, ParsedFile, parse_text
 from reconcile.desired.validation import build_desired_state
 from reconcile.job import load_desired

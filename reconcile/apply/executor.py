@@ -8,16 +8,13 @@ sending it twice leaves the key exactly as sending it once.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
+from reconcile.apply.journal import Journal
 from reconcile.apply.limiter import Budget
 from reconcile.apply.retry import GaveUp, InterruptedInFlight, RetryPolicy, Tally, is_retryable
 from reconcile.errors import ApiError, AuthenticationError, Interrupted, ReconcileError
@@ -58,40 +55,6 @@ class UpdateClient(Protocol):
 # One status change: outcome, requests sent, error.
 _Step = tuple[Outcome, int, "ErrorInfo | None"]
 STATUS_BATCH_SIZE = 100  # ids per activate/deactivate batch request
-
-
-class Journal:
-    """JSON Lines, one line per finished key, flushed before the key counts as done."""
-
-    def __init__(self, path: Path, run_id: str) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._file: IO[str] = os.fdopen(fd, "a", encoding="utf-8")
-        self._write({"type": "start", "runId": run_id, "at": _now()})
-
-    def _write(self, record: Mapping[str, Any]) -> None:
-        self._file.write(json.dumps(record, sort_keys=True) + "\n")
-        self._file.flush()
-
-    def record(self, result: KeyResult) -> None:
-        self._write(
-            {
-                "type": "key",
-                "id": result.plan.key.id,
-                "outcome": result.outcome.value,
-                "attempts": result.attempts,
-                "error": result.error.as_json() if result.error else None,
-                "at": _now(),
-            }
-        )
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The Descope Management API client: HTTP, answers mapped to one error hierarchy, secrets redacted."""

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,9 +13,11 @@ from typing import Any
 
 from reconcile import __version__
 from reconcile.apply.executor import ErrorInfo, KeyResult
+from reconcile.files import write_private_atomically
+from reconcile.model import DesiredFile
 from reconcile.plan.diff import KeyPlan, Outcome, Plan
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: run.settings in camelCase, like the rest of the report
 
 
 @dataclass(frozen=True)
@@ -29,12 +29,6 @@ class RunInfo:
     settings: Mapping[str, Any] = field(default_factory=dict)
     interrupted: bool = False
     timings: Mapping[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DesiredFile:
-    path: str
-    sha256: str
 
 
 def git_state(paths: Sequence[str]) -> dict[str, Any] | None:
@@ -138,23 +132,6 @@ def build_report(
             "retries": retries,
         },
     }
-
-
-def write_private_atomically(path: Path, text: str, *, mode: int = 0o600) -> None:
-    """Temporary file beside the target (same filesystem), fsync, rename: readers never see half a file.
-    Private (0600) unless said otherwise: reports describe a project's credentials."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(temporary).replace(path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def write_report(path: Path, report: Mapping[str, Any]) -> None:

@@ -1,0 +1,1 @@
+"""Desired state + observed keys → a plan: the pure diff, the safety threshold, reviewed (saved) plans."""

@@ -20,8 +20,7 @@ from typing import Any
 
 from reconcile import __version__
 from reconcile.errors import ReconcileError
-from reconcile.model import DEFAULT_STATUS, DesiredKey, SourceLocation, current_fields
-from reconcile.output.report import DesiredFile
+from reconcile.model import DEFAULT_STATUS, DesiredFile, DesiredKey, SourceLocation, current_fields
 from reconcile.plan.diff import FieldChange, KeyPlan, Outcome, Plan
 
 PLAN_FORMAT = 1

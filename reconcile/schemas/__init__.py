@@ -1,0 +1,1 @@
+"""The JSON Schemas (desired files, update requests, the report): where they are, validators, and the generator."""

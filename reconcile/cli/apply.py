@@ -1,0 +1,177 @@
+"""`descope-reconcile apply`: send one update per key that differs (fresh plan or a reviewed saved plan)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from reconcile.apply.journal import Journal
+from reconcile.cli.common import Target, connect, load, settings, show, write_outputs
+from reconcile.cli.options import (
+    PATHS_HELP,
+    Parser,
+    add_command,
+    desired_options,
+    parsed,
+    positive_float,
+    positive_int,
+    remote_options,
+    report_options,
+)
+from reconcile.errors import ExitCode, SafetyThresholdExceeded, UsageError
+from reconcile.job import (
+    ApplyOutcome,
+    LoadedDesired,
+    RunClock,
+    Session,
+    bulk,
+    execute,
+    fetch_keys,
+    journal_path_for,
+    make_report,
+)
+from reconcile.model import DesiredFile
+from reconcile.output.text import render_plan, render_results
+from reconcile.plan import saved as savedplan
+from reconcile.plan.diff import Outcome, Plan, compute_plan
+from reconcile.plan.safety import DEFAULT_MAX_CHANGES_SHARE, DEFAULT_THRESHOLD_MIN_KEYS, ChangeLimit, check_safety
+
+log = logging.getLogger("reconcile")
+DEFAULT_CONCURRENCY = 8
+
+
+def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
+    parser = add_command(
+        subcommands,
+        "apply",
+        [desired_options(), remote_options(), report_options()],
+        "send one update per key that differs, and none for the others",
+        "Plan (or load a saved plan), then change every key that differs: rate-limited, retried, journaled.",
+    )
+    parser.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP + "; optional with --plan")
+    parser.add_argument(
+        "--plan",
+        type=Path,
+        metavar="FILE",
+        help="apply this saved plan and nothing else; refused if stale, edited or too old "
+        "(with PATHs, also if the desired files changed)",
+    )
+    parser.add_argument(
+        "--max-plan-age",
+        type=parsed(savedplan.parse_age),
+        default=savedplan.parse_age("24h"),
+        metavar="AGE",
+        help="refuse a saved plan older than this: 24h (default), 90m, 3600s, 2d",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"updates in flight at once (default {DEFAULT_CONCURRENCY})",
+    )
+    parser.add_argument(
+        "--max-changes",
+        type=parsed(ChangeLimit.parse),
+        metavar="N|P%",
+        help="refuse (exit 3) before any write when more keys would change; default "
+        f"{DEFAULT_MAX_CHANGES_SHARE * 100:.0f}%% when more than {DEFAULT_THRESHOLD_MIN_KEYS} keys are managed",
+    )
+    parser.add_argument("--force", action="store_true", help="apply even over --max-changes")
+    parser.add_argument("--journal", type=Path, metavar="FILE", help="JSON Lines journal (default: beside --report)")
+    parser.add_argument(
+        "--progress-every",
+        type=positive_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="progress on stderr this often (default: a live line on a terminal, else a log line every 5 s)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def _load_saved_plan(args: argparse.Namespace, project_id: str, clock: RunClock) -> dict[str, Any]:
+    try:
+        document: dict[str, Any] = json.loads(args.plan.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise savedplan.PlanRejected(f"{args.plan} is not a saved plan (not JSON)") from None
+    try:
+        savedplan.verify(document, now=clock.started, max_age=args.max_plan_age, project_id=project_id)
+    except (KeyError, TypeError, ValueError):
+        raise savedplan.PlanRejected(f"{args.plan} is not a complete saved plan") from None
+    return document
+
+
+async def _plan_to_apply(
+    args: argparse.Namespace, session: Session, target: Target, clock: RunClock, loaded: LoadedDesired | None
+) -> tuple[Plan, tuple[DesiredFile, ...]]:
+    """The fresh plan from the desired files, or the saved plan once proven current."""
+    saved = _load_saved_plan(args, target.project_id, clock) if args.plan else None
+    if saved is not None and loaded is not None:
+        savedplan.check_desired(saved, loaded.files)
+    with clock.phase("fetch"):
+        observed = await fetch_keys(session)
+    if saved is None:
+        assert loaded is not None
+        with clock.phase("diff"):
+            return compute_plan(loaded.state, observed), loaded.files
+    stale = savedplan.stale_keys(saved, observed)
+    if stale:
+        shown = ", ".join(stale[:20]) + (f" and {len(stale) - 20} more" if len(stale) > 20 else "")
+        raise savedplan.PlanRejected(
+            f"{len(stale)} planned key(s) changed since the plan was made: {shown}; plan again"
+        )
+    return savedplan.to_plan(saved), savedplan.files_of(saved)
+
+
+async def _execute(args: argparse.Namespace, session: Session, result: Plan, run_id: str) -> ApplyOutcome:
+    journal_file = args.journal or (journal_path_for(args.report) if args.report else None)
+    journal = Journal(journal_file, run_id) if journal_file else None
+    try:
+        outcome = await execute(
+            session,
+            result,
+            concurrency=args.concurrency,
+            journal=journal,
+            progress_every=None if args.quiet else args.progress_every,
+        )
+    finally:
+        if journal is not None:
+            journal.close()
+    show(args, render_results(outcome.results))
+    if outcome.fatal is not None:
+        log.error("error: %s; the run stopped, nothing more was sent", outcome.fatal)
+    if outcome.interrupted:
+        log.error("interrupted: in-flight calls finished, the rest were not sent")
+    return outcome
+
+
+async def run(args: argparse.Namespace) -> int:
+    if args.plan is None and not args.paths:
+        raise UsageError("give the desired PATHs, or --plan FILE")
+    clock = RunClock("apply")
+    with bulk():
+        loaded = load(args, clock=clock) if args.paths else None  # before any credentials or network
+    outcome, refusal = None, None
+    async with connect(args) as (session, target):
+        with bulk():
+            result, files = await _plan_to_apply(args, session, target, clock, loaded)
+        show(args, render_plan(result, verbose=args.verbose > 0))
+        if result.updates:
+            try:
+                check_safety(result, args.max_changes, force=args.force)  # before any write
+            except SafetyThresholdExceeded as error:
+                refusal = error  # the report is still written: a refused plan is worth auditing
+            else:
+                with clock.phase("apply"):
+                    outcome = await _execute(args, session, result, clock.run_id)
+        report = make_report(
+            clock, files, session.client, target.project_id, result, settings=settings(args), outcome=outcome
+        )
+    write_outputs(args, report, clock)
+    if refusal is not None:
+        raise refusal
+    if result.errors or (outcome and any(r.outcome is not Outcome.UPDATED for r in outcome.results)):
+        return ExitCode.FAILURE
+    return ExitCode.OK

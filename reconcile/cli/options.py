@@ -1,0 +1,162 @@
+"""What every command shares on its command line: the parser class, value checks, option groups, help text."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from reconcile.client.descope import DEFAULT_TIMEOUT_SECONDS
+from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
+from reconcile.errors import ExitCode
+
+Converter = Callable[[str], Any]
+
+# Descope publishes 1000 requests per 10 s for backend (SDK) traffic: 100/s never exceeds it,
+# and the limiter slows down by itself where a project's limit is lower.
+DEFAULT_RATE = 100.0
+DEFAULT_MAX_ATTEMPTS = 6
+DEFAULT_KEY_DEADLINE = 300.0
+PATHS_HELP = "desired-state YAML files or folders (recursive)"
+
+EPILOG = f"""\
+exit codes:
+  {ExitCode.OK:<3} valid (validate), in sync (plan), everything applied (apply), done (export, audit)
+  {ExitCode.FAILURE:<3} an error: invalid input, API or network failure, a refused saved plan, or a key
+      failed, missing, not editable, in conflict or interrupted
+  {ExitCode.CHANGES_PENDING:<3} plan found changes to make (audit --fail-on-drift: drift found)
+  {ExitCode.SAFETY_THRESHOLD:<3} apply refused: the plan changes more keys than --max-changes allows
+  {ExitCode.USAGE:<3} usage error (bad command line)
+
+environment:
+  DESCOPE_PROJECT_ID            the project (every command but validate)
+  DESCOPE_MANAGEMENT_KEY        its management key; never give it on the command line
+  DESCOPE_MANAGEMENT_KEY_FILE   or: a file holding the key (mounted secrets)
+  DESCOPE_BASE_URL              API base URL (DESCOPE_BASE_URI, the SDKs' name, works too);
+                                default https://api.descope.com, or the regional host for
+                                32+ character project ids. Plain http:// only on loopback.
+  SSL_CERT_FILE                 CA bundle for TLS (verification cannot be switched off)
+  GITHUB_STEP_SUMMARY           where --summary goes by default, when set (GitHub Actions)
+
+examples:
+  descope-reconcile validate desired/
+  descope-reconcile plan desired/ --report report.json --out plan.json   # exit 2: drift
+  descope-reconcile apply --plan plan.json --report report.json          # exactly the reviewed plan
+  descope-reconcile apply desired/ --report report.json
+  descope-reconcile export --out desired/keys.yaml
+  descope-reconcile audit desired/ --summary audit.md --out audit.json
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors exit 64 (EX_USAGE), as the exit-code table says, not argparse's 2 (which means drift here)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _checked(convert: type[float] | type[int], minimum: float, what: str) -> Converter:
+    def parse(text: str) -> float | int:
+        value = convert(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+
+    return parse
+
+
+positive_float = _checked(float, 1e-9, "positive")
+positive_int = _checked(int, 1, "at least 1")
+non_negative_int = _checked(int, 0, "0 or more")
+
+
+def parsed(parse: Converter) -> Converter:
+    """A parser's ValueError as argparse's usage error (exit 64)."""
+
+    def wrapper(text: str) -> object:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return wrapper
+
+
+def desired_options() -> Parser:
+    """For commands that read desired files."""
+    group = Parser(add_help=False)
+    group.add_argument(
+        "--max-file-size",
+        type=positive_int,
+        default=DEFAULT_MAX_FILE_BYTES,
+        metavar="BYTES",
+        help=f"refuse desired files larger than this (default {DEFAULT_MAX_FILE_BYTES:,})",
+    )
+    return group
+
+
+def remote_options() -> Parser:
+    """For commands that call the Management API."""
+    group = Parser(add_help=False)
+    group.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=DEFAULT_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help=f"per-request timeout (default {DEFAULT_TIMEOUT_SECONDS:g})",
+    )
+    group.add_argument(
+        "--rate",
+        type=positive_float,
+        default=DEFAULT_RATE,
+        metavar="PER_SECOND",
+        help=f"request rate ceiling; lowered automatically when throttled (default {DEFAULT_RATE:g}: "
+        "Descope's published 1000 requests / 10 s)",
+    )
+    group.add_argument(
+        "--max-attempts",
+        type=positive_int,
+        default=DEFAULT_MAX_ATTEMPTS,
+        help="failed attempts per request before giving up, first included; 429s do not count "
+        f"(default {DEFAULT_MAX_ATTEMPTS})",
+    )
+    group.add_argument(
+        "--key-deadline",
+        type=positive_float,
+        default=DEFAULT_KEY_DEADLINE,
+        metavar="SECONDS",
+        help=f"give up on a key this long after its first attempt (default {DEFAULT_KEY_DEADLINE:g})",
+    )
+    return group
+
+
+def report_options() -> Parser:
+    """For commands that write the JSON report and the Markdown summary."""
+    group = Parser(add_help=False)
+    group.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here (mode 0600)")
+    group.add_argument(
+        "--summary",
+        type=Path,
+        metavar="FILE",
+        help="write a Markdown summary here (default: $GITHUB_STEP_SUMMARY when set)",
+    )
+    return group
+
+
+def add_command(
+    subcommands: argparse._SubParsersAction[Parser], name: str, parents: list[Parser], summary: str, text: str
+) -> Parser:
+    sub = subcommands.add_parser(
+        name,
+        parents=parents,
+        help=summary,
+        description=text,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub.add_argument("-v", "--verbose", action="count", default=0, help="more detail on stderr (-vv: debug)")
+    sub.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr, nothing on stdout")
+    return sub

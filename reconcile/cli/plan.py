@@ -1,0 +1,62 @@
+"""`descope-reconcile plan`: what apply would change, read-only; exit 2 when there are changes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from reconcile.cli.common import connect, load, settings, show, write_outputs
+from reconcile.cli.options import PATHS_HELP, Parser, add_command, desired_options, remote_options, report_options
+from reconcile.errors import ExitCode
+from reconcile.files import write_private_atomically
+from reconcile.job import RunClock, bulk, fetch_keys, make_report
+from reconcile.output.text import render_plan
+from reconcile.plan import saved as savedplan
+from reconcile.plan.diff import compute_plan
+
+log = logging.getLogger("reconcile")
+
+
+def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
+    parser = add_command(
+        subcommands,
+        "plan",
+        [desired_options(), remote_options(), report_options()],
+        "show what apply would change (read-only); exit 2 when there are changes",
+        "Read the project, compare it with the desired files, print the changes. Sends no change.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help=PATHS_HELP)
+    parser.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan FILE`")
+    parser.set_defaults(handler=run)
+
+
+async def run(args: argparse.Namespace) -> int:
+    clock = RunClock("plan")
+    with bulk():
+        loaded = load(args, clock=clock)  # any validation error: no network call at all
+        async with connect(args) as (session, target):
+            with clock.phase("fetch"):
+                observed = await fetch_keys(session)
+            with clock.phase("diff"):
+                result = compute_plan(loaded.state, observed)
+            show(args, render_plan(result, verbose=args.verbose > 0))
+            if args.out:
+                saved = savedplan.save(
+                    result,
+                    observed,
+                    project_id=target.project_id,
+                    base_url=target.base_url,
+                    files=loaded.files,
+                    created=clock.started,
+                )
+                write_private_atomically(args.out, json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
+                log.info("plan saved to %s (%d change(s))", args.out, len(result.updates))
+            report = make_report(
+                clock, loaded.files, session.client, target.project_id, result, settings=settings(args)
+            )
+        write_outputs(args, report, clock)
+    if result.errors:
+        return ExitCode.FAILURE
+    return ExitCode.CHANGES_PENDING if result.updates else ExitCode.OK

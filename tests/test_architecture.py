@@ -1,0 +1,80 @@
+"""The layout is a contract: ARCHITECTURE.md names every stage folder, and import-linter keeps the layering."""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "reconcile"
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+
+def _subpackages() -> set[str]:
+    return {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
+
+
+def test_architecture_describes_every_subpackage_and_names_only_real_folders() -> None:
+    text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"reconcile/([a-z_]+)/", text))
+    assert named, "ARCHITECTURE.md names no folder"
+    assert not named - _subpackages(), f"named but missing: {sorted(named - _subpackages())}"
+    described = set(re.findall(r"^- \*\*`reconcile/([a-z_]+)/`\*\*", text, flags=re.MULTILINE))
+    assert _subpackages() <= described, f"not described: {sorted(_subpackages() - described)}"
+
+
+def _run_contracts(cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(cwd), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+        check=False,
+    )
+
+
+def test_import_contracts_hold() -> None:
+    result = _run_contracts(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "line", "contract"),
+    [
+        ("reconcile/plan/diff.py", "import httpx", "The plan is pure"),
+        ("reconcile/plan/diff.py", "from reconcile.apply import executor", "Stages are layered"),
+        ("reconcile/output/text.py", "import httpx", "Only the client layer speaks HTTP"),
+        ("reconcile/emulator/store.py", "from reconcile.desired import loader", "The emulator is a separate server"),
+    ],
+)
+def test_a_crossing_import_breaks_the_contract(tmp_path: Path, module: str, line: str, contract: str) -> None:
+    shutil.copytree(PACKAGE, tmp_path / "reconcile", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    target = tmp_path / module
+    source = target.read_text(encoding="utf-8")
+    # After the module docstring and `from __future__`, where an import may legally stand.
+    anchor = "from __future__ import annotations\n"
+    assert anchor in source
+    target.write_text(source.replace(anchor, anchor + line + "\n", 1), encoding="utf-8")
+    result = _run_contracts(tmp_path)
+    assert result.returncode != 0
+    assert f"{contract}" in result.stdout and "BROKEN" in result.stdout
+
+
+def test_no_function_is_longer_than_80_lines() -> None:
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > 80:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length} lines)")
+    assert not long, long
