@@ -8,26 +8,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, TypeVar
 
 from reconcile.apply.executor import Executor, KeyResult
 from reconcile.apply.journal import Journal
-from reconcile.apply.limiter import AdaptiveRateLimiter
+from reconcile.apply.limiter import Budget, Limits
 from reconcile.apply.progress import report_progress
 from reconcile.apply.retry import RetryPolicy, Tally
 from reconcile.client.descope import DescopeClient
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES, Diagnostic, ParsedFile, load_files
 from reconcile.desired.validation import build_desired_state
-from reconcile.model import DesiredFile, DesiredState
+from reconcile.model import DesiredFile, DesiredKey, DesiredState
 from reconcile.output.report import RunInfo, build_report, git_state
-from reconcile.plan.diff import Plan
+from reconcile.plan.diff import KeyPlan, Outcome, Plan
+
+T = TypeVar("T")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -76,39 +81,61 @@ class RetrySettings:
     rate: float
     max_attempts: int
     deadline: float  # seconds from a unit of work's first attempt to its last
+    timeout: float | None = None  # per request, for the messages of requests that time out
 
 
 class Session:
-    """What one run shares: the client, the rate limiter, the stop signal (SIGINT/SIGTERM)."""
+    """What one run shares: the client, the request budgets (`limits[Budget.AUDIT]` for audit
+    search), the retry policy, and the stop signal (SIGINT/SIGTERM)."""
 
     def __init__(self, client: DescopeClient, settings: RetrySettings) -> None:
         self.client = client
-        self.limiter = AdaptiveRateLimiter(settings.rate)
+        self.limits = Limits(settings.rate)
         self.stop = asyncio.Event()
         self.interrupted = False
         self.policy = RetryPolicy(
-            self.limiter, max_attempts=settings.max_attempts, deadline=settings.deadline, stop=self.stop
+            self.limits,
+            max_attempts=settings.max_attempts,
+            deadline=settings.deadline,
+            stop=self.stop,
+            request_timeout=settings.timeout,
         )
 
-    def _interrupt(self) -> None:
+    async def call(self, operation: Callable[[], Awaitable[T]], *, budget: Budget, what: str) -> T:
+        """One API call within its budget, retried under the run's policy."""
+        return await self.policy.call(operation, Tally(), budget=budget, what=what)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if self.interrupted:  # the second signal: whatever the run is stuck in, leave now
+            os.write(2, b"interrupted again: exiting at once\n")
+            os._exit(128 + signum)
         self.interrupted = True
-        self.stop.set()
+        self._loop.call_soon_threadsafe(self.stop.set)
 
     @contextlib.contextmanager
     def signals_stop_the_run(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self._interrupt)
+        """The first SIGINT/SIGTERM stops the run: requests in flight are cancelled, nothing more is
+        sent, and the command still writes what it owes (report, journal). The second exits at once
+        with 128 + the signal's number. Python-level handlers: they run even while the event loop
+        is blocked (a hung file write), where asyncio's own handlers would wait for it."""
+        self._loop = asyncio.get_running_loop()
+        previous = {signum: signal.signal(signum, self._on_signal) for signum in STOP_SIGNALS}
         try:
             yield
         finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signum)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 async def fetch_keys(session: Session) -> list[dict[str, Any]]:
     """Every key of the project: one search, retried like any call."""
-    return await session.policy.call(session.client.search_access_keys, Tally(), what="search")
+    return await session.call(session.client.search_access_keys, budget=Budget.READ, what="search")
+
+
+def interrupted_plan(keys: Iterable[DesiredKey]) -> Plan:
+    """The plan of a run stopped before the project was read: every key interrupted, none compared."""
+    reason = "not compared: the run was interrupted before the project was read"
+    return Plan(tuple(KeyPlan(key, Outcome.INTERRUPTED, reason, str(key.fields.get("name", ""))) for key in keys), ())
 
 
 @dataclass
@@ -174,9 +201,10 @@ def make_report(
     *,
     settings: dict[str, Any],
     outcome: ApplyOutcome | None = None,
+    interrupted: bool = False,
 ) -> dict[str, Any]:
     return build_report(
-        run=clock.finish(settings, interrupted=bool(outcome and outcome.interrupted)),
+        run=clock.finish(settings, interrupted=interrupted),
         files=files,
         git=git_state([f.path for f in files]),
         project_id=project_id,

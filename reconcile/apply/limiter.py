@@ -60,6 +60,10 @@ PROBE_GROWTH = 1.3
 MIN_PROBE_SECONDS = 0.05
 # How much of the last bracket's lower bound a block that needed no second probe keeps.
 BRACKET_DECAY = 0.8
+# A block at least this many times longer than the sending before it looks like a window's.
+WINDOW_EVIDENCE = 2.0
+# One request at a time from the guessed window count up to this multiple of it.
+SOLO_SLACK = 1.2
 # A known window is kept with this margin: a request is counted where it arrives, a bit after it is sent.
 WINDOW_MARGIN_SECONDS = 1.0
 
@@ -109,6 +113,36 @@ class LimiterStats:
 
 
 @dataclass
+class _Cycle:
+    """Sending between two blocks. A block that outlasts the sending that ran into it many times
+    over is a window's (N requests per window, then a block), not a token bucket's: the next cycle
+    sends one request at a time once it nears the count the last one got through, so that only one
+    request, not every one in flight, meets the next block."""
+
+    started: float
+    admitted: int = 0
+    ended: tuple[int, float, float] | None = None  # admitted, seconds spent sending, when it was blocked
+    guess: int | None = None  # what a window lets through, when the limit looks like one
+
+    def blocked(self, now: float) -> None:
+        if self.ended is None:
+            self.ended = (self.admitted, now - self.started, now)
+
+    def resume(self, now: float) -> None:
+        if self.ended is not None:
+            admitted, sending, blocked_at = self.ended
+            window_like = admitted > 0 and now - blocked_at >= WINDOW_EVIDENCE * sending
+            self.guess = admitted if window_like else None
+            self.started, self.admitted, self.ended = now, 0, None
+
+    def solo(self, out: int) -> bool:
+        """Whether the next request must wait until none is out."""
+        if self.guess is not None and self.admitted > self.guess * SOLO_SLACK:
+            self.guess = None  # well past the guess without a block: not a window after all
+        return self.guess is not None and out > 0 and self.admitted + out >= self.guess
+
+
+@dataclass
 class _Block:
     """Throttled without Retry-After: nothing goes out but one probe at a time."""
 
@@ -152,6 +186,8 @@ class AdaptiveRateLimiter:
         self._block: _Block | None = None
         self._bracket: tuple[float, float] | None = None  # last block: (refused until, let through at)
         self._sent: deque[float] = deque()  # send times, for a known window
+        self._cycle = _Cycle(started=clock())
+        self._out = 0  # permits given and not yet handed back
         self._last_decrease = -cooldown
         self._last_success = clock()
         self._lock = asyncio.Lock()
@@ -169,12 +205,13 @@ class AdaptiveRateLimiter:
         if self.window is None:
             return 0.0
         span = self.window.seconds + WINDOW_MARGIN_SECONDS
-        while self._sent and self._sent[0] <= now - span:
+        while self._sent and self._sent[0] + span <= now:  # the same sum as the wait below: no float gap
             self._sent.popleft()
         return 0.0 if len(self._sent) < self.window.count else self._sent[0] + span - now
 
     def take(self) -> Permit | float | None:
-        """A permit, or the seconds to wait before asking again, or None: wait for the probe's answer."""
+        """A permit, or the seconds to wait before asking again, or None: wait for an answer (the
+        probe's, or while sending one at a time)."""
         now = self._clock()
         if now < self._paused_until:
             return self._paused_until - now
@@ -183,6 +220,10 @@ class AdaptiveRateLimiter:
             return None
         if block is not None and now < block.next_probe:
             return block.next_probe - now
+        if block is None:
+            self._cycle.resume(now)
+            if self._cycle.solo(self._out):
+                return None
         if (wait := self._window_wait(now)) > 0:
             return wait
         self._refill(now)
@@ -191,6 +232,7 @@ class AdaptiveRateLimiter:
         self._tokens = max(0.0, self._tokens - 1.0)
         if self.window is not None:
             self._sent.append(now)
+        self._out += 1
         if block is None:
             return Permit()
         block.probe_out, block.probe_sent = True, now
@@ -219,12 +261,18 @@ class AdaptiveRateLimiter:
                     await self._sleep(taken)
             return taken
 
+    def _handed_back(self) -> None:
+        self._out -= 1
+        self._changed.set()  # whoever waits for an answer (a probe's, one at a time) looks again
+
     def on_success(self, permit: Permit) -> None:
         now = self._clock()
+        self._handed_back()
         if self._block is not None:
             if permit.probe:
                 self._end_block(now)
             return  # sent before the block: it says nothing about the block
+        self._cycle.admitted += 1
         elapsed = max(0.0, now - self._last_success)
         self._last_success = now
         if self.rate < self.ceiling:
@@ -233,19 +281,21 @@ class AdaptiveRateLimiter:
 
     def on_other(self, permit: Permit) -> None:
         """Neither success nor 429 (an error answer, no answer, cancelled): a probe may go again now."""
+        self._handed_back()
         if permit.probe and self._block is not None:
             self._block.probe_out = False
             self._block.next_probe = self._clock()
-            self._changed.set()
 
     def on_throttle(self, permit: Permit, retry_after: float | None) -> None:
         now = self._clock()
+        self._handed_back()
         self.stats.throttles += 1
         told = retry_after is not None and retry_after > 0
         if self._block is not None and not told:
             if permit.probe:
                 self._probe_refused(self._block, now)
             return  # otherwise sent before the block began: the same overload, already handled
+        self._cycle.blocked(now)
         self._refill(now)
         self._tokens = 0.0
         self._last_success = now
@@ -277,14 +327,12 @@ class AdaptiveRateLimiter:
             interval = through - first  # if refused there, next try where the last block ended
         self._block = _Block(started=now, next_probe=now + first, interval=max(MIN_PROBE_SECONDS, interval))
         log.log(VERBOSE, "%s: HTTP 429 without Retry-After: pausing, first probe in %.1f s", self.name, first)
-        self._changed.set()
 
     def _probe_refused(self, block: _Block, now: float) -> None:
         block.refused = max(block.refused, block.probe_sent - block.started)
         block.probe_out = False
         block.next_probe = now + block.interval
         block.interval *= PROBE_GROWTH
-        self._changed.set()
 
     def _end_block(self, now: float) -> None:
         block = self._block
@@ -295,7 +343,6 @@ class AdaptiveRateLimiter:
         self._bracket = (min(refused, through), through)
         self._block = None
         log.log(VERBOSE, "%s: a probe got through %.1f s after the block began: resuming", self.name, through)
-        self._changed.set()
 
 
 class Limits:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile.apply.journal import Journal
-from reconcile.cli.common import Target, connect, load, settings, show, write_outputs
+from reconcile.cli.common import Target, connect, load, log_failures, settings, show, write_outputs
 from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
@@ -21,7 +21,7 @@ from reconcile.cli.options import (
     remote_options,
     report_options,
 )
-from reconcile.errors import ExitCode, SafetyThresholdExceeded, UsageError
+from reconcile.errors import ExitCode, Interrupted, SafetyThresholdExceeded, UsageError
 from reconcile.job import (
     ApplyOutcome,
     LoadedDesired,
@@ -30,6 +30,7 @@ from reconcile.job import (
     bulk,
     execute,
     fetch_keys,
+    interrupted_plan,
     journal_path_for,
     make_report,
 )
@@ -110,8 +111,14 @@ async def _plan_to_apply(
     saved = _load_saved_plan(args, target.project_id, clock) if args.plan else None
     if saved is not None and loaded is not None:
         savedplan.check_desired(saved, loaded.files)
-    with clock.phase("fetch"):
-        observed = await fetch_keys(session)
+    try:
+        with clock.phase("fetch"):
+            observed = await fetch_keys(session)
+    except Interrupted:
+        if saved is not None:
+            return interrupted_plan(item.key for item in savedplan.to_plan(saved).keys), savedplan.files_of(saved)
+        assert loaded is not None
+        return interrupted_plan(loaded.state.keys), loaded.files
     if saved is None:
         assert loaded is not None
         with clock.phase("diff"):
@@ -142,9 +149,16 @@ async def _execute(args: argparse.Namespace, session: Session, result: Plan, run
     show(args, render_results(outcome.results))
     if outcome.fatal is not None:
         log.error("error: %s; the run stopped, nothing more was sent", outcome.fatal)
-    if outcome.interrupted:
-        log.error("interrupted: in-flight calls finished, the rest were not sent")
     return outcome
+
+
+def _failures(result: Plan, outcome: ApplyOutcome | None) -> list[str]:
+    """Every key that is not as desired, and why; interruptions are said once, not per key."""
+    lines = [f"{item.key.id}: {item.outcome.value}: {item.reason}" for item in result.errors]
+    for key in outcome.results if outcome else ():
+        if key.outcome not in (Outcome.UPDATED, Outcome.INTERRUPTED):
+            lines.append(f"{key.plan.key.id}: {key.outcome.value}: {key.error.message if key.error else ''}")
+    return lines
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -167,11 +181,22 @@ async def run(args: argparse.Namespace) -> int:
                 with clock.phase("apply"):
                     outcome = await _execute(args, session, result, clock.run_id)
         report = make_report(
-            clock, files, session.client, target.project_id, result, settings=settings(args), outcome=outcome
+            clock,
+            files,
+            session.client,
+            target.project_id,
+            result,
+            settings=settings(args),
+            outcome=outcome,
+            interrupted=session.interrupted,
         )
     write_outputs(args, report, clock)
     if refusal is not None:
         raise refusal
+    if session.interrupted:
+        log.error("interrupted: requests in flight were cancelled and nothing more was sent; see the report")
+        return ExitCode.FAILURE
+    log_failures(_failures(result, outcome))
     if result.errors or (outcome and any(r.outcome is not Outcome.UPDATED for r in outcome.results)):
         return ExitCode.FAILURE
     return ExitCode.OK

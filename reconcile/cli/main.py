@@ -14,6 +14,7 @@ from reconcile.cli import apply, audit, export, plan, validate
 from reconcile.cli.options import EPILOG, Parser
 from reconcile.client.redact import redactor
 from reconcile.errors import ExitCode, ReconcileError, UsageError
+from reconcile.log import VERBOSE
 
 log = logging.getLogger("reconcile")
 COMMANDS = (validate, plan, apply, export, audit)  # the order of `--help`
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
+    level = logging.ERROR if quiet else (logging.INFO, VERBOSE, logging.DEBUG)[min(verbose, 2)]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s" if verbose else "%(message)s"))
     handler.addFilter(redactor)
