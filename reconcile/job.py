@@ -91,13 +91,15 @@ class Session:
     def __init__(self, client: DescopeClient, settings: RetrySettings) -> None:
         self.client = client
         self.limits = Limits(settings.rate)
-        self.stop = asyncio.Event()
+        self.stop = asyncio.Event()  # send nothing more (a signal, or a fatal answer such as a 401)
+        self.cancel = asyncio.Event()  # and cancel what is in flight (a signal)
         self.interrupted = False
         self.policy = RetryPolicy(
             self.limits,
             max_attempts=settings.max_attempts,
             deadline=settings.deadline,
             stop=self.stop,
+            cancel=self.cancel,
             request_timeout=settings.timeout,
         )
 
@@ -110,7 +112,11 @@ class Session:
             os.write(2, b"interrupted again: exiting at once\n")
             os._exit(128 + signum)
         self.interrupted = True
-        self._loop.call_soon_threadsafe(self.stop.set)
+        self._loop.call_soon_threadsafe(self._interrupt)
+
+    def _interrupt(self) -> None:
+        self.cancel.set()
+        self.stop.set()
 
     @contextlib.contextmanager
     def signals_stop_the_run(self) -> Iterator[None]:

@@ -242,8 +242,12 @@ def test_attempts_are_bounded_and_the_final_error_says_so() -> None:
 
 
 def test_a_timed_out_request_names_the_request_timeout() -> None:
-    result, _, _ = run_policy([TransportError("POST /x: no complete answer: timed out", ambiguous=True)], max_attempts=2)
-    assert str(result).endswith("gave up after 2 attempt(s): --max-attempts 2; each attempt times out after 30 s (--timeout)")
+    result, _, _ = run_policy(
+        [TransportError("POST /x: no complete answer: timed out", ambiguous=True)], max_attempts=2
+    )
+    assert str(result).endswith(
+        "gave up after 2 attempt(s): --max-attempts 2; each attempt times out after 30 s (--timeout)"
+    )
 
 
 def test_backoff_never_waits_past_the_deadline() -> None:
@@ -256,7 +260,9 @@ def test_backoff_never_waits_past_the_deadline() -> None:
 
 def test_a_retry_after_past_the_deadline_fails_at_once() -> None:
     clock = FakeClock()
-    result, tally, bucket = run_policy([RateLimitedError(429, "HTTP 429", retry_after=120), "ok"], deadline=5, clock=clock)
+    result, tally, bucket = run_policy(
+        [RateLimitedError(429, "HTTP 429", retry_after=120), "ok"], deadline=5, clock=clock
+    )
     assert isinstance(result, GaveUp) and tally.attempts == 1 and clock.now < 1
     assert str(result) == (
         "HTTP 429 (Retry-After 120 s); gave up after 1 attempt(s): "

@@ -106,6 +106,7 @@ class RetryPolicy:
         max_attempts: int,
         deadline: float,
         stop: asyncio.Event,
+        cancel: asyncio.Event | None = None,
         request_timeout: float | None = None,
         backoff: Backoff = EXPONENTIAL_BACKOFF,
         clock: Clock = time.monotonic,
@@ -113,7 +114,8 @@ class RetryPolicy:
         self.limits = limits
         self.max_attempts = max_attempts
         self.deadline = deadline
-        self.stop = stop
+        self.stop = stop  # send nothing more
+        self.cancel = cancel or stop  # and cancel what is in flight (a signal, not a fatal answer)
         self.request_timeout = request_timeout
         self._wait = retry_wait(backoff)
         self._clock = clock
@@ -124,12 +126,12 @@ class RetryPolicy:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), timeout=seconds)
 
-    async def _until_stopped(self, start: Callable[[], Awaitable[T]]) -> T:
-        """The work's result; _Stopped, after cancelling the work, when the run stops first."""
-        if self.stop.is_set():
+    async def _until(self, event: asyncio.Event, start: Callable[[], Awaitable[T]]) -> T:
+        """The work's result; _Stopped, after cancelling the work, when `event` is set first."""
+        if event.is_set():
             raise _Stopped
         work = asyncio.ensure_future(start())
-        stopping = asyncio.ensure_future(self.stop.wait())
+        stopping = asyncio.ensure_future(event.wait())
         try:
             await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
@@ -156,7 +158,7 @@ class RetryPolicy:
         """A permit from the budget's limiter, waiting no later than the deadline."""
         left = deadline - self._clock()
         try:
-            return await self._until_stopped(lambda: asyncio.wait_for(limiter.acquire(deadline), timeout=left))
+            return await self._until(self.stop, lambda: asyncio.wait_for(limiter.acquire(deadline), timeout=left))
         except _Stopped:
             raise Interrupted("not sent: the run is stopping") from None
         except WaitTooLong as error:
@@ -170,7 +172,7 @@ class RetryPolicy:
         permit = await self._acquire(limiter, tally, deadline)
         tally.attempts += 1
         try:
-            result = await self._until_stopped(operation)
+            result = await self._until(self.cancel, operation)
         except RateLimitedError as error:
             self.limits.on_throttle(budget, permit, error.retry_after)
             tally.last = error

@@ -29,6 +29,7 @@ exit codes:
   {ExitCode.CHANGES_PENDING:<3} plan found changes to make (audit --fail-on-drift: drift found)
   {ExitCode.SAFETY_THRESHOLD:<3} apply refused: the plan changes more keys than --max-changes allows
   {ExitCode.USAGE:<3} usage error (bad command line)
+  130 143  a second SIGINT (130) or SIGTERM (143): stopped at once, before the report
 
 environment:
   DESCOPE_PROJECT_ID            the project (every command but validate)
