@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PY     := $(BIN)/python
 
-.PHONY: install demo test lint unit schemas check-schemas validate-desired bench clean
+.PHONY: install demo test lint unit schemas check-schemas validate-desired dist bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -31,6 +31,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check reconcile tests bench
 	$(BIN)/mypy reconcile
 	$(BIN)/lint-imports --no-cache
+	# The action and workflows: GitHub's schemas (vendored in check-jsonschema) and zizmor, offline.
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions action.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/check-jsonschema --builtin-schema custom.github-workflows-require-timeout .github/workflows/*.yml
+	$(BIN)/zizmor --offline --min-severity medium action.yml .github/workflows
 
 schemas: $(STAMP)
 	$(PY) -m reconcile.schemas.generate --write
@@ -41,6 +46,12 @@ check-schemas: $(STAMP)
 validate-desired: $(STAMP)
 	$(BIN)/descope-reconcile validate desired/
 
+## dist: the sdist and wheel in dist/ (version from the git tag), checked as PyPI will read them
+dist: $(STAMP)
+	rm -rf dist
+	$(PY) -m build --outdir dist
+	$(BIN)/twine check --strict dist/*
+
 $(VENV)/.bench-installed: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $@
@@ -50,4 +61,4 @@ bench: $(VENV)/.bench-installed
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) demo-out .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) demo-out dist .mypy_cache .pytest_cache .ruff_cache

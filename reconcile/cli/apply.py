@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile.apply.journal import Journal
-from reconcile.cli.common import Target, connect, load, log_failures, settings, show, write_outputs
+from reconcile.cli.common import load, show
 from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
@@ -21,13 +21,13 @@ from reconcile.cli.options import (
     remote_options,
     report_options,
 )
+from reconcile.cli.remote import Target, connect, log_failures, settings, write_outputs
 from reconcile.errors import ExitCode, Interrupted, SafetyThresholdExceeded, UsageError
-from reconcile.job import (
+from reconcile.job.clock import RunClock, bulk
+from reconcile.job.load import LoadedDesired
+from reconcile.job.session import (
     ApplyOutcome,
-    LoadedDesired,
-    RunClock,
     Session,
-    bulk,
     execute,
     fetch_keys,
     interrupted_plan,
@@ -153,7 +153,7 @@ async def _execute(args: argparse.Namespace, session: Session, result: Plan, run
 
 
 def _failures(result: Plan, outcome: ApplyOutcome | None) -> list[str]:
-    """Every key that is not as desired, and why; interruptions are said once, not per key."""
+    """Every key that is not as desired, and why (an interruption is said once, not per key)."""
     lines = [f"{item.key.id}: {item.outcome.value}: {item.reason}" for item in result.errors]
     for key in outcome.results if outcome else ():
         if key.outcome not in (Outcome.UPDATED, Outcome.INTERRUPTED):

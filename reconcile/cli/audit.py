@@ -7,11 +7,13 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from reconcile.cli.common import connect, load, show, write_markdown
+from reconcile.cli.common import load, show, write_markdown
 from reconcile.cli.options import PATHS_HELP, Parser, add_command, desired_options, non_negative_int, remote_options
+from reconcile.cli.remote import connect
 from reconcile.errors import ExitCode
 from reconcile.files import write_private_atomically
-from reconcile.job import RunClock, bulk, fetch_keys
+from reconcile.job.clock import RunClock, bulk
+from reconcile.job.session import fetch_keys
 from reconcile.model import DesiredState
 from reconcile.output.audit import build_audit, render_audit
 from reconcile.plan.diff import compute_plan

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from reconcile.apply.limiter import Budget
-from reconcile.cli.common import connect, print_diagnostics
+from reconcile.cli.common import print_diagnostics
 from reconcile.cli.options import Parser, add_command, remote_options
+from reconcile.cli.remote import connect
 from reconcile.desired.loader import Diagnostic, ParsedFile, parse_text
 from reconcile.desired.validation import build_desired_state
 from reconcile.errors import ConfigError, ExitCode, NotFoundError
 from reconcile.files import write_private_atomically
-from reconcile.job import Session
+from reconcile.job.session import Session
 from reconcile.output.export import render_export
 
 log = logging.getLogger("reconcile")

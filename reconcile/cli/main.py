@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+import importlib
 import inspect
 import logging
 import sys
 from collections.abc import Sequence
 
 from reconcile import __version__
-from reconcile.cli import apply, audit, export, plan, validate
 from reconcile.cli.options import EPILOG, Parser
 from reconcile.client.redact import redactor
 from reconcile.errors import ExitCode, ReconcileError, UsageError
 from reconcile.log import VERBOSE
 
 log = logging.getLogger("reconcile")
-COMMANDS = (validate, plan, apply, export, audit)  # the order of `--help`
+COMMANDS = ("validate", "plan", "apply", "export", "audit")  # modules of reconcile.cli, in `--help` order
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Every command, or `only` one: `validate` runs on every commit (pre-commit), and importing the
+    network commands (httpx, asyncio) would double its start-up time."""
     parser = Parser(
         prog="descope-reconcile",
         description="Keep a Descope project's access keys exactly as versioned YAML files say.",
@@ -29,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
-    for command in COMMANDS:
-        command.register(subcommands)
+    for name in COMMANDS if only is None else (only,):
+        importlib.import_module(f"reconcile.cli.{name}").register(subcommands)
     return parser
 
 
@@ -49,13 +50,24 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     outcome = args.handler(args)
-    code: int = asyncio.run(outcome) if inspect.iscoroutine(outcome) else outcome
-    return code
+    if inspect.iscoroutine(outcome):
+        import asyncio  # noqa: PLC0415 (only the network commands pay for it: validate runs on every commit)
+
+        code: int = asyncio.run(outcome)
+        return code
+    return int(outcome)
+
+
+def _command_named(argv: Sequence[str]) -> str | None:
+    """The command of this command line, when it names one (the first word that is not an option)."""
+    first = next((word for word in argv if not word.startswith("-")), None)
+    return first if first in COMMANDS else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_named(words))
+    args = parser.parse_args(words)
     _configure_logging(args.verbose, args.quiet)
     try:
         return _run(args)

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from reconcile.client.descope import DEFAULT_TIMEOUT_SECONDS
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
 from reconcile.errors import ExitCode
 
@@ -17,6 +16,7 @@ Converter = Callable[[str], Any]
 # Descope publishes 1000 requests per 10 s for backend (SDK) traffic: 100/s never exceeds it,
 # and the limiter slows down by itself where a project's limit is lower.
 DEFAULT_RATE = 100.0
+DEFAULT_TIMEOUT_SECONDS = 30.0  # per request; the client itself has no default, the command line decides
 DEFAULT_MAX_ATTEMPTS = 6
 DEFAULT_KEY_DEADLINE = 300.0
 PATHS_HELP = "desired-state YAML files or folders (recursive)"

@@ -8,11 +8,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from reconcile.cli.common import Target, connect, load, log_failures, settings, show, write_outputs
+from reconcile.cli.common import load, show
 from reconcile.cli.options import PATHS_HELP, Parser, add_command, desired_options, remote_options, report_options
+from reconcile.cli.remote import Target, connect, log_failures, settings, write_outputs
 from reconcile.errors import ExitCode, Interrupted
 from reconcile.files import write_private_atomically
-from reconcile.job import LoadedDesired, RunClock, bulk, fetch_keys, interrupted_plan, make_report
+from reconcile.job.clock import RunClock, bulk
+from reconcile.job.load import LoadedDesired
+from reconcile.job.session import fetch_keys, interrupted_plan, make_report
 from reconcile.output.text import render_plan
 from reconcile.plan import saved as savedplan
 from reconcile.plan.diff import Plan, compute_plan

@@ -36,7 +36,6 @@ SEARCH_PATH = "/v1/mgmt/accesskey/search"
 LOAD_PATH = "/v1/mgmt/accesskey"
 UPDATE_PATH = "/v1/mgmt/accesskey/update"
 STATUS_PATHS = {"active": "/v1/mgmt/accesskey/activate", "inactive": "/v1/mgmt/accesskey/deactivate"}
-DEFAULT_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -141,7 +140,7 @@ class DescopeClient:
         credentials: Credentials,
         base_url: str,
         *,
-        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        timeout: float,
         max_connections: int = 16,
     ) -> None:
         self.base_url = base_url

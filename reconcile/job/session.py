@@ -1,19 +1,14 @@
-"""The job's steps in order, without any printing: the CLI decides what people see.
-
-files → desired model → validation → observed state → plan → executor → report.
-"""
+"""One run against a project: its session (client, request budgets, retry policy, stop signal),
+fetching, executing the plan, and the report. Prints nothing: the CLI decides what people see."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import os
 import signal
-import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -25,55 +20,13 @@ from reconcile.apply.limiter import Budget, Limits
 from reconcile.apply.progress import report_progress
 from reconcile.apply.retry import RetryPolicy, Tally
 from reconcile.client.descope import DescopeClient
-from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES, Diagnostic, ParsedFile, load_files
-from reconcile.desired.validation import build_desired_state
-from reconcile.model import DesiredFile, DesiredKey, DesiredState
+from reconcile.job.clock import RunClock
+from reconcile.model import DesiredFile, DesiredKey
 from reconcile.output.report import RunInfo, build_report, git_state
 from reconcile.plan.diff import KeyPlan, Outcome, Plan
 
 T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@dataclass(frozen=True)
-class LoadedDesired:
-    state: DesiredState
-    files: tuple[DesiredFile, ...]
-    diagnostics: tuple[Diagnostic, ...]
-
-
-@contextlib.contextmanager
-def bulk() -> Iterator[None]:
-    """Building long-lived, acyclic data (100,000 keys read, fetched, diffed, reported): the cyclic
-    collector would rescan the growing heap again and again (measured: 26% of a 100,000-key plan).
-    Off meanwhile; afterwards the survivors are frozen out of its sight. Not for apply's retry loop,
-    whose exceptions do make cycles."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if was_enabled:
-            gc.enable()
-
-
-def load_desired(
-    paths: Sequence[str], *, max_bytes: int = DEFAULT_MAX_FILE_BYTES, clock: RunClock | None = None
-) -> LoadedDesired:
-    clock = clock or RunClock("validate")
-    parsed: list[ParsedFile] = []
-    diagnostics: list[Diagnostic] = []
-    with clock.phase("load"):
-        for item in load_files(paths, max_bytes=max_bytes):
-            if isinstance(item, ParsedFile):
-                parsed.append(item)
-            else:
-                diagnostics.extend(item)
-    with clock.phase("validate"):
-        state, problems = build_desired_state(parsed)
-    files = tuple(DesiredFile(p.path, p.sha256) for p in parsed)
-    return LoadedDesired(state, files, tuple(sorted([*diagnostics, *problems])))
 
 
 @dataclass(frozen=True)
@@ -175,27 +128,9 @@ async def execute(
     return ApplyOutcome(results, executor.progress.retries, session.interrupted, executor.fatal)
 
 
-@dataclass
-class RunClock:
-    mode: str
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    started: datetime = field(default_factory=lambda: datetime.now(UTC))
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase of the run
-
-    @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        began = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - began
-
-    def describe_timings(self) -> str:
-        return ", ".join(f"{name} {seconds:.2f}s" for name, seconds in self.timings.items())
-
-    def finish(self, settings: dict[str, Any], *, interrupted: bool = False) -> RunInfo:
-        timings = {name: round(seconds, 4) for name, seconds in self.timings.items()}
-        return RunInfo(self.run_id, self.mode, self.started, datetime.now(UTC), settings, interrupted, timings)
+def run_info(clock: RunClock, settings: dict[str, Any], *, interrupted: bool = False) -> RunInfo:
+    timings = {name: round(seconds, 4) for name, seconds in clock.timings.items()}
+    return RunInfo(clock.run_id, clock.mode, clock.started, datetime.now(UTC), settings, interrupted, timings)
 
 
 def make_report(
@@ -210,7 +145,7 @@ def make_report(
     interrupted: bool = False,
 ) -> dict[str, Any]:
     return build_report(
-        run=clock.finish(settings, interrupted=interrupted),
+        run=run_info(clock, settings, interrupted=interrupted),
         files=files,
         git=git_state([f.path for f in files]),
         project_id=project_id,

@@ -1,0 +1,85 @@
+"""What the commands that call the API share: the connection (session and target), the run's settings
+for the report, and writing the report and summary. Imported by their handlers only, when they run."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from reconcile.cli.common import write_markdown
+from reconcile.client.descope import DescopeClient, base_url_for, credentials_from_env
+from reconcile.client.redact import redactor
+from reconcile.job.clock import RunClock
+from reconcile.job.session import RetrySettings, Session
+from reconcile.log import VERBOSE
+from reconcile.output.markdown import render_summary
+from reconcile.output.report import write_report
+
+log = logging.getLogger("reconcile")
+
+
+@dataclass(frozen=True)
+class Target:
+    project_id: str
+    base_url: str
+
+
+@asynccontextmanager
+async def connect(args: argparse.Namespace) -> AsyncIterator[tuple[Session, Target]]:
+    credentials = credentials_from_env(os.environ)
+    redactor.add(credentials.management_key)
+    target = Target(credentials.project_id, base_url_for(credentials.project_id, os.environ))
+    connections = getattr(args, "concurrency", 1)
+    settings = RetrySettings(args.rate, args.max_attempts, args.key_deadline, args.timeout)
+    async with DescopeClient(credentials, target.base_url, timeout=args.timeout, max_connections=connections) as client:
+        session = Session(client, settings)
+        with session.signals_stop_the_run():
+            log.debug("reading access keys from %s", target.base_url)
+            yield session, target
+
+
+# The run's knobs, for the report: argparse's name → the report's camelCase name (like the wire).
+_SETTINGS = {
+    "timeout": "timeout",
+    "rate": "rate",
+    "concurrency": "concurrency",
+    "max_attempts": "maxAttempts",
+    "key_deadline": "keyDeadline",
+    "max_changes": "maxChanges",
+    "force": "force",
+    "plan": "plan",
+}
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's knobs, for the report (JSON-ready)."""
+    values = {_SETTINGS[name]: getattr(args, name) for name in _SETTINGS if hasattr(args, name)}
+    return {
+        name: value if value is None or isinstance(value, int | float | bool) else str(value)
+        for name, value in values.items()
+    }
+
+
+def write_outputs(args: argparse.Namespace, report: Mapping[str, Any], clock: RunClock) -> None:
+    with clock.phase("report"):
+        if args.report:
+            write_report(args.report, report)
+            log.info("report written to %s", args.report)
+        write_markdown(args.summary, render_summary(report))
+    log.log(VERBOSE, "timings: %s", clock.describe_timings())
+
+
+SHOWN_FAILURES = 20
+
+
+def log_failures(lines: Sequence[str]) -> None:
+    """Why keys failed, on stderr whatever the verbosity (-q silences stdout, never the reasons)."""
+    for line in lines[:SHOWN_FAILURES]:
+        log.error("error: %s", line)
+    if len(lines) > SHOWN_FAILURES:
+        log.error("error: and %d more (the report lists every key)", len(lines) - SHOWN_FAILURES)
