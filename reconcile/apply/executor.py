@@ -1,4 +1,4 @@
-"""Plan → applied updates: bounded concurrency, one shared adaptive limiter, retries, a journal.
+"""Plan → applied updates: bounded concurrency, the run's write budget, retries, a journal.
 
 Retrying an update is safe even after an ambiguous failure (a timeout, a dropped answer, a 5xx
 that came after the write): the body holds absolute final values for every updatable field, so
@@ -15,7 +15,8 @@ from functools import partial
 from typing import Any, Protocol
 
 from reconcile.apply.journal import Journal
-from reconcile.apply.retry import RetryPolicy, Tally, is_retryable
+from reconcile.apply.limiter import Budget
+from reconcile.apply.retry import GaveUp, InterruptedInFlight, RetryPolicy, Tally, is_retryable
 from reconcile.errors import ApiError, AuthenticationError, Interrupted, ReconcileError
 from reconcile.plan.diff import KeyPlan, Outcome
 
@@ -28,8 +29,9 @@ class ErrorInfo:
 
     @classmethod
     def of(cls, error: ReconcileError) -> ErrorInfo:
-        if isinstance(error, ApiError):
-            return cls(str(error), error.status, error.error_code)
+        cause = error.last if isinstance(error, GaveUp) else error
+        if isinstance(cause, ApiError):
+            return cls(str(error), cause.status, cause.error_code)
         return cls(str(error))
 
     def as_json(self) -> dict[str, Any]:
@@ -161,11 +163,13 @@ class Executor:
     ) -> tuple[Outcome, ErrorInfo | None]:
         """Run one call under the retry policy; its failure becomes an outcome, never an exception."""
         try:
-            await self._policy.call(operation, tally, what=what)
+            await self._policy.call(operation, tally, budget=Budget.WRITE, what=what)
         except AuthenticationError as error:
             self.fatal = self.fatal or error
             self.stop.set()
             return Outcome.FAILED, ErrorInfo.of(error)
+        except InterruptedInFlight as error:  # absolute bodies: sending it again is safe
+            return Outcome.INTERRUPTED, ErrorInfo(f"{error}; the change may have been made (a rerun converges)")
         except Interrupted:
             return Outcome.INTERRUPTED, self._not_sent_reason()
         except ReconcileError as error:

@@ -24,11 +24,19 @@ from reconcile.cli.options import (
     report_options,
     trail_options,
 )
-from reconcile.cli.remote import Target, connect, settings, trail_settings, write_outputs
-from reconcile.errors import ExitCode, SafetyThresholdExceeded, UsageError
+from reconcile.cli.remote import Target, connect, log_failures, settings, trail_settings, write_outputs
+from reconcile.errors import ExitCode, Interrupted, SafetyThresholdExceeded, UsageError
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.load import LoadedDesired
-from reconcile.job.session import ApplyOutcome, Session, execute, fetch_keys, journal_path_for, make_report
+from reconcile.job.session import (
+    ApplyOutcome,
+    Session,
+    execute,
+    fetch_keys,
+    interrupted_plan,
+    journal_path_for,
+    make_report,
+)
 from reconcile.job.trail import after_apply, attribute_plan
 from reconcile.model import DesiredFile
 from reconcile.output.text import render_plan, render_results, render_trail
@@ -108,8 +116,14 @@ async def _plan_to_apply(
     saved = _load_saved_plan(args, target.project_id, clock) if args.plan else None
     if saved is not None and loaded is not None:
         savedplan.check_desired(saved, loaded.files)
-    with clock.phase("fetch"):
-        observed = await fetch_keys(session)
+    try:
+        with clock.phase("fetch"):
+            observed = await fetch_keys(session)
+    except Interrupted:
+        if saved is not None:
+            return interrupted_plan(item.key for item in savedplan.to_plan(saved).keys), savedplan.files_of(saved)
+        assert loaded is not None
+        return interrupted_plan(loaded.state.keys), loaded.files
     if saved is None:
         assert loaded is not None
         with clock.phase("diff"):
@@ -140,8 +154,6 @@ async def _execute(args: argparse.Namespace, session: Session, result: Plan, run
     show(args, render_results(outcome.results))
     if outcome.fatal is not None:
         log.error("error: %s; the run stopped, nothing more was sent", outcome.fatal)
-    if outcome.interrupted:
-        log.error("interrupted: in-flight calls finished, the rest were not sent")
     return outcome
 
 
@@ -159,6 +171,15 @@ async def _write(
         return await _execute(args, session, result, clock.run_id), None
 
 
+def _failures(result: Plan, outcome: ApplyOutcome | None) -> list[str]:
+    """Every key that is not as desired, and why (an interruption is said once, not per key)."""
+    lines = [f"{item.key.id}: {item.outcome.value}: {item.reason}" for item in result.errors]
+    for key in outcome.results if outcome else ():
+        if key.outcome not in (Outcome.UPDATED, Outcome.INTERRUPTED):
+            lines.append(f"{key.plan.key.id}: {key.outcome.value}: {key.error.message if key.error else ''}")
+    return lines
+
+
 async def run(args: argparse.Namespace) -> int:
     if args.plan is None and not args.paths:
         raise UsageError("give the desired PATHs, or --plan FILE")
@@ -170,7 +191,7 @@ async def run(args: argparse.Namespace) -> int:
         with bulk():
             result, files = await _plan_to_apply(args, session, target, clock, loaded)
         show(args, render_plan(result, verbose=args.verbose > 0))
-        # Who changed the drifted keys, beside the updates: its own limiter, never in their way.
+        # Who changed the drifted keys, beside the updates: its own budget, never in their way.
         attributing = asyncio.create_task(attribute_plan(session, result, wanted))
         try:
             outcome, refusal = await _write(args, session, result, clock)
@@ -189,6 +210,7 @@ async def run(args: argparse.Namespace) -> int:
             result,
             settings=settings(args),
             outcome=outcome,
+            interrupted=session.interrupted,
             trail=trail,
         )
     write_outputs(args, report, clock)
@@ -196,6 +218,10 @@ async def run(args: argparse.Namespace) -> int:
         log.warning("warning: %s", trail.event.reason)
     if refusal is not None:
         raise refusal
+    if session.interrupted:
+        log.error("interrupted: requests in flight were cancelled and nothing more was sent; see the report")
+        return ExitCode.FAILURE
+    log_failures(_failures(result, outcome))
     if result.errors or (outcome and any(r.outcome is not Outcome.UPDATED for r in outcome.results)):
         return ExitCode.FAILURE
     return ExitCode.OVERWRITTEN if trail.overwritten else ExitCode.OK

@@ -8,7 +8,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from reconcile.apply.retry import Tally
+from reconcile.apply.limiter import Budget
 from reconcile.cli.common import print_diagnostics
 from reconcile.cli.options import Parser, add_command, remote_options
 from reconcile.cli.remote import connect
@@ -54,12 +54,12 @@ async def _keys_to_export(session: Session, wanted_ids: list[str], tenants: list
         for key_id in wanted_ids:
             try:
                 load = partial(session.client.load_access_key, key_id)
-                keys.append(await session.policy.call(load, Tally(), what=f"load {key_id}"))
+                keys.append(await session.call(load, budget=Budget.READ, what=f"load {key_id}"))
             except NotFoundError:
                 unknown.append(key_id)
     else:
         search = partial(session.client.search_access_keys, tenant_ids=tenants)
-        keys = await session.policy.call(search, Tally(), what="search")
+        keys = await session.call(search, budget=Budget.READ, what="search")
         if wanted_ids:
             found = {key["id"] for key in keys}
             unknown = [key_id for key_id in wanted_ids if key_id not in found]

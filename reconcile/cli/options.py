@@ -33,6 +33,7 @@ exit codes:
   {ExitCode.OVERWRITTEN:<3} apply: every key applied, but it overwrote a change someone else made between
       its read of a key and its write (the audit trail says who and when)
   {ExitCode.USAGE:<3} usage error (bad command line)
+  130 143  a second SIGINT (130) or SIGTERM (143): stopped at once, before the report
 
 environment:
   DESCOPE_PROJECT_ID            the project (every command but validate)

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from reconcile.cli.common import load, show
 from reconcile.cli.options import (
@@ -17,15 +18,17 @@ from reconcile.cli.options import (
     report_options,
     trail_options,
 )
-from reconcile.cli.remote import connect, settings, trail_settings, write_outputs
-from reconcile.errors import ExitCode
+from reconcile.cli.remote import Target, connect, log_failures, settings, trail_settings, write_outputs
+from reconcile.errors import ExitCode, Interrupted
 from reconcile.files import write_private_atomically
 from reconcile.job.clock import RunClock, bulk
-from reconcile.job.session import fetch_keys, make_report
+from reconcile.job.load import LoadedDesired
+from reconcile.job.session import fetch_keys, interrupted_plan, make_report
 from reconcile.job.trail import attribute_plan
 from reconcile.output.text import render_plan
 from reconcile.plan import saved as savedplan
-from reconcile.plan.diff import compute_plan
+from reconcile.plan.diff import Plan, compute_plan
+from reconcile.trail.findings import TrailFindings
 
 log = logging.getLogger("reconcile")
 
@@ -49,28 +52,56 @@ async def run(args: argparse.Namespace) -> int:
     with bulk():
         loaded = load(args, clock=clock)  # any validation error: no network call at all
         async with connect(args) as (session, target):
-            with clock.phase("fetch"):
-                observed = await fetch_keys(session)
-            with clock.phase("diff"):
-                result = compute_plan(loaded.state, observed)
-            with clock.phase("attribution"):
-                trail = await attribute_plan(session, result, trail_settings(args))
-            show(args, render_plan(result, verbose=args.verbose > 0, trail=trail))
-            if args.out:
-                saved = savedplan.save(
-                    result,
-                    observed,
-                    project_id=target.project_id,
-                    base_url=target.base_url,
-                    files=loaded.files,
-                    created=clock.started,
-                )
-                write_private_atomically(args.out, json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
-                log.info("plan saved to %s (%d change(s))", args.out, len(result.updates))
+            trail: TrailFindings | None = None
+            try:
+                with clock.phase("fetch"):
+                    observed = await fetch_keys(session)
+            except Interrupted:
+                result = interrupted_plan(loaded.state.keys)
+            else:
+                with clock.phase("diff"):
+                    result = compute_plan(loaded.state, observed)
+                with clock.phase("attribution"):
+                    trail = await attribute_plan(session, result, trail_settings(args))
+                show(args, render_plan(result, verbose=args.verbose > 0, trail=trail))
+                if args.out:
+                    _save(args, result, observed=observed, target=target, loaded=loaded, clock=clock)
             report = make_report(
-                clock, loaded.files, session.client, target.project_id, result, settings=settings(args), trail=trail
+                clock,
+                loaded.files,
+                session.client,
+                target.project_id,
+                result,
+                settings=settings(args),
+                interrupted=session.interrupted,
+                trail=trail,
             )
         write_outputs(args, report, clock)
+    if session.interrupted:
+        log.error("interrupted: the request in flight was cancelled; the plan is incomplete")
+        return ExitCode.FAILURE
+    log_failures([f"{item.key.id}: {item.outcome.value}: {item.reason}" for item in result.errors])
     if result.errors:
         return ExitCode.FAILURE
     return ExitCode.CHANGES_PENDING if result.updates else ExitCode.OK
+
+
+def _save(
+    args: argparse.Namespace,
+    result: Plan,
+    *,
+    observed: list[dict[str, Any]],
+    target: Target,
+    loaded: LoadedDesired,
+    clock: RunClock,
+) -> None:
+    saved = savedplan.save(
+        result,
+        observed,
+        project_id=target.project_id,
+        base_url=target.base_url,
+        files=loaded.files,
+        created=clock.started,
+    )
+    write_private_atomically(args.out, json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
+    log.info("plan saved to %s (%d change(s))", args.out, len(result.updates))

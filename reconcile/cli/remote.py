@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +17,7 @@ from reconcile.client.redact import redactor
 from reconcile.job.clock import RunClock
 from reconcile.job.session import RetrySettings, Session
 from reconcile.job.trail import TrailSettings
+from reconcile.log import VERBOSE
 from reconcile.output.markdown import render_summary
 from reconcile.output.report import write_report
 
@@ -35,7 +36,7 @@ async def connect(args: argparse.Namespace) -> AsyncIterator[tuple[Session, Targ
     redactor.add(credentials.management_key)
     target = Target(credentials.project_id, base_url_for(credentials.project_id, os.environ))
     connections = getattr(args, "concurrency", 1) + 1  # one more for the audit search beside the updates
-    settings = RetrySettings(args.rate, args.max_attempts, args.key_deadline)
+    settings = RetrySettings(args.rate, args.max_attempts, args.key_deadline, args.timeout)
     async with DescopeClient(credentials, target.base_url, timeout=args.timeout, max_connections=connections) as client:
         session = Session(client, settings)
         with session.signals_stop_the_run():
@@ -85,4 +86,15 @@ def write_outputs(args: argparse.Namespace, report: Mapping[str, Any], clock: Ru
             write_report(args.report, report)
             log.info("report written to %s", args.report)
         write_markdown(args.summary, render_summary(report))
-    log.info("timings: %s", clock.describe_timings())
+    log.log(VERBOSE, "timings: %s", clock.describe_timings())
+
+
+SHOWN_FAILURES = 20
+
+
+def log_failures(lines: Sequence[str]) -> None:
+    """Why keys failed, on stderr whatever the verbosity (-q silences stdout, never the reasons)."""
+    for line in lines[:SHOWN_FAILURES]:
+        log.error("error: %s", line)
+    if len(lines) > SHOWN_FAILURES:
+        log.error("error: and %d more (the report lists every key)", len(lines) - SHOWN_FAILURES)

@@ -1,34 +1,37 @@
-"""One run against a project: its session (client, limiter, retry policy, stop signal), fetching,
-executing the plan, and the report. Prints nothing: the CLI decides what people see."""
+"""One run against a project: its session (client, request budgets, retry policy, stop signal),
+fetching, executing the plan, and the report. Prints nothing: the CLI decides what people see."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, TypeVar
 
 from reconcile.apply.executor import Executor, KeyResult
 from reconcile.apply.journal import Journal
-from reconcile.apply.limiter import AdaptiveRateLimiter
+from reconcile.apply.limiter import Budget, Limits
 from reconcile.apply.progress import report_progress
 from reconcile.apply.retry import RetryPolicy, Tally
 from reconcile.client.descope import DescopeClient
 from reconcile.job.clock import RunClock
-from reconcile.model import DesiredFile
+from reconcile.model import DesiredFile, DesiredKey
 from reconcile.output.report import RunInfo, build_report, git_state
-from reconcile.plan.diff import Plan
+from reconcile.plan.diff import KeyPlan, Outcome, Plan
 from reconcile.trail.findings import TrailFindings
 from reconcile.trail.overwrite import Timeline
 
-# Descope allows 10 audit searches a minute, on their own: their own limiter, so that attribution
-# never holds an update back. A search that fails is not worth many attempts or a long wait.
-AUDIT_SEARCHES_PER_MINUTE = 10
+T = TypeVar("T")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Audit search has its own budget (Budget.AUDIT: Descope allows 10 a minute), so attribution never
+# holds an update back; and its own policy: a search that fails is not worth many attempts or a long wait.
 AUDIT_MAX_ATTEMPTS = 2
 AUDIT_DEADLINE_SECONDS = 60.0
 
@@ -38,42 +41,66 @@ class RetrySettings:
     rate: float
     max_attempts: int
     deadline: float  # seconds from a unit of work's first attempt to its last
+    timeout: float | None = None  # per request, for the messages of requests that time out
 
 
 class Session:
-    """What one run shares: the client, the rate limiter, the stop signal (SIGINT/SIGTERM)."""
+    """What one run shares: the client, the request budgets (`limits[Budget.AUDIT]` for audit
+    search), the retry policy, and the stop signal (SIGINT/SIGTERM)."""
 
     def __init__(self, client: DescopeClient, settings: RetrySettings) -> None:
         self.client = client
-        self.limiter = AdaptiveRateLimiter(settings.rate)
-        self.stop = asyncio.Event()
+        self.limits = Limits(settings.rate)
+        self.stop = asyncio.Event()  # send nothing more (a signal, or a fatal answer such as a 401)
+        self.cancel = asyncio.Event()  # and cancel what is in flight (a signal)
         self.interrupted = False
         self.policy = RetryPolicy(
-            self.limiter, max_attempts=settings.max_attempts, deadline=settings.deadline, stop=self.stop
+            self.limits,
+            max_attempts=settings.max_attempts,
+            deadline=settings.deadline,
+            stop=self.stop,
+            cancel=self.cancel,
+            request_timeout=settings.timeout,
         )
         self.audit_policy = RetryPolicy(
-            AdaptiveRateLimiter(AUDIT_SEARCHES_PER_MINUTE / 60, burst_seconds=60.0),
+            self.limits,
             max_attempts=min(settings.max_attempts, AUDIT_MAX_ATTEMPTS),
             deadline=min(settings.deadline, AUDIT_DEADLINE_SECONDS),
             stop=self.stop,
+            cancel=self.cancel,
+            request_timeout=settings.timeout,
         )
         self.timeline = Timeline()  # per key: when it was read, when written (the overwritten check)
         self.audit_refused: str | None = None  # why audit search was refused (403): not asked again
 
-    def _interrupt(self) -> None:
+    async def call(self, operation: Callable[[], Awaitable[T]], *, budget: Budget, what: str) -> T:
+        """One API call within its budget, retried under the run's policy."""
+        return await self.policy.call(operation, Tally(), budget=budget, what=what)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if self.interrupted:  # the second signal: whatever the run is stuck in, leave now
+            os.write(2, b"interrupted again: exiting at once\n")
+            os._exit(128 + signum)
         self.interrupted = True
+        self._loop.call_soon_threadsafe(self._interrupt)
+
+    def _interrupt(self) -> None:
+        self.cancel.set()
         self.stop.set()
 
     @contextlib.contextmanager
     def signals_stop_the_run(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self._interrupt)
+        """The first SIGINT/SIGTERM stops the run: requests in flight are cancelled, nothing more is
+        sent, and the command still writes what it owes (report, journal). The second exits at once
+        with 128 + the signal's number. Python-level handlers: they run even while the event loop
+        is blocked (a hung file write), where asyncio's own handlers would wait for it."""
+        self._loop = asyncio.get_running_loop()
+        previous = {signum: signal.signal(signum, self._on_signal) for signum in STOP_SIGNALS}
         try:
             yield
         finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signum)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def now_ms() -> int:
@@ -84,9 +111,15 @@ async def fetch_keys(session: Session) -> list[dict[str, Any]]:
     """Every key of the project: one search, retried like any call. Each key counts as read when the
     search was sent (a change made while it was in flight may or may not be in what came back)."""
     sent = now_ms()
-    keys = await session.policy.call(session.client.search_access_keys, Tally(), what="search")
+    keys = await session.call(session.client.search_access_keys, budget=Budget.READ, what="search")
     session.timeline.mark_read((str(key.get("id")) for key in keys), sent)
     return keys
+
+
+def interrupted_plan(keys: Iterable[DesiredKey]) -> Plan:
+    """The plan of a run stopped before the project was read: every key interrupted, none compared."""
+    reason = "not compared: the run was interrupted before the project was read"
+    return Plan(tuple(KeyPlan(key, Outcome.INTERRUPTED, reason, str(key.fields.get("name", ""))) for key in keys), ())
 
 
 class _TimedWrites:
@@ -160,10 +193,11 @@ def make_report(
     *,
     settings: dict[str, Any],
     outcome: ApplyOutcome | None = None,
+    interrupted: bool = False,
     trail: TrailFindings | None = None,
 ) -> dict[str, Any]:
     return build_report(
-        run=run_info(clock, settings, interrupted=bool(outcome and outcome.interrupted)),
+        run=run_info(clock, settings, interrupted=interrupted),
         files=files,
         git=git_state([f.path for f in files]),
         project_id=project_id,

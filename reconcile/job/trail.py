@@ -3,8 +3,8 @@ the event that records the apply. Prints nothing.
 
 It degrades, never fails: a refusal (403), no answer, a 429 or a record in an unexpected shape
 makes a step `unavailable` with the reason, and the run goes on with the exit code it would have
-had. Searches go through their own limiter (Descope allows 10 audit searches a minute), never the
-one the updates wait on, and stop at `pages` per step.
+had. Searches go through their own budget (`Budget.AUDIT`: Descope allows 10 audit searches a
+minute), never the one the updates wait on, and stop at `pages` per step.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 from reconcile import __version__
 from reconcile.apply.executor import KeyResult
+from reconcile.apply.limiter import Budget
 from reconcile.apply.retry import Tally
 from reconcile.errors import AuthenticationError, Interrupted, RateLimitedError, ReconcileError
 from reconcile.job.session import Session, now_ms
@@ -70,7 +71,7 @@ async def _search_page(session: Session, body: Mapping[str, Any]) -> Any:
     if session.audit_refused is not None:
         raise TrailUnavailable(session.audit_refused)
     try:
-        return await session.audit_policy.call(once, Tally(), what="audit search")
+        return await session.audit_policy.call(once, Tally(), budget=Budget.AUDIT, what="audit search")
     except TrailUnavailable:
         raise
     except AuthenticationError as error:
@@ -161,7 +162,7 @@ async def record_apply(session: Session, body: Mapping[str, Any], settings: Trai
     if not settings.event:
         return Step(StepStatus.OFF)
     try:
-        await session.policy.call(lambda: session.client.create_audit_event(body), Tally(), what="audit event")
+        await session.call(lambda: session.client.create_audit_event(body), budget=Budget.WRITE, what="audit event")
     except ReconcileError as error:
         return Step(StepStatus.FAILED, f"could not write the {EVENT_ACTION} event: {error}")
     return Step(StepStatus.DONE)
