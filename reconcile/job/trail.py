@@ -157,10 +157,8 @@ async def check_overwrites(
     return Step(status, "; ".join(problems) or None, read.pages, len(read.records)), check
 
 
-async def record_apply(session: Session, body: Mapping[str, Any], settings: TrailSettings) -> Step:
+async def record_apply(session: Session, body: Mapping[str, Any]) -> Step:
     """Write the apply event; a failure is a warning, never a failed run."""
-    if not settings.event:
-        return Step(StepStatus.OFF)
     try:
         await session.call(lambda: session.client.create_audit_event(body), budget=Budget.WRITE, what="audit event")
     except ReconcileError as error:
@@ -194,8 +192,8 @@ async def after_apply(
     check_step, check = await check_overwrites(session, session.timeline, settings)
     overwritten = check.overwritten if check else ()
     changed = [result.plan.key.id for result in results if result.outcome is Outcome.UPDATED]
-    event = Step(StepStatus.NOT_NEEDED)
-    if changed:
+    event = Step(StepStatus.NOT_NEEDED if settings.event else StepStatus.OFF)
+    if changed and settings.event:
         git = git_state([file.path for file in files])
         body = apply_event(
             RunSource.of(run_id, __version__, git, os.environ),
@@ -207,5 +205,5 @@ async def after_apply(
             warn=bool(overwritten) or len(changed) < len(results),
             tenant=settings.tenant,
         )
-        event = await record_apply(session, body, settings)
+        event = await record_apply(session, body)
     return dataclasses.replace(attribution, overwrite_check=check_step, overwritten=overwritten, event=event)
