@@ -3,17 +3,22 @@ overwritten changes found, the apply event built, and what people see of it esca
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from reconcile.errors import TransportError
+from reconcile.job.session import AUDIT_MAX_ATTEMPTS, RetrySettings, Session
+from reconcile.job.trail import TrailSettings, attribute_keys
 from reconcile.output.escape import md_text
 from reconcile.output.report import git_state
 from reconcile.output.trail import attribution_json, describe, who_changed_what
 from reconcile.trail.attribution import MATCH_MARGIN_MS, Found, attribute, covered, tool_run
 from reconcile.trail.event import MAX_LISTED_KEYS, RunSource, apply_event
+from reconcile.trail.findings import StepStatus
 from reconcile.trail.overwrite import Timeline, find_overwrites
 from reconcile.trail.records import (
     EVENT_ACTION,
@@ -240,3 +245,31 @@ def test_descriptions_say_whose_change_it_was_and_escape_the_trail() -> None:
     lines = who_changed_what([], {"status": "unavailable", "reason": "HTTP 403 <no>", "pages": 0, "records": 0})
     assert "> attribution unavailable: HTTP 403 \\<no\\>" in lines
     assert who_changed_what([], {"status": "notNeeded", "reason": None, "pages": 0, "records": 0}) == []
+
+
+# --- degrading, never failing ---
+
+
+class _SilentTrail:
+    """A client whose audit search never answers (a timeout each time)."""
+
+    def __init__(self) -> None:
+        self.searches = 0
+
+    async def search_audit(self, query: Any) -> Any:
+        self.searches += 1
+        raise TransportError("POST /v1/mgmt/audit/search: no complete answer: ReadTimeout", ambiguous=True)
+
+
+def test_an_audit_search_that_times_out_makes_attribution_unavailable_after_two_attempts() -> None:
+    client = _SilentTrail()
+    settings = TrailSettings(search=True, pages=5, actions=KEY_ACTIONS, event=False, tenant=None)
+
+    async def attribute() -> Any:
+        session = Session(client, RetrySettings(rate=100, max_attempts=6, deadline=300, timeout=1))  # type: ignore[arg-type]
+        return await attribute_keys(session, ["K1"], settings)
+
+    step, found = asyncio.run(attribute())
+    assert step.status is StepStatus.UNAVAILABLE and found == {}
+    assert step.reason is not None and step.reason.startswith("audit search failed: ") and "ReadTimeout" in step.reason
+    assert client.searches == AUDIT_MAX_ATTEMPTS
