@@ -508,8 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         metavar="NAME,NAME",
-        help="run only these scenarios (results.json keys, e.g. window,windowNoRetryAfter) and print their "
-        "figures as JSON; writes no file",
+        help="run only these scenarios (results.json keys, e.g. window,windowNoRetryAfter; naive needs "
+        "rateLimit) and print their figures as JSON; writes no file",
     )
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     parser.add_argument("--chart", type=Path, default=HERE / "rate-limit.png")
