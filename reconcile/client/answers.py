@@ -10,6 +10,7 @@ answer may hold a secret, or megabytes), and caps the names it shows.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from functools import cache
@@ -85,15 +86,33 @@ def check(method: str, path: str, body: Any) -> Any:
     raise ProtocolError(f"{method} {path}: the answer is not as documented: {_describe(error)}")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # `1e400`: no JSON number is infinite
+        raise ValueError(text)
+    return value
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(constant)  # `NaN`, `Infinity`: Python reads them, JSON has no such thing
+
+
 def decode(method: str, path: str, content: bytes, content_type: str) -> Any:
-    """A 200 answer's body as JSON (an empty body is an empty object); ProtocolError when it is not JSON."""
+    """A 200 answer's body as JSON (an empty body is an empty object); ProtocolError when it is not
+    JSON, or holds a string that is not Unicode (a lone surrogate: no file or terminal can take it)."""
     if not content:
         return {}
     try:
-        return json.loads(content)
+        body = json.loads(content, parse_float=_finite, parse_constant=_not_json)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         kind = content_type.partition(";")[0].strip() or "no content type"
         raise ProtocolError(f"{method} {path}: the answer is not JSON ({_short(kind)}, {len(content)} bytes)") from None
+    if _SURROGATE_ESCAPE.search(content):  # a pair is one character; only then is the whole body checked
+        try:
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ProtocolError(f"{method} {path}: the answer holds a string that is not Unicode") from None
+    return body
 
 
 def unique_ids(method: str, path: str, keys: Sequence[dict[str, Any]]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import ssl
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -147,13 +148,13 @@ def _error_from_response(response: httpx.Response, content: bytes, clean: Callab
     except (ValueError, RecursionError):
         body = None
     if isinstance(body, dict):
-        code = body.get("errorCode") if isinstance(body.get("errorCode"), str) else None
+        raw_code = body.get("errorCode")
+        code = _capped(clean(raw_code), 40) if isinstance(raw_code, str) and raw_code else None  # reports keep it
         parts = [str(body[k]) for k in ("errorDescription", "errorMessage") if body.get(k)]
         if parts:
             message = ": ".join(dict.fromkeys(parts))  # both, unless they repeat each other
     status = response.status_code
-    prefix = f"HTTP {status}" + (f" {_capped(code, 40)}" if code else "")
-    text = _capped(clean(f"{prefix}: {message}"), MAX_ERROR_TEXT)
+    text = f"HTTP {status}{f' {code}' if code else ''}: {_capped(clean(message), MAX_ERROR_TEXT)}"
     if status in (401, 403):
         return AuthenticationError(status, text, error_code=code)
     if status == 404:
@@ -166,13 +167,14 @@ def _error_from_response(response: httpx.Response, content: bytes, clean: Callab
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    """Retry-After in seconds (Descope sends whole seconds); None when absent or unreadable."""
+    """Retry-After in seconds (Descope sends whole seconds); None when absent or unreadable (`inf` and
+    `nan` too: a pause without end would hold every worker of the run)."""
     value = response.headers.get("Retry-After")
     try:
         seconds = float(value) if value is not None else None
     except ValueError:
         return None
-    return seconds if seconds is not None and seconds >= 0 else None
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
 
 
 class DescopeClient:

@@ -1,9 +1,9 @@
 """Keep the management key out of every line the tool writes, whatever produced the line.
 
 A secret is looked for in every form text may give it: as it is; escaped as Python (`repr`, bytes)
-and JSON (`\\uXXXX`) write it; percent-encoded as in a URL (either case of hex); HTML-escaped; and
-base64-encoded at each of the three alignments in a longer string (a proxy that echoes an
-`Authorization: Basic ...` header, a header dumped as base64), in both alphabets.
+and JSON encoders (`\\uXXXX`, `\\/`) write it; percent-encoded as in a URL (hex digits in any case);
+HTML-escaped; and base64-encoded at each of the three alignments in a longer string (a proxy that
+echoes an `Authorization: Basic ...` header, a header dumped as base64), in both alphabets.
 """
 
 from __future__ import annotations
@@ -33,22 +33,47 @@ def _base64_forms(data: bytes) -> set[str]:
     return forms
 
 
+_BYTE_ESCAPES = {0x5C: "\\\\", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+
+
+def _python_forms(secret: str) -> set[str]:
+    """As `repr` writes the secret, as text or as UTF-8 bytes (a header value), with either quote escaped."""
+    as_text = secret.encode("unicode_escape").decode("ascii")
+    as_bytes = "".join(
+        chr(byte) if 0x20 <= byte < 0x7F and byte != 0x5C else _BYTE_ESCAPES.get(byte, f"\\x{byte:02x}")
+        for byte in secret.encode()
+    )
+    return {
+        escaped
+        for form in (as_text, as_bytes)
+        for escaped in (form, form.replace("'", "\\'"), form.replace('"', '\\"'))
+    }
+
+
+def _json_forms(secret: str) -> set[str]:
+    """As JSON encoders write it: ASCII or not, `<>&` as `\\u003c` (Go), `/` as `\\/` (PHP)."""
+    plain = json.dumps(secret)[1:-1]
+    go = plain.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return {plain, json.dumps(secret, ensure_ascii=False)[1:-1], go, plain.replace("/", "\\/")}
+
+
 def encoded_forms(secret: str) -> set[str]:
     """Every form of `secret` that text written by a program may hold."""
-    percent = {quote(secret, safe=""), quote(secret), quote_plus(secret, safe="")}
+    percent = {quote(secret, safe=""), quote(secret), quote_plus(secret, safe="")}  # hex in any case: see _pattern
     forms = {
         secret,
-        repr(secret)[1:-1],
-        secret.encode("unicode_escape").decode("ascii"),
-        repr(secret.encode())[2:-1],
-        json.dumps(secret)[1:-1],
-        json.dumps(secret, ensure_ascii=False)[1:-1],
+        *_python_forms(secret),
+        *_json_forms(secret),
         html.escape(secret),
         *percent,
-        *(re.sub("%[0-9A-F]{2}", lambda match: match.group().lower(), form) for form in percent),
         *_base64_forms(secret.encode()),
     }
     return {form for form in forms if form}
+
+
+def _pattern(form: str) -> str:
+    """`form` as a regular expression; the hex digits of a `%XX` escape match in either case."""
+    return re.sub(r"%([0-9A-F]{2})", r"%(?i:\1)", re.escape(form))
 
 
 class SecretRedactor(logging.Filter):
@@ -65,7 +90,7 @@ class SecretRedactor(logging.Filter):
             return
         self._forms |= encoded_forms(secret)
         longest_first = sorted(self._forms, key=lambda form: (-len(form), form))
-        self._pattern = re.compile("|".join(map(re.escape, longest_first)))
+        self._pattern = re.compile("|".join(map(_pattern, longest_first)))
 
     def redact(self, text: str) -> str:
         return self._pattern.sub(MASK, text) if self._pattern is not None else text

@@ -80,9 +80,9 @@ def html_text(value: object) -> str:
 
 
 def gh_data(value: object) -> str:
-    """The message of a workflow command (`::error ...::MESSAGE`), by GitHub's rules: `%`, and the
-    line breaks that `plain` already shows as `\\r` and `\\n`."""
-    return plain(value).replace("%", "%25")
+    """The message of a workflow command (`::error ...::MESSAGE`): GitHub's escapes for `%`, `\\r` and
+    `\\n` (it turns them back), and `plain` for every other control."""
+    return plain(str(value).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
 
 
 def gh_property(value: object) -> str:
