@@ -102,7 +102,7 @@ def test_the_latest_change_wins_whatever_order_the_page_lists() -> None:
     records = [record("K1", 100, "U2old"), record("K1", 300, "U2new"), record("K1", 200, "U2mid")]
     found = attribute(["K1"], records, KEY_ACTIONS, complete=True)["K1"]
     assert found.found is Found.CHANGED and found.change is not None and found.change.actor == "U2new"
-    assert not found.by_this_tool
+    assert found.run is None
 
 
 def test_only_configured_actions_count_and_absence_depends_on_completeness() -> None:
@@ -115,7 +115,7 @@ def test_only_configured_actions_count_and_absence_depends_on_completeness() -> 
 def test_an_apply_event_claims_its_own_write_by_key_window_and_actor() -> None:
     runs = [event(10_000, ["K1", "K2"], 5_000, 6_000)]
     own = attribute(["K1"], [*runs, record("K1", 5_500, ME)], KEY_ACTIONS, complete=True)["K1"]
-    assert own.by_this_tool and own.run is not None and own.run.run_id == "R1"
+    assert own.run is not None and own.run.run_id == "R1"
     assert not attribute(["K1"], [*runs, record("K1", 5_600, "U2alice")], KEY_ACTIONS, complete=True)["K1"].run
     late = 6_000 + MATCH_MARGIN_MS + 1
     assert not attribute(["K1"], [*runs, record("K1", late, ME)], KEY_ACTIONS, complete=True)["K1"].run
@@ -124,10 +124,10 @@ def test_an_apply_event_claims_its_own_write_by_key_window_and_actor() -> None:
 
 def test_an_event_that_could_not_name_every_key_claims_its_actors_writes_in_its_window() -> None:
     runs = [event(10_000, ["K1"], 5_000, 6_000, changedKeysNotListed=3)]
-    assert attribute(["K7"], [*runs, record("K7", 5_500, ME)], KEY_ACTIONS, complete=True)["K7"].by_this_tool
+    assert attribute(["K7"], [*runs, record("K7", 5_500, ME)], KEY_ACTIONS, complete=True)["K7"].run
     blind = [event(10_000, ["K1"], 5_000, 6_000, writer=None, changedKeysNotListed=3)]
-    assert not attribute(["K7"], [*blind, record("K7", 5_500, ME)], KEY_ACTIONS, complete=True)["K7"].by_this_tool
-    assert attribute(["K1"], [*blind, record("K1", 5_500, "U2x")], KEY_ACTIONS, complete=True)["K1"].by_this_tool
+    assert not attribute(["K7"], [*blind, record("K7", 5_500, ME)], KEY_ACTIONS, complete=True)["K7"].run
+    assert attribute(["K1"], [*blind, record("K1", 5_500, "U2x")], KEY_ACTIONS, complete=True)["K1"].run
 
 
 def test_only_this_tools_events_describe_runs() -> None:

@@ -89,10 +89,6 @@ class Attribution:
     change: Record | None = None
     run: ToolRun | None = None  # set when the change was this tool's own
 
-    @property
-    def by_this_tool(self) -> bool:
-        return self.run is not None
-
 
 def _changes(records: Iterable[Record], actions: frozenset[str]) -> list[Record]:
     return [record for record in records if record.action in actions and not record.is_tool_event]

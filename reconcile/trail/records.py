@@ -36,9 +36,6 @@ class Record:
     names: frozenset[str]  # every string value of data (recursively), userId and externalIds
     data: Mapping[str, Any]
 
-    def names_key(self, key_id: str) -> bool:
-        return key_id in self.names
-
     @property
     def is_tool_event(self) -> bool:
         return self.action == EVENT_ACTION and self.actor == EVENT_ACTOR
