@@ -17,7 +17,7 @@ from reconcile.output.trail import (
     describe,
     describe_change,
     step_json,
-    unavailable_line,
+    step_notice,
 )
 from reconcile.plan.diff import FieldChange, KeyPlan, Outcome, Plan
 from reconcile.trail.findings import TrailFindings
@@ -70,7 +70,7 @@ def render_plan(plan: Plan, *, verbose: bool = False, trail: TrailFindings | Non
         for change in item.changes:
             lines.extend(render_change(change))
         lines.extend(f"    last change: {text}" for text in _described(trail, item.key.id))
-    notice = unavailable_line(step_json(trail.attribution)) if trail is not None else None
+    notice = step_notice(step_json(trail.attribution)) if trail is not None else None
     if notice is not None:
         lines.append(notice)
     counts = Counter(item.outcome for item in plan.keys)
@@ -97,7 +97,7 @@ def render_results(results: Sequence[KeyResult]) -> str:
 def render_trail(trail: TrailFindings, plan: Plan) -> str:
     """After an apply: who last changed each drifted key before it, and the changes it overwrote."""
     lines = [f"last change of {item.key.id}: {text}" for item in plan.keys for text in _described(trail, item.key.id)]
-    notices = (unavailable_line(step_json(trail.attribution)), unavailable_line(_step(trail), "overwritten check"))
+    notices = (step_notice(step_json(trail.attribution)), step_notice(_step(trail), "overwritten check"))
     lines.extend(notice for notice in notices if notice is not None)
     for item in trail.overwritten:
         their = describe_change(change_json(item.change), str)

@@ -67,11 +67,12 @@ def _when(at: str) -> str:
     return at.replace("T", " ").replace("+00:00", " UTC")
 
 
-def describe_change(change: Mapping[str, Any], esc: Escape) -> str:
-    """A change by an actor in words: what, when, by whom, from where."""
+def describe_change(change: Mapping[str, Any], esc: Escape, *, by: str | None = None) -> str:
+    """A change in words: what, when, by whom (`by`, else its actor), from where."""
     verb = _VERBS.get(change["action"], esc(change["action"]))
     where = f" from {esc(change['remoteAddress'])}" if change.get("remoteAddress") else ""
-    return f"{verb} {_when(change['at'])} by {esc(change['actorId'] or 'an unnamed actor')}{where}"
+    who = by if by is not None else esc(change["actorId"] or "an unnamed actor")
+    return f"{verb} {_when(change['at'])} by {who}{where}"
 
 
 def describe(attribution: Mapping[str, Any], esc: Escape) -> str:
@@ -84,11 +85,10 @@ def describe(attribution: Mapping[str, Any], esc: Escape) -> str:
         return f"{describe_change(change, esc)} (not this tool)"
     commit = f", commit {esc(run['commit'][:12])}" if run.get("commit") else ""
     repository = f" ({esc(run['repository'])})" if run.get("repository") else ""
-    verb = _VERBS.get(change["action"], esc(change["action"]))
-    return f"{verb} {_when(change['at'])} by descope-reconcile run {esc(run['id'])}{commit}{repository}"
+    return describe_change(change, esc, by=f"descope-reconcile run {esc(run['id'])}{commit}{repository}")
 
 
-def unavailable_line(step: Mapping[str, Any] | None, what: str = "attribution") -> str | None:
+def step_notice(step: Mapping[str, Any] | None, what: str = "attribution") -> str | None:
     """`attribution unavailable: <reason>` (or partial), when the step did not do everything."""
     if step is None or step["status"] not in (StepStatus.UNAVAILABLE.value, StepStatus.PARTIAL.value):
         return None
@@ -97,7 +97,7 @@ def unavailable_line(step: Mapping[str, Any] | None, what: str = "attribution") 
 
 def who_changed_what(entries: Sequence[Mapping[str, Any]], step: Mapping[str, Any] | None) -> list[str]:
     """The Markdown section: per key (`id`, `name`, `outcome`, `attribution`) its last change."""
-    notice = unavailable_line(step)
+    notice = step_notice(step)
     if not entries and notice is None:
         return []
     lines = ["", "### Who changed what", ""]
@@ -113,7 +113,7 @@ def who_changed_what(entries: Sequence[Mapping[str, Any]], step: Mapping[str, An
 
 def overwritten_section(entries: Sequence[Mapping[str, Any]], step: Mapping[str, Any] | None) -> list[str]:
     """The Markdown section of changes by someone else that the apply overwrote."""
-    notice = unavailable_line(step, "overwritten check")
+    notice = step_notice(step, "overwritten check")
     if not entries and notice is None:
         return []
     lines = ["", "### Overwritten changes", ""]
