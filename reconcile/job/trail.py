@@ -166,12 +166,11 @@ async def record_apply(session: Session, body: Mapping[str, Any]) -> Step:
     return Step(StepStatus.DONE)
 
 
-# The keys whose last change a run looks up: every managed key that is not as the files say.
-ATTRIBUTED_OUTCOMES = frozenset({Outcome.UPDATE, Outcome.MISSING, Outcome.NOT_EDITABLE, Outcome.CONFLICT})
-
-
 def attributed_ids(plan: Plan) -> list[str]:
-    return [item.key.id for item in plan.keys if item.outcome in ATTRIBUTED_OUTCOMES]
+    """The keys whose last change a run looks up: every key the plan finds not as the files say (to
+    update, missing, not editable, in conflict; any outcome but unchanged), unless it was not compared."""
+    quiet = (Outcome.UNCHANGED, Outcome.INTERRUPTED)
+    return [item.key.id for item in plan.keys if item.outcome not in quiet]
 
 
 async def attribute_plan(session: Session, plan: Plan, settings: TrailSettings) -> TrailFindings:
@@ -191,7 +190,7 @@ async def after_apply(
     """The overwritten check, then the event (which names the actor the check found for this run's writes)."""
     check_step, check = await check_overwrites(session, session.timeline, settings)
     overwritten = check.overwritten if check else ()
-    changed = [result.plan.key.id for result in results if result.outcome is Outcome.UPDATED]
+    changed = [result.plan.key.id for result in results if not result.outcome.is_error]  # every change accepted
     event = Step(StepStatus.NOT_NEEDED if settings.event else StepStatus.OFF)
     if changed and settings.event:
         git = git_state([file.path for file in files])
