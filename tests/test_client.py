@@ -181,6 +181,22 @@ def test_unsafe_or_invalid_base_urls_are_refused(url: str) -> None:
         base_url_for("P2short", {"DESCOPE_BASE_URL": url})
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:1/\nx",
+        "http://127.0.0.1:99999",
+        "http://[::1",
+        "https://api.descope.com\x1b[2K",
+        "https://xn--.com",
+    ],
+)
+def test_a_malformed_base_url_is_one_line_not_a_traceback(tmp_path: Path, url: str) -> None:
+    env = cli_env(None, DESCOPE_PROJECT_ID="P2x", DESCOPE_MANAGEMENT_KEY="K2x", DESCOPE_BASE_URL=url)
+    result = run_cli(["export", "--out", str(tmp_path / "o.yaml")], env)
+    assert result.code == 1 and result.stderr.startswith("error: base URL ") and result.stderr.count("\n") == 1
+
+
 def test_credentials_from_env_and_file(tmp_path: Path) -> None:
     assert credentials_from_env({"DESCOPE_PROJECT_ID": "P", "DESCOPE_MANAGEMENT_KEY": "K"}) == Credentials("P", "K")
     secret = tmp_path / "key"

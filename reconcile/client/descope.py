@@ -116,7 +116,12 @@ def base_url_for(project_id: str, env: Mapping[str, str]) -> str:
         url = f"https://api.{project_id[1:5]}.descope.com"
     else:
         url = DEFAULT_BASE_URL
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a port out of range is a ValueError here, not a crash at connect time
+        _ = httpx.URL(url).host  # httpx's own checks: non-printable characters, malformed hosts (IDNA)
+    except (ValueError, httpx.InvalidURL) as error:
+        raise ConfigError(f"base URL {url!r} is not a valid URL: {error}") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ConfigError(f"base URL {url!r} is not an http(s) URL")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
