@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum
 
 
@@ -12,6 +13,20 @@ class ExitCode(IntEnum):
     SAFETY_THRESHOLD = 3  # apply refused: the plan changes more keys than --max-changes allows
     OVERWRITTEN = 4  # apply: every key applied, but a change someone else made meanwhile was overwritten
     USAGE = 64  # bad command line (EX_USAGE); argparse's own 2 would collide with CHANGES_PENDING
+
+
+# Several targets, one exit code: the most severe of theirs, in this order. A usage error means no
+# target ran as asked; a failure needs a person; a refusal wrote nothing on purpose; drift is news.
+SEVERITY = (ExitCode.USAGE, ExitCode.FAILURE, ExitCode.SAFETY_THRESHOLD, ExitCode.CHANGES_PENDING, ExitCode.OK)
+
+
+def most_severe(codes: Iterable[int]) -> int:
+    """The exit code of several targets' runs (a code outside SEVERITY ranks as a failure)."""
+
+    def rank(code: int) -> int:
+        return SEVERITY.index(code) if code in SEVERITY else SEVERITY.index(ExitCode.FAILURE)
+
+    return min(codes, key=rank, default=ExitCode.OK)
 
 
 class ReconcileError(Exception):

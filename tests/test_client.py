@@ -364,7 +364,23 @@ def test_every_endpoint_the_client_calls_has_a_documented_answer() -> None:
 def test_answers_still_to_come_are_checked_too(endpoint: str, body: Any, says: str) -> None:
     method, path = endpoint.split(" ")
     good = {"key": KEY, "cleartext": "s"} if "delete" not in path else {}
-    assert answers.check(method, path, good) == good
+    assert answers.check(method, path, good, str) == good
     with pytest.raises(ProtocolError, match=re.escape(says)) as caught:
-        answers.check(method, path, body)
+        answers.check(method, path, body, str)
     assert "the-secret" not in str(caught.value)
+
+
+def test_a_header_that_cannot_be_sent_is_refused_unretried_and_unquoted(start_emulator: Any) -> None:
+    """Credentials from elsewhere than the environment (which refuses them first): h11 will not write
+    the header, no retry can change that, and its message would quote the header, key and all."""
+    emulator = start_emulator([KEY])
+
+    async def go() -> None:
+        credentials = Credentials(emulator.config.project_id, "K2-secret\nSECOND-LINE")
+        async with DescopeClient(credentials, emulator.url, timeout=5) as client:
+            await client.search_access_keys()
+
+    with pytest.raises(ConfigError, match="a header is not valid HTTP") as caught:
+        asyncio.run(go())
+    assert "K2-secret" not in str(caught.value) and "SECOND" not in str(caught.value)
+    assert emulator.requests == []

@@ -11,6 +11,7 @@ from jsonschema import Draft202012Validator
 
 from reconcile.schemas import generate as schemagen
 from reconcile.schemas.validators import (
+    CONFIG_SCHEMA,
     DESIRED_SCHEMA,
     REPORT_SCHEMA,
     REQUEST_SCHEMA,
@@ -79,17 +80,21 @@ def test_request_schema_accepts_and_rejects(body: dict[str, Any], valid: bool) -
 
 
 def test_desired_schema_reuses_every_request_field_by_ref() -> None:
-    desired_key = load_schema(DESIRED_SCHEMA)["$defs"]["desiredKey"]
+    definitions = load_schema(DESIRED_SCHEMA)["$defs"]
+    key_fields = definitions["keyFields"]  # what a key, and the file's `defaults`, may say
     request = load_schema(REQUEST_SCHEMA)
     for field in request["properties"]:  # a field added to the request schema must reach the files
-        assert desired_key["properties"][field] == {"$ref": f"{REQUEST_SCHEMA}#/properties/{field}"}
-    assert set(desired_key["properties"]) - set(request["properties"]) == {"status"}
-    assert desired_key["required"] == request["required"] == ["id"]
+        assert key_fields["properties"][field] == {"$ref": f"{REQUEST_SCHEMA}#/properties/{field}"}
+    assert set(key_fields["properties"]) - set(request["properties"]) == {"status"}
+    assert definitions["desiredKey"]["required"] == request["required"] == ["id"]
+    assert definitions["keyDefaults"]["$ref"] == definitions["desiredKey"]["$ref"] == "#/$defs/keyFields"
     assert not validator(DESIRED_SCHEMA).is_valid({"version": 1, "keys": [{"id": "K", "roleName": []}]})
+    assert not validator(DESIRED_SCHEMA).is_valid({"version": 1, "defaults": {"id": "K"}, "keys": []})
+    assert validator(DESIRED_SCHEMA).is_valid({"version": 1, "defaults": {"roleNames": []}, "keys": [{"id": "K"}]})
 
 
 def test_schemas_are_valid_json_schema() -> None:
-    for name in (REQUEST_SCHEMA, DESIRED_SCHEMA, REPORT_SCHEMA):
+    for name in (REQUEST_SCHEMA, DESIRED_SCHEMA, REPORT_SCHEMA, CONFIG_SCHEMA):
         Draft202012Validator.check_schema(json.loads((schemagen.SCHEMAS / name).read_text()))
 
 

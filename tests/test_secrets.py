@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from reconcile.emulator import FAULT_KINDS, Emulator, EmulatorConfig
+from tests.answer_stub import AnswerStub, json_answer
 from tests.conftest import cli_env, run_cli, write_desired
 
 # Every character that some encoding changes: `/`, `+`, quotes, HTML and URL specials.
@@ -248,3 +249,21 @@ def test_tls_is_verified_and_a_ca_bundle_can_be_given(tmp_path: Path) -> None:
         assert "Traceback" not in untrusted.output
         trusted = run_cli(["plan", str(desired)], {**env, "SSL_CERT_FILE": str(ca)})
         assert trusted.code == 0, trusted.output
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"keys": [{"id": "K1", "customClaims": {"0123456789" + SENTINEL: {"nested": 1}}}]},  # a cut name
+        {"keys": [{"id": "0123456789" + SENTINEL}, {"id": "0123456789" + SENTINEL}]},  # a cut id
+    ],
+)
+def test_a_key_echoed_in_a_wrong_answer_is_scrubbed_before_it_is_cut(tmp_path: Path, answer: Any) -> None:
+    """A protocol error names where the answer is wrong, names capped at 40 characters: capped after
+    scrubbing, or the log's redactor would no longer see the key that the cut left behind."""
+    with AnswerStub({"POST /v1/mgmt/accesskey/search": json_answer(answer)}) as stub:
+        env = {**stub.env(cli_env(None)), "DESCOPE_MANAGEMENT_KEY": SENTINEL}
+        result = run_cli(["plan", str(write_desired(tmp_path / "d", KEYS[:1])), "-vv"], env)
+    assert result.code == 1 and "the answer is not as documented" in result.stderr, result.output
+    pieces = {SENTINEL[start : start + 8] for start in range(len(SENTINEL) - 7)}
+    assert not [piece for piece in pieces if piece in result.output], result.output

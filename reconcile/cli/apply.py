@@ -22,6 +22,7 @@ from reconcile.cli.options import (
     positive_int,
     remote_options,
     report_options,
+    targets_options,
     trail_options,
 )
 from reconcile.cli.remote import Target, connect, log_failures, settings, trail_settings, write_outputs
@@ -52,7 +53,14 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "apply",
-        [desired_options(), remote_options(), report_options(), trail_options(), audit_event_options()],
+        [
+            desired_options(),
+            remote_options(),
+            report_options(),
+            targets_options(),
+            trail_options(),
+            audit_event_options(),
+        ],
         "send one update per key that differs, and none for the others",
         "Plan (or load a saved plan), then change every key that differs: rate-limited, retried, journaled. "
         "Then look in the audit trail for changes it overwrote, and record the apply there.",

@@ -15,6 +15,7 @@ from reconcile.cli.options import (
     desired_options,
     non_negative_int,
     remote_options,
+    targets_options,
     trail_options,
 )
 from reconcile.cli.remote import connect, trail_settings
@@ -32,13 +33,15 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "audit",
-        [desired_options(), remote_options(), trail_options()],
+        [desired_options(), remote_options(), targets_options(), trail_options()],
         "read-only audit of the whole project, in Markdown and JSON",
         "Managed and unmanaged keys, drift, inactive keys, keys expiring soon, keys with no IP "
         "restriction, keys with neither roles nor tenants; who last changed each drifted or missing key (the "
         "audit trail). Exit 0 even with drift, unless --fail-on-drift.",
     )
-    parser.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP + " (none: every key is unmanaged)")
+    parser.add_argument(
+        "paths", nargs="*", metavar="PATH", help=PATHS_HELP + " (or, without a config, every key is unmanaged)"
+    )
     parser.add_argument("--out", type=Path, metavar="FILE", help="write the audit as JSON (mode 0600)")
     parser.add_argument(
         "--summary", type=Path, metavar="FILE", help="write it as Markdown (default: $GITHUB_STEP_SUMMARY when set)"

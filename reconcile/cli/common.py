@@ -10,8 +10,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from reconcile.cli.context import current_target, prefixed
 from reconcile.desired.loader import Diagnostic
-from reconcile.errors import ValidationFailed
+from reconcile.errors import ExitCode, ReconcileError, ValidationFailed
 from reconcile.files import write_private_atomically
 from reconcile.job.clock import RunClock
 from reconcile.job.load import LoadedDesired, load_desired
@@ -21,15 +22,29 @@ log = logging.getLogger("reconcile")
 
 
 def show(args: argparse.Namespace, text: str) -> None:
+    """Text for people on stdout: within a target's run, each line prefixed with the target's name."""
     if not args.quiet:
-        sys.stdout.write(text)
+        sys.stdout.write(prefixed(text))
         sys.stdout.flush()
+
+
+def describe_error(error: ReconcileError | OSError) -> tuple[int, str]:
+    """An error that ends a run → its exit code and one line for people."""
+    if isinstance(error, ReconcileError):
+        return error.exit_code, str(error)
+    # An unwritable report path, a full disk: the environment, not a bug.
+    where = f": {error.filename}" if error.filename else ""
+    return ExitCode.FAILURE, f"{error.strerror or error}{where}"
 
 
 def print_diagnostics(diagnostics: Sequence[Diagnostic], output_format: str) -> None:
     """File names and messages (which quote values) come from the files: escaped for where they go."""
     if output_format == "json":
-        print(json.dumps([d.__dict__ for d in diagnostics], indent=2))  # ASCII: every control a \u escape
+        records = [d.__dict__ for d in diagnostics]
+        if (target := current_target()) is not None:
+            target.diagnostics.extend(records)  # every target's, in one list at the end
+        else:
+            print(json.dumps(records, indent=2))  # ASCII: every control a \u escape
         return
     for diagnostic in diagnostics:
         if output_format == "github":
@@ -50,8 +65,11 @@ def load(args: argparse.Namespace, output_format: str = "text", clock: RunClock 
 
 
 def write_markdown(explicit: Path | None, markdown: str) -> None:
-    """`--summary FILE`, else GitHub's step summary when running in Actions (appended, as GitHub expects)."""
-    if explicit is not None:
+    """`--summary FILE`, else GitHub's step summary when running in Actions (appended, as GitHub expects).
+    Within a target's run it is kept instead: all targets' summaries are written once, combined."""
+    if (target := current_target()) is not None:
+        target.markdown.append(markdown)
+    elif explicit is not None:
         write_private_atomically(explicit, markdown, mode=0o644)
     elif step_summary := os.environ.get("GITHUB_STEP_SUMMARY"):
         with Path(step_summary).open("a", encoding="utf-8") as handle:

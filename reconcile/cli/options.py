@@ -21,7 +21,23 @@ DEFAULT_TIMEOUT_SECONDS = 30.0  # per request; the client itself has no default,
 DEFAULT_MAX_ATTEMPTS = 6
 DEFAULT_KEY_DEADLINE = 300.0
 DEFAULT_ATTRIBUTION_PAGES = 5  # audit searches per step; Descope allows 10 a minute
-PATHS_HELP = "desired-state YAML files or folders (recursive)"
+PATHS_HELP = "desired-state YAML files or folders (recursive); none: the targets of descope-reconcile.yaml"
+NO_PATHS = "give the desired PATHs, or a config: descope-reconcile.yaml in the current folder, or --config FILE"
+# The run's knobs: argparse's name → the camelCase name of the report's `run.settings` and of a
+# config target's settings (like the wire).
+SETTING_NAMES = {
+    "timeout": "timeout",
+    "rate": "rate",
+    "concurrency": "concurrency",
+    "max_attempts": "maxAttempts",
+    "key_deadline": "keyDeadline",
+    "max_changes": "maxChanges",
+    "force": "force",
+    "plan": "plan",
+    "attribution": "attribution",
+    "attribution_pages": "attributionPages",
+    "audit_event": "auditEvent",
+}
 
 EPILOG = f"""\
 exit codes:
@@ -35,7 +51,14 @@ exit codes:
   {ExitCode.USAGE:<3} usage error (bad command line)
   130 143  a second SIGINT (130) or SIGTERM (143): stopped at once, before the report
 
-environment:
+targets:
+  Without PATHs, a command acts on every target of descope-reconcile.yaml (in the current folder,
+  or --config FILE); --target NAME (repeatable) picks some. Targets run concurrently, each with
+  its own credentials, limiter, report and journal: with several, give file options a {{target}}
+  pattern (--report reports/{{target}}.json). The exit code is the most severe of the targets':
+  64, then 1, then 3, then 2, then 0. With PATHs (or --no-config), the environment names the project.
+
+environment (with PATHs, or without a config):
   DESCOPE_PROJECT_ID            the project (every command but validate)
   DESCOPE_MANAGEMENT_KEY        its management key; never give it on the command line
   DESCOPE_MANAGEMENT_KEY_FILE   or: a file holding the key (mounted secrets)
@@ -52,6 +75,7 @@ examples:
   descope-reconcile apply desired/ --report report.json
   descope-reconcile export --out desired/keys.yaml
   descope-reconcile audit desired/ --summary audit.md --out audit.json
+  descope-reconcile apply --target prod --report reports/{{target}}.json  # with descope-reconcile.yaml
 """
 
 
@@ -172,6 +196,30 @@ def trail_options() -> Parser:
     return group
 
 
+def targets_options() -> Parser:
+    """For commands that act on the targets of a config file when no PATH is given."""
+    group = Parser(add_help=False)
+    group.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="the targets' config (default: descope-reconcile.yaml in the current folder, when there is one)",
+    )
+    group.add_argument(
+        "--no-config",
+        action="store_true",
+        help="do not use descope-reconcile.yaml: the environment names the project (as with PATHs)",
+    )
+    group.add_argument(
+        "--target",
+        dest="targets",
+        action="append",
+        metavar="NAME",
+        help="act on this target of the config only (repeatable; default: every target)",
+    )
+    return group
+
+
 def audit_event_options() -> Parser:
     """For apply: the event it writes into the project's audit trail."""
     group = Parser(add_help=False)
@@ -188,7 +236,12 @@ def audit_event_options() -> Parser:
 def report_options() -> Parser:
     """For commands that write the JSON report and the Markdown summary."""
     group = Parser(add_help=False)
-    group.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here (mode 0600)")
+    group.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="write the JSON report here (mode 0600); several targets: a {target} pattern, reports/{target}.json",
+    )
     group.add_argument(
         "--summary",
         type=Path,

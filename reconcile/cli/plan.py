@@ -10,16 +10,18 @@ from typing import Any
 
 from reconcile.cli.common import load, show
 from reconcile.cli.options import (
+    NO_PATHS,
     PATHS_HELP,
     Parser,
     add_command,
     desired_options,
     remote_options,
     report_options,
+    targets_options,
     trail_options,
 )
 from reconcile.cli.remote import Target, connect, log_failures, settings, trail_settings, write_outputs
-from reconcile.errors import ExitCode, Interrupted
+from reconcile.errors import ExitCode, Interrupted, UsageError
 from reconcile.files import write_private_atomically
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.load import LoadedDesired
@@ -37,17 +39,19 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "plan",
-        [desired_options(), remote_options(), report_options(), trail_options()],
+        [desired_options(), remote_options(), report_options(), targets_options(), trail_options()],
         "show what apply would change (read-only); exit 2 when there are changes",
         "Read the project, compare it with the desired files, print the changes and who last changed "
         "each drifted key (the audit trail). Sends no change.",
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help=PATHS_HELP)
+    parser.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP)
     parser.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan FILE`")
     parser.set_defaults(handler=run)
 
 
 async def run(args: argparse.Namespace) -> int:
+    if not args.paths:
+        raise UsageError(NO_PATHS)
     clock = RunClock("plan")
     with bulk():
         loaded = load(args, clock=clock)  # any validation error: no network call at all

@@ -4,7 +4,8 @@ The shapes are `schemas/accesskey-responses.schema.json`, derived from Descope's
 (`make schemas`). An answer that does not match is a `ProtocolError`: never read as if it were
 right (a search answer without `keys` is not an empty project), never retried. The message names
 the endpoint, where in the answer the problem is and what was expected; it quotes no value (an
-answer may hold a secret, or megabytes), and caps the names it shows.
+answer may hold a secret, or megabytes), and caps the names it shows, after `clean` has scrubbed
+them (a cut key would no longer be recognised).
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
-from typing import Any
-
-from jsonschema import ValidationError
-from jsonschema.exceptions import best_match
+from typing import TYPE_CHECKING, Any
 
 from reconcile.errors import ProtocolError
 from reconcile.schemas.validators import RESPONSES_SCHEMA, is_valid, load_schema, validator
+
+if TYPE_CHECKING:
+    from jsonschema import ValidationError
 
 MAX_NAME = 40  # characters of an object member's name shown in a path
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # half of a UTF-16 pair, written as a JSON escape
@@ -52,20 +53,23 @@ def json_type(value: Any) -> str:
     return next(name for kind, name in _JSON_TYPES if isinstance(value, kind))
 
 
+Clean = Callable[[str], str]
+
+
 def _short(name: str) -> str:
     return name if len(name) <= MAX_NAME else name[:MAX_NAME] + "…"
 
 
-def json_path(parts: Iterable[str | int]) -> str:
-    """`keys[3].customClaims.team`, names capped at MAX_NAME characters."""
+def json_path(parts: Iterable[str | int], clean: Clean) -> str:
+    """`keys[3].customClaims.team`, names scrubbed, then capped at MAX_NAME characters."""
     text = ""
     for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else f".{_short(part)}"
+        text += f"[{part}]" if isinstance(part, int) else f".{_short(clean(part))}"
     return text.lstrip(".")
 
 
-def _describe(error: ValidationError) -> str:
-    where = json_path(error.absolute_path) or "the answer"
+def _describe(error: ValidationError, clean: Clean) -> str:
+    where = json_path(error.absolute_path, clean) or "the answer"
     rule: Any = error.validator_value
     instance: Any = error.instance
     if error.validator == "required":
@@ -77,13 +81,15 @@ def _describe(error: ValidationError) -> str:
     return f"{where}: {_RULES.get(str(error.validator), 'is not as documented')}"
 
 
-def check(method: str, path: str, body: Any) -> Any:
+def check(method: str, path: str, body: Any, clean: Clean) -> Any:
     """`body` when it is the documented answer of `method path`; else ProtocolError."""
     shape = _shapes()[f"{method} {path}"]
     if is_valid(shape, body):  # the compiled check is quick; explaining is not
         return body
+    from jsonschema.exceptions import best_match  # noqa: PLC0415 (slow to import: only to explain)
+
     error = best_match(validator(shape).iter_errors(body))
-    raise ProtocolError(f"{method} {path}: the answer is not as documented: {_describe(error)}")
+    raise ProtocolError(f"{method} {path}: the answer is not as documented: {_describe(error, clean)}")
 
 
 def _finite(text: str) -> float:
@@ -115,19 +121,19 @@ def decode(method: str, path: str, content: bytes, content_type: str) -> Any:
     return body
 
 
-def unique_ids(method: str, path: str, keys: Sequence[dict[str, Any]]) -> None:
+def unique_ids(method: str, path: str, keys: Sequence[dict[str, Any]], clean: Clean) -> None:
     """Two keys with one id: which one is the project's? Refuse to guess."""
     seen: set[str] = set()
     for index, key in enumerate(keys):
         if key["id"] in seen:
-            where = f"keys[{index}].id: `{_short(key['id'])}` is the id of an earlier key too"
+            where = f"keys[{index}].id: `{_short(clean(key['id']))}` is the id of an earlier key too"
             raise ProtocolError(f"{method} {path}: the answer is not as documented: {where}")
         seen.add(key["id"])
 
 
-def same_id(method: str, path: str, key: dict[str, Any], expected: str) -> dict[str, Any]:
+def same_id(method: str, path: str, key: dict[str, Any], expected: str, clean: Clean) -> dict[str, Any]:
     """The key of a load or update answer must be the key asked for."""
     if key["id"] != expected:
-        where = f"key.id: asked for `{_short(expected)}`, got `{_short(key['id'])}`"
+        where = f"key.id: asked for `{_short(expected)}`, got `{_short(clean(key['id']))}`"
         raise ProtocolError(f"{method} {path}: the answer is not as documented: {where}")
     return key

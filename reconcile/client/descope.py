@@ -77,33 +77,52 @@ def _header_token(value: str, source: str) -> str:
     return value
 
 
-def _key_from_file(key_file: str) -> str:
+@dataclass(frozen=True)
+class CredentialSource:
+    """Where a project id and its management key come from: names of environment variables, or a
+    file, or the project id itself (not a secret); never the key. The default is the DESCOPE_*
+    variables; a config target names its own (an empty name: that way is not offered)."""
+
+    project_id: str = ""
+    project_id_env: str = "DESCOPE_PROJECT_ID"
+    key_env: str = "DESCOPE_MANAGEMENT_KEY"
+    key_file_env: str = "DESCOPE_MANAGEMENT_KEY_FILE"  # a variable naming the file
+    key_file: str = ""  # or the file itself
+    key_file_label: str = "DESCOPE_MANAGEMENT_KEY_FILE"  # what messages about the file call it
+
+
+ENVIRONMENT = CredentialSource()
+
+
+def _read_key_file(path: str, label: str) -> str:
     try:
-        text = Path(key_file).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(f"DESCOPE_MANAGEMENT_KEY_FILE: {key_file} is not UTF-8 text") from None
+        raise ConfigError(f"{label}: {path} is not UTF-8 text") from None
     except OSError as error:
-        raise ConfigError(f"DESCOPE_MANAGEMENT_KEY_FILE: cannot read {key_file}: {error.strerror}") from None
-    key = _header_token(text, f"the key in {key_file}")
+        raise ConfigError(f"{label}: cannot read {path}: {error.strerror}") from None
+    key = _header_token(text, f"the key in {path}")
     if not key:
-        raise ConfigError(f"DESCOPE_MANAGEMENT_KEY_FILE: {key_file} is empty")
+        raise ConfigError(f"{label}: {path} is empty")
     return key
 
 
-def credentials_from_env(env: Mapping[str, str]) -> Credentials:
-    """DESCOPE_PROJECT_ID, and DESCOPE_MANAGEMENT_KEY or a file named by DESCOPE_MANAGEMENT_KEY_FILE:
+def credentials_from_env(env: Mapping[str, str], source: CredentialSource = ENVIRONMENT) -> Credentials:
+    """By default DESCOPE_PROJECT_ID, and DESCOPE_MANAGEMENT_KEY or a file named by DESCOPE_MANAGEMENT_KEY_FILE:
     both checked before any request is built (a header with a line break would quote the key)."""
-    project_id = _header_token(env.get("DESCOPE_PROJECT_ID", ""), "DESCOPE_PROJECT_ID")
+    given = source.project_id or (env.get(source.project_id_env, "") if source.project_id_env else "")
+    project_id = _header_token(given, "the project id" if source.project_id else source.project_id_env)
     if not project_id:
-        raise ConfigError("DESCOPE_PROJECT_ID is not set")
-    key = _header_token(env.get("DESCOPE_MANAGEMENT_KEY", ""), "DESCOPE_MANAGEMENT_KEY")
-    key_file = env.get("DESCOPE_MANAGEMENT_KEY_FILE", "").strip()
+        raise ConfigError(f"{source.project_id_env} is not set")
+    key = _header_token(env.get(source.key_env, ""), source.key_env) if source.key_env else ""
+    key_file = source.key_file or (env.get(source.key_file_env, "").strip() if source.key_file_env else "")
     if key and key_file:
-        raise ConfigError("set DESCOPE_MANAGEMENT_KEY or DESCOPE_MANAGEMENT_KEY_FILE, not both")
+        raise ConfigError(f"set {source.key_env} or {source.key_file_env}, not both")
     if key_file:
-        key = _key_from_file(key_file)
+        key = _read_key_file(key_file, source.key_file_label)
     if not key:
-        raise ConfigError("DESCOPE_MANAGEMENT_KEY is not set (or DESCOPE_MANAGEMENT_KEY_FILE for a mounted secret)")
+        alternative = f" (or {source.key_file_env} for a mounted secret)" if source.key_file_env else ""
+        raise ConfigError(f"{source.key_env} is not set{alternative}")
     return Credentials(project_id, key)
 
 
@@ -219,16 +238,16 @@ class DescopeClient:
         """Every key of the project, or of these tenants (the API has no pagination)."""
         body = await self._request("POST", SEARCH_PATH, json={"tenantIds": list(tenant_ids)} if tenant_ids else {})
         keys: list[dict[str, Any]] = body["keys"]
-        answers.unique_ids("POST", SEARCH_PATH, keys)
+        answers.unique_ids("POST", SEARCH_PATH, keys, self._redactor.redact)
         return keys
 
     async def load_access_key(self, key_id: str) -> dict[str, Any]:
         body = await self._request("GET", LOAD_PATH, params={"id": key_id})
-        return answers.same_id("GET", LOAD_PATH, body["key"], key_id)
+        return answers.same_id("GET", LOAD_PATH, body["key"], key_id, self._redactor.redact)
 
     async def update_access_key(self, request_body: Mapping[str, Any]) -> dict[str, Any]:
         body = await self._request("POST", UPDATE_PATH, json=dict(request_body))
-        return answers.same_id("POST", UPDATE_PATH, body["key"], request_body["id"])
+        return answers.same_id("POST", UPDATE_PATH, body["key"], request_body["id"], self._redactor.redact)
 
     async def search_audit(self, query: Mapping[str, Any]) -> dict[str, Any]:
         """One page of the audit trail, `{"audits": [...], "total": N}`, as sent: reconcile/trail reads it."""
@@ -262,7 +281,7 @@ class DescopeClient:
         if content is None:
             raise ProtocolError(f"{method} {path}: the answer is larger than {MAX_ANSWER_BYTES // 2**20} MiB")
         body = answers.decode(method, path, content, response.headers.get("Content-Type", ""))
-        checked: dict[str, Any] = answers.check(method, path, body)
+        checked: dict[str, Any] = answers.check(method, path, body, self._redactor.redact)
         return checked
 
     async def _exchange(self, method: str, path: str, **request: Any) -> tuple[httpx.Response, bytes | None]:

@@ -153,8 +153,15 @@ def _values(text: str) -> Any:
         return yaml_rs.loads(spaced, parse_datetime=False, alias_limits=_ALIAS_LIMITS)
 
 
-def parse_text(path: str, raw: bytes, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> ParsedFile | list[Diagnostic]:
-    """Bytes of one file → a parsed document, or the problems that stop it from being one."""
+def parse_text(
+    path: str,
+    raw: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    expected: str = "a mapping with `version` and `keys`",
+) -> ParsedFile | list[Diagnostic]:
+    """Bytes of one file → a parsed document, or the problems that stop it from being one.
+    `expected` says what the file should hold (when it holds nothing)."""
     if len(raw) > max_bytes:
         return [_too_big(path, len(raw), max_bytes)]
     try:
@@ -171,7 +178,7 @@ def parse_text(path: str, raw: bytes, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES
     except BaseException as error:
         return _unreadable(path, text, str(error))
     if data is None:
-        return [Diagnostic(path, 1, 1, "file is empty: expected a mapping with `version` and `keys`")]
+        return [Diagnostic(path, 1, 1, f"file is empty: expected {expected}")]
     # Several documents come back as a list (PyYAML names that error); a single top-level list is
     # left to validation. Explicit tags need a `!` and anchors a `&`: only such texts, and those
     # that may hold a number YAML 1.2 reads as a string, pay for the nodes (yaml-rs drops unknown

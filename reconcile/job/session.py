@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from reconcile.apply.executor import Executor, KeyResult
 from reconcile.apply.journal import Journal
@@ -46,7 +46,11 @@ class RetrySettings:
 
 class Session:
     """What one run shares: the client, the request budgets (`limits[Budget.AUDIT]` for audit
-    search), the retry policy, and the stop signal (SIGINT/SIGTERM)."""
+    search), the retry policy, and the stop signal (SIGINT/SIGTERM). Several sessions may run at
+    once (one per target): a signal stops every one of them."""
+
+    _listening: ClassVar[set[Session]] = set()  # the sessions a SIGINT/SIGTERM stops now
+    _previous: ClassVar[dict[int, Any]] = {}  # the handlers the first session replaced
 
     def __init__(self, client: DescopeClient, settings: RetrySettings) -> None:
         self.client = client
@@ -77,12 +81,15 @@ class Session:
         """One API call within its budget, retried under the run's policy."""
         return await self.policy.call(operation, Tally(), budget=budget, what=what)
 
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if self.interrupted:  # the second signal: whatever the run is stuck in, leave now
+    @classmethod
+    def _on_signal(cls, signum: int, _frame: FrameType | None) -> None:
+        sessions = list(cls._listening)
+        if any(session.interrupted for session in sessions):  # the second signal: leave now
             os.write(2, b"interrupted again: exiting at once\n")
             os._exit(128 + signum)
-        self.interrupted = True
-        self._loop.call_soon_threadsafe(self._interrupt)
+        for session in sessions:
+            session.interrupted = True
+            session._loop.call_soon_threadsafe(session._interrupt)
 
     def _interrupt(self) -> None:
         self.cancel.set()
@@ -90,17 +97,22 @@ class Session:
 
     @contextlib.contextmanager
     def signals_stop_the_run(self) -> Iterator[None]:
-        """The first SIGINT/SIGTERM stops the run: requests in flight are cancelled, nothing more is
-        sent, and the command still writes what it owes (report, journal). The second exits at once
-        with 128 + the signal's number. Python-level handlers: they run even while the event loop
-        is blocked (a hung file write), where asyncio's own handlers would wait for it."""
+        """The first SIGINT/SIGTERM stops every session: requests in flight are cancelled, nothing
+        more is sent, and the command still writes what it owes (report, journal). The second exits
+        at once with 128 + the signal's number. Python-level handlers: they run even while the event
+        loop is blocked (a hung file write), where asyncio's own handlers would wait for it. The
+        first session installs them, the last puts the previous ones back."""
         self._loop = asyncio.get_running_loop()
-        previous = {signum: signal.signal(signum, self._on_signal) for signum in STOP_SIGNALS}
+        if not Session._listening:
+            Session._previous = {signum: signal.signal(signum, Session._on_signal) for signum in STOP_SIGNALS}
+        Session._listening.add(self)
         try:
             yield
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            Session._listening.discard(self)
+            if not Session._listening:
+                for signum, handler in Session._previous.items():
+                    signal.signal(signum, handler)
 
 
 def now_ms() -> int:

@@ -24,6 +24,7 @@ REQUEST_SCHEMA = "accesskey-update-request.schema.json"
 DESIRED_SCHEMA = "desired.schema.json"
 REPORT_SCHEMA = "report.schema.json"
 RESPONSES_SCHEMA = "accesskey-responses.schema.json"
+CONFIG_SCHEMA = "config.schema.json"
 
 
 def schemas_dir() -> Path:
@@ -81,8 +82,8 @@ def is_valid(name: str, instance: Any) -> bool:
 @cache
 def validator(name: str) -> Draft202012Validator:
     """A validator whose relative `$ref`s resolve to the sibling schema files; `name` is a file, or a
-    file and a JSON pointer into it (`accesskey-responses.schema.json#/$defs/AccessKey`). jsonschema
-    is imported here, only when there are errors to explain: it is slow to import."""
+    file and a JSON pointer into it (`accesskey-responses.schema.json#/$defs/AccessKey`). jsonschema is
+    imported here, only when there are errors to explain: it is slow to import."""
     from jsonschema import Draft202012Validator  # noqa: PLC0415
     from referencing import Registry, Resource  # noqa: PLC0415
 
