@@ -7,7 +7,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from reconcile.cli.common import load, show, write_markdown
+from reconcile.cli.common import check_outputs, load, show, write_markdown
 from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
@@ -47,7 +47,11 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         "--summary", type=Path, metavar="FILE", help="write it as Markdown (default: $GITHUB_STEP_SUMMARY when set)"
     )
     parser.add_argument("--expiring-within", type=non_negative_int, default=30, metavar="DAYS", help="default 30 days")
-    parser.add_argument("--fail-on-drift", action="store_true", help="exit 2 when any managed key drifted")
+    parser.add_argument(
+        "--fail-on-drift",
+        action="store_true",
+        help="exit 2 when any managed key drifted or a desired key is missing from the project",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -55,6 +59,7 @@ async def run(args: argparse.Namespace) -> int:
     clock = RunClock("audit")
     with bulk():
         desired = load(args).state if args.paths else DesiredState(keys=())
+        check_outputs(args, "--out", "--summary")
         async with connect(args) as (session, target):
             observed = await fetch_keys(session)
             result = compute_plan(desired, observed)
@@ -66,4 +71,5 @@ async def run(args: argparse.Namespace) -> int:
     if args.out:
         write_private_atomically(args.out, json.dumps(findings, indent=2, ensure_ascii=False) + "\n")
     write_markdown(args.summary, markdown)
-    return ExitCode.CHANGES_PENDING if args.fail_on_drift and findings["drift"] else ExitCode.OK
+    drifted = findings["drift"] or findings["missing"]  # a desired key the project lacks is drift too
+    return ExitCode.CHANGES_PENDING if args.fail_on_drift and drifted else ExitCode.OK

@@ -13,7 +13,7 @@ from pathlib import Path
 from reconcile.cli.context import current_target, prefixed
 from reconcile.desired.loader import Diagnostic
 from reconcile.errors import ExitCode, ReconcileError, ValidationFailed
-from reconcile.files import write_private_atomically
+from reconcile.files import check_output, write_private_atomically
 from reconcile.job.clock import RunClock
 from reconcile.job.load import LoadedDesired, load_desired
 from reconcile.output.escape import gh_data, gh_property, text_line
@@ -62,6 +62,15 @@ def load(args: argparse.Namespace, output_format: str = "text", clock: RunClock 
         print_diagnostics(loaded.diagnostics, output_format)
         raise ValidationFailed(len(loaded.diagnostics))
     return loaded
+
+
+def check_outputs(args: argparse.Namespace, *options: str) -> None:
+    """The output files these options name, proven writable before the run reads or sends anything:
+    a one-line error (exit 1) instead of a run that changes the project and then cannot say so."""
+    for option in options:
+        path = getattr(args, option.removeprefix("--").replace("-", "_"))
+        if path is not None:
+            check_output(path, option)
 
 
 def write_markdown(explicit: Path | None, markdown: str) -> None:

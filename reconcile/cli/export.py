@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile.apply.limiter import Budget
-from reconcile.cli.common import print_diagnostics
+from reconcile.cli.common import check_outputs, print_diagnostics
 from reconcile.cli.options import Parser, add_command, remote_options, targets_options
 from reconcile.cli.remote import connect
 from reconcile.desired.loader import Diagnostic, ParsedFile, parse_text
@@ -78,6 +78,7 @@ async def _keys_to_export(session: Session, wanted_ids: list[str], tenants: list
 async def run(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.overwrite:
         raise ConfigError(f"{args.out} exists: pass --overwrite to replace it")
+    check_outputs(args, "--out")
     wanted_ids = list(dict.fromkeys(part.strip() for part in (args.ids or "").split(",") if part.strip()))
     async with connect(args) as (session, target):
         keys = await _keys_to_export(session, wanted_ids, args.tenant or [])

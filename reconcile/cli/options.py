@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
 from reconcile.errors import ExitCode
+from reconcile.plan.safety import DEFAULT_MAX_CHANGES_SHARE, DEFAULT_THRESHOLD_MIN_KEYS, ChangeLimit
 from reconcile.trail.records import EVENT_ACTION, EVENT_ACTOR, KEY_ACTIONS
 
 Converter = Callable[[str], Any]
@@ -33,6 +34,8 @@ SETTING_NAMES = {
     "key_deadline": "keyDeadline",
     "max_changes": "maxChanges",
     "force": "force",
+    "recheck": "recheck",
+    "wait_lock": "waitLock",
     "plan": "plan",
     "attribution": "attribution",
     "attribution_pages": "attributionPages",
@@ -98,6 +101,7 @@ def _checked(convert: type[float] | type[int], minimum: float, what: str) -> Con
 
 
 positive_float = _checked(float, 1e-9, "positive")
+non_negative_float = _checked(float, 0, "0 or more")
 positive_int = _checked(int, 1, "at least 1")
 non_negative_int = _checked(int, 0, "0 or more")
 
@@ -112,6 +116,17 @@ def parsed(parse: Converter) -> Converter:
             raise argparse.ArgumentTypeError(str(error)) from None
 
     return wrapper
+
+
+def max_changes_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--max-changes`, the same rule for `plan` (which warns) and `apply` (which refuses)."""
+    parser.add_argument(
+        "--max-changes",
+        type=parsed(ChangeLimit.parse),
+        metavar="N|P%",
+        help=f"{what}; default {DEFAULT_MAX_CHANGES_SHARE * 100:.0f}%% of the managed keys when more than "
+        f"{DEFAULT_THRESHOLD_MIN_KEYS} keys are managed",
+    )
 
 
 def desired_options() -> Parser:

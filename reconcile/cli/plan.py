@@ -6,15 +6,15 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
-from reconcile.cli.common import load, show
+from reconcile.cli.common import check_outputs, load, show
 from reconcile.cli.options import (
     NO_PATHS,
     PATHS_HELP,
     Parser,
     add_command,
     desired_options,
+    max_changes_option,
     remote_options,
     report_options,
     targets_options,
@@ -30,6 +30,7 @@ from reconcile.job.trail import attribute_plan
 from reconcile.output.text import render_plan
 from reconcile.plan import saved as savedplan
 from reconcile.plan.diff import Plan, compute_plan
+from reconcile.plan.safety import Safety, assess
 from reconcile.trail.findings import TrailFindings
 
 log = logging.getLogger("reconcile")
@@ -45,8 +46,24 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         "each drifted key (the audit trail). Sends no change.",
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP)
-    parser.add_argument("--out", type=Path, metavar="FILE", help="save the plan for `apply --plan FILE`")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="save the plan for `apply --plan FILE` (a plan with keys in error is saved, and apply refuses it)",
+    )
+    max_changes_option(parser, "warn when apply would refuse this plan (with the same --max-changes)")
     parser.set_defaults(handler=run)
+
+
+def _save(args: argparse.Namespace, result: Plan, target: Target, loaded: LoadedDesired, clock: RunClock) -> None:
+    saved = savedplan.save(
+        result, project_id=target.project_id, base_url=target.base_url, files=loaded.files, created=clock.started
+    )
+    write_private_atomically(args.out, json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
+    log.info("plan saved to %s (%d change(s))", args.out, len(result.updates))
+    if result.errors:
+        log.error("error: the saved plan has %d key(s) in error: `apply --plan` will refuse it", len(result.errors))
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -55,8 +72,10 @@ async def run(args: argparse.Namespace) -> int:
     clock = RunClock("plan")
     with bulk():
         loaded = load(args, clock=clock)  # any validation error: no network call at all
+        check_outputs(args, "--out", "--report", "--summary")  # nor when a result could not be written
         async with connect(args) as (session, target):
             trail: TrailFindings | None = None
+            safety: Safety | None = None
             try:
                 with clock.phase("fetch"):
                     observed = await fetch_keys(session)
@@ -68,8 +87,11 @@ async def run(args: argparse.Namespace) -> int:
                 with clock.phase("attribution"):
                     trail = await attribute_plan(session, result, trail_settings(args))
                 show(args, render_plan(result, verbose=args.verbose > 0, trail=trail))
+                safety = assess(result, args.max_changes)
+                if safety.exceeded:
+                    show(args, f"Warning: apply would refuse this plan (exit 3): {safety.describe()}.\n")
                 if args.out:
-                    _save(args, result, observed=observed, target=target, loaded=loaded, clock=clock)
+                    _save(args, result, target, loaded, clock)
             report = make_report(
                 clock,
                 loaded.files,
@@ -78,6 +100,7 @@ async def run(args: argparse.Namespace) -> int:
                 result,
                 settings=settings(args),
                 interrupted=session.interrupted,
+                safety=safety,
                 trail=trail,
             )
         write_outputs(args, report, clock)
@@ -88,24 +111,3 @@ async def run(args: argparse.Namespace) -> int:
     if result.errors:
         return ExitCode.FAILURE
     return ExitCode.CHANGES_PENDING if result.updates else ExitCode.OK
-
-
-def _save(
-    args: argparse.Namespace,
-    result: Plan,
-    *,
-    observed: list[dict[str, Any]],
-    target: Target,
-    loaded: LoadedDesired,
-    clock: RunClock,
-) -> None:
-    saved = savedplan.save(
-        result,
-        observed,
-        project_id=target.project_id,
-        base_url=target.base_url,
-        files=loaded.files,
-        created=clock.started,
-    )
-    write_private_atomically(args.out, json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
-    log.info("plan saved to %s (%d change(s))", args.out, len(result.updates))

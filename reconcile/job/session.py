@@ -25,6 +25,7 @@ from reconcile.job.clock import RunClock
 from reconcile.model import DesiredFile, DesiredKey
 from reconcile.output.report import RunInfo, build_report, git_state
 from reconcile.plan.diff import KeyPlan, Outcome, Plan
+from reconcile.plan.safety import Safety
 from reconcile.trail.findings import TrailFindings
 from reconcile.trail.overwrite import Timeline
 
@@ -149,6 +150,13 @@ class _TimedWrites:
         finally:
             self._timeline.mark_done(key_id, now_ms())
 
+    async def load_access_key(self, key_id: str) -> dict[str, Any]:
+        """The re-check before a write (`--recheck`, `apply --plan`): the key's read, as late as it gets."""
+        sent = now_ms()
+        key = await self._client.load_access_key(key_id)
+        self._timeline.mark_read([key_id], sent)
+        return key
+
     async def set_status(self, key_ids: Sequence[str], status: str) -> None:
         for key_id in key_ids:
             self._timeline.mark_sent(key_id, now_ms())
@@ -174,15 +182,17 @@ async def execute(
     concurrency: int,
     journal: Journal | None,
     progress_every: float | None,
+    recheck: bool,
 ) -> ApplyOutcome:
-    """Apply the plan's updates; `progress_every` None means no progress output."""
+    """Apply the plan's writes; `progress_every` None means no progress output; `recheck` reads each
+    key again just before its write."""
     writes = _TimedWrites(session.client, session.timeline)
-    executor = Executor(writes, session.policy, concurrency=concurrency, journal=journal)
+    executor = Executor(writes, session.policy, concurrency=concurrency, journal=journal, recheck=recheck)
     reporter = None
     if progress_every is not None:
         reporter = asyncio.create_task(report_progress(executor.progress, interval=progress_every))
     try:
-        results = await executor.run(plan.updates)
+        results = await executor.run(plan.writes)
     finally:
         if reporter is not None:
             reporter.cancel()
@@ -207,6 +217,8 @@ def make_report(
     outcome: ApplyOutcome | None = None,
     interrupted: bool = False,
     trail: TrailFindings | None = None,
+    safety: Safety | None = None,
+    saved_plan: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     return build_report(
         run=run_info(clock, settings, interrupted=interrupted),
@@ -219,6 +231,8 @@ def make_report(
         requests_by_status=client.requests_by_status,
         retries=outcome.retries if outcome else 0,
         trail=trail,
+        safety=safety.as_json() if safety else None,
+        saved_plan=saved_plan,
     )
 
 

@@ -11,6 +11,9 @@ from reconcile.output.trail import attribution_json, step_json, who_changed_what
 from reconcile.plan.diff import Outcome, Plan
 from reconcile.trail.findings import TrailFindings
 
+# A managed key that differs from its desired state, whether or not the tool can change it.
+DRIFTED = frozenset({Outcome.UPDATE, Outcome.NOT_EDITABLE, Outcome.CONFLICT})
+
 FINDINGS = {
     "inactive": "inactive keys",
     "expiring": "keys expired or expiring soon",
@@ -49,7 +52,7 @@ def build_audit(
     drift = [
         {**_brief({"id": item.key.id, "name": item.name}), "fields": [c.field for c in item.changes]}
         for item in plan.keys
-        if item.outcome is Outcome.UPDATE
+        if item.outcome in DRIFTED
     ]
     return {
         "auditedAt": now.isoformat(),
@@ -85,7 +88,8 @@ def render_audit(audit: Mapping[str, Any], *, project_id: str) -> str:
         f"| drift | {len(audit['drift'])} |",
     ]
     lines += [f"| {title} | {len(audit['findings'][name])} |" for name, title in FINDINGS.items()]
-    sections = [("Drift", audit["drift"]), ("Unmanaged keys", audit["unmanaged"])]
+    missing = [{"id": key_id, "name": ""} for key_id in audit["missing"]]
+    sections = [("Drift", audit["drift"]), ("Desired but missing", missing), ("Unmanaged keys", audit["unmanaged"])]
     sections += [(title[0].upper() + title[1:], audit["findings"][name]) for name, title in FINDINGS.items()]
     for title, entries in sections:
         if not entries:

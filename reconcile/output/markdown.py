@@ -32,6 +32,36 @@ def _details(key: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _notices(report: Mapping[str, Any]) -> list[str]:
+    """What a reader must not miss: the safety threshold's verdict, the saved plan applied, keys in error."""
+    lines = []
+    safety, mode = report.get("safety"), report["run"]["mode"]
+    if safety and safety["exceeded"]:
+        numbers = (
+            f"it changes {safety['changes']} of {safety['managed']} managed keys, over the limit of "
+            f"{safety['allowed']} (`--max-changes {safety['maxChanges']}`)"
+        )
+        if mode == "plan":
+            lines.append(
+                f"> **Warning**: `apply` would refuse this plan (exit 3): {numbers}. Review it, then apply "
+                "with `--force` or a higher `--max-changes`."
+            )
+        elif report["run"].get("settings", {}).get("force"):
+            lines.append(f"> **Forced** past the safety threshold: {numbers}.")
+        else:
+            lines.append(f"> **Refused** before any write (exit 3): {numbers}.")
+    saved = report.get("savedPlan")
+    if saved:
+        lines.append(
+            f"> Applied the saved plan `{saved['checksum'][:12]}` made at {saved['createdAt']} "
+            f"({saved['ageSeconds'] / 3600:.1f} h before this run)."
+        )
+    failures = report["summary"]["failures"]
+    if failures:
+        lines.append(f"> **{failures} key(s) not as desired**: listed first below, with why.")
+    return [line for notice in lines for line in (notice, "")]
+
+
 def render_summary(report: Mapping[str, Any], *, max_rows: int = MAX_ROWS) -> str:
     mode = report["run"]["mode"]
     summary = report["summary"]
@@ -39,6 +69,7 @@ def render_summary(report: Mapping[str, Any], *, max_rows: int = MAX_ROWS) -> st
     lines = [f"## descope-reconcile {title}: project {md_code(report['target']['projectId'])}", ""]
     if report["run"].get("interrupted"):
         lines += ["> **Interrupted**: keys not reached are listed as `interrupted`.", ""]
+    lines += _notices(report)
     lines += ["| outcome | keys |", "|---|---|"]
     lines += [f"| {name} | {count} |" for name, count in summary["byOutcome"].items()]
     lines += [f"| unmanaged (not in any file) | {summary.get('unmanaged', 0)} |", ""]

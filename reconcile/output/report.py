@@ -123,6 +123,8 @@ def build_report(
     results: Sequence[KeyResult] = (),
     requests_by_status: Mapping[str, int],
     retries: int = 0,
+    safety: Mapping[str, Any] | None = None,
+    saved_plan: Mapping[str, Any] | None = None,
     trail: TrailFindings | None = None,
 ) -> dict[str, Any]:
     by_id = {result.plan.key.id: result for result in results}
@@ -151,7 +153,7 @@ def build_report(
         },
         "target": {"projectId": project_id, "baseUrl": base_url},
         "summary": {
-            "keys": len(keys),
+            "keys": plan.managed,
             "byOutcome": dict(sorted(outcomes.items())),
             "changes": outcomes.get(changed.value, 0),
             "failures": sum(n for name, n in outcomes.items() if Outcome(name).is_error),
@@ -164,7 +166,10 @@ def build_report(
             "byStatus": dict(sorted(requests_by_status.items())),
             "retries": retries,
         },
+        "safety": dict(safety) if safety is not None else None,
     }
+    if saved_plan is not None:
+        report["savedPlan"] = dict(saved_plan)
     if trail is not None:
         report["trail"] = trail_json(trail)
         report["summary"]["overwritten"] = len(trail.overwritten)
