@@ -117,18 +117,20 @@ def test_the_first_signal_cancels_the_request_in_flight(
 
 def test_the_second_signal_exits_at_once_whatever_the_run_is_stuck_in(start_emulator: Any, tmp_path: Path) -> None:
     emulator = start_emulator(KEYS)
-    desired = write_desired(tmp_path / "d", [{**key, "name": "v2"} for key in KEYS])
-    journal = tmp_path / "journal.fifo"
-    os.mkfifo(journal)  # opening it for writing blocks until a reader comes: a stuck filesystem
-    process = start(["apply", str(desired), "--force", "--journal", str(journal)], emulator)
+    desired = write_desired(tmp_path / "d", KEYS)  # in sync: the search is the only request
+    stuck = tmp_path / "bin"
+    stuck.mkdir()
+    (stuck / "git").write_text("#!/bin/sh\nexec sleep 20\n")  # the report's `git rev-parse`: a stuck filesystem
+    (stuck / "git").chmod(0o755)
+    process = start(["plan", str(desired)], emulator, PATH=f"{stuck}{os.pathsep}{os.environ['PATH']}")
     try:
         deadline = time.monotonic() + 30
         while SEARCH not in [r.path for r in emulator.recorded()] and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.5)  # the search is answered; the journal's open() is blocking now
+        time.sleep(0.5)  # the search is answered; the report's call to git is blocking the event loop now
         process.send_signal(signal.SIGINT)
         with pytest.raises(subprocess.TimeoutExpired):
-            process.wait(timeout=1)  # the first signal cannot get through a blocked open()
+            process.wait(timeout=1)  # the first signal cannot get through a blocked call
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=5)
     finally:

@@ -179,6 +179,7 @@ def test_a_console_change_between_the_read_and_the_write_is_reported_overwritten
 
     assert apply.returncode == 4, stdout
     assert "! K1  [overwritten] changed " in stdout and "by U2bob from 192.0.2.44" in stdout
+    assert stdout.strip().splitlines()[-1] == "Apply: 1 updated; 1 change(s) by someone else overwritten (exit 4)."
     assert emulator.store.load("K1")["description"] == "", "the update pinned every field: the change is gone"
     report = load_report(tmp_path / "r.json")
     key = next(key for key in report["keys"] if key["id"] == "K1")

@@ -182,15 +182,12 @@ async def _execute(args: argparse.Namespace, session: Session, result: Plan, run
 async def _apply(
     args: argparse.Namespace, session: Session, result: Plan, clock: RunClock, safety: Safety
 ) -> ApplyOutcome | None:
-    """The safety threshold, then the writes; prints the results and why the run ends in error."""
-    outcome = None
-    if result.writes:
-        check_safety(safety, force=args.force)  # before any write
-        with clock.phase("apply"):
-            outcome = await _execute(args, session, result, clock.run_id)
-    unsent = [item for item in result.errors if item.status is None]
-    show(args, render_results(outcome.results if outcome else [], unsent))
-    return outcome
+    """The safety threshold, then the writes."""
+    if not result.writes:
+        return None
+    check_safety(safety, force=args.force)  # before any write
+    with clock.phase("apply"):
+        return await _execute(args, session, result, clock.run_id)
 
 
 async def _apply_and_trail(
@@ -217,7 +214,9 @@ async def _apply_and_trail(
     if outcome is not None:
         with clock.phase("trail"):
             trail = await after_apply(session, wanted, trail, outcome.results, run_id=clock.run_id, files=files)
-    show(args, render_trail(trail, result))
+    unsent = [item for item in result.errors if item.status is None]
+    # Who changed what, then the results: the last line says how the run ends.
+    show(args, render_trail(trail, result) + render_results(outcome.results if outcome else [], unsent, trail))
     return outcome, refusal, trail
 
 

@@ -83,9 +83,10 @@ def render_plan(plan: Plan, *, verbose: bool = False, trail: TrailFindings | Non
     return text_block([*lines, summary])
 
 
-def render_results(results: Sequence[KeyResult], unsent: Sequence[KeyPlan]) -> str:
-    """Every key not updated, and why; then the counts, saying when the run ends in error.
-    `unsent`: keys in error from the plan (missing, not editable, ...), for which nothing was sent."""
+def render_results(results: Sequence[KeyResult], unsent: Sequence[KeyPlan], trail: TrailFindings | None = None) -> str:
+    """Every key not updated, and why; then the counts, saying when the run ends in error (or with
+    changes overwritten, from `trail`). `unsent`: keys in error from the plan (missing, not editable,
+    ...), for which nothing was sent."""
     lines = [f"! {item.key.id}  [{item.outcome.value}]: {item.reason}" for item in unsent]
     for result in results:
         if result.outcome is Outcome.UPDATED:
@@ -96,7 +97,10 @@ def render_results(results: Sequence[KeyResult], unsent: Sequence[KeyPlan]) -> s
     counts = Counter([result.outcome for result in results] + [item.outcome for item in unsent])
     parts = [f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o]]
     failing = sum(n for outcome, n in counts.items() if outcome.is_error)
+    overwritten = len(trail.overwritten) if trail is not None else 0
     verdict = f"; {failing} key(s) not as desired (exit 1)" if failing else ""
+    if overwritten:
+        verdict += f"; {overwritten} change(s) by someone else overwritten" + ("" if failing else " (exit 4)")
     lines.append(f"Apply: {', '.join(parts) or 'nothing to do'}{verdict}.")
     return text_block(lines)
 
@@ -109,8 +113,6 @@ def render_trail(trail: TrailFindings, plan: Plan) -> str:
     for item in trail.overwritten:
         their = describe_change(change_json(item.change), str)
         lines.append(f"! {item.key_id}  [overwritten] {their}, between this run's read and its write: reverted by it")
-    if trail.overwritten:
-        lines.append(f"Overwritten: {len(trail.overwritten)} change(s) by someone else (see the report).")
     return text_block(lines) if lines else ""
 
 
