@@ -111,7 +111,8 @@ def test_responses_schema_follows_the_openapi_answers_and_its_overlay() -> None:
     assert endpoints["POST /v1/mgmt/accesskey/activate"] == "#/$defs/NoContent"  # `content: {}`
     assert endpoints["POST /v1/mgmt/accesskey/rotate"] == "#/$defs/CreateAccessKeyResponse"  # from the overlay
     key = schema["$defs"]["AccessKey"]
-    assert key["required"] == ["id"] and key["properties"]["expireTime"]["maximum"] == 2**31 - 1  # int32
+    assert key["required"] == ["id"] and "maximum" not in key["properties"]["expireTime"]  # past 2038, unlike int32
+    assert key["properties"]["expireTime"]["minimum"] == 0
     shape = f"{RESPONSES_SCHEMA}#/$defs/AccessKeysResponse"
     for body, valid in [
         ({"keys": []}, True),

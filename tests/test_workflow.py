@@ -22,7 +22,7 @@ PROJECT: list[dict[str, Any]] = [
         "customClaims": {"tier": 2, "prod": True},
         "permittedIps": ["10.0.0.0/8"],
         "customAttributes": {"owner": "platform", "regions": ["eu", "us"]},
-        "expireTime": 2114380800,  # 2037: the API types it int32
+        "expireTime": 4102444800,  # 2100: past int32 (January 2038), which the API's typing would cap
         "boundUserId": "U1",
     },
     {"id": "K2", "name": "billing", "keyTenants": [{"tenantId": "T1", "roleNames": ["b"]}], "status": "inactive"},
@@ -39,7 +39,7 @@ def test_export_round_trip_is_in_sync(start_emulator: Any, tmp_path: Path) -> No
     assert result.code == 0, result.output
     text = out.read_text()
     assert "# status: inactive; expires: never; bound user: none" in text
-    assert "# status: active; expires: 2037-01-01; bound user: U1" in text
+    assert "# status: active; expires: 2100-01-01; bound user: U1" in text
     assert "tenantName" not in text and "status:" not in text.replace("# status:", "")
     document = yaml.safe_load(text)
     assert [k["id"] for k in document["keys"]] == ["K1", "K2", "K3", "K4"]
