@@ -297,7 +297,9 @@ def chart(panels: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
             label="429",
             color="#e45756",
         )
-        axis.axhline(limit, color="black", linestyle="--", label=f"server limit {limit:g}/s")
+        window = scenario.get("window")
+        label = f"{window['count']} per {window['seconds']:g} s" if window else f"{limit:g}/s"
+        axis.axhline(limit, color="black", linestyle="--", label=f"server limit {label}")
         tallest = max((a + t for a, t in zip(counts["answered"], counts["throttled"], strict=True)), default=0)
         axis.set_ylim(0, max(limit * 1.35, tallest * 1.1))
         axis.set_ylabel("requests / second")
