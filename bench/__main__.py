@@ -21,18 +21,21 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from reconcile.emulator import Emulator, EmulatorConfig
+from reconcile.emulator import Emulator, EmulatorConfig, Window
 from reconcile.output.export import render_export
 
 HERE = Path(__file__).resolve().parent
 UPDATE = "/v1/mgmt/accesskey/update"
+# The bench measures the updates: the audit trail's own requests (per apply at most 2 x
+# --attribution-pages audit searches, on their own budget, and one event) are left out.
+UPDATES_ONLY = ("--no-attribution", "--no-audit-event")
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Run:
     exit_code: int
     stderr: str
     statuses: Counter[str] = field(default_factory=Counter)
+    updates: int = 0  # update requests the server saw (limited runs)
     timeline: list[tuple[float, str]] = field(default_factory=list)  # (seconds since start, status)
 
     @property
@@ -118,39 +122,70 @@ def median_run(runs: list[Run]) -> Run:
     return sorted(runs, key=lambda run: run.wall)[len(runs) // 2]
 
 
-def rate_limited_apply(
-    bench: Bench, count: int, *, limit: float, latency_ms: float, retry_after: bool, runs: int
-) -> dict[str, Any]:
+def limited_apply(bench: Bench, count: int, config: EmulatorConfig, *, name: str, runs: int) -> tuple[Run, list[Run]]:
+    """`apply` of `count` drifted keys against a server limited by `config`: the median run, and all."""
     keys = fleet(count)
-    desired = bench.desired(keys, f"rate-{count}-{limit}-{retry_after}")
+    desired = bench.desired(keys, name)
     measured = []
     for _ in range(runs):
-        config = EmulatorConfig(rate_limit=limit, retry_after=retry_after, latency_ms=latency_ms)
         with Emulator(config, renamed(keys)) as emulator:
-            run = bench.run(emulator, ["apply", str(desired.parent), "--force", "-q"])
-            updates = len([r for r in emulator.requests if r.path == UPDATE])
+            run = bench.run(emulator, ["apply", str(desired.parent), "--force", "-q", *UPDATES_ONLY])
+            run.updates = len([r for r in emulator.requests if r.path == UPDATE])
         if run.exit_code != 0:
             raise SystemExit(f"apply failed ({run.exit_code}): {run.stderr}")
-        measured.append((run, updates))
-    run, updates = sorted(measured, key=lambda pair: pair[0].wall)[len(measured) // 2]
-    needed = 1 + count  # one search, one update per drifted key
-    floor = needed / limit
+        measured.append(run)
+    return median_run(measured), measured
+
+
+def limited_figures(run: Run, runs: list[Run], *, needed: int, floor: float) -> dict[str, Any]:
+    throttled = run.statuses.get("429", 0)
     return {
-        "keys": count,
-        "serverLimitPerSecond": limit,
-        "latencyMs": latency_ms,
-        "retryAfter": retry_after,
-        "runs": [round(r.wall, 3) for r, _ in measured],
+        "runs": [round(r.wall, 3) for r in runs],
         "wallSeconds": round(run.wall, 3),
         "floorSeconds": round(floor, 3),
         "efficiency": round(floor / run.wall, 3),
         "requests": run.requests,
         "requestsNeeded": needed,
-        "updates": updates,
-        "throttled": run.statuses.get("429", 0),
-        "throttledShare": round(run.statuses.get("429", 0) / max(1, run.requests), 4),
+        "updates": run.updates,
+        "throttled": throttled,
+        "throttledShare": round(throttled / max(1, run.requests), 4),
         "achievedPerSecond": round(run.requests / run.wall, 1),
         "perSecond": per_second(run.timeline),
+    }
+
+
+def rate_limited_apply(
+    bench: Bench, count: int, *, limit: float, latency_ms: float, retry_after: bool, runs: int
+) -> dict[str, Any]:
+    config = EmulatorConfig(rate_limit=limit, retry_after=retry_after, latency_ms=latency_ms)
+    run, measured = limited_apply(bench, count, config, name=f"rate-{count}-{limit}-{retry_after}", runs=runs)
+    needed = 1 + count  # one search, one update per drifted key
+    return {
+        "keys": count,
+        "serverLimitPerSecond": limit,
+        "latencyMs": latency_ms,
+        "retryAfter": retry_after,
+        **limited_figures(run, measured, needed=needed, floor=needed / limit),
+    }
+
+
+def window_limited_apply(
+    bench: Bench, count: int, *, window: Window, latency_ms: float, retry_after: bool, runs: int
+) -> dict[str, Any]:
+    """Descope's published shape: `window.count` requests per `window.seconds`, then a block."""
+    config = EmulatorConfig(rate_window=window, retry_after=retry_after, latency_ms=latency_ms)
+    run, measured = limited_apply(bench, count, config, name=f"window-{count}-{retry_after}", runs=runs)
+    needed = 1 + count
+    # A perfect client sends a window's worth, waits for the window to pass, and so on: the last
+    # batch goes after (needed - 1) // count windows. It never sees a 429, so never a block.
+    floor = (needed - 1) // window.count * window.seconds
+    return {
+        "keys": count,
+        "window": {"count": window.count, "seconds": window.seconds, "blockSeconds": window.block},
+        "serverLimitPerSecond": window.count / window.seconds,
+        "latencyMs": latency_ms,
+        "retryAfter": retry_after,
+        **limited_figures(run, measured, needed=needed, floor=floor),
     }
 
 
@@ -188,7 +223,8 @@ def offline_scale(bench: Bench, sizes: Sequence[int]) -> list[dict[str, Any]]:
         floor = time.perf_counter() - started
         report = bench.workdir / f"scale-{count}.json"
         with Emulator(EmulatorConfig(), keys) as emulator:
-            run = bench.run(emulator, ["plan", str(desired.parent), "--report", str(report)])
+            # -v: the phase timings line (the report's own write time is only there)
+            run = bench.run(emulator, ["plan", str(desired.parent), "--report", str(report), "-v"])
         if run.exit_code != 0:
             raise SystemExit(f"plan over {count} keys did not find them in sync ({run.exit_code}): {run.stderr}")
         timings = json.loads(report.read_text())["run"]["timings"]
@@ -214,7 +250,8 @@ def concurrency_sweep(bench: Bench, count: int, levels: Sequence[int], latency_m
     results = []
     for level in levels:
         with Emulator(EmulatorConfig(latency_ms=latency_ms), renamed(keys)) as emulator:
-            run = bench.run(emulator, ["apply", str(desired.parent), "--force", "-q", "--concurrency", str(level)])
+            args = ["apply", str(desired.parent), "--force", "-q", "--concurrency", str(level), *UPDATES_ONLY]
+            run = bench.run(emulator, args)
             updates = len([r for r in emulator.requests if r.path == UPDATE])
         results.append(
             {
@@ -260,7 +297,9 @@ def chart(panels: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
             label="429",
             color="#e45756",
         )
-        axis.axhline(limit, color="black", linestyle="--", label=f"server limit {limit:g}/s")
+        window = scenario.get("window")
+        label = f"{window['count']} per {window['seconds']:g} s" if window else f"{limit:g}/s"
+        axis.axhline(limit, color="black", linestyle="--", label=f"server limit {label}")
         tallest = max((a + t for a, t in zip(counts["answered"], counts["throttled"], strict=True)), default=0)
         axis.set_ylim(0, max(limit * 1.35, tallest * 1.1))
         axis.set_ylabel("requests / second")
@@ -276,51 +315,56 @@ def verdict(met: bool | None) -> str:
     return "n/a" if met is None else ("yes" if met else "**no**")
 
 
-def table(results: dict[str, Any]) -> str:
-    s1, s1b, s2, s3 = results["rateLimit"], results["adaptation"], results["noRetryAfter"], results["naive"]
+Row = tuple[str, str, str, bool | None]
+
+
+def limited_row(name: str, s: dict[str, Any], target: str, met: bool | None) -> Row:
+    figures = (
+        f"wall {s['wallSeconds']}s (runs {s['runs']}), floor {s['floorSeconds']}s, "
+        f"efficiency **{s['efficiency']}**, 429s {s['throttled']} ({s['throttledShare']:.1%}), "
+        f"{s['achievedPerSecond']}/s achieved"
+    )
+    return name, figures, target, met
+
+
+def rate_rows(results: dict[str, Any]) -> list[Row]:
+    s1, s1b, s2 = results["rateLimit"], results["adaptation"], results["noRetryAfter"]
+    return [
+        limited_row(
+            f"1. {s1['keys']:,} keys, server {s1['serverLimitPerSecond']:g}/s + Retry-After, {s1['latencyMs']:g} ms",
+            s1,
+            "efficiency >= 0.90, 429s <= 5%",
+            s1["efficiency"] >= 0.90 and s1["throttledShare"] <= 0.05,
+        ),
+        limited_row(
+            f"1b. {s1b['keys']:,} keys, server {s1b['serverLimitPerSecond']:g}/s (below the default rate)",
+            s1b,
+            "(adaptation, no target)",
+            None,
+        ),
+        limited_row("2. as 1, without Retry-After", s2, "efficiency >= 0.80", s2["efficiency"] >= 0.80),
+    ]
+
+
+def window_rows(results: dict[str, Any]) -> list[Row]:
+    """Descope's published limit shape; the floor is the windows a perfect client waits through."""
+    rows = []
+    for key, targets in (("window", (0.85, 0.10)), ("windowNoRetryAfter", (0.75, 0.20))):
+        s = results[key]
+        window, told = s["window"], "+ Retry-After" if s["retryAfter"] else "without Retry-After"
+        name = (
+            f"7. {s['keys']} keys, server {window['count']} / {window['seconds']:g} s, "
+            f"{window['blockSeconds']:g} s block, {told}, {s['latencyMs']:g} ms"
+        )
+        efficiency, share = targets
+        met = s["efficiency"] >= efficiency and s["throttledShare"] <= share
+        rows.append(limited_row(name, s, f"efficiency >= {efficiency}, 429s <= {share:.0%}", met))
+    return rows
+
+
+def scale_rows(results: dict[str, Any]) -> list[Row]:
     scale = {row["keys"]: row for row in results["scale"]}
-    rows: list[tuple[str, str, str, bool | None]] = []
-
-    def rate_row(name: str, s: dict[str, Any], target: str, met: bool | None) -> None:
-        figures = (
-            f"wall {s['wallSeconds']}s (runs {s['runs']}), floor {s['floorSeconds']}s, "
-            f"efficiency **{s['efficiency']}**, 429s {s['throttled']} ({s['throttledShare']:.1%}), "
-            f"{s['achievedPerSecond']}/s achieved"
-        )
-        rows.append((name, figures, target, met))
-
-    rate_row(
-        f"1. {s1['keys']:,} keys, server {s1['serverLimitPerSecond']:g}/s + Retry-After, {s1['latencyMs']:g} ms",
-        s1,
-        "efficiency >= 0.90, 429s <= 5%",
-        s1["efficiency"] >= 0.90 and s1["throttledShare"] <= 0.05,
-    )
-    rate_row(
-        f"1b. {s1b['keys']:,} keys, server {s1b['serverLimitPerSecond']:g}/s (below the default rate)",
-        s1b,
-        "(adaptation, no target)",
-        None,
-    )
-    rate_row("2. as 1, without Retry-After", s2, "efficiency >= 0.80", s2["efficiency"] >= 0.80)
-    rows.append(
-        (
-            f"3. naive SDK loop vs the tool, {s3['keys']:,} keys",
-            f"naive {s3['naiveWallSeconds']}s / {s3['naiveRequests']} requests; tool {s3['toolWallSeconds']}s / "
-            f"{s3['toolRequests']} requests: **{s3['speedup']}x** faster, {s3['requestRatio']:.0%} of the requests",
-            ">= 5x faster, about half the requests",
-            s3["speedup"] >= 5 and s3["requestRatio"] <= 0.55,
-        )
-    )
-    economy = results["economy"]
-    rows.append(
-        (
-            "4. request economy (the sweep's run at default concurrency: no faults, no limit)",
-            f"{economy['requests']} requests = 1 search + {economy['updates']} updates "
-            f"for {economy['drifted']} drifted keys",
-            "exactly 1 + drifted",
-            economy["exact"],
-        )
-    )
+    rows: list[Row] = []
     for count, row in scale.items():
         split = ", ".join(f"{k} {v}s" for k, v in row["timings"].items() if v is not None)
         target, met = "(growth)", None
@@ -349,78 +393,105 @@ def table(results: dict[str, Any]) -> str:
                 growth <= 1.05,
             )
         )
+    return rows
+
+
+def table(results: dict[str, Any]) -> str:
+    s3, economy = results["naive"], results["economy"]
     sweep = ", ".join(
         f"c={r['concurrency']}: {r['wallSeconds']}s ({r['achievedPerSecond']}/s)" for r in results["sweep"]
     )
-    rows.append(
+    rows = [
+        *rate_rows(results),
+        (
+            f"3. naive SDK loop vs the tool, {s3['keys']:,} keys",
+            f"naive {s3['naiveWallSeconds']}s / {s3['naiveRequests']} requests; tool {s3['toolWallSeconds']}s / "
+            f"{s3['toolRequests']} requests: **{s3['speedup']}x** faster, {s3['requestRatio']:.0%} of the requests",
+            ">= 5x faster, about half the requests",
+            s3["speedup"] >= 5 and s3["requestRatio"] <= 0.55,
+        ),
+        (
+            "4. request economy (the sweep's run at default concurrency: no faults, no limit)",
+            f"{economy['requests']} requests = 1 search + {economy['updates']} updates "
+            f"for {economy['drifted']} drifted keys",
+            "exactly 1 + drifted",
+            economy["exact"],
+        ),
+        *scale_rows(results),
         (
             f"6. concurrency sweep, {results['sweepKeys']} keys, 50 ms, no server limit",
             sweep,
             "(default 8, rate 100/s)",
             None,
-        )
-    )
+        ),
+        *window_rows(results),
+    ]
     lines = ["| scenario | figures | target | met |", "|---|---|---|---|"]
     lines += [f"| {name} | {figures} | {target} | {verdict(met)} |" for name, figures, target, met in rows]
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the bench itself")
-    parser.add_argument("--out", type=Path, default=HERE / "results.json")
-    parser.add_argument("--chart", type=Path, default=HERE / "rate-limit.png")
-    args = parser.parse_args(argv)
-    quick = args.quick
-    sizes: dict[str, Any] = (
-        {"rate": 40, "runs": 1, "adapt": 30, "scale": [50, 200], "sweep": 20, "levels": [1, 8], "limit": 20.0}
-        if quick
-        else {
-            "rate": 2000,
-            "runs": 3,
-            "adapt": 1000,
-            "scale": [1000, 10_000, 100_000],
-            "sweep": 400,
-            "levels": [1, 4, 8, 16, 32],
-            "limit": 100.0,
-        }
-    )
-    started = time.perf_counter()
-    results: dict[str, Any] = {
-        "machine": {
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "processor": platform.machine(),
-        },
-        "quick": quick,
-    }
-    with tempfile.TemporaryDirectory(prefix="descope-bench-") as folder:
-        bench = Bench(Path(folder))
+QUICK_SIZES: dict[str, Any] = {
+    "rate": 40,
+    "runs": 1,
+    "adapt": 30,
+    "scale": [50, 200],
+    "sweep": 20,
+    "levels": [1, 8],
+    "limit": 20.0,
+    "window": (25, Window(10, 1.0, 1.0), 1),
+}
+FULL_SIZES: dict[str, Any] = {
+    "rate": 2000,
+    "runs": 3,
+    "adapt": 1000,
+    "scale": [1000, 10_000, 100_000],
+    "sweep": 400,
+    "levels": [1, 4, 8, 16, 32],
+    "limit": 100.0,
+    # 50 requests / 20 s with a 20 s block: Descope's shape (100 / 60 s, 1000 / 10 s), scaled down
+    "window": (120, Window(50, 20.0, 20.0), 1),
+}
 
-        def step(name: str) -> None:
-            print(f"[{time.perf_counter() - started:6.1f}s] {name}", file=sys.stderr, flush=True)
 
-        limit, count, runs = sizes["limit"], sizes["rate"], sizes["runs"]
-        step("1. rate-limit efficiency, with Retry-After")
-        results["rateLimit"] = rate_limited_apply(bench, count, limit=limit, latency_ms=50, retry_after=True, runs=runs)
-        step("1b. a server limit below the default rate")
-        results["adaptation"] = rate_limited_apply(
+def scenarios(bench: Bench, sizes: dict[str, Any]) -> dict[str, Callable[[dict[str, Any]], Any]]:
+    """Each result of the bench by its key in results.json, in the order they run."""
+    limit, count, runs = sizes["limit"], sizes["rate"], sizes["runs"]
+    window_keys, window, window_runs = sizes["window"]
+
+    def windowed(retry_after: bool) -> Callable[[dict[str, Any]], Any]:
+        return lambda _: window_limited_apply(
+            bench, window_keys, window=window, latency_ms=50, retry_after=retry_after, runs=window_runs
+        )
+
+    return {
+        "rateLimit": lambda _: rate_limited_apply(
+            bench, count, limit=limit, latency_ms=50, retry_after=True, runs=runs
+        ),
+        "adaptation": lambda _: rate_limited_apply(
             bench, sizes["adapt"], limit=limit / 2, latency_ms=50, retry_after=True, runs=1
-        )
-        step("2. rate-limit efficiency, without Retry-After")
-        results["noRetryAfter"] = rate_limited_apply(
+        ),
+        "noRetryAfter": lambda _: rate_limited_apply(
             bench, count, limit=limit, latency_ms=50, retry_after=False, runs=runs
-        )
-        step("3. the naive SDK loop")
-        results["naive"] = naive_versus_tool(bench, count, limit=limit, latency_ms=50, tool=results["rateLimit"])
-        step("5. offline scale")
-        results["scale"] = offline_scale(bench, sizes["scale"])
-        step("6. concurrency sweep")
+        ),
+        "window": windowed(True),
+        "windowNoRetryAfter": windowed(False),
+        "naive": lambda done: naive_versus_tool(bench, count, limit=limit, latency_ms=50, tool=done["rateLimit"]),
+        "scale": lambda _: offline_scale(bench, sizes["scale"]),
+        "sweep": lambda _: concurrency_sweep(bench, sizes["sweep"], sizes["levels"], latency_ms=50),
+    }
+
+
+def measure(sizes: dict[str, Any], only: set[str], started: float) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="descope-bench-") as folder:
+        for name, run in scenarios(Bench(Path(folder)), sizes).items():
+            if only and name not in only:
+                continue
+            print(f"[{time.perf_counter() - started:6.1f}s] {name}", file=sys.stderr, flush=True)
+            results[name] = run(results)
+    if "sweep" in results:
         results["sweepKeys"] = sizes["sweep"]
-        results["sweep"] = concurrency_sweep(bench, sizes["sweep"], sizes["levels"], latency_ms=50)
         default = next(row for row in results["sweep"] if row["concurrency"] == 8)
         results["economy"] = {
             "requests": default["requests"],
@@ -428,20 +499,46 @@ def main(argv: list[str] | None = None) -> int:
             "drifted": default["drifted"],
             "exact": default["requests"] == 1 + default["drifted"] and default["updates"] == default["drifted"],
         }
-    drew = chart(
-        [
-            (
-                f"1. default client, server limit {results['rateLimit']['serverLimitPerSecond']:g}/s",
-                results["rateLimit"],
-            ),
-            ("1b. server limit below the default rate", results["adaptation"]),
-        ],
-        args.chart,
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the bench itself")
+    parser.add_argument(
+        "--only",
+        metavar="NAME,NAME",
+        help="run only these scenarios (results.json keys, e.g. window,windowNoRetryAfter; naive needs "
+        "rateLimit) and print their figures as JSON; writes no file",
+    )
+    parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    parser.add_argument("--chart", type=Path, default=HERE / "rate-limit.png")
+    args = parser.parse_args(argv)
+    only = set(filter(None, (args.only or "").split(",")))
+    started = time.perf_counter()
+    measured = measure(QUICK_SIZES if args.quick else FULL_SIZES, only, started)
+    if only:
+        print(json.dumps({name: {k: v for k, v in r.items() if k != "perSecond"} for name, r in measured.items()}))
+        return 0
+    machine = {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+    }
+    results = {"machine": machine, "quick": args.quick, **measured}
+    panels = [
+        (f"1. default client, server limit {results['rateLimit']['serverLimitPerSecond']:g}/s", results["rateLimit"]),
+        ("1b. server limit below the default rate", results["adaptation"]),
+        ("7. window limit with a block, Retry-After", results["window"]),
+        ("7. window limit with a block, no Retry-After", results["windowNoRetryAfter"]),
+    ]
+    drew = chart(panels, args.chart)
     results["benchSeconds"] = round(time.perf_counter() - started, 1)
     markdown = table(results)
     print(markdown)
-    machine = results["machine"]
     chart_note = f"; chart: {args.chart}" if drew else "; no chart (matplotlib missing)"
     print(f"\n{machine['cores']} cores, Python {machine['python']}; bench took {results['benchSeconds']}s{chart_note}")
     args.out.write_text(json.dumps({**results, "table": markdown}, indent=2) + "\n", encoding="utf-8")

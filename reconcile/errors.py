@@ -11,6 +11,7 @@ class ExitCode(IntEnum):
     FAILURE = 1  # an error, or any key failed, missing, not editable or interrupted
     CHANGES_PENDING = 2  # plan found changes to make
     SAFETY_THRESHOLD = 3  # apply refused: the plan changes more keys than --max-changes allows
+    OVERWRITTEN = 4  # apply: every key applied, but a change someone else made meanwhile was overwritten
     USAGE = 64  # bad command line (EX_USAGE); argparse's own 2 would collide with CHANGES_PENDING
 
 

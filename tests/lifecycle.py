@@ -11,6 +11,7 @@ import httpx
 from reconcile.emulator import Emulator, RecordedRequest
 
 EXCHANGE = "/v1/auth/accesskey/exchange"
+KEYS = "/v1/mgmt/accesskey"
 READS = ("/v1/mgmt/accesskey/search", "/v1/mgmt/accesskey")
 
 
@@ -25,8 +26,8 @@ def secret_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def writes(emulator: Emulator) -> list[RecordedRequest]:
-    """Every request that could change the project (neither a read nor an exchange)."""
-    return [r for r in emulator.recorded() if r.path not in READS and r.path != EXCHANGE]
+    """Every request that could change the project's keys (not a read, an exchange or the audit trail)."""
+    return [r for r in emulator.recorded() if r.path.startswith(KEYS) and r.path not in READS]
 
 
 def journal(path: Path) -> list[dict[str, Any]]:

@@ -13,9 +13,8 @@ def test_quick_bench_runs_and_accounts_for_every_request(tmp_path: Path) -> None
     out = tmp_path / "results.json"
     assert bench_main(["--quick", "--out", str(out), "--chart", str(tmp_path / "chart.png")]) == 0
     results = json.loads(out.read_text())
-    assert {"machine", "rateLimit", "adaptation", "noRetryAfter", "naive", "economy", "scale", "sweep", "table"} <= set(
-        results
-    )
+    expected = {"machine", "rateLimit", "adaptation", "noRetryAfter", "naive", "economy", "scale", "sweep", "table"}
+    assert expected | {"window", "windowNoRetryAfter"} <= set(results)
     economy = results["economy"]
     assert economy["exact"] and economy["requests"] == 1 + economy["drifted"]
     naive = results["naive"]
@@ -24,4 +23,8 @@ def test_quick_bench_runs_and_accounts_for_every_request(tmp_path: Path) -> None
     assert rate["updates"] >= rate["keys"] and rate["requests"] >= rate["requestsNeeded"]
     assert [row["keys"] for row in results["scale"]] == [50, 200]
     assert all(row["peakRssMiB"] > 0 and "validate" in row["timings"] for row in results["scale"])
-    assert results["table"].count("\n| ") >= 9
+    for key in ("window", "windowNoRetryAfter"):  # Descope's shape: a perfect client waits 2 windows of 1 s
+        window = results[key]
+        assert window["floorSeconds"] == 2.0 and window["updates"] >= window["keys"]
+        assert window["requests"] == window["requestsNeeded"] + window["throttled"]
+    assert results["table"].count("\n| ") >= 11

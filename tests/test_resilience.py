@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 
 from reconcile.emulator import FAULT_KINDS
+from reconcile.emulator.answers import error
 from tests.conftest import cli_env, load_report, run_cli, write_desired
 
 UPDATE = "/v1/mgmt/accesskey/update"
+SEARCH = "/v1/mgmt/accesskey/search"
 
 
 def fleet(count: int) -> list[dict[str, Any]]:
@@ -245,7 +247,11 @@ def test_interrupt_stops_sending_and_still_writes_the_report(
     assert outcomes["updated"] + outcomes["interrupted"] == len(keys)
     sent = {r.body["id"] for r in emulator.requests if r.path == UPDATE}
     updated = {k["id"] for k in data["keys"] if k["outcome"] == "updated"}
-    assert sent == updated  # nothing was sent that the report does not account for
+    # the updates in flight were cancelled: the report says they may have been made
+    in_flight = {k["id"] for k in data["keys"] if k["outcome"] == "interrupted" and k["attempts"]}
+    assert len(in_flight) <= 2
+    assert all("interrupted in flight" in k["reason"] for k in data["keys"] if k["id"] in in_flight)
+    assert updated <= sent <= updated | in_flight  # nothing was sent that the report does not account for
     time.sleep(0.2)
     assert {r.body["id"] for r in emulator.requests if r.path == UPDATE} == sent  # and nothing after
 
@@ -262,3 +268,76 @@ def test_progress_lines_when_not_a_terminal(start_emulator: Any, tmp_path: Path)
     assert len(lines) >= 2 and "/40 keys" in lines[0] and "ETA" in lines[0]
     quiet = run_cli(["apply", str(desired), "-q"], cli_env(emulator))
     assert quiet.code == 0 and quiet.stdout == "" and quiet.stderr == ""
+
+
+def test_quiet_still_says_why_a_run_failed(start_emulator: Any, tmp_path: Path) -> None:
+    emulator = start_emulator(fleet(3))
+    missing = write_desired(tmp_path / "m", [*fleet(3), {"id": "K9999", "name": "gone"}])
+    plan = run_cli(["plan", str(missing), "-q"], cli_env(emulator))
+    assert plan.code == 1 and plan.stdout == ""
+    assert "error: K9999: missing: not in the project" in plan.stderr
+
+    original = emulator.answer
+
+    def refuse_k0001(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
+        if path == UPDATE and isinstance(body, dict) and body.get("id") == "K0001":
+            return original(method, path, query, headers, {"id": "K0001", "name": 5})  # a 400, never retried
+        return original(method, path, query, headers, body)
+
+    emulator.answer = refuse_k0001
+    renamed = write_desired(tmp_path / "r", [{**key, "name": "renamed"} for key in fleet(3)])
+    apply = run_cli(["apply", str(renamed), "-q"], cli_env(emulator))
+    assert apply.code == 1 and apply.stdout == ""
+    assert "error: K0001: failed: HTTP 400 E011003" in apply.stderr
+
+
+def failing_search(emulator: Any, failures: int, status: int = 503) -> None:
+    """The first `failures` searches answer `status`; the rest are served."""
+    original, seen = emulator.answer, [0]
+
+    def answer(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
+        if path == SEARCH and seen[0] < failures:
+            seen[0] += 1
+            return error(status, "E011001", "Server error", "busy")
+        return original(method, path, query, headers, body)
+
+    emulator.answer = answer
+
+
+def test_retries_show_at_v_with_cause_and_count_and_the_final_error_says_what_ended_them(
+    start_emulator: Any, tmp_path: Path
+) -> None:
+    emulator = start_emulator(fleet(2))
+    desired = write_desired(tmp_path, fleet(2))
+    failing_search(emulator, 2)
+    verbose = run_cli(["plan", str(desired), "-v"], cli_env(emulator))
+    assert verbose.code == 0, verbose.output
+    assert "search: attempt 1: HTTP 503 E011001: Server error: busy; retrying in" in verbose.stderr
+    assert "search: attempt 2: HTTP 503" in verbose.stderr and "(2 of 6 failed attempts allowed)" in verbose.stderr
+    failing_search(emulator, 2)
+    plain = run_cli(["plan", str(desired)], cli_env(emulator))
+    assert plain.code == 0 and "attempt 1" not in plain.stderr
+
+    failing_search(emulator, 99)
+    exhausted = run_cli(["plan", str(desired), "--max-attempts", "2"], cli_env(emulator))
+    assert exhausted.code == 1
+    assert "HTTP 503 E011001: Server error: busy; gave up after 2 attempt(s): --max-attempts 2" in exhausted.stderr
+
+
+def test_a_request_that_times_out_names_the_timeout(start_emulator: Any, tmp_path: Path) -> None:
+    emulator = start_emulator(fleet(1), fault_rate=1.0, fault_kinds=("slow",), slow_seconds=3)
+    desired = write_desired(tmp_path, fleet(1))
+    result = run_cli(["plan", str(desired), "--timeout", "0.3", "--max-attempts", "2"], cli_env(emulator))
+    assert result.code == 1
+    assert "gave up after 2 attempt(s): --max-attempts 2; each attempt times out after 0.3 s (--timeout)" in (
+        result.stderr
+    )
+
+
+def test_phase_timings_are_shown_at_v_only(start_emulator: Any, tmp_path: Path) -> None:
+    emulator = start_emulator(fleet(2))
+    desired = write_desired(tmp_path, fleet(2))
+    plain = run_cli(["plan", str(desired)], cli_env(emulator))
+    assert plain.code == 0 and "timings:" not in plain.stderr
+    verbose = run_cli(["plan", str(desired), "-v"], cli_env(emulator))
+    assert verbose.code == 0 and "timings: load" in verbose.stderr

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from reconcile.apply.retry import RetryPolicy, Tally, is_retryable
+from reconcile.apply.limiter import Budget
+from reconcile.apply.retry import GaveUp, InterruptedInFlight, RetryPolicy, Tally, is_retryable
 from reconcile.errors import (
     ApiError,
     AuthenticationError,
@@ -55,8 +56,9 @@ class ErrorInfo:
 
     @classmethod
     def of(cls, error: ReconcileError) -> ErrorInfo:
-        if isinstance(error, ApiError):
-            return cls(str(error), error.status, error.error_code)
+        cause = error.last if isinstance(error, GaveUp) else error
+        if isinstance(cause, ApiError):
+            return cls(str(error), cause.status, cause.error_code)
         return cls(str(error))
 
     def as_json(self) -> dict[str, Any]:
@@ -81,6 +83,12 @@ class Failure:
     outcome: Outcome
     error: ErrorInfo
     cause: ReconcileError | None = None  # what failed, when a request was sent
+
+    @property
+    def maybe_made(self) -> bool:
+        """Whether the call may have been made all the same: its answer was lost (an ambiguous failure
+        of a call sent at most once, or a request cancelled in flight when the run was stopped)."""
+        return isinstance(self.cause, AmbiguousWrite | InterruptedInFlight)
 
 
 class AmbiguousWrite(ReconcileError):
@@ -126,14 +134,19 @@ class Guard:
             "may or may not have been made (a rerun converges)"
         )
 
-    async def call(self, operation: Callable[[], Awaitable[T]], tally: Tally, *, what: str) -> T | Failure:
-        """The call's result, or how it failed."""
+    async def call(
+        self, operation: Callable[[], Awaitable[T]], tally: Tally, *, what: str, budget: Budget = Budget.WRITE
+    ) -> T | Failure:
+        """The call's result within its budget, or how it failed."""
         try:
-            return await self.policy.call(operation, tally, what=what)
+            return await self.policy.call(operation, tally, budget=budget, what=what)
         except AuthenticationError as error:
             self.fatal = self.fatal or error
             self.stop.set()
             return Failure(Outcome.FAILED, ErrorInfo.of(error), error)
+        except InterruptedInFlight as error:  # cancelled with the answer outstanding: it may have been made
+            message = f"{error}; the change may have been made (a rerun converges)"
+            return Failure(Outcome.INTERRUPTED, ErrorInfo(message), error)
         except Interrupted:
             return Failure(Outcome.INTERRUPTED, self._interrupted(tally))
         except ReconcileError as error:

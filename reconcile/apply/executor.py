@@ -1,4 +1,4 @@
-"""Plan → changes on the server: bounded concurrency, one shared adaptive limiter, retries, a journal.
+"""Plan → changes on the server: bounded concurrency, the run's request budgets, retries, a journal.
 
 Order: status changes first, in batches (disabling a compromised key, deactivating pruned keys:
 the urgent part); then updates, creates and rotations, `concurrency` at a time; deletions last,
@@ -27,6 +27,7 @@ from functools import partial
 from reconcile.apply.calls import ErrorInfo, Failure, Guard, KeyClient, KeyResult
 from reconcile.apply.issue import Issuer
 from reconcile.apply.journal import Journal
+from reconcile.apply.limiter import Budget
 from reconcile.apply.retry import RetryPolicy, Tally
 from reconcile.errors import AuthenticationError, NotFoundError
 from reconcile.plan.confirm import still_as_planned, unconfirmed
@@ -164,7 +165,7 @@ class Executor:
         """The key read again just before its write: a verdict when it must not be written, else None.
         The read is not an attempt of the key's write (its tally is its own)."""
         load = partial(self._client.load_access_key, str(item.key.id))
-        key = await self._guard.call(load, Tally(), what=f"load {item.key.id}")
+        key = await self._guard.call(load, Tally(), what=f"load {item.key.id}", budget=Budget.READ)
         if not isinstance(key, Failure):
             moved = not still_as_planned(item, key, status_done=status_done)
             return (Outcome.STALE, ErrorInfo(STALE_REASON)) if moved else None
@@ -229,7 +230,8 @@ class Executor:
         """Which of these keys the project no longer has (none, when that cannot be read)."""
         if self.fatal is not None:
             return set()
-        keys = await self._guard.call(self._client.search_access_keys, Tally(), what="check deletions")
+        search = self._client.search_access_keys
+        keys = await self._guard.call(search, Tally(), what="check deletions", budget=Budget.READ)
         if isinstance(keys, Failure):
             return set()
         present = {str(key.get("id")) for key in keys}

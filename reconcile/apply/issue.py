@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
-from reconcile.apply.calls import AmbiguousWrite, ErrorInfo, Failure, Guard, KeyClient, KeyResult, at_most_once
+from reconcile.apply.calls import ErrorInfo, Failure, Guard, KeyClient, KeyResult, at_most_once
 from reconcile.apply.journal import Journal, now_iso
+from reconcile.apply.limiter import Budget
 from reconcile.apply.retry import Tally
 from reconcile.errors import NotFoundError
 from reconcile.plan.diff import KeyPlan, Outcome
@@ -47,8 +48,8 @@ class Issuer:
         send = at_most_once(partial(self._client.create_access_key, item.body))
         answer = await self._guard.call(send, tally, what=f"create {item.name!r}")
         if isinstance(answer, Failure):
-            if isinstance(answer.cause, AmbiguousWrite):
-                return await self._after_lost_create(item, tally, answer.error)
+            if answer.maybe_made:
+                return await self._after_lost_create(item, tally, ErrorInfo(str(answer.cause)))
             self._note("failed", item, None, answer.error.message)
             return KeyResult(item, answer.outcome, tally.attempts, answer.error)
         key, secret = answer
@@ -60,7 +61,7 @@ class Issuer:
     async def _after_lost_create(self, item: KeyPlan, tally: Tally, lost: ErrorInfo) -> KeyResult:
         """The create may have been made: look for the name before anything else is decided."""
         search = self._client.search_access_keys
-        found = await self._guard.call(search, Tally(), what=f"look for {item.name!r}")
+        found = await self._guard.call(search, Tally(), what=f"look for {item.name!r}", budget=Budget.READ)
         if isinstance(found, Failure):
             message = f"{lost.message}; the key may exist, and looking for it failed too ({found.error.message})"
             return KeyResult(item, Outcome.FAILED, tally.attempts, ErrorInfo(message + "; the next run will know"))
@@ -96,15 +97,16 @@ class Issuer:
         send = at_most_once(partial(self._client.rotate_access_key, key_id))
         answer = await self._guard.call(send, tally, what=f"rotate {key_id}")
         if isinstance(answer, Failure):
-            if isinstance(answer.cause, AmbiguousWrite):
-                return await self._after_lost_rotation(item, key_id, tally, answer.error)
+            if answer.maybe_made:
+                return await self._after_lost_rotation(item, key_id, tally, ErrorInfo(str(answer.cause)))
             self._note("failed", item, key_id, answer.error.message)
             return KeyResult(item, answer.outcome, tally.attempts, answer.error)
         return await self._deliver(item, key_id, answer[1], tally)
 
     async def _after_lost_rotation(self, item: KeyPlan, key_id: str, tally: Tally, lost: ErrorInfo) -> KeyResult:
         """Never rotated again blindly: reload the key and say what is known."""
-        loaded = await self._guard.call(partial(self._client.load_access_key, key_id), Tally(), what=f"load {key_id}")
+        load = partial(self._client.load_access_key, key_id)
+        loaded = await self._guard.call(load, Tally(), what=f"load {key_id}", budget=Budget.READ)
         if not isinstance(loaded, Failure):
             state = f"the key is there ({_state(loaded)})"
         elif isinstance(loaded.cause, NotFoundError):

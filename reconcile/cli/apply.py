@@ -4,6 +4,7 @@ creates (their secrets to the sinks), and prunes."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
     add_command,
+    audit_event_options,
     desired_options,
     execution_options,
     max_changes_option,
@@ -25,22 +27,33 @@ from reconcile.cli.options import (
     report_options,
     secrets_options,
     targets_options,
+    trail_options,
 )
-from reconcile.cli.remote import connect, settings, write_outputs
-from reconcile.errors import ExitCode, SafetyThresholdExceeded, UsageError
+from reconcile.cli.remote import connect, log_failures, settings, trail_settings, write_outputs
+from reconcile.errors import ExitCode, Interrupted, SafetyThresholdExceeded, UsageError
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.load import LoadedDesired
 from reconcile.job.lock import lock_dir, lock_path, project_lock
-from reconcile.job.session import ApplyOutcome, Session, fetch_keys, make_report, unsettled_secrets
+from reconcile.job.session import (
+    ApplyOutcome,
+    Session,
+    fetch_keys,
+    interrupted_plan,
+    make_report,
+    unsettled_secrets,
+)
+from reconcile.job.trail import TrailSettings, after_apply, attribute_plan
 from reconcile.model import DesiredFile
 from reconcile.output.recovery import Recovery
-from reconcile.output.text import render_plan, render_results
+from reconcile.output.text import render_plan, render_results, render_trail
 from reconcile.plan import saved as savedplan
-from reconcile.plan.diff import Plan, compute_plan
+from reconcile.plan.diff import Outcome, Plan, compute_plan
 from reconcile.plan.safety import AmbiguousNames, Safety, assess, check_names, check_safety
+from reconcile.trail.findings import TrailFindings
 
 log = logging.getLogger("reconcile")
 Observed = list[dict[str, Any]]
+Refusal = SafetyThresholdExceeded | AmbiguousNames
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
@@ -52,13 +65,16 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
             remote_options(),
             report_options(),
             targets_options(),
+            trail_options(),
+            audit_event_options(),
             execution_options(),
             secrets_options(),
         ],
         "make every planned change: updates, creates, prunes; none for keys in sync",
         "Plan (or load a saved plan), then change every key that differs, create the keys named by no project "
         "key (their secrets go to --secrets-out / --secrets-command), prune what the prune scopes say: "
-        "rate-limited, retried, journaled.",
+        "rate-limited, retried, journaled. Then look in the audit trail for changes it overwrote, and record "
+        "the apply there.",
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP + "; optional with --plan")
     parser.add_argument(
@@ -110,8 +126,16 @@ async def _plan_to_apply(
     session: Session, clock: RunClock, loaded: LoadedDesired | None, saved: dict[str, Any] | None
 ) -> tuple[Plan, tuple[DesiredFile, ...], Observed]:
     """The fresh plan from the desired files, or the saved plan once proven current; and the keys read."""
-    with clock.phase("fetch"):
-        observed = await fetch_keys(session)
+    try:
+        with clock.phase("fetch"):
+            observed = await fetch_keys(session)
+    except Interrupted:
+        if saved is not None:
+            by_id: dict[str, Any] = {}
+            keys = (item.key for item in savedplan.to_plan(saved, by_id).keys)
+            return interrupted_plan(keys), savedplan.files_of(saved), []
+        assert loaded is not None
+        return interrupted_plan(loaded.state.keys), loaded.files, []
     if saved is None:
         assert loaded is not None
         with clock.phase("diff"):
@@ -127,24 +151,63 @@ async def _apply(
     result: Plan,
     clock: RunClock,
     *,
-    project_id: str,
     safety: Safety,
     recover: Recovery,
+    project_id: str,
 ) -> ApplyOutcome | None:
-    """The refusals (a sink for new secrets, ambiguous names, the safety threshold), then the writes;
-    prints the results and why the run ends in error."""
-    outcome = None
-    if result.writes:
-        changes.require_sinks(args, result)  # before any write: a usage error (64)
-        check_names(result)
-        check_safety(safety, force=args.force)
-        with clock.phase("apply"):
-            outcome = await changes.run_changes(
-                args, session, result, clock.run_id, project_id=project_id, recover=recover
-            )
+    """The refusals (a sink for new secrets, ambiguous names, the safety threshold), then the writes."""
+    if not result.writes:
+        return None
+    changes.require_sinks(args, result)  # before any write: a usage error (64)
+    check_names(result)
+    check_safety(safety, force=args.force)
+    with clock.phase("apply"):
+        return await changes.run_changes(args, session, result, clock.run_id, project_id=project_id, recover=recover)
+
+
+async def _apply_and_trail(
+    args: argparse.Namespace,
+    session: Session,
+    planned: tuple[Plan, tuple[DesiredFile, ...]],
+    clock: RunClock,
+    *,
+    safety: Safety,
+    recover: Recovery,
+    project_id: str,
+) -> tuple[ApplyOutcome | None, Refusal | None, TrailFindings]:
+    """The writes, with who changed the drifted keys looked up beside them (its own budget, never in
+    their way); after writes, the overwritten check and the apply event."""
+    result, files = planned
+    wanted: TrailSettings = trail_settings(args)
+    outcome, refusal = None, None
+    attributing = asyncio.create_task(attribute_plan(session, result, wanted))
+    try:
+        try:
+            outcome = await _apply(args, session, result, clock, safety=safety, recover=recover, project_id=project_id)
+        except (SafetyThresholdExceeded, AmbiguousNames) as error:
+            refusal = error  # the report is still written: a refused plan is worth auditing
+        trail = await attributing
+    finally:
+        attributing.cancel()
+    if outcome is not None:
+        with clock.phase("trail"):
+            trail = await after_apply(session, wanted, trail, outcome.results, run_id=clock.run_id, files=files)
     unsent = [item for item in result.errors if item.status is None]
-    show(args, render_results(outcome.results if outcome else [], unsent, recover))
-    return outcome
+    # Who changed what, then the results: the last line says how the run ends.
+    results = render_results(outcome.results if outcome else [], unsent, recover, trail)
+    show(args, render_trail(trail, result) + results)
+    return outcome, refusal, trail
+
+
+def _failures(result: Plan, outcome: ApplyOutcome | None) -> list[str]:
+    """Every key that is not as desired, and why (an interruption is said once, not per key)."""
+    lines = [f"{item.key.label}: {item.outcome.value}: {item.reason}" for item in result.errors]
+    for key in outcome.results if outcome else ():
+        if key.outcome is not key.plan.outcome.done and key.outcome is not Outcome.INTERRUPTED:
+            lines.append(
+                f"{key.id or key.plan.key.label}: {key.outcome.value}: {key.error.message if key.error else ''}"
+            )
+    return lines
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -154,7 +217,7 @@ async def run(args: argparse.Namespace) -> int:
     with bulk():
         loaded = load(args, clock=clock) if args.paths else None  # before any credentials or network
     changes.check_outputs(args)
-    outcome, refusal, recover = None, None, changes.recovery(args)
+    recover = changes.recovery(args)
     async with connect(args) as (session, target):
         saved = _load_saved_plan(args, target.project_id, clock) if args.plan else None
         if saved is not None and loaded is not None:
@@ -167,12 +230,9 @@ async def run(args: argparse.Namespace) -> int:
             unsettled = unsettled_secrets(changes.journal_file(args), observed)
             changes.warn_unsettled(unsettled, recover)
             safety = assess(result, args.max_changes)
-            try:
-                outcome = await _apply(
-                    args, session, result, clock, project_id=target.project_id, safety=safety, recover=recover
-                )
-            except (SafetyThresholdExceeded, AmbiguousNames) as error:
-                refusal = error  # the report is still written: a refused plan is worth auditing
+            outcome, refusal, trail = await _apply_and_trail(
+                args, session, (result, files), clock, safety=safety, recover=recover, project_id=target.project_id
+            )
         provenance = savedplan.provenance(saved, str(args.plan), clock.started) if saved else None
         report = make_report(
             clock,
@@ -182,13 +242,23 @@ async def run(args: argparse.Namespace) -> int:
             result,
             settings=settings(args),
             outcome=outcome,
+            interrupted=session.interrupted,
             safety=safety,
             saved_plan=provenance,
+            trail=trail,
             unsettled=unsettled,
             recovery=recover,
         )
     write_outputs(args, report, clock)
+    if trail.event is not None and trail.event.warning:
+        log.warning("warning: %s", trail.event.reason)
     if refusal is not None:
         raise refusal
+    if session.interrupted:
+        log.error("interrupted: requests in flight were cancelled and nothing more was sent; see the report")
+        return ExitCode.FAILURE
+    log_failures(_failures(result, outcome))
     failed = outcome is not None and any(r.outcome is not r.plan.outcome.done for r in outcome.results)
-    return ExitCode.FAILURE if result.errors or unsettled or failed else ExitCode.OK
+    if result.errors or unsettled or failed:
+        return ExitCode.FAILURE
+    return ExitCode.OVERWRITTEN if trail.overwritten else ExitCode.OK

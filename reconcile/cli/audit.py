@@ -16,12 +16,14 @@ from reconcile.cli.options import (
     non_negative_int,
     remote_options,
     targets_options,
+    trail_options,
 )
-from reconcile.cli.remote import connect
+from reconcile.cli.remote import connect, trail_settings
 from reconcile.errors import ExitCode
 from reconcile.files import write_private_atomically
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.session import fetch_keys
+from reconcile.job.trail import attribute_plan
 from reconcile.model import DesiredState
 from reconcile.output.audit import build_audit, render_audit
 from reconcile.plan.diff import compute_plan
@@ -31,10 +33,11 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "audit",
-        [desired_options(), remote_options(), targets_options()],
+        [desired_options(), remote_options(), targets_options(), trail_options()],
         "read-only audit of the whole project, in Markdown and JSON",
         "Managed and unmanaged keys, drift, inactive keys, keys expiring soon, keys with no IP "
-        "restriction, keys with neither roles nor tenants. Exit 0 even with drift, unless --fail-on-drift.",
+        "restriction, keys with neither roles nor tenants; who last changed each drifted or missing key (the "
+        "audit trail). Exit 0 even with drift, unless --fail-on-drift.",
     )
     parser.add_argument(
         "paths", nargs="*", metavar="PATH", help=PATHS_HELP + " (or, without a config, every key is unmanaged)"
@@ -59,8 +62,10 @@ async def run(args: argparse.Namespace) -> int:
         check_outputs(args, "--out", "--summary")
         async with connect(args) as (session, target):
             observed = await fetch_keys(session)
-        result = compute_plan(desired, observed)
-    findings = build_audit(result, observed, now=clock.started, expiring_within=timedelta(days=args.expiring_within))
+            result = compute_plan(desired, observed)
+            trail = await attribute_plan(session, result, trail_settings(args))
+    within = timedelta(days=args.expiring_within)
+    findings = build_audit(result, observed, now=clock.started, expiring_within=within, trail=trail)
     markdown = render_audit(findings, project_id=target.project_id)
     show(args, markdown)
     if args.out:

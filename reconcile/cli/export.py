@@ -8,7 +8,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from reconcile.apply.retry import Tally
+from reconcile.apply.limiter import Budget
 from reconcile.cli.common import check_outputs, print_diagnostics
 from reconcile.cli.options import Parser, add_command, remote_options, targets_options
 from reconcile.cli.remote import connect
@@ -60,7 +60,7 @@ async def _keys_to_export(session: Session, wanted_ids: list[str], tenants: list
         unknown = [key_id for key_id, key in loaded.items() if key is None]
     else:
         search = partial(session.client.search_access_keys, tenant_ids=tenants)
-        keys = await session.policy.call(search, Tally(), what="search")
+        keys = await session.call(search, budget=Budget.READ, what="search")
         if wanted_ids:
             found = {key["id"] for key in keys}
             unknown = [key_id for key_id in wanted_ids if key_id not in found]

@@ -15,6 +15,7 @@ from reconcile.cli.options import EPILOG, Parser
 from reconcile.cli.targets import dispatch
 from reconcile.client.redact import redactor
 from reconcile.errors import ExitCode, ReconcileError, UsageError
+from reconcile.log import VERBOSE
 from reconcile.output.escape import LogEscaper
 
 log = logging.getLogger("reconcile")
@@ -38,7 +39,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
+    level = logging.ERROR if quiet else (logging.INFO, VERBOSE, logging.DEBUG)[min(verbose, 2)]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s" if verbose else "%(message)s"))
     handler.addFilter(redactor)  # first: the key is found in the text as it was made

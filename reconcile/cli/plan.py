@@ -18,17 +18,20 @@ from reconcile.cli.options import (
     remote_options,
     report_options,
     targets_options,
+    trail_options,
 )
-from reconcile.cli.remote import Target, connect, settings, write_outputs
-from reconcile.errors import ExitCode, UsageError
+from reconcile.cli.remote import Target, connect, log_failures, settings, trail_settings, write_outputs
+from reconcile.errors import ExitCode, Interrupted, UsageError
 from reconcile.files import write_private_atomically
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.load import LoadedDesired
-from reconcile.job.session import fetch_keys, make_report
+from reconcile.job.session import fetch_keys, interrupted_plan, make_report
+from reconcile.job.trail import attribute_plan
 from reconcile.output.text import render_plan
 from reconcile.plan import saved as savedplan
 from reconcile.plan.diff import Plan, compute_plan
-from reconcile.plan.safety import assess
+from reconcile.plan.safety import Safety, assess
+from reconcile.trail.findings import TrailFindings
 
 log = logging.getLogger("reconcile")
 
@@ -37,9 +40,10 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "plan",
-        [desired_options(), remote_options(), report_options(), targets_options()],
+        [desired_options(), remote_options(), report_options(), targets_options(), trail_options()],
         "show what apply would change (read-only); exit 2 when there are changes",
-        "Read the project, compare it with the desired files, print the changes. Sends no change.",
+        "Read the project, compare it with the desired files, print the changes and who last changed "
+        "each drifted key (the audit trail). Sends no change.",
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP)
     parser.add_argument(
@@ -70,20 +74,40 @@ async def run(args: argparse.Namespace) -> int:
         loaded = load(args, clock=clock)  # any validation error: no network call at all
         check_outputs(args, "--out", "--report", "--summary")  # nor when a result could not be written
         async with connect(args) as (session, target):
-            with clock.phase("fetch"):
-                observed = await fetch_keys(session)
-            with clock.phase("diff"):
-                result = compute_plan(loaded.state, observed)
-            show(args, render_plan(result, verbose=args.verbose > 0))
-            safety = assess(result, args.max_changes)
-            if safety.exceeded:
-                show(args, f"Warning: apply would refuse this plan (exit 3): {safety.describe()}.\n")
-            if args.out:
-                _save(args, result, target, loaded, clock)
+            trail: TrailFindings | None = None
+            safety: Safety | None = None
+            try:
+                with clock.phase("fetch"):
+                    observed = await fetch_keys(session)
+            except Interrupted:
+                result = interrupted_plan(loaded.state.keys)
+            else:
+                with clock.phase("diff"):
+                    result = compute_plan(loaded.state, observed)
+                with clock.phase("attribution"):
+                    trail = await attribute_plan(session, result, trail_settings(args))
+                show(args, render_plan(result, verbose=args.verbose > 0, trail=trail))
+                safety = assess(result, args.max_changes)
+                if safety.exceeded:
+                    show(args, f"Warning: apply would refuse this plan (exit 3): {safety.describe()}.\n")
+                if args.out:
+                    _save(args, result, target, loaded, clock)
             report = make_report(
-                clock, loaded.files, session.client, target.project_id, result, settings=settings(args), safety=safety
+                clock,
+                loaded.files,
+                session.client,
+                target.project_id,
+                result,
+                settings=settings(args),
+                interrupted=session.interrupted,
+                safety=safety,
+                trail=trail,
             )
         write_outputs(args, report, clock)
+    if session.interrupted:
+        log.error("interrupted: the request in flight was cancelled; the plan is incomplete")
+        return ExitCode.FAILURE
+    log_failures([f"{item.key.id}: {item.outcome.value}: {item.reason}" for item in result.errors])
     if result.errors:
         return ExitCode.FAILURE
     return ExitCode.CHANGES_PENDING if result.changes else ExitCode.OK

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +26,8 @@ from reconcile.client.redact import redactor
 from reconcile.config.targets import TargetConfig
 from reconcile.job.clock import RunClock
 from reconcile.job.session import RetrySettings, Session
+from reconcile.job.trail import TrailSettings
+from reconcile.log import VERBOSE
 from reconcile.output.markdown import render_summary
 from reconcile.output.report import write_report
 
@@ -68,13 +70,24 @@ def credentials_for(args: argparse.Namespace) -> tuple[Credentials, str]:
 async def connect(args: argparse.Namespace) -> AsyncIterator[tuple[Session, Target]]:
     credentials, base_url = credentials_for(args)
     target = Target(credentials.project_id, base_url)
-    connections = getattr(args, "concurrency", 1)
-    settings = RetrySettings(args.rate, args.max_attempts, args.key_deadline)
+    connections = getattr(args, "concurrency", 1) + 1  # one more for the audit search beside the updates
+    settings = RetrySettings(args.rate, args.max_attempts, args.key_deadline, args.timeout)
     async with DescopeClient(credentials, target.base_url, timeout=args.timeout, max_connections=connections) as client:
         session = Session(client, settings)
         with session.signals_stop_the_run():
             log.debug("reading access keys from %s", target.base_url)
             yield session, target
+
+
+def trail_settings(args: argparse.Namespace) -> TrailSettings:
+    """What the run asks of the audit trail (apply's event options only where the command has them)."""
+    return TrailSettings(
+        search=args.attribution,
+        pages=args.attribution_pages,
+        actions=args.attribution_actions,
+        event=getattr(args, "audit_event", False),
+        tenant=getattr(args, "audit_tenant", None),
+    )
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -94,4 +107,15 @@ def write_outputs(args: argparse.Namespace, report: Mapping[str, Any], clock: Ru
             write_report(args.report, report)
             log.info("report written to %s", args.report)
         write_markdown(args.summary, render_summary(report))
-    log.info("timings: %s", clock.describe_timings())
+    log.log(VERBOSE, "timings: %s", clock.describe_timings())
+
+
+SHOWN_FAILURES = 20
+
+
+def log_failures(lines: Sequence[str]) -> None:
+    """Why keys failed, on stderr whatever the verbosity (-q silences stdout, never the reasons)."""
+    for line in lines[:SHOWN_FAILURES]:
+        log.error("error: %s", line)
+    if len(lines) > SHOWN_FAILURES:
+        log.error("error: and %d more (the report lists every key)", len(lines) - SHOWN_FAILURES)

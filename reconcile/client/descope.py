@@ -46,6 +46,8 @@ UPDATE_PATH = "/v1/mgmt/accesskey/update"
 CREATE_PATH = "/v1/mgmt/accesskey/create"
 ROTATE_PATH = "/v1/mgmt/accesskey/rotate"
 DELETE_PATH = "/v1/mgmt/accesskey/delete"
+AUDIT_SEARCH_PATH = "/v1/mgmt/audit/search"
+AUDIT_EVENT_PATH = "/v1/mgmt/audit/event"
 STATUS_PATHS = {"active": "/v1/mgmt/accesskey/activate", "inactive": "/v1/mgmt/accesskey/deactivate"}
 MAX_ANSWER_BYTES = 64 * 1024 * 1024  # decoded: a compressed answer is capped as it inflates
 MAX_ERROR_TEXT = 300  # characters of a server's error text quoted in a message
@@ -277,6 +279,14 @@ class DescopeClient:
             await self._request("POST", DELETE_PATH, json={"id": key_ids[0]})
         else:
             await self._request("POST", f"{DELETE_PATH}/batch", json={"ids": list(key_ids)})
+
+    async def search_audit(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        """One page of the audit trail, `{"audits": [...], "total": N}`, as sent: reconcile/trail reads it."""
+        return await self._request("POST", AUDIT_SEARCH_PATH, json=dict(query))
+
+    async def create_audit_event(self, event: Mapping[str, Any]) -> None:
+        """Add an event to the project's audit trail."""
+        await self._request("POST", AUDIT_EVENT_PATH, json=dict(event))
 
     async def set_status(self, key_ids: Sequence[str], status: str) -> None:
         """Activate or deactivate keys: the single form for one key, the batch form for several."""

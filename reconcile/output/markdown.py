@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconcile.output.escape import html_text, json_value, md_code, md_text
+from reconcile.output.trail import overwritten_section, who_changed_what
 from reconcile.plan.diff import ERROR_OUTCOMES, Outcome
 
 MAX_ROWS = 200  # GitHub caps a step summary at 1 MiB; a reviewer stops reading long before
@@ -98,7 +99,7 @@ def render_summary(report: Mapping[str, Any], *, max_rows: int = MAX_ROWS) -> st
     shown.sort(key=lambda key: (key["outcome"] not in _ERRORS, key["id"] or "", key["name"]))  # failures first
     if not shown:
         lines.append("No changes: every managed key is as the desired files say.")
-        return "\n".join(lines + _recoveries(report)) + "\n"
+        return "\n".join(lines + _trail_sections(report, max_rows) + _recoveries(report)) + "\n"
     kept, cut = shown[:max_rows], len(shown) - max_rows
     lines += ["| key | name | outcome | fields | source | why |", "|---|---|---|---|---|---|"]
     for key in kept:
@@ -113,4 +114,19 @@ def render_summary(report: Mapping[str, Any], *, max_rows: int = MAX_ROWS) -> st
     lines.append("")
     for key in kept:
         lines.extend(_details(key))
-    return "\n".join(lines + _recoveries(report)) + "\n"
+    return "\n".join(lines + _trail_sections(report, max_rows) + _recoveries(report)) + "\n"
+
+
+def _trail_sections(report: Mapping[str, Any], max_rows: int) -> list[str]:
+    """The sections from the audit trail: who last changed each drifted or missing key, and the
+    changes by someone else this apply overwrote."""
+    trail = report.get("trail")
+    if trail is None:
+        return []
+    attributed = [key for key in report["keys"] if "attribution" in key]
+    attributed.sort(key=lambda key: (key["outcome"] not in _ERRORS, key["id"] or ""))
+    lines = who_changed_what(attributed[:max_rows], trail["attribution"])
+    if len(attributed) > max_rows:
+        lines.append(f"\n… and {len(attributed) - max_rows} more key(s) not shown; the JSON report has them all.")
+    overwritten = [{"keyId": key["id"], **change} for key in report["keys"] for change in key.get("overwritten", ())]
+    return lines + overwritten_section(overwritten, trail.get("overwriteCheck"))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from reconcile import __version__
 from reconcile.apply.calls import ErrorInfo, KeyResult
@@ -17,7 +18,9 @@ from reconcile.apply.journal import Unsettled
 from reconcile.files import write_private_atomically
 from reconcile.model import DesiredFile
 from reconcile.output.recovery import Recovery
+from reconcile.output.trail import attribution_json, change_json, trail_json
 from reconcile.plan.diff import DONE, KeyPlan, Outcome, Plan
+from reconcile.trail.findings import TrailFindings
 
 REPORT_VERSION = 2  # 2: run.settings in camelCase, like the rest of the report
 DONE_OUTCOMES = frozenset(DONE.values())
@@ -64,7 +67,34 @@ def git_state(paths: Sequence[str]) -> dict[str, Any] | None:
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    return {"commit": commit, "dirty": bool(status.strip())}
+    state: dict[str, Any] = {"commit": commit, "dirty": bool(status.strip())}
+    remote = _remote(folder)
+    if remote:
+        state["remote"] = remote
+    return state
+
+
+def _remote(folder: Path) -> str | None:
+    """The `origin` remote's URL without credentials (an https URL may carry a token), if any."""
+    try:
+        url = subprocess.run(
+            ["git", "-C", str(folder), "remote", "get-url", "origin"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme and parts.hostname:
+        host = parts.hostname + (f":{port}" if port else "")
+        return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    return url.rpartition("@")[2] if "://" not in url else None  # scp-like user@host:path
 
 
 def _key_record(item: KeyPlan, result: KeyResult | None, recovery: Recovery) -> dict[str, Any]:
@@ -120,11 +150,14 @@ def build_report(
     retries: int = 0,
     safety: Mapping[str, Any] | None = None,
     saved_plan: Mapping[str, Any] | None = None,
+    trail: TrailFindings | None = None,
     unsettled: Sequence[Unsettled] = (),
     recovery: Recovery,
 ) -> dict[str, Any]:
     by_plan = {id(result.plan): result for result in results}
     keys = [_key_record(item, by_plan.get(id(item)), recovery) for item in plan.keys]
+    if trail is not None:
+        _add_trail(keys, trail)
     outcomes = Counter(record["outcome"] for record in keys)
     changed = {o.value for o in Outcome if (o.is_change if run.mode == "plan" else o in DONE_OUTCOMES)}
     run_record: dict[str, Any] = {
@@ -165,7 +198,21 @@ def build_report(
     }
     if saved_plan is not None:
         report["savedPlan"] = dict(saved_plan)
+    if trail is not None:
+        report["trail"] = trail_json(trail)
+        report["summary"]["overwritten"] = len(trail.overwritten)
+        report["warnings"] = trail.warnings()
     return report
+
+
+def _add_trail(keys: list[dict[str, Any]], trail: TrailFindings) -> None:
+    """Per key: its last change (drifted keys), the changes by others an apply overwrote."""
+    for record in keys:
+        if record["id"] in trail.keys:
+            record["attribution"] = attribution_json(trail.keys[record["id"]])
+        overwritten = [change_json(item.change) for item in trail.overwritten if item.key_id == record["id"]]
+        if overwritten:
+            record["overwritten"] = overwritten
 
 
 def write_report(path: Path, report: Mapping[str, Any]) -> None:

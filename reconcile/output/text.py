@@ -13,7 +13,16 @@ from reconcile.apply.journal import Unsettled
 from reconcile.model import MAP_FIELDS, SET_FIELDS
 from reconcile.output.escape import json_value, text_block
 from reconcile.output.recovery import Recovery
+from reconcile.output.trail import (
+    attribution_json,
+    change_json,
+    describe,
+    describe_change,
+    step_json,
+    step_notice,
+)
 from reconcile.plan.diff import FieldChange, KeyPlan, Outcome, Plan
+from reconcile.trail.findings import TrailFindings
 
 _MARKS = {
     Outcome.UPDATE: "~",
@@ -68,7 +77,8 @@ def _header(item: KeyPlan, outcome: Outcome, key_id: str | None = None) -> str:
     return f"{mark} {shown}{name}  {item.key.source}  [{word}]"
 
 
-def render_plan(plan: Plan, *, verbose: bool = False) -> str:
+def render_plan(plan: Plan, *, verbose: bool = False, trail: TrailFindings | None = None) -> str:
+    """The plan, with each drifted key's last change under it when `trail` has them."""
     lines: list[str] = []
     for item in plan.keys:
         if item.outcome is Outcome.UNCHANGED and not verbose and not item.warnings:
@@ -79,6 +89,10 @@ def render_plan(plan: Plan, *, verbose: bool = False) -> str:
         for change in item.changes:
             lines.extend(render_change(change))
         lines.extend(f"    warning: {warning}" for warning in item.warnings)
+        lines.extend(f"    last change: {text}" for text in _described(trail, item.key.id))
+    notice = step_notice(step_json(trail.attribution)) if trail is not None else None
+    if notice is not None:
+        lines.append(notice)
     counts = Counter(item.outcome for item in plan.keys)
     parts = [f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o]]
     if plan.managed > len(plan.keys):  # a saved plan holds only its changes
@@ -94,11 +108,17 @@ def render_plan(plan: Plan, *, verbose: bool = False) -> str:
 
 
 def render_results(
-    results: Sequence[KeyResult], unsent: Sequence[KeyPlan], recovery: Recovery, *, title: str = "Apply"
+    results: Sequence[KeyResult],
+    unsent: Sequence[KeyPlan],
+    recovery: Recovery,
+    trail: TrailFindings | None = None,
+    *,
+    title: str = "Apply",
 ) -> str:
     """Every key not changed as planned, and why (with the command that recovers a lost secret), each
-    new key's id; then the counts, saying when the run ends in error. `unsent`: keys in error from
-    the plan (missing, not editable, ...), for which nothing was sent."""
+    new key's id; then the counts, saying when the run ends in error (or with changes overwritten,
+    from `trail`). `unsent`: keys in error from the plan (missing, not editable, ...), for which
+    nothing was sent."""
     lines = [f"! {item.key.label}  [{item.outcome.value}]: {item.reason}" for item in unsent]
     for result in results:
         if result.outcome in (Outcome.CREATED, Outcome.ROTATED):  # the new id is worth seeing; never the secret
@@ -113,7 +133,10 @@ def render_results(
     counts = Counter([result.outcome for result in results] + [item.outcome for item in unsent])
     parts = [f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o]]
     failing = sum(n for outcome, n in counts.items() if outcome.is_error)
+    overwritten = len(trail.overwritten) if trail is not None else 0
     verdict = f"; {failing} key(s) not as desired (exit 1)" if failing else ""
+    if overwritten:
+        verdict += f"; {overwritten} change(s) by someone else overwritten" + ("" if failing else " (exit 4)")
     lines.append(f"{title}: {', '.join(parts) or 'nothing to do'}{verdict}.")
     return text_block(lines)
 
@@ -125,3 +148,23 @@ def render_unsettled(unsettled: Sequence[Unsettled], recovery: Recovery) -> list
         f"Recover: {recovery.command(u.id, u.sinks)}"
         for u in unsettled
     ]
+
+
+def render_trail(trail: TrailFindings, plan: Plan) -> str:
+    """After an apply: who last changed each drifted key before it, and the changes it overwrote."""
+    lines = [f"last change of {item.key.id}: {text}" for item in plan.keys for text in _described(trail, item.key.id)]
+    notices = (step_notice(step_json(trail.attribution)), step_notice(_step(trail), "overwritten check"))
+    lines.extend(notice for notice in notices if notice is not None)
+    for item in trail.overwritten:
+        their = describe_change(change_json(item.change), str)
+        lines.append(f"! {item.key_id}  [overwritten] {their}, between this run's read and its write: reverted by it")
+    return text_block(lines) if lines else ""
+
+
+def _described(trail: TrailFindings | None, key_id: str | None) -> list[str]:
+    attribution = trail.keys.get(key_id) if trail is not None and key_id is not None else None
+    return [describe(attribution_json(attribution), str)] if attribution else []
+
+
+def _step(trail: TrailFindings) -> dict[str, Any] | None:
+    return step_json(trail.overwrite_check) if trail.overwrite_check is not None else None

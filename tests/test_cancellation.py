@@ -1,0 +1,169 @@
+"""Stopping a run: signals cancel requests in flight, a second signal exits at once, and no wait
+outlasts the key deadline. Each drives the real command line against the real local server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconcile.emulator import Emulator, Window
+from tests.conftest import cli_env, load_report, run_cli, write_desired
+
+SEARCH = "/v1/mgmt/accesskey/search"
+UPDATE = "/v1/mgmt/accesskey/update"
+KEYS = [{"id": f"K{i:03d}", "name": f"key-{i}", "roleNames": ["reader"]} for i in range(6)]
+HELD_SECONDS = 8.0  # how long the server sits on the held request (the defect: the CLI waited it out)
+
+
+def hold(emulator: Emulator, path: str) -> threading.Event:
+    """Make the server sit on the first request to `path` for HELD_SECONDS; the event says it arrived."""
+    arrived = threading.Event()
+    original = emulator.answer
+
+    def slow_answer(method: str, where: str, query: str, headers: dict[str, str], body: Any) -> Any:
+        if where == path and not arrived.is_set():
+            arrived.set()
+            time.sleep(HELD_SECONDS)
+        return original(method, where, query, headers, body)
+
+    emulator.answer = slow_answer  # type: ignore[method-assign]
+    return arrived
+
+
+def start(args: list[str], emulator: Emulator, **extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "reconcile", *args],
+        env=cli_env(emulator, **extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stopped_by(process: subprocess.Popen[str], signum: int, arrived: threading.Event) -> tuple[int, str, float]:
+    """Signal once the held request is in flight: exit code, stderr, seconds it took to exit."""
+    try:
+        assert arrived.wait(30), "the request never reached the server"
+        time.sleep(0.2)  # let the client settle into waiting for the answer
+        process.send_signal(signum)
+        began = time.monotonic()
+        _, stderr = process.communicate(timeout=HELD_SECONDS + 10)
+        return process.returncode, stderr, time.monotonic() - began
+    finally:
+        process.kill()
+
+
+def _plan(tmp: Path, desired: Path) -> list[str]:
+    return ["plan", str(desired), "--report", str(tmp / "report.json")]
+
+
+def _apply(tmp: Path, desired: Path) -> list[str]:
+    return ["apply", str(desired), "--force", "--concurrency", "1", "--report", str(tmp / "report.json")]
+
+
+def _export(tmp: Path, desired: Path) -> list[str]:
+    return ["export", "--out", str(tmp / "export.yaml")]
+
+
+def _audit(tmp: Path, desired: Path) -> list[str]:
+    return ["audit", str(desired), "--out", str(tmp / "audit.json")]
+
+
+COMMANDS: dict[str, tuple[Callable[[Path, Path], list[str]], str]] = {
+    "plan": (_plan, SEARCH),
+    "apply": (_apply, UPDATE),  # an update in flight, after the search
+    "export": (_export, SEARCH),
+    "audit": (_audit, SEARCH),
+}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_the_first_signal_cancels_the_request_in_flight(
+    start_emulator: Any, tmp_path: Path, command: str, signum: int
+) -> None:
+    emulator = start_emulator(KEYS)
+    desired = write_desired(tmp_path / "d", [{**key, "name": key["name"] + "-v2"} for key in KEYS])
+    args, held = COMMANDS[command]
+    arrived = hold(emulator, held)
+    code, stderr, took = stopped_by(start(args(tmp_path, desired), emulator), signum, arrived)
+
+    assert code == 1, stderr
+    assert took < HELD_SECONDS / 2, f"waited {took:.1f}s for the answer instead of cancelling"
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    if command in ("plan", "apply"):
+        report = load_report(tmp_path / "report.json")
+        assert report["run"]["interrupted"] is True
+        outcomes = {key["id"]: key["outcome"] for key in report["keys"]}
+        assert set(outcomes.values()) == {"interrupted"}
+    if command == "apply":  # the update in flight may have landed: the report says so
+        first = next(key for key in report["keys"] if key["attempts"])
+        assert "interrupted in flight" in first["reason"] and "may have been made" in first["reason"]
+        assert [r.path for r in emulator.recorded()].count(UPDATE) <= 1  # nothing sent after the signal
+    if command == "export":
+        assert not (tmp_path / "export.yaml").exists()
+    if command == "audit":
+        assert not (tmp_path / "audit.json").exists()
+
+
+def test_the_second_signal_exits_at_once_whatever_the_run_is_stuck_in(start_emulator: Any, tmp_path: Path) -> None:
+    emulator = start_emulator(KEYS)
+    desired = write_desired(tmp_path / "d", KEYS)  # in sync: the search is the only request
+    stuck = tmp_path / "bin"
+    stuck.mkdir()
+    (stuck / "git").write_text("#!/bin/sh\nexec sleep 20\n")  # the report's `git rev-parse`: a stuck filesystem
+    (stuck / "git").chmod(0o755)
+    process = start(["plan", str(desired)], emulator, PATH=f"{stuck}{os.pathsep}{os.environ['PATH']}")
+    try:
+        deadline = time.monotonic() + 30
+        while SEARCH not in [r.path for r in emulator.recorded()] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the search is answered; the report's call to git is blocking the event loop now
+        process.send_signal(signal.SIGINT)
+        with pytest.raises(subprocess.TimeoutExpired):
+            process.wait(timeout=1)  # the first signal cannot get through a blocked call
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=5)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    assert "interrupted again: exiting at once" in stderr
+    assert [r.path for r in emulator.recorded()] == [SEARCH]
+
+
+def test_a_retry_after_past_the_key_deadline_fails_the_key_at_once(start_emulator: Any, tmp_path: Path) -> None:
+    # One request per 120 s: the search passes, the update is told to wait 120 s.
+    emulator = start_emulator(KEYS[:1], rate_window=Window(1, 120.0, 120.0))
+    desired = write_desired(tmp_path / "d", [{**KEYS[0], "name": "v2"}])
+    began = time.monotonic()
+    result = run_cli(
+        ["apply", str(desired), "--key-deadline", "5", "--report", str(tmp_path / "r.json")],
+        cli_env(emulator),
+        timeout=60,
+    )
+    assert time.monotonic() - began < 15
+    assert result.code == 1, result.output
+    reason = "the server asked to wait 120 s, past the key deadline of 5 s"
+    assert reason in result.stderr  # said even though -q was not needed to hide anything
+    key = load_report(tmp_path / "r.json")["keys"][0]
+    assert key["outcome"] == "failed" and reason in key["error"]["message"] and key["error"]["status"] == 429
+
+
+def test_a_retry_after_past_the_deadline_fails_a_read_at_once(start_emulator: Any, tmp_path: Path) -> None:
+    emulator = start_emulator(KEYS[:1], rate_window=Window(1, 120.0, 120.0))
+    desired = write_desired(tmp_path / "d", KEYS[:1])
+    assert run_cli(["plan", str(desired)], cli_env(emulator)).code == 0  # uses the window's one request
+    began = time.monotonic()
+    result = run_cli(["plan", str(desired), "--key-deadline", "5", "-q"], cli_env(emulator), timeout=60)
+    assert time.monotonic() - began < 15
+    assert result.code == 1 and result.stdout == ""
+    assert "the server asked to wait 120 s, past the key deadline of 5 s" in result.stderr
