@@ -8,6 +8,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -251,3 +252,39 @@ def test_a_key_created_inactive_is_deactivated_once_its_secret_is_delivered(
     assert emulator.store.load(line["id"])["status"] == "inactive" and exchange(emulator, line["cleartext"]) == 401
     assert [r.path.rsplit("/", 1)[-1] for r in writes(emulator)] == ["create", "deactivate"]
     assert run_cli(["plan", str(folder)], cli_env(emulator)).code == 0
+
+
+def test_a_create_cancelled_in_flight_by_a_signal_is_flagged_not_resent(start_emulator: Any, tmp_path: Path) -> None:
+    emulator = start_emulator(PROJECT)
+    original, made = emulator.answer, threading.Event()
+
+    def slow_create(method: str, path: str, query: str, headers: Any, body: Any) -> Any:
+        answer = original(method, path, query, headers, body)
+        if path == CREATE:  # made at once, answered late: the signal comes while the answer is outstanding
+            made.set()
+            time.sleep(3)
+        return answer
+
+    emulator.answer = slow_create  # type: ignore[method-assign]
+    folder = write_desired(tmp_path / "d", [NEW]).parent
+    args = ["apply", str(folder), "--report", str(tmp_path / "r.json"), "--secrets-out", str(tmp_path / "s")]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconcile", *args],
+        env=cli_env(emulator),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert made.wait(timeout=30)  # the key exists; its answer (and secret) is not back yet
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1, stderr.decode()
+    [created] = [k for k in emulator.store.all() if k["name"] == "ci-new"]  # made, its answer never read
+    assert (tmp_path / "s").read_text() == ""  # opened before any write; no secret came
+    [key] = load_report(tmp_path / "r.json")["keys"]
+    assert key["outcome"] == "failed" and "the key may exist" in key["reason"]
+
+    emulator.answer = original  # type: ignore[method-assign]
+    rerun = run_cli(args, cli_env(emulator))
+    assert rerun.code == 1 and f"{created['id']} (ci-new): the run stopped before the answer came" in rerun.stderr
+    assert [k["id"] for k in emulator.store.all() if k["name"] == "ci-new"] == [created["id"]]  # not created twice
+    assert CREATE not in [r.path for r in emulator.recorded()]  # (the cancelled one was never answered)
