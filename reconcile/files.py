@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -50,6 +51,28 @@ def check_output(path: Path, what: str, *, append: bool = False) -> None:
         raise ConfigError(f"{what} {path}: cannot write in {parent}: {error.strerror}") from None
     if append and existing is not None and not os.access(path, os.W_OK):
         raise ConfigError(f"{what} {path}: the file is not writable")
+
+
+def _identity(path: Path) -> tuple[int, int] | str:
+    """What a path names: the file itself when it exists (any link, `..` or hard link to it), else its
+    absolute path once the folders on the way are resolved."""
+    try:
+        info = path.stat()
+    except OSError:
+        return os.path.realpath(path)
+    return (info.st_dev, info.st_ino)
+
+
+def check_distinct(outputs: Sequence[tuple[str, Path]], inputs: Sequence[tuple[str, Path]] = ()) -> None:
+    """Each output its own file, and none of them a file the run reads: two outputs at one path leave
+    only the last one written (a report over the saved plan, a summary over the report), and an output
+    at an input (`plan --out desired/keys.yaml`) destroys what the run was made from."""
+    seen = {_identity(path): what for what, path in inputs}
+    for what, path in outputs:
+        identity = _identity(path)
+        if identity in seen:
+            raise ConfigError(f"{what} {path}: is also {seen[identity]}; give each output a file of its own")
+        seen[identity] = what
 
 
 def write_private_atomically(path: Path, text: str, *, mode: int = 0o600) -> None:

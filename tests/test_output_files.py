@@ -124,3 +124,54 @@ def test_a_link_swapped_in_after_the_check_is_still_not_followed(start_emulator:
     assert result.code == 1 and "is a symbolic link" in result.stderr, result.output
     assert target.read_text() == "keep\n"
     assert not emulator.updates_for("K1")
+
+
+@pytest.mark.parametrize(
+    ("command", "first", "second"),
+    [
+        ("plan", "--report", "--summary"),
+        ("plan", "--out", "--report"),
+        ("apply", "--report", "--journal"),
+        ("apply", "--report", "--summary"),
+        ("audit", "--out", "--summary"),
+    ],
+)
+def test_two_outputs_at_one_path_are_refused_before_any_request(
+    start_emulator: Any, tmp_path: Path, command: str, first: str, second: str
+) -> None:
+    """Only the last one written would be left: a report over the saved plan, a summary over the report."""
+    emulator = start_emulator(KEYS)
+    out = tmp_path / "out.json"
+    desired = str(write_desired(tmp_path / "d", DESIRED))
+    result = run_cli([command, desired, first, str(out), second, str(tmp_path / "." / "out.json")], cli_env(emulator))
+    assert result.code == 1, result.output
+    assert "give each output a file of its own" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not out.exists() and emulator.requests == []
+
+
+@pytest.mark.parametrize(("command", "option"), [("plan", "--out"), ("plan", "--report"), ("apply", "--report")])
+def test_an_output_at_a_desired_file_is_refused_and_the_file_kept(
+    start_emulator: Any, tmp_path: Path, command: str, option: str
+) -> None:
+    """`plan --out desired/keys.yaml` used to replace the desired file with the saved plan."""
+    emulator = start_emulator(KEYS)
+    desired = write_desired(tmp_path / "d", DESIRED)
+    before = desired.read_text()
+    result = run_cli(
+        [command, str(tmp_path / "d"), option, str(tmp_path / "d" / ".." / "d" / "keys.yaml")], cli_env(emulator)
+    )
+    assert result.code == 1 and "is also the desired file" in result.stderr, result.output
+    assert desired.read_text() == before and emulator.requests == []
+
+
+def test_a_report_at_the_saved_plan_it_applies_is_refused(start_emulator: Any, tmp_path: Path) -> None:
+    emulator = start_emulator(KEYS)
+    plan = tmp_path / "plan.json"
+    assert (
+        run_cli(["plan", str(write_desired(tmp_path / "d", DESIRED)), "--out", str(plan)], cli_env(emulator)).code == 2
+    )
+    saved, count = plan.read_text(), len(emulator.requests)
+    result = run_cli(["apply", "--plan", str(plan), "--report", str(plan)], cli_env(emulator))
+    assert result.code == 1 and "is also the saved plan" in result.stderr, result.output
+    assert plan.read_text() == saved and len(emulator.requests) == count
+    assert emulator.store.load("K1")["name"] == "one"

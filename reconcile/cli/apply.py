@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile.apply.journal import Journal
-from reconcile.cli.common import check_outputs, load, show
+from reconcile.cli.common import check_outputs, desired_inputs, load, show
 from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
@@ -27,7 +27,6 @@ from reconcile.cli.options import (
 )
 from reconcile.cli.remote import connect, settings, write_outputs
 from reconcile.errors import ExitCode, SafetyThresholdExceeded, UsageError
-from reconcile.files import check_output
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.load import LoadedDesired
 from reconcile.job.lock import lock_dir, lock_path, project_lock
@@ -165,12 +164,11 @@ async def _apply(
     return outcome
 
 
-def _check_outputs(args: argparse.Namespace) -> None:
+def _check_outputs(args: argparse.Namespace, loaded: LoadedDesired | None) -> None:
     """Every file this run will write, before it sends anything (or reads the project)."""
-    check_outputs(args, "--report", "--summary")
-    journal_file = _journal_file(args)
-    if journal_file is not None:
-        check_output(journal_file, "--journal" if args.journal else "journal", append=True)
+    journal = [("--journal" if args.journal else "journal", _journal_file(args))]
+    plan = [("the saved plan (--plan)", args.plan)] if args.plan else []
+    check_outputs(args, "--report", "--summary", more=journal, inputs=[*desired_inputs(loaded), *plan])
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -179,7 +177,7 @@ async def run(args: argparse.Namespace) -> int:
     clock = RunClock("apply")
     with bulk():
         loaded = load(args, clock=clock) if args.paths else None  # before any credentials or network
-    _check_outputs(args)
+    _check_outputs(args, loaded)
     outcome, refusal = None, None
     async with connect(args) as (session, target):
         saved = _load_saved_plan(args, target.project_id, clock) if args.plan else None

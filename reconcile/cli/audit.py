@@ -7,7 +7,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from reconcile.cli.common import check_outputs, load, show, write_markdown
+from reconcile.cli.common import check_outputs, desired_inputs, load, show, write_markdown
 from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
@@ -55,8 +55,9 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
 async def run(args: argparse.Namespace) -> int:
     clock = RunClock("audit")
     with bulk():
-        desired = load(args).state if args.paths else DesiredState(keys=())
-        check_outputs(args, "--out", "--summary")
+        loaded = load(args) if args.paths else None
+        desired = loaded.state if loaded else DesiredState(keys=())
+        check_outputs(args, "--out", "--summary", inputs=desired_inputs(loaded))
         async with connect(args) as (session, target):
             observed = await fetch_keys(session)
         result = compute_plan(desired, observed)

@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from reconcile.cli.common import check_outputs, load, show
+from reconcile.cli.common import check_outputs, desired_inputs, load, show
 from reconcile.cli.options import (
     NO_PATHS,
     PATHS_HELP,
@@ -68,7 +68,8 @@ async def run(args: argparse.Namespace) -> int:
     clock = RunClock("plan")
     with bulk():
         loaded = load(args, clock=clock)  # any validation error: no network call at all
-        check_outputs(args, "--out", "--report", "--summary")  # nor when a result could not be written
+        # nor when a result could not be written, or would overwrite a desired file
+        check_outputs(args, "--out", "--report", "--summary", inputs=desired_inputs(loaded))
         async with connect(args) as (session, target):
             with clock.phase("fetch"):
                 observed = await fetch_keys(session)
