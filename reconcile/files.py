@@ -94,19 +94,21 @@ def write_private_atomically(path: Path, text: str, *, mode: int = 0o600) -> Non
         raise
 
 
-def private_fd(path: Path, flags: int) -> int:
+def private_fd(path: Path, flags: int, *, private: bool = True) -> int:
     """A file descriptor opened without following a symbolic link (O_NOFOLLOW: the open fails on one),
-    private (0600) even when the file existed with a wider mode (fchmod), never a FIFO or device."""
+    private (0600) even when the file existed with a wider mode (fchmod), never a FIFO or device.
+    `private=False` (a file someone else owns the mode of, GitHub's step summary): 0644 when created."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600 if private else 0o644)
     except OSError as error:
         _refuse_special(path, "output")  # names a link or a folder plainly
         raise ConfigError(f"output {path}: {error.strerror}") from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ConfigError(f"output {path}: is not a regular file")
-        os.fchmod(fd, 0o600)
+        if private:
+            os.fchmod(fd, 0o600)
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
@@ -117,3 +119,9 @@ def private_fd(path: Path, flags: int) -> int:
 def open_private_append(path: Path) -> IO[str]:
     """For files written line by line (the journal): appended to, private, never through a link."""
     return os.fdopen(private_fd(path, os.O_WRONLY | os.O_APPEND), "a", encoding="utf-8")
+
+
+def append_text(path: Path, text: str) -> None:
+    """Appended to a file that is not ours to make private (GitHub's step summary), never through a link."""
+    with os.fdopen(private_fd(path, os.O_WRONLY | os.O_APPEND, private=False), "a", encoding="utf-8") as handle:
+        handle.write(text)

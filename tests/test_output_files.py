@@ -175,3 +175,25 @@ def test_a_report_at_the_saved_plan_it_applies_is_refused(start_emulator: Any, t
     assert result.code == 1 and "is also the saved plan" in result.stderr, result.output
     assert plan.read_text() == saved and len(emulator.requests) == count
     assert emulator.store.load("K1")["name"] == "one"
+
+
+@pytest.mark.parametrize("kind", ["directory", "symbolic link"])
+def test_the_step_summary_is_checked_before_any_request_and_never_followed(
+    start_emulator: Any, tmp_path: Path, kind: str
+) -> None:
+    """`$GITHUB_STEP_SUMMARY` is where `--summary` goes by default: before, a link there was appended
+    through (to the file it points at), and a folder there failed the run after its writes."""
+    emulator = start_emulator(KEYS)
+    victim, step_summary = tmp_path / "victim.txt", tmp_path / "step-summary.md"
+    victim.write_text("keep\n")
+    if kind == "directory":
+        step_summary.mkdir()
+    else:
+        step_summary.symlink_to(victim)
+    env = {**cli_env(emulator), "GITHUB_STEP_SUMMARY": str(step_summary)}
+    for command in ("plan", "apply", "audit"):
+        result = run_cli([command, str(write_desired(tmp_path / "d", DESIRED))], env)
+        assert result.code == 1, result.output
+        assert result.stderr.startswith(f"error: $GITHUB_STEP_SUMMARY {step_summary}: "), result.stderr
+    assert victim.read_text() == "keep\n" and emulator.requests == []
+    assert emulator.store.load("K1")["name"] == "one"
