@@ -1,4 +1,5 @@
 """Output files: private (0600) and atomic, never through a symbolic link, checked before a run starts.
+Input files read whole (the config, a key file, a saved plan): regular files only, bounded.
 
 Every writer of the tool goes through here (report, journal, saved plan, summary, audit, export), so
 the rules hold everywhere: a symbolic link at an output path is refused, not followed (it could
@@ -8,6 +9,7 @@ made private again (the mode given to `open` only applies when it creates the fi
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -125,3 +127,16 @@ def append_text(path: Path, text: str) -> None:
     """Appended to a file that is not ours to make private (GitHub's step summary), never through a link."""
     with os.fdopen(private_fd(path, os.O_WRONLY | os.O_APPEND, private=False), "a", encoding="utf-8") as handle:
         handle.write(text)
+
+
+def read_input(path: Path, *, max_bytes: int | None = 64 * 1024 * 1024) -> bytes:
+    """A file the run reads whole, or OSError (with the path) when it is not a regular file (a FIFO
+    would block the run for ever, `/dev/zero` would never end) or is larger than `max_bytes`."""
+    # O_NONBLOCK: a FIFO opens at once, to be refused below (a folder is refused by `open` itself)
+    with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK)) as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise OSError(errno.EFBIG, f"larger than {max_bytes} bytes", str(path))
+    return data

@@ -27,6 +27,7 @@ from reconcile.cli.options import (
 )
 from reconcile.cli.remote import connect, settings, write_outputs
 from reconcile.errors import ExitCode, SafetyThresholdExceeded, UsageError
+from reconcile.files import read_input
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.load import LoadedDesired
 from reconcile.job.lock import lock_dir, lock_path, project_lock
@@ -99,7 +100,7 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
 def _load_saved_plan(args: argparse.Namespace, project_id: str, clock: RunClock) -> dict[str, Any]:
     """The saved plan, once every check that needs no request has passed."""
     try:
-        document: dict[str, Any] = json.loads(args.plan.read_text(encoding="utf-8"))
+        document: dict[str, Any] = json.loads(read_input(args.plan, max_bytes=None).decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise savedplan.PlanRejected(f"{args.plan} is not a saved plan (not JSON)") from None
     try:
