@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from reconcile.job.clock import RunClock, bulk
 from reconcile.job.session import fetch_keys
 from reconcile.model import DesiredState
 from reconcile.output.audit import build_audit, render_audit
+from reconcile.output.escape import json_document
 from reconcile.plan.diff import compute_plan
 
 
@@ -65,7 +65,7 @@ async def run(args: argparse.Namespace) -> int:
     markdown = render_audit(findings, project_id=target.project_id)
     show(args, markdown)
     if args.out:
-        write_private_atomically(args.out, json.dumps(findings, indent=2, ensure_ascii=False) + "\n")
+        write_private_atomically(args.out, json_document(findings))
     write_markdown(args.summary, markdown)
     drifted = findings["drift"] or findings["missing"]  # a desired key the project lacks is drift too
     return ExitCode.CHANGES_PENDING if args.fail_on_drift and drifted else ExitCode.OK

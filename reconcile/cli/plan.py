@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from reconcile.files import write_private_atomically
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.load import LoadedDesired
 from reconcile.job.session import fetch_keys, make_report
+from reconcile.output.escape import json_document
 from reconcile.output.text import render_plan
 from reconcile.plan import saved as savedplan
 from reconcile.plan.diff import Plan, compute_plan
@@ -56,7 +56,7 @@ def _save(args: argparse.Namespace, result: Plan, target: Target, loaded: Loaded
     saved = savedplan.save(
         result, project_id=target.project_id, base_url=target.base_url, files=loaded.files, created=clock.started
     )
-    write_private_atomically(args.out, json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
+    write_private_atomically(args.out, json_document(saved))
     log.info("plan saved to %s (%d change(s))", args.out, len(result.updates))
     if result.errors:
         log.error("error: the saved plan has %d key(s) in error: `apply --plan` will refuse it", len(result.errors))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -15,6 +14,7 @@ from reconcile import __version__
 from reconcile.apply.executor import ErrorInfo, KeyResult
 from reconcile.files import write_private_atomically
 from reconcile.model import DesiredFile
+from reconcile.output.escape import json_document
 from reconcile.plan.diff import KeyPlan, Outcome, Plan
 
 REPORT_VERSION = 2  # 2: run.settings in camelCase, like the rest of the report
@@ -141,4 +141,4 @@ def build_report(
 
 
 def write_report(path: Path, report: Mapping[str, Any]) -> None:
-    write_private_atomically(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    write_private_atomically(path, json_document(report))
