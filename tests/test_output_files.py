@@ -197,3 +197,18 @@ def test_the_step_summary_is_checked_before_any_request_and_never_followed(
         assert result.stderr.startswith(f"error: $GITHUB_STEP_SUMMARY {step_summary}: "), result.stderr
     assert victim.read_text() == "keep\n" and emulator.requests == []
     assert emulator.store.load("K1")["name"] == "one"
+
+
+def test_a_summary_swollen_by_a_huge_value_still_fits_a_github_step_summary(
+    start_emulator: Any, tmp_path: Path
+) -> None:
+    """GitHub refuses a step summary over 1 MiB whole; the row cap cannot bound a 3 MB key name."""
+    emulator = start_emulator([{"id": "K1", "name": "n" * 3_000_000}])
+    desired, step_summary = write_desired(tmp_path / "d", DESIRED), tmp_path / "step-summary.md"
+    env = {**cli_env(emulator), "GITHUB_STEP_SUMMARY": str(step_summary)}
+    assert run_cli(["plan", str(desired), "--report", str(tmp_path / "r.json")], env).code == 2
+    assert run_cli(["audit", str(desired)], env).code == 0
+    for summary in step_summary.read_text(encoding="utf-8").split("## descope-reconcile")[1:]:
+        assert len(summary.encode()) < 1024 * 1024 and "*Cut at 1,047,552 of " in summary
+        assert summary.count("```") % 2 == 0  # a code block cut open is closed
+    assert load_report(tmp_path / "r.json")["keys"][0]["changes"][0]["before"] == "n" * 3_000_000

@@ -93,7 +93,11 @@ def write_markdown(explicit: Path | None, markdown: str) -> None:
     Within a target's run it is kept instead: all targets' summaries are written once, combined."""
     if (target := current_target()) is not None:
         target.markdown.append(markdown)
-    elif explicit is not None:
+        return
+    from reconcile.output.markdown import fit_summary  # noqa: PLC0415 (validate, light, writes no summary)
+
+    markdown = fit_summary(markdown)
+    if explicit is not None:
         write_private_atomically(explicit, markdown, mode=0o644)
     elif step_summary := os.environ.get("GITHUB_STEP_SUMMARY"):
         append_text(Path(step_summary), markdown)

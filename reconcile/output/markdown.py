@@ -11,6 +11,7 @@ from reconcile.output.escape import html_text, json_value, md_code, md_text
 from reconcile.plan.diff import ERROR_OUTCOMES, Outcome
 
 MAX_ROWS = 200  # GitHub caps a step summary at 1 MiB; a reviewer stops reading long before
+SUMMARY_BYTES = 1024 * 1024 - 1024  # under that cap: a huge value can pass the row cap
 _ERRORS = {outcome.value for outcome in ERROR_OUTCOMES}
 _QUIET = {Outcome.UNCHANGED.value}
 
@@ -93,3 +94,15 @@ def render_summary(report: Mapping[str, Any], *, max_rows: int = MAX_ROWS) -> st
     for key in kept:
         lines.extend(_details(key))
     return "\n".join(lines) + "\n"
+
+
+def fit_summary(markdown: str, limit: int = SUMMARY_BYTES) -> str:
+    """A summary GitHub accepts (it refuses a step summary over 1 MiB whole): past `limit` bytes,
+    cut at a line, an open code block closed, and the cut said; the report keeps everything."""
+    data = markdown.encode("utf-8")
+    if len(data) <= limit:
+        return markdown
+    lines = data[:limit].decode("utf-8", errors="ignore").split("\n")[:-1]  # whole lines only
+    closing = ["```"] if sum(line.startswith("```") for line in lines) % 2 else []
+    note = f"*Cut at {limit:,} of {len(data):,} bytes (GitHub's step summary limit): the JSON has it all.*"
+    return "\n".join([*lines, *closing, "", note, ""])
