@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile.apply.journal import Journal
-from reconcile.cli.common import check_outputs, load, show
+from reconcile.cli.common import check_outputs, desired_inputs, load, show
 from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
@@ -30,7 +30,7 @@ from reconcile.cli.options import (
 )
 from reconcile.cli.remote import connect, log_failures, settings, trail_settings, write_outputs
 from reconcile.errors import ExitCode, Interrupted, SafetyThresholdExceeded, UsageError
-from reconcile.files import check_output
+from reconcile.files import read_input
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.load import LoadedDesired
 from reconcile.job.lock import lock_dir, lock_path, project_lock
@@ -121,7 +121,7 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
 def _load_saved_plan(args: argparse.Namespace, project_id: str, clock: RunClock) -> dict[str, Any]:
     """The saved plan, once every check that needs no request has passed."""
     try:
-        document: dict[str, Any] = json.loads(args.plan.read_text(encoding="utf-8"))
+        document: dict[str, Any] = json.loads(read_input(args.plan, max_bytes=None).decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise savedplan.PlanRejected(f"{args.plan} is not a saved plan (not JSON)") from None
     try:
@@ -229,12 +229,11 @@ def _failures(result: Plan, outcome: ApplyOutcome | None) -> list[str]:
     return lines
 
 
-def _check_outputs(args: argparse.Namespace) -> None:
+def _check_outputs(args: argparse.Namespace, loaded: LoadedDesired | None) -> None:
     """Every file this run will write, before it sends anything (or reads the project)."""
-    check_outputs(args, "--report", "--summary")
-    journal_file = _journal_file(args)
-    if journal_file is not None:
-        check_output(journal_file, "--journal" if args.journal else "journal", append=True)
+    journal = [("--journal" if args.journal else "journal", _journal_file(args))]
+    plan = [("the saved plan (--plan)", args.plan)] if args.plan else []
+    check_outputs(args, "--report", "--summary", more=journal, inputs=[*desired_inputs(loaded), *plan])
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -243,7 +242,7 @@ async def run(args: argparse.Namespace) -> int:
     clock = RunClock("apply")
     with bulk():
         loaded = load(args, clock=clock) if args.paths else None  # before any credentials or network
-    _check_outputs(args)
+    _check_outputs(args, loaded)
     async with connect(args) as (session, target):
         saved = _load_saved_plan(args, target.project_id, clock) if args.plan else None
         if saved is not None and loaded is not None:
