@@ -16,8 +16,16 @@ class ExitCode(IntEnum):
 
 
 # Several targets, one exit code: the most severe of theirs, in this order. A usage error means no
-# target ran as asked; a failure needs a person; a refusal wrote nothing on purpose; drift is news.
-SEVERITY = (ExitCode.USAGE, ExitCode.FAILURE, ExitCode.SAFETY_THRESHOLD, ExitCode.CHANGES_PENDING, ExitCode.OK)
+# target ran as asked; a failure needs a person; so does someone's change that was overwritten (it is
+# lost, though everything applied); a refusal wrote nothing on purpose; drift is news.
+SEVERITY = (
+    ExitCode.USAGE,
+    ExitCode.FAILURE,
+    ExitCode.OVERWRITTEN,
+    ExitCode.SAFETY_THRESHOLD,
+    ExitCode.CHANGES_PENDING,
+    ExitCode.OK,
+)
 
 
 def most_severe(codes: Iterable[int]) -> int:

@@ -265,6 +265,7 @@ def test_exit_code_is_the_most_severe_of_the_targets(start_emulator: Any, tmp_pa
     assert most_severe([0, 2, 3, 1, 2]) == ExitCode.FAILURE
     assert most_severe([2, 0, 3]) == ExitCode.SAFETY_THRESHOLD
     assert most_severe([0, 64, 1]) == ExitCode.USAGE
+    assert most_severe([3, 4, 2]) == ExitCode.OVERWRITTEN and most_severe([4, 1]) == ExitCode.FAILURE
     assert most_severe([2, 7]) == 7 and most_severe([7, 3]) == 7  # an unknown code ranks as a failure
     assert most_severe([]) == ExitCode.OK
 

@@ -31,6 +31,7 @@ from reconcile.cli.options import (
 )
 from reconcile.cli.remote import connect, log_failures, settings, trail_settings, write_outputs
 from reconcile.errors import ExitCode, Interrupted, SafetyThresholdExceeded, UsageError
+from reconcile.files import read_input
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.load import LoadedDesired
 from reconcile.job.lock import lock_dir, lock_path, project_lock
@@ -112,7 +113,7 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
 def _load_saved_plan(args: argparse.Namespace, project_id: str, clock: RunClock) -> dict[str, Any]:
     """The saved plan, once every check that needs no request has passed."""
     try:
-        document: dict[str, Any] = json.loads(args.plan.read_text(encoding="utf-8"))
+        document: dict[str, Any] = json.loads(read_input(args.plan, max_bytes=None).decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise savedplan.PlanRejected(f"{args.plan} is not a saved plan (not JSON)") from None
     try:
@@ -216,7 +217,7 @@ async def run(args: argparse.Namespace) -> int:
     clock = RunClock("apply")
     with bulk():
         loaded = load(args, clock=clock) if args.paths else None  # before any credentials or network
-    changes.check_outputs(args)
+    changes.check_outputs(args, loaded)
     recover = changes.recovery(args)
     async with connect(args) as (session, target):
         saved = _load_saved_plan(args, target.project_id, clock) if args.plan else None

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import timedelta
 from pathlib import Path
 
-from reconcile.cli.common import check_outputs, load, show, write_markdown
+from reconcile.cli.common import check_outputs, desired_inputs, load, show, write_markdown
 from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
@@ -26,6 +25,7 @@ from reconcile.job.session import fetch_keys
 from reconcile.job.trail import attribute_plan
 from reconcile.model import DesiredState
 from reconcile.output.audit import build_audit, render_audit
+from reconcile.output.escape import json_document
 from reconcile.plan.diff import compute_plan
 
 
@@ -58,8 +58,9 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
 async def run(args: argparse.Namespace) -> int:
     clock = RunClock("audit")
     with bulk():
-        desired = load(args).state if args.paths else DesiredState(keys=())
-        check_outputs(args, "--out", "--summary")
+        loaded = load(args) if args.paths else None
+        desired = loaded.state if loaded else DesiredState(keys=())
+        check_outputs(args, "--out", "--summary", inputs=desired_inputs(loaded))
         async with connect(args) as (session, target):
             observed = await fetch_keys(session)
             result = compute_plan(desired, observed)
@@ -69,7 +70,7 @@ async def run(args: argparse.Namespace) -> int:
     markdown = render_audit(findings, project_id=target.project_id)
     show(args, markdown)
     if args.out:
-        write_private_atomically(args.out, json.dumps(findings, indent=2, ensure_ascii=False) + "\n")
+        write_private_atomically(args.out, json_document(findings))
     write_markdown(args.summary, markdown)
     drifted = findings["drift"] or findings["missing"]  # a desired key the project lacks is drift too
     return ExitCode.CHANGES_PENDING if args.fail_on_drift and drifted else ExitCode.OK

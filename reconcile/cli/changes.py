@@ -11,8 +11,9 @@ from pathlib import Path
 
 from reconcile.apply.journal import Journal, Unsettled
 from reconcile.cli.common import check_outputs as check_named_outputs
+from reconcile.cli.common import desired_inputs
 from reconcile.errors import UsageError
-from reconcile.files import check_output
+from reconcile.job.load import LoadedDesired
 from reconcile.job.session import ApplyOutcome, Session, execute, journal_path_for
 from reconcile.output.recovery import Recovery
 from reconcile.output.text import render_unsettled
@@ -27,14 +28,12 @@ def journal_file(args: argparse.Namespace) -> Path | None:
     return path
 
 
-def check_outputs(args: argparse.Namespace) -> None:
-    """Every file this run will write, before it sends anything (or reads the project)."""
-    check_named_outputs(args, "--report", "--summary")
-    path = journal_file(args)
-    if path is not None:
-        check_output(path, "--journal" if args.journal else "journal", append=True)
-    if args.secrets_out is not None:
-        check_output(args.secrets_out, "--secrets-out", append=True)
+def check_outputs(args: argparse.Namespace, loaded: LoadedDesired | None = None) -> None:
+    """Every file this run will write (the secrets file included), before it sends anything (or reads
+    the project): each writable, each its own, none of them a file the run reads."""
+    more = [("--journal" if args.journal else "journal", journal_file(args)), ("--secrets-out", args.secrets_out)]
+    plan = [("the saved plan (--plan)", args.plan)] if getattr(args, "plan", None) else []
+    check_named_outputs(args, "--report", "--summary", more=more, inputs=[*desired_inputs(loaded), *plan])
 
 
 def recovery(args: argparse.Namespace) -> Recovery:

@@ -62,7 +62,7 @@ targets:
   or --config FILE); --target NAME (repeatable) picks some. Targets run concurrently, each with
   its own credentials, limiter, report and journal: with several, give file options a {{target}}
   pattern (--report reports/{{target}}.json). The exit code is the most severe of the targets':
-  64, then 1, then 3, then 2, then 0. With PATHs (or --no-config), the environment names the project.
+  64, then 1, then 4, then 3, then 2, then 0. With PATHs (or --no-config), the environment names the project.
 
 environment (with PATHs, or without a config):
   DESCOPE_PROJECT_ID            the project (every command but validate)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
-from reconcile.cli.common import check_outputs, load, show
+from reconcile.cli.common import check_outputs, desired_inputs, load, show
 from reconcile.cli.options import (
     NO_PATHS,
     PATHS_HELP,
@@ -27,6 +26,7 @@ from reconcile.job.clock import RunClock, bulk
 from reconcile.job.load import LoadedDesired
 from reconcile.job.session import fetch_keys, interrupted_plan, make_report
 from reconcile.job.trail import attribute_plan
+from reconcile.output.escape import json_document
 from reconcile.output.text import render_plan
 from reconcile.plan import saved as savedplan
 from reconcile.plan.diff import Plan, compute_plan
@@ -60,7 +60,7 @@ def _save(args: argparse.Namespace, result: Plan, target: Target, loaded: Loaded
     saved = savedplan.save(
         result, project_id=target.project_id, base_url=target.base_url, files=loaded.files, created=clock.started
     )
-    write_private_atomically(args.out, json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
+    write_private_atomically(args.out, json_document(saved))
     log.info("plan saved to %s (%d change(s))", args.out, len(result.changes))
     if result.errors:
         log.error("error: the saved plan has %d key(s) in error: `apply --plan` will refuse it", len(result.errors))
@@ -72,7 +72,8 @@ async def run(args: argparse.Namespace) -> int:
     clock = RunClock("plan")
     with bulk():
         loaded = load(args, clock=clock)  # any validation error: no network call at all
-        check_outputs(args, "--out", "--report", "--summary")  # nor when a result could not be written
+        # nor when a result could not be written, or would overwrite a desired file
+        check_outputs(args, "--out", "--report", "--summary", inputs=desired_inputs(loaded))
         async with connect(args) as (session, target):
             trail: TrailFindings | None = None
             safety: Safety | None = None

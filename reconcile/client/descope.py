@@ -37,6 +37,7 @@ from reconcile.errors import (
     TlsError,
     TransportError,
 )
+from reconcile.files import read_input
 from reconcile.secrets.secret import Secret
 
 DEFAULT_BASE_URL = "https://api.descope.com"
@@ -102,7 +103,7 @@ ENVIRONMENT = CredentialSource()
 
 def _read_key_file(path: str, label: str) -> str:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_input(Path(path), max_bytes=64 * 1024).decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{label}: {path} is not UTF-8 text") from None
     except OSError as error:

@@ -18,6 +18,7 @@ from typing import Any
 from reconcile.desired.loader import Diagnostic, ParsedFile, parse_text
 from reconcile.desired.validation import json_path, located, schema_problems
 from reconcile.errors import ConfigError
+from reconcile.files import read_input
 from reconcile.plan.safety import ChangeLimit
 from reconcile.schemas.validators import CONFIG_SCHEMA
 
@@ -128,7 +129,7 @@ def _target(name: str, item: Mapping[str, Any], folder: Path) -> TargetConfig:
 def load_config(path: Path) -> tuple[Config | None, list[Diagnostic]]:
     """The config, or None and every problem in it (sorted by line)."""
     try:
-        raw = path.read_bytes()
+        raw = read_input(path)
     except OSError as error:
         raise ConfigError(f"{path}: cannot read the config: {error.strerror}") from None
     parsed = parse_text(str(path), raw, expected="a mapping with `version` and `targets`")

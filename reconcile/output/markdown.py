@@ -12,6 +12,7 @@ from reconcile.output.trail import overwritten_section, who_changed_what
 from reconcile.plan.diff import ERROR_OUTCOMES, Outcome
 
 MAX_ROWS = 200  # GitHub caps a step summary at 1 MiB; a reviewer stops reading long before
+SUMMARY_BYTES = 1024 * 1024 - 1024  # under that cap: a huge value can pass the row cap
 _ERRORS = {outcome.value for outcome in ERROR_OUTCOMES}
 _QUIET = {Outcome.UNCHANGED.value}
 
@@ -130,3 +131,15 @@ def _trail_sections(report: Mapping[str, Any], max_rows: int) -> list[str]:
         lines.append(f"\n… and {len(attributed) - max_rows} more key(s) not shown; the JSON report has them all.")
     overwritten = [{"keyId": key["id"], **change} for key in report["keys"] for change in key.get("overwritten", ())]
     return lines + overwritten_section(overwritten, trail.get("overwriteCheck"))
+
+
+def fit_summary(markdown: str, limit: int = SUMMARY_BYTES) -> str:
+    """A summary GitHub accepts (it refuses a step summary over 1 MiB whole): past `limit` bytes,
+    cut at a line, an open code block closed, and the cut said; the report keeps everything."""
+    data = markdown.encode("utf-8")
+    if len(data) <= limit:
+        return markdown
+    lines = data[:limit].decode("utf-8", errors="ignore").split("\n")[:-1]  # whole lines only
+    closing = ["```"] if sum(line.startswith("```") for line in lines) % 2 else []
+    note = f"*Cut at {limit:,} of {len(data):,} bytes (GitHub's step summary limit): the JSON has it all.*"
+    return "\n".join([*lines, *closing, "", note, ""])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -17,6 +16,7 @@ from reconcile.apply.calls import ErrorInfo, KeyResult
 from reconcile.apply.journal import Unsettled
 from reconcile.files import write_private_atomically
 from reconcile.model import DesiredFile
+from reconcile.output.escape import json_document
 from reconcile.output.recovery import Recovery
 from reconcile.output.trail import attribution_json, change_json, trail_json
 from reconcile.plan.diff import DONE, KeyPlan, Outcome, Plan
@@ -216,4 +216,4 @@ def _add_trail(keys: list[dict[str, Any]], trail: TrailFindings) -> None:
 
 
 def write_report(path: Path, report: Mapping[str, Any]) -> None:
-    write_private_atomically(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    write_private_atomically(path, json_document(report))
