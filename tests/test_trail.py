@@ -52,7 +52,26 @@ def test_occurred_is_milliseconds_as_a_number_or_a_string(value: Any, ms: int) -
     assert occurred_ms(value) == ms
 
 
-@pytest.mark.parametrize("value", [True, None, "yesterday", "1.5", "-3", 1.5, "١٢", [1]])
+@pytest.mark.parametrize(
+    "value",
+    [
+        True,
+        None,
+        "yesterday",
+        "1.5",
+        "-3",
+        1.5,
+        "١٢",
+        [1],
+        -1,
+        10**20,
+        10**400,
+        1e300,
+        float("inf"),
+        "9" * 5000,
+        "99999999999999999",
+    ],
+)
 def test_occurred_in_any_other_form_is_a_shape_error(value: Any) -> None:
     with pytest.raises(TrailShapeError):
         occurred_ms(value)
