@@ -279,6 +279,19 @@ def test_exit_code_is_the_most_severe_of_the_targets(start_emulator: Any, tmp_pa
         (["export", "--out", "keys.yaml"], "--out keys.yaml: 2 targets need a file each"),
         (["plan", "desired/dev", "--target", "dev"], "give PATHs (or --no-config) or targets (--config, --target)"),
         (["audit", "--no-config", "--config", "x.yaml"], "give PATHs (or --no-config) or targets"),
+        (
+            ["plan", "--report", "r/{target}.json", "--out", "r/{target}.json"],
+            "--out of target dev and --report of target dev are the same file, r/dev.json",
+        ),
+        (
+            ["plan", "--report", "r/{target}.json", "--summary", "r/prod.json"],
+            "--report of target prod and --summary are the same file, r/prod.json",
+        ),
+        (
+            ["apply", "--plan", "p/{target}.json", "--report", "p/{target}.json"],
+            "--plan of target dev and --report of target dev are the same file, p/dev.json",
+        ),
+        (["plan", "--target", "dev", "--report", "x.json", "--out", "./x.json"], "are the same file, x.json"),
     ],
 )
 def test_usage_errors_exit_64_before_any_request(
