@@ -20,6 +20,7 @@ from reconcile.emulator import FAULT_KINDS, Emulator
 from reconcile.errors import ExitCode, most_severe
 from reconcile.plan.safety import ChangeLimit
 from tests.conftest import CliResult, cli_env, load_report, run_cli, write_desired
+from tests.test_trail_e2e import console
 
 DEV_KEY = "K2-DEV-SENTINEL-5eb1f0-never-print"
 PROD_KEY = "K2-PROD-SENTINEL-77a0c3-never-print"
@@ -420,3 +421,28 @@ def test_the_readme_config_is_valid_and_validate_stays_offline(tmp_path: Path) -
         [sys.executable, "-c", probe], cwd=tmp_path, env=cli_env(None), capture_output=True, text=True, check=False
     )
     assert done.stdout.splitlines()[-1] == "0 False False", done.stdout + done.stderr
+
+
+def test_a_target_that_overwrote_a_change_is_named_so_in_the_combined_summaries(
+    start_emulator: Any, tmp_path: Path
+) -> None:
+    """dev's change made in the console between the apply's read and its write (every request to
+    dev stalls 1.5 s): dev exits 4, and the combined summaries say it overwrote, not that it failed."""
+    projects = Projects(start_emulator, tmp_path)
+    dev = projects.dev.config
+    dev.fault_rate, dev.fault_kinds, dev.slow_seconds, dev.slow_applies = 1.0, ("slow",), 1.5, "after"
+    args = ["apply", "--report", "r/{target}.json", "--summary", "s.md"]
+    apply = subprocess.Popen(
+        [sys.executable, "-m", "reconcile", *args], env=projects.env(), cwd=tmp_path, stdout=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 30
+    while not any(r.path == "/v1/mgmt/accesskey/search" for r in projects.dev.recorded()):
+        assert time.monotonic() < deadline and apply.poll() is None, "the apply never read dev's keys"
+        time.sleep(0.01)
+    console(projects.dev, "K1", "U2bob", description="set in the console meanwhile")
+    stdout, _ = apply.communicate(timeout=60)
+
+    assert apply.returncode == ExitCode.OVERWRITTEN, stdout
+    assert "  dev   exit 4  overwrote a change by someone else" in stdout, stdout
+    assert "| `dev` | 4 | **overwrote a change by someone else** |" in (tmp_path / "s.md").read_text()
+    assert projects.names() == CONVERGED
