@@ -358,6 +358,32 @@ def test_config_from_elsewhere_and_its_problems_located(start_emulator: Any, tmp
     assert DEV_KEY not in result.output
 
 
+def test_a_target_that_is_no_mapping_and_a_base_url_that_cannot_work_are_located(tmp_path: Path) -> None:
+    """Offline, with file, line and field: a null target (no traceback), a target that is a string,
+    a base URL that is not http(s), out of range, or holds credentials (never repeated)."""
+    config = tmp_path / "descope-reconcile.yaml"
+    target = "    projectId: P2x\n    managementKeyEnv: KEY\n    paths: [desired]\n"
+    config.write_text(
+        "version: 1\ntargets:\n  dev: null\n  qa: managementKey\n"
+        f"  ftp:\n{target}    baseUrl: ftp://api.example.com\n"
+        f"  port:\n{target}    baseUrl: https://api.example.com:99999\n"
+        f"  creds:\n{target}    baseUrl: https://user:{DEV_KEY}@api.example.com\n"
+    )
+    result = run_cli(["validate"], cli_env(None), cwd=tmp_path)
+    assert result.code == ExitCode.FAILURE, result.output
+    assert result.stderr.splitlines() == [
+        "descope-reconcile.yaml:3:8: error: `targets.dev` is null: give it a value, or remove it [targets.dev]",
+        "descope-reconcile.yaml:4:7: error: `targets.qa` must be a mapping, got string 'managementKey' [targets.qa]",
+        "descope-reconcile.yaml:9:14: error: `baseUrl` must be an http(s) URL, such as https://api.descope.com "
+        "[targets.ftp.baseUrl]",
+        "descope-reconcile.yaml:14:14: error: `baseUrl` is not a valid URL [targets.port.baseUrl]",
+        "descope-reconcile.yaml:19:14: error: `baseUrl` must not hold credentials: the management key goes in "
+        "`managementKeyEnv` or `managementKeyFile` [targets.creds.baseUrl]",
+        "error: 5 validation errors; nothing was sent",
+    ]
+    assert DEV_KEY not in result.output
+
+
 def test_validate_every_target(start_emulator: Any, tmp_path: Path) -> None:
     projects = Projects(start_emulator, tmp_path)
     assert projects.run(["validate"]).code == 0
