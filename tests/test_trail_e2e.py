@@ -270,3 +270,26 @@ def test_an_occurred_no_date_can_show_degrades_instead_of_crashing(tmp_path: Pat
         assert "attribution unavailable: unexpected record shape: occurred is" in plan.stdout
         assert audit.code == 0, audit.output
         assert "Traceback" not in plan.output + audit.output
+
+
+def test_an_unconfirmed_write_is_still_this_tools_change_in_the_trail(start_emulator: Any, tmp_path: Path) -> None:
+    """The server accepted the update but answered another key (`unconfirmed`): the write was made,
+    so the event claims it, and the next audit does not call the tool's own write a hand edit."""
+    emulator = start_emulator([{"id": "K1", "name": "old"}])
+    original = emulator.answer
+
+    def renaming_server(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
+        if path == "/v1/mgmt/accesskey/update" and isinstance(body, dict):
+            body = {**body, "name": "the server's idea"}
+        return original(method, path, query, headers, body)
+
+    emulator.answer = renaming_server  # type: ignore[method-assign]
+    desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
+    env = cli_env(emulator)
+    apply = run_cli(["apply", str(desired), "--report", str(tmp_path / "r.json")], env)
+    assert apply.code == 1 and "K1  [unconfirmed]" in apply.stdout, apply.output
+    events = [r for r in emulator.audit.all(occurred_as_string=False) if r["action"] == "DescopeReconcileApply"]
+    assert len(events) == 1 and events[0]["data"]["changedKeyIds"] == ["K1"], events
+    assert events[0]["type"] == "warn" and events[0]["data"]["outcomes"] == {"unconfirmed": 1}
+    audit = run_cli(["audit", str(desired)], env)
+    assert "by descope-reconcile run" in audit.stdout and "(not this tool)" not in audit.stdout, audit.output

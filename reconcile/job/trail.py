@@ -201,7 +201,8 @@ async def after_apply(
     """The overwritten check, then the event (which names the actor the check found for this run's writes)."""
     check_step, check = await check_overwrites(session, session.timeline, settings)
     overwritten = check.overwritten if check else ()
-    changed = [result.plan.key.id for result in results if not result.outcome.is_error]  # every change accepted
+    accepted = (Outcome.UPDATED, Outcome.UNCONFIRMED)  # unconfirmed: accepted, answered with another key
+    changed = [result.plan.key.id for result in results if result.outcome in accepted]  # every change accepted
     event = Step(StepStatus.NOT_NEEDED if settings.event else StepStatus.OFF)
     if changed and settings.event:
         git = git_state([file.path for file in files])
@@ -212,7 +213,7 @@ async def after_apply(
             timeline=session.timeline,
             writer=check.writer if check else None,
             overwritten=len(overwritten),
-            warn=bool(overwritten) or len(changed) < len(results),
+            warn=bool(overwritten) or any(result.outcome.is_error for result in results),
             tenant=settings.tenant,
         )
         event = await record_apply(session, body)
