@@ -90,18 +90,29 @@ async def _read(
     pages: int,
     enough: Callable[[list[Record]], bool],
 ) -> _Read:
-    """Newest first, page after page, until the window is read, `enough` holds or `pages` were read."""
+    """Newest first, page after page, until the window is read, `enough` holds or `pages` were read.
+    A record a page repeats is kept once; a page of nothing new (a server that ignores `page`) ends
+    the reading, incomplete."""
     records: list[Record] = []
+    seen: set[tuple[object, ...]] = set()
     for page in range(pages):
         try:
             found, total = parse_page(await _search_page(session, search_body(list(actions), *window, page)))
         except TrailShapeError as error:
             raise TrailUnavailable(f"unexpected record shape: {error}") from None
-        records.extend(found)
+        new = [record for record in found if _identity(record) not in seen]
+        seen.update(map(_identity, new))
+        records.extend(new)
+        if found and not new:
+            return _Read(records, page + 1, False)
         last = not found or (len(records) >= total if total is not None else len(found) < PAGE_SIZE)
         if last or enough(records):
             return _Read(records, page + 1, last)
     return _Read(records, pages, False)
+
+
+def _identity(record: Record) -> tuple[object, ...]:
+    return (record.id, record.action, record.actor, record.occurred, record.remote, record.names)
 
 
 async def attribute_keys(
@@ -190,7 +201,8 @@ async def after_apply(
     """The overwritten check, then the event (which names the actor the check found for this run's writes)."""
     check_step, check = await check_overwrites(session, session.timeline, settings)
     overwritten = check.overwritten if check else ()
-    changed = [result.plan.key.id for result in results if not result.outcome.is_error]  # every change accepted
+    accepted = (Outcome.UPDATED, Outcome.UNCONFIRMED)  # unconfirmed: accepted, answered with another key
+    changed = [result.plan.key.id for result in results if result.outcome in accepted]  # every change accepted
     event = Step(StepStatus.NOT_NEEDED if settings.event else StepStatus.OFF)
     if changed and settings.event:
         git = git_state([file.path for file in files])
@@ -201,7 +213,7 @@ async def after_apply(
             timeline=session.timeline,
             writer=check.writer if check else None,
             overwritten=len(overwritten),
-            warn=bool(overwritten) or len(changed) < len(results),
+            warn=bool(overwritten) or any(result.outcome.is_error for result in results),
             tenant=settings.tenant,
         )
         event = await record_apply(session, body)
