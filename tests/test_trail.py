@@ -12,7 +12,7 @@ import pytest
 
 from reconcile.errors import TransportError
 from reconcile.job.session import AUDIT_MAX_ATTEMPTS, RetrySettings, Session
-from reconcile.job.trail import TrailSettings, attribute_keys
+from reconcile.job.trail import TrailSettings, attribute_keys, check_overwrites
 from reconcile.output.escape import md_text
 from reconcile.output.report import git_state
 from reconcile.output.trail import attribution_json, describe, who_changed_what
@@ -24,6 +24,7 @@ from reconcile.trail.records import (
     EVENT_ACTION,
     EVENT_ACTOR,
     KEY_ACTIONS,
+    PAGE_SIZE,
     Record,
     TrailShapeError,
     occurred_ms,
@@ -52,7 +53,26 @@ def test_occurred_is_milliseconds_as_a_number_or_a_string(value: Any, ms: int) -
     assert occurred_ms(value) == ms
 
 
-@pytest.mark.parametrize("value", [True, None, "yesterday", "1.5", "-3", 1.5, "١٢", [1]])
+@pytest.mark.parametrize(
+    "value",
+    [
+        True,
+        None,
+        "yesterday",
+        "1.5",
+        "-3",
+        1.5,
+        "١٢",
+        [1],
+        -1,
+        10**20,
+        10**400,
+        1e300,
+        float("inf"),
+        "9" * 5000,
+        "99999999999999999",
+    ],
+)
 def test_occurred_in_any_other_form_is_a_shape_error(value: Any) -> None:
     with pytest.raises(TrailShapeError):
         occurred_ms(value)
@@ -273,3 +293,38 @@ def test_an_audit_search_that_times_out_makes_attribution_unavailable_after_two_
     assert step.status is StepStatus.UNAVAILABLE and found == {}
     assert step.reason is not None and step.reason.startswith("audit search failed: ") and "ReadTimeout" in step.reason
     assert client.searches == AUDIT_MAX_ATTEMPTS
+
+
+class _RepeatingTrail:
+    """A server that ignores `page`: every search answers the same full page, and `total` says more."""
+
+    def __init__(self, audits: list[dict[str, Any]]) -> None:
+        self.audits, self.searches = audits, 0
+
+    async def search_audit(self, query: Any) -> Any:
+        self.searches += 1
+        return {"audits": self.audits, "total": 10 * len(self.audits)}
+
+
+def test_a_page_repeated_is_read_once_and_an_overwritten_change_said_once() -> None:
+    def raw(key: str, at: int, actor: str, ident: str) -> dict[str, Any]:
+        return {
+            "ID": ident,
+            "action": "AccessKeyModified",
+            "actorId": actor,
+            "occurred": at,
+            "data": {"accessKeyId": key},
+        }
+
+    filler = [raw(f"N{i}", 1, "U2bot", f"f{i}") for i in range(PAGE_SIZE - 2)]
+    client = _RepeatingTrail([raw("K1", 150, ME, "own"), raw("K1", 120, "U2bob", "bob"), *filler])
+    settings = TrailSettings(search=True, pages=5, actions=KEY_ACTIONS, event=False, tenant=None)
+
+    async def check() -> Any:
+        session = Session(client, RetrySettings(rate=100, max_attempts=6, deadline=300, timeout=1))  # type: ignore[arg-type]
+        return await check_overwrites(session, _timeline(K1=(100, 140, 160)), settings)
+
+    step, found = asyncio.run(check())
+    assert [(item.key_id, item.change.actor) for item in found.overwritten] == [("K1", "U2bob")]
+    assert client.searches == 2, "a page of nothing new ends the reading: the audit budget is 10 a minute"
+    assert step.status is StepStatus.PARTIAL and step.records == PAGE_SIZE

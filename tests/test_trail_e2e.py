@@ -15,6 +15,7 @@ import httpx
 
 from reconcile.emulator import Window
 from reconcile.emulator.config import actor_id_for
+from tests.answer_stub import AnswerStub, json_answer
 from tests.conftest import cli_env, load_report, run_cli, write_desired
 from tests.test_action import run_action_step
 from tests.test_ci_files import inputs_for, step_named, workflow
@@ -249,3 +250,46 @@ def test_the_drift_workflow_job_summary_says_who_changed_what(start_emulator: An
         assert run.outputs["exit-code"] == exit_code, run.output
         assert "### Who changed what" in run.summary, name
         assert "by U2alice from 203.0.113.7 (not this tool)" in run.summary, name
+
+
+def test_an_occurred_no_date_can_show_degrades_instead_of_crashing(tmp_path: Path) -> None:
+    """A server that ignores `from`/`to` and sends a time past year 9999 (or before 1970): every
+    command still ends as it would have, attribution unavailable, no traceback."""
+    desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
+    for occurred in (10**20, -99999999999999, "9" * 5000):
+        record = {"action": "AccessKeyModified", "actorId": "U2x", "occurred": occurred, "data": {"accessKeyId": "K1"}}
+        answers = {
+            "POST /v1/mgmt/accesskey/search": json_answer({"keys": [{"id": "K1", "name": "old"}]}),
+            f"POST {AUDIT_SEARCH}": json_answer({"audits": [record]}),
+        }
+        with AnswerStub(answers) as stub:
+            env = stub.env(cli_env(None))
+            plan = run_cli(["plan", str(desired), "--summary", str(tmp_path / "s.md")], env)
+            audit = run_cli(["audit", str(desired)], env)
+        assert plan.code == 2, plan.output
+        assert "attribution unavailable: unexpected record shape: occurred is" in plan.stdout
+        assert audit.code == 0, audit.output
+        assert "Traceback" not in plan.output + audit.output
+
+
+def test_an_unconfirmed_write_is_still_this_tools_change_in_the_trail(start_emulator: Any, tmp_path: Path) -> None:
+    """The server accepted the update but answered another key (`unconfirmed`): the write was made,
+    so the event claims it, and the next audit does not call the tool's own write a hand edit."""
+    emulator = start_emulator([{"id": "K1", "name": "old"}])
+    original = emulator.answer
+
+    def renaming_server(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
+        if path == "/v1/mgmt/accesskey/update" and isinstance(body, dict):
+            body = {**body, "name": "the server's idea"}
+        return original(method, path, query, headers, body)
+
+    emulator.answer = renaming_server  # type: ignore[method-assign]
+    desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
+    env = cli_env(emulator)
+    apply = run_cli(["apply", str(desired), "--report", str(tmp_path / "r.json")], env)
+    assert apply.code == 1 and "K1  [unconfirmed]" in apply.stdout, apply.output
+    events = [r for r in emulator.audit.all(occurred_as_string=False) if r["action"] == "DescopeReconcileApply"]
+    assert len(events) == 1 and events[0]["data"]["changedKeyIds"] == ["K1"], events
+    assert events[0]["type"] == "warn" and events[0]["data"]["outcomes"] == {"unconfirmed": 1}
+    audit = run_cli(["audit", str(desired)], env)
+    assert "by descope-reconcile run" in audit.stdout and "(not this tool)" not in audit.stdout, audit.output

@@ -147,7 +147,10 @@ def base_url_for(project_id: str, env: Mapping[str, str]) -> str:
         _ = parts.port  # a port out of range is a ValueError here, not a crash at connect time
         _ = httpx.URL(url).host  # httpx's own checks: non-printable characters, malformed hosts (IDNA)
     except (ValueError, httpx.InvalidURL) as error:
-        raise ConfigError(f"base URL {url!r} is not a valid URL: {error}") from None
+        raise ConfigError(f"the base URL is not a valid URL: {error}") from None  # it may hold a password
+    if parts.username is not None or parts.password is not None:
+        # httpx would send them as Basic auth in place of the Bearer token: a 401, and a password in a URL.
+        raise ConfigError("the base URL holds a user name or password (user:password@host): give the host alone")
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ConfigError(f"base URL {url!r} is not an http(s) URL")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):

@@ -24,7 +24,7 @@ from reconcile.errors import AuthenticationError, Interrupted, RateLimitedError,
 from reconcile.job.session import Session, now_ms
 from reconcile.model import DesiredFile
 from reconcile.output.report import git_state
-from reconcile.plan.diff import Outcome, Plan
+from reconcile.plan.diff import DONE, Outcome, Plan
 from reconcile.trail.attribution import MATCH_MARGIN_MS, Attribution, Found, attribute, covered
 from reconcile.trail.event import RunSource, apply_event
 from reconcile.trail.findings import Step, StepStatus, TrailFindings
@@ -90,18 +90,29 @@ async def _read(
     pages: int,
     enough: Callable[[list[Record]], bool],
 ) -> _Read:
-    """Newest first, page after page, until the window is read, `enough` holds or `pages` were read."""
+    """Newest first, page after page, until the window is read, `enough` holds or `pages` were read.
+    A record a page repeats is kept once; a page of nothing new (a server that ignores `page`) ends
+    the reading, incomplete."""
     records: list[Record] = []
+    seen: set[tuple[object, ...]] = set()
     for page in range(pages):
         try:
             found, total = parse_page(await _search_page(session, search_body(list(actions), *window, page)))
         except TrailShapeError as error:
             raise TrailUnavailable(f"unexpected record shape: {error}") from None
-        records.extend(found)
+        new = [record for record in found if _identity(record) not in seen]
+        seen.update(map(_identity, new))
+        records.extend(new)
+        if found and not new:
+            return _Read(records, page + 1, False)
         last = not found or (len(records) >= total if total is not None else len(found) < PAGE_SIZE)
         if last or enough(records):
             return _Read(records, page + 1, last)
     return _Read(records, pages, False)
+
+
+def _identity(record: Record) -> tuple[object, ...]:
+    return (record.id, record.action, record.actor, record.occurred, record.remote, record.names)
 
 
 async def attribute_keys(
@@ -191,8 +202,9 @@ async def after_apply(
     """The overwritten check, then the event (which names the actor the check found for this run's writes)."""
     check_step, check = await check_overwrites(session, session.timeline, settings)
     overwritten = check.overwritten if check else ()
-    # every change accepted (a created key by the id it got)
-    changed = [result.id for result in results if not result.outcome.is_error and result.id is not None]
+    # every change accepted (unconfirmed: accepted, answered with another key); a created key by its new id
+    accepted = {*DONE.values(), Outcome.UNCONFIRMED}
+    changed = [result.id for result in results if result.outcome in accepted and result.id is not None]
     event = Step(StepStatus.NOT_NEEDED if settings.event else StepStatus.OFF)
     if changed and settings.event:
         git = git_state([file.path for file in files])
@@ -203,7 +215,7 @@ async def after_apply(
             timeline=session.timeline,
             writer=check.writer if check else None,
             overwritten=len(overwritten),
-            warn=bool(overwritten) or len(changed) < len(results),
+            warn=bool(overwritten) or any(result.outcome.is_error for result in results),
             tenant=settings.tenant,
         )
         event = await record_apply(session, body)

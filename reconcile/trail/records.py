@@ -20,6 +20,7 @@ DAY_MS = 24 * 3600 * 1000
 HORIZON_DAYS = 30  # how far back the trail reaches
 PAGE_SIZE = 1000  # records asked for per search; a server that sends fewer pages on by the same index
 _MAX_DEPTH = 64  # data nested deeper than this is not searched for key ids
+MAX_OCCURRED_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last instant a date can show
 
 
 class TrailShapeError(ValueError):
@@ -43,15 +44,15 @@ class Record:
 
 def occurred_ms(value: Any) -> int:
     """`occurred`: milliseconds as a number or a string of digits (the OpenAPI types it as a string)."""
-    if isinstance(value, bool):
-        raise TrailShapeError(f"occurred is {value!r}, not milliseconds")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    raise TrailShapeError(f"occurred is {str(value)[:40]!r}, not milliseconds")
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    number = whole or (isinstance(value, float) and value.is_integer())
+    digits = isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20
+    if not (number or digits):
+        raise TrailShapeError(f"occurred is {str(value)[:40]!r}, not milliseconds")
+    ms = int(value)
+    if not 0 <= ms <= MAX_OCCURRED_MS:  # a date no one can show: not a time of the last 30 days
+        raise TrailShapeError(f"occurred is {str(value)[:40]!r}, not a time since 1970 that a date can show")
+    return ms
 
 
 def _strings(value: Any) -> Iterator[str]:
