@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum
 
 
@@ -11,6 +12,20 @@ class ExitCode(IntEnum):
     CHANGES_PENDING = 2  # plan found changes to make
     SAFETY_THRESHOLD = 3  # apply refused: the plan changes more keys than --max-changes allows
     USAGE = 64  # bad command line (EX_USAGE); argparse's own 2 would collide with CHANGES_PENDING
+
+
+# Several targets, one exit code: the most severe of theirs, in this order. A usage error means no
+# target ran as asked; a failure needs a person; a refusal wrote nothing on purpose; drift is news.
+SEVERITY = (ExitCode.USAGE, ExitCode.FAILURE, ExitCode.SAFETY_THRESHOLD, ExitCode.CHANGES_PENDING, ExitCode.OK)
+
+
+def most_severe(codes: Iterable[int]) -> int:
+    """The exit code of several targets' runs (a code outside SEVERITY ranks as a failure)."""
+
+    def rank(code: int) -> int:
+        return SEVERITY.index(code) if code in SEVERITY else SEVERITY.index(ExitCode.FAILURE)
+
+    return min(codes, key=rank, default=ExitCode.OK)
 
 
 class ReconcileError(Exception):
@@ -80,6 +95,11 @@ class TransportError(ReconcileError):
         super().__init__(message)
         # True when the request may have reached the server (a read timeout, a dropped response).
         self.ambiguous = ambiguous
+
+
+class ProtocolError(ReconcileError):
+    """The API answered, but not in its documented shape (a success without `keys`, a body that is not
+    JSON, an answer over the size cap). Never retried: asking again gets the same answer."""
 
 
 class TlsError(ReconcileError):

@@ -1,13 +1,16 @@
 """The access-key model: which fields exist, which we manage, and their semantic normal form.
 
 Normal form makes comparison semantic (see `normalize_field`): set-like lists compare as sets,
-`keyTenants` compares as a map of tenant id to a set of roles, and JSON scalars keep their type
-(`1` differs from `"1"` and from `true`).
+IP addresses by value (`2001:0db8::1` is `2001:db8::1`), `keyTenants` as a map of tenant id to
+the set of its roles (entries for the same tenant merged), and JSON scalars keep their type and
+exact value (`1` differs from `"1"` and from `true`; `2` equals `2.0`; integers beyond 2**53 are
+not rounded to floats).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ipaddress
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,11 +72,12 @@ def empty_value(name: str) -> JSON:
 
 
 def _typed(value: JSON) -> JSON:
-    """A hashable, type-tagged form of a JSON value: 1 and 1.0 are equal numbers; True is not 1."""
+    """A hashable, type-tagged form of a JSON value: 1 and 1.0 are equal numbers (Python compares
+    int and float exactly: 2**53 + 1 differs from 2.0**53); True is not 1."""
     if isinstance(value, bool):
         return ("bool", value)
     if isinstance(value, int | float):
-        return ("number", float(value))
+        return ("number", value)
     if isinstance(value, str):
         return ("string", value)
     if value is None:
@@ -85,30 +89,56 @@ def _typed(value: JSON) -> JSON:
     raise TypeError(f"not a JSON value: {type(value).__name__}")
 
 
+def normal_ip(entry: JSON) -> JSON:
+    """One spelling per IP address (`2001:0DB8::1` → `2001:db8::1`), its prefix length kept;
+    anything that is not an address stays as it is."""
+    if not isinstance(entry, str):
+        return entry
+    address, slash, prefix = entry.partition("/")
+    try:
+        return f"{ipaddress.ip_address(address)}{slash}{prefix}"
+    except ValueError:
+        return entry
+
+
+def _by_normal_form(name: str, values: Iterable[JSON]) -> dict[JSON, JSON]:
+    """A set-like field's entries by their normal form (the first spelling of each kept)."""
+    spelled: dict[JSON, JSON] = {}
+    for value in values:
+        spelled.setdefault(normal_ip(value) if name == "permittedIps" else value, value)
+    return spelled
+
+
+def _tenant_roles(tenants: Iterable[Mapping[str, JSON]]) -> dict[str, set[str]]:
+    """Tenant id → its roles; two entries for one tenant hold the union of their roles."""
+    merged: dict[str, set[str]] = {}
+    for tenant in tenants:
+        merged.setdefault(tenant["tenantId"], set()).update(tenant.get("roleNames") or ())
+    return merged
+
+
 def normalize_field(name: str, value: JSON) -> JSON:
     """Hashable normal form of one updatable field; `None` (absent) means the empty value."""
     if value is None:
         value = empty_value(name)
     if name in SET_FIELDS:
-        return frozenset(value)
+        return frozenset(_by_normal_form(name, value))
     if name == "keyTenants":
-        return frozenset((tenant["tenantId"], frozenset(tenant.get("roleNames") or ())) for tenant in value)
+        return frozenset((tenant_id, frozenset(roles)) for tenant_id, roles in _tenant_roles(value).items())
     if name in MAP_FIELDS:
         return _typed(value)
     return value
 
 
 def canonical_value(name: str, value: JSON) -> JSON:
-    """A deterministic, JSON-ready rendering of a field for reports and request bodies."""
+    """A deterministic, JSON-ready rendering of a field for reports, request bodies and exports
+    (one entry per normal form: an export holds no two spellings of one address)."""
     if value is None:
         value = empty_value(name)
     if name in SET_FIELDS:
-        return sorted(set(value))
+        return sorted(_by_normal_form(name, sorted(value)).values())
     if name == "keyTenants":
-        merged: dict[str, set[str]] = {}
-        for tenant in value:
-            merged.setdefault(tenant["tenantId"], set()).update(tenant.get("roleNames") or ())
-        return [{"tenantId": tid, "roleNames": sorted(roles)} for tid, roles in sorted(merged.items())]
+        return [{"tenantId": tid, "roleNames": sorted(roles)} for tid, roles in sorted(_tenant_roles(value).items())]
     if name in MAP_FIELDS:
         return {key: value[key] for key in sorted(value)}
     return value

@@ -73,6 +73,31 @@ def start_emulator() -> Iterator[Callable[..., Emulator]]:
         emulator.stop()
 
 
+@pytest.fixture
+def emulator_process() -> Iterator[Callable[..., str]]:
+    """`emulator_process(*args)` → the base URL of `python -m reconcile.emulator --port 0 *args`,
+    a server in its own process (as other tools would run it), terminated after the test."""
+    running: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> str:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "reconcile.emulator", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        running.append(server)
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), f"the server did not start: {url!r}"
+        return url
+
+    yield start
+    for server in running:
+        server.terminate()
+        assert server.wait(timeout=10) == 0
+
+
 def write_desired(folder: Path, keys: Sequence[Mapping[str, Any]], name: str = "keys.yaml") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name

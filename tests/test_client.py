@@ -1,23 +1,39 @@
-"""The Descope client over real HTTP: error mapping, base-URL rule, credentials."""
+"""The Descope client over real HTTP: error mapping, base-URL rule, credentials, answers checked
+against their documented shape (through the real CLI, against a stub that answers wrongly)."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reconcile.client.descope import Credentials, DescopeClient, base_url_for, credentials_from_env
+from reconcile.client import answers
+from reconcile.client.descope import (
+    LOAD_PATH,
+    SEARCH_PATH,
+    STATUS_PATHS,
+    UPDATE_PATH,
+    Credentials,
+    DescopeClient,
+    base_url_for,
+    credentials_from_env,
+)
 from reconcile.errors import (
     ApiError,
     AuthenticationError,
     ConfigError,
     NotFoundError,
+    ProtocolError,
     RateLimitedError,
     ServerError,
     TransportError,
 )
+from reconcile.schemas.validators import RESPONSES_SCHEMA, load_schema
+from tests.answer_stub import Answer, AnswerStub, json_answer
+from tests.conftest import cli_env, load_report, run_cli, write_desired
 
 
 def client_for(emulator: Any, key: str | None = None, timeout: float = 5.0) -> DescopeClient:
@@ -165,6 +181,22 @@ def test_unsafe_or_invalid_base_urls_are_refused(url: str) -> None:
         base_url_for("P2short", {"DESCOPE_BASE_URL": url})
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:1/\nx",
+        "http://127.0.0.1:99999",
+        "http://[::1",
+        "https://api.descope.com\x1b[2K",
+        "https://xn--.com",
+    ],
+)
+def test_a_malformed_base_url_is_one_line_not_a_traceback(tmp_path: Path, url: str) -> None:
+    env = cli_env(None, DESCOPE_PROJECT_ID="P2x", DESCOPE_MANAGEMENT_KEY="K2x", DESCOPE_BASE_URL=url)
+    result = run_cli(["export", "--out", str(tmp_path / "o.yaml")], env)
+    assert result.code == 1 and result.stderr.startswith("error: base URL ") and result.stderr.count("\n") == 1
+
+
 def test_credentials_from_env_and_file(tmp_path: Path) -> None:
     assert credentials_from_env({"DESCOPE_PROJECT_ID": "P", "DESCOPE_MANAGEMENT_KEY": "K"}) == Credentials("P", "K")
     secret = tmp_path / "key"
@@ -178,3 +210,177 @@ def test_credentials_from_env_and_file(tmp_path: Path) -> None:
         )
     with pytest.raises(ConfigError, match="cannot read"):
         credentials_from_env({"DESCOPE_PROJECT_ID": "P", "DESCOPE_MANAGEMENT_KEY_FILE": str(tmp_path / "absent")})
+
+
+# --- answers that are not as documented: a stub server, the real CLI -------------------------------
+SEARCH, LOAD, UPDATE = "POST /v1/mgmt/accesskey/search", "GET /v1/mgmt/accesskey", "POST /v1/mgmt/accesskey/update"
+KEY = {"id": "K1", "name": "a"}
+MIB = 2**20
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"keys": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        (json_answer({}), "the answer: `keys` is missing"),
+        (Answer(body=b""), "the answer: `keys` is missing"),
+        (json_answer([KEY]), "the answer: expected object, got array"),
+        (json_answer({"keys": {"K1": KEY}}), "keys: expected array, got object"),
+        (json_answer({"keys": None}), "keys: expected array, got null"),
+        (json_answer({"keys": [{"name": "no id"}]}), "keys[0]: `id` is missing"),
+        (json_answer({"keys": [{"id": 7}]}), "keys[0].id: expected string, got integer"),
+        (json_answer({"keys": [{"id": ""}]}), "keys[0].id: must not be empty"),
+        (json_answer({"keys": [KEY, KEY]}), "keys[1].id: `K1` is the id of an earlier key too"),
+        (json_answer({"keys": [{**KEY, "roleNames": "admin"}]}), "keys[0].roleNames: expected array, got string"),
+        (json_answer({"keys": [{**KEY, "keyTenants": [{"roleNames": []}]}]}), "keys[0].keyTenants[0]: `tenantId`"),
+        (json_answer({"keys": [{**KEY, "expireTime": -1}]}), "keys[0].expireTime: is out of range"),
+        (json_answer({"keys": [{**KEY, "customClaims": {"team": {"n": 1}}}]}), "keys[0].customClaims.team: expected"),
+        (Answer(body=b"<html>maintenance</html>", headers={"Content-Type": "text/html"}), "not JSON (text/html, 24"),
+        (Answer(body=_nested(100_000)), "the answer is not JSON"),
+        (Answer(body=b'{"keys": [{"id": "K\\ud800"}]}'), "holds a string that is not Unicode"),
+        (Answer(body=b'{"keys": [{"id": "K1", "customClaims": {"a": NaN}}]}'), "the answer is not JSON"),
+        (Answer(body=b'{"keys": [{"id": "K1", "customClaims": {"a": 1e400}}]}'), "the answer is not JSON"),
+    ],
+)
+def test_a_search_answer_not_as_documented_is_a_protocol_error_never_retried(
+    tmp_path: Path, answer: Answer, says: str
+) -> None:
+    """Before: `{}` read as an empty project (export wrote `keys: []`, plan marked every key missing),
+    a body that is not JSON was retried as a transport failure."""
+    desired = write_desired(tmp_path / "d", [KEY])
+    out = tmp_path / "out.yaml"
+    with AnswerStub({SEARCH: answer}) as stub:
+        for command in (["plan", str(desired)], ["export", "--out", str(out)]):
+            result = run_cli(command, stub.env(cli_env(None)))
+            assert result.code == 1, result.output
+            assert f"error: {SEARCH}: " in result.stderr and says in result.stderr, result.stderr
+            assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+        assert stub.requests == [SEARCH] * 2  # one per command
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("retry_after", ["inf", "nan", "-1", "Wed, 21 Oct 2015 07:28:00 GMT"])
+def test_an_unreadable_retry_after_is_no_retry_after(tmp_path: Path, retry_after: str) -> None:
+    """Before: `Retry-After: inf` paused every worker for ever."""
+    throttled = Answer(
+        429, b'{"errorCode": "E130429"}', {"Content-Type": "application/json", "Retry-After": retry_after}
+    )
+    with AnswerStub({SEARCH: throttled}) as stub:
+        args = ["plan", str(write_desired(tmp_path / "d", [KEY])), "--key-deadline", "1"]
+        result = run_cli(args, stub.env(cli_env(None)), timeout=60)
+    assert result.code == 1 and "HTTP 429 E130429" in result.stderr, result.output
+
+
+def test_an_error_text_is_capped(tmp_path: Path) -> None:
+    huge = json_answer({"errorCode": "E011001", "errorDescription": "x" * 1_000_000}, status=400)
+    with AnswerStub({SEARCH: huge}) as stub:
+        result = run_cli(["plan", str(write_desired(tmp_path / "d", [KEY]))], stub.env(cli_env(None)))
+    assert result.code == 1 and "HTTP 400 E011001: xxx" in result.stderr and "… (1000000 characters)" in result.stderr
+    assert len(result.stderr) < 500 and stub.requests == [SEARCH]
+
+
+def test_a_protocol_error_quotes_no_value_and_caps_what_it_names(tmp_path: Path) -> None:
+    secret, name = "cleartext-" + "s" * 50, "claim" + "x" * 5000
+    bad = {"keys": [{**KEY, "description": [secret], "customClaims": {name: {"secret": secret}}}]}
+    with AnswerStub({SEARCH: json_answer(bad)}) as stub:
+        result = run_cli(["plan", str(write_desired(tmp_path / "d", [KEY]))], stub.env(cli_env(None)))
+    assert result.code == 1 and secret not in result.stderr and len(result.stderr) < 300, result.stderr
+
+
+def test_an_answer_over_64_mib_is_refused_without_reading_it(tmp_path: Path) -> None:
+    declared = Answer(body=b"{}", headers={"Content-Type": "application/json", "Content-Length": str(65 * MIB)})
+    streamed = Answer(chunks=lambda: (b" " * MIB for _ in range(80)))  # chunked: no length to trust
+    for answer in (declared, streamed):
+        with AnswerStub({SEARCH: answer}) as stub:
+            result = run_cli(["export", "--out", str(tmp_path / "out.yaml")], stub.env(cli_env(None)))
+            assert result.code == 1 and "the answer is larger than 64 MiB" in result.stderr, result.output
+            assert stub.requests == [SEARCH]
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        (json_answer({}), "the answer: `key` is missing"),
+        (json_answer({"key": {"id": "K2", "name": "b"}}), "key.id: asked for `K1`, got `K2`"),
+        (json_answer({"key": []}), "key: expected object, got array"),
+    ],
+)
+def test_a_load_answer_not_as_documented_is_a_protocol_error(tmp_path: Path, answer: Answer, says: str) -> None:
+    with AnswerStub({LOAD: answer}) as stub:
+        result = run_cli(["export", "--ids", "K1", "--out", str(tmp_path / "o.yaml")], stub.env(cli_env(None)))
+        assert result.code == 1 and says in result.stderr, result.output
+        assert stub.requests == [LOAD] and not (tmp_path / "o.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "answer", "says"),
+    [
+        (UPDATE, json_answer({"key": {"id": "K1", "name": 7}}), "key.name: expected string, got integer"),
+        (UPDATE, json_answer({"key": {"id": "K9", "name": "b"}}), "key.id: asked for `K1`, got `K9`"),
+        (UPDATE, Answer(body=b"OK", headers={"Content-Type": "text/plain"}), "the answer is not JSON"),
+        ("POST /v1/mgmt/accesskey/deactivate", json_answer([]), "the answer: expected object, got array"),
+    ],
+)
+def test_a_write_answered_not_as_documented_fails_the_key_unretried(
+    tmp_path: Path, endpoint: str, answer: Answer, says: str
+) -> None:
+    """The write may have happened: the key is failed with the reason, and the same request is not sent again."""
+    desired = write_desired(tmp_path / "d", [{"id": "K1", "name": "b", "status": "inactive"}])
+    with AnswerStub({SEARCH: json_answer({"keys": [KEY]}), endpoint: answer}) as stub:
+        stub.answers.setdefault(UPDATE, json_answer({"key": {"id": "K1", "name": "b"}}))
+        stub.answers.setdefault("POST /v1/mgmt/accesskey/deactivate", Answer(body=b""))
+        result = run_cli(["apply", str(desired), "--report", str(tmp_path / "r.json")], stub.env(cli_env(None)))
+        assert result.code == 1, result.output
+        assert "! K1  [failed] after" in result.stdout and says in result.stdout, result.stdout
+        assert stub.count(endpoint) == 1
+    report = load_report(tmp_path / "r.json")
+    assert report["keys"][0]["outcome"] == "failed" and says in report["keys"][0]["error"]["message"]
+
+
+def test_every_endpoint_the_client_calls_has_a_documented_answer() -> None:
+    called = [
+        SEARCH_PATH,
+        LOAD_PATH,
+        UPDATE_PATH,
+        *STATUS_PATHS.values(),
+        *(f"{p}/batch" for p in STATUS_PATHS.values()),
+    ]
+    shapes = load_schema(RESPONSES_SCHEMA)["x-endpoints"]
+    assert all(f"{'GET' if path == LOAD_PATH else 'POST'} {path}" in shapes for path in called)
+    assert shapes["POST /v1/mgmt/accesskey/create"] == shapes["POST /v1/mgmt/accesskey/rotate"]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "says"),
+    [
+        ("POST /v1/mgmt/accesskey/create", {"key": KEY}, "`cleartext` is missing"),
+        ("POST /v1/mgmt/accesskey/rotate", {"key": KEY, "cleartext": ["the-secret"]}, "cleartext: expected string"),
+        ("POST /v1/mgmt/accesskey/delete", [], "expected object, got array"),
+    ],
+)
+def test_answers_still_to_come_are_checked_too(endpoint: str, body: Any, says: str) -> None:
+    method, path = endpoint.split(" ")
+    good = {"key": KEY, "cleartext": "s"} if "delete" not in path else {}
+    assert answers.check(method, path, good, str) == good
+    with pytest.raises(ProtocolError, match=re.escape(says)) as caught:
+        answers.check(method, path, body, str)
+    assert "the-secret" not in str(caught.value)
+
+
+def test_a_header_that_cannot_be_sent_is_refused_unretried_and_unquoted(start_emulator: Any) -> None:
+    """Credentials from elsewhere than the environment (which refuses them first): h11 will not write
+    the header, no retry can change that, and its message would quote the header, key and all."""
+    emulator = start_emulator([KEY])
+
+    async def go() -> None:
+        credentials = Credentials(emulator.config.project_id, "K2-secret\nSECOND-LINE")
+        async with DescopeClient(credentials, emulator.url, timeout=5) as client:
+            await client.search_access_keys()
+
+    with pytest.raises(ConfigError, match="a header is not valid HTTP") as caught:
+        asyncio.run(go())
+    assert "K2-secret" not in str(caught.value) and "SECOND" not in str(caught.value)
+    assert emulator.requests == []

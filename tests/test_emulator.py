@@ -5,17 +5,28 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from descope import DescopeClient
+from descope import AssociatedTenant, DescopeClient
+
+from reconcile.emulator.__main__ import load_seed
 
 
-def post(emulator: Any, path: str, body: Any, auth: str | None = None) -> httpx.Response:
+def post(emulator: Any, path: str, body: Any, auth: str | None = None, timeout: float = 5.0) -> httpx.Response:
     headers = {"Authorization": auth if auth is not None else emulator.auth_header}
-    return httpx.post(emulator.url + path, json=body, headers=headers)
+    return httpx.post(emulator.url + path, json=body, headers=headers, timeout=timeout)
+
+
+def exchange(emulator: Any, cleartext: str, project_id: str | None = None) -> httpx.Response:
+    """The auth API's exchange: the access key itself is the credential."""
+    auth = f"Bearer {project_id or emulator.config.project_id}:{cleartext}"
+    return httpx.post(
+        emulator.url + "/v1/auth/accesskey/exchange", json={"loginOptions": {}}, headers={"Authorization": auth}
+    )
 
 
 @pytest.mark.parametrize("auth", ["", "Bearer P2x:wrong", "Bearer only-project"])
@@ -78,6 +89,122 @@ def test_the_official_python_sdk_works_against_it(start_emulator: Any) -> None:
     assert (key["name"], key["description"], key["customClaims"]) == ("renamed", "via sdk", {"x": "2"})
     update = emulator.updates_for("K1")[0]
     assert update.body == {"id": "K1", "name": "renamed", "description": "via sdk", "customClaims": {"x": "2"}}
+
+
+def test_the_official_python_sdk_creates_rotates_deletes_and_reads_the_trail(start_emulator: Any) -> None:
+    emulator = start_emulator([{"id": "K1", "name": "a"}], tenant_names={"T1": "One"}, occurred_as_string=True)
+    client = DescopeClient(
+        project_id=emulator.config.project_id,
+        management_key=emulator.config.management_key,
+        base_url=emulator.url,
+    )
+    keys = client.mgmt.access_key
+    created = keys.create(
+        name="sdk-key",
+        key_tenants=[AssociatedTenant("T1", ["reader"])],
+        user_id="U1",
+        custom_attributes={"team": "infra"},
+    )
+    key_id = created["key"]["id"]
+    assert created["key"]["keyTenants"] == [{"tenantId": "T1", "roleNames": ["reader"], "tenantName": "One"}]
+    assert exchange(emulator, created["cleartext"]).status_code == 200
+    found = keys.search_all_access_keys(tenant_ids=["T1"], bound_user_id="U1", custom_attributes={"team": "infra"})
+    assert [k["id"] for k in found["keys"]] == [key_id]
+    rotated = keys.rotate(key_id)
+    assert rotated["key"]["id"] == key_id and exchange(emulator, created["cleartext"]).status_code == 401
+    keys.deactivate(key_id)
+    keys.delete(key_id)
+    keys.delete_batch(["K1"])
+    assert emulator.store.all() == []
+    client.mgmt.audit.create_event(action="Reconciled", type="info", actor_id="ci", tenant_id="T1", data={"n": 1})
+    audits = client.mgmt.audit.search(actions=["AccessKeyCreated", "AccessKeyModified", "AccessKeyDeleted"])["audits"]
+    assert len(audits) == 4 and all(a["data"] == {"accessKeyId": key_id} for a in audits)
+    assert audits[0]["occurred"].year >= 2024  # the SDK reads occurred as a string
+    everything = client.mgmt.audit.search(from_ts=datetime.now() - timedelta(days=1))["audits"]
+    assert [a["action"] for a in everything][:2] == ["Reconciled", "AccessKeysDeleted"]
+
+
+def test_seed_is_read_as_yaml_1_2(tmp_path: Path) -> None:
+    seed = tmp_path / "seed.yaml"
+    seed.write_text("tenants: {T1: One}\nkeys:\n  - {id: K1, name: yes, description: 2024-01-01, cleartext: s3}\n")
+    loaded = load_seed(seed)
+    assert loaded["keys"][0]["name"] == "yes" and loaded["keys"][0]["description"] == "2024-01-01"
+    assert load_seed(_write(tmp_path / "empty.yaml", "keys:\n")) == {"keys": [], "tenants": {}}
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("missing.yaml", None, "cannot read the seed"),
+        ("broken.yaml", "keys: [", "not a valid YAML file: YAML parse error at line 1"),
+        ("twice.yaml", "keys: []\nkeys: []\n", "duplicate mapping key"),
+        ("broken.json", "{", "not a valid JSON file"),
+        ("list.yaml", "- id: K1\n", "a seed is a mapping with a `keys` list"),
+        ("tenants.yaml", "tenants: {T1: 5}\n", "a `tenants` mapping of id to name"),
+        ("noid.yaml", "keys: [{name: a}]\n", "seed key #0 has no id"),
+        ("dup.yaml", "keys: [{id: K1}, {id: K1}]\n", "appears more than once"),
+        ("binary.yaml", b"\xff\xfe\x00", "cannot read the seed"),
+    ],
+)
+def test_a_bad_seed_is_one_line_and_exit_2(tmp_path: Path, name: str, text: str | bytes | None, message: str) -> None:
+    seed = tmp_path / name
+    if isinstance(text, bytes):
+        seed.write_bytes(text)
+    elif text is not None:
+        seed.write_text(text)
+    done = subprocess.run(
+        [sys.executable, "-m", "reconcile.emulator", "--seed", str(seed)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"python -m reconcile.emulator: error: {seed}") and message in done.stderr
+
+
+def test_help_teaches_every_switch() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "reconcile.emulator", "--help"], capture_output=True, text=True, check=True
+    )
+    for switch in (
+        *("--window", "--block", "--audit-window", "--audit-block", "--audit-forbidden", "--occurred-as-string"),
+        *("--audit-key-id-in", "--actor-id", "--extra-management-key", "--slow-applies", "slow-504"),
+        *("/v1/mgmt/accesskey/create", "/v1/auth/accesskey/exchange", "/v1/mgmt/audit/search", "/_emulator/console"),
+    ):
+        assert switch in done.stdout, switch
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--block", "5"], "--block needs --window"), (["--window", "ten"], "COUNT/SECONDS"), (["--faults", "418"], "")],
+)
+def test_bad_switches_are_usage_errors(args: list[str], message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "reconcile.emulator", *args], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_run_time_switches_over_http(emulator_process: Any) -> None:
+    url = emulator_process("--audit-key-id-in", "externalIds")
+    config = httpx.get(url + "/_emulator/config").json()["config"]
+    assert config["audit_key_id_places"] == ["externalIds"] and config["fault_rate"] == 0.0
+    assert "management_key" not in config
+    changed = httpx.post(url + "/_emulator/config", json={"fault_rate": 1.0, "fault_kinds": ["503"]})
+    assert changed.json()["config"]["fault_kinds"] == ["503"]
+    auth = {"Authorization": "Bearer P2emulator0000000000000000000:K2emulator-management-key"}
+    assert httpx.post(url + "/v1/mgmt/accesskey/search", json={}, headers=auth).status_code == 503
+    for bad in ({"fault_rate": 2}, {"fault_kinds": ["418"]}, {"management_key": "x"}, {"fault_rate": 0, "bogus": 1}):
+        refused = httpx.post(url + "/_emulator/config", json=bad)
+        assert refused.status_code == 400, bad
+    assert httpx.get(url + "/_emulator/config").json()["config"]["fault_rate"] == 1.0  # a bad batch changed nothing
 
 
 def test_command_line_prints_url_first_and_serves_the_seed(tmp_path: Path) -> None:

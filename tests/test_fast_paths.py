@@ -1,10 +1,13 @@
 """The fast paths mean exactly what the slow ones mean: the compiled schema check agrees with
-jsonschema, the key-line scan agrees with PyYAML's node marks, and yaml-rs is the only source of
-values (YAML 1.2), whichever path a file takes."""
+jsonschema, key lines read from parse events agree with the node marks, and values are YAML 1.2's,
+whichever path a file takes."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +15,11 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from reconcile.desired import yamlcheck
-from reconcile.desired.loader import ParsedFile, _scan_id_lines, parse_text
+from reconcile.desired import yaml12, yamlcheck
+from reconcile.desired.loader import ParsedFile, parse_text
+from reconcile.job.load import load_desired
 from reconcile.schemas.validators import DESIRED_SCHEMA, REQUEST_SCHEMA, is_valid, validator
+from tests.conftest import cli_env, run_cli
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6)
 anything = st.recursive(
@@ -66,24 +71,39 @@ LAYOUTS = [
     "version: 1\nkeys:\n  - id: 'K1'  # a comment\n    customAttributes: {id: K2}\n  - id: K2\n",  # nested id
     'version: 1\nkeys:\n  -   id:    K1\n  - "id": K2\n',
     "# header\nversion: 1\n\nkeys:\n\n  - id: K1\n    customAttributes:\n      id: K1\n  - id: K2\n",
+    # Text that looks like a key's id: in a block scalar, a quoted string, a flow mapping
+    "version: 1\nkeys:\n  - id: K1\n    description: |\n      id: K2\n  - id: K2\n",
+    'version: 1\nkeys:\n  - id: K1\n    description: "x\n      id: K2"\n  - id: K2\n',
+    "version: 1\nkeys:\n  - id: K1\n    customAttributes: {x: y,\n      id: K2}\n  - name: b\n    id: K2\n",
+    "version: 1\nkeys:\n  - id: >-\n      K1\n  - id: K2\n",  # a folded id
+    "version: 1\nkeys:\n  - {name: x}\n  - [a]\n  - id: K3\n",  # items without an id
+    "version: 1\nkeys:\n  - id:\tK1\n  - id:   K2\n",  # a tab as separation: libyaml refuses it
+    "version: 1\nother: {keys: [{id: K0}]}\nkeys:\n  - id: K1\n",
 ]
 
 
 @pytest.mark.parametrize("text", LAYOUTS)
-def test_key_lines_match_pyyaml_marks(text: str) -> None:
+def test_key_lines_match_node_marks(text: str) -> None:
     parsed = parse_text("f.yaml", text.encode())
     assert isinstance(parsed, ParsedFile)
-    root = yamlcheck.compose(text)
+    root = yaml12.compose(text)
     expected = [yamlcheck.locate(root, ["keys", i, "id"], key=True) for i in range(len(parsed.data["keys"]))]
     assert parsed.key_lines() == expected
+    assert yamlcheck.key_id_positions(text) == expected
 
 
-def test_key_line_scan_gives_up_rather_than_guess() -> None:
-    assert _scan_id_lines("keys:\n  - id: K1\n", ["K2"]) is None
-    assert _scan_id_lines("keys:\n  - id: K1\n", [5]) is None
-    text = "version: 1\nkeys:\n  - id: >-\n      K1\n  - id: K2\n"  # a folded id: the scan cannot read it
-    parsed = parse_text("f.yaml", text.encode())
-    assert isinstance(parsed, ParsedFile) and parsed.key_lines() == [(3, 5), (5, 5)]
+def test_a_block_scalar_that_mentions_an_id_does_not_move_the_key(start_emulator: Any, tmp_path: Path) -> None:
+    """The report's source line of K2 is its own `id:` line, not a line of text that looks like it."""
+    (tmp_path / "k.yaml").write_text(
+        "version: 1\nkeys:\n  - id: K1\n    description: |\n      id: K2\n  - id: K2\n    name: x\n"
+    )
+    loaded = load_desired([str(tmp_path)])
+    assert [(key.id, key.source.line, key.source.column) for key in loaded.state.keys] == [("K1", 3, 5), ("K2", 6, 5)]
+    emulator = start_emulator([{"id": "K1", "description": "id: K2\n"}, {"id": "K2", "name": "y"}])
+    report = tmp_path / "report.json"
+    assert run_cli(["plan", str(tmp_path), "--report", str(report)], cli_env(emulator)).code == 2
+    lines = {key["id"]: key["source"]["line"] for key in json.loads(report.read_text())["keys"]}
+    assert lines == {"K1": 3, "K2": 6}
 
 
 @pytest.mark.parametrize(
@@ -140,3 +160,28 @@ def test_pyyaml_is_never_asked_for_values() -> None:
     parsed = parse_text("f.yaml", text.encode())
     assert isinstance(parsed, ParsedFile) and parsed.data["keys"][0]["customClaims"] == {"c": "yes"}
     assert yaml.safe_load(text)["keys"][0]["customClaims"] == {"c": True}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=st.text(alphabet=st.sampled_from(list("ab:-?[]{},#&*!|>'\"%@` \t\n\u2028.0_x")), max_size=60))
+def test_the_yaml_1_2_scanner_fails_only_with_yaml_errors(text: str) -> None:
+    """Scanner12 reads what libyaml refuses: on any text it gives nodes or a YAML error, never a crash."""
+    try:
+        yaml12.Loader12(text).get_single_node()
+        yaml12.space_tabs_after_colons(text)
+    except yaml.YAMLError:
+        pass
+
+
+def test_validate_imports_no_jsonschema_when_valid_and_no_network_stack() -> None:
+    """Validation imports jsonschema only to explain errors (fastjsonschema says yes or no)."""
+    code = (
+        "import sys\n"
+        "from reconcile.desired.loader import parse_text\n"
+        "from reconcile.desired.validation import build_desired_state\n"
+        "parsed = parse_text('f.yaml', b'version: 1\\nkeys:\\n  - id: K1\\n    permittedIps: [10.0.0.0/8]\\n')\n"
+        "assert build_desired_state([parsed])[1] == []\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'jsonschema', 'referencing', 'asyncio', 'httpx'}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from reconcile.model import DesiredKey, DesiredState, SourceLocation
 from reconcile.plan.diff import Outcome, compute_plan, diff_fields, plan_key, update_body
+from tests.conftest import cli_env, run_cli
 
 HERE = SourceLocation("desired/keys.yaml", 3)
 
@@ -145,3 +147,55 @@ def test_only_differing_keys_get_a_body() -> None:
         ("K1", Outcome.UNCHANGED, False),
         ("K2", Outcome.UPDATE, True),
     ]
+
+
+@pytest.mark.parametrize(
+    ("wanted", "present"),
+    [
+        ({"customClaims": {"n": 9007199254740993}}, {"customClaims": {"n": 9007199254740992}}),  # beyond 2**53
+        ({"customAttributes": {"n": [9007199254740993]}}, {"customAttributes": {"n": [9007199254740992.0]}}),
+        ({"customAttributes": {"n": [1]}}, {"customAttributes": {"n": [True]}}),
+        ({"customAttributes": {"n": ["1"]}}, {"customAttributes": {"n": [1]}}),
+        ({"permittedIps": ["2001:db8::1"]}, {"permittedIps": ["2001:db8::1/128"]}),  # a range is not an address
+    ],
+)
+def test_exact_values_differ(wanted: dict[str, Any], present: dict[str, Any]) -> None:
+    assert [c.field for c in diff_fields(desired(**wanted), server_key(**present))] == list(wanted)
+
+
+@pytest.mark.parametrize(
+    ("wanted", "present"),
+    [
+        ({"customClaims": {"n": 9007199254740993}}, {"customClaims": {"n": 9007199254740993}}),
+        ({"customAttributes": {"n": [2]}}, {"customAttributes": {"n": [2.0]}}),
+        ({"permittedIps": ["2001:0db8::1", "10.0.0.0/8"]}, {"permittedIps": ["10.0.0.0/8", "2001:db8::1"]}),
+        ({"permittedIps": ["2001:DB8::/32"]}, {"permittedIps": ["2001:db8::/32", "2001:0db8::/32"]}),
+        (
+            {"keyTenants": [{"tenantId": "T1", "roleNames": ["a", "b"]}]},
+            {"keyTenants": [{"tenantId": "T1", "roleNames": ["a"]}, {"tenantId": "T1", "roleNames": ["b"]}]},
+        ),
+    ],
+)
+def test_one_meaning_written_two_ways_is_no_drift(wanted: dict[str, Any], present: dict[str, Any]) -> None:
+    assert diff_fields(desired(**wanted), server_key(**present)) == ()
+
+
+def test_export_then_plan_is_in_sync_for_odd_server_values(start_emulator: Any, tmp_path: Path) -> None:
+    """Duplicate tenant entries, two spellings of one address, integers beyond 2**53: what export
+    writes, plan finds equal (exit 0, no empty `keyTenants:` diff)."""
+    emulator = start_emulator(
+        [
+            {
+                "id": "K1",
+                "name": "odd",
+                "keyTenants": [{"tenantId": "T1", "roleNames": ["a"]}, {"tenantId": "T1", "roleNames": ["b"]}],
+                "permittedIps": ["2001:0DB8::1", "2001:db8::1", "10.0.0.0/8"],
+                "customClaims": {"big": 9007199254740993},
+            }
+        ]
+    )
+    out = tmp_path / "keys.yaml"
+    exported = run_cli(["export", "--out", str(out)], cli_env(emulator))
+    assert exported.code == 0, exported.output
+    planned = run_cli(["plan", str(out)], cli_env(emulator))
+    assert planned.code == 0, planned.output

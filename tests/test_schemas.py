@@ -1,4 +1,4 @@
-"""The request schema is derived from the OpenAPI fragment; the committed copy is current."""
+"""The request and answer schemas are derived from the OpenAPI fragment; the committed copies are current."""
 
 from __future__ import annotations
 
@@ -6,10 +6,20 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 from jsonschema import Draft202012Validator
 
 from reconcile.schemas import generate as schemagen
-from reconcile.schemas.validators import DESIRED_SCHEMA, REPORT_SCHEMA, REQUEST_SCHEMA, load_schema, validator
+from reconcile.schemas.validators import (
+    CONFIG_SCHEMA,
+    DESIRED_SCHEMA,
+    REPORT_SCHEMA,
+    REQUEST_SCHEMA,
+    RESPONSES_SCHEMA,
+    is_valid,
+    load_schema,
+    validator,
+)
 
 
 def test_committed_request_schema_is_what_the_generator_produces() -> None:
@@ -70,15 +80,58 @@ def test_request_schema_accepts_and_rejects(body: dict[str, Any], valid: bool) -
 
 
 def test_desired_schema_reuses_every_request_field_by_ref() -> None:
-    desired_key = load_schema(DESIRED_SCHEMA)["$defs"]["desiredKey"]
+    definitions = load_schema(DESIRED_SCHEMA)["$defs"]
+    key_fields = definitions["keyFields"]  # what a key, and the file's `defaults`, may say
     request = load_schema(REQUEST_SCHEMA)
     for field in request["properties"]:  # a field added to the request schema must reach the files
-        assert desired_key["properties"][field] == {"$ref": f"{REQUEST_SCHEMA}#/properties/{field}"}
-    assert set(desired_key["properties"]) - set(request["properties"]) == {"status"}
-    assert desired_key["required"] == request["required"] == ["id"]
+        assert key_fields["properties"][field] == {"$ref": f"{REQUEST_SCHEMA}#/properties/{field}"}
+    assert set(key_fields["properties"]) - set(request["properties"]) == {"status"}
+    assert definitions["desiredKey"]["required"] == request["required"] == ["id"]
+    assert definitions["keyDefaults"]["$ref"] == definitions["desiredKey"]["$ref"] == "#/$defs/keyFields"
     assert not validator(DESIRED_SCHEMA).is_valid({"version": 1, "keys": [{"id": "K", "roleName": []}]})
+    assert not validator(DESIRED_SCHEMA).is_valid({"version": 1, "defaults": {"id": "K"}, "keys": []})
+    assert validator(DESIRED_SCHEMA).is_valid({"version": 1, "defaults": {"roleNames": []}, "keys": [{"id": "K"}]})
 
 
 def test_schemas_are_valid_json_schema() -> None:
-    for name in (REQUEST_SCHEMA, DESIRED_SCHEMA, REPORT_SCHEMA):
+    for name in (REQUEST_SCHEMA, DESIRED_SCHEMA, REPORT_SCHEMA, CONFIG_SCHEMA):
         Draft202012Validator.check_schema(json.loads((schemagen.SCHEMAS / name).read_text()))
+
+
+def test_committed_responses_schema_is_what_the_generator_produces() -> None:
+    committed = (schemagen.SCHEMAS / RESPONSES_SCHEMA).read_text(encoding="utf-8")
+    assert committed == schemagen.render_responses(), "run `make schemas` and commit the result"
+    Draft202012Validator.check_schema(json.loads(committed))
+
+
+def test_responses_schema_follows_the_openapi_answers_and_its_overlay() -> None:
+    schema = load_schema(RESPONSES_SCHEMA)
+    endpoints = schema["x-endpoints"]
+    assert endpoints["POST /v1/mgmt/accesskey/search"] == "#/$defs/AccessKeysResponse"  # from the fragment
+    assert endpoints["POST /v1/mgmt/accesskey/activate"] == "#/$defs/NoContent"  # `content: {}`
+    assert endpoints["POST /v1/mgmt/accesskey/rotate"] == "#/$defs/CreateAccessKeyResponse"  # from the overlay
+    key = schema["$defs"]["AccessKey"]
+    assert key["required"] == ["id"] and "maximum" not in key["properties"]["expireTime"]  # past 2038, unlike int32
+    assert key["properties"]["expireTime"]["minimum"] == 0
+    shape = f"{RESPONSES_SCHEMA}#/$defs/AccessKeysResponse"
+    for body, valid in [
+        ({"keys": []}, True),
+        ({"keys": [{"id": "K", "customClaims": {"a": 1, "b": True}, "future": "field"}]}, True),
+        ({}, False),
+        ({"keys": [{"id": "K", "customClaims": {"a": [1]}}]}, False),
+        ({"keys": [{"id": "K", "keyTenants": [{"roleNames": []}]}]}, False),
+    ]:
+        assert validator(shape).is_valid(body) is valid and is_valid(shape, body) is valid, body
+
+
+@pytest.mark.parametrize(
+    ("overlay", "says"),
+    [
+        ({"components": {"AccessKeyz": {"required": ["id"]}}}, "component the OpenAPI fragment does not have"),
+        ({"components": {"AccessKey": {"properties": {"nmae": {"type": "string"}}}}}, "a property AccessKey"),
+    ],
+)
+def test_response_overlay_naming_what_does_not_exist_is_rejected(overlay: dict[str, Any], says: str) -> None:
+    openapi = yaml.safe_load(schemagen.OPENAPI.read_text(encoding="utf-8"))
+    with pytest.raises(SystemExit, match=says):
+        schemagen.derive_responses(openapi, overlay)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import html
 import ipaddress
+import itertools
+import json
 import ssl
 import stat
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
 from cryptography import x509
@@ -16,24 +21,56 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from reconcile.emulator import FAULT_KINDS, Emulator, EmulatorConfig
+from tests.answer_stub import AnswerStub, json_answer
 from tests.conftest import cli_env, run_cli, write_desired
 
-SENTINEL = "K2-SENTINEL-c0ffee-do-not-print"
+# Every character that some encoding changes: `/`, `+`, quotes, HTML and URL specials.
+SENTINEL = "K2-SENTINEL/c0ffee+do'not\"print<&>%"
 KEYS = [{"id": f"K{i}", "name": f"k{i}"} for i in range(30)]
 
 
-def echoing_auth(emulator: Emulator) -> None:
-    """A server that fails in the worst way: error bodies that quote the request's credentials."""
+def encodings(header: str, project_id: str) -> dict[str, str]:
+    """The credentials as a careless server, proxy or library may write them back (written out here,
+    not taken from the redactor: the test must not share its mistakes)."""
+    return {
+        "raw": SENTINEL,
+        "header": header,
+        "url": quote(SENTINEL, safe=""),
+        "url-plus": quote_plus(SENTINEL),
+        "url-lower": quote(SENTINEL, safe="").replace("%2F", "%2f").replace("%2B", "%2b"),
+        "json": json.dumps({"authorization": header}),
+        "json-go": json.dumps(header).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"),
+        "repr-bytes": repr(header.encode()),
+        "html": html.escape(header),
+        "base64-header": base64.b64encode(header.encode()).decode(),
+        "base64-basic": "Basic " + base64.b64encode(f"{project_id}:{SENTINEL}".encode()).decode(),
+        "base64-url": base64.urlsafe_b64encode(f"x{SENTINEL}".encode()).decode(),
+    }
+
+
+def echoing_auth(emulator: Emulator, *, fail_updates: bool = False) -> list[str]:
+    """A server that fails in the worst way: error bodies that quote the request's credentials, in
+    one encoding after another (and with `fail_updates`, every update fails so). Returns the names
+    of the encodings it sent, as it sends them."""
     original = emulator.answer
+    names = itertools.cycle(encodings(emulator.auth_header, emulator.config.project_id))
+    sent: list[str] = []
 
     def answer(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
         result = original(method, path, query, headers, body)
+        if fail_updates and path.endswith("/update") and not isinstance(result, str):
+            result.status, result.body = 500, {"errorCode": "E011001"}
         if not isinstance(result, str) and isinstance(result.body, dict) and "errorCode" in result.body:
-            result.body["errorMessage"] = f"rejected {headers.get('authorization')}"
+            name = next(names)
+            sent.append(name)
+            forms = encodings(headers.get("authorization", ""), emulator.config.project_id)
+            result.body["errorMessage"] = f"rejected {forms[name]}"
             result.body["errorDescription"] = f"key was {SENTINEL}"
+            result.body["errorCode"] += f"-{SENTINEL}"  # kept in reports as the error's code
         return result
 
     emulator.answer = answer  # type: ignore[method-assign]
+    return sent
 
 
 @pytest.mark.parametrize("accepted", [True, False], ids=["key-accepted", "key-rejected"])
@@ -74,11 +111,29 @@ def test_sentinel_key_never_appears_in_any_output(start_emulator: Any, tmp_path:
     written = [p.read_bytes() for p in tmp_path.iterdir() if p.is_file()]
     if accepted:  # plan report, apply report, journal (a project that cannot be read gets no report)
         assert len(written) == 3
-    everything = "\n".join(outputs).encode() + b"\n".join(written)
-    assert SENTINEL.encode() not in everything
-    assert b"rejected" in everything or b"HTTP 4" in everything  # the errors were shown, scrubbed
+    everything = "\n".join(outputs) + b"\n".join(written).decode()
+    header = f"Bearer {emulator.config.project_id}:{SENTINEL}"
+    for name, form in encodings(header, emulator.config.project_id).items():
+        assert form not in everything, name
+    assert "rejected" in everything or "HTTP 4" in everything  # the errors were shown, scrubbed
     if accepted:
         assert "***" in "\n".join(outputs)
+
+
+def test_every_encoding_of_the_key_is_scrubbed(start_emulator: Any, tmp_path: Path) -> None:
+    """One failed update per encoding: each error text is shown (results, log, report), none with the key."""
+    forms = encodings("", "")
+    emulator = start_emulator(KEYS[: len(forms)], management_key=SENTINEL)
+    echoed = echoing_auth(emulator, fail_updates=True)
+    desired = write_desired(tmp_path / "d", [{**k, "name": "renamed"} for k in KEYS[: len(forms)]])
+    report = tmp_path / "apply.json"
+    args = ["apply", str(desired), "-vv", "--force", "--max-attempts", "1", "--report", str(report)]
+    result = run_cli(args, cli_env(emulator, DESCOPE_MANAGEMENT_KEY=SENTINEL))
+    assert result.code == 1 and set(echoed) == set(forms), result.output
+    everything = result.output + report.read_text() + (tmp_path / "apply.json.journal.jsonl").read_text()
+    for name, form in encodings(emulator.auth_header, emulator.config.project_id).items():
+        assert form not in everything, name
+    assert everything.count("rejected ***") >= len(forms), result.stdout  # the results name each error
 
 
 def test_key_from_a_mounted_file_and_private_files(start_emulator: Any, tmp_path: Path) -> None:
@@ -92,6 +147,50 @@ def test_key_from_a_mounted_file_and_private_files(start_emulator: Any, tmp_path
     assert result.code == 0, result.output
     for path in (tmp_path / "out" / "r.json", tmp_path / "out" / "r.json.journal.jsonl"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("DESCOPE_MANAGEMENT_KEY_FILE", SENTINEL + "\nSECOND-LINE\n", "has a line break inside it"),
+        ("DESCOPE_MANAGEMENT_KEY_FILE", SENTINEL + " \n", "has whitespace"),
+        ("DESCOPE_MANAGEMENT_KEY_FILE", " " + SENTINEL, "has whitespace"),
+        ("DESCOPE_MANAGEMENT_KEY", SENTINEL + "\rSECOND-LINE", "has a line break inside it"),
+        ("DESCOPE_MANAGEMENT_KEY", SENTINEL + "\x1b[2K", "has a control character"),
+        ("DESCOPE_MANAGEMENT_KEY", "Kéy-" + SENTINEL, "has a non-ASCII character"),
+        ("DESCOPE_PROJECT_ID", "P2\nSECOND-LINE", "DESCOPE_PROJECT_ID has a line break inside it"),
+        ("DESCOPE_PROJECT_ID", "P2ü", "DESCOPE_PROJECT_ID has a non-ASCII character"),
+    ],
+)
+def test_credentials_that_cannot_be_sent_are_refused_before_any_request(
+    start_emulator: Any, tmp_path: Path, variable: str, value: str, says: str
+) -> None:
+    """One line, exit 1, nothing sent (a header with a line break was sent six times, and its error
+    quoted the key); the value is never shown."""
+    emulator = start_emulator(KEYS[:1])
+    env = cli_env(emulator, DESCOPE_MANAGEMENT_KEY=SENTINEL)
+    if variable == "DESCOPE_MANAGEMENT_KEY_FILE":
+        (tmp_path / "secret").write_text(value, encoding="utf-8")
+        env.update(DESCOPE_MANAGEMENT_KEY="", DESCOPE_MANAGEMENT_KEY_FILE=str(tmp_path / "secret"))
+    else:
+        env[variable] = value
+    desired = write_desired(tmp_path / "d", KEYS[:1])
+    for command in (["plan", str(desired)], ["export", "--out", str(tmp_path / "out.yaml")]):
+        result = run_cli(command, env)
+        assert result.code == 1, result.output
+        assert result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
+        assert SENTINEL not in result.output and "SECOND" not in result.output and "K2-" not in result.output
+        assert result.stdout == ""
+    assert emulator.requests == []
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\n\n"])
+def test_a_key_file_may_end_with_a_line_break(start_emulator: Any, tmp_path: Path, ending: str) -> None:
+    emulator = start_emulator(KEYS[:1], management_key=SENTINEL)
+    (tmp_path / "secret").write_text(SENTINEL + ending, encoding="utf-8")
+    env = cli_env(emulator, DESCOPE_MANAGEMENT_KEY="", DESCOPE_MANAGEMENT_KEY_FILE=str(tmp_path / "secret"))
+    result = run_cli(["plan", str(write_desired(tmp_path / "d", KEYS[:1]))], env)
+    assert result.code == 0, result.output
 
 
 def test_no_flag_takes_the_key() -> None:
@@ -150,3 +249,21 @@ def test_tls_is_verified_and_a_ca_bundle_can_be_given(tmp_path: Path) -> None:
         assert "Traceback" not in untrusted.output
         trusted = run_cli(["plan", str(desired)], {**env, "SSL_CERT_FILE": str(ca)})
         assert trusted.code == 0, trusted.output
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"keys": [{"id": "K1", "customClaims": {"0123456789" + SENTINEL: {"nested": 1}}}]},  # a cut name
+        {"keys": [{"id": "0123456789" + SENTINEL}, {"id": "0123456789" + SENTINEL}]},  # a cut id
+    ],
+)
+def test_a_key_echoed_in_a_wrong_answer_is_scrubbed_before_it_is_cut(tmp_path: Path, answer: Any) -> None:
+    """A protocol error names where the answer is wrong, names capped at 40 characters: capped after
+    scrubbing, or the log's redactor would no longer see the key that the cut left behind."""
+    with AnswerStub({"POST /v1/mgmt/accesskey/search": json_answer(answer)}) as stub:
+        env = {**stub.env(cli_env(None)), "DESCOPE_MANAGEMENT_KEY": SENTINEL}
+        result = run_cli(["plan", str(write_desired(tmp_path / "d", KEYS[:1])), "-vv"], env)
+    assert result.code == 1 and "the answer is not as documented" in result.stderr, result.output
+    pieces = {SENTINEL[start : start + 8] for start in range(len(SENTINEL) - 7)}
+    assert not [piece for piece in pieces if piece in result.output], result.output

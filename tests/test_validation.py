@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconcile import cli
+from reconcile.desired import yaml12
 from reconcile.desired.loader import Diagnostic, ParsedFile, parse_text
 from reconcile.desired.validation import build_desired_state
 from reconcile.job.load import load_desired
@@ -85,6 +87,32 @@ HEAD = "version: 1\nkeys:\n"
         ),
         (HEAD + "  - id: K1\n    roleNames: [a, a]\n", 4, "keys[0].roleNames", "more than once"),
         ("version: 1\nkeys: []\n---\nversion: 1\n", 3, "", "expected a single document"),
+        # null where a value is required: no "leave it unmanaged" advice
+        ("version: 1\nkeys:\n", 2, "keys", "`keys` is required, so it cannot be null"),
+        ("version:\nkeys: []\n", 1, "version", "`version` is required, so it cannot be null"),
+        (HEAD + "  - id:\n", 3, "keys[0].id", "`id` is required, so it cannot be null"),
+        (
+            HEAD + "  - id: K1\n    keyTenants: [{tenantId: }]\n",
+            4,
+            "keys[0].keyTenants[0].tenantId",
+            "`tenantId` is required, so it cannot be null",
+        ),
+        (HEAD + "  -\n", 3, "keys[0]", "`keys[0]` is null: give it a value, or remove it"),
+        (
+            HEAD + "  - id: K1\n    customClaims: {tier: }\n",
+            4,
+            "keys[0].customClaims.tier",
+            "`keys[0].customClaims.tier` is null: give it a value, or remove it",
+        ),
+        # IPs: each refused for its own reason
+        (HEAD + "  - id: K1\n    permittedIps: [10.0.0.0/08]\n", 4, "keys[0].permittedIps[0]", "prefix length `08`"),
+        (HEAD + "  - id: K1\n    permittedIps: ['fe80::1%eth0']\n", 4, "keys[0].permittedIps[0]", "zone id"),
+        (
+            HEAD + "  - id: K1\n    permittedIps: ['2001:0db8::1', '2001:db8::1']\n",
+            4,
+            "keys[0].permittedIps[1]",
+            "`2001:db8::1` is a duplicate of `2001:0db8::1`",
+        ),
     ],
 )
 def test_each_problem_has_its_own_located_message(text: str, line: int, field: str, needle: str) -> None:
@@ -92,6 +120,55 @@ def test_each_problem_has_its_own_located_message(text: str, line: int, field: s
     assert needle in diagnostic.message
     assert (diagnostic.line, diagnostic.field) == (line, field)
     assert diagnostic.render().startswith(f"f.yaml:{line}:")
+
+
+@pytest.mark.parametrize(
+    "ip", ["2001:db8:0::/48", "2001:DB8::/32", "::ffff:10.0.0.0/104", "10.0.0.0/8", "0.0.0.0/0", "::1"]
+)
+def test_network_addresses_written_in_full_are_accepted(ip: str) -> None:
+    assert problems(HEAD + f"  - id: K1\n    permittedIps: ['{ip}']\n") == []
+
+
+def test_no_line_is_given_as_known_when_the_structure_cannot_be_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should PyYAML (even taught YAML 1.2) fail where yaml-rs read the file, no line is made up."""
+    parsed = parse_text("f.yaml", (HEAD + "  - id: K1\n    roleNames: admin\n").encode())
+    assert isinstance(parsed, ParsedFile)
+
+    def unreadable(text: str, use: Any) -> Any:
+        raise yaml.YAMLError("unreadable")
+
+    monkeypatch.setattr(yaml12, "read", unreadable)
+    rendered = [d.render() for d in build_desired_state([parsed])[1]]
+    assert rendered == [
+        "f.yaml:1:1: error: `keys[0].roleNames` must be a list, got string 'admin' (line unknown: PyYAML cannot "
+        "read this file as YAML 1.2: unreadable) [keys[0].roleNames]",
+        "f.yaml:1:1: error: cannot tell the keys' lines: PyYAML cannot read this file as YAML 1.2: unreadable",
+    ]
+
+
+def test_a_file_named_twice_or_through_a_symlink_is_read_once(tmp_path: Path) -> None:
+    folder = tmp_path / "desired"
+    folder.mkdir()
+    (folder / "ci.yaml").write_text(HEAD + "  - id: K1\n")
+    (folder / "link.yml").symlink_to(folder / "ci.yaml")
+    (tmp_path / "outside.yaml").symlink_to(folder / "ci.yaml")
+    named = [str(folder), str(folder / "ci.yaml"), f"{folder}/../desired/ci.yaml", str(tmp_path / "outside.yaml")]
+    result = run_cli(["validate", *named], cli_env(None))
+    assert result.code == 0, result.output
+
+
+def test_yaml_suffixes_in_any_case_and_other_named_files_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.YAML").write_text(HEAD + "  - id: K1\n    nmae: x\n")
+    (tmp_path / "b.Yml").write_text(HEAD + "  - id: K1\n")
+    (tmp_path / "notes.txt").write_text("not yaml")
+    result = run_cli(["validate", str(tmp_path)], cli_env(None))
+    assert result.code == 1
+    assert f"{tmp_path / 'a.YAML'}:4:5: error: unknown field `nmae`" in result.stderr
+    assert (
+        f"{tmp_path / 'b.Yml'}:3:5: error: key id `K1` is already defined at {tmp_path / 'a.YAML'}:3" in result.stderr
+    )
+    named = run_cli(["validate", str(tmp_path / "notes.txt")], cli_env(None))
+    assert named.code == 1 and "notes.txt: not a desired file: their names end in .yaml or .yml" in named.stderr
 
 
 def test_not_utf8_names_the_byte_and_line() -> None:

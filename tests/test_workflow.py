@@ -22,7 +22,7 @@ PROJECT: list[dict[str, Any]] = [
         "customClaims": {"tier": 2, "prod": True},
         "permittedIps": ["10.0.0.0/8"],
         "customAttributes": {"owner": "platform", "regions": ["eu", "us"]},
-        "expireTime": 4102444800,
+        "expireTime": 4102444800,  # 2100: past int32 (January 2038), which the API's typing would cap
         "boundUserId": "U1",
     },
     {"id": "K2", "name": "billing", "keyTenants": [{"tenantId": "T1", "roleNames": ["b"]}], "status": "inactive"},

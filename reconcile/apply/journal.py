@@ -4,11 +4,12 @@ so a run killed mid-way still says what it changed."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+
+from reconcile.files import open_private_append
 
 if TYPE_CHECKING:
     from reconcile.apply.executor import KeyResult
@@ -19,9 +20,7 @@ class Journal:
 
     def __init__(self, path: Path, run_id: str) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._file: IO[str] = os.fdopen(fd, "a", encoding="utf-8")
+        self._file: IO[str] = open_private_append(path)  # never through a link, 0600 even if it existed
         self._write({"type": "start", "runId": run_id, "at": now_iso()})
 
     def _write(self, record: Mapping[str, Any]) -> None:

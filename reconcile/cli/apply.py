@@ -5,26 +5,32 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from reconcile.apply.journal import Journal
-from reconcile.cli.common import load, show
+from reconcile.cli.common import check_outputs, load, show
 from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
     add_command,
     desired_options,
+    max_changes_option,
+    non_negative_float,
     parsed,
     positive_float,
     positive_int,
     remote_options,
     report_options,
+    targets_options,
 )
-from reconcile.cli.remote import Target, connect, log_failures, settings, write_outputs
+from reconcile.cli.remote import connect, log_failures, settings, write_outputs
 from reconcile.errors import ExitCode, Interrupted, SafetyThresholdExceeded, UsageError
+from reconcile.files import check_output
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.load import LoadedDesired
+from reconcile.job.lock import lock_dir, lock_path, project_lock
 from reconcile.job.session import (
     ApplyOutcome,
     Session,
@@ -38,7 +44,7 @@ from reconcile.model import DesiredFile
 from reconcile.output.text import render_plan, render_results
 from reconcile.plan import saved as savedplan
 from reconcile.plan.diff import Outcome, Plan, compute_plan
-from reconcile.plan.safety import DEFAULT_MAX_CHANGES_SHARE, DEFAULT_THRESHOLD_MIN_KEYS, ChangeLimit, check_safety
+from reconcile.plan.safety import Safety, assess, check_safety
 
 log = logging.getLogger("reconcile")
 DEFAULT_CONCURRENCY = 8
@@ -48,7 +54,7 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "apply",
-        [desired_options(), remote_options(), report_options()],
+        [desired_options(), remote_options(), report_options(), targets_options()],
         "send one update per key that differs, and none for the others",
         "Plan (or load a saved plan), then change every key that differs: rate-limited, retried, journaled.",
     )
@@ -73,14 +79,21 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         default=DEFAULT_CONCURRENCY,
         help=f"updates in flight at once (default {DEFAULT_CONCURRENCY})",
     )
-    parser.add_argument(
-        "--max-changes",
-        type=parsed(ChangeLimit.parse),
-        metavar="N|P%",
-        help="refuse (exit 3) before any write when more keys would change; default "
-        f"{DEFAULT_MAX_CHANGES_SHARE * 100:.0f}%% when more than {DEFAULT_THRESHOLD_MIN_KEYS} keys are managed",
-    )
+    max_changes_option(parser, "refuse (exit 3) before any write when more keys would change")
     parser.add_argument("--force", action="store_true", help="apply even over --max-changes")
+    parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="read each key again just before writing it, and skip it (stale, exit 1) if it changed since "
+        "the plan's read: one more request per changed key (always on with --plan)",
+    )
+    parser.add_argument(
+        "--wait-lock",
+        type=non_negative_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another apply on this machine to the same project (default 0: refuse at once)",
+    )
     parser.add_argument("--journal", type=Path, metavar="FILE", help="JSON Lines journal (default: beside --report)")
     parser.add_argument(
         "--progress-every",
@@ -93,6 +106,7 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
 
 
 def _load_saved_plan(args: argparse.Namespace, project_id: str, clock: RunClock) -> dict[str, Any]:
+    """The saved plan, once every check that needs no request has passed."""
     try:
         document: dict[str, Any] = json.loads(args.plan.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):
@@ -105,35 +119,32 @@ def _load_saved_plan(args: argparse.Namespace, project_id: str, clock: RunClock)
 
 
 async def _plan_to_apply(
-    args: argparse.Namespace, session: Session, target: Target, clock: RunClock, loaded: LoadedDesired | None
+    session: Session, clock: RunClock, loaded: LoadedDesired | None, saved: dict[str, Any] | None
 ) -> tuple[Plan, tuple[DesiredFile, ...]]:
     """The fresh plan from the desired files, or the saved plan once proven current."""
-    saved = _load_saved_plan(args, target.project_id, clock) if args.plan else None
-    if saved is not None and loaded is not None:
-        savedplan.check_desired(saved, loaded.files)
     try:
         with clock.phase("fetch"):
             observed = await fetch_keys(session)
     except Interrupted:
         if saved is not None:
-            return interrupted_plan(item.key for item in savedplan.to_plan(saved).keys), savedplan.files_of(saved)
+            return interrupted_plan(item.key for item in savedplan.to_plan(saved, {}).keys), savedplan.files_of(saved)
         assert loaded is not None
         return interrupted_plan(loaded.state.keys), loaded.files
     if saved is None:
         assert loaded is not None
         with clock.phase("diff"):
             return compute_plan(loaded.state, observed), loaded.files
-    stale = savedplan.stale_keys(saved, observed)
-    if stale:
-        shown = ", ".join(stale[:20]) + (f" and {len(stale) - 20} more" if len(stale) > 20 else "")
-        raise savedplan.PlanRejected(
-            f"{len(stale)} planned key(s) changed since the plan was made: {shown}; plan again"
-        )
-    return savedplan.to_plan(saved), savedplan.files_of(saved)
+    by_id = {str(key.get("id")): key for key in observed}
+    savedplan.check_current(saved, by_id)
+    return savedplan.to_plan(saved, by_id), savedplan.files_of(saved)
+
+
+def _journal_file(args: argparse.Namespace) -> Path | None:
+    return args.journal or (journal_path_for(args.report) if args.report else None)
 
 
 async def _execute(args: argparse.Namespace, session: Session, result: Plan, run_id: str) -> ApplyOutcome:
-    journal_file = args.journal or (journal_path_for(args.report) if args.report else None)
+    journal_file = _journal_file(args)
     journal = Journal(journal_file, run_id) if journal_file else None
     try:
         outcome = await execute(
@@ -142,11 +153,11 @@ async def _execute(args: argparse.Namespace, session: Session, result: Plan, run
             concurrency=args.concurrency,
             journal=journal,
             progress_every=None if args.quiet else args.progress_every,
+            recheck=args.recheck or args.plan is not None,  # a reviewed plan is applied exactly, or not at all
         )
     finally:
         if journal is not None:
             journal.close()
-    show(args, render_results(outcome.results))
     if outcome.fatal is not None:
         log.error("error: %s; the run stopped, nothing more was sent", outcome.fatal)
     return outcome
@@ -161,25 +172,51 @@ def _failures(result: Plan, outcome: ApplyOutcome | None) -> list[str]:
     return lines
 
 
+async def _apply(
+    args: argparse.Namespace, session: Session, result: Plan, clock: RunClock, safety: Safety
+) -> ApplyOutcome | None:
+    """The safety threshold, then the writes; prints the results and why the run ends in error."""
+    outcome = None
+    if result.writes:
+        check_safety(safety, force=args.force)  # before any write
+        with clock.phase("apply"):
+            outcome = await _execute(args, session, result, clock.run_id)
+    unsent = [item for item in result.errors if item.status is None]
+    show(args, render_results(outcome.results if outcome else [], unsent))
+    return outcome
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every file this run will write, before it sends anything (or reads the project)."""
+    check_outputs(args, "--report", "--summary")
+    journal_file = _journal_file(args)
+    if journal_file is not None:
+        check_output(journal_file, "--journal" if args.journal else "journal", append=True)
+
+
 async def run(args: argparse.Namespace) -> int:
     if args.plan is None and not args.paths:
         raise UsageError("give the desired PATHs, or --plan FILE")
     clock = RunClock("apply")
     with bulk():
         loaded = load(args, clock=clock) if args.paths else None  # before any credentials or network
+    _check_outputs(args)
     outcome, refusal = None, None
     async with connect(args) as (session, target):
-        with bulk():
-            result, files = await _plan_to_apply(args, session, target, clock, loaded)
-        show(args, render_plan(result, verbose=args.verbose > 0))
-        if result.updates:
+        saved = _load_saved_plan(args, target.project_id, clock) if args.plan else None
+        if saved is not None and loaded is not None:
+            savedplan.check_desired(saved, loaded.files)
+        lock = lock_path(lock_dir(os.environ), target.base_url, target.project_id)
+        async with project_lock(lock, run_id=clock.run_id, wait=args.wait_lock, stop=session.stop):
+            with bulk():
+                result, files = await _plan_to_apply(session, clock, loaded, saved)
+            show(args, render_plan(result, verbose=args.verbose > 0))
+            safety = assess(result, args.max_changes)
             try:
-                check_safety(result, args.max_changes, force=args.force)  # before any write
+                outcome = await _apply(args, session, result, clock, safety)
             except SafetyThresholdExceeded as error:
                 refusal = error  # the report is still written: a refused plan is worth auditing
-            else:
-                with clock.phase("apply"):
-                    outcome = await _execute(args, session, result, clock.run_id)
+        provenance = savedplan.provenance(saved, str(args.plan), clock.started) if saved else None
         report = make_report(
             clock,
             files,
@@ -188,6 +225,8 @@ async def run(args: argparse.Namespace) -> int:
             result,
             settings=settings(args),
             outcome=outcome,
+            safety=safety,
+            saved_plan=provenance,
             interrupted=session.interrupted,
         )
     write_outputs(args, report, clock)

@@ -7,8 +7,16 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from reconcile.cli.common import load, show, write_markdown
-from reconcile.cli.options import PATHS_HELP, Parser, add_command, desired_options, non_negative_int, remote_options
+from reconcile.cli.common import check_outputs, load, show, write_markdown
+from reconcile.cli.options import (
+    PATHS_HELP,
+    Parser,
+    add_command,
+    desired_options,
+    non_negative_int,
+    remote_options,
+    targets_options,
+)
 from reconcile.cli.remote import connect
 from reconcile.errors import ExitCode
 from reconcile.files import write_private_atomically
@@ -23,18 +31,24 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "audit",
-        [desired_options(), remote_options()],
+        [desired_options(), remote_options(), targets_options()],
         "read-only audit of the whole project, in Markdown and JSON",
         "Managed and unmanaged keys, drift, inactive keys, keys expiring soon, keys with no IP "
         "restriction, keys with neither roles nor tenants. Exit 0 even with drift, unless --fail-on-drift.",
     )
-    parser.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP + " (none: every key is unmanaged)")
+    parser.add_argument(
+        "paths", nargs="*", metavar="PATH", help=PATHS_HELP + " (or, without a config, every key is unmanaged)"
+    )
     parser.add_argument("--out", type=Path, metavar="FILE", help="write the audit as JSON (mode 0600)")
     parser.add_argument(
         "--summary", type=Path, metavar="FILE", help="write it as Markdown (default: $GITHUB_STEP_SUMMARY when set)"
     )
     parser.add_argument("--expiring-within", type=non_negative_int, default=30, metavar="DAYS", help="default 30 days")
-    parser.add_argument("--fail-on-drift", action="store_true", help="exit 2 when any managed key drifted")
+    parser.add_argument(
+        "--fail-on-drift",
+        action="store_true",
+        help="exit 2 when any managed key drifted or a desired key is missing from the project",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -42,6 +56,7 @@ async def run(args: argparse.Namespace) -> int:
     clock = RunClock("audit")
     with bulk():
         desired = load(args).state if args.paths else DesiredState(keys=())
+        check_outputs(args, "--out", "--summary")
         async with connect(args) as (session, target):
             observed = await fetch_keys(session)
         result = compute_plan(desired, observed)
@@ -51,4 +66,5 @@ async def run(args: argparse.Namespace) -> int:
     if args.out:
         write_private_atomically(args.out, json.dumps(findings, indent=2, ensure_ascii=False) + "\n")
     write_markdown(args.summary, markdown)
-    return ExitCode.CHANGES_PENDING if args.fail_on_drift and findings["drift"] else ExitCode.OK
+    drifted = findings["drift"] or findings["missing"]  # a desired key the project lacks is drift too
+    return ExitCode.CHANGES_PENDING if args.fail_on_drift and drifted else ExitCode.OK

@@ -10,32 +10,49 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from reconcile.cli.context import current_target, prefixed
 from reconcile.desired.loader import Diagnostic
-from reconcile.errors import ValidationFailed
-from reconcile.files import write_private_atomically
+from reconcile.errors import ExitCode, ReconcileError, ValidationFailed
+from reconcile.files import check_output, write_private_atomically
 from reconcile.job.clock import RunClock
 from reconcile.job.load import LoadedDesired, load_desired
+from reconcile.output.escape import gh_data, gh_property, text_line
 
 log = logging.getLogger("reconcile")
 
 
 def show(args: argparse.Namespace, text: str) -> None:
+    """Text for people on stdout: within a target's run, each line prefixed with the target's name."""
     if not args.quiet:
-        sys.stdout.write(text)
+        sys.stdout.write(prefixed(text))
         sys.stdout.flush()
 
 
+def describe_error(error: ReconcileError | OSError) -> tuple[int, str]:
+    """An error that ends a run → its exit code and one line for people."""
+    if isinstance(error, ReconcileError):
+        return error.exit_code, str(error)
+    # An unwritable report path, a full disk: the environment, not a bug.
+    where = f": {error.filename}" if error.filename else ""
+    return ExitCode.FAILURE, f"{error.strerror or error}{where}"
+
+
 def print_diagnostics(diagnostics: Sequence[Diagnostic], output_format: str) -> None:
+    """File names and messages (which quote values) come from the files: escaped for where they go."""
     if output_format == "json":
-        print(json.dumps([d.__dict__ for d in diagnostics], indent=2))
+        records = [d.__dict__ for d in diagnostics]
+        if (target := current_target()) is not None:
+            target.diagnostics.extend(records)  # every target's, in one list at the end
+        else:
+            print(json.dumps(records, indent=2))  # ASCII: every control a \u escape
         return
     for diagnostic in diagnostics:
         if output_format == "github":
-            message = diagnostic.message + (f" [{diagnostic.field}]" if diagnostic.field else "")
-            escaped = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-            print(f"::error file={diagnostic.path},line={diagnostic.line},col={diagnostic.column}::{escaped}")
+            message = gh_data(diagnostic.message + (f" [{diagnostic.field}]" if diagnostic.field else ""))
+            where = f"file={gh_property(diagnostic.path)},line={diagnostic.line},col={diagnostic.column}"
+            print(f"::error {where}::{message}")
         else:
-            print(diagnostic.render(), file=sys.stderr)
+            print(text_line(diagnostic.render()), file=sys.stderr)
 
 
 def load(args: argparse.Namespace, output_format: str = "text", clock: RunClock | None = None) -> LoadedDesired:
@@ -47,9 +64,21 @@ def load(args: argparse.Namespace, output_format: str = "text", clock: RunClock 
     return loaded
 
 
+def check_outputs(args: argparse.Namespace, *options: str) -> None:
+    """The output files these options name, proven writable before the run reads or sends anything:
+    a one-line error (exit 1) instead of a run that changes the project and then cannot say so."""
+    for option in options:
+        path = getattr(args, option.removeprefix("--").replace("-", "_"))
+        if path is not None:
+            check_output(path, option)
+
+
 def write_markdown(explicit: Path | None, markdown: str) -> None:
-    """`--summary FILE`, else GitHub's step summary when running in Actions (appended, as GitHub expects)."""
-    if explicit is not None:
+    """`--summary FILE`, else GitHub's step summary when running in Actions (appended, as GitHub expects).
+    Within a target's run it is kept instead: all targets' summaries are written once, combined."""
+    if (target := current_target()) is not None:
+        target.markdown.append(markdown)
+    elif explicit is not None:
         write_private_atomically(explicit, markdown, mode=0o644)
     elif step_summary := os.environ.get("GITHUB_STEP_SUMMARY"):
         with Path(step_summary).open("a", encoding="utf-8") as handle:

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from reconcile.apply.limiter import Budget
-from reconcile.cli.common import print_diagnostics
-from reconcile.cli.options import Parser, add_command, remote_options
+from reconcile.cli.common import check_outputs, print_diagnostics
+from reconcile.cli.options import Parser, add_command, remote_options, targets_options
 from reconcile.cli.remote import connect
 from reconcile.desired.loader import Diagnostic, ParsedFile, parse_text
 from reconcile.desired.validation import build_desired_state
@@ -26,7 +26,7 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "export",
-        [remote_options()],
+        [remote_options(), targets_options()],
         "write every key of the project as a desired file (bootstrap)",
         "Write the project's keys as a valid desired file: sorted, updatable fields only, "
         "server-managed facts as comments. `plan` on the result reports no change.",
@@ -35,6 +35,11 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser.add_argument("--ids", metavar="ID,ID", help="only these key ids (comma-separated)")
     parser.add_argument("--tenant", action="append", metavar="TENANT_ID", help="only keys of this tenant (repeatable)")
     parser.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    parser.add_argument(
+        "--factor-defaults",
+        action="store_true",
+        help="write a value shared by most keys (more than half, at least two) once, in `defaults`",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -73,10 +78,11 @@ async def _keys_to_export(session: Session, wanted_ids: list[str], tenants: list
 async def run(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.overwrite:
         raise ConfigError(f"{args.out} exists: pass --overwrite to replace it")
+    check_outputs(args, "--out")
     wanted_ids = list(dict.fromkeys(part.strip() for part in (args.ids or "").split(",") if part.strip()))
     async with connect(args) as (session, target):
         keys = await _keys_to_export(session, wanted_ids, args.tenant or [])
-    text = render_export(keys, source=f"project {target.project_id}")
+    text = render_export(keys, source=f"project {target.project_id}", factor_defaults=args.factor_defaults)
     write_private_atomically(args.out, text, mode=0o644)
     log.info("wrote %d key(s) to %s", len(keys), args.out)
     problems = _check_export(text, args.out)

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import logging
 import sys
 from collections.abc import Sequence
 
 from reconcile import __version__
+from reconcile.cli.common import describe_error
+from reconcile.cli.context import TargetPrefix
 from reconcile.cli.options import EPILOG, Parser
+from reconcile.cli.targets import dispatch
 from reconcile.client.redact import redactor
 from reconcile.errors import ExitCode, ReconcileError, UsageError
 from reconcile.log import VERBOSE
+from reconcile.output.escape import LogEscaper
 
 log = logging.getLogger("reconcile")
 COMMANDS = ("validate", "plan", "apply", "export", "audit")  # modules of reconcile.cli, in `--help` order
@@ -39,7 +42,9 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else (logging.INFO, VERBOSE, logging.DEBUG)[min(verbose, 2)]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s" if verbose else "%(message)s"))
-    handler.addFilter(redactor)
+    handler.addFilter(redactor)  # first: the key is found in the text as it was made
+    handler.addFilter(LogEscaper())  # then each record becomes one line safe for a terminal or a CI log
+    handler.addFilter(TargetPrefix())  # several targets at once: each line names its target
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -49,13 +54,12 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    outcome = args.handler(args)
-    if inspect.iscoroutine(outcome):
-        import asyncio  # noqa: PLC0415 (only the network commands pay for it: validate runs on every commit)
+    outcome = dispatch(args)
+    if isinstance(outcome, int):
+        return outcome
+    import asyncio  # noqa: PLC0415 (only the network commands pay for it: validate runs on every commit)
 
-        code: int = asyncio.run(outcome)
-        return code
-    return int(outcome)
+    return asyncio.run(outcome)
 
 
 def _command_named(argv: Sequence[str]) -> str | None:
@@ -75,13 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         log.error("error: %s", error)
         return error.exit_code
-    except ReconcileError as error:
-        log.error("error: %s", error)
-        return error.exit_code
-    except OSError as error:  # an unwritable report path, a full disk: the environment, not a bug
-        where = f": {error.filename}" if error.filename else ""
-        log.error("error: %s%s", error.strerror or error, where)
-        return ExitCode.FAILURE
+    except (ReconcileError, OSError) as error:
+        code, message = describe_error(error)
+        log.error("error: %s", message)
+        return code
     except KeyboardInterrupt:
         log.error("interrupted")
         return ExitCode.FAILURE

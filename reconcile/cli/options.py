@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
 from reconcile.errors import ExitCode
+from reconcile.plan.safety import DEFAULT_MAX_CHANGES_SHARE, DEFAULT_THRESHOLD_MIN_KEYS, ChangeLimit
 
 Converter = Callable[[str], Any]
 
@@ -19,7 +20,22 @@ DEFAULT_RATE = 100.0
 DEFAULT_TIMEOUT_SECONDS = 30.0  # per request; the client itself has no default, the command line decides
 DEFAULT_MAX_ATTEMPTS = 6
 DEFAULT_KEY_DEADLINE = 300.0
-PATHS_HELP = "desired-state YAML files or folders (recursive)"
+PATHS_HELP = "desired-state YAML files or folders (recursive); none: the targets of descope-reconcile.yaml"
+NO_PATHS = "give the desired PATHs, or a config: descope-reconcile.yaml in the current folder, or --config FILE"
+# The run's knobs: argparse's name → the camelCase name of the report's `run.settings` and of a
+# config target's settings (like the wire).
+SETTING_NAMES = {
+    "timeout": "timeout",
+    "rate": "rate",
+    "concurrency": "concurrency",
+    "max_attempts": "maxAttempts",
+    "key_deadline": "keyDeadline",
+    "max_changes": "maxChanges",
+    "force": "force",
+    "recheck": "recheck",
+    "wait_lock": "waitLock",
+    "plan": "plan",
+}
 
 EPILOG = f"""\
 exit codes:
@@ -31,7 +47,14 @@ exit codes:
   {ExitCode.USAGE:<3} usage error (bad command line)
   130 143  a second SIGINT (130) or SIGTERM (143): stopped at once, before the report
 
-environment:
+targets:
+  Without PATHs, a command acts on every target of descope-reconcile.yaml (in the current folder,
+  or --config FILE); --target NAME (repeatable) picks some. Targets run concurrently, each with
+  its own credentials, limiter, report and journal: with several, give file options a {{target}}
+  pattern (--report reports/{{target}}.json). The exit code is the most severe of the targets':
+  64, then 1, then 3, then 2, then 0. With PATHs (or --no-config), the environment names the project.
+
+environment (with PATHs, or without a config):
   DESCOPE_PROJECT_ID            the project (every command but validate)
   DESCOPE_MANAGEMENT_KEY        its management key; never give it on the command line
   DESCOPE_MANAGEMENT_KEY_FILE   or: a file holding the key (mounted secrets)
@@ -48,6 +71,7 @@ examples:
   descope-reconcile apply desired/ --report report.json
   descope-reconcile export --out desired/keys.yaml
   descope-reconcile audit desired/ --summary audit.md --out audit.json
+  descope-reconcile apply --target prod --report reports/{{target}}.json  # with descope-reconcile.yaml
 """
 
 
@@ -70,6 +94,7 @@ def _checked(convert: type[float] | type[int], minimum: float, what: str) -> Con
 
 
 positive_float = _checked(float, 1e-9, "positive")
+non_negative_float = _checked(float, 0, "0 or more")
 positive_int = _checked(int, 1, "at least 1")
 non_negative_int = _checked(int, 0, "0 or more")
 
@@ -84,6 +109,17 @@ def parsed(parse: Converter) -> Converter:
             raise argparse.ArgumentTypeError(str(error)) from None
 
     return wrapper
+
+
+def max_changes_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--max-changes`, the same rule for `plan` (which warns) and `apply` (which refuses)."""
+    parser.add_argument(
+        "--max-changes",
+        type=parsed(ChangeLimit.parse),
+        metavar="N|P%",
+        help=f"{what}; default {DEFAULT_MAX_CHANGES_SHARE * 100:.0f}%% of the managed keys when more than "
+        f"{DEFAULT_THRESHOLD_MIN_KEYS} keys are managed",
+    )
 
 
 def desired_options() -> Parser:
@@ -134,10 +170,39 @@ def remote_options() -> Parser:
     return group
 
 
+def targets_options() -> Parser:
+    """For commands that act on the targets of a config file when no PATH is given."""
+    group = Parser(add_help=False)
+    group.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="the targets' config (default: descope-reconcile.yaml in the current folder, when there is one)",
+    )
+    group.add_argument(
+        "--no-config",
+        action="store_true",
+        help="do not use descope-reconcile.yaml: the environment names the project (as with PATHs)",
+    )
+    group.add_argument(
+        "--target",
+        dest="targets",
+        action="append",
+        metavar="NAME",
+        help="act on this target of the config only (repeatable; default: every target)",
+    )
+    return group
+
+
 def report_options() -> Parser:
     """For commands that write the JSON report and the Markdown summary."""
     group = Parser(add_help=False)
-    group.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here (mode 0600)")
+    group.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="write the JSON report here (mode 0600); several targets: a {target} pattern, reports/{target}.json",
+    )
     group.add_argument(
         "--summary",
         type=Path,

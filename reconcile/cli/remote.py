@@ -12,8 +12,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconcile.cli.common import write_markdown
-from reconcile.client.descope import DescopeClient, base_url_for, credentials_from_env
+from reconcile.cli.context import current_target
+from reconcile.cli.options import SETTING_NAMES
+from reconcile.client.descope import (
+    ENVIRONMENT,
+    Credentials,
+    CredentialSource,
+    DescopeClient,
+    base_url_for,
+    credentials_from_env,
+)
 from reconcile.client.redact import redactor
+from reconcile.config.targets import TargetConfig
 from reconcile.job.clock import RunClock
 from reconcile.job.session import RetrySettings, Session
 from reconcile.log import VERBOSE
@@ -29,11 +39,36 @@ class Target:
     base_url: str
 
 
+def _source(config: TargetConfig) -> CredentialSource:
+    """A config target's credentials: only the variable or file it names (not the DESCOPE_* ones)."""
+    return CredentialSource(
+        project_id=config.project_id,
+        project_id_env=config.project_id_env,
+        key_env=config.management_key_env,
+        key_file_env="",
+        key_file=config.management_key_file,
+        key_file_label="managementKeyFile",
+    )
+
+
+def credentials_for(args: argparse.Namespace) -> tuple[Credentials, str]:
+    """This run's credentials and base URL: its config target's, else the environment's. The key joins
+    the redaction filter at once: it is process-wide, so with several targets every key is scrubbed
+    from every line."""
+    config: TargetConfig | None = getattr(args, "target_config", None)
+    credentials = credentials_from_env(os.environ, _source(config) if config else ENVIRONMENT)
+    redactor.add(credentials.management_key)
+    if config is None:
+        return credentials, base_url_for(credentials.project_id, os.environ)
+    # A target's base URL is its own (or the default and regional rule), never DESCOPE_BASE_URL.
+    override = {"DESCOPE_BASE_URL": config.base_url} if config.base_url else {}
+    return credentials, base_url_for(credentials.project_id, override)
+
+
 @asynccontextmanager
 async def connect(args: argparse.Namespace) -> AsyncIterator[tuple[Session, Target]]:
-    credentials = credentials_from_env(os.environ)
-    redactor.add(credentials.management_key)
-    target = Target(credentials.project_id, base_url_for(credentials.project_id, os.environ))
+    credentials, base_url = credentials_for(args)
+    target = Target(credentials.project_id, base_url)
     connections = getattr(args, "concurrency", 1)
     settings = RetrySettings(args.rate, args.max_attempts, args.key_deadline, args.timeout)
     async with DescopeClient(credentials, target.base_url, timeout=args.timeout, max_connections=connections) as client:
@@ -43,22 +78,9 @@ async def connect(args: argparse.Namespace) -> AsyncIterator[tuple[Session, Targ
             yield session, target
 
 
-# The run's knobs, for the report: argparse's name → the report's camelCase name (like the wire).
-_SETTINGS = {
-    "timeout": "timeout",
-    "rate": "rate",
-    "concurrency": "concurrency",
-    "max_attempts": "maxAttempts",
-    "key_deadline": "keyDeadline",
-    "max_changes": "maxChanges",
-    "force": "force",
-    "plan": "plan",
-}
-
-
 def settings(args: argparse.Namespace) -> dict[str, Any]:
     """The run's knobs, for the report (JSON-ready)."""
-    values = {_SETTINGS[name]: getattr(args, name) for name in _SETTINGS if hasattr(args, name)}
+    values = {SETTING_NAMES[name]: getattr(args, name) for name in SETTING_NAMES if hasattr(args, name)}
     return {
         name: value if value is None or isinstance(value, int | float | bool) else str(value)
         for name, value in values.items()
@@ -66,6 +88,8 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def write_outputs(args: argparse.Namespace, report: Mapping[str, Any], clock: RunClock) -> None:
+    if (outcome := current_target()) is not None:
+        outcome.counts = report["summary"]["byOutcome"]  # for the combined summaries
     with clock.phase("report"):
         if args.report:
             write_report(args.report, report)

@@ -2,12 +2,15 @@
 
 Wire format: see schemas/source and the README. Every answer that is not a success becomes a
 typed `ApiError` carrying Descope's errorCode; every failure to get an answer becomes a
-`TransportError` that says whether the request may have reached the server.
+`TransportError` that says whether the request may have reached the server; a success that is
+not in its documented shape (or over MAX_ANSWER_BYTES) becomes a `ProtocolError`, never retried.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
+import math
 import ssl
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -19,12 +22,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from reconcile import __version__
-from reconcile.client.redact import MASK
+from reconcile.client import answers
+from reconcile.client.redact import SecretRedactor
 from reconcile.errors import (
     ApiError,
     AuthenticationError,
     ConfigError,
     NotFoundError,
+    ProtocolError,
     RateLimitedError,
     ServerError,
     TlsError,
@@ -36,6 +41,8 @@ SEARCH_PATH = "/v1/mgmt/accesskey/search"
 LOAD_PATH = "/v1/mgmt/accesskey"
 UPDATE_PATH = "/v1/mgmt/accesskey/update"
 STATUS_PATHS = {"active": "/v1/mgmt/accesskey/activate", "inactive": "/v1/mgmt/accesskey/deactivate"}
+MAX_ANSWER_BYTES = 64 * 1024 * 1024  # decoded: a compressed answer is capped as it inflates
+MAX_ERROR_TEXT = 300  # characters of a server's error text quoted in a message
 
 
 @dataclass(frozen=True)
@@ -48,24 +55,72 @@ class Credentials:
         return f"Bearer {self.project_id}:{self.management_key}"
 
 
-def credentials_from_env(env: Mapping[str, str]) -> Credentials:
-    """DESCOPE_PROJECT_ID, and DESCOPE_MANAGEMENT_KEY or a file named by DESCOPE_MANAGEMENT_KEY_FILE."""
-    project_id = env.get("DESCOPE_PROJECT_ID", "").strip()
-    if not project_id:
-        raise ConfigError("DESCOPE_PROJECT_ID is not set")
-    key = env.get("DESCOPE_MANAGEMENT_KEY", "").strip()
-    key_file = env.get("DESCOPE_MANAGEMENT_KEY_FILE", "").strip()
-    if key and key_file:
-        raise ConfigError("set DESCOPE_MANAGEMENT_KEY or DESCOPE_MANAGEMENT_KEY_FILE, not both")
-    if key_file:
-        try:
-            key = Path(key_file).read_text(encoding="utf-8").strip()
-        except OSError as error:
-            raise ConfigError(f"DESCOPE_MANAGEMENT_KEY_FILE: cannot read {key_file}: {error.strerror}") from None
-        if not key:
-            raise ConfigError(f"DESCOPE_MANAGEMENT_KEY_FILE: {key_file} is empty")
+def _header_token(value: str, source: str) -> str:
+    """`value` as it can go in the Authorization header: a trailing line break (the end of a file, or
+    of `$(cat file)`) is dropped, anything else that is not printable ASCII is refused. The message
+    says what is wrong and never quotes the value: it may be the management key."""
+    value = value.rstrip("\r\n")
+    for char in value:
+        if "!" <= char <= "~":
+            continue
+        if char in "\r\n":
+            kind = "a line break inside it"
+        elif char in " \t":
+            kind = "whitespace"
+        elif char.isascii():
+            kind = "a control character"
+        else:
+            kind = "a non-ASCII character"
+        raise ConfigError(f"{source} has {kind}: only printable ASCII on one line can be sent (the value is not shown)")
+    return value
+
+
+@dataclass(frozen=True)
+class CredentialSource:
+    """Where a project id and its management key come from: names of environment variables, or a
+    file, or the project id itself (not a secret); never the key. The default is the DESCOPE_*
+    variables; a config target names its own (an empty name: that way is not offered)."""
+
+    project_id: str = ""
+    project_id_env: str = "DESCOPE_PROJECT_ID"
+    key_env: str = "DESCOPE_MANAGEMENT_KEY"
+    key_file_env: str = "DESCOPE_MANAGEMENT_KEY_FILE"  # a variable naming the file
+    key_file: str = ""  # or the file itself
+    key_file_label: str = "DESCOPE_MANAGEMENT_KEY_FILE"  # what messages about the file call it
+
+
+ENVIRONMENT = CredentialSource()
+
+
+def _read_key_file(path: str, label: str) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{label}: {path} is not UTF-8 text") from None
+    except OSError as error:
+        raise ConfigError(f"{label}: cannot read {path}: {error.strerror}") from None
+    key = _header_token(text, f"the key in {path}")
     if not key:
-        raise ConfigError("DESCOPE_MANAGEMENT_KEY is not set (or DESCOPE_MANAGEMENT_KEY_FILE for a mounted secret)")
+        raise ConfigError(f"{label}: {path} is empty")
+    return key
+
+
+def credentials_from_env(env: Mapping[str, str], source: CredentialSource = ENVIRONMENT) -> Credentials:
+    """By default DESCOPE_PROJECT_ID, and DESCOPE_MANAGEMENT_KEY or a file named by DESCOPE_MANAGEMENT_KEY_FILE:
+    both checked before any request is built (a header with a line break would quote the key)."""
+    given = source.project_id or (env.get(source.project_id_env, "") if source.project_id_env else "")
+    project_id = _header_token(given, "the project id" if source.project_id else source.project_id_env)
+    if not project_id:
+        raise ConfigError(f"{source.project_id_env} is not set")
+    key = _header_token(env.get(source.key_env, ""), source.key_env) if source.key_env else ""
+    key_file = source.key_file or (env.get(source.key_file_env, "").strip() if source.key_file_env else "")
+    if key and key_file:
+        raise ConfigError(f"set {source.key_env} or {source.key_file_env}, not both")
+    if key_file:
+        key = _read_key_file(key_file, source.key_file_label)
+    if not key:
+        alternative = f" (or {source.key_file_env} for a mounted secret)" if source.key_file_env else ""
+        raise ConfigError(f"{source.key_env} is not set{alternative}")
     return Credentials(project_id, key)
 
 
@@ -78,7 +133,12 @@ def base_url_for(project_id: str, env: Mapping[str, str]) -> str:
         url = f"https://api.{project_id[1:5]}.descope.com"
     else:
         url = DEFAULT_BASE_URL
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a port out of range is a ValueError here, not a crash at connect time
+        _ = httpx.URL(url).host  # httpx's own checks: non-printable characters, malformed hosts (IDNA)
+    except (ValueError, httpx.InvalidURL) as error:
+        raise ConfigError(f"base URL {url!r} is not a valid URL: {error}") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ConfigError(f"base URL {url!r} is not an http(s) URL")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
@@ -95,22 +155,28 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _error_from_response(response: httpx.Response, clean: Callable[[str], str]) -> ApiError:
+def _capped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def _error_from_response(response: httpx.Response, content: bytes, clean: Callable[[str], str]) -> ApiError:
     """Descope's error body → a typed error. `clean` scrubs the secret: a proxy or a buggy server
-    may echo the request's Authorization header back in its error text."""
+    may echo the request's Authorization header back in its error text (scrubbed before it is cut,
+    so a cut never leaves part of the key)."""
     code: str | None = None
     message = response.reason_phrase or f"HTTP {response.status_code}"
     try:
-        body = response.json()
-    except ValueError:
+        body = json.loads(content) if content else None
+    except (ValueError, RecursionError):
         body = None
     if isinstance(body, dict):
-        code = body.get("errorCode") if isinstance(body.get("errorCode"), str) else None
+        raw_code = body.get("errorCode")
+        code = _capped(clean(raw_code), 40) if isinstance(raw_code, str) and raw_code else None  # reports keep it
         parts = [str(body[k]) for k in ("errorDescription", "errorMessage") if body.get(k)]
         if parts:
             message = ": ".join(dict.fromkeys(parts))  # both, unless they repeat each other
     status = response.status_code
-    text = clean(f"HTTP {status}" + (f" {code}" if code else "") + f": {message}")
+    text = f"HTTP {status}{f' {code}' if code else ''}: {_capped(clean(message), MAX_ERROR_TEXT)}"
     if status in (401, 403):
         return AuthenticationError(status, text, error_code=code)
     if status == 404:
@@ -123,13 +189,14 @@ def _error_from_response(response: httpx.Response, clean: Callable[[str], str]) 
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    """Retry-After in seconds (Descope sends whole seconds); None when absent or unreadable."""
+    """Retry-After in seconds (Descope sends whole seconds); None when absent or unreadable (`inf` and
+    `nan` too: a pause without end would hold every worker of the run)."""
     value = response.headers.get("Retry-After")
     try:
         seconds = float(value) if value is not None else None
     except ValueError:
         return None
-    return seconds if seconds is not None and seconds >= 0 else None
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
 
 
 class DescopeClient:
@@ -145,7 +212,8 @@ class DescopeClient:
     ) -> None:
         self.base_url = base_url
         self.requests_by_status: Counter[str] = Counter()
-        self._secret = credentials.management_key
+        self._redactor = SecretRedactor()
+        self._redactor.add(credentials.management_key)
         self._http = httpx.AsyncClient(
             base_url=base_url,
             timeout=timeout,
@@ -167,21 +235,17 @@ class DescopeClient:
     async def search_access_keys(self, tenant_ids: Sequence[str] = ()) -> list[dict[str, Any]]:
         """Every key of the project, or of these tenants (the API has no pagination)."""
         body = await self._request("POST", SEARCH_PATH, json={"tenantIds": list(tenant_ids)} if tenant_ids else {})
-        keys = body.get("keys") or []
-        if not isinstance(keys, list):
-            raise TransportError("search answered without a list of keys", ambiguous=False)
+        keys: list[dict[str, Any]] = body["keys"]
+        answers.unique_ids("POST", SEARCH_PATH, keys, self._redactor.redact)
         return keys
 
     async def load_access_key(self, key_id: str) -> dict[str, Any]:
         body = await self._request("GET", LOAD_PATH, params={"id": key_id})
-        return _key_of(body)
+        return answers.same_id("GET", LOAD_PATH, body["key"], key_id, self._redactor.redact)
 
     async def update_access_key(self, request_body: Mapping[str, Any]) -> dict[str, Any]:
         body = await self._request("POST", UPDATE_PATH, json=dict(request_body))
-        return _key_of(body)
-
-    def _clean(self, text: str) -> str:
-        return text.replace(self._secret, MASK) if self._secret else text
+        return answers.same_id("POST", UPDATE_PATH, body["key"], request_body["id"], self._redactor.redact)
 
     async def set_status(self, key_ids: Sequence[str], status: str) -> None:
         """Activate or deactivate keys: the single form for one key, the batch form for several."""
@@ -199,37 +263,55 @@ class DescopeClient:
         json: Any = None,
         params: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
+        """The answer's body, checked against the endpoint's documented shape."""
+        response, content = await self._exchange(method, path, json=json, params=params)
+        self.requests_by_status[str(response.status_code)] += 1
+        if not response.is_success:
+            raise _error_from_response(response, content or b"", self._redactor.redact)
+        if content is None:
+            raise ProtocolError(f"{method} {path}: the answer is larger than {MAX_ANSWER_BYTES // 2**20} MiB")
+        body = answers.decode(method, path, content, response.headers.get("Content-Type", ""))
+        checked: dict[str, Any] = answers.check(method, path, body, self._redactor.redact)
+        return checked
+
+    async def _exchange(self, method: str, path: str, **request: Any) -> tuple[httpx.Response, bytes | None]:
+        """Send, and read the answer up to MAX_ANSWER_BYTES (None beyond); a failure → TransportError."""
+        where = f"{method} {path}"
         try:
-            response = await self._http.request(method, path, json=json, params=params)
+            response = await self._http.send(self._http.build_request(method, path, **request), stream=True)
+            try:
+                return response, await _read_capped(response, MAX_ANSWER_BYTES)
+            finally:
+                await response.aclose()
+        except httpx.LocalProtocolError:
+            # h11 refused to write the request (a header it cannot send): no retry can change that.
+            raise ConfigError(f"{where}: the request cannot be sent: a header is not valid HTTP") from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
             self.requests_by_status["transport"] += 1
             if _caused_by_tls(error):
-                message = self._clean(f"{method} {path}: TLS failed: {_describe(error)}")
+                message = self._redactor.redact(f"{where}: TLS failed: {_describe(error)}")
                 raise TlsError(message + " (set SSL_CERT_FILE to a CA bundle that trusts the server)") from None
-            message = self._clean(f"{method} {path}: cannot connect: {_describe(error)}")
+            message = self._redactor.redact(f"{where}: cannot connect: {_describe(error)}")
             raise TransportError(message, ambiguous=False) from None
         except httpx.TransportError as error:
             # Read/write timeouts, resets and truncated answers: the request may have been applied.
             self.requests_by_status["transport"] += 1
-            message = self._clean(f"{method} {path}: no complete answer: {_describe(error)}")
+            message = self._redactor.redact(f"{where}: no complete answer: {_describe(error)}")
             raise TransportError(message, ambiguous=True) from None
-        self.requests_by_status[str(response.status_code)] += 1
-        if not response.is_success:
-            raise _error_from_response(response, self._clean)
-        if not response.content:
-            return {}
-        try:
-            decoded = response.json()
-        except ValueError:
-            raise TransportError(f"{method} {path}: answer is not JSON", ambiguous=True) from None
-        if not isinstance(decoded, dict):
-            raise TransportError(f"{method} {path}: answer is not a JSON object", ambiguous=True)
-        return decoded
 
 
-def _key_of(body: Mapping[str, Any]) -> dict[str, Any]:
-    key = body.get("key")
-    return key if isinstance(key, dict) else {}
+async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
+    """The decoded body, or None as soon as it is over `limit` bytes (the rest is never read)."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _caused_by_tls(error: BaseException) -> bool:

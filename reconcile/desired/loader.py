@@ -1,19 +1,23 @@
 """Files → parsed YAML documents, and where each key of them is.
 
-Values come from yaml-rs only: YAML 1.2 (`yes` and `no` are strings, no merge keys), safe by
+Values come from yaml-rs: YAML 1.2 (`yes` and `no` are strings, no merge keys), safe by
 construction (no tag constructs an object), duplicate mapping keys an error, alias expansion
-bounded, and 20x faster than PyYAML's C loader. A file never changes meaning with the code path.
+bounded, and 20x faster than PyYAML's C loader. Where yaml-rs strays from YAML 1.2's core schema
+(it reads `1_000`, `0b1`, `0X1F`, `+0x1` and `.iNf` as numbers; the core schema reads them as
+strings), the node graph says which scalars are plain strings, and they are given as such.
 
-PyYAML composes nodes only where positions or node-level checks are needed: to locate the
-problems in a file that has any, to check explicit tags (only in a text that contains `!`, which
-every tag needs), and to find key lines when the quick scan below cannot prove its answer.
+Structure and positions come from PyYAML read as YAML 1.2 (see yaml12): key lines from the
+parse events of every file; nodes only where positions or node-level checks are needed: to
+locate the problems in a file that has any, to check explicit tags (only in a text that contains
+`!`, which every tag needs) and anchors (`&`), and where yaml-rs may have read a number that
+YAML 1.2 reads as a string. Nothing is ever located by searching the text.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,14 +26,12 @@ from typing import Any
 import yaml
 import yaml_rs
 
-from reconcile.desired import yamlcheck
+from reconcile.desired import yaml12, yamlcheck
 from reconcile.errors import ConfigError
 
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
-YAML_SUFFIXES = (".yaml", ".yml")
+YAML_SUFFIXES = (".yaml", ".yml")  # in any case: `keys.YAML` too
 _ALIAS_LIMITS = yaml_rs.AliasLimits(max_total_replayed_events=1_000_000)
-# A line that may hold a key item's `id` (block `- id: x`, `id: x`, or flow `- {id: x, ...`).
-_ID_LINE = re.compile(r"^([ \t]*(?:-[ \t]+)*\{?[ \t]*)(?:id|\"id\"|'id')[ \t]*:[ \t]*(.*)$", re.MULTILINE)
 _POSITION = re.compile(r"line (\d+), column (\d+)")
 
 
@@ -48,6 +50,10 @@ class Diagnostic:
         return f"{self.path}:{self.line}:{self.column}: error: {self.message}{where}"
 
 
+def _reason(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
 @dataclass(frozen=True)
 class ParsedFile:
     path: str
@@ -56,71 +62,65 @@ class ParsedFile:
     text: str = field(repr=False)
     # Problems found by the node checks (a tag, an alias cycle): reported with the schema's.
     problems: tuple[Diagnostic, ...] = ()
+    root: yaml.Node | None = field(default=None, repr=False)  # the node graph, when parsing composed it
 
     @cached_property
-    def _root(self) -> yaml.Node | None:
+    def _tree(self) -> tuple[yaml.Node | None, str]:
+        """The node graph, or why there is none (yaml-rs read the text, PyYAML even as YAML 1.2
+        cannot: then no position is given as if it were known)."""
+        if self.root is not None:
+            return self.root, ""
         try:
-            return yamlcheck.compose(self.text)
-        except (yaml.YAMLError, RecursionError):
-            return None  # yaml-rs read it, PyYAML cannot: errors are placed at the top
+            return yaml12.compose(self.text), ""
+        except (yaml.YAMLError, RecursionError) as error:
+            return None, _reason(error)
+
+    @property
+    def unlocatable(self) -> str:
+        """Why positions in this file cannot be known ("" when they can)."""
+        return self._tree[1]
 
     def locate(self, json_path: Iterable[object], *, key: bool = False) -> tuple[int, int]:
-        return yamlcheck.locate(self._root, json_path, key=key)
+        return yamlcheck.locate(self._tree[0], json_path, key=key)
 
     def key_lines(self) -> list[tuple[int, int]]:
-        """Line and column of each key item's `id`, in order: a text scan that must match every id
-        in order, else PyYAML's node marks (slower, always right)."""
+        """Line and column of each key item's `id` (of the item, when it has none), in order, read
+        from the YAML structure; raises yaml.YAMLError when it cannot be read."""
         keys = self.data.get("keys") if isinstance(self.data, dict) else None
-        items = keys if isinstance(keys, list) else []
-        scanned = _scan_id_lines(self.text, [item.get("id") if isinstance(item, dict) else None for item in items])
-        if scanned is not None:
-            return scanned
-        return [self.locate(["keys", index, "id"], key=True) for index in range(len(items))]
+        count = len(keys) if isinstance(keys, list) else 0
+        if self.root is None:
+            positions = yamlcheck.key_id_positions(self.text)  # cheaper than composing nodes
+            if positions is not None and len(positions) == count:
+                return positions
+        if self._tree[0] is None:
+            raise yaml.YAMLError(self.unlocatable)
+        return [self.locate(["keys", index, "id"], key=True) for index in range(count)]
 
 
-def _unquote(raw: str) -> str:
-    value = raw.strip()
-    if value[:1] in ("'", '"'):
-        end = value.find(value[0], 1)
-        return value[1:end] if end > 0 else value
-    return re.split(r"[,}]|[ \t]#", value, maxsplit=1)[0].strip()
-
-
-def _scan_id_lines(text: str, ids: Sequence[object]) -> list[tuple[int, int]] | None:
-    """Lines whose `id:` values equal the key ids, in order; None when that cannot be shown."""
-    if not all(isinstance(key_id, str) and key_id and key_id == key_id.strip() for key_id in ids):
-        return None
-    starts: list[tuple[int, int]] = []  # (offset in text, column)
-    matches = _ID_LINE.finditer(text)  # shared: each id is looked for after the previous one
-    for key_id in ids:
-        for match in matches:
-            if _unquote(match.group(2)) == key_id:
-                starts.append((match.start(), len(match.group(1)) + 1))
-                break
-        else:
-            return None
-    positions, line, offset = [], 1, 0
-    for start, column in starts:
-        line += text.count("\n", offset, start)  # one pass over the text in all
-        offset = start
-        positions.append((line, column))
-    return positions
+def _is_yaml(path: Path) -> bool:
+    return path.suffix.lower() in YAML_SUFFIXES
 
 
 def discover(paths: Iterable[str]) -> list[Path]:
-    """Every *.yaml / *.yml under the given files or folders, recursively, in sorted order."""
-    found: set[Path] = set()
+    """Every *.yaml / *.yml (in any case) under the given folders, recursively, and the files
+    named, in sorted order: each file once, however often and by whatever path (or symlink) it
+    was named. A named file without such a suffix is refused, not skipped."""
+    found: dict[Path, Path] = {}  # real path → the path it was first named by
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found.update(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
+            candidates = sorted(p for p in path.rglob("*") if _is_yaml(p) and p.is_file())
         elif path.is_file():
-            found.add(path)
+            if not _is_yaml(path):
+                raise ConfigError(f"{raw}: not a desired file: their names end in .yaml or .yml")
+            candidates = [path]
         else:
             raise ConfigError(f"{raw}: no such file or folder")
+        for candidate in candidates:
+            found.setdefault(candidate.resolve(), candidate)
     if not found:
         raise ConfigError(f"no *.yaml or *.yml files under {', '.join(paths)}")
-    return sorted(found)
+    return sorted(found.values())
 
 
 def _too_big(path: str, size: int, max_bytes: int) -> Diagnostic:
@@ -133,7 +133,7 @@ def _diagnostics(path: str, problems: Iterable[yamlcheck.Problem]) -> list[Diagn
 
 def _unreadable(path: str, text: str, reason: str) -> list[Diagnostic]:
     """yaml-rs refused the text: let PyYAML say where and why; else yaml-rs's own words."""
-    located = _diagnostics(path, yamlcheck.problems_in(text))
+    located = _diagnostics(path, yamlcheck.read_nodes(text)[1])
     if located:
         return located
     position = _POSITION.search(reason)
@@ -142,8 +142,26 @@ def _unreadable(path: str, text: str, reason: str) -> list[Diagnostic]:
     return [Diagnostic(path, line, column, f"YAML error: {message.strip()}")]
 
 
-def parse_text(path: str, raw: bytes, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> ParsedFile | list[Diagnostic]:
-    """Bytes of one file → a parsed document, or the problems that stop it from being one."""
+def _values(text: str) -> Any:
+    """yaml-rs's reading of a text: YAML 1.2, but for a tab right after a `:` (see yaml12)."""
+    try:
+        return yaml_rs.loads(text, parse_datetime=False, alias_limits=_ALIAS_LIMITS)
+    except yaml_rs.YAMLDecodeError as error:
+        spaced = yaml12.space_tabs_after_colons(text) if "followed by a valid YAML whitespace" in str(error) else text
+        if spaced == text:
+            raise
+        return yaml_rs.loads(spaced, parse_datetime=False, alias_limits=_ALIAS_LIMITS)
+
+
+def parse_text(
+    path: str,
+    raw: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    expected: str = "a mapping with `version` and `keys`",
+) -> ParsedFile | list[Diagnostic]:
+    """Bytes of one file → a parsed document, or the problems that stop it from being one.
+    `expected` says what the file should hold (when it holds nothing)."""
     if len(raw) > max_bytes:
         return [_too_big(path, len(raw), max_bytes)]
     try:
@@ -154,22 +172,30 @@ def parse_text(path: str, raw: bytes, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES
         return [Diagnostic(path, line, column, f"file is not valid UTF-8 (byte 0x{raw[error.start]:02x})")]
     text = text.removeprefix("\ufeff")
     try:
-        data = yaml_rs.loads(text, parse_datetime=False, alias_limits=_ALIAS_LIMITS)
+        data = _values(text)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as error:
         return _unreadable(path, text, str(error))
     if data is None:
-        return [Diagnostic(path, 1, 1, "file is empty: expected a mapping with `version` and `keys`")]
+        return [Diagnostic(path, 1, 1, f"file is empty: expected {expected}")]
     # Several documents come back as a list (PyYAML names that error); a single top-level list is
-    # left to validation. Explicit tags need a `!` and anchors a `&`: only such texts pay for the
-    # PyYAML node checks (yaml-rs drops unknown tags and reads a self-referencing alias as null).
-    needs_nodes = isinstance(data, list) or "!" in text or "&" in text
-    found = yamlcheck.problems_in(text) if needs_nodes else []
+    # left to validation. Explicit tags need a `!` and anchors a `&`: only such texts, and those
+    # that may hold a number YAML 1.2 reads as a string, pay for the nodes (yaml-rs drops unknown
+    # tags and reads a self-referencing alias as null).
+    if not (isinstance(data, list) or "!" in text or "&" in text or yaml12.may_hold_non_core_numbers(text)):
+        return ParsedFile(path, hashlib.sha256(raw).hexdigest(), data, text)
+    root, found = yamlcheck.read_nodes(text)
     problems = _diagnostics(path, found)
     if problems and (isinstance(data, list) or any(problem.fatal for problem in found)):
         return problems
-    return ParsedFile(path, hashlib.sha256(raw).hexdigest(), data, text, tuple(problems))
+    if root is not None:  # (checked for alias bombs above: walking it is bounded)
+        try:
+            data = yaml12.core_values(root, data)
+        except yaml12.Disagreement as error:  # (a `!!set`, say: the tag is the problem to name)
+            line, column = error.position
+            return problems or [Diagnostic(path, line, column, f"cannot read this value exactly as YAML 1.2: {error}")]
+    return ParsedFile(path, hashlib.sha256(raw).hexdigest(), data, text, tuple(problems), root)
 
 
 def load_files(

@@ -3,6 +3,9 @@
 The JSON Schema (schemas/desired.schema.json, which reuses the update-request schema) checks
 shapes; the checks here cover what a schema cannot say well: IP syntax, the same key id twice
 across files, roleNames together with keyTenants, and messages that teach ("did you mean").
+
+A file's `defaults` are fields every key of the file gets unless the key sets them: checked like
+key fields where they are written, and merged into each key here, so later stages see only keys.
 """
 
 from __future__ import annotations
@@ -10,16 +13,21 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import math
-from collections.abc import Iterable, Sequence
-from typing import Any
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import ValidationError
+import yaml
 
 from reconcile.desired.loader import Diagnostic, ParsedFile
 from reconcile.model import MANAGED_FIELDS, DesiredKey, DesiredState, SourceLocation
-from reconcile.schemas.validators import DESIRED_SCHEMA, is_valid, validator
+from reconcile.schemas.validators import DESIRED_SCHEMA, inlined, is_valid, validator
+
+if TYPE_CHECKING:
+    from jsonschema import ValidationError
 
 SUPPORTED_VERSIONS = (1,)
+_PREFIX_LENGTH = re.compile(r"0|[1-9][0-9]*")
 
 
 def json_path(segments: Iterable[object]) -> str:
@@ -59,19 +67,31 @@ def _known_fields(error: ValidationError) -> list[str]:
     return sorted(properties)
 
 
+def _required(path: Sequence[str | int]) -> bool:
+    """Whether the desired-file schema requires the field at `path` (`keys`, `keys[0].id`...)."""
+    schema = inlined(DESIRED_SCHEMA)
+    for segment in path[:-1]:
+        schema = schema.get("items", {}) if isinstance(segment, int) else schema.get("properties", {}).get(segment, {})
+    return bool(path) and path[-1] in schema.get("required", ())
+
+
+def _null_message(path: Sequence[str | int]) -> str:
+    name = f"`{path[-1] if path and isinstance(path[-1], str) else json_path(path)}`"
+    if _required(path):
+        return f"{name} is required, so it cannot be null: give it a value"
+    if len(path) == 3 and path[0] == "keys" and isinstance(path[2], str):  # a key's field: may be left out
+        return f'{name} is null: remove the field to leave it unmanaged, or give [] / {{}} / "" to clear it'
+    if len(path) == 2 and path[0] == "defaults" and isinstance(path[1], str):  # a default: may be left out
+        return f'{name} is null: remove it from `defaults`, or give [] / {{}} / "" to clear it on every key'
+    return f"`{json_path(path)}` is null: give it a value, or remove it"  # a list item, a claim
+
+
 def _schema_messages(error: ValidationError) -> list[tuple[list[str | int], str, bool]]:
     """One schema error → (path, message, point at the key rather than the value)."""
     path: list[str | int] = list(error.absolute_path)
     field = str(path[-1]) if path and isinstance(path[-1], str) else ""
     if error.instance is None:
-        return [
-            (
-                path,
-                f"`{field or json_path(path)}` is null: remove the field to leave it unmanaged, "
-                'or give [] / {} / "" to clear it',
-                False,
-            )
-        ]
+        return [(path, _null_message(path), False)]
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         known = _known_fields(error)
         results: list[tuple[list[str | int], str, bool]] = []
@@ -82,6 +102,8 @@ def _schema_messages(error: ValidationError) -> list[tuple[list[str | int], str,
                 suffix = ": merge keys are not supported (YAML 1.2); write the fields out"
             results.append(([*path, name], f"unknown field `{name}`{suffix}", True))
         return results
+    if error.validator == "not" and path == ["defaults"]:
+        return [([*path, "id"], "`defaults` cannot set `id`: each key names its own", True)]
     if error.validator == "required":
         return [(path, error.message.replace("is a required property", "is required"), False)]
     if error.validator == "const" and path == ["version"]:
@@ -98,15 +120,21 @@ def _schema_messages(error: ValidationError) -> list[tuple[list[str | int], str,
         return [(path, f"`{field}` lists the same value more than once", False)]
     if error.validator == "anyOf" and len(path) >= 2 and path[-2] == "customAttributes":
         return [(path, "a customAttributes value must be a string, number, boolean or a list of those", False)]
-    if error.validator == "minLength":
+    if error.validator in ("minLength", "minItems", "minProperties"):
         return [(path, f"`{json_path(path)}` must not be empty", False)]
+    if error.validator in ("minimum", "exclusiveMinimum"):
+        bound = "at least" if error.validator == "minimum" else "more than"
+        return [(path, f"`{json_path(path)}` must be {bound} {error.validator_value}", False)]
     if error.validator == "pattern":
         return [(path, f"`{json_path(path)}` must not contain control characters", False)]
     return [(path, error.message, False)]
 
 
-def _semantic_problems(item: dict[str, Any], base: list[str | int]) -> list[tuple[list[str | int], str]]:
-    problems: list[tuple[list[str | int], str]] = []
+Located = list[tuple[list[str | int], str]]  # (path, message)
+
+
+def _tenant_problems(item: dict[str, Any], base: list[str | int]) -> Located:
+    problems: Located = []
     roles, tenants = item.get("roleNames"), item.get("keyTenants")
     if isinstance(roles, list) and isinstance(tenants, list) and roles and tenants:
         problems.append(
@@ -123,6 +151,11 @@ def _semantic_problems(item: dict[str, Any], base: list[str | int]) -> list[tupl
                 if tenant_id in seen:
                     problems.append(([*base, "keyTenants", index, "tenantId"], f"tenant `{tenant_id}` is listed twice"))
                 seen.add(tenant_id)
+    return problems
+
+
+def _map_problems(item: dict[str, Any], base: list[str | int]) -> Located:
+    problems: Located = []
     for field in ("customClaims", "customAttributes"):
         values = item.get(field)
         if isinstance(values, dict):
@@ -132,65 +165,131 @@ def _semantic_problems(item: dict[str, Any], base: list[str | int]) -> list[tupl
                 for number in value if isinstance(value, list) else [value]:
                     if isinstance(number, float) and not math.isfinite(number):
                         problems.append(([*base, field, name], f"`{number}` is not a number JSON can carry"))
-    ips = item.get("permittedIps")
-    if isinstance(ips, list):
-        for index, entry in enumerate(ips):
-            problem = _ip_problem(entry) if isinstance(entry, str) and entry else None
-            if problem:
-                problems.append(([*base, "permittedIps", index], problem))
     return problems
 
 
-def _ip_problem(text: str) -> str | None:
-    """Why `text` is not an IP address or CIDR range, or None when it is one."""
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _ip_problem(text: str) -> tuple[str | None, tuple[IPAddress, str] | None]:
+    """Why `text` is not an IP address or CIDR range Descope can match (None when it is one), and
+    what it means (the address by value, the prefix length as written: as `model.normal_ip`)."""
+    address, slash, prefix = text.partition("/")
+    if "%" in address:
+        return f"`{text}` has a zone id (`%...`): Descope cannot match one; remove it", None
+    if slash and not _PREFIX_LENGTH.fullmatch(prefix):
+        return f"`{text}`: the prefix length `{prefix}` must be a plain decimal number (no leading zero)", None
     try:
-        if "/" not in text:
-            ipaddress.ip_address(text)
-            return None
-        network = ipaddress.ip_network(text, strict=False)
+        written = ipaddress.ip_address(address)  # (ip_network and ip_interface parse 2-3x slower)
     except ValueError:
-        return f"`{text}` is not an IP address or CIDR range"
-    if str(network) != text and network.with_prefixlen != text.lower():
-        # Host bits set (10.0.0.1/8) is almost always a typo for the network address.
-        return f"`{text}` has host bits set: did you mean `{network}`?"
-    return None
+        return f"`{text}` is not an IP address or CIDR range", None
+    if slash:
+        host_bits = written.max_prefixlen - int(prefix)
+        if host_bits < 0:
+            return f"`{text}` is not an IP address or CIDR range", None
+        if int(written) & ((1 << host_bits) - 1):  # almost always a typo for the network address
+            return f"`{text}` has host bits set: did you mean `{ipaddress.ip_network(text, strict=False)}`?", None
+    return None, (written, slash + prefix)
+
+
+def _ip_problems(item: dict[str, Any], base: list[str | int]) -> Located:
+    problems: Located = []
+    ips = item.get("permittedIps")
+    first_spelling: dict[tuple[IPAddress, str], str] = {}
+    for index, entry in enumerate(ips if isinstance(ips, list) else []):
+        if not isinstance(entry, str) or not entry:
+            continue  # the schema says why
+        problem, meaning = _ip_problem(entry)
+        first = first_spelling.setdefault(meaning, entry) if meaning else entry
+        if first != entry:  # (the very same text twice is the schema's `uniqueItems`)
+            problem = f"`{entry}` is a duplicate of `{first}`: the same address, written another way"
+        if problem:
+            problems.append(([*base, "permittedIps", index], problem))
+    return problems
+
+
+def _semantic_problems(item: dict[str, Any], base: list[str | int]) -> Located:
+    return [*_tenant_problems(item, base), *_map_problems(item, base), *_ip_problems(item, base)]
+
+
+def located(parsed: ParsedFile, path: Sequence[str | int], message: str, *, key: bool = False) -> Diagnostic:
+    """A problem at `path` of the document (at its key, with `key=True`), with its line and column."""
+    line, column = parsed.locate(path, key=key)
+    if path and parsed.unlocatable:  # never a line given as if it were known
+        message += f" (line unknown: PyYAML cannot read this file as YAML 1.2: {parsed.unlocatable})"
+    return Diagnostic(parsed.path, line, column, message, json_path(path))
+
+
+def schema_problems(parsed: ParsedFile, schema: str) -> list[Diagnostic]:
+    """Every way the document breaks `schema`, located and worded as above (quick when it is valid)."""
+    if is_valid(schema, parsed.data):  # the compiled check is quick; explaining is not
+        return []
+    return [
+        located(parsed, path, message, key=at_key)
+        for error in validator(schema).iter_errors(parsed.data)
+        for path, message, at_key in _schema_messages(error)
+    ]
+
+
+def _defaults_of(data: Mapping[str, Any]) -> dict[str, Any]:
+    defaults = data.get("defaults")
+    return defaults if isinstance(defaults, dict) else {}
+
+
+def _conflict_with_defaults(
+    parsed: ParsedFile, item: dict[str, Any], defaults: dict[str, Any], base: list[str | int]
+) -> Diagnostic | None:
+    """`roleNames` and `keyTenants` together once the defaults are merged in, one of them from `defaults`
+    (a key that sets both itself is reported by the key's own checks)."""
+    merged = {**defaults, **item}
+    if not all(isinstance(merged.get(name), list) and merged[name] for name in ("roleNames", "keyTenants")):
+        return None
+    inherited = [name for name in ("roleNames", "keyTenants") if name not in item]
+    if len(inherited) != 1:
+        return None
+    own = "keyTenants" if inherited[0] == "roleNames" else "roleNames"
+    line, _ = parsed.locate(["defaults", inherited[0]])
+    message = (
+        f"a key has either global `roleNames` or `keyTenants`, not both: `{inherited[0]}` comes from "
+        f"`defaults` (line {line}); set `{inherited[0]}: []` on this key"
+    )
+    return located(parsed, [*base, own], message)
 
 
 def validate_file(parsed: ParsedFile) -> list[Diagnostic]:
     diagnostics: list[Diagnostic] = list(parsed.problems)
-
-    def add(path: Sequence[str | int], message: str, *, key: bool = False) -> None:
-        line, column = parsed.locate(path, key=key)
-        diagnostics.append(Diagnostic(parsed.path, line, column, message, json_path(path)))
-
     data = parsed.data
     if not isinstance(data, dict):
-        add([], f"the top level must be a mapping with `version` and `keys`, got {_yaml_type(data)}")
-        return diagnostics
-    if not is_valid(DESIRED_SCHEMA, data):  # the compiled check is quick; explaining is not
-        for error in validator(DESIRED_SCHEMA).iter_errors(data):
-            for path, message, at_key in _schema_messages(error):
-                add(path, message, key=at_key)
+        message = f"the top level must be a mapping with `version` and `keys`, got {_yaml_type(data)}"
+        return [*diagnostics, located(parsed, [], message)]
+    diagnostics.extend(schema_problems(parsed, DESIRED_SCHEMA))
+    defaults = _defaults_of(data)
+    diagnostics.extend(located(parsed, path, message) for path, message in _semantic_problems(defaults, ["defaults"]))
     keys = data.get("keys")
     if isinstance(keys, list):
         for index, item in enumerate(keys):
             if isinstance(item, dict):
                 for path, message in _semantic_problems(item, ["keys", index]):
-                    add(path, message)
+                    diagnostics.append(located(parsed, path, message))
+                conflict = _conflict_with_defaults(parsed, item, defaults, ["keys", index])
+                diagnostics.extend([conflict] if conflict else [])
     return diagnostics
 
 
-def _desired_keys(parsed: ParsedFile) -> Iterable[tuple[int, DesiredKey]]:
+def _desired_keys(parsed: ParsedFile, lines: list[tuple[int, int]]) -> Iterable[tuple[int, DesiredKey]]:
     """Every key item with a usable id, valid or not (duplicate ids are found across all of them)."""
-    keys = parsed.data.get("keys") if isinstance(parsed.data, dict) else None
+    data = parsed.data if isinstance(parsed.data, dict) else {}
+    keys = data.get("keys")
     items = keys if isinstance(keys, list) else []
-    for index, (item, (line, column)) in enumerate(zip(items, parsed.key_lines(), strict=True)):
+    defaults = _defaults_of(data)
+    for index, (item, (line, column)) in enumerate(zip(items, lines, strict=True)):
         if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]:
+            fields = {**defaults, **item}  # the key's own value wins over the file's default
             yield (
                 index,
                 DesiredKey(
                     id=item["id"],
-                    fields={name: item[name] for name in MANAGED_FIELDS if name in item},
+                    fields={name: fields[name] for name in MANAGED_FIELDS if name in fields},
                     source=SourceLocation(parsed.path, line, column),
                 ),
             )
@@ -203,7 +302,13 @@ def build_desired_state(parsed_files: Sequence[ParsedFile]) -> tuple[DesiredStat
     first_seen: dict[str, SourceLocation] = {}
     for parsed in parsed_files:
         diagnostics.extend(validate_file(parsed))
-        for index, key in _desired_keys(parsed):
+        try:
+            lines = parsed.key_lines()
+        except yaml.YAMLError as error:
+            message = f"cannot tell the keys' lines: PyYAML cannot read this file as YAML 1.2: {error}"
+            diagnostics.append(Diagnostic(parsed.path, 1, 1, message))
+            continue
+        for index, key in _desired_keys(parsed, lines):
             earlier = first_seen.setdefault(key.id, key.source)
             if earlier is not key.source:
                 diagnostics.append(
@@ -221,4 +326,4 @@ def build_desired_state(parsed_files: Sequence[ParsedFile]) -> tuple[DesiredStat
     return DesiredState(keys=tuple(keys)), []
 
 
-__all__ = ["SUPPORTED_VERSIONS", "build_desired_state", "json_path", "validate_file"]
+__all__ = ["SUPPORTED_VERSIONS", "build_desired_state", "json_path", "located", "schema_problems", "validate_file"]

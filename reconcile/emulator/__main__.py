@@ -85,8 +85,10 @@ def load_seed(path: Path) -> dict[str, Any]:
         ) from None
     keys = data.get("keys") if isinstance(data, dict) else None
     tenants = data.get("tenants") if isinstance(data, dict) else None
-    tenants_ok = isinstance(tenants, dict) and all(isinstance(x, str) for pair in tenants.items() for x in pair)
-    if not isinstance(keys, list | None) or not (tenants is None or tenants_ok):
+    tenants_ok = tenants is None or (
+        isinstance(tenants, dict) and all(isinstance(x, str) for pair in tenants.items() for x in pair)
+    )
+    if not isinstance(data, dict) or not isinstance(keys, list | None) or not tenants_ok:
         raise SeedError(f"{path}: a seed is a mapping with a `keys` list and a `tenants` mapping of id to name")
     return {"keys": keys or [], "tenants": tenants or {}}
 

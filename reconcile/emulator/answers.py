@@ -29,3 +29,10 @@ def one_id(body: Mapping[str, Any]) -> str:
     if not isinstance(key_id, str) or not key_id:
         raise missing("id is required")
     return key_id
+
+
+def many_ids(body: Mapping[str, Any]) -> list[str]:
+    ids = body.get("ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        raise missing("ids is required: a non-empty list of access key ids")
+    return ids

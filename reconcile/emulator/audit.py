@@ -109,7 +109,7 @@ class _Query:
             and (self.end is None or entry.at_ms <= self.end)
             and all(isinstance(record.get(f), str) and record[f] in values for f, values in self.lists.items())
             and not (isinstance(record.get("action"), str) and record["action"] in self.excluded)
-            and (not self.text or self.text in json.dumps(wire(record)).lower())
+            and (not self.text or self.text in json.dumps(wire(record), ensure_ascii=False).lower())
         )
 
 

@@ -294,7 +294,7 @@ class KeyStore:
         if 0 < expire_time <= now:
             raise invalid("expireTime is in the past")
         with self._lock:
-            key = complete_key({"id": self._new_id()}, len(self._keys))
+            key = complete_key({"id": self._new_id()})
             key.update({name: copy.deepcopy(body[name]) for name in UPDATABLE if body.get(name) is not None})
             key.update(
                 keyTenants=_plain_tenants(key["keyTenants"]),

@@ -7,12 +7,12 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from reconcile.apply.executor import Executor, KeyResult
 from reconcile.apply.journal import Journal
@@ -24,6 +24,7 @@ from reconcile.job.clock import RunClock
 from reconcile.model import DesiredFile, DesiredKey
 from reconcile.output.report import RunInfo, build_report, git_state
 from reconcile.plan.diff import KeyPlan, Outcome, Plan
+from reconcile.plan.safety import Safety
 
 T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -39,7 +40,12 @@ class RetrySettings:
 
 class Session:
     """What one run shares: the client, the request budgets (`limits[Budget.AUDIT]` for audit
-    search), the retry policy, and the stop signal (SIGINT/SIGTERM)."""
+    search), the retry policy, the stop signal (SIGINT/SIGTERM). Several sessions may run at once
+    (one per target): a signal stops every one of them."""
+
+    _listening: ClassVar[set[Session]] = set()  # the sessions a SIGINT/SIGTERM stops now
+    _previous: ClassVar[dict[int, Any]] = {}  # the handlers to restore when the last one ends
+    _signalled: ClassVar[bool] = False
 
     def __init__(self, client: DescopeClient, settings: RetrySettings) -> None:
         self.client = client
@@ -55,35 +61,44 @@ class Session:
             cancel=self.cancel,
             request_timeout=settings.timeout,
         )
+        self._loop = asyncio.get_running_loop()
 
     async def call(self, operation: Callable[[], Awaitable[T]], *, budget: Budget, what: str) -> T:
         """One API call within its budget, retried under the run's policy."""
         return await self.policy.call(operation, Tally(), budget=budget, what=what)
 
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if self.interrupted:  # the second signal: whatever the run is stuck in, leave now
-            os.write(2, b"interrupted again: exiting at once\n")
-            os._exit(128 + signum)
-        self.interrupted = True
-        self._loop.call_soon_threadsafe(self._interrupt)
-
     def _interrupt(self) -> None:
         self.cancel.set()
         self.stop.set()
 
+    @classmethod
+    def _on_signal(cls, signum: int, _frame: FrameType | None) -> None:
+        if cls._signalled:  # the second signal: whatever the run is stuck in, leave now
+            os.write(2, b"interrupted again: exiting at once\n")
+            os._exit(128 + signum)
+        cls._signalled = True
+        for session in cls._listening:
+            session.interrupted = True
+            session._loop.call_soon_threadsafe(session._interrupt)
+
     @contextlib.contextmanager
     def signals_stop_the_run(self) -> Iterator[None]:
-        """The first SIGINT/SIGTERM stops the run: requests in flight are cancelled, nothing more is
-        sent, and the command still writes what it owes (report, journal). The second exits at once
-        with 128 + the signal's number. Python-level handlers: they run even while the event loop
-        is blocked (a hung file write), where asyncio's own handlers would wait for it."""
-        self._loop = asyncio.get_running_loop()
-        previous = {signum: signal.signal(signum, self._on_signal) for signum in STOP_SIGNALS}
+        """The first SIGINT/SIGTERM stops every session: requests in flight are cancelled, nothing
+        more is sent, and each command still writes what it owes (report, journal). The second
+        exits at once with 128 + the signal's number. Python-level handlers: they run even while
+        the event loop is blocked (a hung file write), where asyncio's own would wait for it. The
+        first session installs them, the last restores what was there."""
+        if not Session._listening:
+            Session._signalled = False
+            Session._previous = {signum: signal.signal(signum, Session._on_signal) for signum in STOP_SIGNALS}
+        Session._listening.add(self)
         try:
             yield
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            Session._listening.discard(self)
+            if not Session._listening:
+                for signum, handler in Session._previous.items():
+                    signal.signal(signum, handler)
 
 
 async def fetch_keys(session: Session) -> list[dict[str, Any]]:
@@ -112,14 +127,16 @@ async def execute(
     concurrency: int,
     journal: Journal | None,
     progress_every: float | None,
+    recheck: bool,
 ) -> ApplyOutcome:
-    """Apply the plan's updates; `progress_every` None means no progress output."""
-    executor = Executor(session.client, session.policy, concurrency=concurrency, journal=journal)
+    """Apply the plan's writes; `progress_every` None means no progress output; `recheck` reads each
+    key again just before its write."""
+    executor = Executor(session.client, session.policy, concurrency=concurrency, journal=journal, recheck=recheck)
     reporter = None
     if progress_every is not None:
         reporter = asyncio.create_task(report_progress(executor.progress, interval=progress_every))
     try:
-        results = await executor.run(plan.updates)
+        results = await executor.run(plan.writes)
     finally:
         if reporter is not None:
             reporter.cancel()
@@ -142,6 +159,8 @@ def make_report(
     *,
     settings: dict[str, Any],
     outcome: ApplyOutcome | None = None,
+    safety: Safety | None = None,
+    saved_plan: Mapping[str, Any] | None = None,
     interrupted: bool = False,
 ) -> dict[str, Any]:
     return build_report(
@@ -154,6 +173,8 @@ def make_report(
         results=outcome.results if outcome else (),
         requests_by_status=client.requests_by_status,
         retries=outcome.retries if outcome else 0,
+        safety=safety.as_json() if safety else None,
+        saved_plan=saved_plan,
     )
 
 

@@ -6,7 +6,11 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from reconcile.output.escape import md_code, md_text, text_block
 from reconcile.plan.diff import Outcome, Plan
+
+# A managed key that differs from its desired state, whether or not the tool can change it.
+DRIFTED = frozenset({Outcome.UPDATE, Outcome.NOT_EDITABLE, Outcome.CONFLICT})
 
 FINDINGS = {
     "inactive": "inactive keys",
@@ -41,7 +45,7 @@ def build_audit(
     drift = [
         {**_brief({"id": item.key.id, "name": item.name}), "fields": [c.field for c in item.changes]}
         for item in plan.keys
-        if item.outcome is Outcome.UPDATE
+        if item.outcome in DRIFTED
     ]
     return {
         "auditedAt": now.isoformat(),
@@ -57,7 +61,7 @@ def build_audit(
 
 def render_audit(audit: Mapping[str, Any], *, project_id: str) -> str:
     lines = [
-        f"## descope-reconcile audit: project `{project_id}`",
+        f"## descope-reconcile audit: project {md_code(project_id)}",
         "",
         f"{audit['keys']} keys: {len(audit['managed'])} managed, {len(audit['unmanaged'])} unmanaged; "
         f"{len(audit['drift'])} drifted from the desired files; {len(audit['missing'])} desired but missing.",
@@ -67,7 +71,8 @@ def render_audit(audit: Mapping[str, Any], *, project_id: str) -> str:
         f"| drift | {len(audit['drift'])} |",
     ]
     lines += [f"| {title} | {len(audit['findings'][name])} |" for name, title in FINDINGS.items()]
-    sections = [("Drift", audit["drift"]), ("Unmanaged keys", audit["unmanaged"])]
+    missing = [{"id": key_id, "name": ""} for key_id in audit["missing"]]
+    sections = [("Drift", audit["drift"]), ("Desired but missing", missing), ("Unmanaged keys", audit["unmanaged"])]
     sections += [(title[0].upper() + title[1:], audit["findings"][name]) for name, title in FINDINGS.items()]
     for title, entries in sections:
         if not entries:
@@ -78,5 +83,5 @@ def render_audit(audit: Mapping[str, Any], *, project_id: str) -> str:
             if "expireTime" in entry:
                 day = datetime.fromtimestamp(entry["expireTime"]).date().isoformat()
                 extra = f" ({'expired' if entry['expired'] else 'expires'} {day})"
-            lines.append(f"- `{entry['id']}` {entry['name']}{extra}")
-    return "\n".join(lines) + "\n"
+            lines.append(f"- {md_code(entry['id'])} {md_text(entry['name'])}{extra}")
+    return text_block(lines)  # printed too: every line safe for a terminal and a CI log

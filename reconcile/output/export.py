@@ -1,18 +1,22 @@
 """The project's keys → a desired file (bootstrap): deterministic, updatable fields only.
 
 Server-managed facts (status, expiry, bound user, creator) go in comments: worth reading in a
-review, never managed by the file. Values are written as JSON, which is YAML, so quoting is
-always right; keys come sorted by id, fields in wire order.
+review, never managed by the file, and escaped (a line break in `createdBy` must not end the
+comment and add a key). Values are written as JSON, which is YAML, so quoting is always right,
+with every control character as a `\\u` escape; keys come sorted by id, fields in wire order. With
+`factor_defaults`, a value most keys share goes once into the file's `defaults`, and only the keys
+that differ say their own.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from reconcile.model import UPDATABLE_FIELDS, current_fields
+from reconcile.output.escape import json_value, plain
 
 
 def _when(seconds: Any) -> str:
@@ -33,22 +37,39 @@ def _facts(key: Mapping[str, Any]) -> str:
     return "; ".join(facts)
 
 
-def render_export(keys: Iterable[Mapping[str, Any]], *, source: str) -> str:
+def common_values(keys: Sequence[Mapping[str, str]]) -> dict[str, str]:
+    """`--factor-defaults`: per field, the value (as written) that more than half of the keys, and at
+    least two, share. Never `name`: names tell keys apart, and an empty one cannot be managed."""
+    defaults = {}
+    for name in UPDATABLE_FIELDS:
+        counts = Counter(fields[name] for fields in keys if name in fields)
+        if name != "name" and counts:
+            text, count = counts.most_common(1)[0]
+            if count >= 2 and count * 2 > len(keys):
+                defaults[name] = text
+    return defaults
+
+
+def render_export(keys: Iterable[Mapping[str, Any]], *, source: str, factor_defaults: bool = False) -> str:
+    exported = sorted(keys, key=lambda key: str(key.get("id")))
+    written = [{name: json_value(value) for name, value in current_fields(key).items()} for key in exported]
+    defaults = common_values(written) if factor_defaults else {}
     lines = [
-        f"# Exported by descope-reconcile from {source}.",
+        f"# Exported by descope-reconcile from {plain(source)}.",
         "# Every updatable field is pinned; delete a field to stop managing it.",
         "version: 1",
-        "keys:",
     ]
-    exported = sorted(keys, key=lambda key: str(key.get("id")))
-    if not exported:
-        lines[-1] = "keys: []"
-    for key in exported:
-        fields = current_fields(key)
-        lines.append(f"  # {_facts(key)}")
-        lines.append(f"  - id: {json.dumps(key['id'], ensure_ascii=False)}")
+    if defaults:
+        lines[-1:-1] = ["# `defaults`: what most keys share; a key that differs says its own value."]
+        lines.append("defaults:")
+        lines.extend(f"  {name}: {text}" for name, text in defaults.items())
+    lines.append("keys:" if exported else "keys: []")
+    for key, fields in zip(exported, written, strict=True):
+        lines.append(f"  # {plain(_facts(key))}")
+        lines.append(f"  - id: {json_value(key['id'])}")
         for name in UPDATABLE_FIELDS:
-            if name == "name" and not fields[name]:
+            if name == "name" and fields[name] == '""':
                 continue  # an empty name is not a valid desired value: leave it unmanaged
-            lines.append(f"    {name}: {json.dumps(fields[name], ensure_ascii=False)}")
+            if defaults.get(name) != fields[name]:
+                lines.append(f"    {name}: {fields[name]}")
     return "\n".join(lines) + "\n"

@@ -1,12 +1,13 @@
 """A report (plan or apply) → Markdown for people: counts, a table of changed keys (failures
-first), field diffs in collapsible blocks. Long plans are cut, saying how much was left out."""
+first), field diffs in collapsible blocks. Long plans are cut, saying how much was left out.
+Every id, name, path and error text is escaped for where it stands (`reconcile/output/escape.py`)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
+from reconcile.output.escape import html_text, json_value, md_code, md_text
 from reconcile.plan.diff import ERROR_OUTCOMES, Outcome
 
 MAX_ROWS = 200  # GitHub caps a step summary at 1 MiB; a reviewer stops reading long before
@@ -14,18 +15,15 @@ _ERRORS = {outcome.value for outcome in ERROR_OUTCOMES}
 _QUIET = {Outcome.UNCHANGED.value}
 
 
-def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def _value(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return json_value(value, sort_keys=True)  # in a code block, each line starting with `-` or `+`
 
 
 def _details(key: Mapping[str, Any]) -> list[str]:
     if not key["changes"]:
         return []
-    lines = [f"<details><summary><code>{key['id']}</code> {_cell(key['name'])}</summary>", "", "```diff"]
+    summary = f"<code>{html_text(key['id'])}</code> {html_text(key['name'])}"
+    lines = [f"<details><summary>{summary}</summary>", "", "```diff"]
     for change in key["changes"]:
         lines.append(f"- {change['field']}: {_value(change['before'])}")
         lines.append(f"+ {change['field']}: {_value(change['after'])}")
@@ -33,13 +31,44 @@ def _details(key: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _notices(report: Mapping[str, Any]) -> list[str]:
+    """What a reader must not miss: the safety threshold's verdict, the saved plan applied, keys in error."""
+    lines = []
+    safety, mode = report.get("safety"), report["run"]["mode"]
+    if safety and safety["exceeded"]:
+        numbers = (
+            f"it changes {safety['changes']} of {safety['managed']} managed keys, over the limit of "
+            f"{safety['allowed']} (`--max-changes {safety['maxChanges']}`)"
+        )
+        if mode == "plan":
+            lines.append(
+                f"> **Warning**: `apply` would refuse this plan (exit 3): {numbers}. Review it, then apply "
+                "with `--force` or a higher `--max-changes`."
+            )
+        elif report["run"].get("settings", {}).get("force"):
+            lines.append(f"> **Forced** past the safety threshold: {numbers}.")
+        else:
+            lines.append(f"> **Refused** before any write (exit 3): {numbers}.")
+    saved = report.get("savedPlan")
+    if saved:
+        lines.append(
+            f"> Applied the saved plan `{saved['checksum'][:12]}` made at {saved['createdAt']} "
+            f"({saved['ageSeconds'] / 3600:.1f} h before this run)."
+        )
+    failures = report["summary"]["failures"]
+    if failures:
+        lines.append(f"> **{failures} key(s) not as desired**: listed first below, with why.")
+    return [line for notice in lines for line in (notice, "")]
+
+
 def render_summary(report: Mapping[str, Any], *, max_rows: int = MAX_ROWS) -> str:
     mode = report["run"]["mode"]
     summary = report["summary"]
     title = {"plan": "Plan", "apply": "Apply"}.get(mode, mode.title())
-    lines = [f"## descope-reconcile {title}: project `{report['target']['projectId']}`", ""]
+    lines = [f"## descope-reconcile {title}: project {md_code(report['target']['projectId'])}", ""]
     if report["run"].get("interrupted"):
         lines += ["> **Interrupted**: keys not reached are listed as `interrupted`.", ""]
+    lines += _notices(report)
     lines += ["| outcome | keys |", "|---|---|"]
     lines += [f"| {name} | {count} |" for name, count in summary["byOutcome"].items()]
     lines += [f"| unmanaged (not in any file) | {summary.get('unmanaged', 0)} |", ""]
@@ -55,7 +84,8 @@ def render_summary(report: Mapping[str, Any], *, max_rows: int = MAX_ROWS) -> st
         fields = ", ".join(change["field"] for change in key["changes"]) or "-"
         source = f"{key['source']['path']}:{key['source']['line']}"
         why = key["error"]["message"] if key["error"] else key["reason"]
-        cells = [f"`{key['id']}`", _cell(key["name"]), f"**{key['outcome']}**", fields, _cell(source), _cell(why)]
+        name, where = md_text(key["name"]), md_text(source)
+        cells = [md_code(key["id"]), name, f"**{key['outcome']}**", fields, where, md_text(why)]
         lines.append("| " + " | ".join(cells) + " |")
     if cut > 0:
         lines.append(f"\n… and {cut} more key(s) not shown; the JSON report has them all.")

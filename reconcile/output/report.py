@@ -93,6 +93,8 @@ def build_report(
     results: Sequence[KeyResult] = (),
     requests_by_status: Mapping[str, int],
     retries: int = 0,
+    safety: Mapping[str, Any] | None = None,
+    saved_plan: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     by_id = {result.plan.key.id: result for result in results}
     keys = [_key_record(item, by_id.get(item.key.id)) for item in plan.keys]
@@ -108,7 +110,7 @@ def build_report(
         "settings": dict(run.settings),
         "timings": dict(run.timings),
     }
-    return {
+    report: dict[str, Any] = {
         "reportVersion": REPORT_VERSION,
         "tool": {"name": "descope-reconcile", "version": __version__},
         "run": run_record,
@@ -118,7 +120,7 @@ def build_report(
         },
         "target": {"projectId": project_id, "baseUrl": base_url},
         "summary": {
-            "keys": len(keys),
+            "keys": plan.managed,
             "byOutcome": dict(sorted(outcomes.items())),
             "changes": outcomes.get(changed.value, 0),
             "failures": sum(n for name, n in outcomes.items() if Outcome(name).is_error),
@@ -131,7 +133,11 @@ def build_report(
             "byStatus": dict(sorted(requests_by_status.items())),
             "retries": retries,
         },
+        "safety": dict(safety) if safety is not None else None,
     }
+    if saved_plan is not None:
+        report["savedPlan"] = dict(saved_plan)
+    return report
 
 
 def write_report(path: Path, report: Mapping[str, Any]) -> None:

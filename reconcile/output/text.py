@@ -1,21 +1,20 @@
-"""Plan and results → text for people (stdout), field by field like a diff."""
+"""Plan and results → text for people (stdout), field by field like a diff. Names, values, paths and
+error texts come from the server and the files: every line goes out through `escape.text_block`."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from reconcile.apply.executor import KeyResult
 from reconcile.model import MAP_FIELDS, SET_FIELDS
+from reconcile.output.escape import json_value, text_block
 from reconcile.plan.diff import FieldChange, KeyPlan, Outcome, Plan
 
 _MARKS = {Outcome.UPDATE: "~", Outcome.UPDATED: "~", Outcome.UNCHANGED: "="}
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+_json = partial(json_value, sort_keys=True)
 
 
 def _tenant_roles(value: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -62,20 +61,27 @@ def render_plan(plan: Plan, *, verbose: bool = False) -> str:
             lines.extend(render_change(change))
     counts = Counter(item.outcome for item in plan.keys)
     parts = [f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o]]
+    if plan.managed > len(plan.keys):  # a saved plan holds only its changes
+        parts.append(f"{plan.managed - len(plan.keys)} unchanged when planned")
     summary = f"Plan: {', '.join(parts) or 'no managed keys'}; {len(plan.unmanaged)} unmanaged key(s) in the project."
     if verbose:
         lines.extend(f"  unmanaged: {key.id} ({key.name})" for key in plan.unmanaged)
-    return "\n".join([*lines, summary]) + "\n"
+    return text_block([*lines, summary])
 
 
-def render_results(results: Sequence[KeyResult]) -> str:
-    lines = []
+def render_results(results: Sequence[KeyResult], unsent: Sequence[KeyPlan]) -> str:
+    """Every key not updated, and why; then the counts, saying when the run ends in error.
+    `unsent`: keys in error from the plan (missing, not editable, ...), for which nothing was sent."""
+    lines = [f"! {item.key.id}  [{item.outcome.value}]: {item.reason}" for item in unsent]
     for result in results:
         if result.outcome is Outcome.UPDATED:
             continue
         error = result.error.message if result.error else result.outcome.value
-        lines.append(f"! {result.plan.key.id}  [{result.outcome.value}] after {result.attempts} attempt(s): {error}")
-    counts = Counter(result.outcome for result in results)
-    parts = [f"{counts[o]} {o.value}" for o in Outcome if counts[o]]
-    lines.append(f"Apply: {', '.join(parts) or 'nothing to do'}.")
-    return "\n".join(lines) + "\n"
+        attempts = f" after {result.attempts} attempt(s)" if result.attempts else ""
+        lines.append(f"! {result.plan.key.id}  [{result.outcome.value}]{attempts}: {error}")
+    counts = Counter([result.outcome for result in results] + [item.outcome for item in unsent])
+    parts = [f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o]]
+    failing = sum(n for outcome, n in counts.items() if outcome.is_error)
+    verdict = f"; {failing} key(s) not as desired (exit 1)" if failing else ""
+    lines.append(f"Apply: {', '.join(parts) or 'nothing to do'}{verdict}.")
+    return text_block(lines)

@@ -7,6 +7,8 @@ same result whether the server merges the body into the key or replaces the key 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -33,6 +35,8 @@ class Outcome(StrEnum):
     CONFLICT = "conflict"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    STALE = "stale"  # apply: the key changed since it was read for the plan, so it was not written
+    UNCONFIRMED = "unconfirmed"  # apply: the update was accepted, but the server answered another key
 
     @property
     def is_error(self) -> bool:
@@ -40,7 +44,15 @@ class Outcome(StrEnum):
 
 
 ERROR_OUTCOMES = frozenset(
-    {Outcome.MISSING, Outcome.NOT_EDITABLE, Outcome.CONFLICT, Outcome.FAILED, Outcome.INTERRUPTED}
+    {
+        Outcome.MISSING,
+        Outcome.NOT_EDITABLE,
+        Outcome.CONFLICT,
+        Outcome.FAILED,
+        Outcome.INTERRUPTED,
+        Outcome.STALE,
+        Outcome.UNCONFIRMED,
+    }
 )
 
 
@@ -60,6 +72,7 @@ class KeyPlan:
     changes: tuple[FieldChange, ...] = ()
     body: Mapping[str, Any] | None = None  # the update request, when an updatable field changes
     status: str | None = None  # the status to set, when it changes
+    fingerprint: str | None = None  # the key as read for the plan, when something is to be sent
 
 
 @dataclass(frozen=True)
@@ -72,10 +85,23 @@ class UnmanagedKey:
 class Plan:
     keys: tuple[KeyPlan, ...]
     unmanaged: tuple[UnmanagedKey, ...]
+    # A saved plan keeps only its changes; the safety threshold and the report still need how many
+    # keys the plan was made over. None: `keys` holds every managed key.
+    managed_count: int | None = None
+
+    @property
+    def managed(self) -> int:
+        return len(self.keys) if self.managed_count is None else self.managed_count
 
     @property
     def updates(self) -> tuple[KeyPlan, ...]:
         return tuple(k for k in self.keys if k.outcome is Outcome.UPDATE)
+
+    @property
+    def writes(self) -> tuple[KeyPlan, ...]:
+        """Keys with something to send: the updates, and keys whose field change is impossible but
+        whose status change is not (the status endpoints are separate: disabling a key stays possible)."""
+        return tuple(k for k in self.keys if k.outcome is Outcome.UPDATE or k.status is not None)
 
     @property
     def errors(self) -> tuple[KeyPlan, ...]:
@@ -104,6 +130,32 @@ def update_body(desired: DesiredKey, current: Mapping[str, Any]) -> dict[str, An
     return {"id": desired.id, **final}
 
 
+def digest(value: Any) -> str:
+    """sha256 of the canonical JSON of `value`: the same value, the same digest, on any machine."""
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def fingerprint(key: Mapping[str, Any]) -> str:
+    """What a planned change depends on: the key's updatable fields, status and editability."""
+    state = current_fields(key)
+    state[STATUS_FIELD] = key.get(STATUS_FIELD) or DEFAULT_STATUS
+    state["editable"] = key.get("editable", True)
+    return digest(state)
+
+
+def _blocked(desired: DesiredKey, current: Mapping[str, Any], body: Mapping[str, Any]) -> tuple[Outcome, str] | None:
+    """Why the update body cannot be sent, if it cannot."""
+    if current.get("editable") is False:
+        return Outcome.NOT_EDITABLE, "the server marks this key as not editable"
+    if body["roleNames"] and body["keyTenants"]:
+        held = "roleNames" if "roleNames" not in desired.fields else "keyTenants"
+        return Outcome.CONFLICT, (
+            f"the result would have both roleNames and keyTenants; the key's current {held} must be set to []"
+        )
+    return None
+
+
 def plan_key(desired: DesiredKey, current: Mapping[str, Any] | None) -> KeyPlan:
     if current is None:
         name = str(desired.fields.get("name", ""))
@@ -112,27 +164,30 @@ def plan_key(desired: DesiredKey, current: Mapping[str, Any] | None) -> KeyPlan:
     name = str(desired.fields.get("name", current.get("name") or ""))
     if not changes:
         return KeyPlan(desired, Outcome.UNCHANGED, "in sync", name)  # no body: most keys, at scale
-    body = update_body(desired, current)
-    if current.get("editable") is False:
-        return KeyPlan(desired, Outcome.NOT_EDITABLE, "the server marks this key as not editable", name, changes)
-    field_changes = [change for change in changes if change.field != STATUS_FIELD]
-    if field_changes and body["roleNames"] and body["keyTenants"]:
-        held = "roleNames" if "roleNames" not in desired.fields else "keyTenants"
-        reason = f"the result would have both roleNames and keyTenants; the key's current {held} must be set to []"
-        return KeyPlan(desired, Outcome.CONFLICT, reason, name, changes)
     status = next((str(change.after) for change in changes if change.field == STATUS_FIELD), None)
+    body = update_body(desired, current) if any(change.field != STATUS_FIELD for change in changes) else None
+    # `editable: false` is about the update endpoint; activation and deactivation are separate
+    # endpoints, so a status change is always tried and the server's answer reported.
+    blocked = _blocked(desired, current, body) if body is not None else None
+    if blocked is not None:
+        outcome, reason = blocked
+        if status is not None:
+            reason += f"; the status change to {status} is still sent"
+        return KeyPlan(desired, outcome, reason, name, changes, None, status, fingerprint(current) if status else None)
     fields = ", ".join(change.field for change in changes)
-    return KeyPlan(
-        desired, Outcome.UPDATE, f"differs in {fields}", name, changes, body if field_changes else None, status
+    return KeyPlan(desired, Outcome.UPDATE, f"differs in {fields}", name, changes, body, status, fingerprint(current))
+
+
+def unmanaged_keys(observed: Mapping[str, Mapping[str, Any]], managed: set[str]) -> tuple[UnmanagedKey, ...]:
+    """The project's keys that no desired file mentions (by id, sorted)."""
+    return tuple(
+        UnmanagedKey(key_id, str(key.get("name") or ""))
+        for key_id, key in sorted(observed.items())
+        if key_id not in managed
     )
 
 
 def compute_plan(desired: DesiredState, observed: Iterable[Mapping[str, Any]]) -> Plan:
     by_id = {str(key.get("id")): key for key in observed}
-    managed = {key.id for key in desired.keys}
-    unmanaged = tuple(
-        UnmanagedKey(key_id, str(key.get("name") or ""))
-        for key_id, key in sorted(by_id.items())
-        if key_id not in managed
-    )
+    unmanaged = unmanaged_keys(by_id, {key.id for key in desired.keys})
     return Plan(tuple(plan_key(key, by_id.get(key.id)) for key in desired.keys), unmanaged)

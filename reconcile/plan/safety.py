@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from reconcile.errors import SafetyThresholdExceeded
 from reconcile.plan.diff import Plan
@@ -44,16 +45,50 @@ class ChangeLimit:
 DEFAULT_CHANGE_LIMIT = ChangeLimit(percent=DEFAULT_MAX_CHANGES_SHARE * 100)
 
 
-def check_safety(plan: Plan, limit: ChangeLimit | None, *, force: bool) -> None:
+@dataclass(frozen=True)
+class Safety:
+    """What the threshold says of one plan: `apply` and `apply --plan` decide from exactly these numbers."""
+
+    changes: int  # keys with something to send
+    managed: int  # keys the plan was made over
+    limit: ChangeLimit | None  # None: no threshold applies (a handful of keys and no --max-changes)
+
+    @property
+    def allowed(self) -> int | None:
+        return None if self.limit is None else self.limit.allowed(self.managed)
+
+    @property
+    def exceeded(self) -> bool:
+        return self.allowed is not None and self.changes > self.allowed
+
+    def describe(self) -> str:
+        return (
+            f"the plan changes {self.changes} of {self.managed} managed keys, over the limit of "
+            f"{self.allowed} (--max-changes {self.limit})"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "changes": self.changes,
+            "managed": self.managed,
+            "maxChanges": None if self.limit is None else str(self.limit),
+            "allowed": self.allowed,
+            "exceeded": self.exceeded,
+        }
+
+
+def assess(plan: Plan, limit: ChangeLimit | None) -> Safety:
+    """The threshold for this plan: `limit`, else the default share once more than a handful of keys are managed."""
+    managed = plan.managed
+    if limit is None and managed > DEFAULT_THRESHOLD_MIN_KEYS:
+        limit = DEFAULT_CHANGE_LIMIT
+    return Safety(len(plan.writes), managed, limit)
+
+
+def check_safety(safety: Safety, *, force: bool) -> None:
     """Refuse a plan that changes too many keys, before any write (octoDNS' safety thresholds)."""
-    managed = len(plan.keys)
-    if limit is None and managed <= DEFAULT_THRESHOLD_MIN_KEYS:
-        return  # a handful of keys: any share of them changing is normal
-    effective = limit or DEFAULT_CHANGE_LIMIT
-    changes, allowed = len(plan.updates), effective.allowed(managed)
-    if force or changes <= allowed:
-        return
-    raise SafetyThresholdExceeded(
-        f"refusing to apply: the plan changes {changes} of {managed} managed keys, over the limit of "
-        f"{allowed} (--max-changes {effective}); review the plan, then rerun with --force or a higher --max-changes"
-    )
+    if safety.exceeded and not force:
+        raise SafetyThresholdExceeded(
+            f"refusing to apply: {safety.describe()}; "
+            "review the plan, then rerun with --force or a higher --max-changes"
+        )

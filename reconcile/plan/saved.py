@@ -1,9 +1,11 @@
 """Reviewed plans, applied exactly: save a plan, then apply it and nothing else.
 
 A saved plan holds the update bodies and status changes it will send, a fingerprint of each
-planned key's state when the plan was made, a checksum of the desired files' contents, and a
-checksum of itself. `apply --plan` refuses when the file was edited, is too old, targets another
-project, or when a planned key changed since (Terraform's stale-plan rule).
+planned key's state when the plan was made, the ids of every managed key (the safety threshold
+is decided over them, exactly as `apply` would), the keys in error, a checksum of the desired
+files' contents, and a checksum of itself. `apply --plan` refuses when the file was edited, is too
+old, targets another project, holds keys in error, or when a planned key changed since
+(Terraform's stale-plan rule).
 
 The self-checksum catches edits and corruption, not forgery: anyone who can write the file can
 recompute it. Keep saved plans where only CI can write them (workflow artifacts).
@@ -11,8 +13,6 @@ recompute it. Keep saved plans where only CI can write them (workflow artifacts)
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -20,10 +20,12 @@ from typing import Any
 
 from reconcile import __version__
 from reconcile.errors import ReconcileError
-from reconcile.model import DEFAULT_STATUS, DesiredFile, DesiredKey, SourceLocation, current_fields
-from reconcile.plan.diff import FieldChange, KeyPlan, Outcome, Plan
+from reconcile.model import DesiredFile, DesiredKey, SourceLocation
+from reconcile.plan.diff import FieldChange, KeyPlan, Outcome, Plan, digest, fingerprint, unmanaged_keys
 
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2  # 2: the managed key ids (format 1 plans could not be judged by the safety threshold)
+# Key ids named in a refusal; the rest are counted.
+SHOWN_IDS = 20
 # A plan made "in the future" beyond this much clock skew was not made by this tool honestly.
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -32,34 +34,19 @@ class PlanRejected(ReconcileError):
     """The saved plan cannot be applied as it is; nothing was sent."""
 
 
-def _digest(value: Any) -> str:
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def fingerprint(key: Mapping[str, Any]) -> str:
-    """What a planned change depends on: the key's updatable fields, status and editability."""
-    state = current_fields(key)
-    state["status"] = key.get("status") or DEFAULT_STATUS
-    state["editable"] = key.get("editable", True)
-    return _digest(state)
-
-
 def desired_checksum(files: Iterable[DesiredFile]) -> str:
     """The desired files' contents, independent of where the checkout lives."""
-    return _digest(sorted(f.sha256 for f in files))
+    return digest(sorted(f.sha256 for f in files))
 
 
 def save(
     plan: Plan,
-    observed: Iterable[Mapping[str, Any]],
     *,
     project_id: str,
     base_url: str,
     files: Sequence[DesiredFile],
     created: datetime,
 ) -> dict[str, Any]:
-    by_id = {str(key.get("id")): key for key in observed}
     document: dict[str, Any] = {
         "planFormat": PLAN_FORMAT,
         "tool": {"name": "descope-reconcile", "version": __version__},
@@ -69,13 +56,14 @@ def save(
             "checksum": desired_checksum(files),
             "files": [{"path": f.path, "sha256": f.sha256} for f in files],
         },
+        "managed": sorted(item.key.id for item in plan.keys),
         "changes": [
             {
                 "id": item.key.id,
                 "name": item.name,
                 "source": {"path": item.key.source.path, "line": item.key.source.line},
                 "reason": item.reason,
-                "fingerprint": fingerprint(by_id[item.key.id]),
+                "fingerprint": item.fingerprint,
                 "changes": [{"field": c.field, "before": c.before, "after": c.after} for c in item.changes],
                 "body": dict(item.body) if item.body is not None else None,
                 "status": item.status,
@@ -84,7 +72,7 @@ def save(
         ],
         "errors": [{"id": item.key.id, "outcome": item.outcome.value, "reason": item.reason} for item in plan.errors],
     }
-    document["checksum"] = _digest(document)
+    document["checksum"] = digest(document)
     return document
 
 
@@ -102,7 +90,7 @@ def verify(document: Any, *, now: datetime, max_age: timedelta, project_id: str)
     if not isinstance(document, dict) or document.get("planFormat") != PLAN_FORMAT:
         raise PlanRejected(f"not a saved plan of format {PLAN_FORMAT}")
     claimed = document.get("checksum")
-    if claimed != _digest({k: v for k, v in document.items() if k != "checksum"}):
+    if claimed != digest({k: v for k, v in document.items() if k != "checksum"}):
         raise PlanRejected("the plan file was edited or damaged since it was made (checksum mismatch)")
     created = datetime.fromisoformat(document["createdAt"])
     age = now - created
@@ -113,6 +101,16 @@ def verify(document: Any, *, now: datetime, max_age: timedelta, project_id: str)
     planned_for = document["target"]["projectId"]
     if planned_for != project_id:
         raise PlanRejected(f"the plan was made for project {planned_for}, not {project_id}")
+    errors = [f"{error['id']} ({error['outcome']})" for error in document["errors"]]
+    if errors:
+        raise PlanRejected(
+            f"the plan has {len(errors)} key(s) in error: {_listed(errors)}; fix the desired files and plan again"
+        )
+
+
+def _listed(items: Sequence[str]) -> str:
+    more = len(items) - SHOWN_IDS
+    return ", ".join(items[:SHOWN_IDS]) + (f" and {more} more" if more > 0 else "")
 
 
 def _hours(delta: timedelta) -> str:
@@ -124,14 +122,17 @@ def check_desired(document: Mapping[str, Any], files: Sequence[DesiredFile]) -> 
         raise PlanRejected("the desired files differ from the ones the plan was made from: plan again")
 
 
-def stale_keys(document: Mapping[str, Any], observed: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Planned keys whose state changed since the plan (or that are gone)."""
-    now = {str(key.get("id")): fingerprint(key) for key in observed}
-    return [change["id"] for change in document["changes"] if now.get(change["id"]) != change["fingerprint"]]
+def check_current(document: Mapping[str, Any], observed: Mapping[str, Mapping[str, Any]]) -> None:
+    """Refuse, before any write, when a planned key changed since the plan (or is gone)."""
+    now = {key_id: fingerprint(key) for key_id, key in observed.items()}
+    stale = [change["id"] for change in document["changes"] if now.get(change["id"]) != change["fingerprint"]]
+    if stale:
+        raise PlanRejected(f"{len(stale)} planned key(s) changed since the plan was made: {_listed(stale)}; plan again")
 
 
-def to_plan(document: Mapping[str, Any]) -> Plan:
-    """The saved changes as a plan the executor can run; nothing is recomputed."""
+def to_plan(document: Mapping[str, Any], observed: Mapping[str, Mapping[str, Any]]) -> Plan:
+    """The saved changes as a plan the executor can run; nothing is recomputed. The unmanaged keys
+    are the project's as read now; the managed count is the plan's, for the safety threshold."""
     keys = []
     for change in document["changes"]:
         source = SourceLocation(change["source"]["path"], change["source"]["line"])
@@ -144,9 +145,22 @@ def to_plan(document: Mapping[str, Any]) -> Plan:
                 changes=tuple(FieldChange(c["field"], c["before"], c["after"]) for c in change["changes"]),
                 body=change["body"],
                 status=change["status"],
+                fingerprint=change["fingerprint"],
             )
         )
-    return Plan(tuple(keys), unmanaged=())
+    managed = set(document["managed"])
+    return Plan(tuple(keys), unmanaged_keys(observed, managed), managed_count=len(managed))
+
+
+def provenance(document: Mapping[str, Any], path: str, now: datetime) -> dict[str, Any]:
+    """What the report of `apply --plan` records of the plan it applied."""
+    age = now - datetime.fromisoformat(document["createdAt"])
+    return {
+        "path": path,
+        "checksum": document["checksum"],
+        "createdAt": document["createdAt"],
+        "ageSeconds": round(max(age.total_seconds(), 0.0), 3),
+    }
 
 
 def files_of(document: Mapping[str, Any]) -> tuple[DesiredFile, ...]:

@@ -13,15 +13,18 @@ from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastjsonschema
-from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 REQUEST_SCHEMA = "accesskey-update-request.schema.json"
 DESIRED_SCHEMA = "desired.schema.json"
 REPORT_SCHEMA = "report.schema.json"
+RESPONSES_SCHEMA = "accesskey-responses.schema.json"
+CONFIG_SCHEMA = "config.schema.json"
 
 
 def schemas_dir() -> Path:
@@ -56,8 +59,16 @@ def _inline(node: Any, document: str) -> Any:
 
 
 @cache
+def inlined(name: str) -> dict[str, Any]:
+    """The schema (a file, or a file and a JSON pointer into it) with every `$ref` replaced by its
+    target (no `$defs`, no `$schema`)."""
+    schema: dict[str, Any] = _inline({"$ref": name}, name.partition("#")[0])
+    return schema
+
+
+@cache
 def _compiled(name: str) -> Callable[[Any], Any]:
-    return fastjsonschema.compile(_inline(load_schema(name), name))
+    return fastjsonschema.compile(inlined(name))
 
 
 def is_valid(name: str, instance: Any) -> bool:
@@ -70,8 +81,15 @@ def is_valid(name: str, instance: Any) -> bool:
 
 @cache
 def validator(name: str) -> Draft202012Validator:
-    """A validator whose relative `$ref`s resolve to the sibling schema files."""
+    """A validator whose relative `$ref`s resolve to the sibling schema files; `name` is a file, or a
+    file and a JSON pointer into it (`accesskey-responses.schema.json#/$defs/AccessKey`). jsonschema is
+    imported here, only when there are errors to explain: it is slow to import."""
+    from jsonschema import Draft202012Validator  # noqa: PLC0415
+    from referencing import Registry, Resource  # noqa: PLC0415
+
     registry: Registry[Any] = Registry().with_resources(
-        (other, Resource.from_contents(load_schema(other))) for other in (REQUEST_SCHEMA, DESIRED_SCHEMA)
+        (other, Resource.from_contents(load_schema(other)))
+        for other in (REQUEST_SCHEMA, DESIRED_SCHEMA, RESPONSES_SCHEMA)
     )
-    return Draft202012Validator(load_schema(name), registry=registry)
+    schema = {"$ref": name} if "#" in name else load_schema(name)
+    return Draft202012Validator(schema, registry=registry)

@@ -1,0 +1,141 @@
+"""`descope-reconcile.yaml` → named targets, or every problem in it, located like a desired file's.
+
+A target is one Descope project: where its project id and management key come from (the name of an
+environment variable or the path of a file: the key itself can never be written here), its desired
+files, its base URL and its run settings. Relative paths are relative to the config file's folder,
+so a run from elsewhere (`--config repo/descope-reconcile.yaml`) reads the same files. Nothing here
+reads an environment variable or a secret: the client does, when a target connects.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reconcile.desired.loader import Diagnostic, ParsedFile, parse_text
+from reconcile.desired.validation import json_path, located, schema_problems
+from reconcile.errors import ConfigError
+from reconcile.plan.safety import ChangeLimit
+from reconcile.schemas.validators import CONFIG_SCHEMA
+
+CONFIG_FILE = "descope-reconcile.yaml"
+# The run settings a target may set (camelCase, like the report's `run.settings`).
+SETTINGS = ("rate", "concurrency", "maxChanges", "timeout", "maxAttempts", "keyDeadline")
+# Either one or the other of each pair, never both.
+_SOURCES = (("projectId", "projectIdEnv"), ("managementKeyEnv", "managementKeyFile"))
+_ENV_FIELDS = ("projectIdEnv", "managementKeyEnv")
+_SECRET_FIELD = "managementKey"  # noqa: S105 (the field refused, not a password)
+_TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """One target as the config names it: sources of its credentials, never the credentials."""
+
+    name: str
+    paths: tuple[str, ...]
+    project_id: str = ""
+    project_id_env: str = ""
+    management_key_env: str = ""
+    management_key_file: str = ""
+    base_url: str = ""
+    settings: Mapping[str, Any] = field(default_factory=dict)  # SETTINGS names; maxChanges a ChangeLimit
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    targets: Mapping[str, TargetConfig]  # in the file's order
+
+
+def find_config(explicit: Path | None) -> Path | None:
+    """`--config FILE`, else descope-reconcile.yaml in the current folder (parents are not searched)."""
+    if explicit is not None:
+        return explicit
+    here = Path(CONFIG_FILE)
+    return here if here.is_file() else None
+
+
+def _target_problems(parsed: ParsedFile, name: str, item: Mapping[str, Any]) -> list[Diagnostic]:
+    base: list[str | int] = ["targets", name]
+    problems = []
+    if not _TARGET_NAME.fullmatch(name):
+        message = f"target name {name!r}: use letters, digits, `-`, `_` and `.` (it names files and sections)"
+        problems.append(located(parsed, base, message, key=True))
+    for one, other in _SOURCES:
+        if one in item and other in item:
+            problems.append(located(parsed, [*base, other], f"give `{one}` or `{other}`, not both", key=True))
+        elif one not in item and other not in item and _SECRET_FIELD not in item:
+            problems.append(located(parsed, base, f"target `{name}` needs `{one}` or `{other}`", key=True))
+    for env_field in _ENV_FIELDS:  # never echo the value: it may be a key pasted in the wrong place
+        value = item.get(env_field)
+        if isinstance(value, str) and value and not _ENV_NAME.fullmatch(value):
+            message = f"`{env_field}` must name an environment variable (letters, digits and `_`)"
+            problems.append(located(parsed, [*base, env_field], message))
+    limit = item.get("maxChanges")
+    if isinstance(limit, int | str) and not isinstance(limit, bool):
+        try:
+            ChangeLimit.parse(str(limit))
+        except ValueError as error:
+            problems.append(located(parsed, [*base, "maxChanges"], f"`maxChanges` {error}"))
+    return problems
+
+
+def _problems(parsed: ParsedFile) -> list[Diagnostic]:
+    data = parsed.data
+    if not isinstance(data, dict):
+        return [*parsed.problems, located(parsed, [], "the top level must be a mapping with `version` and `targets`")]
+    targets = data.get("targets")
+    items = {str(name): item for name, item in targets.items()} if isinstance(targets, dict) else {}
+    secrets = [["targets", name, _SECRET_FIELD] for name, item in items.items() if _SECRET_FIELD in item]
+    hidden = {json_path(path) for path in secrets}  # said once, below, without the generic message
+    problems = [*parsed.problems, *(p for p in schema_problems(parsed, CONFIG_SCHEMA) if p.field not in hidden)]
+    message = (
+        "the management key cannot be in the config: name the environment variable that holds it "
+        "(`managementKeyEnv`) or a file (`managementKeyFile`)"
+    )
+    problems.extend(located(parsed, path, message, key=True) for path in secrets)
+    for name, item in items.items():
+        if isinstance(item, dict):
+            problems.extend(_target_problems(parsed, name, item))
+    return problems
+
+
+def _target(name: str, item: Mapping[str, Any], folder: Path) -> TargetConfig:
+    def relative(text: str) -> str:
+        return str(folder / text)
+
+    settings = {setting: item[setting] for setting in SETTINGS if setting in item}
+    if "maxChanges" in settings:
+        settings["maxChanges"] = ChangeLimit.parse(str(settings["maxChanges"]))
+    key_file = item.get("managementKeyFile")
+    return TargetConfig(
+        name=name,
+        paths=tuple(relative(path) for path in item["paths"]),
+        project_id=item.get("projectId", ""),
+        project_id_env=item.get("projectIdEnv", ""),
+        management_key_env=item.get("managementKeyEnv", ""),
+        management_key_file=relative(key_file) if key_file else "",
+        base_url=item.get("baseUrl", ""),
+        settings=settings,
+    )
+
+
+def load_config(path: Path) -> tuple[Config | None, list[Diagnostic]]:
+    """The config, or None and every problem in it (sorted by line)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config: {error.strerror}") from None
+    parsed = parse_text(str(path), raw, expected="a mapping with `version` and `targets`")
+    if not isinstance(parsed, ParsedFile):
+        return None, parsed
+    problems = _problems(parsed)
+    if problems:
+        return None, sorted(problems)
+    targets = {str(name): _target(str(name), item, path.parent) for name, item in parsed.data["targets"].items()}
+    return Config(str(path), targets), []

@@ -1,0 +1,104 @@
+"""Text from outside (the server, the desired files, the environment) made safe to show.
+
+A key's name is data, never a command. Printed raw, `\\x1b[2K` erases a terminal line, `\\r` hides
+what came before it, a bidi override shows text in another order than it reads, and a line that
+starts with `::` (or holds `##[`) is run by GitHub Actions as a workflow command. Each function
+here is for one kind of output; every string that came from outside goes through one of them:
+
+- `text_block` / `text_line`: terminals and logs (stdout, stderr), line by line;
+- `md_text`, `md_code`, `html_text`: Markdown (step summaries, the audit) and the HTML inside it;
+- `gh_data`, `gh_property`: the message and the properties of a `::error ...::` annotation;
+- `json_value`: JSON and YAML written to files (every control a `\\u` escape).
+
+Escapes are shown as `\\n`, `\\x1b`, `\\u202e`: visible, and never the character itself.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+from collections.abc import Iterable
+from typing import Any
+
+# C0 and C1 controls, DEL, Unicode line and paragraph separators, the bidirectional formatting
+# characters (marks, embeddings, overrides, isolates: "Trojan Source"), and what UTF-8 or YAML
+# cannot hold (lone surrogates, U+FFFE and U+FFFF).
+_CONTROLS = "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]"
+_CONTROL = re.compile(_CONTROLS)
+# GitHub's runner also reads the legacy `##[command]` anywhere in a line.
+_UNSAFE = re.compile(f"{_CONTROLS}|##\\[")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "##[": "\\x23#["}
+# Backslash-escaped in Markdown text: what opens code, emphasis, links, HTML, entities, math,
+# strikethrough or a table cell.
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>&|~$])")
+
+
+def _escape(match: re.Match[str]) -> str:
+    found = match.group()
+    if found in _NAMED:
+        return _NAMED[found]
+    code = ord(found)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def plain(value: object) -> str:
+    """One line of text: every control or direction character shown as an escape."""
+    return _UNSAFE.sub(_escape, str(value))
+
+
+def text_line(value: object) -> str:
+    """A whole line for a terminal or a log: `plain`, and never starting with `::` (GitHub's runner
+    trims leading whitespace before it looks)."""
+    line = plain(value)
+    body = line.lstrip()
+    if body.startswith("::"):
+        return line[: len(line) - len(body)] + "\\x3a" + body[1:]
+    return line
+
+
+def text_block(lines: Iterable[object]) -> str:
+    """Lines for stdout: each one through `text_line`, newline-terminated."""
+    return "".join(text_line(line) + "\n" for line in lines)
+
+
+def md_text(value: object) -> str:
+    """Text inside a Markdown line or table cell: read as text, never as Markdown or HTML."""
+    return _MARKDOWN.sub(r"\\\1", plain(value))
+
+
+def md_code(value: object) -> str:
+    """An id as inline code; text that would end the code span or split a table cell stays plain text."""
+    text = plain(value)
+    return f"`{text}`" if "`" not in text and "|" not in text else md_text(text)
+
+
+def html_text(value: object) -> str:
+    """Text inside raw HTML (`<summary>`), where Markdown escapes do not apply."""
+    return html.escape(plain(value), quote=True)
+
+
+def gh_data(value: object) -> str:
+    """The message of a workflow command (`::error ...::MESSAGE`): GitHub's escapes for `%`, `\\r` and
+    `\\n` (it turns them back), and `plain` for every other control."""
+    return plain(str(value).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
+
+
+def gh_property(value: object) -> str:
+    """A property value of a workflow command (`file=...`): the message's rules, and `:` and `,`."""
+    return gh_data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+def json_value(value: Any, *, sort_keys: bool = False) -> str:
+    """JSON (so also YAML) on one line; every control or direction character as a `\\u` escape."""
+    text = json.dumps(value, ensure_ascii=False, sort_keys=sort_keys)
+    return _CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+class LogEscaper(logging.Filter):
+    """On every log handler, after the secret is redacted: each record is one safe line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = text_line(record.getMessage()), None
+        return True

@@ -1,0 +1,179 @@
+"""Key lifecycle on the emulator: create, rotate, delete, exchange, search filters; secrets hashed."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.test_emulator import exchange, post
+
+ACCESSKEY = "/v1/mgmt/accesskey"
+# What the Python SDK sends for create: every field, null when unset.
+SDK_CREATE = {
+    "name": "deployer",
+    "expireTime": 0,
+    "roleNames": ["deploy"],
+    "keyTenants": [],
+    "userId": None,
+    "customClaims": None,
+    "description": None,
+    "permittedIps": None,
+    "customAttributes": None,
+}
+
+
+def create(emulator: Any, **fields: Any) -> dict[str, Any]:
+    response = post(emulator, f"{ACCESSKEY}/create", {**SDK_CREATE, **fields})
+    assert response.status_code == 200, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def test_create_answers_the_key_and_its_secret_once(start_emulator: Any) -> None:
+    emulator = start_emulator([], tenant_names={"T1": "One"})
+    later = int(time.time()) + 3600
+    created = create(
+        emulator,
+        keyTenants=[{"tenantId": "T1", "roleNames": ["r"]}],
+        roleNames=[],
+        userId="U1",
+        expireTime=str(later),  # the OpenAPI types it as a string
+        customAttributes={"team": "infra"},
+    )
+    key = created["key"]
+    assert key["id"].startswith("K2") and len(key["id"]) == 28
+    assert abs(key["createdTime"] - time.time()) < 5 and key["expireTime"] == later
+    assert (key["boundUserId"], key["status"], key["editable"]) == ("U1", "active", True)
+    assert key["keyTenants"] == [{"tenantId": "T1", "roleNames": ["r"], "tenantName": "One"}]
+    assert key["createdBy"] == "mgmt-" + hashlib.sha256(emulator.config.management_key.encode()).hexdigest()[:8]
+    assert key["clientId"] and key["description"] == "" and key["customAttributes"] == {"team": "infra"}
+    assert emulator.store.load(key["id"]) == key
+    assert exchange(emulator, created["cleartext"]).status_code == 200
+    assert "cleartext" not in emulator.store.load(key["id"])
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"name": ""}, "E011003"),
+        ({"name": None}, "E011003"),
+        ({"roleNames": "admin"}, "E011003"),
+        ({"expireTime": -5}, "E011003"),
+        ({"expireTime": "soon"}, "E011003"),
+        ({"expireTime": 1_000_000}, "E011003"),  # in the past
+        ({"bogus": 1}, "E011003"),
+        ({"customClaims": {"x": [1]}}, "E011003"),
+        ({"roleNames": ["r"], "keyTenants": [{"tenantId": "T1", "roleNames": []}]}, "E011004"),
+    ],
+)
+def test_create_validates_like_update(start_emulator: Any, fields: dict[str, Any], code: str) -> None:
+    emulator = start_emulator([])
+    response = post(emulator, f"{ACCESSKEY}/create", {**SDK_CREATE, **fields})
+    assert response.status_code == 400 and response.json()["errorCode"] == code
+    assert len(emulator.store) == 0 and len(emulator.audit) == 0
+
+
+def test_rotate_keeps_the_id_and_kills_the_old_secret_at_once(start_emulator: Any) -> None:
+    emulator = start_emulator([{"id": "K1", "name": "a", "cleartext": "first"}])
+    assert exchange(emulator, "first").status_code == 200
+    rotated = post(emulator, f"{ACCESSKEY}/rotate", {"id": "K1"}).json()
+    assert rotated["key"] == emulator.store.load("K1") and rotated["cleartext"] != "first"
+    assert exchange(emulator, "first").status_code == 401
+    assert exchange(emulator, rotated["cleartext"]).status_code == 200
+    assert post(emulator, f"{ACCESSKEY}/rotate", {"id": "K404"}).status_code == 404
+    assert post(emulator, f"{ACCESSKEY}/rotate", {}).json()["errorCode"] == "E011002"
+
+
+def test_delete_single_and_batch_are_all_or_nothing(start_emulator: Any) -> None:
+    emulator = start_emulator([{"id": f"K{i}", "cleartext": f"s{i}"} for i in range(4)])
+    assert post(emulator, f"{ACCESSKEY}/delete", {"id": "K404"}).status_code == 404
+    assert post(emulator, f"{ACCESSKEY}/delete", {"id": "K0"}).json() == {}
+    assert exchange(emulator, "s0").status_code == 401
+    unknown = post(emulator, f"{ACCESSKEY}/delete/batch", {"ids": ["K1", "K404"]})
+    assert unknown.status_code == 404 and len(emulator.store) == 3  # K1 survived: strict
+    assert post(emulator, f"{ACCESSKEY}/delete/batch", {"ids": []}).status_code == 400
+    assert post(emulator, f"{ACCESSKEY}/delete/batch", {"ids": ["K1", "K2"]}).json() == {}
+    assert [key["id"] for key in emulator.store.all()] == ["K3"]
+
+
+def test_not_editable_keys_refuse_rotate_and_delete(start_emulator: Any) -> None:
+    emulator = start_emulator([{"id": "K1", "editable": False, "cleartext": "s"}])
+    for path in ("rotate", "delete"):
+        response = post(emulator, f"{ACCESSKEY}/{path}", {"id": "K1"})
+        assert response.status_code == 400 and response.json()["errorCode"] == "E011004"
+    assert exchange(emulator, "s").status_code == 200
+
+
+def test_exchange_refuses_every_key_that_may_not_be_used(start_emulator: Any) -> None:
+    seed = [
+        {"id": "Kok", "cleartext": "ok", "roleNames": ["r"], "customClaims": {"iss": "forged", "team": "a"}},
+        {"id": "Koff", "cleartext": "off", "status": "inactive"},
+        {"id": "Kold", "cleartext": "old", "expireTime": int(time.time()) - 10},
+        {"id": "Kip", "cleartext": "ip", "permittedIps": ["10.0.0.0/8", "not-an-ip"]},
+        {"id": "Kloop", "cleartext": "loop", "permittedIps": ["127.0.0.0/8"]},
+    ]
+    emulator = start_emulator(seed)
+    for cleartext in ("wrong", "off", "old", "ip"):
+        response = exchange(emulator, cleartext)
+        assert response.status_code == 401 and response.json()["errorCode"] == "E011002", cleartext
+    assert exchange(emulator, "ok", project_id="P2other").status_code == 401
+    assert exchange(emulator, emulator.config.management_key).status_code == 401  # not an access key
+    assert exchange(emulator, "loop").status_code == 200
+    answer = exchange(emulator, "ok").json()
+    assert set(answer) == {"sessionJwt", "expiration"} and answer["expiration"] > time.time()
+    header, claims, signature = answer["sessionJwt"].split(".")
+    payload = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))
+    assert (payload["sub"], payload["iss"], payload["roles"], payload["team"]) == (
+        "Kok",
+        emulator.config.project_id,
+        ["r"],
+        "a",
+    )
+    assert header and signature
+
+
+def test_search_honours_the_documented_filters(start_emulator: Any) -> None:
+    seed = [
+        {"id": "K1", "name": "a", "keyTenants": [{"tenantId": "T1"}], "customAttributes": {"team": "x", "n": 1}},
+        {"id": "K2", "name": "b", "keyTenants": [{"tenantId": "T2"}], "boundUserId": "U1", "createdBy": "alice"},
+        {"id": "K3", "name": "c", "roleNames": ["r"], "customAttributes": {"team": "x", "n": True}},
+    ]
+    emulator = start_emulator(seed)
+
+    def ids(**filters: Any) -> list[str]:
+        response = post(emulator, f"{ACCESSKEY}/search", filters)
+        assert response.status_code == 200, response.text
+        return [key["id"] for key in response.json()["keys"]]
+
+    assert ids() == ["K1", "K2", "K3"]
+    assert ids(tenantIds=["T2", "T9"]) == ["K2"]
+    assert ids(customAttributes={"team": "x"}) == ["K1", "K3"]
+    assert ids(customAttributes={"team": "x", "n": 1}) == ["K1"]  # true is not 1
+    assert ids(boundUserId="U1") == ["K2"]
+    assert ids(creatingUser="alice") == ["K2"]
+    assert ids(tenantIds=[], boundUserId=None, creatingUser=None, customAttributes=None, sort=[{"field": "x"}]) == [
+        "K1",
+        "K2",
+        "K3",
+    ]
+    assert post(emulator, f"{ACCESSKEY}/search", {"tenantIds": "T1"}).status_code == 400
+
+
+def test_cleartexts_are_kept_only_as_digests_and_never_shown(start_emulator: Any) -> None:
+    emulator = start_emulator([{"id": "K1", "cleartext": "seeded-secret-1"}])
+    created = create(emulator)["cleartext"]
+    rotated = post(emulator, f"{ACCESSKEY}/rotate", {"id": "K1"}).json()["cleartext"]
+    exchange(emulator, rotated)
+    dumps = [
+        httpx.get(emulator.url + f"/_emulator/{name}").text for name in ("stats", "keys", "requests", "audit", "config")
+    ]
+    state = repr(vars(emulator.store)) + repr(emulator.requests) + repr(vars(emulator.audit))
+    for secret in ("seeded-secret-1", created, rotated):
+        assert all(secret not in text for text in [*dumps, state])
+    assert hashlib.sha256(rotated.encode()).hexdigest() in state  # what is kept: the digest
