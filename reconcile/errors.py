@@ -11,12 +11,21 @@ class ExitCode(IntEnum):
     FAILURE = 1  # an error, or any key failed, missing, not editable or interrupted
     CHANGES_PENDING = 2  # plan found changes to make
     SAFETY_THRESHOLD = 3  # apply refused: the plan changes more keys than --max-changes allows
+    OVERWRITTEN = 4  # apply: every key applied, but a change someone else made meanwhile was overwritten
     USAGE = 64  # bad command line (EX_USAGE); argparse's own 2 would collide with CHANGES_PENDING
 
 
 # Several targets, one exit code: the most severe of theirs, in this order. A usage error means no
-# target ran as asked; a failure needs a person; a refusal wrote nothing on purpose; drift is news.
-SEVERITY = (ExitCode.USAGE, ExitCode.FAILURE, ExitCode.SAFETY_THRESHOLD, ExitCode.CHANGES_PENDING, ExitCode.OK)
+# target ran as asked; a failure needs a person; so does someone's change that was overwritten (it is
+# lost, though everything applied); a refusal wrote nothing on purpose; drift is news.
+SEVERITY = (
+    ExitCode.USAGE,
+    ExitCode.FAILURE,
+    ExitCode.OVERWRITTEN,
+    ExitCode.SAFETY_THRESHOLD,
+    ExitCode.CHANGES_PENDING,
+    ExitCode.OK,
+)
 
 
 def most_severe(codes: Iterable[int]) -> int:

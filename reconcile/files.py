@@ -1,4 +1,5 @@
 """Output files: private (0600) and atomic, never through a symbolic link, checked before a run starts.
+Input files read whole (the config, a key file, a saved plan): regular files only, bounded.
 
 Every writer of the tool goes through here (report, journal, saved plan, summary, audit, export), so
 the rules hold everywhere: a symbolic link at an output path is refused, not followed (it could
@@ -8,9 +9,11 @@ made private again (the mode given to `open` only applies when it creates the fi
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -52,6 +55,28 @@ def check_output(path: Path, what: str, *, append: bool = False) -> None:
         raise ConfigError(f"{what} {path}: the file is not writable")
 
 
+def _identity(path: Path) -> tuple[int, int] | str:
+    """What a path names: the file itself when it exists (any link, `..` or hard link to it), else its
+    absolute path once the folders on the way are resolved."""
+    try:
+        info = path.stat()
+    except OSError:
+        return os.path.realpath(path)
+    return (info.st_dev, info.st_ino)
+
+
+def check_distinct(outputs: Sequence[tuple[str, Path]], inputs: Sequence[tuple[str, Path]] = ()) -> None:
+    """Each output its own file, and none of them a file the run reads: two outputs at one path leave
+    only the last one written (a report over the saved plan, a summary over the report), and an output
+    at an input (`plan --out desired/keys.yaml`) destroys what the run was made from."""
+    seen = {_identity(path): what for what, path in inputs}
+    for what, path in outputs:
+        identity = _identity(path)
+        if identity in seen:
+            raise ConfigError(f"{what} {path}: is also {seen[identity]}; give each output a file of its own")
+        seen[identity] = what
+
+
 def write_private_atomically(path: Path, text: str, *, mode: int = 0o600) -> None:
     """Temporary file beside the target (same filesystem), fsync, rename: readers never see half a file.
     Private (0600) unless said otherwise: reports describe a project's credentials. A symbolic link
@@ -71,19 +96,21 @@ def write_private_atomically(path: Path, text: str, *, mode: int = 0o600) -> Non
         raise
 
 
-def private_fd(path: Path, flags: int) -> int:
+def private_fd(path: Path, flags: int, *, private: bool = True) -> int:
     """A file descriptor opened without following a symbolic link (O_NOFOLLOW: the open fails on one),
-    private (0600) even when the file existed with a wider mode (fchmod), never a FIFO or device."""
+    private (0600) even when the file existed with a wider mode (fchmod), never a FIFO or device.
+    `private=False` (a file someone else owns the mode of, GitHub's step summary): 0644 when created."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600 if private else 0o644)
     except OSError as error:
         _refuse_special(path, "output")  # names a link or a folder plainly
         raise ConfigError(f"output {path}: {error.strerror}") from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ConfigError(f"output {path}: is not a regular file")
-        os.fchmod(fd, 0o600)
+        if private:
+            os.fchmod(fd, 0o600)
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
@@ -94,3 +121,22 @@ def private_fd(path: Path, flags: int) -> int:
 def open_private_append(path: Path) -> IO[str]:
     """For files written line by line (the journal): appended to, private, never through a link."""
     return os.fdopen(private_fd(path, os.O_WRONLY | os.O_APPEND), "a", encoding="utf-8")
+
+
+def append_text(path: Path, text: str) -> None:
+    """Appended to a file that is not ours to make private (GitHub's step summary), never through a link."""
+    with os.fdopen(private_fd(path, os.O_WRONLY | os.O_APPEND, private=False), "a", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def read_input(path: Path, *, max_bytes: int | None = 64 * 1024 * 1024) -> bytes:
+    """A file the run reads whole, or OSError (with the path) when it is not a regular file (a FIFO
+    would block the run for ever, `/dev/zero` would never end) or is larger than `max_bytes`."""
+    # O_NONBLOCK: a FIFO opens at once, to be refused below (a folder is refused by `open` itself)
+    with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK)) as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise OSError(errno.EFBIG, f"larger than {max_bytes} bytes", str(path))
+    return data

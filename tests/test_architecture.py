@@ -50,6 +50,8 @@ def test_import_contracts_hold() -> None:
     ("module", "line", "contract"),
     [
         ("reconcile/plan/diff.py", "import httpx", "The plan is pure"),
+        ("reconcile/plan/saved.py", "from reconcile.files import write_private_atomically", "The plan is pure"),
+        ("reconcile/plan/diff.py", "from pathlib import Path", "The plan is pure"),
         ("reconcile/plan/diff.py", "from reconcile.apply import executor", "Stages are layered"),
         ("reconcile/output/text.py", "import httpx", "Only the client layer speaks HTTP"),
         ("reconcile/emulator/store.py", "from reconcile.desired import loader", "The emulator is a separate server"),

@@ -194,7 +194,16 @@ def test_unsafe_or_invalid_base_urls_are_refused(url: str) -> None:
 def test_a_malformed_base_url_is_one_line_not_a_traceback(tmp_path: Path, url: str) -> None:
     env = cli_env(None, DESCOPE_PROJECT_ID="P2x", DESCOPE_MANAGEMENT_KEY="K2x", DESCOPE_BASE_URL=url)
     result = run_cli(["export", "--out", str(tmp_path / "o.yaml")], env)
-    assert result.code == 1 and result.stderr.startswith("error: base URL ") and result.stderr.count("\n") == 1
+    assert result.code == 1 and result.stderr.startswith("error: the base URL ") and result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("url", ["http://u:pw-SECRET@127.0.0.1:1", "https://pw-SECRET@api.descope.com"])
+def test_a_base_url_with_credentials_is_refused_without_quoting_them(tmp_path: Path, url: str) -> None:
+    """httpx would send them as Basic auth instead of the Bearer token (a 401): refused up front, unquoted."""
+    env = cli_env(None, DESCOPE_PROJECT_ID="P2x", DESCOPE_MANAGEMENT_KEY="K2x", DESCOPE_BASE_URL=url)
+    result = run_cli(["export", "--out", str(tmp_path / "o.yaml")], env)
+    assert result.code == 1 and "user name or password" in result.stderr
+    assert "SECRET" not in result.output and not (tmp_path / "o.yaml").exists()
 
 
 def test_credentials_from_env_and_file(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from reconcile.errors import ExitCode
@@ -84,6 +85,30 @@ def test_problems_in_defaults_are_located_at_the_defaults(tmp_path: Path) -> Non
         "from `defaults` (line 5); set `roleNames: []` on this key [keys[0].keyTenants]",
         "error: 5 validation errors; nothing was sent",
     ]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("null", "`defaults` is null: give it a value, or remove it [defaults]"),
+        ("[]", "`defaults` must be a mapping, got list [] [defaults]"),
+        ("text", "`defaults` must be a mapping, got string 'text' [defaults]"),
+        (
+            "{bogus: 1}",
+            "unknown field `bogus` (known fields: customAttributes, customClaims, description, keyTenants, name, "
+            "permittedIps, roleNames, status) [defaults.bogus]",
+        ),
+    ],
+)
+def test_defaults_that_are_no_mapping_are_said_once_and_never_blamed_on_id(
+    tmp_path: Path, value: str, expected: str
+) -> None:
+    desired = tmp_path / "keys.yaml"
+    desired.write_text(f"version: 1\ndefaults: {value}\nkeys:\n  - id: K1\n")
+    result = run_cli(["validate", str(desired)], cli_env(None))
+    assert result.code == ExitCode.FAILURE
+    problems = [line.split(" error: ", 1)[1] for line in result.stderr.splitlines() if ": error: " in line]
+    assert problems == [expected], result.stderr
 
 
 def test_export_factor_defaults_round_trips(start_emulator: Any, tmp_path: Path) -> None:

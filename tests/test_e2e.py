@@ -88,7 +88,8 @@ def test_report_accounts_for_files_requests_and_target(start_emulator: Any, tmp_
     report = load_report(tmp_path / "r.json")
     assert [Path(f["path"]).name for f in report["desired"]["files"]] == ["a.yaml", "b.yml"]
     assert report["target"] == {"projectId": emulator.config.project_id, "baseUrl": emulator.url}
-    assert report["requests"]["byStatus"] == {"200": 2}  # one search, one update
+    # One search, one update; and the audit trail's: who changed the key, the overwritten check, the event.
+    assert report["requests"]["byStatus"] == {"200": 5}
     assert report["run"]["mode"] == "apply"
     key = report["keys"][0]
     assert key["source"] == {"path": str(tmp_path / "d" / "a.yaml"), "line": 3}

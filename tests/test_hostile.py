@@ -195,3 +195,30 @@ def test_several_targets_show_hostile_text_inert(start_emulator: Any, tmp_path: 
     assert_inert(result.stdout, "stdout")
     assert_inert(result.stderr, "stderr")
     assert_markdown_inert((tmp_path / "plan.md").read_text(encoding="utf-8"), "plan.md", stream=False)
+
+
+def test_the_json_files_hold_hostile_text_as_escapes(hostile: tuple[Any, Path], tmp_path: Path) -> None:
+    """The report, the saved plan (a file people review) and the audit: a bidi override, a line
+    separator or a C1 control from the server is a `\\u` escape in the file, as in an export, and each
+    file reads back to the same values (a saved plan so written still applies)."""
+    emulator, desired = hostile
+    env = cli_env(emulator)
+    files = {name: tmp_path / f"{name}.json" for name in ("plan-report", "saved-plan", "audit", "apply-report")}
+    plan = ["plan", str(desired.parent), "--report", str(files["plan-report"]), "--out", str(files["saved-plan"])]
+    assert run_cli(plan, env).code == 2
+    assert run_cli(["audit", str(desired.parent), "--out", str(files["audit"])], env).code == 0
+    apply = ["apply", "--plan", str(files["saved-plan"]), "--force", "--report", str(files["apply-report"])]
+    assert run_cli(apply, env).code == 1  # K3 fails, on purpose
+    for name, path in files.items():
+        text = path.read_text(encoding="utf-8")
+        assert_inert(text, name, stream=False)
+        assert HOSTILE in _strings(json.loads(text)), name  # read back exactly
+    assert emulator.store.load("K1")["name"] == DESIRED[0]["name"]
+
+
+def _strings(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return set(value).union(*(_strings(item) for item in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_strings(item) for item in value))
+    return {value} if isinstance(value, str) else set()

@@ -124,3 +124,91 @@ def test_a_link_swapped_in_after_the_check_is_still_not_followed(start_emulator:
     assert result.code == 1 and "is a symbolic link" in result.stderr, result.output
     assert target.read_text() == "keep\n"
     assert not emulator.updates_for("K1")
+
+
+@pytest.mark.parametrize(
+    ("command", "first", "second"),
+    [
+        ("plan", "--report", "--summary"),
+        ("plan", "--out", "--report"),
+        ("apply", "--report", "--journal"),
+        ("apply", "--report", "--summary"),
+        ("audit", "--out", "--summary"),
+    ],
+)
+def test_two_outputs_at_one_path_are_refused_before_any_request(
+    start_emulator: Any, tmp_path: Path, command: str, first: str, second: str
+) -> None:
+    """Only the last one written would be left: a report over the saved plan, a summary over the report."""
+    emulator = start_emulator(KEYS)
+    out = tmp_path / "out.json"
+    desired = str(write_desired(tmp_path / "d", DESIRED))
+    result = run_cli([command, desired, first, str(out), second, str(tmp_path / "." / "out.json")], cli_env(emulator))
+    assert result.code == 1, result.output
+    assert "give each output a file of its own" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not out.exists() and emulator.requests == []
+
+
+@pytest.mark.parametrize(("command", "option"), [("plan", "--out"), ("plan", "--report"), ("apply", "--report")])
+def test_an_output_at_a_desired_file_is_refused_and_the_file_kept(
+    start_emulator: Any, tmp_path: Path, command: str, option: str
+) -> None:
+    """`plan --out desired/keys.yaml` used to replace the desired file with the saved plan."""
+    emulator = start_emulator(KEYS)
+    desired = write_desired(tmp_path / "d", DESIRED)
+    before = desired.read_text()
+    result = run_cli(
+        [command, str(tmp_path / "d"), option, str(tmp_path / "d" / ".." / "d" / "keys.yaml")], cli_env(emulator)
+    )
+    assert result.code == 1 and "is also the desired file" in result.stderr, result.output
+    assert desired.read_text() == before and emulator.requests == []
+
+
+def test_a_report_at_the_saved_plan_it_applies_is_refused(start_emulator: Any, tmp_path: Path) -> None:
+    emulator = start_emulator(KEYS)
+    plan = tmp_path / "plan.json"
+    assert (
+        run_cli(["plan", str(write_desired(tmp_path / "d", DESIRED)), "--out", str(plan)], cli_env(emulator)).code == 2
+    )
+    saved, count = plan.read_text(), len(emulator.requests)
+    result = run_cli(["apply", "--plan", str(plan), "--report", str(plan)], cli_env(emulator))
+    assert result.code == 1 and "is also the saved plan" in result.stderr, result.output
+    assert plan.read_text() == saved and len(emulator.requests) == count
+    assert emulator.store.load("K1")["name"] == "one"
+
+
+@pytest.mark.parametrize("kind", ["directory", "symbolic link"])
+def test_the_step_summary_is_checked_before_any_request_and_never_followed(
+    start_emulator: Any, tmp_path: Path, kind: str
+) -> None:
+    """`$GITHUB_STEP_SUMMARY` is where `--summary` goes by default: before, a link there was appended
+    through (to the file it points at), and a folder there failed the run after its writes."""
+    emulator = start_emulator(KEYS)
+    victim, step_summary = tmp_path / "victim.txt", tmp_path / "step-summary.md"
+    victim.write_text("keep\n")
+    if kind == "directory":
+        step_summary.mkdir()
+    else:
+        step_summary.symlink_to(victim)
+    env = {**cli_env(emulator), "GITHUB_STEP_SUMMARY": str(step_summary)}
+    for command in ("plan", "apply", "audit"):
+        result = run_cli([command, str(write_desired(tmp_path / "d", DESIRED))], env)
+        assert result.code == 1, result.output
+        assert result.stderr.startswith(f"error: $GITHUB_STEP_SUMMARY {step_summary}: "), result.stderr
+    assert victim.read_text() == "keep\n" and emulator.requests == []
+    assert emulator.store.load("K1")["name"] == "one"
+
+
+def test_a_summary_swollen_by_a_huge_value_still_fits_a_github_step_summary(
+    start_emulator: Any, tmp_path: Path
+) -> None:
+    """GitHub refuses a step summary over 1 MiB whole; the row cap cannot bound a 3 MB key name."""
+    emulator = start_emulator([{"id": "K1", "name": "n" * 3_000_000}])
+    desired, step_summary = write_desired(tmp_path / "d", DESIRED), tmp_path / "step-summary.md"
+    env = {**cli_env(emulator), "GITHUB_STEP_SUMMARY": str(step_summary)}
+    assert run_cli(["plan", str(desired), "--report", str(tmp_path / "r.json")], env).code == 2
+    assert run_cli(["audit", str(desired)], env).code == 0
+    for summary in step_summary.read_text(encoding="utf-8").split("## descope-reconcile")[1:]:
+        assert len(summary.encode()) < 1024 * 1024 and "*Cut at 1,047,552 of " in summary
+        assert summary.count("```") % 2 == 0  # a code block cut open is closed
+    assert load_report(tmp_path / "r.json")["keys"][0]["changes"][0]["before"] == "n" * 3_000_000

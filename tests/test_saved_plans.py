@@ -167,3 +167,33 @@ def test_interrupted_keys_say_what_was_sent(start_emulator: Any, tmp_path: Path)
     assert keys["K001"]["reason"].startswith("status set inactive, but the update was not sent")
     assert emulator.store.load("K001")["status"] == "inactive"  # as the report says
     assert "K000  [interrupted] after 1 attempt(s): the run stopped while retrying" in stdout
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"changes": "abc"},
+        {"changes": [{"id": "K000", "fingerprint": "f"}]},
+        {"managed": [1, 2]},
+        {"desired": {"checksum": "x", "files": [7]}},
+    ],
+)
+def test_a_plan_of_another_shape_with_a_valid_checksum_is_refused_before_any_request(
+    start_emulator: Any, tmp_path: Path, damage: dict[str, Any]
+) -> None:
+    """The checksum proves a file unchanged, not that this tool made it (a handmade plan, another
+    version's): before, a part read after the search ended the run in a traceback."""
+    from reconcile.plan.diff import digest  # noqa: PLC0415 (to re-seal the damaged plan)
+
+    emulator = start_emulator(fleet(3))
+    plan_file = tmp_path / "plan.json"
+    desired = write_desired(tmp_path / "d", [{"id": "K000", "name": "renamed"}]).parent
+    assert run_cli(["plan", str(desired), "--out", str(plan_file)], cli_env(emulator)).code == 2
+    document = json.loads(plan_file.read_text())
+    del document["checksum"]
+    document.update(damage)
+    plan_file.write_text(json.dumps({**document, "checksum": digest(document)}))
+    before = len(emulator.requests)
+    refused = run_cli(["apply", "--plan", str(plan_file)], cli_env(emulator))
+    assert refused.code == 1 and refused.stderr == f"error: {plan_file} is not a complete saved plan\n", refused.output
+    assert len(emulator.requests) == before and emulator.store.load("K000")["name"] == "key-0"

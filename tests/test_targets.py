@@ -20,6 +20,7 @@ from reconcile.emulator import FAULT_KINDS, Emulator
 from reconcile.errors import ExitCode, most_severe
 from reconcile.plan.safety import ChangeLimit
 from tests.conftest import CliResult, cli_env, load_report, run_cli, write_desired
+from tests.test_trail_e2e import console
 
 DEV_KEY = "K2-DEV-SENTINEL-5eb1f0-never-print"
 PROD_KEY = "K2-PROD-SENTINEL-77a0c3-never-print"
@@ -265,6 +266,7 @@ def test_exit_code_is_the_most_severe_of_the_targets(start_emulator: Any, tmp_pa
     assert most_severe([0, 2, 3, 1, 2]) == ExitCode.FAILURE
     assert most_severe([2, 0, 3]) == ExitCode.SAFETY_THRESHOLD
     assert most_severe([0, 64, 1]) == ExitCode.USAGE
+    assert most_severe([3, 4, 2]) == ExitCode.OVERWRITTEN and most_severe([4, 1]) == ExitCode.FAILURE
     assert most_severe([2, 7]) == 7 and most_severe([7, 3]) == 7  # an unknown code ranks as a failure
     assert most_severe([]) == ExitCode.OK
 
@@ -278,6 +280,19 @@ def test_exit_code_is_the_most_severe_of_the_targets(start_emulator: Any, tmp_pa
         (["export", "--out", "keys.yaml"], "--out keys.yaml: 2 targets need a file each"),
         (["plan", "desired/dev", "--target", "dev"], "give PATHs (or --no-config) or targets (--config, --target)"),
         (["audit", "--no-config", "--config", "x.yaml"], "give PATHs (or --no-config) or targets"),
+        (
+            ["plan", "--report", "r/{target}.json", "--out", "r/{target}.json"],
+            "--out of target dev and --report of target dev are the same file, r/dev.json",
+        ),
+        (
+            ["plan", "--report", "r/{target}.json", "--summary", "r/prod.json"],
+            "--report of target prod and --summary are the same file, r/prod.json",
+        ),
+        (
+            ["apply", "--plan", "p/{target}.json", "--report", "p/{target}.json"],
+            "--plan of target dev and --report of target dev are the same file, p/dev.json",
+        ),
+        (["plan", "--target", "dev", "--report", "x.json", "--out", "./x.json"], "are the same file, x.json"),
     ],
 )
 def test_usage_errors_exit_64_before_any_request(
@@ -340,6 +355,32 @@ def test_config_from_elsewhere_and_its_problems_located(start_emulator: Any, tmp
         "bad.yaml:11:17: error: `maxChanges` '120%': give a count (40) or a percentage (25%) [targets.prod.maxChanges]",
     ]
     assert lines[-1] == "error: 6 validation errors; nothing was sent"
+    assert DEV_KEY not in result.output
+
+
+def test_a_target_that_is_no_mapping_and_a_base_url_that_cannot_work_are_located(tmp_path: Path) -> None:
+    """Offline, with file, line and field: a null target (no traceback), a target that is a string,
+    a base URL that is not http(s), out of range, or holds credentials (never repeated)."""
+    config = tmp_path / "descope-reconcile.yaml"
+    target = "    projectId: P2x\n    managementKeyEnv: KEY\n    paths: [desired]\n"
+    config.write_text(
+        "version: 1\ntargets:\n  dev: null\n  qa: managementKey\n"
+        f"  ftp:\n{target}    baseUrl: ftp://api.example.com\n"
+        f"  port:\n{target}    baseUrl: https://api.example.com:99999\n"
+        f"  creds:\n{target}    baseUrl: https://user:{DEV_KEY}@api.example.com\n"
+    )
+    result = run_cli(["validate"], cli_env(None), cwd=tmp_path)
+    assert result.code == ExitCode.FAILURE, result.output
+    assert result.stderr.splitlines() == [
+        "descope-reconcile.yaml:3:8: error: `targets.dev` is null: give it a value, or remove it [targets.dev]",
+        "descope-reconcile.yaml:4:7: error: `targets.qa` must be a mapping, got string 'managementKey' [targets.qa]",
+        "descope-reconcile.yaml:9:14: error: `baseUrl` must be an http(s) URL, such as https://api.descope.com "
+        "[targets.ftp.baseUrl]",
+        "descope-reconcile.yaml:14:14: error: `baseUrl` is not a valid URL [targets.port.baseUrl]",
+        "descope-reconcile.yaml:19:14: error: `baseUrl` must not hold credentials: the management key goes in "
+        "`managementKeyEnv` or `managementKeyFile` [targets.creds.baseUrl]",
+        "error: 5 validation errors; nothing was sent",
+    ]
     assert DEV_KEY not in result.output
 
 
@@ -406,3 +447,28 @@ def test_the_readme_config_is_valid_and_validate_stays_offline(tmp_path: Path) -
         [sys.executable, "-c", probe], cwd=tmp_path, env=cli_env(None), capture_output=True, text=True, check=False
     )
     assert done.stdout.splitlines()[-1] == "0 False False", done.stdout + done.stderr
+
+
+def test_a_target_that_overwrote_a_change_is_named_so_in_the_combined_summaries(
+    start_emulator: Any, tmp_path: Path
+) -> None:
+    """dev's change made in the console between the apply's read and its write (every request to
+    dev stalls 1.5 s): dev exits 4, and the combined summaries say it overwrote, not that it failed."""
+    projects = Projects(start_emulator, tmp_path)
+    dev = projects.dev.config
+    dev.fault_rate, dev.fault_kinds, dev.slow_seconds, dev.slow_applies = 1.0, ("slow",), 1.5, "after"
+    args = ["apply", "--report", "r/{target}.json", "--summary", "s.md"]
+    apply = subprocess.Popen(
+        [sys.executable, "-m", "reconcile", *args], env=projects.env(), cwd=tmp_path, stdout=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 30
+    while not any(r.path == "/v1/mgmt/accesskey/search" for r in projects.dev.recorded()):
+        assert time.monotonic() < deadline and apply.poll() is None, "the apply never read dev's keys"
+        time.sleep(0.01)
+    console(projects.dev, "K1", "U2bob", description="set in the console meanwhile")
+    stdout, _ = apply.communicate(timeout=60)
+
+    assert apply.returncode == ExitCode.OVERWRITTEN, stdout
+    assert "  dev   exit 4  overwrote a change by someone else" in stdout, stdout
+    assert "| `dev` | 4 | **overwrote a change by someone else** |" in (tmp_path / "s.md").read_text()
+    assert projects.names() == CONVERGED

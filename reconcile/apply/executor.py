@@ -180,7 +180,7 @@ class Executor:
     async def _send_update(self, item: KeyPlan, tally: Tally, *, status_done: bool) -> tuple[Outcome, ErrorInfo | None]:
         assert item.body is not None
         failure, error, answer = await self._guarded(
-            partial(self._client.update_access_key, item.body), tally, Budget.WRITE, what=f"update {item.key.id}"
+            partial(self._client.update_access_key, item.body), tally, what=f"update {item.key.id}"
         )
         if failure is not None:
             return failure, error
@@ -191,7 +191,7 @@ class Executor:
         """The key read again just before its write: a verdict when it must not be written, else None.
         The read is not an attempt of the key's write (its tally is its own)."""
         failure, error, key = await self._guarded(
-            partial(self._client.load_access_key, item.key.id), Tally(), Budget.READ, what=f"load {item.key.id}"
+            partial(self._client.load_access_key, item.key.id), Tally(), what=f"load {item.key.id}", budget=Budget.READ
         )
         if failure is None:
             moved = not still_as_planned(item, key, status_done=status_done)
@@ -210,9 +210,8 @@ class Executor:
                     continue
                 ids = [item.key.id for item in batch]
                 tally = Tally()
-                change = partial(self._client.set_status, ids, status)
                 failure, error, _ = await self._guarded(
-                    change, tally, Budget.WRITE, what=f"set {len(ids)} key(s) {status}"
+                    partial(self._client.set_status, ids, status), tally, what=f"set {len(ids)} key(s) {status}"
                 )
                 steps.update((key_id, (failure or Outcome.UPDATED, tally.attempts, error)) for key_id in ids)
         return steps
@@ -234,17 +233,21 @@ class Executor:
         return [item for item, found in zip(batch, verdicts, strict=True) if found is None]
 
     async def _guarded(
-        self, operation: Callable[[], Awaitable[Any]], tally: Tally, budget: Budget, *, what: str
+        self, operation: Callable[[], Awaitable[Any]], tally: Tally, *, what: str, budget: Budget = Budget.WRITE
     ) -> _Call:
-        """Run one call under the retry policy; its failure becomes an outcome, never an exception."""
+        """Run one call under the retry policy, within its budget; its failure becomes an outcome, never
+        an exception."""
         try:
             answer = await self._policy.call(operation, tally, budget=budget, what=what)
         except AuthenticationError as error:
             self.fatal = self.fatal or error
             self.stop.set()
             return Outcome.FAILED, ErrorInfo.of(error), None
-        except Interrupted as error:
-            return Outcome.INTERRUPTED, self._interrupted_reason(tally, error, budget), None
+        except InterruptedInFlight as error:  # absolute bodies: sending it again is safe
+            message = f"{error}; the change may have been made (a rerun converges)"
+            return Outcome.INTERRUPTED, ErrorInfo(message), None
+        except Interrupted:
+            return Outcome.INTERRUPTED, self._interrupted_reason(tally), None
         except ReconcileError as error:
             # A retryable failure cut short by the stop is an interruption, not a verdict on the key.
             outcome = Outcome.INTERRUPTED if self.stop.is_set() and is_retryable(error) else Outcome.FAILED
@@ -253,13 +256,10 @@ class Executor:
             self.progress.retries += max(0, tally.attempts - 1)
         return None, None, answer
 
-    def _interrupted_reason(self, tally: Tally, error: Interrupted, budget: Budget) -> ErrorInfo:
-        """Stopped before an attempt: never sent, or sent and failed before the stop came; or
-        cancelled in flight. A read (the recheck) stopped means the write was never sent."""
-        if tally.attempts == 0 or budget is Budget.READ:
+    def _interrupted_reason(self, tally: Tally) -> ErrorInfo:
+        """Stopped before an attempt: never sent, or sent and failed before the stop came."""
+        if tally.attempts == 0:
             return self._not_sent_reason()
-        if isinstance(error, InterruptedInFlight):  # absolute bodies: sending it again is safe
-            return ErrorInfo(f"{error}, so the change may or may not have been made (a rerun converges)")
         return ErrorInfo(
             f"the run stopped while retrying: the last of {tally.attempts} attempt(s) failed, so the change "
             "may or may not have been made (a rerun converges)"

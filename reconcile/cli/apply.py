@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -10,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from reconcile.apply.journal import Journal
-from reconcile.cli.common import check_outputs, load, show
+from reconcile.cli.common import check_outputs, desired_inputs, load, show
 from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
     add_command,
+    audit_event_options,
     desired_options,
     max_changes_option,
     non_negative_float,
@@ -24,10 +26,11 @@ from reconcile.cli.options import (
     remote_options,
     report_options,
     targets_options,
+    trail_options,
 )
-from reconcile.cli.remote import connect, log_failures, settings, write_outputs
+from reconcile.cli.remote import connect, log_failures, settings, trail_settings, write_outputs
 from reconcile.errors import ExitCode, Interrupted, SafetyThresholdExceeded, UsageError
-from reconcile.files import check_output
+from reconcile.files import read_input
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.load import LoadedDesired
 from reconcile.job.lock import lock_dir, lock_path, project_lock
@@ -40,11 +43,13 @@ from reconcile.job.session import (
     journal_path_for,
     make_report,
 )
+from reconcile.job.trail import TrailSettings, after_apply, attribute_plan
 from reconcile.model import DesiredFile
-from reconcile.output.text import render_plan, render_results
+from reconcile.output.text import render_plan, render_results, render_trail
 from reconcile.plan import saved as savedplan
 from reconcile.plan.diff import Outcome, Plan, compute_plan
 from reconcile.plan.safety import Safety, assess, check_safety
+from reconcile.trail.findings import TrailFindings
 
 log = logging.getLogger("reconcile")
 DEFAULT_CONCURRENCY = 8
@@ -54,9 +59,17 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "apply",
-        [desired_options(), remote_options(), report_options(), targets_options()],
+        [
+            desired_options(),
+            remote_options(),
+            report_options(),
+            targets_options(),
+            trail_options(),
+            audit_event_options(),
+        ],
         "send one update per key that differs, and none for the others",
-        "Plan (or load a saved plan), then change every key that differs: rate-limited, retried, journaled.",
+        "Plan (or load a saved plan), then change every key that differs: rate-limited, retried, journaled. "
+        "Then look in the audit trail for changes it overwrote, and record the apply there.",
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP + "; optional with --plan")
     parser.add_argument(
@@ -108,7 +121,7 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
 def _load_saved_plan(args: argparse.Namespace, project_id: str, clock: RunClock) -> dict[str, Any]:
     """The saved plan, once every check that needs no request has passed."""
     try:
-        document: dict[str, Any] = json.loads(args.plan.read_text(encoding="utf-8"))
+        document: dict[str, Any] = json.loads(read_input(args.plan, max_bytes=None).decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise savedplan.PlanRejected(f"{args.plan} is not a saved plan (not JSON)") from None
     try:
@@ -127,7 +140,10 @@ async def _plan_to_apply(
             observed = await fetch_keys(session)
     except Interrupted:
         if saved is not None:
-            return interrupted_plan(item.key for item in savedplan.to_plan(saved, {}).keys), savedplan.files_of(saved)
+            by_id: dict[str, Any] = {}
+            return interrupted_plan(item.key for item in savedplan.to_plan(saved, by_id).keys), savedplan.files_of(
+                saved
+            )
         assert loaded is not None
         return interrupted_plan(loaded.state.keys), loaded.files
     if saved is None:
@@ -163,6 +179,47 @@ async def _execute(args: argparse.Namespace, session: Session, result: Plan, run
     return outcome
 
 
+async def _apply(
+    args: argparse.Namespace, session: Session, result: Plan, clock: RunClock, safety: Safety
+) -> ApplyOutcome | None:
+    """The safety threshold, then the writes."""
+    if not result.writes:
+        return None
+    check_safety(safety, force=args.force)  # before any write
+    with clock.phase("apply"):
+        return await _execute(args, session, result, clock.run_id)
+
+
+async def _apply_and_trail(
+    args: argparse.Namespace,
+    session: Session,
+    planned: tuple[Plan, tuple[DesiredFile, ...]],
+    clock: RunClock,
+    safety: Safety,
+) -> tuple[ApplyOutcome | None, SafetyThresholdExceeded | None, TrailFindings]:
+    """The writes, with who changed the drifted keys looked up beside them (its own budget, never in
+    their way); after writes, the overwritten check and the apply event."""
+    result, files = planned
+    wanted: TrailSettings = trail_settings(args)
+    outcome, refusal = None, None
+    attributing = asyncio.create_task(attribute_plan(session, result, wanted))
+    try:
+        try:
+            outcome = await _apply(args, session, result, clock, safety)
+        except SafetyThresholdExceeded as error:
+            refusal = error  # the report is still written: a refused plan is worth auditing
+        trail = await attributing
+    finally:
+        attributing.cancel()
+    if outcome is not None:
+        with clock.phase("trail"):
+            trail = await after_apply(session, wanted, trail, outcome.results, run_id=clock.run_id, files=files)
+    unsent = [item for item in result.errors if item.status is None]
+    # Who changed what, then the results: the last line says how the run ends.
+    show(args, render_trail(trail, result) + render_results(outcome.results if outcome else [], unsent, trail))
+    return outcome, refusal, trail
+
+
 def _failures(result: Plan, outcome: ApplyOutcome | None) -> list[str]:
     """Every key that is not as desired, and why (an interruption is said once, not per key)."""
     lines = [f"{item.key.id}: {item.outcome.value}: {item.reason}" for item in result.errors]
@@ -172,26 +229,11 @@ def _failures(result: Plan, outcome: ApplyOutcome | None) -> list[str]:
     return lines
 
 
-async def _apply(
-    args: argparse.Namespace, session: Session, result: Plan, clock: RunClock, safety: Safety
-) -> ApplyOutcome | None:
-    """The safety threshold, then the writes; prints the results and why the run ends in error."""
-    outcome = None
-    if result.writes:
-        check_safety(safety, force=args.force)  # before any write
-        with clock.phase("apply"):
-            outcome = await _execute(args, session, result, clock.run_id)
-    unsent = [item for item in result.errors if item.status is None]
-    show(args, render_results(outcome.results if outcome else [], unsent))
-    return outcome
-
-
-def _check_outputs(args: argparse.Namespace) -> None:
+def _check_outputs(args: argparse.Namespace, loaded: LoadedDesired | None) -> None:
     """Every file this run will write, before it sends anything (or reads the project)."""
-    check_outputs(args, "--report", "--summary")
-    journal_file = _journal_file(args)
-    if journal_file is not None:
-        check_output(journal_file, "--journal" if args.journal else "journal", append=True)
+    journal = [("--journal" if args.journal else "journal", _journal_file(args))]
+    plan = [("the saved plan (--plan)", args.plan)] if args.plan else []
+    check_outputs(args, "--report", "--summary", more=journal, inputs=[*desired_inputs(loaded), *plan])
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -200,8 +242,7 @@ async def run(args: argparse.Namespace) -> int:
     clock = RunClock("apply")
     with bulk():
         loaded = load(args, clock=clock) if args.paths else None  # before any credentials or network
-    _check_outputs(args)
-    outcome, refusal = None, None
+    _check_outputs(args, loaded)
     async with connect(args) as (session, target):
         saved = _load_saved_plan(args, target.project_id, clock) if args.plan else None
         if saved is not None and loaded is not None:
@@ -212,10 +253,7 @@ async def run(args: argparse.Namespace) -> int:
                 result, files = await _plan_to_apply(session, clock, loaded, saved)
             show(args, render_plan(result, verbose=args.verbose > 0))
             safety = assess(result, args.max_changes)
-            try:
-                outcome = await _apply(args, session, result, clock, safety)
-            except SafetyThresholdExceeded as error:
-                refusal = error  # the report is still written: a refused plan is worth auditing
+            outcome, refusal, trail = await _apply_and_trail(args, session, (result, files), clock, safety)
         provenance = savedplan.provenance(saved, str(args.plan), clock.started) if saved else None
         report = make_report(
             clock,
@@ -225,11 +263,14 @@ async def run(args: argparse.Namespace) -> int:
             result,
             settings=settings(args),
             outcome=outcome,
+            interrupted=session.interrupted,
             safety=safety,
             saved_plan=provenance,
-            interrupted=session.interrupted,
+            trail=trail,
         )
     write_outputs(args, report, clock)
+    if trail.event is not None and trail.event.warning:
+        log.warning("warning: %s", trail.event.reason)
     if refusal is not None:
         raise refusal
     if session.interrupted:
@@ -238,4 +279,4 @@ async def run(args: argparse.Namespace) -> int:
     log_failures(_failures(result, outcome))
     if result.errors or (outcome and any(r.outcome is not Outcome.UPDATED for r in outcome.results)):
         return ExitCode.FAILURE
-    return ExitCode.OK
+    return ExitCode.OVERWRITTEN if trail.overwritten else ExitCode.OK

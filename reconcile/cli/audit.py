@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import timedelta
 from pathlib import Path
 
-from reconcile.cli.common import check_outputs, load, show, write_markdown
+from reconcile.cli.common import check_outputs, desired_inputs, load, show, write_markdown
 from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
@@ -16,14 +15,17 @@ from reconcile.cli.options import (
     non_negative_int,
     remote_options,
     targets_options,
+    trail_options,
 )
-from reconcile.cli.remote import connect
+from reconcile.cli.remote import connect, trail_settings
 from reconcile.errors import ExitCode
 from reconcile.files import write_private_atomically
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.session import fetch_keys
+from reconcile.job.trail import attribute_plan
 from reconcile.model import DesiredState
 from reconcile.output.audit import build_audit, render_audit
+from reconcile.output.escape import json_document
 from reconcile.plan.diff import compute_plan
 
 
@@ -31,10 +33,11 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "audit",
-        [desired_options(), remote_options(), targets_options()],
+        [desired_options(), remote_options(), targets_options(), trail_options()],
         "read-only audit of the whole project, in Markdown and JSON",
         "Managed and unmanaged keys, drift, inactive keys, keys expiring soon, keys with no IP "
-        "restriction, keys with neither roles nor tenants. Exit 0 even with drift, unless --fail-on-drift.",
+        "restriction, keys with neither roles nor tenants; who last changed each drifted or missing key (the "
+        "audit trail). Exit 0 even with drift, unless --fail-on-drift.",
     )
     parser.add_argument(
         "paths", nargs="*", metavar="PATH", help=PATHS_HELP + " (or, without a config, every key is unmanaged)"
@@ -55,16 +58,19 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
 async def run(args: argparse.Namespace) -> int:
     clock = RunClock("audit")
     with bulk():
-        desired = load(args).state if args.paths else DesiredState(keys=())
-        check_outputs(args, "--out", "--summary")
+        loaded = load(args) if args.paths else None
+        desired = loaded.state if loaded else DesiredState(keys=())
+        check_outputs(args, "--out", "--summary", inputs=desired_inputs(loaded))
         async with connect(args) as (session, target):
             observed = await fetch_keys(session)
-        result = compute_plan(desired, observed)
-    findings = build_audit(result, observed, now=clock.started, expiring_within=timedelta(days=args.expiring_within))
+            result = compute_plan(desired, observed)
+            trail = await attribute_plan(session, result, trail_settings(args))
+    within = timedelta(days=args.expiring_within)
+    findings = build_audit(result, observed, now=clock.started, expiring_within=within, trail=trail)
     markdown = render_audit(findings, project_id=target.project_id)
     show(args, markdown)
     if args.out:
-        write_private_atomically(args.out, json.dumps(findings, indent=2, ensure_ascii=False) + "\n")
+        write_private_atomically(args.out, json_document(findings))
     write_markdown(args.summary, markdown)
     drifted = findings["drift"] or findings["missing"]  # a desired key the project lacks is drift too
     return ExitCode.CHANGES_PENDING if args.fail_on_drift and drifted else ExitCode.OK

@@ -13,12 +13,13 @@ from pathlib import Path
 from reconcile.cli.context import current_target, prefixed
 from reconcile.desired.loader import Diagnostic
 from reconcile.errors import ExitCode, ReconcileError, ValidationFailed
-from reconcile.files import check_output, write_private_atomically
+from reconcile.files import append_text, check_distinct, check_output, write_private_atomically
 from reconcile.job.clock import RunClock
 from reconcile.job.load import LoadedDesired, load_desired
 from reconcile.output.escape import gh_data, gh_property, text_line
 
 log = logging.getLogger("reconcile")
+APPENDED = ("$GITHUB_STEP_SUMMARY", "--journal", "journal")  # outputs appended to, not replaced
 
 
 def show(args: argparse.Namespace, text: str) -> None:
@@ -64,13 +65,27 @@ def load(args: argparse.Namespace, output_format: str = "text", clock: RunClock 
     return loaded
 
 
-def check_outputs(args: argparse.Namespace, *options: str) -> None:
-    """The output files these options name, proven writable before the run reads or sends anything:
-    a one-line error (exit 1) instead of a run that changes the project and then cannot say so."""
-    for option in options:
-        path = getattr(args, option.removeprefix("--").replace("-", "_"))
-        if path is not None:
-            check_output(path, option)
+def check_outputs(
+    args: argparse.Namespace,
+    *options: str,
+    more: Sequence[tuple[str, Path | None]] = (),
+    inputs: Sequence[tuple[str, Path]] = (),
+) -> None:
+    """The output files these options name (and `more`), proven writable before the run reads or sends
+    anything, each a file of its own and none of them one of the run's `inputs`: a one-line error
+    (exit 1) instead of a run that changes the project and then cannot say so, or overwrites its source."""
+    named = [(option, getattr(args, option.removeprefix("--").replace("-", "_"))) for option in options]
+    if "--summary" in options and args.summary is None and (step_summary := os.environ.get("GITHUB_STEP_SUMMARY")):
+        named.append((APPENDED[0], Path(step_summary)))  # where the summary goes by default
+    outputs = [(what, path) for what, path in [*named, *more] if path is not None]
+    for what, path in outputs:
+        check_output(path, what, append=what in APPENDED)
+    check_distinct(outputs, inputs)
+
+
+def desired_inputs(loaded: LoadedDesired | None) -> list[tuple[str, Path]]:
+    """The desired files a run read, as inputs no output may overwrite."""
+    return [("the desired file", Path(file.path)) for file in (loaded.files if loaded else ())]
 
 
 def write_markdown(explicit: Path | None, markdown: str) -> None:
@@ -78,8 +93,11 @@ def write_markdown(explicit: Path | None, markdown: str) -> None:
     Within a target's run it is kept instead: all targets' summaries are written once, combined."""
     if (target := current_target()) is not None:
         target.markdown.append(markdown)
-    elif explicit is not None:
+        return
+    from reconcile.output.markdown import fit_summary  # noqa: PLC0415 (validate, light, writes no summary)
+
+    markdown = fit_summary(markdown)
+    if explicit is not None:
         write_private_atomically(explicit, markdown, mode=0o644)
     elif step_summary := os.environ.get("GITHUB_STEP_SUMMARY"):
-        with Path(step_summary).open("a", encoding="utf-8") as handle:
-            handle.write(markdown)
+        append_text(Path(step_summary), markdown)

@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
 from reconcile.errors import ExitCode
 from reconcile.plan.safety import DEFAULT_MAX_CHANGES_SHARE, DEFAULT_THRESHOLD_MIN_KEYS, ChangeLimit
+from reconcile.trail.records import EVENT_ACTION, EVENT_ACTOR, KEY_ACTIONS
 
 Converter = Callable[[str], Any]
 
@@ -20,6 +21,7 @@ DEFAULT_RATE = 100.0
 DEFAULT_TIMEOUT_SECONDS = 30.0  # per request; the client itself has no default, the command line decides
 DEFAULT_MAX_ATTEMPTS = 6
 DEFAULT_KEY_DEADLINE = 300.0
+DEFAULT_ATTRIBUTION_PAGES = 5  # audit searches per step; Descope allows 10 a minute
 PATHS_HELP = "desired-state YAML files or folders (recursive); none: the targets of descope-reconcile.yaml"
 NO_PATHS = "give the desired PATHs, or a config: descope-reconcile.yaml in the current folder, or --config FILE"
 # The run's knobs: argparse's name → the camelCase name of the report's `run.settings` and of a
@@ -35,6 +37,9 @@ SETTING_NAMES = {
     "recheck": "recheck",
     "wait_lock": "waitLock",
     "plan": "plan",
+    "attribution": "attribution",
+    "attribution_pages": "attributionPages",
+    "audit_event": "auditEvent",
 }
 
 EPILOG = f"""\
@@ -44,6 +49,8 @@ exit codes:
       failed, missing, not editable, in conflict or interrupted
   {ExitCode.CHANGES_PENDING:<3} plan found changes to make (audit --fail-on-drift: drift found)
   {ExitCode.SAFETY_THRESHOLD:<3} apply refused: the plan changes more keys than --max-changes allows
+  {ExitCode.OVERWRITTEN:<3} apply: every key applied, but it overwrote a change someone else made between
+      its read of a key and its write (the audit trail says who and when)
   {ExitCode.USAGE:<3} usage error (bad command line)
   130 143  a second SIGINT (130) or SIGTERM (143): stopped at once, before the report
 
@@ -52,7 +59,7 @@ targets:
   or --config FILE); --target NAME (repeatable) picks some. Targets run concurrently, each with
   its own credentials, limiter, report and journal: with several, give file options a {{target}}
   pattern (--report reports/{{target}}.json). The exit code is the most severe of the targets':
-  64, then 1, then 3, then 2, then 0. With PATHs (or --no-config), the environment names the project.
+  64, then 1, then 4, then 3, then 2, then 0. With PATHs (or --no-config), the environment names the project.
 
 environment (with PATHs, or without a config):
   DESCOPE_PROJECT_ID            the project (every command but validate)
@@ -170,6 +177,40 @@ def remote_options() -> Parser:
     return group
 
 
+def _actions(text: str) -> tuple[str, ...]:
+    actions = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if not actions:
+        raise ValueError("give at least one audit action, e.g. AccessKeyModified")
+    return actions
+
+
+def trail_options() -> Parser:
+    """For commands that say who last changed a drifted key (plan, apply, audit)."""
+    group = Parser(add_help=False)
+    group.add_argument(
+        "--no-attribution",
+        dest="attribution",
+        action="store_false",
+        help="do not search the audit trail: no 'who changed what' (and, for apply, no overwritten check)",
+    )
+    group.add_argument(
+        "--attribution-pages",
+        type=positive_int,
+        default=DEFAULT_ATTRIBUTION_PAGES,
+        metavar="N",
+        help="audit searches (1,000 records each) per lookup at most; Descope allows 10 a minute "
+        f"(default {DEFAULT_ATTRIBUTION_PAGES})",
+    )
+    group.add_argument(
+        "--attribution-actions",
+        type=parsed(_actions),
+        default=KEY_ACTIONS,
+        metavar="ACTION,...",
+        help=f"the audit actions that change a key (default {','.join(KEY_ACTIONS)})",
+    )
+    return group
+
+
 def targets_options() -> Parser:
     """For commands that act on the targets of a config file when no PATH is given."""
     group = Parser(add_help=False)
@@ -191,6 +232,19 @@ def targets_options() -> Parser:
         metavar="NAME",
         help="act on this target of the config only (repeatable; default: every target)",
     )
+    return group
+
+
+def audit_event_options() -> Parser:
+    """For apply: the event it writes into the project's audit trail."""
+    group = Parser(add_help=False)
+    group.add_argument(
+        "--no-audit-event",
+        dest="audit_event",
+        action="store_false",
+        help=f"do not record the apply in the project's audit trail (action {EVENT_ACTION}, actorId {EVENT_ACTOR})",
+    )
+    group.add_argument("--audit-tenant", metavar="TENANT", help="tenantId of that event, for projects that require one")
     return group
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
-from typing import Any
 
-from reconcile.cli.common import check_outputs, load, show
+from reconcile.cli.common import check_outputs, desired_inputs, load, show
 from reconcile.cli.options import (
     NO_PATHS,
     PATHS_HELP,
@@ -19,17 +17,21 @@ from reconcile.cli.options import (
     remote_options,
     report_options,
     targets_options,
+    trail_options,
 )
-from reconcile.cli.remote import Target, connect, log_failures, settings, write_outputs
+from reconcile.cli.remote import Target, connect, log_failures, settings, trail_settings, write_outputs
 from reconcile.errors import ExitCode, Interrupted, UsageError
 from reconcile.files import write_private_atomically
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.load import LoadedDesired
 from reconcile.job.session import fetch_keys, interrupted_plan, make_report
+from reconcile.job.trail import attribute_plan
+from reconcile.output.escape import json_document
 from reconcile.output.text import render_plan
 from reconcile.plan import saved as savedplan
 from reconcile.plan.diff import Plan, compute_plan
 from reconcile.plan.safety import Safety, assess
+from reconcile.trail.findings import TrailFindings
 
 log = logging.getLogger("reconcile")
 
@@ -38,9 +40,10 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "plan",
-        [desired_options(), remote_options(), report_options(), targets_options()],
+        [desired_options(), remote_options(), report_options(), targets_options(), trail_options()],
         "show what apply would change (read-only); exit 2 when there are changes",
-        "Read the project, compare it with the desired files, print the changes. Sends no change.",
+        "Read the project, compare it with the desired files, print the changes and who last changed "
+        "each drifted key (the audit trail). Sends no change.",
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP)
     parser.add_argument(
@@ -57,25 +60,10 @@ def _save(args: argparse.Namespace, result: Plan, target: Target, loaded: Loaded
     saved = savedplan.save(
         result, project_id=target.project_id, base_url=target.base_url, files=loaded.files, created=clock.started
     )
-    write_private_atomically(args.out, json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
+    write_private_atomically(args.out, json_document(saved))
     log.info("plan saved to %s (%d change(s))", args.out, len(result.updates))
     if result.errors:
         log.error("error: the saved plan has %d key(s) in error: `apply --plan` will refuse it", len(result.errors))
-
-
-def _compare(
-    args: argparse.Namespace, loaded: LoadedDesired, observed: list[dict[str, Any]], target: Target, clock: RunClock
-) -> tuple[Plan, Safety]:
-    """The plan from what was read: shown, checked against the safety threshold, saved with --out."""
-    with clock.phase("diff"):
-        result = compute_plan(loaded.state, observed)
-    show(args, render_plan(result, verbose=args.verbose > 0))
-    safety = assess(result, args.max_changes)
-    if safety.exceeded:
-        show(args, f"Warning: apply would refuse this plan (exit 3): {safety.describe()}.\n")
-    if args.out:
-        _save(args, result, target, loaded, clock)
-    return result, safety
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -84,15 +72,27 @@ async def run(args: argparse.Namespace) -> int:
     clock = RunClock("plan")
     with bulk():
         loaded = load(args, clock=clock)  # any validation error: no network call at all
-        check_outputs(args, "--out", "--report", "--summary")  # nor when a result could not be written
+        # nor when a result could not be written, or would overwrite a desired file
+        check_outputs(args, "--out", "--report", "--summary", inputs=desired_inputs(loaded))
         async with connect(args) as (session, target):
+            trail: TrailFindings | None = None
+            safety: Safety | None = None
             try:
                 with clock.phase("fetch"):
                     observed = await fetch_keys(session)
             except Interrupted:
-                result, safety = interrupted_plan(loaded.state.keys), None
+                result = interrupted_plan(loaded.state.keys)
             else:
-                result, safety = _compare(args, loaded, observed, target, clock)
+                with clock.phase("diff"):
+                    result = compute_plan(loaded.state, observed)
+                with clock.phase("attribution"):
+                    trail = await attribute_plan(session, result, trail_settings(args))
+                show(args, render_plan(result, verbose=args.verbose > 0, trail=trail))
+                safety = assess(result, args.max_changes)
+                if safety.exceeded:
+                    show(args, f"Warning: apply would refuse this plan (exit 3): {safety.describe()}.\n")
+                if args.out:
+                    _save(args, result, target, loaded, clock)
             report = make_report(
                 clock,
                 loaded.files,
@@ -100,8 +100,9 @@ async def run(args: argparse.Namespace) -> int:
                 target.project_id,
                 result,
                 settings=settings(args),
-                safety=safety,
                 interrupted=session.interrupted,
+                safety=safety,
+                trail=trail,
             )
         write_outputs(args, report, clock)
     if session.interrupted:

@@ -26,6 +26,7 @@ from reconcile.client.redact import redactor
 from reconcile.config.targets import TargetConfig
 from reconcile.job.clock import RunClock
 from reconcile.job.session import RetrySettings, Session
+from reconcile.job.trail import TrailSettings
 from reconcile.log import VERBOSE
 from reconcile.output.markdown import render_summary
 from reconcile.output.report import write_report
@@ -69,13 +70,24 @@ def credentials_for(args: argparse.Namespace) -> tuple[Credentials, str]:
 async def connect(args: argparse.Namespace) -> AsyncIterator[tuple[Session, Target]]:
     credentials, base_url = credentials_for(args)
     target = Target(credentials.project_id, base_url)
-    connections = getattr(args, "concurrency", 1)
+    connections = getattr(args, "concurrency", 1) + 1  # one more for the audit search beside the updates
     settings = RetrySettings(args.rate, args.max_attempts, args.key_deadline, args.timeout)
     async with DescopeClient(credentials, target.base_url, timeout=args.timeout, max_connections=connections) as client:
         session = Session(client, settings)
         with session.signals_stop_the_run():
             log.debug("reading access keys from %s", target.base_url)
             yield session, target
+
+
+def trail_settings(args: argparse.Namespace) -> TrailSettings:
+    """What the run asks of the audit trail (apply's event options only where the command has them)."""
+    return TrailSettings(
+        search=args.attribution,
+        pages=args.attribution_pages,
+        actions=args.attribution_actions,
+        event=getattr(args, "audit_event", False),
+        tenant=getattr(args, "audit_tenant", None),
+    )
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:

@@ -86,7 +86,25 @@ def _runs(args: argparse.Namespace, targets: Sequence[TargetConfig]) -> list[Run
                     f"--{dest} {value}: {len(targets)} targets need a file each: put {PATTERN} in the name "
                     f"(e.g. reports/{PATTERN}.json)"
                 )
-    return [(TargetOutcome(target.name), _target_args(args, target)) for target in targets]
+    runs = [(TargetOutcome(target.name), _target_args(args, target)) for target in targets]
+    _refuse_shared_files(args, runs)
+    return runs
+
+
+def _refuse_shared_files(args: argparse.Namespace, runs: Sequence[Run]) -> None:
+    """No two file options name one file, within a target or across targets (a pattern that two
+    names fill alike, the combined summary on a target's report): one would overwrite the other."""
+    files = [("--summary", args.summary)] if getattr(args, "summary", None) is not None else []
+    for outcome, target_args in runs:
+        files += [(f"--{dest} of target {outcome.name}", getattr(target_args, dest, None)) for dest in PER_TARGET_FILES]
+    seen: dict[Path, str] = {}
+    for option, path in files:
+        if path is None:
+            continue
+        where = Path(path).resolve()
+        if where in seen:
+            raise UsageError(f"{option} and {seen[where]} are the same file, {path}: give each its own")
+        seen[where] = option
 
 
 def _target_args(args: argparse.Namespace, target: TargetConfig) -> argparse.Namespace:

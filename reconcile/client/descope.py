@@ -35,11 +35,14 @@ from reconcile.errors import (
     TlsError,
     TransportError,
 )
+from reconcile.files import read_input
 
 DEFAULT_BASE_URL = "https://api.descope.com"
 SEARCH_PATH = "/v1/mgmt/accesskey/search"
 LOAD_PATH = "/v1/mgmt/accesskey"
 UPDATE_PATH = "/v1/mgmt/accesskey/update"
+AUDIT_SEARCH_PATH = "/v1/mgmt/audit/search"
+AUDIT_EVENT_PATH = "/v1/mgmt/audit/event"
 STATUS_PATHS = {"active": "/v1/mgmt/accesskey/activate", "inactive": "/v1/mgmt/accesskey/deactivate"}
 MAX_ANSWER_BYTES = 64 * 1024 * 1024  # decoded: a compressed answer is capped as it inflates
 MAX_ERROR_TEXT = 300  # characters of a server's error text quoted in a message
@@ -94,7 +97,7 @@ ENVIRONMENT = CredentialSource()
 
 def _read_key_file(path: str, label: str) -> str:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_input(Path(path), max_bytes=64 * 1024).decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{label}: {path} is not UTF-8 text") from None
     except OSError as error:
@@ -138,7 +141,10 @@ def base_url_for(project_id: str, env: Mapping[str, str]) -> str:
         _ = parts.port  # a port out of range is a ValueError here, not a crash at connect time
         _ = httpx.URL(url).host  # httpx's own checks: non-printable characters, malformed hosts (IDNA)
     except (ValueError, httpx.InvalidURL) as error:
-        raise ConfigError(f"base URL {url!r} is not a valid URL: {error}") from None
+        raise ConfigError(f"the base URL is not a valid URL: {error}") from None  # it may hold a password
+    if parts.username is not None or parts.password is not None:
+        # httpx would send them as Basic auth in place of the Bearer token: a 401, and a password in a URL.
+        raise ConfigError("the base URL holds a user name or password (user:password@host): give the host alone")
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ConfigError(f"base URL {url!r} is not an http(s) URL")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
@@ -246,6 +252,14 @@ class DescopeClient:
     async def update_access_key(self, request_body: Mapping[str, Any]) -> dict[str, Any]:
         body = await self._request("POST", UPDATE_PATH, json=dict(request_body))
         return answers.same_id("POST", UPDATE_PATH, body["key"], request_body["id"], self._redactor.redact)
+
+    async def search_audit(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        """One page of the audit trail, `{"audits": [...], "total": N}`, as sent: reconcile/trail reads it."""
+        return await self._request("POST", AUDIT_SEARCH_PATH, json=dict(query))
+
+    async def create_audit_event(self, event: Mapping[str, Any]) -> None:
+        """Add an event to the project's audit trail."""
+        await self._request("POST", AUDIT_EVENT_PATH, json=dict(event))
 
     async def set_status(self, key_ids: Sequence[str], status: str) -> None:
         """Activate or deactivate keys: the single form for one key, the batch form for several."""

@@ -14,10 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from reconcile.desired.loader import Diagnostic, ParsedFile, parse_text
 from reconcile.desired.validation import json_path, located, schema_problems
 from reconcile.errors import ConfigError
+from reconcile.files import read_input
 from reconcile.plan.safety import ChangeLimit
 from reconcile.schemas.validators import CONFIG_SCHEMA
 
@@ -76,6 +78,9 @@ def _target_problems(parsed: ParsedFile, name: str, item: Mapping[str, Any]) -> 
         if isinstance(value, str) and value and not _ENV_NAME.fullmatch(value):
             message = f"`{env_field}` must name an environment variable (letters, digits and `_`)"
             problems.append(located(parsed, [*base, env_field], message))
+    base_url = _base_url_problem(item.get("baseUrl"))
+    if base_url is not None:
+        problems.append(located(parsed, [*base, "baseUrl"], base_url))
     limit = item.get("maxChanges")
     if isinstance(limit, int | str) and not isinstance(limit, bool):
         try:
@@ -85,13 +90,36 @@ def _target_problems(parsed: ParsedFile, name: str, item: Mapping[str, Any]) -> 
     return problems
 
 
+def _is_secret_holder(item: Any) -> bool:
+    return isinstance(item, dict) and _SECRET_FIELD in item
+
+
+def _base_url_problem(value: Any) -> str | None:
+    """Why `baseUrl` cannot be used, said here with its line rather than when the target connects
+    (never quoting it: credentials in a URL are refused, not repeated)."""
+    if not isinstance(value, str) or not value:
+        return None  # the schema says it
+    try:
+        parts = urlsplit(value)
+        _ = parts.port
+    except ValueError:
+        return "`baseUrl` is not a valid URL"
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "`baseUrl` must be an http(s) URL, such as https://api.descope.com"
+    if parts.username is not None or parts.password is not None:
+        return (
+            "`baseUrl` must not hold credentials: the management key goes in `managementKeyEnv` or `managementKeyFile`"
+        )
+    return None
+
+
 def _problems(parsed: ParsedFile) -> list[Diagnostic]:
     data = parsed.data
     if not isinstance(data, dict):
         return [*parsed.problems, located(parsed, [], "the top level must be a mapping with `version` and `targets`")]
     targets = data.get("targets")
     items = {str(name): item for name, item in targets.items()} if isinstance(targets, dict) else {}
-    secrets = [["targets", name, _SECRET_FIELD] for name, item in items.items() if _SECRET_FIELD in item]
+    secrets = [["targets", name, _SECRET_FIELD] for name, item in items.items() if _is_secret_holder(item)]
     hidden = {json_path(path) for path in secrets}  # said once, below, without the generic message
     problems = [*parsed.problems, *(p for p in schema_problems(parsed, CONFIG_SCHEMA) if p.field not in hidden)]
     message = (
@@ -128,7 +156,7 @@ def _target(name: str, item: Mapping[str, Any], folder: Path) -> TargetConfig:
 def load_config(path: Path) -> tuple[Config | None, list[Diagnostic]]:
     """The config, or None and every problem in it (sorted by line)."""
     try:
-        raw = path.read_bytes()
+        raw = read_input(path)
     except OSError as error:
         raise ConfigError(f"{path}: cannot read the config: {error.strerror}") from None
     parsed = parse_text(str(path), raw, expected="a mapping with `version` and `targets`")

@@ -114,8 +114,8 @@ def discover(paths: Iterable[str]) -> list[Path]:
             if not _is_yaml(path):
                 raise ConfigError(f"{raw}: not a desired file: their names end in .yaml or .yml")
             candidates = [path]
-        else:
-            raise ConfigError(f"{raw}: no such file or folder")
+        else:  # a FIFO would block the run for ever, a device never end
+            raise ConfigError(f"{raw}: {'not a regular file' if path.exists() else 'no such file or folder'}")
         for candidate in candidates:
             found.setdefault(candidate.resolve(), candidate)
     if not found:

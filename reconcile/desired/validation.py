@@ -90,20 +90,25 @@ def _schema_messages(error: ValidationError) -> list[tuple[list[str | int], str,
     """One schema error → (path, message, point at the key rather than the value)."""
     path: list[str | int] = list(error.absolute_path)
     field = str(path[-1]) if path and isinstance(path[-1], str) else ""
+    if error.validator == "not" and path == ["defaults"]:  # `id` set, or not a mapping (the type error says so)
+        return (
+            [([*path, "id"], "`defaults` cannot set `id`: each key names its own", True)]
+            if isinstance(error.instance, dict)
+            else []
+        )
     if error.instance is None:
         return [(path, _null_message(path), False)]
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        known = _known_fields(error)
+        refused = {"id"} if path == ["defaults"] else set()  # known, but said by the `not` above
+        known = [name for name in _known_fields(error) if name not in refused]
         results: list[tuple[list[str | int], str, bool]] = []
-        for name in sorted(set(error.instance) - set(known), key=str):
+        for name in sorted(set(error.instance) - set(known) - refused, key=str):
             hint = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
             suffix = f": did you mean `{hint[0]}`?" if hint else f" (known fields: {', '.join(known)})"
             if name == "<<":
                 suffix = ": merge keys are not supported (YAML 1.2); write the fields out"
             results.append(([*path, name], f"unknown field `{name}`{suffix}", True))
         return results
-    if error.validator == "not" and path == ["defaults"]:
-        return [([*path, "id"], "`defaults` cannot set `id`: each key names its own", True)]
     if error.validator == "required":
         return [(path, error.message.replace("is a required property", "is required"), False)]
     if error.validator == "const" and path == ["version"]:

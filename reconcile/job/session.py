@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,9 +26,15 @@ from reconcile.model import DesiredFile, DesiredKey
 from reconcile.output.report import RunInfo, build_report, git_state
 from reconcile.plan.diff import KeyPlan, Outcome, Plan
 from reconcile.plan.safety import Safety
+from reconcile.trail.findings import TrailFindings
+from reconcile.trail.overwrite import Timeline
 
 T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Audit search has its own budget (Budget.AUDIT: Descope allows 10 a minute), so attribution never
+# holds an update back; and its own policy: a search that fails is not worth many attempts or a long wait.
+AUDIT_MAX_ATTEMPTS = 2
+AUDIT_DEADLINE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -40,12 +47,11 @@ class RetrySettings:
 
 class Session:
     """What one run shares: the client, the request budgets (`limits[Budget.AUDIT]` for audit
-    search), the retry policy, the stop signal (SIGINT/SIGTERM). Several sessions may run at once
-    (one per target): a signal stops every one of them."""
+    search), the retry policy, and the stop signal (SIGINT/SIGTERM). Several sessions may run at
+    once (one per target): a signal stops every one of them."""
 
     _listening: ClassVar[set[Session]] = set()  # the sessions a SIGINT/SIGTERM stops now
-    _previous: ClassVar[dict[int, Any]] = {}  # the handlers to restore when the last one ends
-    _signalled: ClassVar[bool] = False
+    _previous: ClassVar[dict[int, Any]] = {}  # the handlers the first session replaced
 
     def __init__(self, client: DescopeClient, settings: RetrySettings) -> None:
         self.client = client
@@ -61,35 +67,44 @@ class Session:
             cancel=self.cancel,
             request_timeout=settings.timeout,
         )
-        self._loop = asyncio.get_running_loop()
+        self.audit_policy = RetryPolicy(
+            self.limits,
+            max_attempts=min(settings.max_attempts, AUDIT_MAX_ATTEMPTS),
+            deadline=min(settings.deadline, AUDIT_DEADLINE_SECONDS),
+            stop=self.stop,
+            cancel=self.cancel,
+            request_timeout=settings.timeout,
+        )
+        self.timeline = Timeline()  # per key: when it was read, when written (the overwritten check)
+        self.audit_refused: str | None = None  # why audit search was refused (403): not asked again
 
     async def call(self, operation: Callable[[], Awaitable[T]], *, budget: Budget, what: str) -> T:
         """One API call within its budget, retried under the run's policy."""
         return await self.policy.call(operation, Tally(), budget=budget, what=what)
 
+    @classmethod
+    def _on_signal(cls, signum: int, _frame: FrameType | None) -> None:
+        sessions = list(cls._listening)
+        if any(session.interrupted for session in sessions):  # the second signal: leave now
+            os.write(2, b"interrupted again: exiting at once\n")
+            os._exit(128 + signum)
+        for session in sessions:
+            session.interrupted = True
+            session._loop.call_soon_threadsafe(session._interrupt)
+
     def _interrupt(self) -> None:
         self.cancel.set()
         self.stop.set()
 
-    @classmethod
-    def _on_signal(cls, signum: int, _frame: FrameType | None) -> None:
-        if cls._signalled:  # the second signal: whatever the run is stuck in, leave now
-            os.write(2, b"interrupted again: exiting at once\n")
-            os._exit(128 + signum)
-        cls._signalled = True
-        for session in cls._listening:
-            session.interrupted = True
-            session._loop.call_soon_threadsafe(session._interrupt)
-
     @contextlib.contextmanager
     def signals_stop_the_run(self) -> Iterator[None]:
         """The first SIGINT/SIGTERM stops every session: requests in flight are cancelled, nothing
-        more is sent, and each command still writes what it owes (report, journal). The second
-        exits at once with 128 + the signal's number. Python-level handlers: they run even while
-        the event loop is blocked (a hung file write), where asyncio's own would wait for it. The
-        first session installs them, the last restores what was there."""
+        more is sent, and the command still writes what it owes (report, journal). The second exits
+        at once with 128 + the signal's number. Python-level handlers: they run even while the event
+        loop is blocked (a hung file write), where asyncio's own handlers would wait for it. The
+        first session installs them, the last puts the previous ones back."""
+        self._loop = asyncio.get_running_loop()
         if not Session._listening:
-            Session._signalled = False
             Session._previous = {signum: signal.signal(signum, Session._on_signal) for signum in STOP_SIGNALS}
         Session._listening.add(self)
         try:
@@ -101,15 +116,55 @@ class Session:
                     signal.signal(signum, handler)
 
 
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 async def fetch_keys(session: Session) -> list[dict[str, Any]]:
-    """Every key of the project: one search, retried like any call."""
-    return await session.call(session.client.search_access_keys, budget=Budget.READ, what="search")
+    """Every key of the project: one search, retried like any call. Each key counts as read when the
+    search was sent (a change made while it was in flight may or may not be in what came back)."""
+    sent = now_ms()
+    keys = await session.call(session.client.search_access_keys, budget=Budget.READ, what="search")
+    session.timeline.mark_read((str(key.get("id")) for key in keys), sent)
+    return keys
 
 
 def interrupted_plan(keys: Iterable[DesiredKey]) -> Plan:
     """The plan of a run stopped before the project was read: every key interrupted, none compared."""
     reason = "not compared: the run was interrupted before the project was read"
     return Plan(tuple(KeyPlan(key, Outcome.INTERRUPTED, reason, str(key.fields.get("name", ""))) for key in keys), ())
+
+
+class _TimedWrites:
+    """The client as the executor sees it, noting per key when each write went out and came back."""
+
+    def __init__(self, client: DescopeClient, timeline: Timeline) -> None:
+        self._client = client
+        self._timeline = timeline
+
+    async def update_access_key(self, request_body: Mapping[str, Any]) -> dict[str, Any]:
+        key_id = str(request_body.get("id"))
+        self._timeline.mark_sent(key_id, now_ms())
+        try:
+            return await self._client.update_access_key(request_body)
+        finally:
+            self._timeline.mark_done(key_id, now_ms())
+
+    async def load_access_key(self, key_id: str) -> dict[str, Any]:
+        """The re-check before a write (`--recheck`, `apply --plan`): the key's read, as late as it gets."""
+        sent = now_ms()
+        key = await self._client.load_access_key(key_id)
+        self._timeline.mark_read([key_id], sent)
+        return key
+
+    async def set_status(self, key_ids: Sequence[str], status: str) -> None:
+        for key_id in key_ids:
+            self._timeline.mark_sent(key_id, now_ms())
+        try:
+            await self._client.set_status(key_ids, status)
+        finally:
+            for key_id in key_ids:
+                self._timeline.mark_done(key_id, now_ms())
 
 
 @dataclass
@@ -131,7 +186,8 @@ async def execute(
 ) -> ApplyOutcome:
     """Apply the plan's writes; `progress_every` None means no progress output; `recheck` reads each
     key again just before its write."""
-    executor = Executor(session.client, session.policy, concurrency=concurrency, journal=journal, recheck=recheck)
+    writes = _TimedWrites(session.client, session.timeline)
+    executor = Executor(writes, session.policy, concurrency=concurrency, journal=journal, recheck=recheck)
     reporter = None
     if progress_every is not None:
         reporter = asyncio.create_task(report_progress(executor.progress, interval=progress_every))
@@ -159,9 +215,10 @@ def make_report(
     *,
     settings: dict[str, Any],
     outcome: ApplyOutcome | None = None,
+    interrupted: bool = False,
+    trail: TrailFindings | None = None,
     safety: Safety | None = None,
     saved_plan: Mapping[str, Any] | None = None,
-    interrupted: bool = False,
 ) -> dict[str, Any]:
     return build_report(
         run=run_info(clock, settings, interrupted=interrupted),
@@ -173,6 +230,7 @@ def make_report(
         results=outcome.results if outcome else (),
         requests_by_status=client.requests_by_status,
         retries=outcome.retries if outcome else 0,
+        trail=trail,
         safety=safety.as_json() if safety else None,
         saved_plan=saved_plan,
     )

@@ -7,7 +7,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from reconcile.output.escape import md_code, md_text, text_block
+from reconcile.output.trail import attribution_json, step_json, who_changed_what
 from reconcile.plan.diff import Outcome, Plan
+from reconcile.trail.findings import TrailFindings
 
 # A managed key that differs from its desired state, whether or not the tool can change it.
 DRIFTED = frozenset({Outcome.UPDATE, Outcome.NOT_EDITABLE, Outcome.CONFLICT})
@@ -25,7 +27,12 @@ def _brief(key: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_audit(
-    plan: Plan, observed: Iterable[Mapping[str, Any]], *, now: datetime, expiring_within: timedelta
+    plan: Plan,
+    observed: Iterable[Mapping[str, Any]],
+    *,
+    now: datetime,
+    expiring_within: timedelta,
+    trail: TrailFindings | None = None,
 ) -> dict[str, Any]:
     keys = sorted(observed, key=lambda key: str(key.get("id")))
     managed = {item.key.id for item in plan.keys}
@@ -56,7 +63,17 @@ def build_audit(
         "missing": [item.key.id for item in plan.keys if item.outcome is Outcome.MISSING],
         "drift": drift,
         "findings": findings,
+        **(_who_changed_what(plan, trail) if trail is not None else {}),
     }
+
+
+def _who_changed_what(plan: Plan, trail: TrailFindings) -> dict[str, Any]:
+    entries = [
+        {"id": item.key.id, "name": item.name, "outcome": item.outcome.value, "attribution": attribution_json(found)}
+        for item in plan.keys
+        if (found := trail.keys.get(item.key.id)) is not None
+    ]
+    return {"attribution": step_json(trail.attribution), "whoChangedWhat": entries}
 
 
 def render_audit(audit: Mapping[str, Any], *, project_id: str) -> str:
@@ -84,4 +101,5 @@ def render_audit(audit: Mapping[str, Any], *, project_id: str) -> str:
                 day = datetime.fromtimestamp(entry["expireTime"]).date().isoformat()
                 extra = f" ({'expired' if entry['expired'] else 'expires'} {day})"
             lines.append(f"- {md_code(entry['id'])} {md_text(entry['name'])}{extra}")
+    lines += who_changed_what(audit.get("whoChangedWhat", []), audit.get("attribution"))
     return text_block(lines)  # printed too: every line safe for a terminal and a CI log

@@ -8,7 +8,8 @@ here is for one kind of output; every string that came from outside goes through
 - `text_block` / `text_line`: terminals and logs (stdout, stderr), line by line;
 - `md_text`, `md_code`, `html_text`: Markdown (step summaries, the audit) and the HTML inside it;
 - `gh_data`, `gh_property`: the message and the properties of a `::error ...::` annotation;
-- `json_value`: JSON and YAML written to files (every control a `\\u` escape).
+- `json_value`, `json_document`: JSON and YAML written to files (every control a `\\u` escape): the
+  export, and the report, the saved plan and the audit, which people open in editors and CI logs.
 
 Escapes are shown as `\\n`, `\\x1b`, `\\u202e`: visible, and never the character itself.
 """
@@ -90,10 +91,17 @@ def gh_property(value: object) -> str:
     return gh_data(value).replace(":", "%3A").replace(",", "%2C")
 
 
-def json_value(value: Any, *, sort_keys: bool = False) -> str:
-    """JSON (so also YAML) on one line; every control or direction character as a `\\u` escape."""
-    text = json.dumps(value, ensure_ascii=False, sort_keys=sort_keys)
-    return _CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+def json_value(value: Any, *, sort_keys: bool = False, indent: int | None = None) -> str:
+    """JSON (so also YAML), on one line unless `indent`; every control or direction character as a
+    `\\u` escape (outside strings JSON holds none, so the document reads back the same)."""
+    text = json.dumps(value, ensure_ascii=False, sort_keys=sort_keys, indent=indent)
+    # json.dumps escapes C0 in strings itself: a raw line break is the indentation's
+    return _CONTROL.sub(lambda match: match.group() if match.group() == "\n" else f"\\u{ord(match.group()):04x}", text)
+
+
+def json_document(value: Any) -> str:
+    """A JSON file's whole text (report, saved plan, audit): indented, escaped as `json_value`."""
+    return json_value(value, indent=2) + "\n"
 
 
 class LogEscaper(logging.Filter):

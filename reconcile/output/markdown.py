@@ -8,9 +8,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconcile.output.escape import html_text, json_value, md_code, md_text
+from reconcile.output.trail import overwritten_section, who_changed_what
 from reconcile.plan.diff import ERROR_OUTCOMES, Outcome
 
 MAX_ROWS = 200  # GitHub caps a step summary at 1 MiB; a reviewer stops reading long before
+SUMMARY_BYTES = 1024 * 1024 - 1024  # under that cap: a huge value can pass the row cap
 _ERRORS = {outcome.value for outcome in ERROR_OUTCOMES}
 _QUIET = {Outcome.UNCHANGED.value}
 
@@ -77,7 +79,7 @@ def render_summary(report: Mapping[str, Any], *, max_rows: int = MAX_ROWS) -> st
     shown.sort(key=lambda key: (key["outcome"] not in _ERRORS, key["id"]))  # failures first
     if not shown:
         lines.append("No changes: every managed key is as the desired files say.")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + _trail_sections(report, max_rows)) + "\n"
     kept, cut = shown[:max_rows], len(shown) - max_rows
     lines += ["| key | name | outcome | fields | source | why |", "|---|---|---|---|---|---|"]
     for key in kept:
@@ -92,4 +94,31 @@ def render_summary(report: Mapping[str, Any], *, max_rows: int = MAX_ROWS) -> st
     lines.append("")
     for key in kept:
         lines.extend(_details(key))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _trail_sections(report, max_rows)) + "\n"
+
+
+def _trail_sections(report: Mapping[str, Any], max_rows: int) -> list[str]:
+    """The sections from the audit trail: who last changed each drifted or missing key, and the
+    changes by someone else this apply overwrote."""
+    trail = report.get("trail")
+    if trail is None:
+        return []
+    attributed = [key for key in report["keys"] if "attribution" in key]
+    attributed.sort(key=lambda key: (key["outcome"] not in _ERRORS, key["id"]))
+    lines = who_changed_what(attributed[:max_rows], trail["attribution"])
+    if len(attributed) > max_rows:
+        lines.append(f"\n… and {len(attributed) - max_rows} more key(s) not shown; the JSON report has them all.")
+    overwritten = [{"keyId": key["id"], **change} for key in report["keys"] for change in key.get("overwritten", ())]
+    return lines + overwritten_section(overwritten, trail.get("overwriteCheck"))
+
+
+def fit_summary(markdown: str, limit: int = SUMMARY_BYTES) -> str:
+    """A summary GitHub accepts (it refuses a step summary over 1 MiB whole): past `limit` bytes,
+    cut at a line, an open code block closed, and the cut said; the report keeps everything."""
+    data = markdown.encode("utf-8")
+    if len(data) <= limit:
+        return markdown
+    lines = data[:limit].decode("utf-8", errors="ignore").split("\n")[:-1]  # whole lines only
+    closing = ["```"] if sum(line.startswith("```") for line in lines) % 2 else []
+    note = f"*Cut at {limit:,} of {len(data):,} bytes (GitHub's step summary limit): the JSON has it all.*"
+    return "\n".join([*lines, *closing, "", note, ""])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -10,12 +9,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from reconcile import __version__
 from reconcile.apply.executor import ErrorInfo, KeyResult
 from reconcile.files import write_private_atomically
 from reconcile.model import DesiredFile
+from reconcile.output.escape import json_document
+from reconcile.output.trail import attribution_json, change_json, trail_json
 from reconcile.plan.diff import KeyPlan, Outcome, Plan
+from reconcile.trail.findings import TrailFindings
 
 REPORT_VERSION = 2  # 2: run.settings in camelCase, like the rest of the report
 
@@ -61,7 +64,34 @@ def git_state(paths: Sequence[str]) -> dict[str, Any] | None:
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    return {"commit": commit, "dirty": bool(status.strip())}
+    state: dict[str, Any] = {"commit": commit, "dirty": bool(status.strip())}
+    remote = _remote(folder)
+    if remote:
+        state["remote"] = remote
+    return state
+
+
+def _remote(folder: Path) -> str | None:
+    """The `origin` remote's URL without credentials (an https URL may carry a token), if any."""
+    try:
+        url = subprocess.run(
+            ["git", "-C", str(folder), "remote", "get-url", "origin"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme and parts.hostname:
+        host = parts.hostname + (f":{port}" if port else "")
+        return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    return url.rpartition("@")[2] if "://" not in url else None  # scp-like user@host:path
 
 
 def _key_record(item: KeyPlan, result: KeyResult | None) -> dict[str, Any]:
@@ -95,9 +125,12 @@ def build_report(
     retries: int = 0,
     safety: Mapping[str, Any] | None = None,
     saved_plan: Mapping[str, Any] | None = None,
+    trail: TrailFindings | None = None,
 ) -> dict[str, Any]:
     by_id = {result.plan.key.id: result for result in results}
     keys = [_key_record(item, by_id.get(item.key.id)) for item in plan.keys]
+    if trail is not None:
+        _add_trail(keys, trail)
     outcomes = Counter(record["outcome"] for record in keys)
     changed = Outcome.UPDATED if run.mode == "apply" else Outcome.UPDATE
     run_record: dict[str, Any] = {
@@ -137,8 +170,22 @@ def build_report(
     }
     if saved_plan is not None:
         report["savedPlan"] = dict(saved_plan)
+    if trail is not None:
+        report["trail"] = trail_json(trail)
+        report["summary"]["overwritten"] = len(trail.overwritten)
+        report["warnings"] = trail.warnings()
     return report
 
 
+def _add_trail(keys: list[dict[str, Any]], trail: TrailFindings) -> None:
+    """Per key: its last change (drifted keys), the changes by others an apply overwrote."""
+    for record in keys:
+        if record["id"] in trail.keys:
+            record["attribution"] = attribution_json(trail.keys[record["id"]])
+        overwritten = [change_json(item.change) for item in trail.overwritten if item.key_id == record["id"]]
+        if overwritten:
+            record["overwritten"] = overwritten
+
+
 def write_report(path: Path, report: Mapping[str, Any]) -> None:
-    write_private_atomically(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    write_private_atomically(path, json_document(report))

@@ -19,6 +19,7 @@ _RESULTS: dict[int, str] = {
     ExitCode.FAILURE: "failed",
     ExitCode.CHANGES_PENDING: "changes pending",
     ExitCode.SAFETY_THRESHOLD: "refused (--max-changes)",
+    ExitCode.OVERWRITTEN: "overwrote a change by someone else",
     ExitCode.USAGE: "usage error",
 }
 _HEADING = re.compile(r"^(#{1,4}) ")

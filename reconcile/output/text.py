@@ -11,7 +11,16 @@ from typing import Any
 from reconcile.apply.executor import KeyResult
 from reconcile.model import MAP_FIELDS, SET_FIELDS
 from reconcile.output.escape import json_value, text_block
+from reconcile.output.trail import (
+    attribution_json,
+    change_json,
+    describe,
+    describe_change,
+    step_json,
+    step_notice,
+)
 from reconcile.plan.diff import FieldChange, KeyPlan, Outcome, Plan
+from reconcile.trail.findings import TrailFindings
 
 _MARKS = {Outcome.UPDATE: "~", Outcome.UPDATED: "~", Outcome.UNCHANGED: "="}
 _json = partial(json_value, sort_keys=True)
@@ -49,7 +58,8 @@ def _header(item: KeyPlan, outcome: Outcome) -> str:
     return f"{mark} {item.key.id}{name}  {item.key.source}  [{outcome.value}]"
 
 
-def render_plan(plan: Plan, *, verbose: bool = False) -> str:
+def render_plan(plan: Plan, *, verbose: bool = False, trail: TrailFindings | None = None) -> str:
+    """The plan, with each drifted key's last change under it when `trail` has them."""
     lines: list[str] = []
     for item in plan.keys:
         if item.outcome is Outcome.UNCHANGED and not verbose:
@@ -59,6 +69,10 @@ def render_plan(plan: Plan, *, verbose: bool = False) -> str:
             lines.append(f"    {item.reason}")
         for change in item.changes:
             lines.extend(render_change(change))
+        lines.extend(f"    last change: {text}" for text in _described(trail, item.key.id))
+    notice = step_notice(step_json(trail.attribution)) if trail is not None else None
+    if notice is not None:
+        lines.append(notice)
     counts = Counter(item.outcome for item in plan.keys)
     parts = [f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o]]
     if plan.managed > len(plan.keys):  # a saved plan holds only its changes
@@ -69,9 +83,10 @@ def render_plan(plan: Plan, *, verbose: bool = False) -> str:
     return text_block([*lines, summary])
 
 
-def render_results(results: Sequence[KeyResult], unsent: Sequence[KeyPlan]) -> str:
-    """Every key not updated, and why; then the counts, saying when the run ends in error.
-    `unsent`: keys in error from the plan (missing, not editable, ...), for which nothing was sent."""
+def render_results(results: Sequence[KeyResult], unsent: Sequence[KeyPlan], trail: TrailFindings | None = None) -> str:
+    """Every key not updated, and why; then the counts, saying when the run ends in error (or with
+    changes overwritten, from `trail`). `unsent`: keys in error from the plan (missing, not editable,
+    ...), for which nothing was sent."""
     lines = [f"! {item.key.id}  [{item.outcome.value}]: {item.reason}" for item in unsent]
     for result in results:
         if result.outcome is Outcome.UPDATED:
@@ -82,6 +97,29 @@ def render_results(results: Sequence[KeyResult], unsent: Sequence[KeyPlan]) -> s
     counts = Counter([result.outcome for result in results] + [item.outcome for item in unsent])
     parts = [f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o]]
     failing = sum(n for outcome, n in counts.items() if outcome.is_error)
+    overwritten = len(trail.overwritten) if trail is not None else 0
     verdict = f"; {failing} key(s) not as desired (exit 1)" if failing else ""
+    if overwritten:
+        verdict += f"; {overwritten} change(s) by someone else overwritten" + ("" if failing else " (exit 4)")
     lines.append(f"Apply: {', '.join(parts) or 'nothing to do'}{verdict}.")
     return text_block(lines)
+
+
+def render_trail(trail: TrailFindings, plan: Plan) -> str:
+    """After an apply: who last changed each drifted key before it, and the changes it overwrote."""
+    lines = [f"last change of {item.key.id}: {text}" for item in plan.keys for text in _described(trail, item.key.id)]
+    notices = (step_notice(step_json(trail.attribution)), step_notice(_step(trail), "overwritten check"))
+    lines.extend(notice for notice in notices if notice is not None)
+    for item in trail.overwritten:
+        their = describe_change(change_json(item.change), str)
+        lines.append(f"! {item.key_id}  [overwritten] {their}, between this run's read and its write: reverted by it")
+    return text_block(lines) if lines else ""
+
+
+def _described(trail: TrailFindings | None, key_id: str) -> list[str]:
+    attribution = trail.keys.get(key_id) if trail is not None else None
+    return [describe(attribution_json(attribution), str)] if attribution else []
+
+
+def _step(trail: TrailFindings) -> dict[str, Any] | None:
+    return step_json(trail.overwrite_check) if trail.overwrite_check is not None else None

@@ -92,6 +92,7 @@ def verify(document: Any, *, now: datetime, max_age: timedelta, project_id: str)
     claimed = document.get("checksum")
     if claimed != digest({k: v for k, v in document.items() if k != "checksum"}):
         raise PlanRejected("the plan file was edited or damaged since it was made (checksum mismatch)")
+    _check_shape(document)
     created = datetime.fromisoformat(document["createdAt"])
     age = now - created
     if age > max_age:
@@ -106,6 +107,31 @@ def verify(document: Any, *, now: datetime, max_age: timedelta, project_id: str)
         raise PlanRejected(
             f"the plan has {len(errors)} key(s) in error: {_listed(errors)}; fix the desired files and plan again"
         )
+
+
+def _of(value: Any, kind: type | tuple[type, ...]) -> None:
+    if not isinstance(value, kind):
+        raise TypeError(kind)
+
+
+def _check_shape(document: Mapping[str, Any]) -> None:
+    """Every part a later step reads, of the type it reads, or KeyError / TypeError (the caller says
+    "not a complete saved plan"): the checksum proves the file unchanged, not that this tool made it,
+    and a part read after the project was fetched must not end the run in a traceback."""
+    to_plan(document, {})
+    files_of(document)
+    for text in (document["createdAt"], document["target"]["projectId"], document["desired"]["checksum"]):
+        _of(text, str)
+    optional_text = (str, type(None))
+    for change in document["changes"]:
+        for field, kind in (("id", str), ("fingerprint", str), ("name", optional_text), ("status", optional_text)):
+            _of(change[field], kind)
+        _of(change["body"], (dict, type(None)))
+        _of(change["source"]["line"], int)
+    for key_id in document["managed"]:
+        _of(key_id, str)
+    for error in document["errors"]:
+        _of(error, dict)
 
 
 def _listed(items: Sequence[str]) -> str:

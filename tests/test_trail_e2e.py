@@ -1,0 +1,295 @@
+"""The audit trail through the real command line against the local server: who changed a drifted
+key (plan, apply, audit, the drift workflow's job summary), the event every apply records, the
+changes an apply overwrote, and attribution that degrades but never fails a run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from reconcile.emulator import Window
+from reconcile.emulator.config import actor_id_for
+from tests.answer_stub import AnswerStub, json_answer
+from tests.conftest import cli_env, load_report, run_cli, write_desired
+from tests.test_action import run_action_step
+from tests.test_ci_files import inputs_for, step_named, workflow
+
+AUDIT_SEARCH = "/v1/mgmt/audit/search"
+AUDIT_EVENT = "/v1/mgmt/audit/event"
+HOSTILE_ACTOR = "U2\x1b[2Jeve\n::error::pwned|`x`"
+
+
+def console(emulator: Any, key_id: str, actor: str, remote: str = "203.0.113.7", **changes: Any) -> None:
+    """A change "made in the console" by another actor (or a deletion: `delete=True`)."""
+    body: dict[str, Any] = {"id": key_id, "actorId": actor, "remoteAddress": remote}
+    body.update({"delete": True} if changes.pop("delete", False) else {"changes": changes})
+    response = httpx.post(f"{emulator.url}/_emulator/console", json=body)
+    assert response.status_code == 200, response.text
+
+
+def audit_requests(emulator: Any) -> list[Any]:
+    return [r for r in emulator.recorded() if r.path.startswith("/v1/mgmt/audit/")]
+
+
+def test_console_drift_is_named_in_plan_report_summary_and_audit(start_emulator: Any, tmp_path: Path) -> None:
+    keys = [{"id": "K1", "name": "one"}, {"id": "K2", "name": "two"}, {"id": "K3", "name": "three"}]
+    emulator = start_emulator(keys)
+    desired = write_desired(tmp_path / "desired", [*keys, {"id": "K9", "name": "never-created"}]).parent
+    console(emulator, "K1", "U2alice", name="edited by hand")
+    console(emulator, "K2", HOSTILE_ACTOR, remote="198.51.100.9", name="renamed")
+    console(emulator, "K3", "U2alice", delete=True)
+    env = cli_env(emulator)
+
+    plan = run_cli(
+        ["plan", str(desired), "--report", str(tmp_path / "r.json"), "--summary", str(tmp_path / "s.md")], env
+    )
+    assert plan.code == 1, plan.output  # K3 and K9 are missing: an error, with their attribution all the same
+    assert "    last change: changed " in plan.stdout and "by U2alice from 203.0.113.7 (not this tool)" in plan.stdout
+    assert "deleted " in plan.stdout and "no change found in the last 30 days" in plan.stdout
+    assert "\x1b" not in plan.stdout and "\n::error" not in plan.stdout, "trail text is escaped on a terminal"
+    report = load_report(tmp_path / "r.json")
+    by_id = {key["id"]: key for key in report["keys"]}
+    change = by_id["K1"]["attribution"]["change"]
+    assert (change["actorId"], change["remoteAddress"], change["byThisTool"]) == ("U2alice", "203.0.113.7", False)
+    assert by_id["K2"]["attribution"]["change"]["actorId"] == HOSTILE_ACTOR
+    assert by_id["K3"]["attribution"]["change"]["action"] == "AccessKeyDeleted"
+    assert by_id["K9"]["attribution"] == {"found": "none", "change": None}
+    assert report["trail"]["attribution"]["status"] == "done" and report["warnings"] == []
+    summary = (tmp_path / "s.md").read_text()
+    assert "### Who changed what" in summary and "by U2alice from 203.0.113.7 (not this tool)" in summary
+    assert "\x1b" not in summary and "\\|\\`x\\`" in summary, "a hostile actor id is Markdown-escaped"
+
+    audit = run_cli(["audit", str(desired), "--out", str(tmp_path / "a.json")], env)
+    assert audit.code == 0, audit.output
+    assert "### Who changed what" in audit.stdout and "U2alice" in audit.stdout
+    found = json.loads((tmp_path / "a.json").read_text())
+    assert {entry["id"] for entry in found["whoChangedWhat"]} == {"K1", "K2", "K3", "K9"}
+    assert found["attribution"]["status"] == "done"
+    assert len(audit_requests(emulator)) == 2, "one search per run: every latest change is on the first page"
+
+
+def _git_repo(folder: Path) -> str:
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    git("init", "-q")
+    git("-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "x")
+    git("add", "-A")
+    git("-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "-m", "desired")
+    return git("rev-parse", "HEAD")
+
+
+def test_apply_records_its_event_and_the_next_audit_tells_it_from_a_hand_edit(
+    start_emulator: Any, tmp_path: Path
+) -> None:
+    emulator = start_emulator([{"id": "K1", "name": "old"}, {"id": "K2", "name": "two"}])
+    desired = write_desired(tmp_path / "repo" / "desired", [{"id": "K1", "name": "new"}, {"id": "K2", "name": "two"}])
+    commit = _git_repo(tmp_path / "repo")
+    github = {"GITHUB_REPOSITORY": "acme/keys", "GITHUB_RUN_ID": "42", "GITHUB_SERVER_URL": "https://github.example"}
+    env = cli_env(emulator, **github)
+
+    apply = run_cli(["apply", str(desired.parent), "--report", str(tmp_path / "apply.json")], env)
+    assert apply.code == 0, apply.output
+    report = load_report(tmp_path / "apply.json")
+    assert report["trail"]["event"]["status"] == "done" and report["trail"]["overwriteCheck"]["status"] == "done"
+    event = emulator.audit.all(occurred_as_string=False)[-1]
+    assert (event["action"], event["actorId"], event["type"]) == ("DescopeReconcileApply", "descope-reconcile", "info")
+    data = event["data"]
+    assert data["runId"] == report["run"]["id"] and data["commit"] == commit
+    assert data["repository"] == "acme/keys" and data["runUrl"] == "https://github.example/acme/keys/actions/runs/42"
+    assert data["outcomes"] == {"updated": 1} and data["changedKeyIds"] == ["K1"] and data["changedKeysNotListed"] == 0
+    assert data["writerActorId"] == actor_id_for(emulator.config, emulator.config.management_key)
+    assert emulator.config.management_key not in json.dumps(event)
+
+    console(emulator, "K2", "U2mallory", name="hand-edit")
+    write_desired(desired.parent, [{"id": "K1", "name": "newer"}, {"id": "K2", "name": "two"}])  # not applied yet
+    audit = run_cli(["audit", str(desired.parent), "--out", str(tmp_path / "audit.json")], env)
+    assert audit.code == 0, audit.output
+    reviewed = f"by descope-reconcile run {report['run']['id']}, commit {commit[:12]} (acme/keys)"
+    assert reviewed in audit.stdout and "by U2mallory from 203.0.113.7 (not this tool)" in audit.stdout
+    entries = {
+        e["id"]: e["attribution"]["change"] for e in json.loads((tmp_path / "audit.json").read_text())["whoChangedWhat"]
+    }
+    assert entries["K1"]["byThisTool"] and entries["K1"]["run"]["commit"] == commit
+    assert not entries["K2"]["byThisTool"] and entries["K2"]["run"] is None
+
+    again = run_cli(["apply", str(desired.parent), "--audit-tenant", "T9", "--attribution-pages", "1"], env)
+    assert again.code == 0, again.output
+    assert emulator.audit.all(occurred_as_string=False)[-1]["tenants"] == ["T9"]
+    before, asked = len(emulator.audit), len(audit_requests(emulator))
+    write_desired(desired.parent, [{"id": "K1", "name": "quiet"}, {"id": "K2", "name": "quiet"}])
+    quiet = run_cli(["apply", str(desired.parent), "--no-audit-event", "--no-attribution"], env)
+    assert quiet.code == 0, quiet.output
+    assert len(emulator.audit) == before + 2, "the two updates only: no event"
+    assert len(audit_requests(emulator)) == asked, "and no search"
+
+
+def test_a_403_on_audit_search_leaves_every_command_working(start_emulator: Any, tmp_path: Path) -> None:
+    emulator = start_emulator([{"id": "K1", "name": "old"}], audit_forbidden=True)
+    desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
+    env = cli_env(emulator)
+    plan = run_cli(
+        ["plan", str(desired), "--report", str(tmp_path / "p.json"), "--summary", str(tmp_path / "s.md")], env
+    )
+    assert plan.code == 2, plan.output
+    assert "attribution unavailable: the management key may not search the audit trail: HTTP 403" in plan.stdout
+    report = load_report(tmp_path / "p.json")
+    assert report["trail"]["attribution"]["status"] == "unavailable"
+    assert report["warnings"][0].startswith("attribution unavailable: ") and "attribution" not in report["keys"][0]
+    assert "> attribution unavailable: the management key may not search" in (tmp_path / "s.md").read_text()
+
+    audit = run_cli(["audit", str(desired)], env)
+    assert audit.code == 0 and "attribution unavailable" in audit.stdout, audit.output
+    apply = run_cli(["apply", str(desired), "--report", str(tmp_path / "a.json")], env)
+    assert apply.code == 0, apply.output
+    trail = load_report(tmp_path / "a.json")["trail"]
+    assert trail["overwriteCheck"]["status"] == "unavailable" and trail["event"]["status"] == "done"
+    assert emulator.store.load("K1")["name"] == "new"
+
+
+def test_a_console_change_between_the_read_and_the_write_is_reported_overwritten(
+    start_emulator: Any, tmp_path: Path
+) -> None:
+    """Every API request stalls 1.5 s before it is served: the console change lands after the
+    server answered the apply's read and before it serves the apply's write."""
+    emulator = start_emulator(
+        [{"id": "K1", "name": "old"}, {"id": "K2", "name": "two"}],
+        fault_rate=1.0,
+        fault_kinds=("slow",),
+        slow_seconds=1.5,
+        slow_applies="after",
+    )
+    desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}, {"id": "K2", "name": "two"}]).parent
+    args = ["apply", str(desired), "--report", str(tmp_path / "r.json"), "--summary", str(tmp_path / "s.md")]
+    apply = subprocess.Popen(
+        [sys.executable, "-m", "reconcile", *args], env=cli_env(emulator), stdout=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 30
+    while not any(r.path == "/v1/mgmt/accesskey/search" for r in emulator.recorded()):
+        assert time.monotonic() < deadline and apply.poll() is None, "the apply never read the keys"
+        time.sleep(0.01)
+    console(emulator, "K1", "U2bob", remote="192.0.2.44", description="set in the console meanwhile")
+    stdout, _ = apply.communicate(timeout=60)
+
+    assert apply.returncode == 4, stdout
+    assert "! K1  [overwritten] changed " in stdout and "by U2bob from 192.0.2.44" in stdout
+    assert stdout.strip().splitlines()[-1] == "Apply: 1 updated; 1 change(s) by someone else overwritten (exit 4)."
+    assert emulator.store.load("K1")["description"] == "", "the update pinned every field: the change is gone"
+    report = load_report(tmp_path / "r.json")
+    key = next(key for key in report["keys"] if key["id"] == "K1")
+    assert key["outcome"] == "updated" and [c["actorId"] for c in key["overwritten"]] == ["U2bob"]
+    assert report["summary"]["overwritten"] == 1
+    summary = (tmp_path / "s.md").read_text()
+    assert "### Overwritten changes" in summary and "by U2bob from 192.0.2.44" in summary
+    event = emulator.audit.all(occurred_as_string=False)[-1]
+    assert event["action"] == "DescopeReconcileApply" and event["type"] == "warn" and event["data"]["overwritten"] == 1
+
+
+def test_attribution_pages_past_the_first_page_and_stops_at_the_cap(start_emulator: Any, tmp_path: Path) -> None:
+    emulator = start_emulator([{"id": "K1", "name": "old"}], audit_search_window=None)
+    console(emulator, "K1", "U2alice", name="hand")
+    noise = [{"action": "AccessKeyModified", "actorId": "U2bot", "data": {"accessKeyId": f"N{i}"}} for i in range(1200)]
+    assert httpx.post(f"{emulator.url}/_emulator/audit", json={"records": noise}).status_code == 200
+    desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
+    env = cli_env(emulator)
+
+    plan = run_cli(["plan", str(desired), "--report", str(tmp_path / "r.json")], env)
+    assert plan.code == 2 and "by U2alice" in plan.stdout, plan.output
+    assert load_report(tmp_path / "r.json")["trail"]["attribution"] | {"reason": None} == {
+        "status": "done",
+        "reason": None,
+        "pages": 2,
+        "records": 1201,
+    }
+    pages = [r.body["page"] for r in audit_requests(emulator)]
+    assert pages == [0, 1] and all(r.body["size"] == 1000 for r in audit_requests(emulator))
+    body = audit_requests(emulator)[0].body
+    assert body["actions"][-1] == "DescopeReconcileApply" and isinstance(body["from"], int)
+    assert 29.9 * 86400_000 < body["to"] - body["from"] <= 30 * 86400_000
+
+    capped = run_cli(["plan", str(desired), "--report", str(tmp_path / "c.json"), "--attribution-pages", "1"], env)
+    assert capped.code == 2, capped.output
+    assert "no change found in the pages searched (--attribution-pages)" in capped.stdout
+    trail = load_report(tmp_path / "c.json")["trail"]["attribution"]
+    assert trail["status"] == "partial" and trail["pages"] == 1
+
+
+def test_throttled_or_strange_audit_answers_degrade_with_the_same_exit_code(
+    start_emulator: Any, tmp_path: Path
+) -> None:
+    emulator = start_emulator([{"id": "K1", "name": "old"}], audit_search_window=Window(1, 60.0, 60.0))
+    strange = {"action": "AccessKeyModified", "occurred": "yesterday", "data": {"accessKeyId": "K1"}}
+    assert httpx.post(f"{emulator.url}/_emulator/audit", json={"records": [strange]}).status_code == 200
+    desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
+    env = cli_env(emulator)
+
+    first = run_cli(["plan", str(desired)], env)
+    assert first.code == 2, first.output
+    assert "attribution unavailable: unexpected record shape: occurred is 'yesterday', not milliseconds" in first.stdout
+    second = run_cli(["plan", str(desired)], env)  # the server's window allows one audit search a minute
+    assert second.code == 2, second.output
+    assert "attribution unavailable: audit search throttled: HTTP 429" in second.stdout
+    assert [r.status for r in audit_requests(emulator)] == [200, 429], "a 429 is not retried: no minute's wait"
+
+
+def test_the_drift_workflow_job_summary_says_who_changed_what(start_emulator: Any, tmp_path: Path) -> None:
+    """drift.yml's own steps, through the action's run step: plan and audit both write the section."""
+    emulator = start_emulator([{"id": "K1", "name": "reviewed"}])
+    write_desired(tmp_path / "desired", [{"id": "K1", "name": "reviewed"}])
+    console(emulator, "K1", "U2alice", name="changed by hand")
+    for name, exit_code in (("Plan", "2"), ("Audit", "0")):
+        inputs = {**inputs_for(step_named(workflow("drift.yml"), name), "dev"), "target": "", "paths": "desired/"}
+        run = run_action_step("run", inputs, tmp_path, tmp_path / name, env=cli_env(emulator))
+        assert run.outputs["exit-code"] == exit_code, run.output
+        assert "### Who changed what" in run.summary, name
+        assert "by U2alice from 203.0.113.7 (not this tool)" in run.summary, name
+
+
+def test_an_occurred_no_date_can_show_degrades_instead_of_crashing(tmp_path: Path) -> None:
+    """A server that ignores `from`/`to` and sends a time past year 9999 (or before 1970): every
+    command still ends as it would have, attribution unavailable, no traceback."""
+    desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
+    for occurred in (10**20, -99999999999999, "9" * 5000):
+        record = {"action": "AccessKeyModified", "actorId": "U2x", "occurred": occurred, "data": {"accessKeyId": "K1"}}
+        answers = {
+            "POST /v1/mgmt/accesskey/search": json_answer({"keys": [{"id": "K1", "name": "old"}]}),
+            f"POST {AUDIT_SEARCH}": json_answer({"audits": [record]}),
+        }
+        with AnswerStub(answers) as stub:
+            env = stub.env(cli_env(None))
+            plan = run_cli(["plan", str(desired), "--summary", str(tmp_path / "s.md")], env)
+            audit = run_cli(["audit", str(desired)], env)
+        assert plan.code == 2, plan.output
+        assert "attribution unavailable: unexpected record shape: occurred is" in plan.stdout
+        assert audit.code == 0, audit.output
+        assert "Traceback" not in plan.output + audit.output
+
+
+def test_an_unconfirmed_write_is_still_this_tools_change_in_the_trail(start_emulator: Any, tmp_path: Path) -> None:
+    """The server accepted the update but answered another key (`unconfirmed`): the write was made,
+    so the event claims it, and the next audit does not call the tool's own write a hand edit."""
+    emulator = start_emulator([{"id": "K1", "name": "old"}])
+    original = emulator.answer
+
+    def renaming_server(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
+        if path == "/v1/mgmt/accesskey/update" and isinstance(body, dict):
+            body = {**body, "name": "the server's idea"}
+        return original(method, path, query, headers, body)
+
+    emulator.answer = renaming_server  # type: ignore[method-assign]
+    desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
+    env = cli_env(emulator)
+    apply = run_cli(["apply", str(desired), "--report", str(tmp_path / "r.json")], env)
+    assert apply.code == 1 and "K1  [unconfirmed]" in apply.stdout, apply.output
+    events = [r for r in emulator.audit.all(occurred_as_string=False) if r["action"] == "DescopeReconcileApply"]
+    assert len(events) == 1 and events[0]["data"]["changedKeyIds"] == ["K1"], events
+    assert events[0]["type"] == "warn" and events[0]["data"]["outcomes"] == {"unconfirmed": 1}
+    audit = run_cli(["audit", str(desired)], env)
+    assert "by descope-reconcile run" in audit.stdout and "(not this tool)" not in audit.stdout, audit.output
