@@ -80,11 +80,18 @@ class SecretsFile:
             "runId": issued.run_id,
         }
         data = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode()
+        start = None
         try:
+            start = os.fstat(self._fd).st_size
             while data:
                 data = data[os.write(self._fd, data) :]
             os.fsync(self._fd)
         except OSError as error:
+            # A line cut short (a full disk) would leave part of the cleartext behind and glue the next
+            # line to it: the file goes back to the lines it had.
+            if start is not None:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, start)
             raise DeliveryFailed(f"--secrets-out {self.path}: {error.strerror or error}") from None
 
     def close(self) -> None:
