@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import resource
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from typing import Any
 from tests.conftest import cli_env, load_report, run_cli, write_desired
 from tests.lifecycle import exchange, secret_lines
 
+CREATE = "/v1/mgmt/accesskey/create"
 LIMIT = 8192  # bytes a process may write to one file (RLIMIT_FSIZE): a disk that fills up mid-line
 
 
@@ -49,3 +52,35 @@ def test_a_secrets_file_that_fills_up_mid_line_keeps_every_later_line_whole(star
     lines = secret_lines(secrets)
     assert lines[0] == json.loads(padding) and lines[-1]["id"] == key["id"]
     assert exchange(emulator, lines[-1]["cleartext"]) == 200
+
+
+def test_a_create_that_lands_after_the_name_was_looked_for_is_flagged_by_the_next_run(
+    start_emulator: Any, tmp_path: Path
+) -> None:
+    """The answer is lost (a timeout), the name is not there yet, and the server makes the key later
+    (it was queued): the next run must not take the key as settled, its secret is with nobody."""
+    emulator = start_emulator([])
+    route = emulator._routes["POST", CREATE]
+    landed = threading.Event()
+
+    def late(request: Any) -> Any:
+        time.sleep(2.5)  # past the client's --timeout 1 and its look for the name
+        try:
+            return route.handle(request)
+        finally:
+            landed.set()
+
+    emulator._routes["POST", CREATE] = route._replace(handle=late)
+    folder = write_desired(tmp_path / "d", [{"name": "late-1"}]).parent
+    report = tmp_path / "report.json"
+    args = ["apply", str(folder), "--report", str(report), "--secrets-out", str(tmp_path / "s.jsonl")]
+    first = run_cli([*args, "--timeout", "1"], cli_env(emulator))
+    assert first.code == 1, first.output
+    assert landed.wait(10)
+    emulator._routes["POST", CREATE] = route
+    [made] = [k for k in emulator.store.search({}) if k["name"] == "late-1"]
+
+    again = run_cli(args, cli_env(emulator))
+    assert again.code == 1, again.output  # not a silent "unchanged"
+    assert f"rotate --ids {made['id']}" in again.output
+    assert [u["id"] for u in load_report(report)["unsettledSecrets"]] == [made["id"]]
