@@ -11,6 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from reconcile.secrets.secret import Secret
+from reconcile.secrets.sinks import DeliveryFailed, Issued, SecretsCommand
 from tests.conftest import cli_env, load_report, run_cli, write_desired
 from tests.lifecycle import exchange, secret_lines
 
@@ -84,3 +88,14 @@ def test_a_create_that_lands_after_the_name_was_looked_for_is_flagged_by_the_nex
     assert again.code == 1, again.output  # not a silent "unchanged"
     assert f"rotate --ids {made['id']}" in again.output
     assert [u["id"] for u in load_report(report)["unsettledSecrets"]] == [made["id"]]
+
+
+def test_the_secrets_command_timeout_holds_even_when_a_detached_child_keeps_its_stderr_open() -> None:
+    """The process group is killed at the timeout; a descendant in another session (a daemon it
+    started) still holding the stderr pipe must not keep the run waiting for it."""
+    issued = Issued("K1", "ci", Secret("the-cleartext"), "r1", "2026-01-01T00:00:00Z")
+    command = SecretsCommand("cat > /dev/null; setsid sleep 20 & sleep 30", "P1", timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(DeliveryFailed, match=r"did not finish in 0\.5 s"):
+        command.deliver(issued)
+    assert time.monotonic() - started < 10

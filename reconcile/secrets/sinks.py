@@ -143,7 +143,9 @@ class SecretsCommand:
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
-                process.communicate()
+                # Not communicate(): a descendant in another session (a daemon it started) may hold
+                # the stderr pipe open for ever; the command itself is dead, the pipes close on exit.
+                process.wait()
                 raise DeliveryFailed(f"--secrets-command did not finish in {self.timeout:g} s (killed)") from None
         if process.returncode != 0:
             said = _shown(stderr.decode("utf-8", "replace").replace(value, MASK))
