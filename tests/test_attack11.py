@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 import resource
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,9 @@ def _limited() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, LIMIT))
 
 
-def test_a_secrets_file_that_fills_up_mid_line_keeps_every_later_line_whole(start_emulator: Any, tmp_path: Path) -> None:
+def test_a_secrets_file_that_fills_up_mid_line_keeps_every_later_line_whole(
+    start_emulator: Any, tmp_path: Path
+) -> None:
     emulator = start_emulator([])
     folder = write_desired(tmp_path / "d", [{"name": "full-1"}]).parent
     secrets, report = tmp_path / "secrets.jsonl", tmp_path / "report.json"
