@@ -101,3 +101,17 @@ def test_the_secrets_command_timeout_holds_even_when_a_detached_child_keeps_its_
     with pytest.raises(DeliveryFailed, match=r"did not finish in 0\.5 s"):
         command.deliver(issued)
     assert time.monotonic() - started < 10
+
+
+def test_a_secrets_file_left_mid_line_by_a_crash_gets_the_next_secret_on_a_line_of_its_own(
+    start_emulator: Any, tmp_path: Path
+) -> None:
+    emulator = start_emulator([])
+    folder = write_desired(tmp_path / "d", [{"name": "after-crash"}]).parent
+    secrets = tmp_path / "secrets.jsonl"
+    secrets.write_text('{"id": "K2old", "cleartext": "cut sh', encoding="utf-8")  # a power loss mid-write
+    args = ["apply", str(folder), "--report", str(tmp_path / "r.json"), "--secrets-out", str(secrets)]
+    applied = run_cli(args, cli_env(emulator))
+    assert applied.code == 0, applied.output
+    last = json.loads(secrets.read_text(encoding="utf-8").splitlines()[-1])
+    assert last["name"] == "after-crash" and exchange(emulator, last["cleartext"]) == 200

@@ -83,6 +83,8 @@ class SecretsFile:
         start = None
         try:
             start = os.fstat(self._fd).st_size
+            if start and os.pread(self._fd, 1, start - 1) != b"\n":  # a line a crash cut short: not glued to it
+                data = b"\n" + data
             while data:
                 data = data[os.write(self._fd, data) :]
             os.fsync(self._fd)
@@ -102,7 +104,7 @@ def _open_private_for_append(path: Path) -> int:
     """Appended to (never truncated), private, never through a link (reconcile.files); a new file's
     folder entry is fsynced too, so the file survives a crash along with its lines."""
     created = not path.exists()
-    fd = private_fd(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    fd = private_fd(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)  # read: its last byte
     if created:
         folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
