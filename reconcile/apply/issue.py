@@ -67,8 +67,12 @@ class Issuer:
             return KeyResult(item, Outcome.FAILED, tally.attempts, ErrorInfo(message + "; the next run will know"))
         ids = sorted(str(key.get("id")) for key in found if key.get("name") == item.name)
         if not ids:
-            self._note("failed", item, None, lost.message)
-            message = f"{lost.message}; no key is named {item.name!r}: nothing was created (the next run creates it)"
+            # No `failed` in the journal: the server may still make the key (a request it had queued), and
+            # the `requested` left open makes the run that finds it flag its secret as never received.
+            message = (
+                f"{lost.message}; no key is named {item.name!r}: nothing was created yet (the next run creates it,"
+                " or flags it for rotation if the create lands late)"
+            )
             return KeyResult(item, Outcome.FAILED, tally.attempts, ErrorInfo(message))
         if len(ids) > 1:
             message = f"{lost.message}; keys named {item.name!r} now: {', '.join(ids)}; one may be new, its secret lost"

@@ -80,11 +80,20 @@ class SecretsFile:
             "runId": issued.run_id,
         }
         data = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode()
+        start = None
         try:
+            start = os.fstat(self._fd).st_size
+            if start and os.pread(self._fd, 1, start - 1) != b"\n":  # a line a crash cut short: not glued to it
+                data = b"\n" + data
             while data:
                 data = data[os.write(self._fd, data) :]
             os.fsync(self._fd)
         except OSError as error:
+            # A line cut short (a full disk) would leave part of the cleartext behind and glue the next
+            # line to it: the file goes back to the lines it had.
+            if start is not None:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, start)
             raise DeliveryFailed(f"--secrets-out {self.path}: {error.strerror or error}") from None
 
     def close(self) -> None:
@@ -95,7 +104,7 @@ def _open_private_for_append(path: Path) -> int:
     """Appended to (never truncated), private, never through a link (reconcile.files); a new file's
     folder entry is fsynced too, so the file survives a crash along with its lines."""
     created = not path.exists()
-    fd = private_fd(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    fd = private_fd(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)  # read: its last byte
     if created:
         folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -136,7 +145,9 @@ class SecretsCommand:
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
-                process.communicate()
+                # Not communicate(): a descendant in another session (a daemon it started) may hold
+                # the stderr pipe open for ever; the command itself is dead, the pipes close on exit.
+                process.wait()
                 raise DeliveryFailed(f"--secrets-command did not finish in {self.timeout:g} s (killed)") from None
         if process.returncode != 0:
             said = _shown(stderr.decode("utf-8", "replace").replace(value, MASK))
