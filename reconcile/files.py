@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
@@ -37,6 +36,14 @@ def _refuse_special(path: Path, what: str) -> os.stat_result | None:
     return info
 
 
+def _temporary_beside(path: Path, suffix: str) -> tuple[int, str]:
+    """A new private file in `path`'s folder (so a rename onto `path` is atomic), open. tempfile is
+    imported here: `validate`, which the pre-commit hook runs on every commit, never writes."""
+    import tempfile  # noqa: PLC0415
+
+    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+
+
 def check_output(path: Path, what: str, *, append: bool = False) -> None:
     """Prove `path` can be written, before the run sends anything: a run that changes a project and
     then cannot write its report has lost the record of what it did. Creates missing parent folders
@@ -46,7 +53,7 @@ def check_output(path: Path, what: str, *, append: bool = False) -> None:
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+        fd, probe = _temporary_beside(path, ".probe")
         os.close(fd)
         Path(probe).unlink()
     except OSError as error:
@@ -83,7 +90,7 @@ def write_private_atomically(path: Path, text: str, *, mode: int = 0o600) -> Non
     at `path` is refused (renaming over it would silently replace the link the user made)."""
     _refuse_special(path, "output")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, temporary = _temporary_beside(path, ".tmp")
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

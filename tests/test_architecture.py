@@ -75,7 +75,10 @@ def test_a_crossing_import_breaks_the_contract(tmp_path: Path, module: str, line
 
 def test_no_function_is_longer_than_80_lines() -> None:
     long = []
+    generated = PACKAGE / "schemas" / "compiled"
     for path in PACKAGE.rglob("*.py"):
+        if path.parent == generated:
+            continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 length = (node.end_lineno or node.lineno) - node.lineno + 1

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from reconcile.desired import yaml12, yamlcheck
 from reconcile.desired.loader import ParsedFile, parse_text
 from reconcile.job.load import load_desired
-from reconcile.schemas.validators import DESIRED_SCHEMA, REQUEST_SCHEMA, is_valid, validator
+from reconcile.schemas.validators import DESIRED_SCHEMA, is_valid, validator
 from tests.conftest import cli_env, run_cli
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6)
@@ -61,9 +61,12 @@ def test_compiled_check_agrees_with_jsonschema(document: Any) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.fixed_dictionaries({}, optional=plausible))
 def test_compiled_check_agrees_on_request_bodies(body: dict[str, Any]) -> None:
-    assert is_valid(REQUEST_SCHEMA, body) == validator(REQUEST_SCHEMA).is_valid(body)
+    """A key item is a request body (by `$ref`), plus the fields only a create sends."""
+    document = {"version": 1, "keys": [{"id": "K1", **body}]}
+    assert is_valid(DESIRED_SCHEMA, document) == validator(DESIRED_SCHEMA).is_valid(document)
 
 
+ROOT = Path(__file__).resolve().parents[1]
 LAYOUTS = [
     "version: 1\nkeys:\n  - id: K1\n    name: a\n  - id: K2\n",
     "version: 1\nkeys:\n- id: K1\n- name: b\n  id: K2\n",  # id not first
@@ -173,15 +176,45 @@ def test_the_yaml_1_2_scanner_fails_only_with_yaml_errors(text: str) -> None:
         pass
 
 
-def test_validate_imports_no_jsonschema_when_valid_and_no_network_stack() -> None:
-    """Validation imports jsonschema only to explain errors (fastjsonschema says yes or no)."""
-    code = (
-        "import sys\n"
-        "from reconcile.desired.loader import parse_text\n"
-        "from reconcile.desired.validation import build_desired_state\n"
-        "parsed = parse_text('f.yaml', b'version: 1\\nkeys:\\n  - id: K1\\n    permittedIps: [10.0.0.0/8]\\n')\n"
-        "assert build_desired_state([parsed])[1] == []\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'jsonschema', 'referencing', 'asyncio', 'httpx'}))\n"
+# What `validate` of valid files must not import: the pre-commit hook starts it on every commit.
+NOT_FOR_VALIDATE = (
+    "jsonschema",  # only to explain errors
+    "referencing",
+    "fastjsonschema",  # its code was generated with the schemas (reconcile/schemas/compiled)
+    "importlib.metadata",  # the version comes from reconcile/_version.py
+    "importlib.resources",  # the schemas are read only to explain errors
+    "asyncio",
+    "httpx",
+    "reconcile.client.descope",
+    "reconcile.plan.diff",
+    "reconcile.trail",
+    "reconcile.config.targets",  # only with a config
+    "reconcile.output.targets",
+    "tempfile",  # only to write
+    "uuid",
+)
+
+
+def test_validate_of_valid_files_imports_nothing_it_does_not_need(tmp_path: Path) -> None:
+    """Through the real command line, as the hook runs it: a valid folder, then the same check on a
+    file with an error proves the probe sees imports (jsonschema explains it)."""
+    probe = (
+        "import json, sys\n"
+        "from reconcile.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "print(json.dumps([code, sorted(sys.modules)]))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nkeys:\n  - id: K1\n    roleNames: admin\n", encoding="utf-8")
+    imported = {}
+    for name, folder in (("valid", str(ROOT / "desired")), ("invalid", str(bad))):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, "validate", "-q", folder], capture_output=True, text=True, check=False
+        )
+        code, modules = json.loads(done.stdout.splitlines()[-1])
+        imported[name] = (
+            code,
+            {m for m in modules for heavy in NOT_FOR_VALIDATE if m == heavy or m.startswith(heavy + ".")},
+        )
+    assert imported["valid"] == (0, set())
+    assert imported["invalid"][0] == 1 and "jsonschema" in imported["invalid"][1]

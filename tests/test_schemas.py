@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,9 +36,47 @@ def test_generator_check_mode_detects_a_stale_schema(tmp_path: Any, monkeypatch:
     stale = tmp_path / REQUEST_SCHEMA
     stale.write_text("{}\n")
     monkeypatch.setattr(schemagen, "SCHEMAS", tmp_path)
+    monkeypatch.setattr(schemagen, "COMPILED", _copy_of_compiled(tmp_path))
     assert schemagen.main(["--check"]) == 1
     assert schemagen.main(["--write"]) == 0
     assert schemagen.main(["--check"]) == 0
+
+
+def _copy_of_compiled(tmp_path: Any) -> Path:
+    compiled = tmp_path / "compiled"
+    shutil.copytree(schemagen.COMPILED, compiled, ignore=shutil.ignore_patterns("__pycache__"))
+    return compiled
+
+
+@pytest.mark.parametrize("change", ["edited", "missing", "left over"])
+def test_generator_check_mode_detects_a_stale_compiled_validator(
+    change: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The generated validators are part of the schemas: an edit, a missing module or one that checks no
+    schema in use fails `make check-schemas`; `make schemas` puts each back as generated."""
+    compiled = _copy_of_compiled(tmp_path)
+    monkeypatch.setattr(schemagen, "COMPILED", compiled)
+    desired = compiled / "desired.py"
+    generated = desired.read_text(encoding="utf-8")
+    if change == "edited":
+        desired.write_text(generated.replace('raise JsonSchemaValueException("invalid")', "pass", 1), encoding="utf-8")
+    elif change == "missing":
+        desired.unlink()
+    else:
+        (compiled / "unused_schema.py").write_text("", encoding="utf-8")
+    assert schemagen.main(["--check"]) == 1
+    assert "make schemas" in capsys.readouterr().err
+    assert schemagen.main(["--write"]) == 0
+    assert schemagen.main(["--check"]) == 0
+    assert desired.read_text(encoding="utf-8") == generated
+    assert sorted(p.name for p in compiled.glob("*.py")) == sorted(p.name for p in schemagen.COMPILED.glob("*.py"))
+
+
+def test_the_compiled_validators_import_nothing_of_fastjsonschema() -> None:
+    """They run in `validate` on every commit: plain code, no generator (a dev dependency) behind it."""
+    for module in schemagen.COMPILED.glob("*.py"):
+        text = module.read_text(encoding="utf-8")
+        assert "fastjsonschema import" not in text and "import fastjsonschema" not in text, module.name
 
 
 def test_derived_schema_keeps_every_openapi_property_and_tightens_types() -> None:

@@ -18,7 +18,7 @@ import yaml
 from reconcile.config.targets import load_config
 from reconcile.emulator import FAULT_KINDS, Emulator
 from reconcile.errors import ExitCode, most_severe
-from reconcile.plan.safety import ChangeLimit
+from reconcile.plan.limit import ChangeLimit
 from tests.conftest import CliResult, cli_env, load_report, run_cli, write_desired
 from tests.test_trail_e2e import console
 

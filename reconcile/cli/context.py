@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
-from reconcile.output.targets import TargetOutcome
+if TYPE_CHECKING:  # only the runner of several targets makes one (not validate with PATHs, on every commit)
+    from reconcile.output.targets import TargetOutcome
 
 CURRENT: ContextVar[TargetOutcome | None] = ContextVar("reconcile_target", default=None)
 

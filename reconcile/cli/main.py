@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from reconcile import __version__
 from reconcile.cli.common import describe_error
 from reconcile.cli.context import TargetPrefix
+from reconcile.cli.dispatch import dispatch
 from reconcile.cli.options import EPILOG, Parser
-from reconcile.cli.targets import dispatch
 from reconcile.client.redact import redactor
 from reconcile.errors import ExitCode, ReconcileError, UsageError
 from reconcile.log import VERBOSE

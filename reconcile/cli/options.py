@@ -10,8 +10,7 @@ from typing import Any, NoReturn
 
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
 from reconcile.errors import ExitCode
-from reconcile.plan.safety import DEFAULT_MAX_CHANGES_SHARE, DEFAULT_THRESHOLD_MIN_KEYS, ChangeLimit
-from reconcile.trail.records import EVENT_ACTION, EVENT_ACTOR, KEY_ACTIONS
+from reconcile.plan.limit import DEFAULT_MAX_CHANGES_SHARE, DEFAULT_THRESHOLD_MIN_KEYS, ChangeLimit
 
 Converter = Callable[[str], Any]
 
@@ -191,6 +190,8 @@ def _actions(text: str) -> tuple[str, ...]:
 
 def trail_options() -> Parser:
     """For commands that say who last changed a drifted key (plan, apply, audit)."""
+    from reconcile.trail.records import KEY_ACTIONS  # noqa: PLC0415 (not for validate, which runs on every commit)
+
     group = Parser(add_help=False)
     group.add_argument(
         "--no-attribution",
@@ -242,6 +243,8 @@ def targets_options() -> Parser:
 
 def audit_event_options() -> Parser:
     """For apply: the event it writes into the project's audit trail."""
+    from reconcile.trail.records import EVENT_ACTION, EVENT_ACTOR  # noqa: PLC0415 (as in trail_options)
+
     group = Parser(add_help=False)
     group.add_argument(
         "--no-audit-event",

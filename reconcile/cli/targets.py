@@ -1,11 +1,11 @@
-"""Targets: which command lines act on the targets of descope-reconcile.yaml, which targets, and
-running the command once per target, concurrently for the commands that call the API.
+"""Targets: which targets of descope-reconcile.yaml a command acts on, and running the command once
+per target, concurrently for the commands that call the API.
 
 A target's run is the command's own handler, called with a per-target copy of the arguments (its
 paths, credential sources, settings, and its files from the `{target}` patterns) while its outcome
 is current (see `context`: its output is prefixed or kept for the combined summaries). What ends
 one target's run is recorded in its outcome and never stops or hides the others; the exit code is
-the most severe of theirs. Light: `validate` imports it on every commit (asyncio only when needed).
+the most severe of theirs. `dispatch` imports it only when a config is used.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from reconcile.cli.common import describe_error, print_diagnostics, show, write_
 from reconcile.cli.context import CURRENT
 from reconcile.cli.options import SETTING_NAMES
 from reconcile.client.redact import redactor
-from reconcile.config.targets import CONFIG_FILE, Config, TargetConfig, find_config, load_config
+from reconcile.config.targets import Config, TargetConfig, load_config
 from reconcile.errors import ReconcileError, UsageError, ValidationFailed, most_severe
 from reconcile.output.targets import TargetOutcome, render_targets_markdown, render_targets_text
 
@@ -36,23 +36,8 @@ _SETTING_DESTS = {camel: dest for dest, camel in SETTING_NAMES.items()}
 Run = tuple[TargetOutcome, argparse.Namespace]
 
 
-def dispatch(args: argparse.Namespace) -> int | Coroutine[Any, Any, int]:
-    """The command as given (PATHs, or no config), or the command once per selected target."""
-    as_given: int | Coroutine[Any, Any, int]
-    if not hasattr(args, "targets"):  # a command that does not act on targets
-        as_given = args.handler(args)
-        return as_given
-    as_given_only = bool(getattr(args, "paths", None)) or args.no_config
-    if as_given_only and (args.config or args.targets):
-        raise UsageError("give PATHs (or --no-config) or targets (--config, --target), not both")
-    path = None if as_given_only else find_config(args.config)
-    if path is None:
-        if args.targets:
-            raise UsageError(f"--target needs a config: there is no {CONFIG_FILE} here (or give --config FILE)")
-        if Path(CONFIG_FILE).is_file():
-            log.debug("%s is not used: the environment names the project", CONFIG_FILE)
-        as_given = args.handler(args)
-        return as_given
+def run_targets(args: argparse.Namespace, path: Path) -> int | Coroutine[Any, Any, int]:
+    """The command once per selected target of the config at `path`."""
     runs = _runs(args, _selected(_load(path, args), args.targets or []))
     if inspect.iscoroutinefunction(args.handler):
         return _run_concurrently(args, runs)

@@ -8,8 +8,6 @@ echoes an `Authorization: Basic ...` header, a header dumped as base64), in both
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import logging
 import re
@@ -22,6 +20,8 @@ MIN_BASE64_FRAGMENT = 8  # a shorter fragment could match ordinary text
 def _base64_forms(data: bytes) -> set[str]:
     """The characters of base64(prefix + data + suffix) that depend on `data` alone, for each length
     of the prefix modulo 3: wherever the secret sits in an encoded header, one of these is in it."""
+    import base64  # noqa: PLC0415 (only once a secret is known: the log filter is on every command, validate too)
+
     forms = set()
     for shift in range(3):
         encoded = base64.b64encode(bytes(shift) + data).decode("ascii")
@@ -59,6 +59,8 @@ def _json_forms(secret: str) -> set[str]:
 
 def encoded_forms(secret: str) -> set[str]:
     """Every form of `secret` that text written by a program may hold."""
+    import html  # noqa: PLC0415 (as base64 above)
+
     percent = {quote(secret, safe=""), quote(secret), quote_plus(secret, safe="")}  # hex in any case: see _pattern
     forms = {
         secret,

@@ -20,10 +20,9 @@ from reconcile.desired.loader import Diagnostic, ParsedFile, parse_text
 from reconcile.desired.validation import json_path, located, schema_problems
 from reconcile.errors import ConfigError
 from reconcile.files import read_input
-from reconcile.plan.safety import ChangeLimit
+from reconcile.plan.limit import ChangeLimit
 from reconcile.schemas.validators import CONFIG_SCHEMA
 
-CONFIG_FILE = "descope-reconcile.yaml"
 # The run settings a target may set (camelCase, like the report's `run.settings`).
 SETTINGS = ("rate", "concurrency", "maxChanges", "timeout", "maxAttempts", "keyDeadline")
 # Either one or the other of each pair, never both.
@@ -52,14 +51,6 @@ class TargetConfig:
 class Config:
     path: str
     targets: Mapping[str, TargetConfig]  # in the file's order
-
-
-def find_config(explicit: Path | None) -> Path | None:
-    """`--config FILE`, else descope-reconcile.yaml in the current folder (parents are not searched)."""
-    if explicit is not None:
-        return explicit
-    here = Path(CONFIG_FILE)
-    return here if here.is_file() else None
 
 
 def _target_problems(parsed: ParsedFile, name: str, item: Mapping[str, Any]) -> list[Diagnostic]:

@@ -1,21 +1,23 @@
 """Where the JSON Schemas are, and validators for them (compiled once per process).
 
 Two validators per schema, one meaning: `validator` (jsonschema, draft 2020-12) explains every
-error with its path; `is_valid` (fastjsonschema, generated code, ~10x faster) only says yes or
-no, for the common case where everything is valid. Our schemas use only keywords whose meaning
-is the same in draft 7, which fastjsonschema implements; a test checks the two agree.
+error with its path; `is_valid` only says yes or no, ~10x faster, for the common case where
+everything is valid. It runs Python code that fastjsonschema generated from the schema when the
+schemas were generated (`reconcile/schemas/compiled/`, checked for freshness by `make test`):
+compiling at run time took longer than the rest of `validate`, which the pre-commit hook runs on
+every commit. Our schemas use only keywords whose meaning is the same in draft 7, which
+fastjsonschema implements; a test checks the two agree.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
 from collections.abc import Callable
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import fastjsonschema
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
@@ -30,6 +32,8 @@ CONFIG_SCHEMA = "config.schema.json"
 
 def schemas_dir() -> Path:
     """The wheel carries the schemas as `reconcile/_schemas`; a source checkout has them at the top."""
+    from importlib import resources  # noqa: PLC0415 (it imports tempfile and zipfile: validate of valid files never reads a schema)
+
     packaged = Path(str(resources.files("reconcile"))) / "_schemas"
     if packaged.is_dir():
         return packaged
@@ -67,15 +71,26 @@ def inlined(name: str) -> dict[str, Any]:
     return schema
 
 
+def compiled_module(name: str) -> str:
+    """The module of `reconcile.schemas.compiled` that checks `name` (a file, or a file and a JSON
+    pointer into it): `desired.schema.json` → `desired`, `…responses.schema.json#/$defs/NoContent` →
+    `accesskey_responses_nocontent`."""
+    file, _, pointer = name.partition("#")
+    words = [file.removesuffix(".schema.json"), *pointer.rsplit("/", 1)[1:]]
+    return re.sub(r"[^0-9a-z]+", "_", "_".join(words).lower())
+
+
 @cache
-def _compiled(name: str) -> Callable[[Any], Any]:
-    return fastjsonschema.compile(inlined(name))
+def _compiled(name: str) -> tuple[Callable[[Any], Any], type[Exception]]:
+    module = importlib.import_module(f"reconcile.schemas.compiled.{compiled_module(name)}")
+    return module.validate, module.JsonSchemaValueException
 
 
 def is_valid(name: str, instance: Any) -> bool:
+    check, invalid = _compiled(name)
     try:
-        _compiled(name)(instance)
-    except fastjsonschema.JsonSchemaException:
+        check(instance)
+    except invalid:
         return False
     return True
 
