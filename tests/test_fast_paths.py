@@ -22,6 +22,7 @@ from reconcile.schemas.validators import DESIRED_SCHEMA, is_valid, validator
 from tests.conftest import cli_env, run_cli
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6)
+scalars |= st.text(max_size=3).map(lambda text: text + "\n")  # `$` of a pattern: where regex dialects differ
 anything = st.recursive(
     scalars,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),

@@ -176,6 +176,22 @@ def test_yaml_suffixes_in_any_case_and_other_named_files_refused(tmp_path: Path)
     assert named.code == 1 and "notes.txt: not a desired file: their names end in .yaml or .yml" in named.stderr
 
 
+def test_a_final_newline_is_a_control_character_too(tmp_path: Path) -> None:
+    """`name: |` keeps a final newline. The schemas' pattern once ended in `$`, which Python's regexes
+    (jsonschema) also match before a final newline: the compiled check refused such a file, jsonschema
+    found nothing to explain, and `validate` passed it. The same rule holds in the config."""
+    (tmp_path / "keys.yaml").write_text(HEAD + '  - id: "K1\\n"\n    name: |\n      ci-deployer\n')
+    (tmp_path / "prune.yaml").write_text('version: 1\nkeys: []\nprune: {namePrefix: "ci-\\n"}\n')
+    result = run_cli(["validate", "--format", "github", str(tmp_path)], cli_env(None))
+    assert result.code == 1
+    for where in ("keys[0].id", "keys[0].name", "prune.namePrefix"):
+        assert f"`{where}` must not contain control characters [{where}]" in result.stdout, result.output
+    config = tmp_path / "descope-reconcile.yaml"
+    config.write_text(f'version: 1\ntargets:\n  dev:\n    projectId: "P1\\n"\n    paths: [{tmp_path}]\n')
+    result = run_cli(["validate", "--config", str(config)], cli_env(None))
+    assert result.code == 1 and "`targets.dev.projectId` must not contain control characters" in result.stderr
+
+
 def test_not_utf8_names_the_byte_and_line() -> None:
     diagnostic = one(b"version: 1\nkeys:\n  - id: K\xff1\n")
     assert (diagnostic.line, diagnostic.column) == (3, 10)

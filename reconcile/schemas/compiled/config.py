@@ -13,7 +13,7 @@ JsonSchemaValuesException = JsonSchemaValueException
 
 
 REGEX_PATTERNS = {
-    '^[^\\u0000-\\u001f\\u007f]*$': re.compile('^[^\\u0000-\\u001f\\u007f]*\\Z')
+    '^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])': re.compile('^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])')
 }
 
 NoneType = type(None)
@@ -63,7 +63,7 @@ def validate(data, custom_formats={}, name_prefix=None):
                                     data__targets_value__projectId_len = len(data__targets_value__projectId)
                                     if data__targets_value__projectId_len < 1:
                                         raise JsonSchemaValueException("invalid")
-                                    if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*$'].search(data__targets_value__projectId):
+                                    if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__targets_value__projectId):
                                         raise JsonSchemaValueException("invalid")
                             if "projectIdEnv" in data__targets_value_keys:
                                 data__targets_value_keys.remove("projectIdEnv")
@@ -74,7 +74,7 @@ def validate(data, custom_formats={}, name_prefix=None):
                                     data__targets_value__projectIdEnv_len = len(data__targets_value__projectIdEnv)
                                     if data__targets_value__projectIdEnv_len < 1:
                                         raise JsonSchemaValueException("invalid")
-                                    if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*$'].search(data__targets_value__projectIdEnv):
+                                    if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__targets_value__projectIdEnv):
                                         raise JsonSchemaValueException("invalid")
                             if "managementKeyEnv" in data__targets_value_keys:
                                 data__targets_value_keys.remove("managementKeyEnv")
@@ -85,7 +85,7 @@ def validate(data, custom_formats={}, name_prefix=None):
                                     data__targets_value__managementKeyEnv_len = len(data__targets_value__managementKeyEnv)
                                     if data__targets_value__managementKeyEnv_len < 1:
                                         raise JsonSchemaValueException("invalid")
-                                    if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*$'].search(data__targets_value__managementKeyEnv):
+                                    if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__targets_value__managementKeyEnv):
                                         raise JsonSchemaValueException("invalid")
                             if "managementKeyFile" in data__targets_value_keys:
                                 data__targets_value_keys.remove("managementKeyFile")
@@ -96,7 +96,7 @@ def validate(data, custom_formats={}, name_prefix=None):
                                     data__targets_value__managementKeyFile_len = len(data__targets_value__managementKeyFile)
                                     if data__targets_value__managementKeyFile_len < 1:
                                         raise JsonSchemaValueException("invalid")
-                                    if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*$'].search(data__targets_value__managementKeyFile):
+                                    if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__targets_value__managementKeyFile):
                                         raise JsonSchemaValueException("invalid")
                             if "baseUrl" in data__targets_value_keys:
                                 data__targets_value_keys.remove("baseUrl")
@@ -107,7 +107,7 @@ def validate(data, custom_formats={}, name_prefix=None):
                                     data__targets_value__baseUrl_len = len(data__targets_value__baseUrl)
                                     if data__targets_value__baseUrl_len < 1:
                                         raise JsonSchemaValueException("invalid")
-                                    if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*$'].search(data__targets_value__baseUrl):
+                                    if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__targets_value__baseUrl):
                                         raise JsonSchemaValueException("invalid")
                             if "paths" in data__targets_value_keys:
                                 data__targets_value_keys.remove("paths")
@@ -126,7 +126,7 @@ def validate(data, custom_formats={}, name_prefix=None):
                                             data__targets_value__paths_item_len = len(data__targets_value__paths_item)
                                             if data__targets_value__paths_item_len < 1:
                                                 raise JsonSchemaValueException("invalid")
-                                            if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*$'].search(data__targets_value__paths_item):
+                                            if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__targets_value__paths_item):
                                                 raise JsonSchemaValueException("invalid")
                             if "rate" in data__targets_value_keys:
                                 data__targets_value_keys.remove("rate")

@@ -13,7 +13,7 @@ JsonSchemaValuesException = JsonSchemaValueException
 
 
 REGEX_PATTERNS = {
-    '^[^\\u0000-\\u001f\\u007f]*$': re.compile('^[^\\u0000-\\u001f\\u007f]*\\Z')
+    '^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])': re.compile('^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])')
 }
 
 NoneType = type(None)
@@ -58,7 +58,7 @@ def validate(data, custom_formats={}, name_prefix=None):
                         data__defaults__id_len = len(data__defaults__id)
                         if data__defaults__id_len < 1:
                             raise JsonSchemaValueException("invalid")
-                        if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*$'].search(data__defaults__id):
+                        if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__defaults__id):
                             raise JsonSchemaValueException("invalid")
                 if "name" in data__defaults_keys:
                     data__defaults_keys.remove("name")
@@ -69,7 +69,7 @@ def validate(data, custom_formats={}, name_prefix=None):
                         data__defaults__name_len = len(data__defaults__name)
                         if data__defaults__name_len < 1:
                             raise JsonSchemaValueException("invalid")
-                        if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*$'].search(data__defaults__name):
+                        if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__defaults__name):
                             raise JsonSchemaValueException("invalid")
                 if "description" in data__defaults_keys:
                     data__defaults_keys.remove("description")
@@ -225,7 +225,7 @@ def validate(data, custom_formats={}, name_prefix=None):
                         data__defaults__boundUserId_len = len(data__defaults__boundUserId)
                         if data__defaults__boundUserId_len < 1:
                             raise JsonSchemaValueException("invalid")
-                        if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*$'].search(data__defaults__boundUserId):
+                        if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__defaults__boundUserId):
                             raise JsonSchemaValueException("invalid")
                 if data__defaults_keys:
                     raise JsonSchemaValueException("invalid")
@@ -273,7 +273,7 @@ def validate(data, custom_formats={}, name_prefix=None):
                                 data__keys_item__id_len = len(data__keys_item__id)
                                 if data__keys_item__id_len < 1:
                                     raise JsonSchemaValueException("invalid")
-                                if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*$'].search(data__keys_item__id):
+                                if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__keys_item__id):
                                     raise JsonSchemaValueException("invalid")
                         if "name" in data__keys_item_keys:
                             data__keys_item_keys.remove("name")
@@ -284,7 +284,7 @@ def validate(data, custom_formats={}, name_prefix=None):
                                 data__keys_item__name_len = len(data__keys_item__name)
                                 if data__keys_item__name_len < 1:
                                     raise JsonSchemaValueException("invalid")
-                                if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*$'].search(data__keys_item__name):
+                                if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__keys_item__name):
                                     raise JsonSchemaValueException("invalid")
                         if "description" in data__keys_item_keys:
                             data__keys_item_keys.remove("description")
@@ -440,7 +440,7 @@ def validate(data, custom_formats={}, name_prefix=None):
                                 data__keys_item__boundUserId_len = len(data__keys_item__boundUserId)
                                 if data__keys_item__boundUserId_len < 1:
                                     raise JsonSchemaValueException("invalid")
-                                if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*$'].search(data__keys_item__boundUserId):
+                                if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__keys_item__boundUserId):
                                     raise JsonSchemaValueException("invalid")
                         if data__keys_item_keys:
                             raise JsonSchemaValueException("invalid")
@@ -491,7 +491,7 @@ def validate(data, custom_formats={}, name_prefix=None):
                         data__prune__namePrefix_len = len(data__prune__namePrefix)
                         if data__prune__namePrefix_len < 1:
                             raise JsonSchemaValueException("invalid")
-                        if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*$'].search(data__prune__namePrefix):
+                        if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__prune__namePrefix):
                             raise JsonSchemaValueException("invalid")
                 if "tenantIds" in data__prune_keys:
                     data__prune_keys.remove("tenantIds")
