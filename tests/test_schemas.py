@@ -48,14 +48,37 @@ def _copy_of_compiled(tmp_path: Any) -> Path:
     return compiled
 
 
+def _generate_into_copies(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The generator's outputs copied under tmp_path and its targets pointed there: a test never writes
+    into the tree, which the other tests (run in parallel) read. → the copy of the compiled modules."""
+    for name in schemagen.TARGETS:
+        shutil.copy(schemagen.SCHEMAS / name, tmp_path / name)
+    monkeypatch.setattr(schemagen, "SCHEMAS", tmp_path)
+    compiled = _copy_of_compiled(tmp_path)
+    monkeypatch.setattr(schemagen, "COMPILED", compiled)
+    return compiled
+
+
+def test_writing_up_to_date_schemas_touches_no_file(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make schemas` twice: the second run rewrites nothing (a rewrite truncates the file a moment
+    under whoever reads it, and changes its time for make and editors)."""
+    _generate_into_copies(tmp_path, monkeypatch)
+    files = sorted(path for path in Path(tmp_path).rglob("*") if path.is_file())
+    before = [path.stat().st_mtime_ns for path in files]
+    assert schemagen.main(["--write"]) == 0
+    assert [path.stat().st_mtime_ns for path in files] == before
+    assert "wrote" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("change", ["edited", "missing", "left over"])
 def test_generator_check_mode_detects_a_stale_compiled_validator(
     change: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The generated validators are part of the schemas: an edit, a missing module or one that checks no
     schema in use fails `make check-schemas`; `make schemas` puts each back as generated."""
-    compiled = _copy_of_compiled(tmp_path)
-    monkeypatch.setattr(schemagen, "COMPILED", compiled)
+    compiled = _generate_into_copies(tmp_path, monkeypatch)
     desired = compiled / "desired.py"
     generated = desired.read_text(encoding="utf-8")
     if change == "edited":

@@ -267,14 +267,14 @@ def _write_or_check(targets: dict[Path, Callable[[], str]], write: bool) -> int:
     stale = 0
     for target, generate in targets.items():
         generated = generate()
-        if write:
+        if target.exists() and target.read_text(encoding="utf-8") == generated:
+            print(f"{target.name} is up to date")
+        elif write:  # only then: a file rewritten with the same bytes is truncated a moment for its readers
             target.write_text(generated, encoding="utf-8")
             print(f"wrote {target}")
-        elif not target.exists() or target.read_text(encoding="utf-8") != generated:
+        else:
             print(f"{target} is stale: run `make schemas` and commit the result", file=sys.stderr)
             stale = 1
-        else:
-            print(f"{target.name} is up to date")
     return stale
 
 
