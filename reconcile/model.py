@@ -45,6 +45,8 @@ STRING_FIELDS = frozenset({"name", "description"})
 
 @dataclass(frozen=True)
 class SourceLocation:
+    """Where a key is written: its desired file and the line of its `id` (of the item, without one)."""
+
     path: str
     line: int  # 1-based
     column: int = 1  # 1-based
@@ -107,6 +109,8 @@ class PruneScope:
 
 @dataclass(frozen=True)
 class DesiredState:
+    """Every desired file together: the keys they manage, and the prune scopes they own."""
+
     keys: tuple[DesiredKey, ...]
     prune: tuple[PruneScope, ...] = ()
 

@@ -56,6 +56,8 @@ def _reason(error: BaseException) -> str:
 
 @dataclass(frozen=True)
 class ParsedFile:
+    """One file read: its values as YAML 1.2 says, and (on demand) where each of them is."""
+
     path: str
     sha256: str
     data: Any

@@ -28,6 +28,8 @@ _PLAIN_TAGS = frozenset((*CORE_FORMS, yaml12.STR, yaml12.SEQ, yaml12.MAP))
 
 @dataclass(frozen=True)
 class Problem:
+    """A problem the node checks found (an explicit tag, an alias cycle or bomb), located."""
+
     line: int  # 1-based
     column: int
     message: str

@@ -30,6 +30,8 @@ def bulk() -> Iterator[None]:
 
 @dataclass
 class RunClock:
+    """One run's id, start and seconds per phase (the report's `run`)."""
+
     mode: str
     # 128 random bits, as uuid4().hex but without importing uuid (and platform): validate makes one too.
     run_id: str = field(default_factory=lambda: os.urandom(16).hex())

@@ -13,6 +13,8 @@ from reconcile.model import DesiredFile, DesiredState
 
 @dataclass(frozen=True)
 class LoadedDesired:
+    """The desired state, the files it came from (with their checksums), and every problem found."""
+
     state: DesiredState
     files: tuple[DesiredFile, ...]
     diagnostics: tuple[Diagnostic, ...]

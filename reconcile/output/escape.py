@@ -26,9 +26,9 @@ from typing import Any
 # characters (marks, embeddings, overrides, isolates: "Trojan Source"), and what UTF-8 or YAML
 # cannot hold (lone surrogates, U+FFFE and U+FFFF).
 _CONTROLS = "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]"
-_CONTROL = re.compile(_CONTROLS)
 # GitHub's runner also reads the legacy `##[command]` anywhere in a line.
 _UNSAFE = re.compile(f"{_CONTROLS}|##\\[")
+_KEPT_IN_JSON = ("\n", "##[")  # the indentation's line breaks; `##[` commands only what is printed, not a file
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "##[": "\\x23#["}
 # Backslash-escaped in Markdown text: what opens code, emphasis, links, HTML, entities, math,
 # strikethrough or a table cell.
@@ -94,12 +94,17 @@ def gh_property(value: object) -> str:
     return gh_data(value).replace(":", "%3A").replace(",", "%2C")
 
 
+def _json_escape(match: re.Match[str]) -> str:
+    found = match.group()
+    return found if found in _KEPT_IN_JSON else f"\\u{ord(found):04x}"
+
+
 def json_value(value: Any, *, sort_keys: bool = False, indent: int | None = None) -> str:
     """JSON (so also YAML), on one line unless `indent`; every control or direction character as a
     `\\u` escape (outside strings JSON holds none, so the document reads back the same)."""
     text = json.dumps(value, ensure_ascii=False, sort_keys=sort_keys, indent=indent)
     # json.dumps escapes C0 in strings itself: a raw line break is the indentation's
-    return _CONTROL.sub(lambda match: match.group() if match.group() == "\n" else f"\\u{ord(match.group()):04x}", text)
+    return _UNSAFE.sub(_json_escape, text)
 
 
 def json_document(value: Any) -> str:
