@@ -54,7 +54,7 @@ def test_import_contracts_hold() -> None:
         ("reconcile/plan/diff.py", "from pathlib import Path", "The plan is pure"),
         ("reconcile/plan/diff.py", "from reconcile.apply import executor", "Stages are layered"),
         ("reconcile/output/text.py", "import httpx", "Only the client layer speaks HTTP"),
-        ("reconcile/emulator/store.py", "from reconcile.desired import loader", "The emulator is a separate server"),
+        ("reconcile/emulator/store.py", "from reconcile.desired import validation", "The emulator is a separate"),
         ("reconcile/apply/issue.py", "from reconcile.secrets import vault", "Only the sinks read a secret"),
         ("reconcile/secrets/sinks.py", "from reconcile.apply import journal", "Stages are layered"),
     ],

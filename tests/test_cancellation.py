@@ -100,6 +100,8 @@ def test_the_first_signal_cancels_the_request_in_flight(
     assert code == 1, stderr
     assert took < HELD_SECONDS / 2, f"waited {took:.1f}s for the answer instead of cancelling"
     assert "interrupted" in stderr and "Traceback" not in stderr
+    # One account of the requests in flight, and the true one: cancelled, not "finished".
+    assert stderr.count("interrupted: ") <= 1 and "finished" not in stderr, stderr
     if command in ("plan", "apply"):
         report = load_report(tmp_path / "report.json")
         assert report["run"]["interrupted"] is True

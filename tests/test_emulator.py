@@ -13,6 +13,7 @@ import httpx
 import pytest
 from descope import AssociatedTenant, DescopeClient
 
+from reconcile.desired.loader import ParsedFile, parse_text
 from reconcile.emulator.__main__ import load_seed
 
 
@@ -132,6 +133,23 @@ def test_seed_is_read_as_yaml_1_2(tmp_path: Path) -> None:
     assert load_seed(_write(tmp_path / "empty.yaml", "keys:\n")) == {"keys": [], "tenants": {}}
 
 
+# A scalar in a seed reads as it reads in a desired file: one reader, YAML 1.2 (the seed once read
+# `1_000` as 1000 and refused a tab after a colon, as YAML 1.1 does).
+SEED_SCALARS = ["1_000", "0b101", "0o17", "017", "0x1F", "+0x1F", ".iNf", "yes", "on", "~", "2024-01-01", "'1_000'"]
+
+
+def test_a_seed_reads_as_the_desired_files_do(emulator_process: Any, tmp_path: Path) -> None:
+    claims = "".join(f"      c{i}: {scalar}\n" for i, scalar in enumerate(SEED_SCALARS))
+    key = f"  - id: K1\n    name:\tx\n    customClaims:\n{claims}"
+    seed = _write(tmp_path / "seed.yaml", f"keys:\n{key}")
+    desired = parse_text("d.yaml", f"version: 1\nkeys:\n{key}".encode())
+    assert isinstance(desired, ParsedFile) and not desired.problems
+    served = httpx.get(emulator_process("--seed", str(seed)) + "/_emulator/keys").json()["keys"][0]
+    assert served["name"] == "x"
+    assert served["customClaims"] == desired.data["keys"][0]["customClaims"]
+    assert served["customClaims"]["c0"] == "1_000"
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
@@ -141,8 +159,8 @@ def _write(path: Path, text: str) -> Path:
     ("name", "text", "message"),
     [
         ("missing.yaml", None, "cannot read the seed"),
-        ("broken.yaml", "keys: [", "not a valid YAML file: YAML parse error at line 1"),
-        ("twice.yaml", "keys: []\nkeys: []\n", "duplicate mapping key"),
+        ("broken.yaml", "keys: [", ":2:1: YAML syntax error"),
+        ("twice.yaml", "keys: []\nkeys: []\n", ":2:1: duplicate key 'keys'"),
         ("broken.json", "{", "not a valid JSON file"),
         ("list.yaml", "- id: K1\n", "a seed is a mapping with a `keys` list"),
         ("tenants.yaml", "tenants: {T1: 5}\n", "a `tenants` mapping of id to name"),

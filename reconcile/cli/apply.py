@@ -256,7 +256,7 @@ async def run(args: argparse.Namespace) -> int:
     if refusal is not None:
         raise refusal
     if session.interrupted:
-        log.error("interrupted: requests in flight were cancelled and nothing more was sent; see the report")
+        changes.say_interrupted()
         return ExitCode.FAILURE
     log_failures(_failures(result, outcome))
     failed = outcome is not None and any(r.outcome is not r.plan.outcome.done for r in outcome.results)

@@ -97,6 +97,9 @@ async def run_changes(
             sinks.close()
     if outcome.fatal is not None:
         log.error("error: %s; the run stopped, nothing more was sent", outcome.fatal)
-    if outcome.interrupted:
-        log.error("interrupted: in-flight calls finished, the rest were not sent")
     return outcome
+
+
+def say_interrupted() -> None:
+    """The last line of a run a signal stopped (after its report): what became of the requests."""
+    log.error("interrupted: requests in flight were cancelled and nothing more was sent; see the report")

@@ -75,5 +75,8 @@ async def run(args: argparse.Namespace) -> int:
             recovery=recover,
         )
     write_outputs(args, report, clock)
+    if session.interrupted:
+        changes.say_interrupted()
+        return ExitCode.FAILURE
     failed = outcome is not None and any(r.outcome is not r.plan.outcome.done for r in outcome.results)
     return ExitCode.FAILURE if plan.errors or failed else ExitCode.OK

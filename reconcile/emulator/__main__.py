@@ -15,8 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml_rs
-
+from reconcile.desired.loader import parse_text
 from reconcile.emulator.config import (
     FAULT_KINDS,
     EmulatorConfig,
@@ -73,16 +72,23 @@ def one_line(error: BaseException) -> str:
 def load_seed(path: Path) -> dict[str, Any]:
     """`{"keys": [...], "tenants": {tenantId: name}}` from a JSON or YAML 1.2 file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise SeedError(f"{path}: cannot read the seed: {getattr(error, 'strerror', None) or error}") from None
-    try:
-        # YAML 1.2, as the desired-state files are read: `yes` stays a string, dates stay text.
-        data = json.loads(text) if path.suffix == ".json" else yaml_rs.loads(text, parse_datetime=False)
-    except ValueError as error:  # JSONDecodeError and YAMLDecodeError both are
-        raise SeedError(
-            f"{path}: not a valid {'JSON' if path.suffix == '.json' else 'YAML'} file: {one_line(error)}"
-        ) from None
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as error:
+            raise SeedError(f"{path}: not a valid JSON file: {one_line(error)}") from None
+    else:
+        # Read exactly as the desired files are (the same reader, not a look-alike): YAML 1.2, so
+        # `yes` and `1_000` stay strings, a tab may follow a colon, dates stay text.
+        parsed = parse_text(str(path), raw, expected="a seed")
+        if isinstance(parsed, list) or parsed.problems:
+            first = (parsed if isinstance(parsed, list) else parsed.problems)[0]
+            raise SeedError(f"{first.path}:{first.line}:{first.column}: {first.message}")
+        data = parsed.data
     keys = data.get("keys") if isinstance(data, dict) else None
     tenants = data.get("tenants") if isinstance(data, dict) else None
     tenants_ok = tenants is None or (
