@@ -1,4 +1,4 @@
-"""Where the JSON Schemas are, and validators for them (compiled once per process).
+"""Where the JSON Schemas are, and validators for them.
 
 Two validators per schema, one meaning: `validator` (jsonschema, draft 2020-12) explains every
 error with its path; `is_valid` only says yes or no, ~10x faster, for the common case where
