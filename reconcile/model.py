@@ -183,6 +183,53 @@ def normalize_field(name: str, value: JSON) -> JSON:
     return value
 
 
+def _same_types(first: JSON, second: JSON) -> bool:
+    """Of two equal JSON values (`==`), whether every value has the same type in both."""
+    if type(first) is not type(second):
+        return False
+    if type(first) is dict:
+        return all(_same_types(value, second[key]) for key, value in first.items())
+    if type(first) is list:
+        return all(map(_same_types, first, second))
+    return True
+
+
+def _exactly(first: JSON, second: JSON) -> bool:
+    """The same JSON value to the letter, types included (`true` is not `1`, nor `1.0` `1`)."""
+    return bool(first == second) and _same_types(first, second)
+
+
+def _same_tenants(wanted: JSON, present: JSON) -> bool:
+    """The same tenants and roles in the same order (the server's `tenantName` is not compared)."""
+    return (
+        type(wanted) is list
+        and type(present) is list
+        and len(wanted) == len(present)
+        and all(
+            type(mine) is dict
+            and type(theirs) is dict
+            and _exactly(mine.get("tenantId"), theirs.get("tenantId"))
+            and _exactly(mine.get("roleNames"), theirs.get("roleNames"))
+            for mine, theirs in zip(wanted, present, strict=True)
+        )
+    )
+
+
+def same_field(name: str, wanted: JSON, present: JSON) -> bool:
+    """Whether `normalize_field` would find the two equal, told cheaply for the common case where
+    both are spelled alike (most keys of a big project are in sync): True only when that is sure;
+    False means "compare the normal forms", not "different"."""
+    if name == "keyTenants":
+        return _same_tenants(wanted, present)
+    if name in SET_FIELDS and type(wanted) is list and type(present) is list and len(wanted) == len(present):
+        # Strings only (a string equals nothing else); the same entries in another order too (a file
+        # sorts them, the server may not).
+        if not all(type(item) is str for item in wanted):
+            return False
+        return wanted == present or (all(type(item) is str for item in present) and sorted(wanted) == sorted(present))
+    return _exactly(wanted, present)
+
+
 def canonical_value(name: str, value: JSON) -> JSON:
     """A deterministic, JSON-ready rendering of a field for reports, request bodies and exports
     (one entry per normal form: an export holds no two spellings of one address)."""

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 import yaml_rs
 
-from reconcile.desired import yaml12, yamlcheck
+from reconcile.desired import keyindex, yaml12, yamlcheck
 from reconcile.errors import ConfigError
 
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -91,6 +91,9 @@ class ParsedFile:
         keys = self.data.get("keys") if isinstance(self.data, dict) else None
         count = len(keys) if isinstance(keys, list) else 0
         if self.root is None:
+            indexed = keyindex.key_positions(self.text, keys if isinstance(keys, list) else [])
+            if indexed is not None:
+                return indexed
             positions = yamlcheck.key_id_positions(self.text)  # cheaper than composing nodes
             if positions is not None and len(positions) == count:
                 return positions
