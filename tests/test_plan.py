@@ -204,7 +204,9 @@ def test_export_then_plan_is_in_sync_for_odd_server_values(start_emulator: Any, 
     assert planned.code == 0, planned.output
 
 
-_json_scalars = st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([1.0, 2.0, 0.5]) | st.sampled_from("ab")
+_json_scalars = (
+    st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([1.0, 2.0, 0.5]) | st.sampled_from("ab")
+)
 _json = st.recursive(
     _json_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("xy"), inner, max_size=2)
 )
