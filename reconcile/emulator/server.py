@@ -22,7 +22,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
@@ -84,16 +84,21 @@ class Call:
     headers: Mapping[str, str]
     body: Any
     emulator: Emulator
+    hooks: tuple[Hook, ...] = ()  # the hooks that see it next, the emulator's own answer after them
+    fault: str | None = None
 
     def forward(self, body: Any = None, *, fault: str | None = None) -> Answer:
-        """The emulator's own answer, made as for any request (auth, limits, faults, the work): to
-        this request, or to it with `body` instead of its own; with `fault` (one of FAULT_KINDS),
-        that fault instead of `fault_rate`'s draw, injected as any fault is."""
-        body = self.body if body is None else body
-        return self.emulator.answer(self.method, self.path, self.query, self.headers, body, fault=fault)
+        """The answer of the next hook or, after the last, the emulator's own, made as for any
+        request (auth, limits, faults, the work): to this request, or to it with `body` instead of
+        its own; with `fault` (one of FAULT_KINDS), that fault instead of `fault_rate`'s draw,
+        injected as any fault is."""
+        call = replace(self, body=self.body if body is None else body, fault=fault or self.fault)
+        if call.hooks:
+            return call.hooks[0](replace(call, hooks=call.hooks[1:]))
+        return self.emulator.answer(call.method, call.path, call.query, call.headers, call.body, fault=call.fault)
 
 
-Hook = Callable[[Call], Answer]
+Hook = Callable[["Call"], Answer]
 
 
 class _Route(NamedTuple):
@@ -211,19 +216,17 @@ class Emulator:
             else:
                 self._hooks[path] = hook
 
-    def _hook_for(self, path: str) -> Hook | None:
+    def _hooks_for(self, path: str) -> tuple[Hook, ...]:
+        """The hooks that see a request to `path`, most specific first: its own, then prefixes, longest first."""
         with self._lock:
-            exact = self._hooks.get(path)
-            prefixes = (h for p, h in self._hooks.items() if p.endswith("*") and path.startswith(p[:-1]))
-            return exact or next(prefixes, None)
+            found = [(len(p) + 1, h) for p, h in self._hooks.items() if p == path]
+            found += [(len(p), h) for p, h in self._hooks.items() if p.endswith("*") and path.startswith(p[:-1])]
+        return tuple(hook for _, hook in sorted(found, key=lambda item: -item[0]))
 
     # --- request handling ---------------------------------------------------------------
     def respond(self, method: str, path: str, query: str, headers: Mapping[str, str], body: Any) -> Answer:
-        """The answer the client gets: a test's hook for this path, if there is one, else `answer`."""
-        hook = self._hook_for(path)
-        if hook is None:
-            return self.answer(method, path, query, headers, body)
-        return hook(Call(method, path, query, headers, body, self))
+        """The answer the client gets: through the tests' hooks on this path, if any, else `answer`."""
+        return Call(method, path, query, headers, body, self, self._hooks_for(path)).forward()
 
     def answer(
         self, method: str, path: str, query: str, headers: Mapping[str, str], body: Any, *, fault: str | None = None
