@@ -13,13 +13,7 @@ import pytest
 
 from reconcile.emulator import Answer, Call
 from tests.conftest import cli_env, load_report, run_cli, write_desired
-from tests.support import start_process
-
-UPDATE = "/v1/mgmt/accesskey/update"
-
-
-def fleet(count: int) -> list[dict[str, Any]]:
-    return [{"id": f"K{i:03d}", "name": f"key-{i}"} for i in range(count)]
+from tests.support import UPDATE, fleet, start_process
 
 
 def renaming(keys: list[dict[str, Any]], changes: int) -> list[dict[str, Any]]:
