@@ -256,6 +256,7 @@ def test_pre_commit_hook_runs_validate_on_the_whole_folder() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.network
 def test_pre_commit_hook_from_a_consumer_repository(tmp_path: Path) -> None:
     """`pre-commit try-repo` installs the hook as a consumer's pre-commit does: from git, at a commit.
     It is given this repository's HEAD, so it tests the committed code (uncommitted changes are not
