@@ -20,6 +20,7 @@ from tests.conftest import cli_env, load_report, run_cli, write_desired
 from tests.support import SEARCH, UPDATE, start_process
 
 KEYS = [{"id": f"K{i:03d}", "name": f"key-{i}", "roleNames": ["reader"]} for i in range(6)]
+pytestmark = pytest.mark.slow  # processes and signals, or waits of seconds
 HELD_SECONDS = 8.0  # how long the server sits on the held request (the defect: the CLI waited it out)
 
 

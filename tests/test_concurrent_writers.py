@@ -42,6 +42,7 @@ def wait_until_locked(state: Path, timeout: float = 30) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_two_applies_at_once_never_lose_an_update(start_emulator: Any, tmp_path: Path) -> None:
     """Both start at once: the first to take the lock reads, and is held there until the other has
     given up, so the two runs overlap whatever the machine's load."""
@@ -93,6 +94,7 @@ def test_a_saved_plan_applied_after_another_apply_changed_its_key_is_refused(
     assert len([r for r in emulator.requests if r.path == UPDATE]) == 1
 
 
+@pytest.mark.slow
 def test_a_second_apply_refuses_naming_the_first_or_waits_for_it(start_emulator: Any, tmp_path: Path) -> None:
     emulator = start_emulator(KEYS)
     gate = threading.Event()

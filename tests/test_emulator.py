@@ -211,6 +211,7 @@ def test_bad_switches_are_usage_errors(args: list[str], message: str) -> None:
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_run_time_switches_over_http(emulator_process: Any) -> None:
     url = emulator_process("--audit-key-id-in", "externalIds")
     config = httpx.get(url + "/_emulator/config").json()["config"]

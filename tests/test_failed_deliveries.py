@@ -27,6 +27,7 @@ def _limited() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, LIMIT))
 
 
+@pytest.mark.slow
 def test_a_secrets_file_that_fills_up_mid_line_keeps_every_later_line_whole(
     start_emulator: Any, tmp_path: Path
 ) -> None:
@@ -53,6 +54,7 @@ def test_a_secrets_file_that_fills_up_mid_line_keeps_every_later_line_whole(
     assert exchange(emulator, lines[-1]["cleartext"]) == 200
 
 
+@pytest.mark.slow
 def test_a_create_that_lands_after_the_name_was_looked_for_is_flagged_by_the_next_run(
     start_emulator: Any, tmp_path: Path
 ) -> None:

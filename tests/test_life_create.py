@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from reconcile.emulator import Answer, Call
@@ -158,6 +159,7 @@ def test_a_failing_secrets_command_reports_the_key_created_and_how_to_recover(
     assert run_cli([*args[:6]], cli_env(emulator)).code == 0  # settled
 
 
+@pytest.mark.slow
 def test_kill_between_create_and_delivery_is_flagged_by_the_next_run(start_emulator: Any, tmp_path: Path) -> None:
     emulator = start_emulator(PROJECT)
     folder = write_desired(tmp_path / "d", [NEW]).parent
@@ -240,6 +242,7 @@ def test_a_key_created_inactive_is_deactivated_once_its_secret_is_delivered(
     assert run_cli(["plan", str(folder)], cli_env(emulator)).code == 0
 
 
+@pytest.mark.slow
 def test_a_create_cancelled_in_flight_by_a_signal_is_flagged_not_resent(start_emulator: Any, tmp_path: Path) -> None:
     emulator = start_emulator(PROJECT)
     made = threading.Event()

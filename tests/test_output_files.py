@@ -200,6 +200,7 @@ def test_the_step_summary_is_checked_before_any_request_and_never_followed(
     assert emulator.store.load("K1")["name"] == "one"
 
 
+@pytest.mark.slow
 def test_a_summary_swollen_by_a_huge_value_still_fits_a_github_step_summary(
     start_emulator: Any, tmp_path: Path
 ) -> None:

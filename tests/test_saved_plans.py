@@ -126,6 +126,7 @@ def _wait_for(condition: Any, timeout: float = 20) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_interrupted_keys_say_what_was_sent(start_emulator: Any, tmp_path: Path) -> None:
     """K000's update fails (503) and is being retried; K001's status change was made, its update not
     sent: when the run is interrupted, neither may be reported as simply "not sent"."""

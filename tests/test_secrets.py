@@ -77,6 +77,7 @@ def echoing_auth(emulator: Emulator, *, fail_updates: bool = False) -> list[str]
     return sent
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("accepted", [True, False], ids=["key-accepted", "key-rejected"])
 def test_sentinel_key_never_appears_in_any_output(start_emulator: Any, tmp_path: Path, accepted: bool) -> None:
     emulator = start_emulator(

@@ -207,6 +207,7 @@ def test_target_option_touches_only_its_own(start_emulator: Any, tmp_path: Path)
     )
 
 
+@pytest.mark.slow
 def test_no_management_key_crosses_targets(start_emulator: Any, tmp_path: Path) -> None:
     """Distinct sentinel keys; servers that fail often and quote the credentials in their errors. Each
     server sees only its own key; neither key is in any byte the tool writes."""
@@ -400,6 +401,7 @@ def test_validate_every_target(start_emulator: Any, tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_a_signal_stops_every_target(start_emulator: Any, tmp_path: Path) -> None:
     many = [{"id": f"K{i}", "name": f"k{i}"} for i in range(40)]
     projects = Projects(start_emulator, tmp_path, (many, many), latency_ms=150)
@@ -444,6 +446,7 @@ def test_the_readme_config_is_valid_and_validate_stays_offline(tmp_path: Path) -
     assert done.stdout.splitlines()[-1] == "0 False False", done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_a_target_that_overwrote_a_change_is_named_so_in_the_combined_summaries(
     start_emulator: Any, tmp_path: Path
 ) -> None:

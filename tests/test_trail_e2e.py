@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from reconcile.emulator import Answer, Call, Window
 from reconcile.emulator.config import actor_id_for
@@ -154,6 +155,7 @@ def test_a_403_on_audit_search_leaves_every_command_working(start_emulator: Any,
     assert emulator.store.load("K1")["name"] == "new"
 
 
+@pytest.mark.slow
 def test_a_console_change_between_the_read_and_the_write_is_reported_overwritten(
     start_emulator: Any, tmp_path: Path
 ) -> None:
@@ -237,6 +239,7 @@ def test_throttled_or_strange_audit_answers_degrade_with_the_same_exit_code(
     assert [r.status for r in audit_requests(emulator)] == [200, 429], "a 429 is not retried: no minute's wait"
 
 
+@pytest.mark.slow
 def test_the_drift_workflow_job_summary_says_who_changed_what(start_emulator: Any, tmp_path: Path) -> None:
     """drift.yml's own steps, through the action's run step: plan and audit both write the section."""
     emulator = start_emulator([{"id": "K1", "name": "reviewed"}])
@@ -250,6 +253,7 @@ def test_the_drift_workflow_job_summary_says_who_changed_what(start_emulator: An
         assert "by U2alice from 203.0.113.7 (not this tool)" in run.summary, name
 
 
+@pytest.mark.slow
 def test_an_occurred_no_date_can_show_degrades_instead_of_crashing(tmp_path: Path) -> None:
     """A server that ignores `from`/`to` and sends a time past year 9999 (or before 1970): every
     command still ends as it would have, attribution unavailable, no traceback."""

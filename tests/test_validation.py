@@ -276,6 +276,7 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(document=st.one_of(json_values, st.fixed_dictionaries({"version": st.just(1), "keys": st.lists(json_values)})))
 def test_arbitrary_structures_never_crash(document: Any) -> None:
@@ -284,6 +285,7 @@ def test_arbitrary_structures_never_crash(document: Any) -> None:
         assert diagnostic.line >= 1 and diagnostic.message
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(raw=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
 def test_arbitrary_bytes_never_crash(raw: bytes) -> None:
@@ -302,6 +304,7 @@ def test_fuzzed_cli_ends_with_exit_1_and_a_message_never_a_traceback(tmp_path: P
     }
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw=st.binary(max_size=300) | json_values.map(lambda value: json.dumps(value).encode()))
 def test_the_command_line_always_ends_with_an_exit_code_never_a_traceback(raw: bytes) -> None:
