@@ -7,6 +7,7 @@ import logging
 
 from reconcile.cli.common import load, print_diagnostics
 from reconcile.cli.options import NO_PATHS, PATHS_HELP, Parser, add_command, desired_options, targets_options
+from reconcile.cli.policy import add_policy_option, check_files, configured, wanted
 from reconcile.errors import ExitCode, UsageError
 
 log = logging.getLogger("reconcile")
@@ -23,18 +24,22 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP)
     parser.add_argument(
         "--format",
-        choices=("text", "github", "json"),
+        choices=("text", "github", "json", "sarif"),
         default="text",
-        help="text: path:line:col: error: ...; github: workflow annotations; json: a list",
+        help="text: path:line:col: error: ...; github: workflow annotations; json: a list; "
+        "sarif: SARIF 2.1.0 for GitHub code scanning",
     )
+    add_policy_option(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if not args.paths:
         raise UsageError(NO_PATHS)
+    if wanted(args) and (policy := configured(args)) is not None:
+        return check_files(args, policy, load(args, args.format))
     loaded = load(args, args.format)
-    if args.format == "json":
-        print_diagnostics([], args.format)  # `[]`; within a target's run, part of the combined list
+    if args.format in ("json", "sarif"):
+        print_diagnostics([], args.format)  # nothing found; within a target's run, part of the combined output
     log.info("%d file(s), %d key(s): valid", len(loaded.files), len(loaded.state.keys))
     return ExitCode.OK
