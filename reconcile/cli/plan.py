@@ -19,6 +19,7 @@ from reconcile.cli.options import (
     targets_options,
     trail_options,
 )
+from reconcile.cli.policy import add_policy_option, check_changes, configured, wanted
 from reconcile.cli.remote import Target, connect, log_failures, settings, trail_settings, write_outputs
 from reconcile.errors import ExitCode, Interrupted, UsageError
 from reconcile.files import write_private_atomically
@@ -53,6 +54,7 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         help="save the plan for `apply --plan FILE` (a plan with keys in error is saved, and apply refuses it)",
     )
     max_changes_option(parser, "warn when apply would refuse this plan (with the same --max-changes)")
+    add_policy_option(parser)
     parser.set_defaults(handler=run)
 
 
@@ -72,6 +74,7 @@ async def run(args: argparse.Namespace) -> int:
     clock = RunClock("plan")
     with bulk():
         loaded = load(args, clock=clock)  # any validation error: no network call at all
+        policy = configured(args) if wanted(args) else None
         # nor when a result could not be written, or would overwrite a desired file
         check_outputs(args, "--out", "--report", "--summary", inputs=desired_inputs(loaded))
         async with connect(args) as (session, target):
@@ -88,6 +91,9 @@ async def run(args: argparse.Namespace) -> int:
                 with clock.phase("attribution"):
                     trail = await attribute_plan(session, result, trail_settings(args))
                 show(args, render_plan(result, verbose=args.verbose > 0, trail=trail))
+                refusal = check_changes(args, policy, result, observed, clock.started)
+                if refusal is not None:
+                    show(args, f"Warning: apply would refuse this plan (exit 1): {refusal}.\n")
                 safety = assess(result, args.max_changes)
                 if safety.exceeded:
                     show(args, f"Warning: apply would refuse this plan (exit 3): {safety.describe()}.\n")

@@ -8,16 +8,21 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconcile.cli.common import print_diagnostics, show
 from reconcile.cli.context import current_target
-from reconcile.errors import ExitCode, UsageError, ValidationFailed
+from reconcile.errors import ExitCode, PolicyRefused, UsageError, ValidationFailed
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
     from reconcile.job.load import LoadedDesired
+    from reconcile.model import DesiredState
+    from reconcile.plan.diff import Plan
     from reconcile.policy.findings import Finding
     from reconcile.policy.policy import Policy
 
@@ -103,13 +108,70 @@ def check_files(args: argparse.Namespace, policy: Policy, loaded: LoadedDesired)
     return ExitCode.FAILURE if failing else ExitCode.OK
 
 
-def show_plan_findings(args: argparse.Namespace, findings: Sequence[Finding]) -> None:
-    """plan and apply: the violations the changes would introduce, and those already there."""
-    if not findings:
-        return
+def check_changes(
+    args: argparse.Namespace, policy: Policy | None, plan: Plan, observed: Iterable[Mapping[str, Any]], now: datetime
+) -> PolicyRefused | None:
+    """plan and apply: show the violations the changes would introduce and those the keys already have;
+    the refusal apply makes when a change introduces an error no waiver covers."""
+    if policy is None:
+        return None
+    from reconcile.job.policy import check_plan  # noqa: PLC0415
     from reconcile.output.policy import summary, text_lines  # noqa: PLC0415
 
-    show(args, "\n".join(["", "Policy:", *(f"  {line}" for line in text_lines(findings)), summary(findings), ""]))
+    findings = check_plan(policy, plan, observed, now)
+    if findings:
+        show(args, "\n".join(["", "Policy:", *(f"  {line}" for line in text_lines(findings)), summary(findings), ""]))
+    blocking = sorted({item.key for item in findings if item.status == "introduced" and item.failing})
+    if not blocking:
+        return None
+    return PolicyRefused(
+        f"policy: the changes to {len(blocking)} key(s) would introduce error-level violations "
+        f"({', '.join(blocking)}): fix the desired files, or waive the rule beside the key (`waivers:`)"
+    )
+
+
+@dataclass(frozen=True)
+class AuditViolations:
+    markdown: str = ""
+    failing: int = 0
+
+
+def audit_policy(
+    args: argparse.Namespace,
+    policy: Policy | None,
+    audit: dict[str, Any],
+    observed: Iterable[Mapping[str, Any]],
+    *,
+    desired: DesiredState,
+    now: datetime,
+) -> AuditViolations:
+    """audit: every key of the project against the policy (unmanaged ones too): a `policy` section in
+    the JSON (counts per rule, each violation), in the Markdown, and `--sarif FILE`."""
+    if policy is None:
+        return AuditViolations()
+    from reconcile.apply.journal import read_records  # noqa: PLC0415
+    from reconcile.files import write_private_atomically  # noqa: PLC0415
+    from reconcile.job.policy import check_live  # noqa: PLC0415
+    from reconcile.output import policy as rendering  # noqa: PLC0415
+    from reconcile.output.escape import json_document, text_block  # noqa: PLC0415
+    from reconcile.policy.findings import counts, failing  # noqa: PLC0415
+    from reconcile.policy.rotation import last_rotations  # noqa: PLC0415
+
+    rotated = last_rotations(read_records(args.journal)) if args.journal and args.journal.is_file() else {}
+    findings = check_live(policy, observed, desired, now, rotated)
+    audit["policy"] = {"counts": counts(findings), "violations": rendering.records(findings)}
+    if args.sarif:
+        write_private_atomically(args.sarif, json_document(sarif_log(findings, policy)), mode=0o644)
+    return AuditViolations(text_block(rendering.markdown(findings)), len(failing(findings, args.fail_on)))
+
+
+def rotation_age(args: argparse.Namespace) -> int:
+    """`rotate --due`: the policy's `max-key-age` in days."""
+    policy = configured(args)
+    rule = next((rule for rule in (policy.rules if policy else ()) if rule.id == "max-key-age"), None)
+    if rule is None:
+        raise UsageError("--due needs a policy with `max-key-age` (--policy FILE, or the config's `policy:`)")
+    return int(rule.settings["days"])
 
 
 def fail_on(text: str) -> tuple[str, ...]:

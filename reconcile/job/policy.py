@@ -16,6 +16,7 @@ from reconcile.plan.diff import Plan
 from reconcile.policy.changes import plan_verdict
 from reconcile.policy.findings import Finding, Where, finding
 from reconcile.policy.policy import Policy
+from reconcile.policy.rotation import secret_since
 from reconcile.policy.rules import Context, KeyPath
 
 
@@ -64,16 +65,17 @@ def check_live(
     observed: Iterable[Mapping[str, Any]],
     desired: DesiredState,
     now: datetime,
-    secret_since: Mapping[str, float] | None = None,
+    rotated: Mapping[str, float] | None = None,
 ) -> list[Finding]:
-    """Every key of the project (unmanaged ones too), with the waivers of the desired key naming it."""
+    """Every key of the project (unmanaged ones too), with the waivers of the desired key naming it;
+    `rotated`: the latest rotation of each key the journal proves."""
     by_id = {key.id: key for key in desired.keys if key.id is not None}
     by_name = {str(key.fields.get("name")): key for key in desired.keys if key.id is None}
     found = []
     for live in observed:
         key_id = str(live.get("id"))
         desired_key = by_id.get(key_id) or by_name.get(str(live.get("name")))
-        context = Context(now, live=True, secret_since=(secret_since or {}).get(key_id))
+        context = Context(now, live=True, secret_since=secret_since(live, rotated or {}))
         waivers = desired_key.waivers if desired_key else ()
         source = desired_key.source if desired_key else None
         where: Where = (source.path, source.line, source.column, "") if source else ("", 0, 0, "")
