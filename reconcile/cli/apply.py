@@ -17,19 +17,21 @@ from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
     add_command,
+    add_policy_option,
     audit_event_options,
     desired_options,
     execution_options,
     max_changes_option,
     non_negative_float,
     parsed,
+    policy_wanted,
     remote_options,
     report_options,
     secrets_options,
     targets_options,
     trail_options,
 )
-from reconcile.cli.policy import add_policy_option, check_changes, configured, wanted
+from reconcile.cli.policy import check_changes, configured
 from reconcile.cli.remote import connect, log_failures, settings, trail_settings, write_outputs
 from reconcile.errors import ExitCode, Interrupted, PolicyRefused, SafetyThresholdExceeded, UsageError
 from reconcile.files import read_input
@@ -225,7 +227,7 @@ async def run(args: argparse.Namespace) -> int:
     clock = RunClock("apply")
     with bulk():
         loaded = load(args, clock=clock) if args.paths else None  # before any credentials or network
-    policy = configured(args) if wanted(args) else None
+    policy = configured(args) if policy_wanted(args) else None
     changes.check_outputs(args, loaded)
     recover = changes.recovery(args)
     async with connect(args) as (session, target):

@@ -11,14 +11,16 @@ from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
     add_command,
+    add_policy_option,
     desired_options,
     non_negative_int,
     parsed,
+    policy_wanted,
     remote_options,
     targets_options,
     trail_options,
 )
-from reconcile.cli.policy import add_policy_option, audit_policy, configured, fail_on, wanted
+from reconcile.cli.policy import audit_policy, configured, fail_on
 from reconcile.cli.remote import connect, trail_settings
 from reconcile.errors import ExitCode
 from reconcile.files import write_private_atomically
@@ -78,7 +80,7 @@ async def run(args: argparse.Namespace) -> int:
     with bulk():
         loaded = load(args) if args.paths else None
         desired = loaded.state if loaded else DesiredState(keys=())
-        policy = configured(args) if wanted(args) else None
+        policy = configured(args) if policy_wanted(args) else None
         check_outputs(args, "--out", "--summary", "--sarif", inputs=desired_inputs(loaded))
         async with connect(args) as (session, target):
             observed = await fetch_keys(session)

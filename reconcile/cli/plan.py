@@ -12,14 +12,16 @@ from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
     add_command,
+    add_policy_option,
     desired_options,
     max_changes_option,
+    policy_wanted,
     remote_options,
     report_options,
     targets_options,
     trail_options,
 )
-from reconcile.cli.policy import add_policy_option, check_changes, configured, wanted
+from reconcile.cli.policy import check_changes, configured
 from reconcile.cli.remote import Target, connect, log_failures, settings, trail_settings, write_outputs
 from reconcile.errors import ExitCode, Interrupted, UsageError
 from reconcile.files import write_private_atomically
@@ -74,7 +76,7 @@ async def run(args: argparse.Namespace) -> int:
     clock = RunClock("plan")
     with bulk():
         loaded = load(args, clock=clock)  # any validation error: no network call at all
-        policy = configured(args) if wanted(args) else None
+        policy = configured(args) if policy_wanted(args) else None
         # nor when a result could not be written, or would overwrite a desired file
         check_outputs(args, "--out", "--report", "--summary", inputs=desired_inputs(loaded))
         async with connect(args) as (session, target):

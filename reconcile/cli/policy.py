@@ -10,7 +10,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconcile.cli.common import print_diagnostics, show
@@ -30,15 +29,6 @@ log = logging.getLogger("reconcile")
 SEVERITY_CHOICES = ("error", "warning")
 
 
-def add_policy_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--policy",
-        type=Path,
-        metavar="FILE",
-        help="the rules keys must follow (docs/policy.md), for runs without a config; with one, its `policy:`",
-    )
-
-
 def configured(args: argparse.Namespace) -> Policy | None:
     """`--policy FILE`, else the target's policy from the config; None when neither says one."""
     target = getattr(args, "target_config", None)
@@ -53,12 +43,6 @@ def configured(args: argparse.Namespace) -> Policy | None:
         print_diagnostics(problems, getattr(args, "format", "text"))
         raise ValidationFailed(len(problems))
     return policy
-
-
-def wanted(args: argparse.Namespace) -> bool:
-    """Whether this run may have a policy, without reading it (so that nothing is imported for none)."""
-    target = getattr(args, "target_config", None)
-    return args.policy is not None or (target is not None and target.policy is not None)
 
 
 def sarif_log(findings: Sequence[Finding], policy: Policy | None) -> dict[str, Any]:

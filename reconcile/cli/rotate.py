@@ -13,6 +13,7 @@ from reconcile.cli.common import show
 from reconcile.cli.options import (
     Parser,
     add_command,
+    add_policy_option,
     execution_options,
     positive_int,
     remote_options,
@@ -20,7 +21,7 @@ from reconcile.cli.options import (
     secrets_options,
     targets_options,
 )
-from reconcile.cli.policy import add_policy_option, rotation_age
+from reconcile.cli.policy import rotation_age
 from reconcile.cli.remote import connect, settings, write_outputs
 from reconcile.errors import ExitCode, UsageError
 from reconcile.job.clock import RunClock

@@ -6,8 +6,16 @@ import argparse
 import logging
 
 from reconcile.cli.common import load, print_diagnostics
-from reconcile.cli.options import NO_PATHS, PATHS_HELP, Parser, add_command, desired_options, targets_options
-from reconcile.cli.policy import add_policy_option, check_files, configured, wanted
+from reconcile.cli.options import (
+    NO_PATHS,
+    PATHS_HELP,
+    Parser,
+    add_command,
+    add_policy_option,
+    desired_options,
+    policy_wanted,
+    targets_options,
+)
 from reconcile.errors import ExitCode, UsageError
 
 log = logging.getLogger("reconcile")
@@ -36,8 +44,11 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.paths:
         raise UsageError(NO_PATHS)
-    if wanted(args) and (policy := configured(args)) is not None:
-        return check_files(args, policy, load(args, args.format))
+    if policy_wanted(args):  # (only then is any of the policy imported: validate runs on every commit)
+        from reconcile.cli.policy import check_files, configured  # noqa: PLC0415
+
+        if (policy := configured(args)) is not None:
+            return check_files(args, policy, load(args, args.format))
     loaded = load(args, args.format)
     if args.format in ("json", "sarif"):
         print_diagnostics([], args.format)  # nothing found; within a target's run, part of the combined output

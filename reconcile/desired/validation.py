@@ -266,8 +266,8 @@ def _waivers(item: Mapping[str, Any]) -> tuple[Waiver, ...]:
     return tuple(
         Waiver(entry["rule"], entry["reason"], entry["until"], index)
         for index, entry in enumerate(waivers if isinstance(waivers, list) else [])
-        if isinstance(entry, dict)
-    )
+        if isinstance(entry, dict) and all(isinstance(entry.get(name), str) for name in ("rule", "reason", "until"))
+    )  # (an incomplete one is the schema's to report: the state is not used then)
 
 
 def located(parsed: ParsedFile, path: Sequence[str | int], message: str, *, key: bool = False) -> Diagnostic:

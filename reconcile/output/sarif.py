@@ -85,3 +85,10 @@ def render_sarif(findings: Sequence[Finding], rules: Sequence[RuleInfo], levels:
             }
         ],
     }
+
+
+def combine(logs: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Several targets' logs → one, a run per target, each its own category for code scanning (which
+    would otherwise take one run for another)."""
+    runs = [{**log["runs"][0], "automationDetails": {"id": f"descope-reconcile/{name}/"}} for name, log in logs]
+    return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": runs}
