@@ -17,6 +17,7 @@ import yaml
 
 from reconcile.cli import main
 from reconcile.emulator import Emulator
+from reconcile.schemas.validators import POLICY_SCHEMA, is_valid, validator
 from tests.conftest import CliResult
 from tests.lifecycle import writes
 
@@ -203,7 +204,8 @@ def test_a_waiver_needs_a_reason_and_a_real_day_and_stays_beside_its_key(cli: An
     folder = desired(tmp_path, keys, defaults={"waivers": [{"rule": "x", "reason": "r", "until": FUTURE}]})
     result = cli(["validate", str(folder)])
     assert result.code == 1
-    assert "'reason' is required [keys[0].waivers[0]]" in result.stderr and "`2030-02-30` is not a day of the calendar" in result.stderr
+    assert "'reason' is required [keys[0].waivers[0]]" in result.stderr
+    assert "`2030-02-30` is not a day of the calendar" in result.stderr
     assert "`defaults` cannot set `waivers`: each key states its own" in result.stderr
 
 
@@ -471,3 +473,25 @@ def test_rotate_due_rotates_exactly_the_keys_past_the_age(cli: Any, start_emulat
     assert second.code == 0, second.output
     assert [r.body for r in writes(emulator)] == [{"id": "K1"}, {"id": "K2"}]
     assert cli(base, emulator).code == 0 and len(writes(emulator)) == 2  # nothing due any more
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        {},
+        {"rules": {"expiry-required": True, "max-lifetime": {"days": 365}, "forbidden-ips": {}}},
+        {"rules": {"max-lifetime": {"days": 0}}},
+        {"rules": {"max-lifetime": True}},
+        {"rules": {"name-pattern": False, "allowed-roles": {"tenants": {"*": ["a"]}}}},
+        {"rules": {"allowed-roles": {}}},
+        {"rules": {"description-required": {"severity": "info"}}},
+        {"rules": {"nope": True}},
+        {"custom": [{"id": "a-b", "description": "d", "schema": True}]},
+        {"custom": [{"id": "A", "description": "d", "schema": {}}]},
+        {"custom": [{"id": "a\n", "description": "d", "schema": {}}]},
+        {"custom": [{"id": "a", "description": "d"}]},
+        [],
+    ],
+)
+def test_the_compiled_policy_check_agrees_with_jsonschema(section: Any) -> None:
+    assert is_valid(POLICY_SCHEMA, section) == validator(POLICY_SCHEMA).is_valid(section)
