@@ -31,7 +31,7 @@ from reconcile.output.targets import TargetOutcome, render_targets_markdown, ren
 log = logging.getLogger("reconcile")
 PATTERN = "{target}"
 # Options naming a file: one per target, from a pattern (required with several targets).
-PER_TARGET_FILES = ("report", "out", "journal", "plan", "secrets_out")
+PER_TARGET_FILES = ("report", "out", "journal", "plan", "secrets_out", "sarif")
 _SETTING_DESTS = {camel: dest for dest, camel in SETTING_NAMES.items()}
 
 Run = tuple[TargetOutcome, argparse.Namespace]

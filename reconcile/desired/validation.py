@@ -115,7 +115,7 @@ def _schema_messages(error: ValidationError) -> list[tuple[list[str | int], str,
     if error.instance is None:
         return [(path, _null_message(path), False)]
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        refused = {"id"} if path == ["defaults"] else set()  # known, but said by the `not` above
+        refused = {"id", "waivers"} if path == ["defaults"] else set()  # known, but said by the `not` above
         known = [name for name in _known_fields(error) if name not in refused]
         results: list[tuple[list[str | int], str, bool]] = []
         for name in sorted(set(error.instance) - set(known) - refused, key=str):
