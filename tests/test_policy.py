@@ -20,6 +20,7 @@ from reconcile.emulator import Emulator
 from reconcile.schemas.validators import POLICY_SCHEMA, is_valid, validator
 from tests.conftest import CliResult
 from tests.lifecycle import writes
+from tests.test_hostile import HOSTILE, UNSAFE, assert_inert, assert_markdown_inert
 
 SARIF_SCHEMA = json.loads((Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text(encoding="utf-8"))
 DAY = 86_400
@@ -495,3 +496,26 @@ def test_rotate_due_rotates_exactly_the_keys_past_the_age(cli: Any, start_emulat
 )
 def test_the_compiled_policy_check_agrees_with_jsonschema(section: Any) -> None:
     assert is_valid(POLICY_SCHEMA, section) == validator(POLICY_SCHEMA).is_valid(section)
+
+
+def test_hostile_names_stay_text_in_every_policy_output(cli: Any, start_emulator: Any, tmp_path: Path) -> None:
+    emulator = start_emulator([{"id": "U1", "name": HOSTILE, "description": HOSTILE}])
+    rules = {"name-pattern": {"pattern": "[a-z]+"}, "required-attributes": {"names": ["owner"]}}
+    policy = str(policy_file(tmp_path, rules))
+    sarif = tmp_path / "audit.sarif"
+    audited = cli(["audit", "--policy", policy, "--sarif", str(sarif)], emulator)
+    assert audited.code == 0 and "name-pattern" in audited.stdout
+    assert_markdown_inert(audited.stdout, "audit stdout", stream=True)
+    assert_inert(audited.stderr, "audit stderr")
+    text = sarif.read_text(encoding="utf-8")
+    assert UNSAFE.search(text) is None  # every control a JSON escape
+    assert HOSTILE in json.loads(text)["runs"][0]["results"][0]["message"]["text"]  # the data, exactly
+    # In a desired file a name may hold no C0 control, but bidi overrides, separators and commands:
+    named = HOSTILE.replace("\u001b", "").replace("\r", "").replace("\n", " ").replace("\x7f", "")
+    folder = str(desired(tmp_path, [{"id": "K1", "name": named}]).parent)
+    for output_format in ("text", "github"):
+        result = cli(["validate", "--policy", policy, "--format", output_format, folder])
+        assert result.code == 1
+        assert_inert(result.stderr, f"validate --format {output_format} stderr")
+        for line in result.stdout.splitlines():
+            assert line.startswith("::error file=") and UNSAFE.search(line) is None and "\n::" not in line, line
