@@ -18,7 +18,7 @@ import yaml
 from reconcile.cli import main
 from reconcile.emulator import Emulator
 from reconcile.schemas.validators import POLICY_SCHEMA, is_valid, validator
-from tests.conftest import CliResult
+from tests.conftest import CliResult, load_report
 from tests.lifecycle import writes
 from tests.test_hostile import HOSTILE, UNSAFE, assert_inert, assert_markdown_inert
 
@@ -360,6 +360,9 @@ def test_apply_refuses_a_change_that_introduces_an_error_and_allows_a_waived_one
     refused = cli(["apply", "--policy", policy, "--report", str(tmp_path / "r.json"), folder], emulator)
     assert refused.code == 1 and "would introduce error-level violations (K1)" in refused.stderr
     assert writes(emulator) == []
+    section = load_report(tmp_path / "r.json")["policy"]  # the report says why, against its schema
+    assert section["refused"] is True and section["counts"] == {"forbidden-ips": {"error": 2}}
+    assert sorted((v["key"], v["status"]) for v in section["violations"]) == [("K1", "introduced"), ("K2", "existing")]
     # K2, already in violation and changed only in its description, is reported, never blocked:
     folder = str(desired(tmp_path, _keys(["10.0.0.0/8"])).parent)
     done = cli(["apply", "--policy", policy, folder], emulator)

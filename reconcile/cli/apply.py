@@ -239,7 +239,7 @@ async def run(args: argparse.Namespace) -> int:
             with bulk():
                 result, files, observed = await _plan_to_apply(session, clock, loaded, saved)
             show(args, render_plan(result, verbose=args.verbose > 0))
-            policy_refusal = check_changes(args, policy, result, observed, clock.started)
+            verdict = check_changes(args, policy, result, observed, clock.started)
             unsettled = unsettled_secrets(changes.journal_file(args), observed)
             changes.warn_unsettled(unsettled, recover)
             safety = assess(result, args.max_changes)
@@ -251,7 +251,7 @@ async def run(args: argparse.Namespace) -> int:
                 safety=safety,
                 recover=recover,
                 project_id=target.project_id,
-                policy=policy_refusal,
+                policy=verdict.refusal,
             )
         provenance = savedplan.provenance(saved, str(args.plan), clock.started) if saved else None
         report = make_report(
@@ -269,6 +269,7 @@ async def run(args: argparse.Namespace) -> int:
             unsettled=unsettled,
             recovery=recover,
         )
+    verdict.add_to(report)
     write_outputs(args, report, clock)
     if trail.event is not None and trail.event.warning:
         log.warning("warning: %s", trail.event.reason)

@@ -21,7 +21,7 @@ from reconcile.cli.options import (
     targets_options,
     trail_options,
 )
-from reconcile.cli.policy import check_changes, configured
+from reconcile.cli.policy import ChangesVerdict, check_changes, configured
 from reconcile.cli.remote import Target, connect, log_failures, settings, trail_settings, write_outputs
 from reconcile.errors import ExitCode, Interrupted, UsageError
 from reconcile.files import write_private_atomically
@@ -81,6 +81,7 @@ async def run(args: argparse.Namespace) -> int:
         check_outputs(args, "--out", "--report", "--summary", inputs=desired_inputs(loaded))
         async with connect(args) as (session, target):
             trail: TrailFindings | None = None
+            verdict = ChangesVerdict()
             safety: Safety | None = None
             try:
                 with clock.phase("fetch"):
@@ -93,9 +94,9 @@ async def run(args: argparse.Namespace) -> int:
                 with clock.phase("attribution"):
                     trail = await attribute_plan(session, result, trail_settings(args))
                 show(args, render_plan(result, verbose=args.verbose > 0, trail=trail))
-                refusal = check_changes(args, policy, result, observed, clock.started)
-                if refusal is not None:
-                    show(args, f"Warning: apply would refuse this plan (exit 1): {refusal}.\n")
+                verdict = check_changes(args, policy, result, observed, clock.started)
+                if verdict.refusal is not None:
+                    show(args, f"Warning: apply would refuse this plan (exit 1): {verdict.refusal}.\n")
                 safety = assess(result, args.max_changes)
                 if safety.exceeded:
                     show(args, f"Warning: apply would refuse this plan (exit 3): {safety.describe()}.\n")
@@ -112,6 +113,7 @@ async def run(args: argparse.Namespace) -> int:
                 safety=safety,
                 trail=trail,
             )
+        verdict.add_to(report)
         write_outputs(args, report, clock)
     if session.interrupted:
         log.error("interrupted: the request in flight was cancelled; the plan is incomplete")

@@ -92,26 +92,39 @@ def check_files(args: argparse.Namespace, policy: Policy, loaded: LoadedDesired)
     return ExitCode.FAILURE if failing else ExitCode.OK
 
 
+@dataclass(frozen=True)
+class ChangesVerdict:
+    refusal: PolicyRefused | None = None  # what apply refuses
+    section: dict[str, Any] | None = None  # the report's `policy`
+
+    def add_to(self, report: dict[str, Any]) -> None:
+        if self.section is not None:
+            report["policy"] = self.section
+
+
 def check_changes(
     args: argparse.Namespace, policy: Policy | None, plan: Plan, observed: Iterable[Mapping[str, Any]], now: datetime
-) -> PolicyRefused | None:
+) -> ChangesVerdict:
     """plan and apply: show the violations the changes would introduce and those the keys already have;
     the refusal apply makes when a change introduces an error no waiver covers."""
     if policy is None:
-        return None
+        return ChangesVerdict()
     from reconcile.job.policy import check_plan  # noqa: PLC0415
-    from reconcile.output.policy import summary, text_lines  # noqa: PLC0415
+    from reconcile.output.policy import records, summary, text_lines  # noqa: PLC0415
+    from reconcile.policy.findings import counts  # noqa: PLC0415
 
     findings = check_plan(policy, plan, observed, now)
     if findings:
         show(args, "\n".join(["", "Policy:", *(f"  {line}" for line in text_lines(findings)), summary(findings), ""]))
     blocking = sorted({item.key for item in findings if item.status == "introduced" and item.failing})
+    section = {"counts": counts(findings), "violations": records(findings), "refused": bool(blocking)}
     if not blocking:
-        return None
-    return PolicyRefused(
+        return ChangesVerdict(None, section)
+    refusal = PolicyRefused(
         f"policy: the changes to {len(blocking)} key(s) would introduce error-level violations "
         f"({', '.join(blocking)}): fix the desired files, or waive the rule beside the key (`waivers:`)"
     )
+    return ChangesVerdict(refusal, section)
 
 
 @dataclass(frozen=True)
