@@ -94,6 +94,8 @@ def check_files(args: argparse.Namespace, policy: Policy, loaded: LoadedDesired)
 
 @dataclass(frozen=True)
 class ChangesVerdict:
+    """What the policy says of a plan's changes: apply's refusal, if any, and the report's section."""
+
     refusal: PolicyRefused | None = None  # what apply refuses
     section: dict[str, Any] | None = None  # the report's `policy`
 
@@ -129,6 +131,8 @@ def check_changes(
 
 @dataclass(frozen=True)
 class AuditViolations:
+    """The audit's policy section in Markdown, and how many violations fail the run (--fail-on)."""
+
     markdown: str = ""
     failing: int = 0
 
@@ -158,7 +162,7 @@ def audit_policy(
     findings = check_live(policy, observed, desired, now, rotated)
     audit["policy"] = {"counts": counts(findings), "violations": rendering.records(findings)}
     if args.sarif:
-        write_private_atomically(args.sarif, json_document(sarif_log(findings, policy)), mode=0o644)
+        write_private_atomically(args.sarif, json_document(sarif_log(findings, policy)))
     return AuditViolations(text_block(rendering.markdown(findings)), len(failing(findings, args.fail_on)))
 
 
