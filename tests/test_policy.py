@@ -180,7 +180,10 @@ def test_waivers_valid_expired_and_stale(cli: Any, tmp_path: Path) -> None:
         {
             "id": "K3",
             "description": "ok",
-            "waivers": [{"rule": "description-required", "reason": "x", "until": FUTURE}],
+            "waivers": [
+                {"rule": "description-required", "reason": "x", "until": FUTURE},
+                {"rule": "descripton-required", "reason": "a typo", "until": FUTURE},
+            ],
         },
     ]
     policy = policy_file(tmp_path, {"description-required": True})
@@ -192,6 +195,12 @@ def test_waivers_valid_expired_and_stale(cli: Any, tmp_path: Path) -> None:
         ("K2", "description-required", "error", "", "keys[1].description"),
         ("K2", "waiver-expired", "error", "", "keys[1].waivers[0]"),
         ("K3", "waiver-unused", "warning", "", "keys[2].waivers[0]"),
+        ("K3", "waiver-unused", "warning", "", "keys[2].waivers[1]"),
+    ]
+    unused = [f["message"] for f in findings(result) if f["rule"] == "waiver-unused"]
+    assert sorted(message.split(": ", 1)[1] for message in unused) == [
+        "the policy has no such rule; remove it",
+        "the rule does not fire on this key; remove it",
     ]
     valid_only = desired(tmp_path, keys[:1] + keys[2:])
     assert cli(["validate", "--policy", str(policy), str(valid_only)]).code == 0  # waived; stale only warns

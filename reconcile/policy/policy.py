@@ -42,6 +42,10 @@ class Policy:
     custom: tuple[CustomRule, ...] = ()
 
     @property
+    def ids(self) -> set[str]:
+        return {rule.id for rule in self.rules} | {rule.id for rule in self.custom}
+
+    @property
     def empty(self) -> bool:
         return not self.rules and not self.custom
 
@@ -58,8 +62,8 @@ class Policy:
 
     def catalog(self) -> list[RuleInfo]:
         """Every rule this policy can report, waivers' included."""
-        ids = [rule.id for rule in self.rules] + [rule.id for rule in self.custom]
-        return [self.info(rule_id) for rule_id in ids] + [WAIVER_EXPIRED, WAIVER_UNUSED]
+        ordered = [rule.id for rule in self.rules] + [rule.id for rule in self.custom]
+        return [self.info(rule_id) for rule_id in ordered] + [WAIVER_EXPIRED, WAIVER_UNUSED]
 
     @cached_property
     def _validators(self) -> dict[str, Draft202012Validator]:
@@ -90,7 +94,8 @@ class Policy:
                 )
                 problems.append(Violation(WAIVER_EXPIRED.id, ERROR, message, where))
             elif not any(v.rule == waiver.rule for v in found) and (context.live or waiver.rule not in live_only):
-                message = f"the waiver of `{waiver.rule}` waives nothing: the rule does not fire on this key; remove it"
+                why = "the rule does not fire on this key" if waiver.rule in self.ids else "the policy has no such rule"
+                message = f"the waiver of `{waiver.rule}` waives nothing: {why}; remove it"
                 problems.append(Violation(WAIVER_UNUSED.id, WARNING, message, where))
             else:
                 current.setdefault(waiver.rule, waiver)
