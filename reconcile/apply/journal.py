@@ -34,10 +34,16 @@ SECRET_EVENTS = ("requested", "issued", "delivered", "undelivered", "failed")
 
 @dataclass(frozen=True)
 class Project:
-    """Whose keys a journal's records are about."""
+    """Whose keys a journal's records are about (equal when they name one project on one server)."""
 
     id: str
     base_url: str
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Project) and (self.id, self.canonical_url) == (other.id, other.canonical_url)
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.canonical_url))
 
     @property
     def canonical_url(self) -> str:
@@ -169,7 +175,7 @@ def _other_projects_runs(records: Sequence[Mapping[str, Any]], project: Project)
         for record in records
         if record.get("type") == "start"
         and "projectId" in record
-        and (record.get("projectId"), record.get("baseUrl")) != (project.id, project.canonical_url)
+        and Project(str(record.get("projectId")), str(record.get("baseUrl"))) != project
     }
 
 
