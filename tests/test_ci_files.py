@@ -123,6 +123,8 @@ def test_every_other_action_is_pinned_to_a_commit_with_its_version() -> None:
         "actions/setup-python",
         "actions/upload-artifact",
         "actions/download-artifact",
+        "actions/cache/restore",
+        "actions/cache/save",
         "pypa/gh-action-pypi-publish",
     }
     assert all(len(versions) == 1 for versions in pins.values()), f"one pin per action: {pins}"
