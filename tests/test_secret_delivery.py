@@ -62,22 +62,28 @@ def test_the_secrets_command_gets_an_allow_listed_environment(start_emulator: An
     projects = Projects(start_emulator, tmp_path)
     seen = tmp_path / "seen.env"
     command = f"cat > /dev/null; env -0 > {seen}"
-    args = ["rotate", "--target", "prod", "--ids", "K7", "--report", "reports/{target}.json"]
+    args = ["rotate", "--target", "prod", "--ids", "K7", "--report", "reports/{target}.json", "--secrets-command"]
     environment = {"GH_TOKEN": "gh-token-1", "OTHER_TOKEN": "other-1", "DESCOPE_MANAGEMENT_KEY": DEV_KEY}
-    refused = projects.run([*args, "--secrets-command", command, "--secrets-command-env", "DEV_MGMT_KEY"])
-    assert refused.code == 64 and "--secrets-command-env DEV_MGMT_KEY" in refused.stderr, refused.output
-    assert projects.prod.recorded() == []  # refused before the first request
-    named = projects.run([*args, "--secrets-command", command, "--secrets-command-env", "DESCOPE_MANAGEMENT_KEY"])
-    assert named.code == 64 and "never handed to the secrets command" in named.stderr, named.output
 
-    result = projects.run([*args, "--secrets-command", command, "--secrets-command-env", "GH_TOKEN"], **environment)
+    def given() -> dict[str, str]:
+        return dict(item.split("=", 1) for item in seen.read_text().split("\0") if item)
+
+    result = projects.run([*args, command], **environment)  # dev's key variable is set too (Projects.env)
     assert result.code == 0, result.output
-    given = dict(item.split("=", 1) for item in seen.read_text().split("\0") if item)
-    assert given["GH_TOKEN"] == "gh-token-1" and given["KEY_ID"] == "K7" and given["KEY_NAME"] == "seven"
-    assert given["KEY_PROJECT_ID"] == "P2prod"
-    others = set(given) - BASICS - {"GH_TOKEN", "KEY_ID", "KEY_NAME", "KEY_PROJECT_ID"}
-    assert {name for name in others if not name.startswith("LC_")} == set()
-    assert DEV_KEY not in seen.read_text() and PROD_KEY not in seen.read_text()  # no target's key, no other value
+    assert given()["KEY_ID"] == "K7" and given()["KEY_NAME"] == "seven" and given()["KEY_PROJECT_ID"] == "P2prod"
+    others = set(given()) - BASICS - {"KEY_ID", "KEY_NAME", "KEY_PROJECT_ID"}
+    assert {name for name in others if not name.startswith("LC_")} == set()  # no DEV_MGMT_KEY, no OTHER_TOKEN
+    assert DEV_KEY not in seen.read_text() and PROD_KEY not in seen.read_text()
+
+    passed = projects.run([*args, command, "--secrets-command-env", "GH_TOKEN"], **environment)
+    assert passed.code == 0, passed.output
+    assert given()["GH_TOKEN"] == "gh-token-1" and "OTHER_TOKEN" not in given()
+    for source in ("DEV_MGMT_KEY", "DESCOPE_MANAGEMENT_KEY"):  # a variable a target reads its key from
+        before = len(projects.prod.recorded())
+        refused = projects.run([*args, command, "--secrets-command-env", source], **environment)
+        assert refused.code == 64 and f"--secrets-command-env {source}: " in refused.stderr, refused.output
+        assert "never handed to the secrets command" in refused.stderr
+        assert len(projects.prod.recorded()) == before  # refused before the first request
 
 
 def test_a_command_that_never_reads_its_secret_is_not_delivered(start_emulator: Any, tmp_path: Path) -> None:
