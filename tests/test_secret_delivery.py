@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from reconcile.emulator import Emulator
+from reconcile.output.recovery import Recovery
 from tests.conftest import CliResult, cli_env, load_report, run_cli, write_desired
 from tests.lifecycle import exchange, journal, secret_lines, writes
 from tests.test_targets import DEV_KEY, PROD_KEY, Projects
@@ -351,3 +352,12 @@ def test_the_example_apply_workflow_names_a_sink_and_keeps_the_journal() -> None
     assert restored and saved and steps.index(restored[0]) < steps.index(applied) < steps.index(saved[0])
     assert journal_path in restored[0]["with"]["path"] and journal_path in saved[0]["with"]["path"]
     assert saved[0].get("if") == "always()"
+
+
+def test_a_recovery_from_an_older_journal_never_repeats_its_inline_command() -> None:
+    older = ["--secrets-out", "/abs/s.jsonl", "--secrets-command", "curl -H 'Bearer inline-token-123' x"]
+    command = Recovery((), "/abs/r.json.journal.jsonl").command("K1", older)
+    assert command == (
+        "descope-reconcile rotate --ids K1 --secrets-out /abs/s.jsonl --secrets-command CMD "
+        "--journal /abs/r.json.journal.jsonl"
+    )

@@ -30,6 +30,13 @@ def sink_options(out: Path | None, command: str | None, environment: Sequence[st
     return tuple(words)
 
 
+def _without_inline_command(options: Sequence[str]) -> tuple[str, ...]:
+    """`CMD` for the command, also in the sinks of a journal written before the command was kept out."""
+    return tuple(
+        COMMAND_PLACEHOLDER if index and options[index - 1] == COMMAND else word for index, word in enumerate(options)
+    )
+
+
 @dataclass(frozen=True)
 class Recovery:
     sink_options: tuple[str, ...]  # this run's sinks, as options (see sink_options)
@@ -41,7 +48,7 @@ class Recovery:
     ) -> str:
         """Into this run's sinks, else those of the run that issued the secret (`earlier_sinks`);
         `delivered_to`: the sinks that took it (a partial delivery), whose copy must not be killed."""
-        sinks = tuple(self.sink_options or earlier_sinks)
+        sinks = _without_inline_command(self.sink_options or earlier_sinks)
         if OUT in delivered_to:
             return self._hand_over(key_id, name, sinks)
         if COMMAND in delivered_to:
