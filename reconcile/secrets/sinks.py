@@ -240,8 +240,8 @@ class SecretsCommand:
                 raise DeliveryFailed(f"--secrets-command could not start: {error.strerror or error}") from None
             os.close(error_write)
             error_write = -1
-            exchange = self._exchange(process, value.encode(), write_end, error_read)
-            write_end = -1  # closed by the exchange
+            stdin, write_end = write_end, -1  # the exchange closes it, whatever happens (never twice)
+            exchange = self._exchange(process, value.encode(), stdin, error_read)
             exchange.unread += _pending(read_end)
         finally:
             for fd in (read_end, write_end, error_read, error_write):
@@ -257,24 +257,26 @@ class SecretsCommand:
                 "bytes left unread on its standard input)"
             )
 
-    def _exchange(self, process: subprocess.Popen[bytes], data: bytes, write_end: int, error_read: int) -> _Exchange:
-        """The secret to the command's stdin, its stderr's end kept, until it exits (or is killed at
-        the timeout). Not until its stderr closes: a daemon it started may hold that open for ever."""
+    def _exchange(self, process: subprocess.Popen[bytes], data: bytes, stdin: int, error_read: int) -> _Exchange:
+        """The secret to the command's stdin (closed here, whatever happens), its stderr's end kept,
+        until it exits (or is killed at the timeout). Not until its stderr closes: a daemon it started
+        may hold that open for ever."""
         exchange = _Exchange()
         deadline = time.monotonic() + self.timeout
-        os.set_blocking(write_end, False)
-        os.set_blocking(error_read, False)
-        with selectors.DefaultSelector() as selector, _exit_signal(process.pid) as exited:
-            selector.register(error_read, selectors.EVENT_READ)
-            if exited is not None:
-                selector.register(exited, selectors.EVENT_READ)
-            writing = bool(data)
-            if writing:
-                selector.register(write_end, selectors.EVENT_WRITE)
-            else:
-                os.close(write_end)
-            try:
+        stdin_open = True
+        try:
+            os.set_blocking(stdin, False)
+            os.set_blocking(error_read, False)
+            with selectors.DefaultSelector() as selector, _exit_signal(process.pid) as exited:
+                selector.register(error_read, selectors.EVENT_READ)
+                if exited is not None:
+                    selector.register(exited, selectors.EVENT_READ)
+                selector.register(stdin, selectors.EVENT_WRITE)
                 while process.poll() is None:
+                    if stdin_open and not data:  # all written: the command reads to its end
+                        selector.unregister(stdin)
+                        os.close(stdin)
+                        stdin_open = False
                     left = deadline - time.monotonic()
                     if left <= 0:
                         _kill(process)
@@ -282,19 +284,15 @@ class SecretsCommand:
                     for key, _ in selector.select(left if exited is not None else min(left, _POLL)):
                         if key.fd == error_read and not _read_into(error_read, exchange):
                             selector.unregister(error_read)
-                        elif key.fd == write_end and writing:
-                            data = data[_write(write_end, data) :]
-                            if not data:
-                                selector.unregister(write_end)
-                                os.close(write_end)
-                                writing = False
-            finally:
-                if writing:
-                    os.close(write_end)
-            for _ in range(_STDERR_KEPT // 4096):  # what is there now; never wait for more
-                if not _read_into(error_read, exchange):
-                    break
-        exchange.unread = len(data) if writing else 0
+                        elif key.fd == stdin and stdin_open:
+                            data = data[_write(stdin, data) :]
+                for _ in range(_STDERR_KEPT // 4096):  # what is there now; never wait for more
+                    if not _read_into(error_read, exchange):
+                        break
+        finally:
+            if stdin_open:
+                os.close(stdin)
+        exchange.unread = len(data)
         return exchange
 
     def _excerpt(self, exchange: _Exchange) -> str:
