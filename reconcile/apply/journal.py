@@ -79,10 +79,11 @@ class Journal:
         start: dict[str, Any] = {"type": "start", "runId": run_id, "at": now_iso(), "sinks": list(sinks)}
         if project is not None:
             start |= {"projectId": project.id, "baseUrl": project.canonical_url}
+        self._lines = JsonLines(path)  # never through a link, 0600 even if it existed
         try:
-            self._lines = JsonLines(path)  # never through a link, 0600 even if it existed
             self._lines.append(json.dumps(start, sort_keys=True), durable=True)
         except OSError as error:  # before anything was sent
+            self._lines.close()
             raise ConfigError(f"journal {path}: cannot be written: {error.strerror or error}") from None
 
     def _write(self, record: Mapping[str, Any], *, durable: bool = False) -> bool:
