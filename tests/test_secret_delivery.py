@@ -354,7 +354,7 @@ def test_the_example_apply_workflow_names_a_sink_and_keeps_the_journal() -> None
     saved = [step for step in steps if step.get("uses", "").startswith("actions/cache/save")]
     assert restored and saved and steps.index(restored[0]) < steps.index(applied) < steps.index(saved[0])
     assert journal_path in restored[0]["with"]["path"] and journal_path in saved[0]["with"]["path"]
-    assert saved[0].get("if") == "always()"
+    assert saved[0]["if"].startswith("always()")  # a failed apply's journal above all
 
 
 def test_a_recovery_from_an_older_journal_never_repeats_its_inline_command() -> None:
