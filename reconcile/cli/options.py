@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -307,10 +308,25 @@ def secrets_options() -> Parser:
     group.add_argument(
         "--secrets-command",
         metavar="CMD",
-        help="run the shell command CMD once per new secret: the secret on its stdin only, KEY_ID and KEY_NAME "
-        "in its environment (e.g. 'gh secret set DESCOPE_CI_KEY'); give both options for both sinks",
+        help="run the shell command CMD once per new secret: the secret on its stdin only (delivered when it "
+        "read all of it and exited 0), KEY_ID and KEY_NAME in its environment (e.g. 'gh secret set "
+        "DESCOPE_CI_KEY'); give both options for both sinks",
+    )
+    group.add_argument(
+        "--secrets-command-env",
+        action="append",
+        type=environment_name,
+        metavar="NAME",
+        help="hand the environment variable NAME to --secrets-command (repeatable; e.g. GH_TOKEN): it gets only "
+        "PATH, HOME, TMPDIR, the locale and KEY_* otherwise, and never a management key",
     )
     return group
+
+
+def environment_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an environment variable's name")
+    return text
 
 
 def add_command(
@@ -327,3 +343,18 @@ def add_command(
     sub.add_argument("-v", "--verbose", action="count", default=0, help="more detail on stderr (-vv: debug)")
     sub.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr, nothing on stdout")
     return sub
+
+
+def add_policy_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="the rules keys must follow (docs/policy.md), for runs without a config; with one, its `policy:`",
+    )
+
+
+def policy_wanted(args: argparse.Namespace) -> bool:
+    """Whether this run may have a policy, without reading it (so that nothing is imported for none)."""
+    target = getattr(args, "target_config", None)
+    return args.policy is not None or (target is not None and target.policy is not None)

@@ -25,12 +25,13 @@ from reconcile.cli.options import SETTING_NAMES
 from reconcile.client.redact import redactor
 from reconcile.config.targets import Config, TargetConfig, load_config
 from reconcile.errors import ReconcileError, UsageError, ValidationFailed, most_severe
+from reconcile.output.escape import json_value
 from reconcile.output.targets import TargetOutcome, render_targets_markdown, render_targets_text
 
 log = logging.getLogger("reconcile")
 PATTERN = "{target}"
 # Options naming a file: one per target, from a pattern (required with several targets).
-PER_TARGET_FILES = ("report", "out", "journal", "plan", "secrets_out")
+PER_TARGET_FILES = ("report", "out", "journal", "plan", "secrets_out", "sarif")
 _SETTING_DESTS = {camel: dest for dest, camel in SETTING_NAMES.items()}
 
 Run = tuple[TargetOutcome, argparse.Namespace]
@@ -38,7 +39,9 @@ Run = tuple[TargetOutcome, argparse.Namespace]
 
 def run_targets(args: argparse.Namespace, path: Path) -> int | Coroutine[Any, Any, int]:
     """The command once per selected target of the config at `path`."""
-    runs = _runs(args, _selected(_load(path, args), args.targets or []))
+    config = _load(path, args)
+    _refuse_credentials_to_the_sink(args, config)
+    runs = _runs(args, _selected(config, args.targets or []))
     if inspect.iscoroutinefunction(args.handler):
         return _run_concurrently(args, runs)
     for outcome, target_args in runs:  # offline (validate): one after the other
@@ -53,6 +56,18 @@ def _load(path: Path, args: argparse.Namespace) -> Config:
         print_diagnostics(problems, getattr(args, "format", "text"))
         raise ValidationFailed(len(problems))
     return config
+
+
+def _refuse_credentials_to_the_sink(args: argparse.Namespace, config: Config) -> None:
+    """No variable any target reads its management key from is handed to the secrets command, whichever
+    targets run (their keys are not all read, so their values could not be recognised)."""
+    sources = {target.management_key_env for target in config.targets.values()}
+    named = [name for name in getattr(args, "secrets_command_env", None) or () if name in sources]
+    if named:
+        raise UsageError(
+            f"--secrets-command-env {', '.join(named)}: {config.path} reads a management key from it; a management "
+            "key's source is never handed to the secrets command; nothing was sent"
+        )
 
 
 def _selected(config: Config, names: Sequence[str]) -> list[TargetConfig]:
@@ -139,7 +154,11 @@ async def _run_concurrently(args: argparse.Namespace, runs: Sequence[Run]) -> in
 def _finish(args: argparse.Namespace, outcomes: Sequence[TargetOutcome]) -> int:
     """The combined summaries (text on stdout, Markdown where --summary goes) and the exit code."""
     code = most_severe(outcome.code for outcome in outcomes)
-    if getattr(args, "format", "text") == "json":  # validate: stdout is one JSON list, every target's
+    if getattr(args, "format", "text") == "sarif":  # validate: one SARIF log, a run per target
+        from reconcile.output.sarif import combine  # noqa: PLC0415 (only for SARIF)
+
+        print(json_value(combine([(o.name, record["sarif"]) for o in outcomes for record in o.diagnostics]), indent=2))
+    elif getattr(args, "format", "text") == "json":  # validate: stdout is one JSON list, every target's
         records = [{"target": outcome.name, **record} for outcome in outcomes for record in outcome.diagnostics]
         print(json.dumps(records, indent=2))
     else:
