@@ -195,13 +195,22 @@ def normalize_field(name: str, value: JSON) -> JSON:
 
 
 def _same_types(first: JSON, second: JSON) -> bool:
-    """Of two equal JSON values (`==`), whether every value has the same type in both."""
-    if type(first) is not type(second):
+    """Of two equal JSON values (`==`), whether every value has the same type in both (loops, not
+    generators: this runs for every field of every key in sync)."""
+    kind = type(first)
+    if kind is not type(second):
         return False
-    if type(first) is dict:
-        return all(_same_types(value, second[key]) for key, value in first.items())
-    if type(first) is list:
-        return all(map(_same_types, first, second))
+    if kind is dict:
+        for key, value in first.items():
+            other = second[key]
+            inner = type(value)
+            if inner is not type(other) or ((inner is dict or inner is list) and not _same_types(value, other)):
+                return False
+    elif kind is list:
+        for value, other in zip(first, second, strict=True):
+            inner = type(value)
+            if inner is not type(other) or ((inner is dict or inner is list) and not _same_types(value, other)):
+                return False
     return True
 
 
@@ -212,18 +221,17 @@ def _exactly(first: JSON, second: JSON) -> bool:
 
 def _same_tenants(wanted: JSON, present: JSON) -> bool:
     """The same tenants and roles in the same order (the server's `tenantName` is not compared)."""
-    return (
-        type(wanted) is list
-        and type(present) is list
-        and len(wanted) == len(present)
-        and all(
-            type(mine) is dict
-            and type(theirs) is dict
-            and _exactly(mine.get("tenantId"), theirs.get("tenantId"))
+    if type(wanted) is not list or type(present) is not list or len(wanted) != len(present):
+        return False
+    for mine, theirs in zip(wanted, present, strict=True):
+        if type(mine) is not dict or type(theirs) is not dict:
+            return False
+        if not (
+            _exactly(mine.get("tenantId"), theirs.get("tenantId"))
             and _exactly(mine.get("roleNames"), theirs.get("roleNames"))
-            for mine, theirs in zip(wanted, present, strict=True)
-        )
-    )
+        ):
+            return False
+    return True
 
 
 def same_field(name: str, wanted: JSON, present: JSON) -> bool:
