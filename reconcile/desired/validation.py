@@ -18,6 +18,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -212,6 +213,7 @@ def _ipv4_value(address: str) -> int | None:
     return first << 24 | second << 16 | third << 8 | fourth
 
 
+@lru_cache(maxsize=4096)  # a project's keys share their few ranges (an office, a CI runner pool)
 def _ip_problem(text: str) -> tuple[str | None, tuple[object, str] | None]:
     """Why `text` is not an IP address or CIDR range Descope can match (None when it is one), and
     what it means (the address by value, the prefix length as written: as `model.normal_ip`)."""
