@@ -1,0 +1,76 @@
+"""Attacks on policy as code (issue 22), through the real command line against the real emulator:
+hostile policies (catastrophic patterns, schemas that reach outside), the other path to the same
+result (saved plans), wrong shapes, SARIF outputs and `rotate --due` at its edges."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_policy import COMPLIANT, cli, desired, policy_file
+
+__all__ = ["cli"]
+
+
+def test_a_catastrophic_name_pattern_is_bounded_not_hung(cli: Any, tmp_path: Path) -> None:
+    """`(a+)+$` against `aaa…!` backtracks for ages in Python's engine: the run gives up on the match
+    in a bounded time and fails closed, saying why."""
+    policy = str(policy_file(tmp_path, {"name-pattern": {"pattern": "(a+)+$"}}))
+    folder = str(desired(tmp_path, [{**COMPLIANT, "name": "a" * 64 + "!"}, {**COMPLIANT, "id": "K2"}]).parent)
+    started = time.monotonic()
+    result = cli(["validate", "--policy", policy, "--format", "json", folder])
+    assert time.monotonic() - started < 20
+    assert result.code == 1
+    messages = [item["message"] for item in json.loads(result.stdout)]
+    assert len(messages) == 2 and all("backtracks without end" in message for message in messages)
+
+
+def _listening() -> tuple[socket.socket, list[str]]:
+    """A port that records and hangs up on whoever calls it."""
+    server, calls = socket.socket(), []
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def answer() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conversation, _ = server.accept()
+                calls.append("called")
+                conversation.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    return server, calls
+
+
+@pytest.mark.parametrize("kind", ["http", "file", "dangling", "deep"])
+def test_a_custom_schema_never_reaches_outside_itself(cli: Any, tmp_path: Path, kind: str) -> None:
+    """A custom rule's `$ref` to a URL or a file is refused where it is written (nothing fetched, no
+    traceback), as is one pointing nowhere, or a schema nested deep enough to exhaust the validator."""
+    server, calls = _listening()
+    elsewhere = tmp_path / "other.schema.json"
+    elsewhere.write_text('{"type": "integer"}', encoding="utf-8")
+    schema: Any = {
+        "http": {"$ref": f"http://127.0.0.1:{server.getsockname()[1]}/rule.json"},
+        "file": {"properties": {"name": {"$ref": elsewhere.as_uri()}}},
+        "dangling": {"$defs": {"a": {}}, "properties": {"name": {"$ref": "#/$defs/b"}}},
+        "deep": {},
+    }[kind]
+    policy = policy_file(tmp_path, custom=[{"id": "remote", "description": "d", "schema": schema}])
+    if kind == "deep":  # written by hand: PyYAML's dumper recurses too
+        policy.write_text("custom: [{id: deep, description: d, schema: " + '{"not": ' * 200 + "{}" + "}" * 200 + "}]")
+    folder = str(desired(tmp_path, [COMPLIANT]).parent)
+    try:
+        result = cli(["validate", "--policy", str(policy), folder])
+    finally:
+        server.close()
+    assert calls == []
+    assert result.code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "policy.yaml:" in result.stderr and "[custom[0].schema]" in result.stderr
