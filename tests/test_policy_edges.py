@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.test_policy import COMPLIANT, cli, desired, policy_file
+from tests.lifecycle import writes
+from tests.test_policy import COMPLIANT, SEEDED, _keys, cli, desired, policy_file
 
 __all__ = ["cli"]
 
@@ -74,3 +75,26 @@ def test_a_custom_schema_never_reaches_outside_itself(cli: Any, tmp_path: Path, 
     assert result.code == 1, result.output
     assert "Traceback" not in result.output
     assert "policy.yaml:" in result.stderr and "[custom[0].schema]" in result.stderr
+
+
+def test_a_saved_plan_is_judged_by_the_policy_at_apply_time_never_by_none(
+    cli: Any, start_emulator: Any, tmp_path: Path
+) -> None:
+    """Between `plan --out` and `apply --plan` the policy may change: the one in force at the write
+    decides (tightened: refused; loosened: applied), and a plan checked against a policy is not
+    applied with none because `--policy` was forgotten."""
+    emulator = start_emulator(SEEDED)
+    strict = str(policy_file(tmp_path / "strict", {"forbidden-ips": True}))
+    lax = str(policy_file(tmp_path / "lax", {"description-required": True}))
+    saved = str(tmp_path / "plan.json")
+    folder = str(desired(tmp_path, _keys(["0.0.0.0/0"])).parent)
+    assert cli(["plan", "--policy", lax, "--out", saved, folder], emulator).code == 2
+    tightened = cli(["apply", "--policy", strict, "--plan", saved], emulator)
+    assert tightened.code == 1 and "would introduce error-level violations (K1)" in tightened.stderr
+    forgotten = cli(["apply", "--plan", saved], emulator)
+    assert forgotten.code == 1 and "checked against a policy, and this run has none" in forgotten.stderr
+    assert writes(emulator) == []
+    assert cli(["plan", "--policy", strict, "--out", saved, folder], emulator).code == 2
+    loosened = cli(["apply", "--policy", lax, "--plan", saved], emulator)
+    assert loosened.code == 0, loosened.output
+    assert any(r.body.get("permittedIps") == ["0.0.0.0/0"] for r in writes(emulator))

@@ -48,6 +48,7 @@ def save(
     base_url: str,
     files: Sequence[DesiredFile],
     created: datetime,
+    policy_checked: bool = False,
 ) -> dict[str, Any]:
     document: dict[str, Any] = {
         "planFormat": PLAN_FORMAT,
@@ -78,6 +79,7 @@ def save(
         "errors": [
             {"id": item.key.label, "outcome": item.outcome.value, "reason": item.reason} for item in plan.errors
         ],
+        **({"policyChecked": True} if policy_checked else {}),
     }
     document["checksum"] = digest(document)
     return document
@@ -113,6 +115,17 @@ def verify(document: Any, *, now: datetime, max_age: timedelta, project_id: str)
     if errors:
         raise PlanRejected(
             f"the plan has {len(errors)} key(s) in error: {_listed(errors)}; fix the desired files and plan again"
+        )
+
+
+def require_policy(document: Mapping[str, Any], *, policy_given: bool) -> None:
+    """A plan checked against a policy is applied under one: the policy of the moment of the write
+    (a rule tightened since the plan blocks it; one loosened does not), never none because the
+    option was forgotten."""
+    if document.get("policyChecked") is True and not policy_given:
+        raise PlanRejected(
+            "the plan was checked against a policy, and this run has none: give --policy FILE (or the config's "
+            "`policy:`); the policy as it is now decides"
         )
 
 
