@@ -5,6 +5,7 @@ result (saved plans), wrong shapes, SARIF outputs and `rotate --due` at its edge
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import socket
 import threading
@@ -14,8 +15,9 @@ from typing import Any
 
 import pytest
 
+from reconcile.job.lock import lock_dir, lock_path
 from tests.lifecycle import writes
-from tests.test_policy import COMPLIANT, SEEDED, _keys, cli, desired, policy_file
+from tests.test_policy import COMPLIANT, DAY, SEEDED, _keys, cli, desired, policy_file
 
 __all__ = ["cli"]
 
@@ -98,3 +100,78 @@ def test_a_saved_plan_is_judged_by_the_policy_at_apply_time_never_by_none(
     loosened = cli(["apply", "--policy", lax, "--plan", saved], emulator)
     assert loosened.code == 0, loosened.output
     assert any(r.body.get("permittedIps") == ["0.0.0.0/0"] for r in writes(emulator))
+
+
+def test_rotate_due_under_the_lock_stops_at_a_failing_sink_and_writes_no_secret(
+    cli: Any, start_emulator: Any, tmp_path: Path
+) -> None:
+    """Two runs at once: the second is refused before any write. A sink that fails: the run stops
+    issuing (one key rotated, its secret kept in the secrets file), and the cleartext is in no other
+    byte written (stdout, stderr, report, journal). A key from the future (clock skew) or already
+    expired is not due."""
+    now = int(time.time())
+    emulator = start_emulator(
+        [
+            {"id": "K1", "name": "oldest", "createdTime": now - 300 * DAY},
+            {"id": "K2", "name": "old", "createdTime": now - 200 * DAY},
+            {"id": "K3", "name": "skewed", "createdTime": now + 30 * DAY},
+            {"id": "K4", "name": "expired", "createdTime": now - 300 * DAY, "expireTime": now - DAY},
+        ]
+    )
+    policy = str(policy_file(tmp_path, {"max-key-age": {"days": 90}}))
+    secrets, journal, report = tmp_path / "sinks" / "s.jsonl", tmp_path / "journal.jsonl", tmp_path / "r.json"
+    base = ["rotate", "--due", "--policy", policy, "--journal", str(journal), "--report", str(report), "-vv"]
+    sinks = ["--secrets-out", str(secrets), "--secrets-command", "cat >/dev/null; exit 3"]
+    folder = lock_dir({"XDG_STATE_HOME": str(tmp_path / "state")})
+    held = lock_path(folder, emulator.url, emulator.config.project_id)
+    held.parent.mkdir(parents=True, exist_ok=True)
+    with held.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        busy = cli([*base, *sinks], emulator)
+    assert busy.code != 0 and writes(emulator) == [], busy.output
+    result = cli([*base, *sinks], emulator)
+    assert result.code == 1, result.output
+    assert "2 key(s) past the rotation age" in result.stdout
+    assert [r.body for r in writes(emulator)] == [{"id": "K1"}]  # stopped after the failing sink
+    cleartexts = [json.loads(line)["cleartext"] for line in secrets.read_text(encoding="utf-8").splitlines()]
+    assert len(cleartexts) == 1
+    written = [result.stdout, result.stderr, report.read_text(encoding="utf-8"), journal.read_text(encoding="utf-8")]
+    assert not [text for text in written if cleartexts[0] in text]
+
+
+@pytest.mark.parametrize(
+    ("fail_on", "codes"),
+    [("none", (0, 0)), ("error", (1, 0)), ("warning", (1, 1)), ("error,warning", (1, 1))],
+)
+def test_audit_fail_on_exits_as_documented_and_never_passes_without_a_policy(
+    cli: Any, start_emulator: Any, tmp_path: Path, fail_on: str, codes: tuple[int, int]
+) -> None:
+    """`--fail-on` against a project with an error and a warning, then with only the warning; without a
+    policy (one that went missing from a scheduled run) `--fail-on` and `--sarif` are refused, not green."""
+    emulator = start_emulator([{"id": "U1", "name": "stray", "permittedIps": ["0.0.0.0/0"]}])
+    both = str(policy_file(tmp_path / "both", {"forbidden-ips": True, "description-required": {"severity": "warning"}}))
+    warning = str(policy_file(tmp_path / "warning", {"description-required": {"severity": "warning"}}))
+    got = tuple(cli(["audit", "--policy", policy, "--fail-on", fail_on], emulator).code for policy in (both, warning))
+    assert got == codes
+    for option in (["--fail-on", "error"], ["--sarif", str(tmp_path / "a.sarif")]):
+        refused = cli(["audit", *option], emulator)
+        assert refused.code == 64 and "need a policy" in refused.stderr
+    assert not (tmp_path / "a.sarif").exists()
+    with pytest.raises(SystemExit) as wrong:
+        cli(["audit", "--policy", both, "--fail-on", "errors"], emulator)
+    assert wrong.value.code == 64
+
+
+def test_sarif_outputs_that_cannot_be_files_are_refused_before_any_request(
+    cli: Any, start_emulator: Any, tmp_path: Path
+) -> None:
+    emulator = start_emulator([{"id": "U1", "name": "stray"}])
+    policy = str(policy_file(tmp_path, {"description-required": True}))
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "link.sarif").symlink_to(tmp_path / "elsewhere.sarif")
+    for target in ("folder", "link.sarif"):
+        result = cli(["audit", "--policy", policy, "--sarif", str(tmp_path / target)], emulator)
+        assert result.code != 0 and "Traceback" not in result.output
+        assert f"{target}: is a" in result.stderr
+    assert not (tmp_path / "elsewhere.sarif").exists()
+    assert emulator.recorded() == []
