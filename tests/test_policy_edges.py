@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from reconcile.job.lock import lock_dir, lock_path
 from tests.lifecycle import writes
-from tests.test_policy import COMPLIANT, DAY, SEEDED, _keys, cli, desired, policy_file
+from tests.test_policy import COMPLIANT, DAY, SARIF_SCHEMA, SEEDED, _keys, cli, desired, policy_file, write_yaml
 
 __all__ = ["cli"]
 
@@ -175,3 +176,37 @@ def test_sarif_outputs_that_cannot_be_files_are_refused_before_any_request(
         assert f"{target}: is a" in result.stderr
     assert not (tmp_path / "elsewhere.sarif").exists()
     assert emulator.recorded() == []
+
+
+def test_sarif_stays_one_valid_log_with_several_targets_non_ascii_paths_and_no_results(
+    cli: Any, tmp_path: Path
+) -> None:
+    """Every target a run (one without a policy, one with nothing to say, one with an unreadable file
+    under a non-ASCII name), at -v too: stdout is only the log, valid against the OASIS schema; a file's
+    problem names no key."""
+    desired(tmp_path / "prød", [{"id": "K1", "name": "x"}])
+    desired(tmp_path / "dev", [COMPLIANT])
+    (tmp_path / "none" / "desired").mkdir(parents=True)
+    (tmp_path / "none" / "desired" / "bad é.yaml").write_text("version: 1\nkeys: [{id: 3}]\n", encoding="utf-8")
+    rules = {"policy": {"rules": {"description-required": True}}}
+    config = {
+        "version": 1,
+        "targets": {
+            "prod": {"projectId": "P1", "managementKeyEnv": "K", "paths": ["prød/desired"], **rules},
+            "dev": {"projectId": "P2", "managementKeyEnv": "K", "paths": ["dev/desired"], **rules},
+            "none": {"projectId": "P3", "managementKeyEnv": "K", "paths": ["none/desired"]},
+        },
+    }
+    write_yaml(tmp_path / "descope-reconcile.yaml", config)
+    result = cli(["validate", "--format", "sarif", "-v"])
+    assert result.code == 1
+    log = json.loads(result.stdout)
+    jsonschema.validate(log, SARIF_SCHEMA)
+    results = {run["automationDetails"]["id"]: run["results"] for run in log["runs"]}
+    assert results["descope-reconcile/dev/"] == []
+    [prod] = results["descope-reconcile/prod/"]
+    assert prod["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "pr%C3%B8d/desired/keys.yaml"
+    [broken] = results["descope-reconcile/none/"]
+    assert broken["message"]["text"] == "`keys[0].id` must be a string, got number 3"
+    assert "logicalLocations" not in broken["locations"][0]
+    assert broken["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "none/desired/bad%20%C3%A9.yaml"
