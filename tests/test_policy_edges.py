@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 
 from reconcile.job.lock import lock_dir, lock_path
+from reconcile.plan.diff import digest
 from tests.lifecycle import writes
 from tests.test_policy import COMPLIANT, DAY, SARIF_SCHEMA, SEEDED, _keys, cli, desired, policy_file, write_yaml
 
@@ -210,3 +211,23 @@ def test_sarif_stays_one_valid_log_with_several_targets_non_ascii_paths_and_no_r
     assert broken["message"]["text"] == "`keys[0].id` must be a string, got number 3"
     assert "logicalLocations" not in broken["locations"][0]
     assert broken["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "none/desired/bad%20%C3%A9.yaml"
+
+
+@pytest.mark.parametrize("until", ["2026-02-30", 20260101, None])
+def test_a_saved_plan_with_a_forged_waiver_is_refused_not_a_traceback(
+    cli: Any, start_emulator: Any, tmp_path: Path, until: Any
+) -> None:
+    """The checksum proves a plan unchanged, not who made it: a waiver rewritten (and the checksum
+    recomputed) with a day that is none is refused like any incomplete plan, before any write."""
+    emulator = start_emulator(SEEDED)
+    policy = str(policy_file(tmp_path, {"forbidden-ips": True}))
+    saved = tmp_path / "plan.json"
+    folder = str(desired(tmp_path, _keys(["0.0.0.0/0"], waived=True)).parent)
+    assert cli(["plan", "--policy", policy, "--out", str(saved), folder], emulator).code == 2
+    document = json.loads(saved.read_text(encoding="utf-8"))
+    document["changes"][0]["waivers"][0]["until"] = until
+    document["checksum"] = digest({name: value for name, value in document.items() if name != "checksum"})
+    saved.write_text(json.dumps(document), encoding="utf-8")
+    result = cli(["apply", "--policy", policy, "--plan", str(saved)], emulator)
+    assert result.code != 0 and "is not a complete saved plan" in result.stderr, result.output
+    assert writes(emulator) == []

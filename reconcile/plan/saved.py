@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from reconcile import __version__
@@ -152,6 +152,10 @@ def _check_shape(document: Mapping[str, Any]) -> None:
         _of(change["source"]["line"], int)
         for warning in change["warnings"]:
             _of(warning, str)
+        for waiver in change.get("waivers", ()):
+            for text in (waiver["rule"], waiver["reason"], waiver["until"]):
+                _of(text, str)
+            date.fromisoformat(waiver["until"])  # the policy compares it with today
     for key_id in document["managed"]:
         _of(key_id, str)
     for error in document["errors"]:
