@@ -231,3 +231,18 @@ def test_a_saved_plan_with_a_forged_waiver_is_refused_not_a_traceback(
     result = cli(["apply", "--policy", policy, "--plan", str(saved)], emulator)
     assert result.code != 0 and "is not a complete saved plan" in result.stderr, result.output
     assert writes(emulator) == []
+
+
+def test_times_beyond_the_calendar_are_reported_not_a_traceback(cli: Any, start_emulator: Any, tmp_path: Path) -> None:
+    """An `expireTime` the schema allows but no calendar has (year 31 million), in a desired file and
+    from the API, with a lifetime that lets the limit itself fall beyond the year 9999."""
+    far = 10**15
+    policy = str(policy_file(tmp_path, {"max-lifetime": {"days": 3_000_000}, "max-key-age": {"days": 1}}))
+    folder = str(desired(tmp_path, [{**COMPLIANT, "expireTime": far}]).parent)
+    result = cli(["validate", "--policy", policy, "--format", "json", folder])
+    assert result.code == 1, result.output
+    [finding] = json.loads(result.stdout)
+    assert finding["rule"] == "max-lifetime" and "beyond the calendar" in finding["message"]
+    emulator = start_emulator([{"id": "U1", "name": "far", "expireTime": far, "createdTime": 1}])
+    audited = cli(["audit", "--policy", policy, "--fail-on", "error"], emulator)
+    assert audited.code == 1 and "beyond the calendar" in audited.stdout, audited.output

@@ -88,7 +88,11 @@ Found = Iterator[tuple[str, KeyPath]]  # (message, path) of each violation
 
 
 def _day(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).date().isoformat()
+    """The UTC day of a time, for a message; any number a file or the API may give (beyond the year 9999, too)."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC).date().isoformat()
+    except (OverflowError, ValueError, OSError):
+        return f"{seconds:.0f} (Unix seconds: beyond the calendar)"
 
 
 def _number(value: Any) -> float | None:
