@@ -246,3 +246,27 @@ def test_times_beyond_the_calendar_are_reported_not_a_traceback(cli: Any, start_
     emulator = start_emulator([{"id": "U1", "name": "far", "expireTime": far, "createdTime": 1}])
     audited = cli(["audit", "--policy", policy, "--fail-on", "error"], emulator)
     assert audited.code == 1 and "beyond the calendar" in audited.stdout, audited.output
+
+
+def test_the_config_policy_and_a_policy_file_give_the_same_findings(cli: Any, tmp_path: Path) -> None:
+    """The same section, as the config's `policy:` or as `--policy FILE` over the same files: the same
+    violations at the same places (the config's run names its target)."""
+    section = {
+        "rules": {"description-required": {"severity": "warning"}, "forbidden-ips": True},
+        "custom": [{"id": "has-owner", "description": "an owner", "schema": {"required": ["customAttributes"]}}],
+    }
+    keys = [{"id": "K1", "name": "a", "permittedIps": ["::/0"]}, COMPLIANT]
+    desired(tmp_path / "prod", keys)
+    write_yaml(tmp_path / "policy.yaml", section)
+    config = {
+        "version": 1,
+        "policy": section,
+        "targets": {"prod": {"projectId": "P", "managementKeyEnv": "K", "paths": ["prod/desired"]}},
+    }
+    write_yaml(tmp_path / "cfg" / "descope-reconcile.yaml", config)
+    (tmp_path / "cfg" / "prod").symlink_to(tmp_path / "prod")
+    by_file = cli(["validate", "--policy", "policy.yaml", "--format", "json", "prod/desired"])
+    by_config = cli(["validate", "--format", "json"], cwd=tmp_path / "cfg")
+    assert by_file.code == by_config.code == 1
+    from_config = [{k: v for k, v in item.items() if k != "target"} for item in json.loads(by_config.stdout)]
+    assert from_config == json.loads(by_file.stdout) and len(from_config) == 3
