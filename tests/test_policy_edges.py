@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from reconcile.cli import main
 from reconcile.job.lock import lock_dir, lock_path
 from reconcile.plan.diff import digest
 from tests.lifecycle import writes
@@ -270,3 +271,19 @@ def test_the_config_policy_and_a_policy_file_give_the_same_findings(cli: Any, tm
     assert by_file.code == by_config.code == 1
     from_config = [{k: v for k, v in item.items() if k != "target"} for item in json.loads(by_config.stdout)]
     assert from_config == json.loads(by_file.stdout) and len(from_config) == 3
+
+
+@pytest.mark.parametrize(
+    ("command", "teaches"),
+    [
+        ("validate", ["with a policy", "no waiver covers", "sarif: SARIF 2.1.0"]),
+        ("rotate", ["With --due", "keep --journal FILE between runs", "--max-keys N", "max-key-age"]),
+        ("audit", ["needs a policy", "upload it as an artifact", "error,warning, or none"]),
+        ("plan", ["--policy FILE", "docs/policy.md"]),
+    ],
+)
+def test_help_teaches_the_policy_options(capsys: pytest.CaptureFixture[str], command: str, teaches: list[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert done.value.code == 0 and [words for words in teaches if words not in text] == []
