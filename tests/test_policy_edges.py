@@ -287,3 +287,28 @@ def test_help_teaches_the_policy_options(capsys: pytest.CaptureFixture[str], com
         main([command, "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert done.value.code == 0 and [words for words in teaches if words not in text] == []
+
+
+def test_waivers_of_every_wrong_shape_are_said_where_written(cli: Any, tmp_path: Path) -> None:
+    """Twice the same rule (the second waives nothing more), a rule the policy lacks, an expired one:
+    each a finding at its waiver; the violation itself is waived once."""
+    waivers = [
+        {"rule": "forbidden-ips", "reason": "vendor, SEC-1", "until": "2999-01-01"},
+        {"rule": "forbidden-ips", "reason": "vendor again", "until": "2999-06-30"},
+        {"rule": "no-such-rule", "reason": "typo", "until": "2999-01-01"},
+        {"rule": "description-required", "reason": "old", "until": "2000-01-01"},
+    ]
+    policy = str(policy_file(tmp_path, {"forbidden-ips": True}))
+    folder = str(desired(tmp_path, [{**COMPLIANT, "permittedIps": ["0.0.0.0/0"], "waivers": waivers}]).parent)
+    result = cli(["validate", "--policy", policy, "--format", "json", folder])
+    assert result.code == 1  # the expired waiver
+    got = sorted((item["field"], item["rule"], item.get("waived", "")) for item in json.loads(result.stdout))
+    assert got == [
+        ("keys[0].permittedIps[0]", "forbidden-ips", "vendor, SEC-1"),
+        ("keys[0].waivers[1]", "waiver-unused", ""),
+        ("keys[0].waivers[2]", "waiver-unused", ""),
+        ("keys[0].waivers[3]", "waiver-expired", ""),
+    ]
+    messages = {item["field"]: item["message"] for item in json.loads(result.stdout)}
+    assert "already waived by waiver 1" in messages["keys[0].waivers[1]"]
+    assert "the policy has no such rule" in messages["keys[0].waivers[2]"]

@@ -93,6 +93,9 @@ class Policy:
                     "with a later `until`"
                 )
                 problems.append(Violation(WAIVER_EXPIRED.id, ERROR, message, where))
+            elif waiver.rule in current:
+                message = f"`{waiver.rule}` is already waived by waiver {current[waiver.rule].index + 1}: remove one"
+                problems.append(Violation(WAIVER_UNUSED.id, WARNING, message, where))
             elif not any(v.rule == waiver.rule for v in found) and (context.live or waiver.rule not in live_only):
                 why = "the rule does not fire on this key" if waiver.rule in self.ids else "the policy has no such rule"
                 message = f"the waiver of `{waiver.rule}` waives nothing: {why}; remove it"
