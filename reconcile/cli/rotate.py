@@ -43,7 +43,9 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         "Rotate exactly the keys given: each gets a new secret, delivered to --secrets-out and/or "
         "--secrets-command, and its old secret stops working at once. A rotation whose answer was lost is "
         "never sent again blindly: the key is reloaded and the report says what is known. With "
-        "descope-reconcile.yaml, name the key's project with --target NAME.",
+        "descope-reconcile.yaml, name the key's project with --target NAME. With --due (the scheduled job), the "
+        "keys past the policy's max-key-age instead; keep --journal FILE between runs, or the keys rotated are "
+        "due again (Descope keeps createdTime on a rotation).",
     )
     parser.add_argument("--ids", metavar="ID,ID", help="the keys to rotate (comma-separated)")
     parser.add_argument(
