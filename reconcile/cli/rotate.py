@@ -9,25 +9,37 @@ from reconcile.cli.common import show
 from reconcile.cli.options import (
     Parser,
     add_command,
+    audit_event_options,
     execution_options,
     remote_options,
     report_options,
     secrets_options,
     targets_options,
+    trail_options,
 )
-from reconcile.cli.remote import connect, settings, write_outputs
+from reconcile.cli.remote import connect, settings, trail_settings, write_outputs
 from reconcile.errors import ExitCode, UsageError
 from reconcile.job.clock import RunClock
 from reconcile.job.session import load_keys, make_report, unsettled_secrets
-from reconcile.output.text import render_plan, render_results
+from reconcile.job.trail import after_apply
+from reconcile.output.text import render_plan, render_results, render_trail
 from reconcile.plan.diff import plan_rotation
+from reconcile.trail.findings import Step, StepStatus, TrailFindings
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "rotate",
-        [remote_options(), report_options(), targets_options(), execution_options(), secrets_options()],
+        [
+            remote_options(),
+            report_options(),
+            targets_options(),
+            execution_options(),
+            secrets_options(),
+            trail_options(),
+            audit_event_options(),
+        ],
         "rotate the named keys: a new secret each, to the sinks; the old ones stop working",
         "Rotate exactly the keys given: each gets a new secret, delivered to --secrets-out and/or "
         "--secrets-command, and its old secret stops working at once. A rotation whose answer was lost is "
@@ -62,7 +74,15 @@ async def run(args: argparse.Namespace) -> int:
                 outcome = await changes.run_changes(
                     args, session, plan, clock.run_id, project_id=target.project_id, recover=recover
                 )
-        show(args, render_results(outcome.results if outcome else [], plan.errors, recover, title="Rotate"))
+        trail = None
+        if outcome is not None:  # like an apply's: its event, so that the trail credits the rotation to it
+            with clock.phase("trail"):
+                before = TrailFindings(Step(StepStatus.NOT_NEEDED))
+                trail = await after_apply(
+                    session, trail_settings(args), before, outcome.results, run_id=clock.run_id, files=()
+                )
+            show(args, render_trail(trail, plan))
+        show(args, render_results(outcome.results if outcome else [], plan.errors, recover, trail, title="Rotate"))
         report = make_report(
             clock,
             (),
@@ -71,6 +91,7 @@ async def run(args: argparse.Namespace) -> int:
             plan,
             settings=settings(args),
             outcome=outcome,
+            trail=trail,
             unsettled=unsettled,
             recovery=recover,
         )
