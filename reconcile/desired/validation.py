@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from jsonschema import ValidationError
 
 SUPPORTED_VERSIONS = (1,)
+IDENTITY_FIELDS = ("id", "name")  # what identifies a key: never a default
 _PREFIX_LENGTH = re.compile(r"0|[1-9][0-9]*")
 
 
@@ -94,16 +95,13 @@ def _schema_messages(error: ValidationError) -> list[tuple[list[str | int], str,
     """One schema error → (path, message, point at the key rather than the value)."""
     path: list[str | int] = list(error.absolute_path)
     field = str(path[-1]) if path and isinstance(path[-1], str) else ""
-    if error.validator == "not" and path == ["defaults"]:  # `id` set, or not a mapping (the type error says so)
-        return (
-            [([*path, "id"], "`defaults` cannot set `id`: each key names its own", True)]
-            if isinstance(error.instance, dict)
-            else []
-        )
+    if error.validator == "not" and path == ["defaults"]:  # an identity field set, or not a mapping (said by type)
+        identity = [name for name in IDENTITY_FIELDS if isinstance(error.instance, dict) and name in error.instance]
+        return [([*path, name], f"`defaults` cannot set `{name}`: each key names its own", True) for name in identity]
     if error.instance is None:
         return [(path, _null_message(path), False)]
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        refused = {"id"} if path == ["defaults"] else set()  # known, but said by the `not` above
+        refused = set(IDENTITY_FIELDS) if path == ["defaults"] else set()  # known, but said by the `not` above
         known = [name for name in _known_fields(error) if name not in refused]
         results: list[tuple[list[str | int], str, bool]] = []
         for name in sorted(set(error.instance) - set(known) - refused, key=str):

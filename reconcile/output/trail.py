@@ -95,8 +95,8 @@ def describe(attribution: Mapping[str, Any], esc: Escape) -> str:
     repository = f" ({esc(run['repository'])})" if run.get("repository") else ""
     named = f"descope-reconcile run {esc(run['id'])}{commit}{repository}"
     if change["byThisTool"] is None:
-        cannot = "and the trail cannot tell its record from this one"
-        return f"{describe_change(change, esc)} (not checked: {named} wrote this key then, {cannot})"
+        cannot = "the trail cannot tell its record from this one"
+        return f"{describe_change(change, esc)} (not checked: this tool wrote this key then, in {named}; {cannot})"
     return f"{describe_change(change, esc)} ({named})"
 
 

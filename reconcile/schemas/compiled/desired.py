@@ -38,11 +38,27 @@ def validate(data, custom_formats={}, name_prefix=None):
             if not isinstance(data__defaults, (dict)):
                 raise JsonSchemaValueException("invalid")
             try:
-                data__defaults_is_dict = isinstance(data__defaults, dict)
-                if data__defaults_is_dict:
-                    data__defaults__missing_keys = set(['id']) - data__defaults.keys()
-                    if data__defaults__missing_keys:
-                        raise JsonSchemaValueException("invalid")
+                data__defaults_any_of_count1 = 0
+                if not data__defaults_any_of_count1:
+                    try:
+                        data__defaults_is_dict = isinstance(data__defaults, dict)
+                        if data__defaults_is_dict:
+                            data__defaults__missing_keys = set(['id']) - data__defaults.keys()
+                            if data__defaults__missing_keys:
+                                raise JsonSchemaValueException("invalid")
+                        data__defaults_any_of_count1 += 1
+                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                if not data__defaults_any_of_count1:
+                    try:
+                        data__defaults_is_dict = isinstance(data__defaults, dict)
+                        if data__defaults_is_dict:
+                            data__defaults__missing_keys = set(['name']) - data__defaults.keys()
+                            if data__defaults__missing_keys:
+                                raise JsonSchemaValueException("invalid")
+                        data__defaults_any_of_count1 += 1
+                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                if not data__defaults_any_of_count1:
+                    raise JsonSchemaValueException("invalid")
             except (JsonSchemaValueException, JsonSchemaValuesException): pass
             else:
                 raise JsonSchemaValueException("invalid")
@@ -182,14 +198,14 @@ def validate(data, custom_formats={}, name_prefix=None):
                         for data__defaults__customAttributes_key in data__defaults__customAttributes_keys:
                             if data__defaults__customAttributes_key not in []:
                                 data__defaults__customAttributes_value = data__defaults__customAttributes.get(data__defaults__customAttributes_key)
-                                data__defaults__customAttributes_value_any_of_count1 = 0
-                                if not data__defaults__customAttributes_value_any_of_count1:
+                                data__defaults__customAttributes_value_any_of_count2 = 0
+                                if not data__defaults__customAttributes_value_any_of_count2:
                                     try:
                                         if not isinstance(data__defaults__customAttributes_value, (str, int, float, Decimal, bool)):
                                             raise JsonSchemaValueException("invalid")
-                                        data__defaults__customAttributes_value_any_of_count1 += 1
+                                        data__defaults__customAttributes_value_any_of_count2 += 1
                                     except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                                if not data__defaults__customAttributes_value_any_of_count1:
+                                if not data__defaults__customAttributes_value_any_of_count2:
                                     try:
                                         if not isinstance(data__defaults__customAttributes_value, (list, tuple)):
                                             raise JsonSchemaValueException("invalid")
@@ -199,9 +215,9 @@ def validate(data, custom_formats={}, name_prefix=None):
                                             for data__defaults__customAttributes_value_x, data__defaults__customAttributes_value_item in enumerate(data__defaults__customAttributes_value):
                                                 if not isinstance(data__defaults__customAttributes_value_item, (str, int, float, Decimal, bool)):
                                                     raise JsonSchemaValueException("invalid")
-                                        data__defaults__customAttributes_value_any_of_count1 += 1
+                                        data__defaults__customAttributes_value_any_of_count2 += 1
                                     except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                                if not data__defaults__customAttributes_value_any_of_count1:
+                                if not data__defaults__customAttributes_value_any_of_count2:
                                     raise JsonSchemaValueException("invalid")
                 if "status" in data__defaults_keys:
                     data__defaults_keys.remove("status")
@@ -240,26 +256,26 @@ def validate(data, custom_formats={}, name_prefix=None):
                 for data__keys_x, data__keys_item in enumerate(data__keys):
                     if not isinstance(data__keys_item, (dict)):
                         raise JsonSchemaValueException("invalid")
-                    data__keys_item_any_of_count2 = 0
-                    if not data__keys_item_any_of_count2:
+                    data__keys_item_any_of_count3 = 0
+                    if not data__keys_item_any_of_count3:
                         try:
                             data__keys_item_is_dict = isinstance(data__keys_item, dict)
                             if data__keys_item_is_dict:
                                 data__keys_item__missing_keys = set(['id']) - data__keys_item.keys()
                                 if data__keys_item__missing_keys:
                                     raise JsonSchemaValueException("invalid")
-                            data__keys_item_any_of_count2 += 1
+                            data__keys_item_any_of_count3 += 1
                         except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                    if not data__keys_item_any_of_count2:
+                    if not data__keys_item_any_of_count3:
                         try:
                             data__keys_item_is_dict = isinstance(data__keys_item, dict)
                             if data__keys_item_is_dict:
                                 data__keys_item__missing_keys = set(['name']) - data__keys_item.keys()
                                 if data__keys_item__missing_keys:
                                     raise JsonSchemaValueException("invalid")
-                            data__keys_item_any_of_count2 += 1
+                            data__keys_item_any_of_count3 += 1
                         except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                    if not data__keys_item_any_of_count2:
+                    if not data__keys_item_any_of_count3:
                         raise JsonSchemaValueException("invalid")
                     data__keys_item_is_dict = isinstance(data__keys_item, dict)
                     if data__keys_item_is_dict:
@@ -397,14 +413,14 @@ def validate(data, custom_formats={}, name_prefix=None):
                                 for data__keys_item__customAttributes_key in data__keys_item__customAttributes_keys:
                                     if data__keys_item__customAttributes_key not in []:
                                         data__keys_item__customAttributes_value = data__keys_item__customAttributes.get(data__keys_item__customAttributes_key)
-                                        data__keys_item__customAttributes_value_any_of_count3 = 0
-                                        if not data__keys_item__customAttributes_value_any_of_count3:
+                                        data__keys_item__customAttributes_value_any_of_count4 = 0
+                                        if not data__keys_item__customAttributes_value_any_of_count4:
                                             try:
                                                 if not isinstance(data__keys_item__customAttributes_value, (str, int, float, Decimal, bool)):
                                                     raise JsonSchemaValueException("invalid")
-                                                data__keys_item__customAttributes_value_any_of_count3 += 1
+                                                data__keys_item__customAttributes_value_any_of_count4 += 1
                                             except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                                        if not data__keys_item__customAttributes_value_any_of_count3:
+                                        if not data__keys_item__customAttributes_value_any_of_count4:
                                             try:
                                                 if not isinstance(data__keys_item__customAttributes_value, (list, tuple)):
                                                     raise JsonSchemaValueException("invalid")
@@ -414,9 +430,9 @@ def validate(data, custom_formats={}, name_prefix=None):
                                                     for data__keys_item__customAttributes_value_x, data__keys_item__customAttributes_value_item in enumerate(data__keys_item__customAttributes_value):
                                                         if not isinstance(data__keys_item__customAttributes_value_item, (str, int, float, Decimal, bool)):
                                                             raise JsonSchemaValueException("invalid")
-                                                data__keys_item__customAttributes_value_any_of_count3 += 1
+                                                data__keys_item__customAttributes_value_any_of_count4 += 1
                                             except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                                        if not data__keys_item__customAttributes_value_any_of_count3:
+                                        if not data__keys_item__customAttributes_value_any_of_count4:
                                             raise JsonSchemaValueException("invalid")
                         if "status" in data__keys_item_keys:
                             data__keys_item_keys.remove("status")
@@ -449,35 +465,35 @@ def validate(data, custom_formats={}, name_prefix=None):
             data__prune = data["prune"]
             if not isinstance(data__prune, (dict)):
                 raise JsonSchemaValueException("invalid")
-            data__prune_any_of_count4 = 0
-            if not data__prune_any_of_count4:
+            data__prune_any_of_count5 = 0
+            if not data__prune_any_of_count5:
                 try:
                     data__prune_is_dict = isinstance(data__prune, dict)
                     if data__prune_is_dict:
                         data__prune__missing_keys = set(['namePrefix']) - data__prune.keys()
                         if data__prune__missing_keys:
                             raise JsonSchemaValueException("invalid")
-                    data__prune_any_of_count4 += 1
+                    data__prune_any_of_count5 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if not data__prune_any_of_count4:
+            if not data__prune_any_of_count5:
                 try:
                     data__prune_is_dict = isinstance(data__prune, dict)
                     if data__prune_is_dict:
                         data__prune__missing_keys = set(['tenantIds']) - data__prune.keys()
                         if data__prune__missing_keys:
                             raise JsonSchemaValueException("invalid")
-                    data__prune_any_of_count4 += 1
+                    data__prune_any_of_count5 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if not data__prune_any_of_count4:
+            if not data__prune_any_of_count5:
                 try:
                     data__prune_is_dict = isinstance(data__prune, dict)
                     if data__prune_is_dict:
                         data__prune__missing_keys = set(['customAttributes']) - data__prune.keys()
                         if data__prune__missing_keys:
                             raise JsonSchemaValueException("invalid")
-                    data__prune_any_of_count4 += 1
+                    data__prune_any_of_count5 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if not data__prune_any_of_count4:
+            if not data__prune_any_of_count5:
                 raise JsonSchemaValueException("invalid")
             data__prune_is_dict = isinstance(data__prune, dict)
             if data__prune_is_dict:
@@ -524,14 +540,14 @@ def validate(data, custom_formats={}, name_prefix=None):
                         for data__prune__customAttributes_key in data__prune__customAttributes_keys:
                             if data__prune__customAttributes_key not in []:
                                 data__prune__customAttributes_value = data__prune__customAttributes.get(data__prune__customAttributes_key)
-                                data__prune__customAttributes_value_any_of_count5 = 0
-                                if not data__prune__customAttributes_value_any_of_count5:
+                                data__prune__customAttributes_value_any_of_count6 = 0
+                                if not data__prune__customAttributes_value_any_of_count6:
                                     try:
                                         if not isinstance(data__prune__customAttributes_value, (str, int, float, Decimal, bool)):
                                             raise JsonSchemaValueException("invalid")
-                                        data__prune__customAttributes_value_any_of_count5 += 1
+                                        data__prune__customAttributes_value_any_of_count6 += 1
                                     except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                                if not data__prune__customAttributes_value_any_of_count5:
+                                if not data__prune__customAttributes_value_any_of_count6:
                                     try:
                                         if not isinstance(data__prune__customAttributes_value, (list, tuple)):
                                             raise JsonSchemaValueException("invalid")
@@ -541,9 +557,9 @@ def validate(data, custom_formats={}, name_prefix=None):
                                             for data__prune__customAttributes_value_x, data__prune__customAttributes_value_item in enumerate(data__prune__customAttributes_value):
                                                 if not isinstance(data__prune__customAttributes_value_item, (str, int, float, Decimal, bool)):
                                                     raise JsonSchemaValueException("invalid")
-                                        data__prune__customAttributes_value_any_of_count5 += 1
+                                        data__prune__customAttributes_value_any_of_count6 += 1
                                     except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                                if not data__prune__customAttributes_value_any_of_count5:
+                                if not data__prune__customAttributes_value_any_of_count6:
                                     raise JsonSchemaValueException("invalid")
                     data__prune__customAttributes_is_dict = isinstance(data__prune__customAttributes, dict)
                     if data__prune__customAttributes_is_dict:
