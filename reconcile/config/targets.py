@@ -145,8 +145,8 @@ def _duplicate_projects(parsed: ParsedFile, items: Mapping[str, Any]) -> list[Di
             continue
         project = item.get("projectId") or (f"${item['projectIdEnv']}" if item.get("projectIdEnv") else None)
         base_url = item.get("baseUrl") or ""
-        if not isinstance(project, str) or not isinstance(base_url, str):
-            continue
+        if not isinstance(project, str) or not isinstance(base_url, str) or _base_url_problem(base_url):
+            continue  # said above
         identity = canonical_project(base_url, project)
         if identity in first:
             field = "projectId" if "projectId" in item else "projectIdEnv"
