@@ -75,7 +75,8 @@ async def run(args: argparse.Namespace) -> int:
                     args, session, plan, clock.run_id, project_id=target.project_id, recover=recover
                 )
         trail = None
-        if outcome is not None:  # like an apply's: its event, so that the trail credits the rotation to it
+        if outcome is not None and any(r.outcome is r.plan.outcome.done for r in outcome.results):
+            # like an apply's: its event, so that the trail credits the rotations to this tool
             with clock.phase("trail"):
                 before = TrailFindings(Step(StepStatus.NOT_NEEDED))
                 trail = await after_apply(
