@@ -244,11 +244,29 @@ def test_a_write_the_trail_does_not_show_yet_is_not_checked() -> None:
     assert "not read to the end" in capped.not_checked["K1"]
 
 
-def test_a_status_change_after_someone_elses_change_is_not_an_overwrite() -> None:
-    timeline = _timeline(WriteKind.STATUS, K1=(1_000, 3_000, 4_000), K2=(1_000, 3_000, 4_000))
-    records = [record("K1", 2_000, "U2bob"), record("K1", 3_500, ME), record("K2", 3_500, ME)]
+@pytest.mark.parametrize(
+    ("kind", "action"),
+    [
+        (WriteKind.STATUS, "AccessKeyModified"),
+        (WriteKind.DELETE, "AccessKeyDeleted"),
+        (WriteKind.ROTATE, "AccessKeyModified"),
+    ],
+)
+def test_a_write_that_pins_no_field_after_someone_elses_change_is_not_an_overwrite(
+    kind: WriteKind, action: str
+) -> None:
+    timeline = _timeline(kind, K1=(1_000, 3_000, 4_000), K2=(1_000, 3_000, 4_000))
+    records = [record("K1", 2_000, "U2bob"), record("K1", 3_500, ME, action), record("K2", 3_500, ME, action)]
     check = find_overwrites(timeline, records, KEY_ACTIONS)
-    assert check.overwritten == () and [(c.key_id, c.write) for c in check.meanwhile] == [("K1", WriteKind.STATUS)]
+    assert check.overwritten == () and [(c.key_id, c.write) for c in check.meanwhile] == [("K1", kind)]
+    assert check.writer == ME and check.not_checked == {}
+
+
+def test_a_record_of_another_kind_is_not_the_runs_write() -> None:
+    """The run deleted K1: a modification in the delete's window is someone else's, never its own."""
+    timeline = _timeline(WriteKind.DELETE, K1=(1_000, 3_000, 4_000))
+    check = find_overwrites(timeline, [record("K1", 3_500, ME)], KEY_ACTIONS)
+    assert check.writer is None and list(check.not_checked) == ["K1"]
 
 
 def test_the_same_actors_other_change_in_between_is_overwritten_too() -> None:
