@@ -86,8 +86,8 @@ def option(args: str, name: str) -> str:
     return words[words.index(name) + 1]
 
 
-def test_there_are_the_four_workflows() -> None:
-    assert [p.name for p in WORKFLOWS] == ["apply.yml", "drift.yml", "pr.yml", "release.yml"]
+def test_there_are_the_five_workflows() -> None:
+    assert [p.name for p in WORKFLOWS] == ["apply.yml", "drift.yml", "pr.yml", "release.yml", "rotate.yml"]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -98,9 +98,11 @@ def test_workflow_shape_and_least_privilege(path: Path) -> None:
     for name, job in workflow["jobs"].items():
         assert job["runs-on"] == "ubuntu-latest" and job["timeout-minutes"] > 0
         writes = {scope for scope, access in job["permissions"].items() if access != "read"}
-        assert writes <= {"id-token"}, f"{name} writes {writes}"
-        if writes:
+        assert writes <= {"id-token", "security-events"}, f"{name} writes {writes}"
+        if "id-token" in writes:
             assert job["environment"], "an OIDC token only in a job behind an environment"
+        if "security-events" in writes:  # code scanning: only a job that uploads SARIF, and holds no secret
+            assert any("upload-sarif@" in step.get("uses", "") for step in job["steps"]) and "environment" not in job
         for step in job["steps"]:
             assert ("uses" in step) != ("run" in step)
             assert "secrets." not in step.get("run", ""), "secrets go through env, never a command line"
@@ -124,6 +126,9 @@ def test_every_other_action_is_pinned_to_a_commit_with_its_version() -> None:
         "actions/upload-artifact",
         "actions/download-artifact",
         "pypa/gh-action-pypi-publish",
+        "github/codeql-action/upload-sarif",
+        "actions/cache/restore",
+        "actions/cache/save",
     }
     assert all(len(versions) == 1 for versions in pins.values()), f"one pin per action: {pins}"
 
@@ -198,7 +203,7 @@ def test_an_apply_waits_for_every_earlier_run_then_goes(tmp_path: Path) -> None:
     """The `turn` step against a `gh` that lists two earlier runs still going, then one, then none."""
     step = workflow("apply.yml")["jobs"]["turn"]["steps"][0]
     answers = tmp_path / "answers"
-    answers.write_text("2\n1\n0\n")
+    answers.write_text("1\n1\n0\n1\n0\n0\n")  # per loop: apply.yml's, then rotate.yml's
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "gh").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path / "calls"}\nhead -n1 {answers}\nsed -i 1d {answers}\n')
@@ -216,8 +221,12 @@ def test_an_apply_waits_for_every_earlier_run_then_goes(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     calls = (tmp_path / "calls").read_text().splitlines()
-    assert len(calls) == 3 and all("select(.databaseId < 1234 and .status" in call for call in calls)
-    assert done.stdout.count("waiting for") == 2 and "waiting for 2 earlier apply run(s)" in done.stdout
+    assert len(calls) == 6 and all("select(.databaseId < 1234 and .status" in call for call in calls)
+    assert [call.split()[3] for call in calls] == ["apply.yml", "rotate.yml"] * 3
+    assert done.stdout.count("waiting for") == 2 and "waiting for 2 earlier run(s)" in done.stdout
+    rotate = workflow("rotate.yml")
+    assert rotate["jobs"]["turn"]["steps"][0]["run"] == step["run"], "one scheme for every workflow that writes"
+    assert rotate["jobs"]["rotate"]["needs"] == "turn" and "concurrency" not in rotate["jobs"]["rotate"]
 
 
 def test_release_publishes_by_trusted_publishing_from_a_tag() -> None:
@@ -338,3 +347,17 @@ def test_desired_files_reference_the_schema_for_editors() -> None:
         first = path.read_text().splitlines()[0]
         assert first == "# yaml-language-server: $schema=../schemas/desired.schema.json"
         assert (path.parent / "../schemas/desired.schema.json").resolve().is_file()
+
+
+def test_pull_requests_show_the_policy_in_code_scanning_and_the_schedule_rotates_and_audits() -> None:
+    policy = workflow("pr.yml")["jobs"]["policy"]
+    [check] = [step for step in policy["steps"] if "run" in step]
+    assert 'validate --target "$TARGET" --format sarif > policy.sarif' in check["run"]
+    [upload] = [step for step in policy["steps"] if "upload-sarif@" in step.get("uses", "")]
+    assert upload["with"]["sarif_file"] == "policy.sarif" and upload["if"].startswith("always()")
+    scheduled = workflow("rotate.yml")
+    assert "schedule" in scheduled["on"]
+    commands = {step["with"]["command"]: step["with"]["args"] for _, step in action_uses(scheduled)}
+    assert "--due" in commands["rotate"] and "--max-keys" in commands["rotate"]
+    assert option(commands["rotate"], "--journal") == option(commands["audit"], "--journal")
+    assert option(commands["audit"], "--fail-on") == "error"

@@ -13,7 +13,8 @@ JsonSchemaValuesException = JsonSchemaValueException
 
 
 REGEX_PATTERNS = {
-    '^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])': re.compile('^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])')
+    '^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])': re.compile('^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'),
+    '^[0-9]{4}-[0-9]{2}-[0-9]{2}(?![\\s\\S])': re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}(?![\\s\\S])')
 }
 
 NoneType = type(None)
@@ -53,6 +54,15 @@ def validate(data, custom_formats={}, name_prefix=None):
                         data__defaults_is_dict = isinstance(data__defaults, dict)
                         if data__defaults_is_dict:
                             data__defaults__missing_keys = set(['name']) - data__defaults.keys()
+                            if data__defaults__missing_keys:
+                                raise JsonSchemaValueException("invalid")
+                        data__defaults_any_of_count1 += 1
+                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                if not data__defaults_any_of_count1:
+                    try:
+                        data__defaults_is_dict = isinstance(data__defaults, dict)
+                        if data__defaults_is_dict:
+                            data__defaults__missing_keys = set(['waivers']) - data__defaults.keys()
                             if data__defaults__missing_keys:
                                 raise JsonSchemaValueException("invalid")
                         data__defaults_any_of_count1 += 1
@@ -243,6 +253,55 @@ def validate(data, custom_formats={}, name_prefix=None):
                             raise JsonSchemaValueException("invalid")
                         if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__defaults__boundUserId):
                             raise JsonSchemaValueException("invalid")
+                if "waivers" in data__defaults_keys:
+                    data__defaults_keys.remove("waivers")
+                    data__defaults__waivers = data__defaults["waivers"]
+                    if not isinstance(data__defaults__waivers, (list, tuple)):
+                        raise JsonSchemaValueException("invalid")
+                    data__defaults__waivers_is_list = isinstance(data__defaults__waivers, (list, tuple))
+                    if data__defaults__waivers_is_list:
+                        data__defaults__waivers_len = len(data__defaults__waivers)
+                        for data__defaults__waivers_x, data__defaults__waivers_item in enumerate(data__defaults__waivers):
+                            if not isinstance(data__defaults__waivers_item, (dict)):
+                                raise JsonSchemaValueException("invalid")
+                            data__defaults__waivers_item_is_dict = isinstance(data__defaults__waivers_item, dict)
+                            if data__defaults__waivers_item_is_dict:
+                                data__defaults__waivers_item__missing_keys = set(['rule', 'reason', 'until']) - data__defaults__waivers_item.keys()
+                                if data__defaults__waivers_item__missing_keys:
+                                    raise JsonSchemaValueException("invalid")
+                                data__defaults__waivers_item_keys = set(data__defaults__waivers_item.keys())
+                                if "rule" in data__defaults__waivers_item_keys:
+                                    data__defaults__waivers_item_keys.remove("rule")
+                                    data__defaults__waivers_item__rule = data__defaults__waivers_item["rule"]
+                                    if not isinstance(data__defaults__waivers_item__rule, (str)):
+                                        raise JsonSchemaValueException("invalid")
+                                    if isinstance(data__defaults__waivers_item__rule, str):
+                                        data__defaults__waivers_item__rule_len = len(data__defaults__waivers_item__rule)
+                                        if data__defaults__waivers_item__rule_len < 1:
+                                            raise JsonSchemaValueException("invalid")
+                                        if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__defaults__waivers_item__rule):
+                                            raise JsonSchemaValueException("invalid")
+                                if "reason" in data__defaults__waivers_item_keys:
+                                    data__defaults__waivers_item_keys.remove("reason")
+                                    data__defaults__waivers_item__reason = data__defaults__waivers_item["reason"]
+                                    if not isinstance(data__defaults__waivers_item__reason, (str)):
+                                        raise JsonSchemaValueException("invalid")
+                                    if isinstance(data__defaults__waivers_item__reason, str):
+                                        data__defaults__waivers_item__reason_len = len(data__defaults__waivers_item__reason)
+                                        if data__defaults__waivers_item__reason_len < 1:
+                                            raise JsonSchemaValueException("invalid")
+                                        if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__defaults__waivers_item__reason):
+                                            raise JsonSchemaValueException("invalid")
+                                if "until" in data__defaults__waivers_item_keys:
+                                    data__defaults__waivers_item_keys.remove("until")
+                                    data__defaults__waivers_item__until = data__defaults__waivers_item["until"]
+                                    if not isinstance(data__defaults__waivers_item__until, (str)):
+                                        raise JsonSchemaValueException("invalid")
+                                    if isinstance(data__defaults__waivers_item__until, str):
+                                        if not REGEX_PATTERNS['^[0-9]{4}-[0-9]{2}-[0-9]{2}(?![\\s\\S])'].search(data__defaults__waivers_item__until):
+                                            raise JsonSchemaValueException("invalid")
+                                if data__defaults__waivers_item_keys:
+                                    raise JsonSchemaValueException("invalid")
                 if data__defaults_keys:
                     raise JsonSchemaValueException("invalid")
         if "keys" in data_keys:
@@ -458,6 +517,55 @@ def validate(data, custom_formats={}, name_prefix=None):
                                     raise JsonSchemaValueException("invalid")
                                 if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__keys_item__boundUserId):
                                     raise JsonSchemaValueException("invalid")
+                        if "waivers" in data__keys_item_keys:
+                            data__keys_item_keys.remove("waivers")
+                            data__keys_item__waivers = data__keys_item["waivers"]
+                            if not isinstance(data__keys_item__waivers, (list, tuple)):
+                                raise JsonSchemaValueException("invalid")
+                            data__keys_item__waivers_is_list = isinstance(data__keys_item__waivers, (list, tuple))
+                            if data__keys_item__waivers_is_list:
+                                data__keys_item__waivers_len = len(data__keys_item__waivers)
+                                for data__keys_item__waivers_x, data__keys_item__waivers_item in enumerate(data__keys_item__waivers):
+                                    if not isinstance(data__keys_item__waivers_item, (dict)):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__keys_item__waivers_item_is_dict = isinstance(data__keys_item__waivers_item, dict)
+                                    if data__keys_item__waivers_item_is_dict:
+                                        data__keys_item__waivers_item__missing_keys = set(['rule', 'reason', 'until']) - data__keys_item__waivers_item.keys()
+                                        if data__keys_item__waivers_item__missing_keys:
+                                            raise JsonSchemaValueException("invalid")
+                                        data__keys_item__waivers_item_keys = set(data__keys_item__waivers_item.keys())
+                                        if "rule" in data__keys_item__waivers_item_keys:
+                                            data__keys_item__waivers_item_keys.remove("rule")
+                                            data__keys_item__waivers_item__rule = data__keys_item__waivers_item["rule"]
+                                            if not isinstance(data__keys_item__waivers_item__rule, (str)):
+                                                raise JsonSchemaValueException("invalid")
+                                            if isinstance(data__keys_item__waivers_item__rule, str):
+                                                data__keys_item__waivers_item__rule_len = len(data__keys_item__waivers_item__rule)
+                                                if data__keys_item__waivers_item__rule_len < 1:
+                                                    raise JsonSchemaValueException("invalid")
+                                                if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__keys_item__waivers_item__rule):
+                                                    raise JsonSchemaValueException("invalid")
+                                        if "reason" in data__keys_item__waivers_item_keys:
+                                            data__keys_item__waivers_item_keys.remove("reason")
+                                            data__keys_item__waivers_item__reason = data__keys_item__waivers_item["reason"]
+                                            if not isinstance(data__keys_item__waivers_item__reason, (str)):
+                                                raise JsonSchemaValueException("invalid")
+                                            if isinstance(data__keys_item__waivers_item__reason, str):
+                                                data__keys_item__waivers_item__reason_len = len(data__keys_item__waivers_item__reason)
+                                                if data__keys_item__waivers_item__reason_len < 1:
+                                                    raise JsonSchemaValueException("invalid")
+                                                if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__keys_item__waivers_item__reason):
+                                                    raise JsonSchemaValueException("invalid")
+                                        if "until" in data__keys_item__waivers_item_keys:
+                                            data__keys_item__waivers_item_keys.remove("until")
+                                            data__keys_item__waivers_item__until = data__keys_item__waivers_item["until"]
+                                            if not isinstance(data__keys_item__waivers_item__until, (str)):
+                                                raise JsonSchemaValueException("invalid")
+                                            if isinstance(data__keys_item__waivers_item__until, str):
+                                                if not REGEX_PATTERNS['^[0-9]{4}-[0-9]{2}-[0-9]{2}(?![\\s\\S])'].search(data__keys_item__waivers_item__until):
+                                                    raise JsonSchemaValueException("invalid")
+                                        if data__keys_item__waivers_item_keys:
+                                            raise JsonSchemaValueException("invalid")
                         if data__keys_item_keys:
                             raise JsonSchemaValueException("invalid")
         if "prune" in data_keys:
