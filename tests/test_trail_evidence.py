@@ -4,7 +4,7 @@ proven), never by proximity or a vote; what it cannot tell it says (`not checked
 are never overwrites; creates and rotations are credited; a partial read says so; the apply event
 never holds a finished run.
 
-Where a lagging, partial or crowded trail is needed, the in-process emulator's `answer` is wrapped:
+Where a lagging, partial or crowded trail is needed, the emulator's answers are intercepted:
 another actor's change made at an exact moment of the run, the run's own records held back from
 searches, a search answer cut short, a 429 on the event."""
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from reconcile.emulator.answers import Answer
 from reconcile.emulator.config import actor_id_for
-from reconcile.emulator.server import Emulator
+from reconcile.emulator.server import Call, Emulator
 from tests.conftest import cli_env, load_report, run_cli, write_desired
 
 KEYS_SEARCH = "/v1/mgmt/accesskey/search"
@@ -29,12 +29,11 @@ Hook = Callable[[str, Any, Answer], Answer]
 
 def hook(emulator: Emulator, after: Hook) -> None:
     """Every API answer passes through `after(path, body, answer)` before it is sent."""
-    original = emulator.answer
 
-    def answer(method: str, path: str, query: str, headers: Any, body: Any) -> Answer:
-        return after(path, body, original(method, path, query, headers, body))
+    def answer(call: Call) -> Answer:
+        return after(call.path, call.body, call.forward())
 
-    emulator.answer = answer  # type: ignore[method-assign]
+    emulator.intercept("/v1/*", answer)
 
 
 def console(emulator: Emulator, key_id: str, actor: str, **changes: Any) -> None:
