@@ -39,6 +39,13 @@ if TYPE_CHECKING:
     from jsonschema import ValidationError
 
 SUPPORTED_VERSIONS = (1,)
+# What `defaults` cannot set: the identity fields (a default name would give every key with an id the
+# same name) and the waivers.
+NOT_DEFAULTS = {
+    "id": "each key names its own",
+    "name": "each key names its own",
+    "waivers": "each key states its own, beside it",
+}
 _PREFIX_LENGTH = re.compile(r"0|[1-9][0-9]*")
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
@@ -105,18 +112,17 @@ def _schema_messages(error: ValidationError) -> list[tuple[list[str | int], str,
     """One schema error → (path, message, point at the key rather than the value)."""
     path: list[str | int] = list(error.absolute_path)
     field = str(path[-1]) if path and isinstance(path[-1], str) else ""
-    if error.validator == "not" and path == ["defaults"]:  # `id` or `waivers` set, or not a mapping (said apart)
-        own = {"id": "each key names its own", "waivers": "each key states its own, beside it"}
+    if error.validator == "not" and path == ["defaults"]:  # a field of its own set, or not a mapping (said apart)
         instance = error.instance if isinstance(error.instance, dict) else {}
         return [
             ([*path, name], f"`defaults` cannot set `{name}`: {why}", True)
-            for name, why in own.items()
+            for name, why in NOT_DEFAULTS.items()
             if name in instance
         ]
     if error.instance is None:
         return [(path, _null_message(path), False)]
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        refused = {"id", "waivers"} if path == ["defaults"] else set()  # known, but said by the `not` above
+        refused = set(NOT_DEFAULTS) if path == ["defaults"] else set()  # known, but said by the `not` above
         known = [name for name in _known_fields(error) if name not in refused]
         results: list[tuple[list[str | int], str, bool]] = []
         for name in sorted(set(error.instance) - set(known) - refused, key=str):
