@@ -15,6 +15,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from reconcile import __version__
@@ -116,6 +117,7 @@ async def _read(
             found, total = parse_page(await _search_page(session, search_body(list(actions), *window, page)))
         except TrailShapeError as error:
             raise TrailUnavailable(f"unexpected record shape: {error}") from None
+        _within(found, window)
         new = [record for record in found if _identity(record) not in seen]
         seen.update(map(_identity, new))
         records.extend(new)
@@ -126,6 +128,19 @@ async def _read(
             whole = last and (total is None or len(records) >= total)
             return _Read(records, page + 1, whole, total)
     return _Read(records, pages, False, total)
+
+
+# How far outside the window asked for a record may be dated (the server's clock against ours).
+WINDOW_SLACK_MS = 60_000
+
+
+def _within(records: Iterable[Record], window: tuple[int, int]) -> None:
+    """A record dated outside the window the search asked for is not the trail's answer to it: a far
+    future date would stand as every key's latest change."""
+    for record in records:
+        if not window[0] - WINDOW_SLACK_MS <= record.occurred <= window[1] + WINDOW_SLACK_MS:
+            at = datetime.fromtimestamp(record.occurred / 1000, UTC).isoformat(timespec="seconds")
+            raise TrailUnavailable(f"unexpected record: dated {at}, outside the window searched")
 
 
 def _identity(record: Record) -> tuple[object, ...]:

@@ -1,0 +1,99 @@
+"""Issue 20's feature attacked from outside: hostile audit records, the saved-plan and rotate paths,
+lock identity, config edges. Through the real CLI against the emulator (in-process)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconcile.emulator.server import Call, Emulator
+from tests.conftest import cli_env, load_report, run_cli, write_desired
+
+AUDIT_SEARCH = "/v1/mgmt/audit/search"
+HOSTILE = "\x1b[2K\r::error::pwned\n##[error]x\u202e"
+
+
+def serve_records(emulator: Emulator, records: list[Any], total: Any = None) -> None:
+    def answer(call: Call) -> Any:
+        real = call.forward()
+        if real.status == 200:
+            real.body = {"audits": records, "total": len(records) if total is None else total}
+        return real
+
+    emulator.intercept(AUDIT_SEARCH, answer)
+
+
+def record(key: str, **fields: Any) -> dict[str, Any]:
+    base = {"ID": "r1", "action": "AccessKeyModified", "actorId": "U2bob", "occurred": "0", "data": {"id": key}}
+    base.update(fields)
+    return base
+
+
+def plan_with(emulator: Emulator, tmp_path: Path) -> tuple[Any, dict[str, Any], str]:
+    desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
+    report, summary = tmp_path / "r.json", tmp_path / "s.md"
+    result = run_cli(["plan", str(desired), "--report", str(report), "--summary", str(summary)], cli_env(emulator))
+    assert result.code == 2, result.output
+    return result, load_report(report), summary.read_text(encoding="utf-8")
+
+
+def test_a_huge_string_from_the_trail_is_shown_cut_with_its_length(start_emulator: Any, tmp_path: Path) -> None:
+    """A 1 MB actor id (anyone with a management key writes records) was printed, reported and
+    summarised whole: a megabyte line in the CI log and the step summary."""
+    emulator = start_emulator([{"id": "K1", "name": "old"}])
+    now = int(time.time() * 1000)
+    huge = "A" * 1_000_000
+    event = {"changedKeyIds": ["K1"], "writesFrom": now - 5000, "writesTo": now, "runId": huge, "commit": huge}
+    tool = {"ID": "e", "action": "DescopeReconcileApply", "actorId": "descope-reconcile", "occurred": now}
+    serve_records(
+        emulator, [{**tool, "data": event}, record("K1", actorId=huge, remoteAddress=huge, occurred=now - 10)]
+    )
+    result, report, summary = plan_with(emulator, tmp_path)
+    for written in (result.output, summary, json.dumps(report)):
+        assert "A" * 201 not in written and len(written) < 20_000
+    change = report["keys"][0]["attribution"]["change"]
+    assert change["actorId"].endswith("… (1000000 characters)") and change["run"]["id"].startswith("A" * 200)
+
+
+def test_hostile_actor_text_never_acts_on_a_terminal_or_ci_log(start_emulator: Any, tmp_path: Path) -> None:
+    """Controls, `::error::` and `##[` in an actor id and an address: shown escaped (no defect)."""
+    emulator = start_emulator([{"id": "K1", "name": "old"}])
+    now = int(time.time() * 1000)
+    serve_records(emulator, [record("K1", actorId=HOSTILE, remoteAddress=HOSTILE, occurred=str(now - 10))])
+    result, report, summary = plan_with(emulator, tmp_path)
+    for written in (result.output, summary):
+        assert "\x1b" not in written and "\r" not in written and "\u202e" not in written and "##[" not in written
+        assert not any(line.lstrip().startswith("::") for line in written.splitlines())
+    assert report["keys"][0]["attribution"]["change"]["actorId"] == HOSTILE
+
+
+@pytest.mark.parametrize(
+    ("occurred", "says"),
+    [
+        (2_000_000_000_000, "outside the window searched"),  # 2033: stood as the latest change
+        ("2800000000000", "outside the window searched"),  # 2058, as a string of digits
+        (1_000, "outside the window searched"),  # 1970: older than the 30 days asked for
+        (-5, "not a time since 1970"),
+        ("abc", "not milliseconds"),
+        (None, "not milliseconds"),
+        (1.5, "not milliseconds"),
+    ],
+)
+def test_a_record_dated_outside_the_search_is_never_a_change(
+    start_emulator: Any, tmp_path: Path, occurred: Any, says: str
+) -> None:
+    """A record dated in 2058 (or later) stood as the key's latest change, hiding the real one: a
+    record the search's window cannot hold makes attribution unavailable, said, exit code unchanged."""
+    emulator = start_emulator([{"id": "K1", "name": "old"}])
+    now = int(time.time() * 1000)
+    serve_records(emulator, [record("K1", occurred=occurred), record("K1", ID="r2", occurred=now - 10)])
+    result, report, summary = plan_with(emulator, tmp_path)
+    assert (
+        report["trail"]["attribution"]["status"] == "unavailable" and says in report["trail"]["attribution"]["reason"]
+    )
+    assert "attribution unavailable" in result.stdout and "Traceback" not in result.output
+    assert "attribution unavailable" in summary
