@@ -4,6 +4,7 @@ lock identity, config edges. Through the real CLI against the emulator (in-proce
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from reconcile.emulator.server import Call, Emulator
 from tests.conftest import cli_env, load_report, run_cli, write_desired
+from tests.test_action import run_action_step
 
 AUDIT_SEARCH = "/v1/mgmt/audit/search"
 HOSTILE = "\x1b[2K\r::error::pwned\n##[error]x\u202e"
@@ -97,3 +99,25 @@ def test_a_record_dated_outside_the_search_is_never_a_change(
     )
     assert "attribution unavailable" in result.stdout and "Traceback" not in result.output
     assert "attribution unavailable" in summary
+
+
+def test_a_report_input_with_a_line_break_never_forges_a_step_output(tmp_path: Path) -> None:
+    """The action's run step wrote `report=$REPORT` to $GITHUB_OUTPUT: a report input holding a line
+    break added outputs of its own (`exit-code=0` after a failed apply). Refused before the tool runs."""
+    tool_bin = tmp_path / "stub"
+    tool_bin.mkdir()
+    ran = tmp_path / "ran"
+    stub = tool_bin / "descope-reconcile"
+    stub.write_text(
+        f"#!{sys.executable}\nimport sys\nopen({str(ran)!r}, 'w').write('ran')\n"
+        "path = sys.argv[sys.argv.index('--report') + 1]\n"
+        "open(path, 'w').write('{\"summary\": {\"changes\": 1}}')\nsys.exit(4)\n"
+    )
+    stub.chmod(0o755)
+    (tool_bin / "python").symlink_to(sys.executable)
+    for forged in ("r.json\nexit-code=0", "r.json\rexit-code=0"):
+        inputs = {"command": "apply", "paths": "desired/", "report": forged}
+        run = run_action_step("run", inputs, tmp_path, tmp_path / "runner", tool_bin=tool_bin)
+        assert run.code != 0 and "report input" in run.output, run.output
+        lines = (tmp_path / "runner" / "github_output").read_text()
+        assert "exit-code=0" not in lines and not ran.exists()
