@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from reconcile.emulator.server import Call, Emulator
+from reconcile.errors import ExitCode
 from tests.conftest import cli_env, load_report, run_cli, write_desired
 from tests.test_action import run_action_step
 
@@ -121,3 +122,32 @@ def test_a_report_input_with_a_line_break_never_forges_a_step_output(tmp_path: P
         assert run.code != 0 and "report input" in run.output, run.output
         lines = (tmp_path / "runner" / "github_output").read_text()
         assert "exit-code=0" not in lines and not ran.exists()
+
+
+def key_file_config(folder: Path) -> None:
+    write_desired(folder / "desired", [{"id": "K1", "name": "one"}])
+    (folder / "descope-reconcile.yaml").write_text(
+        "version: 1\ntargets:\n  dev:\n    projectId: P2dev\n    managementKeyFile: dev.key\n    paths: [desired]\n"
+    )
+
+
+@pytest.mark.parametrize("shape", ["loop", "directory", "mode-0640-two-links"])
+def test_a_key_file_that_cannot_be_a_private_key_is_refused_located(tmp_path: Path, shape: str) -> None:
+    """A managementKeyFile that is a loop of symbolic links ended `validate` with a traceback
+    (pathlib raises RuntimeError for a loop on Python 3.11 and 3.12, not OSError)."""
+    key_file_config(tmp_path)
+    key = tmp_path / "dev.key"
+    if shape == "loop":
+        key.symlink_to(tmp_path / "other.key")
+        (tmp_path / "other.key").symlink_to(key)
+    elif shape == "directory":
+        key.mkdir()
+    else:
+        (tmp_path / "real.key").write_text("K2-secret\n")
+        (tmp_path / "real.key").chmod(0o640)
+        (tmp_path / "middle.key").symlink_to(tmp_path / "real.key")
+        key.symlink_to(tmp_path / "middle.key")
+    result = run_cli(["validate"], cli_env(None), cwd=tmp_path)
+    assert result.code == ExitCode.FAILURE and "Traceback" not in result.output, result.output
+    assert "descope-reconcile.yaml:5:24: error: `managementKeyFile` dev.key" in result.stderr
+    assert "[targets.dev.managementKeyFile]" in result.stderr and "K2-secret" not in result.output
