@@ -151,3 +151,60 @@ def test_a_key_file_that_cannot_be_a_private_key_is_refused_located(tmp_path: Pa
     assert result.code == ExitCode.FAILURE and "Traceback" not in result.output, result.output
     assert "descope-reconcile.yaml:5:24: error: `managementKeyFile` dev.key" in result.stderr
     assert "[targets.dev.managementKeyFile]" in result.stderr and "K2-secret" not in result.output
+
+
+def test_no_secret_in_any_byte_the_trail_features_write(start_emulator: Any, tmp_path: Path) -> None:
+    """The management key and every cleartext issued (a create, a rotation) are in none of: stdout,
+    stderr, the report, the Markdown summary, the apply events sent to the server (no defect)."""
+    emulator = start_emulator([{"id": "K1", "name": "one"}])
+    sent: list[str] = []
+
+    def keep_the_event(call: Call) -> Any:
+        sent.append(json.dumps(call.body))
+        return call.forward()
+
+    emulator.intercept("/v1/mgmt/audit/event", keep_the_event)
+    desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "two"}, {"name": "fresh"}]).parent
+    env = cli_env(emulator)
+    written: list[str] = []
+    for n, args in enumerate((["apply", str(desired)], ["rotate", "--ids", "K1"])):
+        report, summary = tmp_path / f"r{n}.json", tmp_path / f"s{n}.md"
+        sinks = ["--secrets-out", str(tmp_path / "secrets.jsonl"), "--report", str(report), "--summary", str(summary)]
+        result = run_cli([*args, *sinks], env)
+        assert result.code == 0, result.output
+        written += [result.stdout, result.stderr, report.read_text(), summary.read_text()]
+    assert len(sent) == 2
+    issued = [json.loads(line)["cleartext"] for line in (tmp_path / "secrets.jsonl").read_text().splitlines()]
+    secrets = [emulator.config.management_key, *issued]
+    assert len(issued) == 2 and all(len(secret) > 8 for secret in secrets)
+    for text in [*written, *sent]:
+        for secret in secrets:
+            assert secret not in text and json.dumps(secret)[1:-1] not in text
+
+
+def test_a_saved_plan_applied_reports_an_overwrite_as_a_direct_apply_does(start_emulator: Any, tmp_path: Path) -> None:
+    """`plan --out` + `apply --plan`: U2bob changes the key just after apply's own re-read of it and
+    before its write: `overwritten` (exit 4), named in text and report, the event written with the
+    write's window, U2bob never recorded as the tool's writer (no defect: the same as direct apply)."""
+    emulator = start_emulator([{"id": "K1", "name": "old"}])
+    desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
+    env = cli_env(emulator)
+    assert run_cli(["plan", str(desired), "--out", str(tmp_path / "plan.json")], env).code == 2
+
+    def bob_after_the_reread(call: Call) -> Any:
+        answer = call.forward()
+        if call.method == "GET":
+            body = {"id": "K1", "actorId": "U2bob", "remoteAddress": "203.0.113.7", "changes": {"description": "bob"}}
+            assert Emulator.answer(emulator, "POST", "/_emulator/console", "", {}, body).status == 200
+            time.sleep(0.8)  # the write goes out past the clock allowance
+        return answer
+
+    emulator.intercept("/v1/mgmt/accesskey", bob_after_the_reread)
+    apply = run_cli(["apply", "--plan", str(tmp_path / "plan.json"), "--report", str(tmp_path / "r.json")], env)
+    assert apply.code == 4, apply.output
+    assert "! K1  [overwritten] changed" in apply.stdout and "by U2bob from 203.0.113.7" in apply.stdout
+    key = load_report(tmp_path / "r.json")["keys"][0]
+    assert key["overwritten"][0]["actorId"] == "U2bob"
+    event = [r for r in emulator.audit.all(occurred_as_string=False) if r["action"] == "DescopeReconcileApply"][-1]
+    assert [w[0] for w in event["data"]["writes"]["K1"]] == ["update"]
+    assert event["data"].get("writerActorId") != "U2bob" and event["data"]["overwritten"] == 1
