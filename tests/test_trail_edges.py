@@ -13,6 +13,7 @@ import pytest
 
 from reconcile.emulator.server import Call, Emulator
 from reconcile.errors import ExitCode
+from reconcile.job.lock import lock_path
 from tests.conftest import cli_env, load_report, run_cli, write_desired
 from tests.test_action import run_action_step
 
@@ -208,3 +209,27 @@ def test_a_saved_plan_applied_reports_an_overwrite_as_a_direct_apply_does(start_
     event = [r for r in emulator.audit.all(occurred_as_string=False) if r["action"] == "DescopeReconcileApply"][-1]
     assert [w[0] for w in event["data"]["writes"]["K1"]] == ["update"]
     assert event["data"].get("writerActorId") != "U2bob" and event["data"]["overwritten"] == 1
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("https://127.0.0.1:8443", "https://127.1:8443"),  # the resolver's shorthand
+        ("https://127.0.0.1:8443", "https://0x7f.0.0.1:8443"),
+        ("https://127.0.0.1:8443", "https://2130706433:8443"),
+        ("https://localhost:8443", "https://[::ffff:127.0.0.1]:8443"),  # IPv4 mapped in IPv6
+        ("https://10.0.0.1", "https://10.1:443"),
+        ("https://[2001:db8::1]", "https://[2001:0DB8:0:0::1]:443"),
+    ],
+)
+def test_one_address_spelled_as_ip_shorthand_is_one_project(tmp_path: Path, one: str, other: str) -> None:
+    """The lock and the duplicate-target check took `127.1`, `0x7f.0.0.1`, `::ffff:127.0.0.1` or an
+    uncompressed IPv6 for another host than 127.0.0.1: two targets, two locks, one project."""
+    write_desired(tmp_path / "desired", [{"id": "K1", "name": "one"}])
+    target = "    projectId: P2dev\n    managementKeyEnv: KEY\n    paths: [desired]\n    baseUrl: {}\n"
+    config = f"version: 1\ntargets:\n  a:\n{target.format(one)}  b:\n{target.format(other)}"
+    (tmp_path / "descope-reconcile.yaml").write_text(config)
+    result = run_cli(["validate"], cli_env(None), cwd=tmp_path)
+    assert result.code == ExitCode.FAILURE, result.output
+    assert "targets `a` (line 3) and `b` name one project" in result.stderr
+    assert lock_path(tmp_path, one, "P2dev") == lock_path(tmp_path, other, "P2dev")
