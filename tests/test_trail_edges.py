@@ -14,6 +14,7 @@ import pytest
 from reconcile.emulator.server import Call, Emulator
 from reconcile.errors import ExitCode
 from reconcile.job.lock import lock_path
+from reconcile.trail.records import PAGE_SIZE
 from tests.conftest import cli_env, load_report, run_cli, write_desired
 from tests.test_action import run_action_step
 
@@ -233,3 +234,25 @@ def test_one_address_spelled_as_ip_shorthand_is_one_project(tmp_path: Path, one:
     assert result.code == ExitCode.FAILURE, result.output
     assert "targets `a` (line 3) and `b` name one project" in result.stderr
     assert lock_path(tmp_path, one, "P2dev") == lock_path(tmp_path, other, "P2dev")
+
+
+def test_a_total_smaller_than_the_records_sent_is_never_taken_for_the_end(start_emulator: Any, tmp_path: Path) -> None:
+    """A full page answered with `total: 3` ended the reading as complete: a key whose change was on
+    the next page read "no change found in the last 30 days", a silent clean. A total below what the
+    answer itself holds is a lie: the reading goes on as if there were none."""
+    emulator = start_emulator([{"id": "K1", "name": "old"}])
+    now = int(time.time() * 1000)
+    filler = [record("KX", ID=f"f{n}", occurred=now - 1000 - n) for n in range(PAGE_SIZE)]
+    older = [record("K1", ID="bob", occurred=now - 10 * 60_000)]
+
+    def two_pages(call: Call) -> Any:
+        answer = call.forward()
+        if answer.status == 200:
+            answer.body = {"audits": filler if call.body["page"] == 0 else older, "total": 3}
+        return answer
+
+    emulator.intercept(AUDIT_SEARCH, two_pages)
+    result, report, _ = plan_with(emulator, tmp_path)
+    change = report["keys"][0]["attribution"]["change"]
+    assert change is not None and change["actorId"] == "U2bob", report["keys"][0]["attribution"]
+    assert "no change found in the last 30 days" not in result.stdout

@@ -108,7 +108,7 @@ async def _read(
     """Newest first, page after page, until the window is read, `enough` holds or `pages` were read.
     A record a page repeats is kept once; a page of nothing new (a server that ignores `page`) ends
     the reading, incomplete. Fewer records than the answer's `total` is never complete, however the
-    pages ran out."""
+    pages ran out. A `total` below the distinct records read so far is a lie, taken for none."""
     records: list[Record] = []
     seen: set[tuple[object, ...]] = set()
     total: int | None = None
@@ -121,6 +121,8 @@ async def _read(
         new = [record for record in found if _identity(record) not in seen]
         seen.update(map(_identity, new))
         records.extend(new)
+        if total is not None and total < len(records):  # fewer than the answers held: no end to trust
+            total = None
         if found and not new:
             return _Read(records, page + 1, False, total)
         last = not found or (len(records) >= total if total is not None else len(found) < PAGE_SIZE)
