@@ -3,19 +3,25 @@ lock identity, config edges. Through the real CLI against the emulator (in-proce
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from reconcile.emulator.answers import Answer
 from reconcile.emulator.server import Call, Emulator
 from reconcile.errors import ExitCode
-from reconcile.job.lock import lock_path
+from reconcile.job.lock import lock_dir, lock_path
 from reconcile.trail.records import PAGE_SIZE
 from tests.conftest import cli_env, load_report, run_cli, write_desired
+from tests.support.process import start_process
 from tests.test_action import run_action_step
 
 AUDIT_SEARCH = "/v1/mgmt/audit/search"
@@ -256,3 +262,63 @@ def test_a_total_smaller_than_the_records_sent_is_never_taken_for_the_end(start_
     change = report["keys"][0]["attribution"]["change"]
     assert change is not None and change["actorId"] == "U2bob", report["keys"][0]["attribution"]
     assert "no change found in the last 30 days" not in result.stdout
+
+
+@pytest.mark.parametrize("path", [AUDIT_SEARCH, "/v1/mgmt/audit/event"])
+def test_sigint_while_the_trail_hangs_ends_the_run_and_frees_the_lock(
+    start_emulator: Any, tmp_path: Path, path: str
+) -> None:
+    """SIGINT while an audit search or the apply event hangs: the run ends at once, says so, writes
+    its report, and the project's lock is free (no defect). A process: a signal is the point."""
+    emulator = start_emulator([{"id": "K1", "name": "old"}])
+    arrived, release = threading.Event(), threading.Event()
+
+    def hang(call: Call) -> Any:
+        arrived.set()
+        release.wait(30)
+        return call.forward()
+
+    emulator.intercept(path, hang)
+    desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
+    env = cli_env(emulator, XDG_STATE_HOME=str(tmp_path / "state"))
+    process = start_process(["apply", str(desired), "--report", str(tmp_path / "r.json")], env)
+    try:
+        assert arrived.wait(60), "the request never came"
+        process.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        out, err = process.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        release.set()
+        if process.poll() is None:
+            process.kill()
+    assert took < 5 and process.returncode == ExitCode.FAILURE, (took, out, err)
+    assert "Traceback" not in err and "interrupted" in err
+    trail = load_report(tmp_path / "r.json")["trail"]
+    step = trail["event"] if path != AUDIT_SEARCH else trail["attribution"]
+    assert step["status"] in ("failed", "unavailable") and "interrupted" in step["reason"]
+    held = lock_path(lock_dir(env), emulator.url, emulator.config.project_id)
+    fd = os.open(held, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if the lock were still held
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize(("status", "path"), [(429, AUDIT_SEARCH), (503, AUDIT_SEARCH), (503, "/v1/mgmt/audit/event")])
+def test_a_retry_after_past_the_deadline_never_holds_the_run(
+    start_emulator: Any, tmp_path: Path, status: int, path: str
+) -> None:
+    """`Retry-After: 100` on the audit search or the event, with `--key-deadline 3`: the step gives
+    up at once, said, and the run ends with its own exit code (no defect)."""
+    emulator = start_emulator([{"id": "K1", "name": "old"}])
+    busy = {"errorCode": "E130429", "errorDescription": "busy"}
+    emulator.intercept(path, lambda call: Answer(status, busy, headers={"Retry-After": "100"}))
+    desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
+    started = time.monotonic()
+    args = ["apply", str(desired), "--report", str(tmp_path / "r.json"), "--key-deadline", "3"]
+    result = run_cli(args, cli_env(emulator), timeout=60)
+    assert result.code == ExitCode.OK and time.monotonic() - started < 12, result.output
+    trail = load_report(tmp_path / "r.json")["trail"]
+    step = trail["event"] if path != AUDIT_SEARCH else trail["attribution"]
+    assert step["status"] in ("failed", "unavailable") and str(status) in step["reason"]
