@@ -4,14 +4,17 @@ list to the variables the code reads."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
 class Variable:
-    names: tuple[str, ...]  # the first is the one to set; the others are read too
-    meaning: str
-    by_httpx: bool = False  # read by httpx (trust_env), not by the tool's own code
+    """Not a dataclass: `validate` (the pre-commit hook) imports this module, and a dataclass costs
+    its start-up a generated __init__."""
+
+    __slots__ = ("by_httpx", "meaning", "names")
+
+    def __init__(self, names: tuple[str, ...], meaning: str, *, by_httpx: bool = False) -> None:
+        self.names = names  # the first is the one to set; the others are read too
+        self.meaning = meaning
+        self.by_httpx = by_httpx  # read by httpx (trust_env), not by the tool's own code
 
     @property
     def label(self) -> str:

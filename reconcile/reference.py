@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -25,14 +24,24 @@ HELP_WIDTH = 100
 SEVERITY_ORDER = ", then ".join(str(int(code)) for code in SEVERITY)
 
 
+def _wrap(text: str, width: int) -> list[str]:
+    """Words into lines of at most `width` (a longer word gets a line of its own). Not textwrap: the
+    pre-commit hook's `validate` would pay for importing it."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
 def _help_rows(rows: Sequence[tuple[str, str]], column: int) -> str:
     """Two columns, the second wrapped under itself; a label too long for the first gets a line of its own."""
     lines: list[str] = []
     indent = " " * (2 + column)
     for label, meaning in rows:
-        wrapped = textwrap.wrap(
-            meaning.replace("`", ""), HELP_WIDTH - len(indent), break_on_hyphens=False, break_long_words=False
-        )
+        wrapped = _wrap(meaning.replace("`", ""), HELP_WIDTH - len(indent))
         if len(label) < column:
             lines.append(f"  {label:<{column}}{wrapped[0]}")
         else:
