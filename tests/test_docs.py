@@ -51,3 +51,11 @@ def test_the_readme_desired_file_is_valid(tmp_path: Path) -> None:
     start = readme.index("```yaml\n# yaml-language-server") + len("```yaml\n")
     (tmp_path / "keys.yaml").write_text(readme[start : readme.index("```", start)], encoding="utf-8")
     assert main(["validate", "-q", str(tmp_path)]) == 0
+
+
+def test_every_docs_page_is_in_the_readme_index() -> None:
+    """A page nobody can find from the README is not documentation: add a row to its docs index."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    index = readme[readme.index("## Documentation") :]
+    unlisted = [p.name for p in sorted((ROOT / "docs").glob("*.md")) if f"](docs/{p.name})" not in index]
+    assert not unlisted, f"not in the README's docs index: {unlisted}"
