@@ -27,7 +27,9 @@ class ExitCode(IntEnum):
         1,
         "an error: invalid desired files or config, an output path that cannot be written, an API or "
         "network failure, a refused saved plan, another apply holding the project's lock, a run "
-        "interrupted by `SIGINT` or `SIGTERM`, an `export` of values the desired format refuses; or a key "
+        "interrupted by `SIGINT` or `SIGTERM`, an `export` of values the desired format refuses; a policy "
+        "violation: `validate` or `audit --fail-on` finding one no waiver covers, `apply` refusing a change "
+        "that would introduce an error-level one (before any write); or a key "
         "`failed`, `missing`, `ambiguous` (a name several keys have), not editable, in conflict, `interrupted`, "
         "`stale`, `unconfirmed` or `undelivered` (its new secret did not reach every sink); apply also while "
         "its journal shows a secret an earlier run issued and never delivered",
@@ -110,6 +112,10 @@ class ValidationFailed(ReconcileError):
 
 class SafetyThresholdExceeded(ReconcileError):
     exit_code = ExitCode.SAFETY_THRESHOLD
+
+
+class PolicyRefused(ReconcileError):
+    """apply refused: a change would introduce an error-level policy violation that no waiver covers."""
 
 
 class ApiError(ReconcileError):
