@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reconcile.cli import main
+from tests.support.cli import cli_env, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", ROOT / "ARCHITECTURE.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -50,7 +50,7 @@ def test_the_readme_desired_file_is_valid(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     start = readme.index("```yaml\n# yaml-language-server") + len("```yaml\n")
     (tmp_path / "keys.yaml").write_text(readme[start : readme.index("```", start)], encoding="utf-8")
-    assert main(["validate", "-q", str(tmp_path)]) == 0
+    assert run_cli(["validate", "-q", str(tmp_path)], cli_env(None)).code == 0
 
 
 def test_every_docs_page_is_in_the_readme_index() -> None:

@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from reconcile import reference
-from reconcile.cli import main
 from reconcile.client.descope import Credentials, DescopeClient
 from reconcile.environment import VARIABLES
 from reconcile.errors import SEVERITY, ExitCode
+from tests.support.cli import cli_env, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -34,13 +34,10 @@ def test_the_docs_blocks_are_made_from_the_code() -> None:
 
 
 @pytest.mark.parametrize("command", [[], ["validate"], ["apply"]])
-def test_help_lists_every_exit_code_and_variable_as_the_code_says(
-    command: list[str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    with pytest.raises(SystemExit) as done:
-        main([*command, "--help"])
-    assert done.value.code == 0
-    shown = capsys.readouterr().out
+def test_help_lists_every_exit_code_and_variable_as_the_code_says(command: list[str]) -> None:
+    done = run_cli([*command, "--help"], cli_env(None))
+    assert done.code == 0
+    shown = done.stdout
     exit_codes = shown[shown.index("\nexit codes:\n") : shown.index("\ntargets:\n")]
     for code in ExitCode:
         assert re.search(rf"^  {int(code)} +\S", exit_codes, re.M), code
