@@ -29,7 +29,7 @@ VARIABLES = (
     ),
     Variable(
         ("DESCOPE_MANAGEMENT_KEY",),
-        "its management key; never accepted as a flag (it would show in `ps`), never passed to `--secrets-command`",
+        "its management key; never accepted as a flag (it would show in `ps`), never handed to `--secrets-command`",
     ),
     Variable(("DESCOPE_MANAGEMENT_KEY_FILE",), "or a file holding the key, for mounted secrets (not both)"),
     Variable(
