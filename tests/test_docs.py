@@ -59,3 +59,15 @@ def test_every_docs_page_is_in_the_readme_index() -> None:
     index = readme[readme.index("## Documentation") :]
     unlisted = [p.name for p in sorted((ROOT / "docs").glob("*.md")) if f"](docs/{p.name})" not in index]
     assert not unlisted, f"not in the README's docs index: {unlisted}"
+
+
+def test_the_changelog_keeps_one_section_of_each_kind_per_release() -> None:
+    """Keep a Changelog: `## [Unreleased]` first; per release each kind of change once, in its order
+    (several engineers append to Unreleased at once, and a second "### Fixed" creeps in)."""
+    text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    releases = re.split(r"^## ", text, flags=re.M)[1:]
+    assert releases[0].startswith("[Unreleased]")
+    order = ["Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"]
+    for release in releases:
+        kinds = re.findall(r"^### (.+)$", release, flags=re.M)
+        assert kinds == sorted(set(kinds), key=order.index), f"{release.splitlines()[0]}: {kinds}"
