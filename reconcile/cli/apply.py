@@ -233,6 +233,8 @@ async def run(args: argparse.Namespace) -> int:
     recover = changes.recovery(args)
     async with connect(args) as (session, target):
         saved = _load_saved_plan(args, target.project_id, clock) if args.plan else None
+        if saved is not None:
+            savedplan.require_policy(saved, policy_given=policy is not None)
         if saved is not None and loaded is not None:
             savedplan.check_desired(saved, loaded.files)
         lock = lock_path(lock_dir(os.environ), target.base_url, target.project_id)
