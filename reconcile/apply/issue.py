@@ -5,6 +5,9 @@ The journal hears of each step before it happens (see journal.py). Neither call 
 blindly: after a failure that may hide a success, a create looks for the key by its name and a
 rotation reloads the key, and the result says what is known. A secret that was issued and not
 delivered makes the key `undelivered` (an error), with a rotation as the way to recover.
+
+The first delivery failure stops further issuing: a broken sink would lose every secret after it
+(and a rotation kills the old, working one), so the keys not yet sent are `held`, never issued.
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ class Issuer:
         self._sinks = sinks
         self._journal = journal
         self._run_id = run_id
+        self.stopped: str | None = None  # why nothing more is issued: the first delivery failure
+
+    def _held(self, item: KeyPlan) -> KeyResult | None:
+        if self.stopped is None:
+            return None
+        return KeyResult(item, Outcome.HELD, error=ErrorInfo(f"not sent: {self.stopped}"))
 
     def _note(self, event: str, item: KeyPlan, key_id: str | None, error: str | None = None) -> None:
         if self._journal is not None:
@@ -43,6 +52,8 @@ class Issuer:
 
     async def create(self, item: KeyPlan) -> KeyResult:
         assert item.body is not None
+        if (held := self._held(item)) is not None:
+            return held
         tally = Tally()
         self._note("requested", item, None)
         send = at_most_once(partial(self._client.create_access_key, item.body))
@@ -96,6 +107,8 @@ class Issuer:
     async def rotate(self, item: KeyPlan) -> KeyResult:
         key_id = item.key.id
         assert key_id is not None
+        if (held := self._held(item)) is not None:
+            return held
         tally = Tally()
         self._note("requested", item, key_id)
         send = at_most_once(partial(self._client.rotate_access_key, key_id))
@@ -135,6 +148,7 @@ class Issuer:
             # An unexpected error is named by its type only: its text could quote what the sink was given.
             problem = str(error) if isinstance(error, DeliveryFailed) else f"unexpected {type(error).__name__}"
             self._note("undelivered", item, key_id, problem)
+            self.stopped = f"issuing stopped at the first delivery failure ({key_id}: {problem})"
             what = "created" if item.outcome is Outcome.CREATE else "rotated"
             message = f"{what}, but its secret was not delivered: {problem}; {ROTATE_AGAIN} once the sink works"
             return KeyResult(item, Outcome.UNDELIVERED, tally.attempts, ErrorInfo(message), key_id)

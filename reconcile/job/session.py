@@ -239,7 +239,7 @@ async def execute(
     if progress_every is not None:
         reporter = asyncio.create_task(report_progress(executor.progress, interval=progress_every))
     try:
-        results = await executor.run(plan.writes)
+        results = await executor.run(plan.writes, hold=plan.prune_hold)
     finally:
         if reporter is not None:
             reporter.cancel()

@@ -7,6 +7,11 @@ same result whether the server merges the body into the key or replaces the key 
 A desired key is identified by its id, or without one by its name: one project key with the name
 is that key, none means `create`, several mean `ambiguous`. Project keys that no desired key names
 are `unmanaged`, unless a prune scope owns them: then they are planned for its action.
+
+Prune fails safe: a key whose name is any desired key's name (a key given by an id that is missing
+included: the id may be mistyped) is never pruned; inside a scope, the files own the status of the
+keys they declare (a key declared again is activated); a create and a prune that look like one rename
+are said to be one (the executor prunes only after every create's secret was delivered).
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     UNDELIVERED = "undelivered"  # created or rotated, but the secret did not reach every sink
     INTERRUPTED = "interrupted"
+    HELD = "held"  # apply: not sent, because something before it failed (prunes wait; issuing stops)
     STALE = "stale"  # apply: the key changed since it was read for the plan, so it was not written
     UNCONFIRMED = "unconfirmed"  # apply: the update was accepted, but the server answered another key
 
@@ -91,10 +97,11 @@ ERROR_OUTCOMES = frozenset(
         Outcome.FAILED,
         Outcome.UNDELIVERED,
         Outcome.INTERRUPTED,
-        Outcome.STALE,
+            Outcome.STALE,
         Outcome.UNCONFIRMED,
     }
 )
+PRUNES = frozenset({Outcome.DEACTIVATE, Outcome.DELETE})
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,11 @@ class KeyPlan:
     warnings: tuple[str, ...] = ()  # worth a look, never a change (a create-only field that differs)
     last_state: Mapping[str, Any] | None = None  # a pruned key as it was read, every field
 
+    @property
+    def is_prune(self) -> bool:
+        """Planned by a prune scope, not declared by a file."""
+        return self.last_state is not None or self.outcome in PRUNES
+
 
 @dataclass(frozen=True)
 class UnmanagedKey:
@@ -131,10 +143,24 @@ class Plan:
     # A saved plan keeps only its changes; the safety threshold and the report still need how many
     # keys the plan was made over. None: `keys` holds every managed key.
     managed_count: int | None = None
+    counted_count: int | None = None  # likewise for `counted`
 
     @property
     def managed(self) -> int:
         return len(self.keys) if self.managed_count is None else self.managed_count
+
+    @property
+    def counted(self) -> int:
+        """The safety limit's denominator: the keys the files declare plus the keys this run prunes. A key
+        a scope already left in its final state is not in play: counting it would loosen the limit."""
+        if self.counted_count is not None:
+            return self.counted_count
+        return sum(1 for item in self.keys if not item.is_prune or item.outcome.is_change)
+
+    @property
+    def issuing(self) -> tuple[KeyPlan, ...]:
+        """The keys that get a new secret (applying needs a sink for them)."""
+        return tuple(item for item in self.keys if item.outcome.issues_secret)
 
     @property
     def changes(self) -> tuple[KeyPlan, ...]:
@@ -154,6 +180,16 @@ class Plan:
     @property
     def errors(self) -> tuple[KeyPlan, ...]:
         return tuple(k for k in self.keys if k.outcome.is_error)
+
+    @property
+    def prune_hold(self) -> str | None:
+        """Why this plan's prunes must not run at all: keys in error (a missing id may be a typo of a key
+        a scope would prune; a key the files mean must never go because the files were wrong)."""
+        errors = self.errors
+        if not errors:
+            return None
+        shown = ", ".join(f"{item.key.label} {item.outcome.value}" for item in errors[:5])
+        return f"the plan has {len(errors)} key(s) in error ({shown}{', ...' if len(errors) > 5 else ''})"
 
 
 def diff_fields(desired: DesiredKey, current: Mapping[str, Any]) -> tuple[FieldChange, ...]:
@@ -222,10 +258,25 @@ def create_only_warnings(desired: DesiredKey, current: Mapping[str, Any]) -> tup
 MISSING_REASON = "not in the project; ids are chosen by the server: remove the id to create the key by its name"
 
 
-def plan_key(desired: DesiredKey, current: Mapping[str, Any] | None) -> KeyPlan:
+def plan_key(
+    desired: DesiredKey, current: Mapping[str, Any] | None, holders: Sequence[str] = (), owner: PruneScope | None = None
+) -> KeyPlan:
+    """`holders`: the project keys that have the desired key's name (a missing id may be a typo of theirs);
+    `owner`: the prune scope that owns the status of this declared key."""
     if current is None:
-        return KeyPlan(desired, Outcome.MISSING, MISSING_REASON, str(desired.fields.get("name", "")))
+        reason = MISSING_REASON
+        if holders:
+            reason += (
+                f"; the project has a key with its name ({', '.join(holders)}), maybe the id meant:"
+                " it is never pruned while a file names it"
+            )
+        return KeyPlan(desired, Outcome.MISSING, reason, str(desired.fields.get("name", "")))
+    if owner is not None and STATUS_FIELD not in desired.fields:
+        desired = replace(desired, fields={**desired.fields, STATUS_FIELD: DEFAULT_STATUS})
     planned = _plan_existing(desired, current)
+    if owner is not None and planned.outcome is Outcome.UPDATE and planned.body is None:
+        why = f"declared inside the prune scope at {owner.source}, which owns its status: it will be activated"
+        planned = replace(planned, reason=why) if planned.status == DEFAULT_STATUS else planned
     warnings = create_only_warnings(desired, current)
     return replace(planned, warnings=warnings) if warnings else planned
 
@@ -279,7 +330,12 @@ def plan_create(desired: DesiredKey) -> KeyPlan:
     return KeyPlan(desired, Outcome.CREATE, reason, name, changes, body, status if status != DEFAULT_STATUS else None)
 
 
-def plan_by_name(desired: DesiredKey, matches: Sequence[Mapping[str, Any]], by_id: Mapping[str, DesiredKey]) -> KeyPlan:
+def plan_by_name(
+    desired: DesiredKey,
+    matches: Sequence[Mapping[str, Any]],
+    by_id: Mapping[str, DesiredKey],
+    scopes: Sequence[PruneScope],
+) -> KeyPlan:
     """A desired key without an id: the one project key with its name, a create, or ambiguous."""
     name = str(desired.fields["name"])
     if not matches:
@@ -295,23 +351,33 @@ def plan_by_name(desired: DesiredKey, matches: Sequence[Mapping[str, Any]], by_i
     if owner is not None:
         reason = f"the key named {name!r} is {ids[0]}, which {owner.source} already manages by id"
         return KeyPlan(replace(desired, id=ids[0]), Outcome.CONFLICT, reason, name)
-    return plan_key(replace(desired, id=ids[0]), matches[0])
+    return plan_key(replace(desired, id=ids[0]), matches[0], owner=_owner(matches[0], scopes))
+
+
+def _owner(key: Mapping[str, Any] | None, scopes: Sequence[PruneScope]) -> PruneScope | None:
+    return next((scope for scope in scopes if scope.contains(key)), None) if key is not None else None
 
 
 def plan_prune(key: Mapping[str, Any], scopes: Sequence[PruneScope]) -> KeyPlan:
-    """A project key no desired key names, inside these scopes: deleted only when every one says delete."""
+    """A project key no desired key names, inside these scopes: deleted only when every one says delete.
+    A key the server marks not editable cannot be deleted: it is deactivated instead, with a warning
+    (never an error: it would block every reviewed plan of the project from then on)."""
     delete = all(scope.action == "delete" for scope in scopes)
     first = scopes[0]
     desired = DesiredKey(str(key.get("id")), {}, first.source)
     name = str(key.get("name") or "")
     why = f"named by no desired key; inside the prune scope at {first.source} ({first.describe()})"
+    warnings: tuple[str, ...] = ()
+    if delete and key.get("editable") is False:
+        delete = False
+        warnings = (
+            f"{key.get('id')} ({name}) is not editable, so it cannot be deleted: it is deactivated instead; "
+            "to leave it alone, declare it in a file or narrow the scope (namePrefix, tenantIds, customAttributes)",
+        )
     current_status = key.get(STATUS_FIELD) or DEFAULT_STATUS
     if not delete and current_status != DEFAULT_STATUS:
-        return KeyPlan(desired, Outcome.UNCHANGED, f"{why}; already inactive", name, last_state=key)
+        return KeyPlan(desired, Outcome.UNCHANGED, f"{why}; already inactive", name, warnings=warnings, last_state=key)
     if delete:
-        if key.get("editable") is False:  # (a status change is another endpoint: it stays possible)
-            reason = f"{why}; the server marks it not editable"
-            return KeyPlan(desired, Outcome.NOT_EDITABLE, reason, name, last_state=key)
         reason = f"{why}: it will be DELETED"
         return KeyPlan(desired, Outcome.DELETE, reason, name, fingerprint=fingerprint(key), last_state=key)
     change = FieldChange(STATUS_FIELD, current_status, "inactive")
@@ -323,31 +389,75 @@ def plan_prune(key: Mapping[str, Any], scopes: Sequence[PruneScope]) -> KeyPlan:
         (change,),
         status="inactive",
         fingerprint=fingerprint(key),
+        warnings=warnings,
         last_state=key,
     )
+
+
+# The fields two keys compare on when deciding whether a create and a prune are one rename.
+_RENAME_FIELDS = tuple(name for name in UPDATABLE_FIELDS if name != "name")
+
+
+def _likeness(desired: DesiredKey, key: Mapping[str, Any]) -> int:
+    return sum(
+        1
+        for name in _RENAME_FIELDS
+        if name in desired.fields and normalize_field(name, desired.fields[name]) == normalize_field(name, key.get(name))
+    )
+
+
+def pair_renames(keys: Sequence[KeyPlan], scopes: Sequence[PruneScope]) -> list[KeyPlan]:
+    """A create and a prune that look like one rename (the new key inside a scope that prunes the old
+    one; the most fields alike) are said to be one, on both sides: the old key goes only once the new
+    key's secret reached every sink (the executor prunes last, and only after everything succeeded)."""
+    result = list(keys)
+    pruned = [index for index, item in enumerate(keys) if item.outcome in PRUNES]
+    for index, item in enumerate(keys):
+        if item.outcome is not Outcome.CREATE or not pruned:
+            continue
+        inside = [scope for scope in scopes if scope.contains(item.key.fields)]
+        candidates = [i for i in pruned if inside and any(scope.contains(keys[i].last_state or {}) for scope in inside)]
+        if not candidates:
+            continue
+        old = max(candidates, key=lambda i: _likeness(item.key, keys[i].last_state or {}))
+        pruned.remove(old)
+        gone = keys[old]
+        result[index] = replace(item, reason=f"{item.reason}; probably the rename of {gone.key.id} ({gone.name!r})")
+        result[old] = replace(
+            gone,
+            reason=f"{gone.reason}; probably renamed to {item.name!r} (created by this run): it is pruned only "
+            "after the new key's secret reached every sink",
+        )
+    return result
 
 
 def compute_plan(desired: DesiredState, observed: Iterable[Mapping[str, Any]]) -> Plan:
     by_id = {str(key.get("id")): key for key in observed}
     desired_by_id = {key.id: key for key in desired.keys if key.id is not None}
     by_name: dict[str, list[Mapping[str, Any]]] = {}
-    if len(desired_by_id) < len(desired.keys):  # some keys are identified by name
-        for found in by_id.values():
-            by_name.setdefault(str(found.get("name") or ""), []).append(found)
+    for found in by_id.values():
+        by_name.setdefault(str(found.get("name") or ""), []).append(found)
     keys, named = [], set(desired_by_id)
+    # Never pruned: a key with a name any desired key gives (an id that is missing may be a typo).
+    declared_names = {str(key.fields["name"]) for key in desired.keys if key.fields.get("name")}
     for key in desired.keys:
+        name = str(key.fields.get("name", ""))
         if key.id is not None:
-            keys.append(plan_key(key, by_id.get(key.id)))
+            current = by_id.get(key.id)
+            holders = sorted(str(match.get("id")) for match in by_name.get(name, [])) if current is None else []
+            keys.append(plan_key(key, current, holders, _owner(current, desired.prune)))
             continue
-        matches = by_name.get(str(key.fields["name"]), [])
+        matches = by_name.get(name, [])
         named.update(str(match.get("id")) for match in matches)  # never pruned, even when ambiguous
-        keys.append(plan_by_name(key, matches, desired_by_id))
+        keys.append(plan_by_name(key, matches, desired_by_id, desired.prune))
     for key_id, found in sorted(by_id.items()):
-        scopes = [scope for scope in desired.prune if scope.contains(found)] if key_id not in named else []
+        if key_id in named or str(found.get("name") or "") in declared_names:
+            continue
+        scopes = [scope for scope in desired.prune if scope.contains(found)]
         if scopes:
             keys.append(plan_prune(found, scopes))
             named.add(key_id)
-    return Plan(tuple(keys), unmanaged_keys(by_id, named))
+    return Plan(tuple(pair_renames(keys, desired.prune)), unmanaged_keys(by_id, named))
 
 
 ROTATION_SOURCE = SourceLocation("(command line)", 1)
