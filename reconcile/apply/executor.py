@@ -98,7 +98,8 @@ class Executor:
             for _ in range(min(self._concurrency, queue.qsize()))
         ]
         await asyncio.gather(*workers)
-        await self._prune([(index, item) for index, item in enumerate(writes) if item.is_prune], statuses, results, hold)
+        prunes = [(index, item) for index, item in enumerate(writes) if item.is_prune]
+        await self._prune(prunes, statuses, results, hold)
         return [
             results.get(index) or self._unreached(item, statuses.get(str(item.key.id)))
             for index, item in enumerate(writes)

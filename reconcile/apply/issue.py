@@ -13,7 +13,7 @@ The first delivery failure stops further issuing: a broken sink would lose every
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -39,6 +39,10 @@ class Issuer:
         self._journal = journal
         self._run_id = run_id
         self.stopped: str | None = None  # why nothing more is issued: the first delivery failure
+        # Until one secret reached every sink, one issue at a time: a sink broken from the start then
+        # costs one secret (and one wait for it), not one per worker.
+        self._first = asyncio.Lock()
+        self._proven = False
 
     def _held(self, item: KeyPlan) -> KeyResult | None:
         if self.stopped is None:
@@ -51,9 +55,21 @@ class Issuer:
             self._journal.secret(event, op, key_id, item.name, error)
 
     async def create(self, item: KeyPlan) -> KeyResult:
+        return await self._in_turn(item, self._create)
+
+    async def rotate(self, item: KeyPlan) -> KeyResult:
+        return await self._in_turn(item, self._rotate)
+
+    async def _in_turn(self, item: KeyPlan, issue: Callable[[KeyPlan], Awaitable[KeyResult]]) -> KeyResult:
+        if self._proven:
+            return self._held(item) or await issue(item)
+        async with self._first:
+            result = self._held(item) or await issue(item)
+            self._proven = self._proven or result.outcome is item.outcome.done
+            return result
+
+    async def _create(self, item: KeyPlan) -> KeyResult:
         assert item.body is not None
-        if (held := self._held(item)) is not None:
-            return held
         tally = Tally()
         self._note("requested", item, None)
         send = at_most_once(partial(self._client.create_access_key, item.body))
@@ -104,11 +120,9 @@ class Issuer:
             result.error = ErrorInfo(f"created (secret delivered), but not made {status}: {done.error.message}")
         return result
 
-    async def rotate(self, item: KeyPlan) -> KeyResult:
+    async def _rotate(self, item: KeyPlan) -> KeyResult:
         key_id = item.key.id
         assert key_id is not None
-        if (held := self._held(item)) is not None:
-            return held
         tally = Tally()
         self._note("requested", item, key_id)
         send = at_most_once(partial(self._client.rotate_access_key, key_id))

@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,8 @@ from reconcile.trail.findings import TrailFindings
 
 log = logging.getLogger("reconcile")
 Observed = list[dict[str, Any]]
-Refusal = SafetyThresholdExceeded | AmbiguousNames
+Refusal = SafetyThresholdExceeded | AmbiguousNames | UsageError | savedplan.PlanRejected
+REFUSALS = (SafetyThresholdExceeded, AmbiguousNames, UsageError, savedplan.PlanRejected)
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
@@ -125,8 +127,9 @@ def _load_saved_plan(args: argparse.Namespace, project_id: str, clock: RunClock)
 
 async def _plan_to_apply(
     session: Session, clock: RunClock, loaded: LoadedDesired | None, saved: dict[str, Any] | None
-) -> tuple[Plan, tuple[DesiredFile, ...], Observed]:
-    """The fresh plan from the desired files, or the saved plan once proven current; and the keys read."""
+) -> tuple[Plan, tuple[DesiredFile, ...], Observed, savedplan.PlanRejected | None]:
+    """The fresh plan from the desired files, or the saved plan (and why it is refused, when a planned
+    key changed since); and the keys read."""
     try:
         with clock.phase("fetch"):
             observed = await fetch_keys(session)
@@ -134,16 +137,20 @@ async def _plan_to_apply(
         if saved is not None:
             by_id: dict[str, Any] = {}
             keys = (item.key for item in savedplan.to_plan(saved, by_id).keys)
-            return interrupted_plan(keys), savedplan.files_of(saved), []
+            return interrupted_plan(keys), savedplan.files_of(saved), [], None
         assert loaded is not None
-        return interrupted_plan(loaded.state.keys), loaded.files, []
+        return interrupted_plan(loaded.state.keys), loaded.files, [], None
     if saved is None:
         assert loaded is not None
         with clock.phase("diff"):
-            return compute_plan(loaded.state, observed), loaded.files, observed
+            return compute_plan(loaded.state, observed), loaded.files, observed, None
     by_id = {str(key.get("id")): key for key in observed}
-    savedplan.check_current(saved, by_id)
-    return savedplan.to_plan(saved, by_id), savedplan.files_of(saved), observed
+    stale = None
+    try:
+        savedplan.check_current(saved, by_id)
+    except savedplan.PlanRejected as error:
+        stale = error
+    return savedplan.to_plan(saved, by_id), savedplan.files_of(saved), observed, stale
 
 
 async def _apply(
@@ -155,8 +162,12 @@ async def _apply(
     safety: Safety,
     recover: Recovery,
     project_id: str,
+    stale: savedplan.PlanRejected | None,
 ) -> ApplyOutcome | None:
-    """The refusals (a sink for new secrets, ambiguous names, the safety threshold), then the writes."""
+    """The refusals (a stale saved plan, a sink for new secrets, ambiguous names, the safety threshold),
+    then the writes."""
+    if stale is not None:
+        raise stale
     if not result.writes:
         return None
     changes.require_sinks(args, result)  # before any write: a usage error (64)
@@ -175,6 +186,7 @@ async def _apply_and_trail(
     safety: Safety,
     recover: Recovery,
     project_id: str,
+    stale: savedplan.PlanRejected | None = None,
 ) -> tuple[ApplyOutcome | None, Refusal | None, TrailFindings]:
     """The writes, with who changed the drifted keys looked up beside them (its own budget, never in
     their way); after writes, the overwritten check and the apply event."""
@@ -184,8 +196,10 @@ async def _apply_and_trail(
     attributing = asyncio.create_task(attribute_plan(session, result, wanted))
     try:
         try:
-            outcome = await _apply(args, session, result, clock, safety=safety, recover=recover, project_id=project_id)
-        except (SafetyThresholdExceeded, AmbiguousNames) as error:
+            outcome = await _apply(
+                args, session, result, clock, safety=safety, recover=recover, project_id=project_id, stale=stale
+            )
+        except REFUSALS as error:
             refusal = error  # the report is still written: a refused plan is worth auditing
         trail = await attributing
     finally:
@@ -220,19 +234,37 @@ async def run(args: argparse.Namespace) -> int:
     changes.check_outputs(args, loaded)
     recover = changes.recovery(args)
     async with connect(args) as (session, target):
-        saved = _load_saved_plan(args, target.project_id, clock) if args.plan else None
-        if saved is not None and loaded is not None:
-            savedplan.check_desired(saved, loaded.files)
+        try:
+            saved = _load_saved_plan(args, target.project_id, clock) if args.plan else None
+            if saved is not None and loaded is not None:
+                savedplan.check_desired(saved, loaded.files)
+        except savedplan.PlanRejected as error:
+            if args.report:  # nothing was read, yet the workflow's report upload must find why
+                files = loaded.files if loaded is not None else ()
+                empty = Plan((), ())
+                report = make_report(clock, files, session.client, target.project_id, empty, settings=settings(args))
+                write_outputs(args, {**report, "refusal": changes.refusal_record(error)}, clock)
+            raise
         lock = lock_path(lock_dir(os.environ), target.base_url, target.project_id)
         async with project_lock(lock, run_id=clock.run_id, wait=args.wait_lock, stop=session.stop):
             with bulk():
-                result, files, observed = await _plan_to_apply(session, clock, loaded, saved)
-            show(args, render_plan(result, verbose=args.verbose > 0))
+                result, files, observed, stale = await _plan_to_apply(session, clock, loaded, saved)
             unsettled = unsettled_secrets(changes.journal_file(args), observed)
+            if unsettled:  # a key's secret may be lost: what it replaces must keep working
+                held = f"{len(unsettled)} key(s) with a secret an earlier run issued and never delivered"
+                result = replace(result, held_by=held)
+            show(args, render_plan(result, verbose=args.verbose > 0))
             changes.warn_unsettled(unsettled, recover)
             safety = assess(result, args.max_changes)
             outcome, refusal, trail = await _apply_and_trail(
-                args, session, (result, files), clock, safety=safety, recover=recover, project_id=target.project_id
+                args,
+                session,
+                (result, files),
+                clock,
+                safety=safety,
+                recover=recover,
+                project_id=target.project_id,
+                stale=stale,
             )
         provenance = savedplan.provenance(saved, str(args.plan), clock.started) if saved else None
         report = make_report(
@@ -250,6 +282,8 @@ async def run(args: argparse.Namespace) -> int:
             unsettled=unsettled,
             recovery=recover,
         )
+    if refusal is not None:
+        report["refusal"] = changes.refusal_record(refusal)
     write_outputs(args, report, clock)
     if trail.event is not None and trail.event.warning:
         log.warning("warning: %s", trail.event.reason)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 
 from reconcile.cli import changes
 from reconcile.cli.common import show
@@ -10,6 +12,7 @@ from reconcile.cli.options import (
     Parser,
     add_command,
     execution_options,
+    non_negative_float,
     remote_options,
     report_options,
     secrets_options,
@@ -18,6 +21,7 @@ from reconcile.cli.options import (
 from reconcile.cli.remote import connect, settings, write_outputs
 from reconcile.errors import ExitCode, UsageError
 from reconcile.job.clock import RunClock
+from reconcile.job.lock import lock_dir, lock_path, project_lock
 from reconcile.job.session import load_keys, make_report, unsettled_secrets
 from reconcile.output.text import render_plan, render_results
 from reconcile.plan.diff import plan_rotation
@@ -36,6 +40,13 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     )
     parser.add_argument("--ids", required=True, metavar="ID,ID", help="the keys to rotate (comma-separated)")
     parser.add_argument("--dry-run", action="store_true", help="list what would rotate; send nothing")
+    parser.add_argument(
+        "--wait-lock",
+        type=non_negative_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another apply or rotate on this machine to the same project (default 0: refuse)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -48,33 +59,47 @@ async def run(args: argparse.Namespace) -> int:
     if not args.dry_run:
         changes.check_outputs(args)
     async with connect(args) as (session, target):
-        with clock.phase("fetch"):
-            found = await load_keys(session, key_ids)
-        plan = plan_rotation(key_ids, found)
-        show(args, render_plan(plan, verbose=True))
-        unsettled = unsettled_secrets(changes.journal_file(args), [key for key in found.values() if key is not None])
-        changes.warn_unsettled(unsettled, recover)
-        if args.dry_run:
-            return ExitCode.FAILURE if plan.errors else ExitCode.OK
-        changes.require_sinks(args, plan)  # a usage error (64), before any write
-        if plan.changes:
-            with clock.phase("rotate"):
-                outcome = await changes.run_changes(
-                    args, session, plan, clock.run_id, project_id=target.project_id, recover=recover
-                )
-        show(args, render_results(outcome.results if outcome else [], plan.errors, recover, title="Rotate"))
-        report = make_report(
-            clock,
-            (),
-            session.client,
-            target.project_id,
-            plan,
-            settings=settings(args),
-            outcome=outcome,
-            unsettled=unsettled,
-            recovery=recover,
-        )
+        # Issuing is serialised per project by apply's lock: two rotations of one key would leave the
+        # sink holding whichever secret came last, maybe the dead one.
+        lock = lock_path(lock_dir(os.environ), target.base_url, target.project_id)
+        locking = project_lock(lock, run_id=clock.run_id, wait=args.wait_lock, stop=session.stop)
+        async with contextlib.nullcontext() if args.dry_run else locking:  # a dry run sends nothing
+            with clock.phase("fetch"):
+                found = await load_keys(session, key_ids)
+            plan = plan_rotation(key_ids, found)
+            show(args, render_plan(plan, verbose=True))
+            present = [key for key in found.values() if key is not None]
+            unsettled = unsettled_secrets(changes.journal_file(args), present)
+            changes.warn_unsettled(unsettled, recover)
+            if args.dry_run:
+                return ExitCode.FAILURE if plan.errors else ExitCode.OK
+            refusal = None
+            try:
+                changes.require_sinks(args, plan)  # a usage error (64), before any write
+            except UsageError as error:
+                refusal = error  # the report is still written
+            if plan.changes and refusal is None:
+                with clock.phase("rotate"):
+                    outcome = await changes.run_changes(
+                        args, session, plan, clock.run_id, project_id=target.project_id, recover=recover
+                    )
+            show(args, render_results(outcome.results if outcome else [], plan.errors, recover, title="Rotate"))
+            report = make_report(
+                clock,
+                (),
+                session.client,
+                target.project_id,
+                plan,
+                settings=settings(args),
+                outcome=outcome,
+                unsettled=unsettled,
+                recovery=recover,
+            )
+    if refusal is not None:
+        report["refusal"] = changes.refusal_record(refusal)
     write_outputs(args, report, clock)
+    if refusal is not None:
+        raise refusal
     if session.interrupted:
         changes.say_interrupted()
         return ExitCode.FAILURE

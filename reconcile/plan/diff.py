@@ -97,7 +97,7 @@ ERROR_OUTCOMES = frozenset(
         Outcome.FAILED,
         Outcome.UNDELIVERED,
         Outcome.INTERRUPTED,
-            Outcome.STALE,
+        Outcome.STALE,
         Outcome.UNCONFIRMED,
     }
 )
@@ -144,6 +144,7 @@ class Plan:
     # keys the plan was made over. None: `keys` holds every managed key.
     managed_count: int | None = None
     counted_count: int | None = None  # likewise for `counted`
+    held_by: str | None = None  # why the prunes must wait although the plan is sound (a secret not settled)
 
     @property
     def managed(self) -> int:
@@ -187,7 +188,7 @@ class Plan:
         a scope would prune; a key the files mean must never go because the files were wrong)."""
         errors = self.errors
         if not errors:
-            return None
+            return self.held_by
         shown = ", ".join(f"{item.key.label} {item.outcome.value}" for item in errors[:5])
         return f"the plan has {len(errors)} key(s) in error ({shown}{', ...' if len(errors) > 5 else ''})"
 
@@ -399,10 +400,11 @@ _RENAME_FIELDS = tuple(name for name in UPDATABLE_FIELDS if name != "name")
 
 
 def _likeness(desired: DesiredKey, key: Mapping[str, Any]) -> int:
+    wanted = desired.fields
     return sum(
         1
         for name in _RENAME_FIELDS
-        if name in desired.fields and normalize_field(name, desired.fields[name]) == normalize_field(name, key.get(name))
+        if name in wanted and normalize_field(name, wanted[name]) == normalize_field(name, key.get(name))
     )
 
 
@@ -477,5 +479,8 @@ def plan_rotation(key_ids: Sequence[str], found: Mapping[str, Mapping[str, Any] 
             keys.append(KeyPlan(desired, Outcome.NOT_EDITABLE, "the server marks this key as not editable", name))
         else:
             reason = "a new secret, to the sinks; the old one stops working at once"
-            keys.append(KeyPlan(desired, Outcome.ROTATE, reason, name, fingerprint=fingerprint(key)))
+            warnings: tuple[str, ...] = ()
+            if (key.get(STATUS_FIELD) or DEFAULT_STATUS) != DEFAULT_STATUS:
+                warnings = ("the key is inactive: its new secret works only once the key is activated",)
+            keys.append(KeyPlan(desired, Outcome.ROTATE, reason, name, fingerprint=fingerprint(key), warnings=warnings))
     return Plan(tuple(keys), ())
