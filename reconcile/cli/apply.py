@@ -41,6 +41,7 @@ from reconcile.job.session import (
     Session,
     fetch_keys,
     interrupted_plan,
+    lost_create_names,
     make_report,
     unsettled_secrets,
 )
@@ -49,7 +50,7 @@ from reconcile.model import DesiredFile
 from reconcile.output.recovery import Recovery
 from reconcile.output.text import render_plan, render_results, render_trail
 from reconcile.plan import saved as savedplan
-from reconcile.plan.diff import Outcome, Plan, compute_plan
+from reconcile.plan.diff import Outcome, Plan, compute_plan, hold_lost_creates
 from reconcile.plan.safety import AmbiguousNames, Safety, assess, check_names, check_safety
 from reconcile.trail.findings import TrailFindings
 
@@ -101,6 +102,14 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         action="store_true",
         help="read each key again just before writing it, and skip it (stale, exit 1) if it changed since "
         "the plan's read: one more request per changed key (always on with --plan)",
+    )
+    parser.add_argument(
+        "--allow-recreate",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="create NAME although an earlier run's create of it was lost (its answer never read): only when "
+        "you know the server never made that key",
     )
     parser.add_argument(
         "--wait-lock",
@@ -250,6 +259,8 @@ async def run(args: argparse.Namespace) -> int:
             with bulk():
                 result, files, observed, stale = await _plan_to_apply(session, clock, loaded, saved)
             unsettled = unsettled_secrets(changes.journal_file(args), observed)
+            lost = lost_create_names(changes.journal_file(args), observed)
+            result = hold_lost_creates(result, lost, args.allow_recreate)
             if unsettled:  # a key's secret may be lost: what it replaces must keep working
                 held = f"{len(unsettled)} key(s) with a secret an earlier run issued and never delivered"
                 result = replace(result, held_by=held)

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from reconcile.apply.calls import KeyResult
 from reconcile.apply.executor import Executor
-from reconcile.apply.journal import Journal, Unsettled, read_records, unsettled
+from reconcile.apply.journal import Journal, Unsettled, lost_creates, read_records, unsettled
 from reconcile.apply.limiter import Budget, Limits
 from reconcile.apply.progress import report_progress
 from reconcile.apply.retry import RetryPolicy, Tally
@@ -297,3 +297,11 @@ def unsettled_secrets(journal: Path | None, observed: Sequence[dict[str, Any]]) 
     if journal is None or not journal.exists():
         return []
     return unsettled(read_records(journal), observed)
+
+
+def lost_create_names(journal: Path | None, observed: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Names an earlier run sent a create for and never read the answer of, with no key found that it
+    made: name -> which run and when. Such a name must not be created again (see `lost_creates`)."""
+    if journal is None or not journal.exists():
+        return {}
+    return lost_creates(read_records(journal), observed)

@@ -136,6 +136,7 @@ def render_results(
         lines.append(f"! {result.id or result.plan.key.label}  [{result.outcome.value}]{attempts}: {error}")
         if result.outcome is Outcome.UNDELIVERED and result.id is not None:
             lines.append(f"    recover: {recovery.command(result.id)}")
+    lines.extend(_recover_all(results, recovery))
     counts = Counter([result.outcome for result in results] + [item.outcome for item in unsent])
     parts = [f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o]]
     failing = sum(n for outcome, n in counts.items() if outcome.is_error)
@@ -145,6 +146,23 @@ def render_results(
         verdict += f"; {overwritten} change(s) by someone else overwritten" + ("" if failing else " (exit 4)")
     lines.append(f"{title}: {', '.join(parts) or 'nothing to do'}{verdict}.")
     return text_block(lines)
+
+
+def _recover_all(results: Sequence[KeyResult], recovery: Recovery) -> list[str]:
+    """After issuing stopped at a delivery failure: one command for every key left without its secret
+    (rotations not sent included); creates not sent are made by the next apply."""
+    held = [result for result in results if result.outcome is Outcome.HELD and result.plan.outcome.issues_secret]
+    if not held:
+        return []
+    lost = [result.id for result in results if result.outcome is Outcome.UNDELIVERED and result.id is not None]
+    rotations = [str(result.plan.key.id) for result in held if result.plan.outcome is Outcome.ROTATE]
+    creates = len(held) - len(rotations)
+    lines = [f"{len(held)} key(s) not sent: issuing stops at the first delivery failure."]
+    if lost or rotations:
+        lines.append(f"Recover all of them, once the sink works: {recovery.command(','.join([*lost, *rotations]))}")
+    if creates:
+        lines.append(f"The {creates} key(s) not created are created by the next apply, once the sink works.")
+    return lines
 
 
 def render_unsettled(unsettled: Sequence[Unsettled], recovery: Recovery) -> list[str]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -460,6 +460,33 @@ def compute_plan(desired: DesiredState, observed: Iterable[Mapping[str, Any]]) -
             keys.append(plan_prune(found, scopes))
             named.add(key_id)
     return Plan(tuple(pair_renames(keys, desired.prune)), unmanaged_keys(by_id, named))
+
+
+def hold_lost_creates(plan: Plan, lost: Mapping[str, str], allowed: Collection[str] = ()) -> Plan:
+    """A name whose create an earlier run sent and never heard back from is not created again (the
+    server may still make that key: two keys, one name, one secret lost) until a run finds the key it
+    made, or the operator says, for this name only, that it was never made (`--allow-recreate NAME`)."""
+    held = {name for name in lost if name not in allowed}
+    if not any(item.outcome is Outcome.CREATE and item.name in held for item in plan.keys):
+        return plan
+    keys = tuple(
+        replace(
+            item,
+            outcome=Outcome.CONFLICT,
+            reason=(
+                f"a create of {item.name!r} was sent and its answer lost ({lost[item.name]}): the server may still "
+                "make that key, so the name is not created again until a run finds it; if you know it was never "
+                f"made, rerun with --allow-recreate {item.name!r}"
+            ),
+            changes=(),
+            body=None,
+            status=None,
+        )
+        if item.outcome is Outcome.CREATE and item.name in held
+        else item
+        for item in plan.keys
+    )
+    return replace(plan, keys=keys)
 
 
 ROTATION_SOURCE = SourceLocation("(command line)", 1)
