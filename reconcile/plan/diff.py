@@ -442,6 +442,9 @@ def compute_plan(desired: DesiredState, observed: Iterable[Mapping[str, Any]]) -
     keys, named = [], set(desired_by_id)
     # Never pruned: a key with a name any desired key gives (an id that is missing may be a typo).
     declared_names = {str(key.fields["name"]) for key in desired.keys if key.fields.get("name")}
+    # Nor a key the files beside the given ones declare: a scope owns only what the run was given.
+    declared_names.update(str(key.fields["name"]) for key in desired.elsewhere if key.fields.get("name"))
+    named.update(key.id for key in desired.elsewhere if key.id is not None)
     for key in desired.keys:
         name = str(key.fields.get("name", ""))
         if key.id is not None:
