@@ -196,6 +196,7 @@ async def _apply_and_trail(
     recover: Recovery,
     project_id: str,
     stale: savedplan.PlanRejected | None = None,
+    unsettled: int = 0,
 ) -> tuple[ApplyOutcome | None, Refusal | None, TrailFindings]:
     """The writes, with who changed the drifted keys looked up beside them (its own budget, never in
     their way); after writes, the overwritten check and the apply event."""
@@ -218,7 +219,7 @@ async def _apply_and_trail(
             trail = await after_apply(session, wanted, trail, outcome.results, run_id=clock.run_id, files=files)
     unsent = [item for item in result.errors if item.status is None]
     # Who changed what, then the results: the last line says how the run ends.
-    results = render_results(outcome.results if outcome else [], unsent, recover, trail)
+    results = render_results(outcome.results if outcome else [], unsent, recover, trail, unsettled=unsettled)
     show(args, render_trail(trail, result) + results)
     return outcome, refusal, trail
 
@@ -276,6 +277,7 @@ async def run(args: argparse.Namespace) -> int:
                 recover=recover,
                 project_id=target.project_id,
                 stale=stale,
+                unsettled=len(unsettled),
             )
         provenance = savedplan.provenance(saved, str(args.plan), clock.started) if saved else None
         report = make_report(

@@ -120,11 +120,12 @@ def render_results(
     trail: TrailFindings | None = None,
     *,
     title: str = "Apply",
+    unsettled: int = 0,
 ) -> str:
     """Every key not changed as planned, and why (with the command that recovers a lost secret), each
     new key's id; then the counts, saying when the run ends in error (or with changes overwritten,
     from `trail`). `unsent`: keys in error from the plan (missing, not editable, ...), for which
-    nothing was sent."""
+    nothing was sent. `unsettled`: keys an earlier run left with a secret nobody received (exit 1)."""
     lines = [f"! {item.key.label}  [{item.outcome.value}]: {item.reason}" for item in unsent]
     for result in results:
         if result.outcome in (Outcome.CREATED, Outcome.ROTATED):  # the new id is worth seeing; never the secret
@@ -142,9 +143,12 @@ def render_results(
     failing = sum(n for outcome, n in counts.items() if outcome.is_error)
     overwritten = len(trail.overwritten) if trail is not None else 0
     verdict = f"; {failing} key(s) not as desired (exit 1)" if failing else ""
+    if unsettled:
+        verdict += f"; {unsettled} key(s) with a secret an earlier run issued and never delivered (exit 1)"
     if overwritten:
         verdict += f"; {overwritten} change(s) by someone else overwritten" + ("" if failing else " (exit 4)")
-    lines.append(f"{title}: {', '.join(parts) or 'nothing to do'}{verdict}.")
+    idle = "nothing sent" if unsettled else "nothing to do"
+    lines.append(f"{title}: {', '.join(parts) or idle}{verdict}.")
     return text_block(lines)
 
 
