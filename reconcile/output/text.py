@@ -98,11 +98,12 @@ def render_plan(plan: Plan, *, verbose: bool = False, trail: TrailFindings | Non
     if plan.managed > len(plan.keys):  # a saved plan holds only its changes
         parts.append(f"{plan.managed - len(plan.keys)} unchanged when planned")
     summary = [f"Plan: {', '.join(parts) or 'no managed keys'}; {len(plan.unmanaged)} unmanaged key(s) in the project."]
-    if plan.issuing:
-        names = ", ".join(item.name for item in plan.issuing[:20]) + (" ..." if len(plan.issuing) > 20 else "")
+    creating = [item.name for item in plan.issuing if item.outcome is Outcome.CREATE]
+    if creating:  # (a rotation is asked for with its sink)
+        names = ", ".join(creating[:20]) + (" ..." if len(creating) > 20 else "")
         summary.append(
             f"Applying needs a secret sink (--secrets-out FILE and/or --secrets-command CMD): "
-            f"{len(plan.issuing)} key(s) get a new secret: {names}"
+            f"{len(creating)} key(s) get a new secret: {names}"
         )
     deleted = [item.key.id for item in plan.keys if item.outcome is Outcome.DELETE]
     if deleted:
