@@ -220,6 +220,8 @@ async def _apply_and_trail(
     unsent = [item for item in result.errors if item.status is None]
     # Who changed what, then the results: the last line says how the run ends.
     results = render_results(outcome.results if outcome else [], unsent, recover, trail, unsettled=unsettled)
+    if refusal is not None:
+        results = "Apply: refused before any write; nothing was sent.\n"
     show(args, render_trail(trail, result) + results)
     return outcome, refusal, trail
 

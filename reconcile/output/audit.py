@@ -20,6 +20,7 @@ DRIFTED = frozenset(
         Outcome.NOT_EDITABLE,
         Outcome.CONFLICT,
         Outcome.CREATE,
+        Outcome.ACTIVATE,
         Outcome.DEACTIVATE,
         Outcome.DELETE,
         Outcome.AMBIGUOUS,

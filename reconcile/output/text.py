@@ -30,6 +30,8 @@ _MARKS = {
     Outcome.UNCHANGED: "=",
     Outcome.CREATE: "+",
     Outcome.CREATED: "+",
+    Outcome.ACTIVATE: "~",
+    Outcome.ACTIVATED: "~",
     Outcome.DEACTIVATE: "~",
     Outcome.DEACTIVATED: "~",
     Outcome.DELETE: "-",

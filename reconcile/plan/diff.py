@@ -44,6 +44,8 @@ class Outcome(StrEnum):
     UPDATED = "updated"  # apply: the update was accepted
     CREATE = "create"  # plan: no project key has the desired key's name
     CREATED = "created"  # apply: created, and its secret delivered
+    ACTIVATE = "activate"  # plan: declared again inside a prune scope, which owns its status
+    ACTIVATED = "activated"
     DEACTIVATE = "deactivate"  # plan: pruned, named by no desired key
     DEACTIVATED = "deactivated"
     DELETE = "delete"  # plan: pruned, named by no desired key
@@ -84,6 +86,7 @@ class Outcome(StrEnum):
 DONE = {
     Outcome.UPDATE: Outcome.UPDATED,
     Outcome.CREATE: Outcome.CREATED,
+    Outcome.ACTIVATE: Outcome.ACTIVATED,
     Outcome.DEACTIVATE: Outcome.DEACTIVATED,
     Outcome.DELETE: Outcome.DELETED,
     Outcome.ROTATE: Outcome.ROTATED,
@@ -275,9 +278,10 @@ def plan_key(
     if owner is not None and STATUS_FIELD not in desired.fields:
         desired = replace(desired, fields={**desired.fields, STATUS_FIELD: DEFAULT_STATUS})
     planned = _plan_existing(desired, current)
-    if owner is not None and planned.outcome is Outcome.UPDATE and planned.body is None:
+    only_activated = planned.outcome is Outcome.UPDATE and planned.body is None and planned.status == DEFAULT_STATUS
+    if owner is not None and only_activated:  # shown as what it is
         why = f"declared inside the prune scope at {owner.source}, which owns its status: it will be activated"
-        planned = replace(planned, reason=why) if planned.status == DEFAULT_STATUS else planned
+        planned = replace(planned, outcome=Outcome.ACTIVATE, reason=why)
     warnings = create_only_warnings(desired, current)
     return replace(planned, warnings=warnings) if warnings else planned
 
