@@ -203,7 +203,8 @@ async def _apply_and_trail(
     result, files = planned
     wanted: TrailSettings = trail_settings(args)
     outcome, refusal = None, None
-    attributing = asyncio.create_task(attribute_plan(session, result, wanted))
+    # A stale saved plan is refused at once: nothing of it is worth a search of the trail.
+    attributing = asyncio.create_task(attribute_plan(session, Plan((), ()) if stale else result, wanted))
     try:
         try:
             outcome = await _apply(
