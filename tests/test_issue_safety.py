@@ -86,7 +86,13 @@ def test_rotate_takes_the_project_lock(start_emulator: Any, tmp_path: Path) -> N
         assert first.wait(timeout=60) == 0
 
 
-def test_rotate_warns_of_an_inactive_key(start_emulator: Any) -> None:
-    emulator = start_emulator([{"id": "K1", "name": "svc", "status": "inactive"}])
-    shown = run_cli(["rotate", "--ids", "K1", "--dry-run"], cli_env(emulator))
+def test_rotate_warns_of_an_inactive_key_and_of_a_key_no_file_manages(start_emulator: Any, tmp_path: Path) -> None:
+    emulator = start_emulator([{"id": "K1", "name": "svc", "status": "inactive"}, {"id": "K2", "name": "ci-x"}])
+    shown = run_cli(["rotate", "--ids", "K1,K2", "--dry-run"], cli_env(emulator))
     assert shown.code == 0 and "warning: the key is inactive" in shown.stdout, shown.output
+    path = write_desired(tmp_path / "d", [{"id": "K1", "name": "svc"}])
+    path.write_text(path.read_text() + "prune: {namePrefix: ci-}\n")
+    told = run_cli(["rotate", "--ids", "K1,K2", "--dry-run", str(path.parent)], cli_env(emulator))
+    assert told.code == 0, told.output
+    assert told.stdout.count("no desired file manages this key") == 1  # K2, not K1
+    assert "owns it: the next apply prunes it" in told.stdout

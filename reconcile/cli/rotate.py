@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 
 from reconcile.cli import changes
@@ -19,12 +20,16 @@ from reconcile.cli.options import (
     targets_options,
 )
 from reconcile.cli.remote import connect, settings, write_outputs
-from reconcile.errors import ExitCode, UsageError
+from reconcile.errors import ExitCode, ReconcileError, UsageError
 from reconcile.job.clock import RunClock
+from reconcile.job.load import load_desired
 from reconcile.job.lock import lock_dir, lock_path, project_lock
 from reconcile.job.session import load_keys, make_report, unsettled_secrets
+from reconcile.model import DesiredState
 from reconcile.output.text import render_plan, render_results
 from reconcile.plan.diff import plan_rotation
+
+log = logging.getLogger("reconcile")
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
@@ -39,6 +44,12 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         "descope-reconcile.yaml, name the key's project with --target NAME.",
     )
     parser.add_argument("--ids", required=True, metavar="ID,ID", help="the keys to rotate (comma-separated)")
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="the desired files or folders (optional): read only to say which keys no file manages",
+    )
     parser.add_argument("--dry-run", action="store_true", help="list what would rotate; send nothing")
     parser.add_argument(
         "--wait-lock",
@@ -48,6 +59,23 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         help="wait this long for another apply or rotate on this machine to the same project (default 0: refuse)",
     )
     parser.set_defaults(handler=run)
+
+
+def _declared(paths: list[str]) -> DesiredState | None:
+    """The desired state, only to warn of keys no file manages; a problem in the files never stops a rotation."""
+    if not paths:
+        return None
+    try:
+        loaded = load_desired(paths)
+    except ReconcileError as error:
+        log.warning("warning: the desired files were not read (%s): which file manages each key is not said", error)
+        return None
+    if loaded.diagnostics:
+        log.warning(
+            "warning: the desired files have %d problem(s): which keys they manage is not said", len(loaded.diagnostics)
+        )
+        return None
+    return loaded.state
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -66,7 +94,7 @@ async def run(args: argparse.Namespace) -> int:
         async with contextlib.nullcontext() if args.dry_run else locking:  # a dry run sends nothing
             with clock.phase("fetch"):
                 found = await load_keys(session, key_ids)
-            plan = plan_rotation(key_ids, found)
+            plan = plan_rotation(key_ids, found, _declared(args.paths))
             show(args, render_plan(plan, verbose=True))
             present = [key for key in found.values() if key is not None]
             unsettled = unsettled_secrets(changes.journal_file(args), present)

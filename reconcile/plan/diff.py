@@ -499,8 +499,26 @@ def hold_lost_creates(plan: Plan, lost: Mapping[str, str], allowed: Collection[s
 ROTATION_SOURCE = SourceLocation("(command line)", 1)
 
 
-def plan_rotation(key_ids: Sequence[str], found: Mapping[str, Mapping[str, Any] | None]) -> Plan:
-    """`rotate --ids`: a new secret for each key the project has (and may change)."""
+def _rotation_warnings(key: Mapping[str, Any], desired: DesiredState | None) -> tuple[str, ...]:
+    """What an operator should know before rotating: an inactive key; a key no desired file manages."""
+    warnings = []
+    if (key.get(STATUS_FIELD) or DEFAULT_STATUS) != DEFAULT_STATUS:
+        warnings.append("the key is inactive: its new secret works only once the key is activated")
+    if desired is not None:
+        ids = {item.id for item in desired.keys}
+        names = {item.fields.get("name") for item in desired.keys if item.id is None}
+        if key.get("id") not in ids and key.get("name") not in names:
+            scope = _owner(key, desired.prune)
+            fate = f"; the prune scope at {scope.source} owns it: the next apply prunes it" if scope else ""
+            warnings.append(f"no desired file manages this key{fate}")
+    return tuple(warnings)
+
+
+def plan_rotation(
+    key_ids: Sequence[str], found: Mapping[str, Mapping[str, Any] | None], declared: DesiredState | None = None
+) -> Plan:
+    """`rotate --ids`: a new secret for each key the project has (and may change). With `declared`
+    (rotate's PATHs), each key no file manages is said to be so."""
     keys = []
     for key_id in key_ids:
         key = found.get(key_id)
@@ -513,8 +531,6 @@ def plan_rotation(key_ids: Sequence[str], found: Mapping[str, Mapping[str, Any] 
             keys.append(KeyPlan(desired, Outcome.NOT_EDITABLE, "the server marks this key as not editable", name))
         else:
             reason = "a new secret, to the sinks; the old one stops working at once"
-            warnings: tuple[str, ...] = ()
-            if (key.get(STATUS_FIELD) or DEFAULT_STATUS) != DEFAULT_STATUS:
-                warnings = ("the key is inactive: its new secret works only once the key is activated",)
+            warnings = _rotation_warnings(key, declared)
             keys.append(KeyPlan(desired, Outcome.ROTATE, reason, name, fingerprint=fingerprint(key), warnings=warnings))
     return Plan(tuple(keys), ())
