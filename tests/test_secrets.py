@@ -292,7 +292,8 @@ def test_issued_secrets_appear_only_in_the_sinks(start_emulator: Any, tmp_path: 
         assert "Traceback" not in result.output
         outputs.append(result.output.encode())
     cleartexts = [line["cleartext"].encode() for line in map(json.loads, secrets.read_text().splitlines())]
-    assert len(cleartexts) >= 4 and all(c in received.read_bytes() for c in cleartexts)
+    # (issuing stops at a run's first failed delivery: one secret per run that issues)
+    assert len(cleartexts) >= 3 and all(c in received.read_bytes() for c in cleartexts)
     written = [p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.parent.name != "sinks"]
     assert len(written) >= 8  # plan, summaries, reports, journals
     everything = b"\n".join([*outputs, *written])
