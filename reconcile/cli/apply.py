@@ -18,20 +18,23 @@ from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
     add_command,
+    add_policy_option,
     audit_event_options,
     desired_options,
     execution_options,
     max_changes_option,
     non_negative_float,
     parsed,
+    policy_wanted,
     remote_options,
     report_options,
     secrets_options,
     targets_options,
     trail_options,
 )
+from reconcile.cli.policy import check_changes, configured
 from reconcile.cli.remote import connect, log_failures, settings, trail_settings, write_outputs
-from reconcile.errors import ExitCode, Interrupted, SafetyThresholdExceeded, UsageError
+from reconcile.errors import ExitCode, Interrupted, PolicyRefused, SafetyThresholdExceeded, UsageError
 from reconcile.files import read_input
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.load import LoadedDesired
@@ -56,8 +59,8 @@ from reconcile.trail.findings import TrailFindings
 
 log = logging.getLogger("reconcile")
 Observed = list[dict[str, Any]]
-Refusal = SafetyThresholdExceeded | AmbiguousNames | UsageError | savedplan.PlanRejected
-REFUSALS = (SafetyThresholdExceeded, AmbiguousNames, UsageError, savedplan.PlanRejected)
+Refusal = SafetyThresholdExceeded | AmbiguousNames | PolicyRefused | UsageError | savedplan.PlanRejected
+REFUSALS = (SafetyThresholdExceeded, AmbiguousNames, PolicyRefused, UsageError, savedplan.PlanRejected)
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
@@ -118,6 +121,7 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         metavar="SECONDS",
         help="wait this long for another apply on this machine to the same project (default 0: refuse at once)",
     )
+    add_policy_option(parser)
     parser.set_defaults(handler=run)
 
 
@@ -171,14 +175,17 @@ async def _apply(
     safety: Safety,
     recover: Recovery,
     project_id: str,
+    policy: PolicyRefused | None,
     stale: savedplan.PlanRejected | None,
 ) -> ApplyOutcome | None:
-    """The refusals (a stale saved plan, a sink for new secrets, ambiguous names, the safety threshold),
-    then the writes."""
+    """The refusals (a stale saved plan, a sink for new secrets, the policy, ambiguous names, the safety
+    threshold), then the writes."""
     if stale is not None:
         raise stale
     if not result.writes:
         return None
+    if policy is not None:
+        raise policy
     changes.require_sinks(args, result)  # before any write: a usage error (64)
     check_names(result)
     check_safety(safety, force=args.force)
@@ -195,6 +202,7 @@ async def _apply_and_trail(
     safety: Safety,
     recover: Recovery,
     project_id: str,
+    policy: PolicyRefused | None = None,
     stale: savedplan.PlanRejected | None = None,
     unsettled: int = 0,
 ) -> tuple[ApplyOutcome | None, Refusal | None, TrailFindings]:
@@ -208,7 +216,15 @@ async def _apply_and_trail(
     try:
         try:
             outcome = await _apply(
-                args, session, result, clock, safety=safety, recover=recover, project_id=project_id, stale=stale
+                args,
+                session,
+                result,
+                clock,
+                safety=safety,
+                recover=recover,
+                project_id=project_id,
+                policy=policy,
+                stale=stale,
             )
         except REFUSALS as error:
             refusal = error  # the report is still written: a refused plan is worth auditing
@@ -244,6 +260,7 @@ async def run(args: argparse.Namespace) -> int:
     clock = RunClock("apply")
     with bulk():
         loaded = load(args, clock=clock) if args.paths else None  # before any credentials or network
+    policy = configured(args) if policy_wanted(args) else None
     changes.check_outputs(args, loaded)
     recover = changes.recovery(args)
     async with connect(args) as (session, target):
@@ -269,6 +286,7 @@ async def run(args: argparse.Namespace) -> int:
                 held = f"{len(unsettled)} key(s) with a secret an earlier run issued and never delivered"
                 result = replace(result, held_by=held)
             show(args, render_plan(result, verbose=args.verbose > 0))
+            verdict = check_changes(args, policy, result, observed, clock.started)
             changes.warn_unsettled(unsettled, recover)
             safety = assess(result, args.max_changes)
             outcome, refusal, trail = await _apply_and_trail(
@@ -279,6 +297,7 @@ async def run(args: argparse.Namespace) -> int:
                 safety=safety,
                 recover=recover,
                 project_id=target.project_id,
+                policy=verdict.refusal,
                 stale=stale,
                 unsettled=len(unsettled),
             )
@@ -298,6 +317,7 @@ async def run(args: argparse.Namespace) -> int:
             unsettled=unsettled,
             recovery=recover,
         )
+    verdict.add_to(report)
     if refusal is not None:
         report["refusal"] = changes.refusal_record(refusal)
     write_outputs(args, report, clock)

@@ -13,7 +13,7 @@ from typing import Any
 from reconcile.apply.journal import Journal, Unsettled
 from reconcile.cli.common import check_outputs as check_named_outputs
 from reconcile.cli.common import desired_inputs
-from reconcile.errors import ReconcileError, SafetyThresholdExceeded, UsageError
+from reconcile.errors import PolicyRefused, ReconcileError, SafetyThresholdExceeded, UsageError
 from reconcile.job.load import LoadedDesired
 from reconcile.job.session import ApplyOutcome, Session, execute, journal_path_for
 from reconcile.output.recovery import Recovery
@@ -69,7 +69,12 @@ def require_sinks(args: argparse.Namespace, plan: Plan) -> None:
 
 def refusal_record(error: ReconcileError) -> dict[str, Any]:
     """A refusal as the report records it: every refusal writes the report, when one was asked for."""
-    kinds = {SafetyThresholdExceeded: "safety", AmbiguousNames: "ambiguous", UsageError: "usage"}
+    kinds = {
+        SafetyThresholdExceeded: "safety",
+        AmbiguousNames: "ambiguous",
+        UsageError: "usage",
+        PolicyRefused: "policy",
+    }
     kind = next((name for cls, name in kinds.items() if isinstance(error, cls)), "savedPlan")
     return {"kind": kind, "reason": str(error), "exitCode": int(error.exit_code)}
 

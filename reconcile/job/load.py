@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES, YAML_SUFFIXES, Diagnostic, ParsedFile, load_files
@@ -19,6 +19,7 @@ class LoadedDesired:
     state: DesiredState
     files: tuple[DesiredFile, ...]
     diagnostics: tuple[Diagnostic, ...]
+    parsed: tuple[ParsedFile, ...] = field(default=(), repr=False)  # to place a policy's findings
 
 
 def load_desired(
@@ -39,7 +40,7 @@ def load_desired(
             state, more = _with_files_beside(paths, parsed, state, max_bytes)
             problems += more
     files = tuple(DesiredFile(p.path, p.sha256) for p in parsed)
-    return LoadedDesired(state, files, tuple(sorted([*diagnostics, *problems])))
+    return LoadedDesired(state, files, tuple(sorted([*diagnostics, *problems])), tuple(parsed))
 
 
 def _with_files_beside(

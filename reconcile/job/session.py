@@ -120,6 +120,7 @@ class Session:
             if not Session._listening:
                 for signum, handler in Session._previous.items():
                     signal.signal(signum, handler)
+                Session._previous = {}  # nothing of this run stays behind (the CLI also runs in-process in tests)
 
 
 def now_ms() -> int:
