@@ -3,15 +3,14 @@ stops further issuing, rotations take the project's lock, and `rotate` says what
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from reconcile.emulator.answers import Answer
+from reconcile.emulator import Answer, Call
 from tests.conftest import cli_env, load_report, run_cli, write_desired
 from tests.lifecycle import secret_lines
+from tests.support.process import start_process
 
 CREATE = "/v1/mgmt/accesskey/create"
 ROTATE = "/v1/mgmt/accesskey/rotate"
@@ -19,15 +18,15 @@ ROTATE = "/v1/mgmt/accesskey/rotate"
 
 def test_a_lost_create_blocks_its_name_until_the_key_it_made_is_found(start_emulator: Any, tmp_path: Path) -> None:
     emulator = start_emulator([{"id": "K1", "name": "ci-old"}])
-    original, queued = emulator.answer, []
+    queued: list[Any] = []
 
-    def queue_first_create(method: str, path: str, query: str, headers: Any, body: Any) -> Any:
-        if path == CREATE and not queued:  # the server took it, will make it later; the answer is lost
-            queued.append(body)
+    def queue_first_create(call: Call) -> Answer:
+        if not queued:  # the server took it, will make it later; the answer is lost
+            queued.append(call.body)
             return Answer(0, drop=True)
-        return original(method, path, query, headers, body)
+        return call.forward()
 
-    emulator.answer = queue_first_create  # type: ignore[method-assign]
+    emulator.intercept(CREATE, queue_first_create)
     folder = write_desired(tmp_path / "d", [{"name": "ci-new"}]).parent
     report, secrets = tmp_path / "r.json", tmp_path / "s.jsonl"
     args = ["apply", str(folder), "--report", str(report), "--secrets-out", str(secrets)]
@@ -71,7 +70,7 @@ def test_rotate_takes_the_project_lock(start_emulator: Any, tmp_path: Path) -> N
     go = tmp_path / "go"  # the first rotation's sink holds its secret until the second one has tried
     sink = f"for i in $(seq 600); do [ -e {go} ] && break; sleep 0.05; done; cat >/dev/null"
     slow = ["rotate", "--ids", "K1", "--journal", str(tmp_path / "j1"), "--secrets-command", sink]
-    first = subprocess.Popen([sys.executable, "-m", "reconcile", *slow], env=env, stdout=subprocess.DEVNULL)
+    first = start_process(slow, env)
     try:
         deadline = time.monotonic() + 30
         while ROTATE not in [r.path for r in emulator.recorded()] and time.monotonic() < deadline:
@@ -83,7 +82,7 @@ def test_rotate_takes_the_project_lock(start_emulator: Any, tmp_path: Path) -> N
         assert [r.path for r in emulator.recorded()].count(ROTATE) == 1
     finally:
         go.touch()
-        assert first.wait(timeout=60) == 0
+        assert first.wait(timeout=60) == 0, first.communicate()
 
 
 def test_rotate_warns_of_an_inactive_key_and_of_a_key_no_file_manages(start_emulator: Any, tmp_path: Path) -> None:
