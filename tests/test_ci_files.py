@@ -125,10 +125,10 @@ def test_every_other_action_is_pinned_to_a_commit_with_its_version() -> None:
         "actions/setup-python",
         "actions/upload-artifact",
         "actions/download-artifact",
-        "pypa/gh-action-pypi-publish",
-        "github/codeql-action/upload-sarif",
         "actions/cache/restore",
         "actions/cache/save",
+        "pypa/gh-action-pypi-publish",
+        "github/codeql-action/upload-sarif",
     }
     assert all(len(versions) == 1 for versions in pins.values()), f"one pin per action: {pins}"
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from reconcile.client.redact import scrub
 from reconcile.emulator import Answer, Call
 from reconcile.secrets.secret import Secret
 from reconcile.secrets.sinks import DeliveryFailed, Issued, SecretsCommand
@@ -90,7 +91,7 @@ def test_the_secrets_command_timeout_holds_even_when_a_detached_child_keeps_its_
     """The process group is killed at the timeout; a descendant in another session (a daemon it
     started) still holding the stderr pipe must not keep the run waiting for it."""
     issued = Issued("K1", "ci", Secret("the-cleartext"), "r1", "2026-01-01T00:00:00Z")
-    command = SecretsCommand("cat > /dev/null; setsid sleep 20 & sleep 30", "P1", timeout=0.5)
+    command = SecretsCommand("cat > /dev/null; setsid sleep 20 & sleep 30", "P1", scrub=scrub, timeout=0.5)
     started = time.monotonic()
     with pytest.raises(DeliveryFailed, match=r"did not finish in 0\.5 s"):
         command.deliver(issued)

@@ -6,6 +6,7 @@ import os
 import shlex
 import signal
 import stat
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -138,24 +139,25 @@ def test_a_failing_secrets_command_reports_the_key_created_and_how_to_recover(
     [key] = load_report(report)["keys"]
     assert key["outcome"] == "undelivered" and key["id"] == line["id"]
     assert "exited with 3: vault says no to ***" in key["reason"] and "delivered to --secrets-out only" in key["reason"]
+    assert "a partial delivery" in key["reason"] and "rotating would kill it" in key["reason"]
     recover = key["recover"]
-    assert recover.startswith(f"descope-reconcile rotate --ids {line['id']} --secrets-out {secrets}")
-    assert f"--journal {report}.journal.jsonl" in recover
+    # A partial delivery: the file's copy is handed to the command (CMD, never repeated), not rotated away.
+    assert recover.startswith(f"jq -js --arg id {line['id']} ") and f" {secrets} | " in recover
+    assert "sh -c CMD" in recover and leaky not in recover and "rotate" not in recover
+    assert f">> {report}.journal.jsonl" in recover
     assert recover in result.stdout and recover in summary.read_text()
     for text in (result.stdout, result.stderr, report.read_text(), summary.read_text()):
         assert line["cleartext"] not in text
     assert emulator.store.load(line["id"])["name"] == "ci-new"  # created: a rerun will not create it again
 
-    rerun = run_cli([*args[:6]], cli_env(emulator))  # the journal flags it until it is rotated
+    rerun = run_cli([*args[:6]], cli_env(emulator))  # the journal flags it until it is handed over
     assert rerun.code == 1 and f"Recover: {recover}" in rerun.stderr
-    words = shlex.split(recover)[1:]  # the same command, once the failing sink is left out (fixed)
-    del words[words.index("--secrets-command") : words.index("--secrets-command") + 2]
-    assert "--journal" in words
-    assert run_cli(words, cli_env(emulator)).code == 0
-    assert (
-        exchange(emulator, line["cleartext"]) == 401
-        and exchange(emulator, secret_lines(secrets)[-1]["cleartext"]) == 200
+    vault = tmp_path / "vault"
+    handed = subprocess.run(
+        recover.replace("sh -c CMD", f"sh -c {shlex.quote(f'cat > {vault}')}"), check=False, shell=True
     )
+    assert handed.returncode == 0 and vault.read_text() == line["cleartext"]
+    assert exchange(emulator, line["cleartext"]) == 200  # the working copy was never killed
     assert run_cli([*args[:6]], cli_env(emulator)).code == 0  # settled
 
 

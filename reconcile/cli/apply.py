@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from reconcile.apply.journal import Project, Unsettled
 from reconcile.cli import changes
 from reconcile.cli.common import load, show
 from reconcile.cli.options import (
@@ -254,6 +255,20 @@ def _failures(result: Plan, outcome: ApplyOutcome | None) -> list[str]:
     return lines
 
 
+def _settle(
+    args: argparse.Namespace, result: Plan, observed: Observed, project: Project
+) -> tuple[Plan, list[Unsettled]]:
+    """What the journal says of earlier runs: a name a lost create holds is not created again, and
+    while a secret is unsettled the prunes wait (what it replaces must keep working)."""
+    unsettled = unsettled_secrets(changes.journal_file(args), observed, project)
+    lost = lost_create_names(changes.journal_file(args), observed, project)
+    result = hold_lost_creates(result, lost, args.allow_recreate)
+    if unsettled:
+        held = f"{len(unsettled)} key(s) with a secret an earlier run issued and never delivered"
+        result = replace(result, held_by=held)
+    return result, unsettled
+
+
 async def run(args: argparse.Namespace) -> int:
     if args.plan is None and not args.paths:
         raise UsageError("give the desired PATHs, or --plan FILE")
@@ -279,12 +294,7 @@ async def run(args: argparse.Namespace) -> int:
         async with project_lock(lock, run_id=clock.run_id, wait=args.wait_lock, stop=session.stop):
             with bulk():
                 result, files, observed, stale = await _plan_to_apply(session, clock, loaded, saved)
-            unsettled = unsettled_secrets(changes.journal_file(args), observed)
-            lost = lost_create_names(changes.journal_file(args), observed)
-            result = hold_lost_creates(result, lost, args.allow_recreate)
-            if unsettled:  # a key's secret may be lost: what it replaces must keep working
-                held = f"{len(unsettled)} key(s) with a secret an earlier run issued and never delivered"
-                result = replace(result, held_by=held)
+            result, unsettled = _settle(args, result, observed, Project(target.project_id, target.base_url))
             show(args, render_plan(result, verbose=args.verbose > 0))
             verdict = check_changes(args, policy, result, observed, clock.started)
             changes.warn_unsettled(unsettled, recover)
@@ -329,7 +339,9 @@ async def run(args: argparse.Namespace) -> int:
         changes.say_interrupted()
         return ExitCode.FAILURE
     log_failures(_failures(result, outcome))
-    failed = outcome is not None and any(r.outcome is not r.plan.outcome.done for r in outcome.results)
+    failed = outcome is not None and (
+        outcome.fatal is not None or any(r.outcome is not r.plan.outcome.done for r in outcome.results)
+    )
     if result.errors or unsettled or failed:
         return ExitCode.FAILURE
     return ExitCode.OVERWRITTEN if trail.overwritten else ExitCode.OK

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from reconcile.apply.calls import KeyResult
 from reconcile.apply.executor import Executor
-from reconcile.apply.journal import Journal, Unsettled, lost_creates, read_records, unsettled
+from reconcile.apply.journal import Journal, Project, Unsettled, lost_creates, read_records, unsettled
 from reconcile.apply.limiter import Budget, Limits
 from reconcile.apply.progress import report_progress
 from reconcile.apply.retry import RetryPolicy, Tally
@@ -292,17 +292,22 @@ def journal_path_for(report: Path) -> Path:
     return report.with_name(report.name + ".journal.jsonl")
 
 
-def unsettled_secrets(journal: Path | None, observed: Sequence[dict[str, Any]]) -> list[Unsettled]:
+def unsettled_secrets(
+    journal: Path | None, observed: Sequence[dict[str, Any]], project: Project | None = None
+) -> list[Unsettled]:
     """Keys of the project whose secret an earlier run (that wrote this journal) issued and never
-    recorded as delivered: a crash between create (or rotate) and delivery shows up here."""
+    recorded as delivered: a crash between create (or rotate) and delivery shows up here. Only the
+    runs against `project` count."""
     if journal is None or not journal.exists():
         return []
-    return unsettled(read_records(journal), observed)
+    return unsettled(read_records(journal), observed, project)
 
 
-def lost_create_names(journal: Path | None, observed: Sequence[dict[str, Any]]) -> dict[str, str]:
+def lost_create_names(
+    journal: Path | None, observed: Sequence[dict[str, Any]], project: Project | None = None
+) -> dict[str, str]:
     """Names an earlier run sent a create for and never read the answer of, with no key found that it
     made: name -> which run and when. Such a name must not be created again (see `lost_creates`)."""
     if journal is None or not journal.exists():
         return {}
-    return lost_creates(read_records(journal), observed)
+    return lost_creates(read_records(journal), observed, project)
