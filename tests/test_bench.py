@@ -25,9 +25,15 @@ def test_quick_bench_runs_and_accounts_for_every_request(tmp_path: Path) -> None
     rate = results["rateLimit"]
     assert rate["updates"] >= rate["keys"] and rate["requests"] >= rate["requestsNeeded"]
     assert [row["keys"] for row in results["scale"]] == [50, 200]
+    assert all(row["readFloor"]["yamlSeconds"] > 0 and row["ratioToFloor"] > 0 for row in results["scale"])
+    fixed = results["fixedCost"]
+    assert fixed["updates"] >= fixed["keys"] and fixed["fixedCostSeconds"] == round(
+        fixed["wallSeconds"] - fixed["floorSeconds"], 3
+    )
+    assert results["version"]["runs"] == 3
     assert all(row["peakRssMiB"] > 0 and "validate" in row["timings"] for row in results["scale"])
     for key in ("window", "windowNoRetryAfter"):  # Descope's shape: a perfect client waits 2 windows of 1 s
         window = results[key]
         assert window["floorSeconds"] == 2.0 and window["updates"] >= window["keys"]
         assert window["requests"] == window["requestsNeeded"] + window["throttled"]
-    assert results["table"].count("\n| ") >= 11
+    assert results["table"].count("\n| ") >= 13

@@ -60,6 +60,7 @@ class Projects:
         write_desired(root / "desired" / "prod", [{"id": "K7", "name": "seven-v2"}])
         (root / "secrets").mkdir()
         (root / "secrets" / "prod.key").write_text(PROD_KEY + "\n")
+        (root / "secrets" / "prod.key").chmod(0o600)  # as ssh wants a private key: validate refuses an open one
         self.targets: dict[str, dict[str, Any]] = {
             "dev": {
                 "projectId": "P2dev",

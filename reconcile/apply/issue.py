@@ -38,16 +38,23 @@ class Issuer:
         self._sinks = sinks
         self._journal = journal
         self._run_id = run_id
-        self.stopped: str | None = None  # why nothing more is issued: the first delivery failure
-        # Until one secret reached every sink, one issue at a time: a sink broken from the start then
-        # costs one secret (and one wait for it), not one per worker.
-        self._first = asyncio.Lock()
-        self._proven = False
+        # One secret at a time, and none after a sink failed: a rotation ends the key's working secret,
+        # so the next is issued only once the sinks took the last one.
+        self._one_at_a_time = asyncio.Lock()
+        self._sink_failed: str | None = None
 
-    def _held(self, item: KeyPlan) -> KeyResult | None:
-        if self.stopped is None:
-            return None
-        return KeyResult(item, Outcome.HELD, error=ErrorInfo(f"not sent: {self.stopped}"))
+    async def create(self, item: KeyPlan) -> KeyResult:
+        return await self._issue(self._create, item)
+
+    async def rotate(self, item: KeyPlan) -> KeyResult:
+        return await self._issue(self._rotate, item)
+
+    async def _issue(self, issue: Callable[[KeyPlan], Awaitable[KeyResult]], item: KeyPlan) -> KeyResult:
+        async with self._one_at_a_time:
+            if self._sink_failed is not None:
+                message = f"not sent: an earlier secret was not delivered ({self._sink_failed}); fix the sink"
+                return KeyResult(item, Outcome.HELD, error=ErrorInfo(message))
+            return await issue(item)
 
     def _note(
         self, event: str, item: KeyPlan, key_id: str | None, error: str | None = None, took: Sequence[str] = ()
@@ -63,20 +70,6 @@ class Issuer:
         assert self._journal is not None and self._journal.failure is not None
         why = f"not sent: the journal {self._journal.path} cannot be written ({self._journal.failure.error})"
         return KeyResult(item, Outcome.FAILED, 0, ErrorInfo(why))
-
-    async def create(self, item: KeyPlan) -> KeyResult:
-        return await self._in_turn(item, self._create)
-
-    async def rotate(self, item: KeyPlan) -> KeyResult:
-        return await self._in_turn(item, self._rotate)
-
-    async def _in_turn(self, item: KeyPlan, issue: Callable[[KeyPlan], Awaitable[KeyResult]]) -> KeyResult:
-        if self._proven:
-            return self._held(item) or await issue(item)
-        async with self._first:
-            result = self._held(item) or await issue(item)
-            self._proven = self._proven or result.outcome is item.outcome.done
-            return result
 
     async def _create(self, item: KeyPlan) -> KeyResult:
         assert item.body is not None
@@ -176,7 +169,7 @@ class Issuer:
             problem = str(error) if isinstance(error, DeliveryFailed) else f"unexpected {type(error).__name__}"
             took = error.took if isinstance(error, DeliveryFailed) else ()
             self._note("undelivered", item, key_id, problem, took)
-            self.stopped = f"issuing stopped at the first delivery failure ({key_id}: {problem})"
+            self._sink_failed = problem
             what = "created" if item.outcome is Outcome.CREATE else "rotated"
             message = f"{what}, but its secret was not delivered: {problem}; " + (
                 f"a partial delivery: pass the copy in {', '.join(took)} on (see recover); rotating would kill it"

@@ -281,6 +281,8 @@ async def run(args: argparse.Namespace) -> int:
     async with connect(args) as (session, target):
         try:
             saved = _load_saved_plan(args, target.project_id, clock) if args.plan else None
+            if saved is not None:
+                savedplan.require_policy(saved, policy_given=policy is not None)
             if saved is not None and loaded is not None:
                 savedplan.check_desired(saved, loaded.files)
         except savedplan.PlanRejected as error:

@@ -67,6 +67,15 @@ def require_sinks(args: argparse.Namespace, plan: Plan) -> None:
         )
 
 
+def sink_refusal(args: argparse.Namespace, plan: Plan) -> UsageError | None:
+    """`require_sinks`' refusal, for a command that still writes its report before it raises it."""
+    try:
+        require_sinks(args, plan)
+    except UsageError as error:
+        return error
+    return None
+
+
 def refusal_record(error: ReconcileError) -> dict[str, Any]:
     """A refusal as the report records it: every refusal writes the report, when one was asked for."""
     kinds = {

@@ -15,6 +15,7 @@ from reconcile.cli.options import (
     Parser,
     add_command,
     add_policy_option,
+    audit_event_options,
     execution_options,
     non_negative_float,
     positive_int,
@@ -22,18 +23,21 @@ from reconcile.cli.options import (
     report_options,
     secrets_options,
     targets_options,
+    trail_options,
 )
 from reconcile.cli.policy import rotation_age
-from reconcile.cli.remote import connect, settings, write_outputs
+from reconcile.cli.remote import connect, settings, trail_settings, write_outputs
 from reconcile.errors import ExitCode, ReconcileError, UsageError
 from reconcile.job.clock import RunClock
 from reconcile.job.load import load_desired
 from reconcile.job.lock import lock_dir, lock_path, project_lock
 from reconcile.job.session import Session, fetch_keys, load_keys, make_report, unsettled_secrets
+from reconcile.job.trail import after_apply
 from reconcile.model import DesiredState
-from reconcile.output.text import render_plan, render_results
+from reconcile.output.text import render_plan, render_results, render_trail
 from reconcile.plan.diff import plan_rotation
 from reconcile.policy.rotation import due_keys, last_rotations
+from reconcile.trail.findings import Step, StepStatus, TrailFindings
 
 Found = dict[str, dict[str, Any] | None]
 log = logging.getLogger("reconcile")
@@ -43,12 +47,22 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "rotate",
-        [remote_options(), report_options(), targets_options(), execution_options(), secrets_options()],
+        [
+            remote_options(),
+            report_options(),
+            targets_options(),
+            execution_options(),
+            secrets_options(),
+            trail_options(),
+            audit_event_options(),
+        ],
         "rotate the named keys: a new secret each, to the sinks; the old ones stop working",
         "Rotate exactly the keys given: each gets a new secret, delivered to --secrets-out and/or "
         "--secrets-command, and its old secret stops working at once. A rotation whose answer was lost is "
         "never sent again blindly: the key is reloaded and the report says what is known. With "
-        "descope-reconcile.yaml, name the key's project with --target NAME.",
+        "descope-reconcile.yaml, name the key's project with --target NAME. With --due (the scheduled job), the "
+        "keys past the policy's max-key-age instead; keep --journal FILE between runs, or the keys rotated are "
+        "due again (Descope keeps createdTime on a rotation).",
     )
     parser.add_argument("--ids", metavar="ID,ID", help="the keys to rotate (comma-separated)")
     parser.add_argument(
@@ -148,17 +162,22 @@ async def run(args: argparse.Namespace) -> int:
         changes.warn_unsettled(unsettled, recover)
         if args.dry_run:
             return ExitCode.FAILURE if plan.errors else ExitCode.OK
-        refusal = None
-        try:
-            changes.require_sinks(args, plan)  # a usage error (64), before any write
-        except UsageError as error:
-            refusal = error  # the report is still written
+        refusal = changes.sink_refusal(args, plan)  # a usage error (64), before any write; reported
         if plan.changes and refusal is None:
             with clock.phase("rotate"):
                 outcome = await changes.run_changes(
                     args, session, plan, clock.run_id, project_id=target.project_id, recover=recover
                 )
-        show(args, render_results(outcome.results if outcome else [], plan.errors, recover, title="Rotate"))
+        trail = None
+        if outcome is not None and any(r.outcome is r.plan.outcome.done for r in outcome.results):
+            # like an apply's: its event, so that the trail credits the rotations to this tool
+            with clock.phase("trail"):
+                before = TrailFindings(Step(StepStatus.NOT_NEEDED))
+                trail = await after_apply(
+                    session, trail_settings(args), before, outcome.results, run_id=clock.run_id, files=()
+                )
+            show(args, render_trail(trail, plan))
+        show(args, render_results(outcome.results if outcome else [], plan.errors, recover, trail, title="Rotate"))
         report = make_report(
             clock,
             (),
@@ -167,6 +186,7 @@ async def run(args: argparse.Namespace) -> int:
             plan,
             settings=settings(args),
             outcome=outcome,
+            trail=trail,
             unsettled=unsettled,
             recovery=recover,
         )

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconcile.output.escape import html_text, json_value, md_code, md_text, plain
-from reconcile.output.trail import overwritten_section, who_changed_what
+from reconcile.output.trail import meanwhile_section, overwritten_section, who_changed_what
 from reconcile.plan.diff import ERROR_OUTCOMES, Outcome
 
 MAX_ROWS = 200  # GitHub caps a step summary at 1 MiB; a reviewer stops reading long before
@@ -158,7 +158,13 @@ def _trail_sections(report: Mapping[str, Any], max_rows: int) -> list[str]:
     if len(attributed) > max_rows:
         lines.append(f"\n… and {len(attributed) - max_rows} more key(s) not shown; the JSON report has them all.")
     overwritten = [{"keyId": key["id"], **change} for key in report["keys"] for change in key.get("overwritten", ())]
-    return lines + overwritten_section(overwritten, trail.get("overwriteCheck"))
+    meanwhile = [{"keyId": key["id"], **c} for key in report["keys"] for c in key.get("changedMeanwhile", ())]
+    not_checked = {key["id"]: key["notChecked"] for key in report["keys"] if "notChecked" in key}
+    return (
+        lines
+        + overwritten_section(overwritten, trail.get("overwriteCheck"))
+        + meanwhile_section(meanwhile, not_checked)
+    )
 
 
 def fit_summary(markdown: str, limit: int = SUMMARY_BYTES) -> str:

@@ -190,6 +190,12 @@ def render_trail(trail: TrailFindings, plan: Plan) -> str:
     for item in trail.overwritten:
         their = describe_change(change_json(item.change), str)
         lines.append(f"! {item.key_id}  [overwritten] {their}, between this run's read and its write: reverted by it")
+    for item in trail.meanwhile:
+        their = describe_change(change_json(item.change), str)
+        lines.append(
+            f"  {item.key_id}  [changed meanwhile] {their}, before this run's {item.write.value} (not reverted)"
+        )
+    lines.extend(f"  {key_id}  [not checked] {why}" for key_id, why in trail.not_checked.items())
     return text_block(lines) if lines else ""
 
 

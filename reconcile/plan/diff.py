@@ -35,6 +35,7 @@ from reconcile.model import (
     canonical_value,
     current_fields,
     normalize_field,
+    same_field,
 )
 
 
@@ -203,6 +204,8 @@ def diff_fields(desired: DesiredKey, current: Mapping[str, Any]) -> tuple[FieldC
         if name not in desired.fields:
             continue  # absent means unmanaged
         wanted, present = desired.fields[name], current.get(name)
+        if same_field(name, wanted, present):
+            continue  # to the letter: no normal form needed (every field of a key in sync)
         if normalize_field(name, wanted) != normalize_field(name, present):
             changes.append(FieldChange(name, canonical_value(name, present), canonical_value(name, wanted)))
     if STATUS_FIELD in desired.fields:
