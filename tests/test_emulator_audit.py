@@ -164,7 +164,7 @@ def test_console_changes_are_made_and_recorded_as_another_actor(start_emulator: 
     assert deleted["key"] is None and len(emulator.store) == 1
     modified, removed = search(emulator, oldestFirst=True)["audits"]
     assert (modified["actorId"], modified["remoteAddress"], modified["device"]) == ("U2alice", "203.0.113.9", "Desktop")
-    assert (modified["action"], modified["data"], answer["audit"]) == (
+    assert (modified["action"], modified["data"], modified) == (
         "AccessKeyModified",
         {},
         {**answer["audit"], "occurred": str(answer["audit"]["occurred"])},
