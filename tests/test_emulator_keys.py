@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from reconcile.emulator.attributes import Declared
-
 from tests.test_emulator import exchange, post
 
 ACCESSKEY = "/v1/mgmt/accesskey"

@@ -40,6 +40,7 @@ SETTING_NAMES = {
     "attribution": "attribution",
     "attribution_pages": "attributionPages",
     "audit_event": "auditEvent",
+    "audit_tenant": "auditTenant",
     "secrets_out": "secretsOut",
     "secrets_command": "secretsCommand",
 }
@@ -252,7 +253,12 @@ def audit_event_options() -> Parser:
         action="store_false",
         help=f"do not record the apply in the project's audit trail (action {EVENT_ACTION}, actorId {EVENT_ACTOR})",
     )
-    group.add_argument("--audit-tenant", metavar="TENANT", help="tenantId of that event, for projects that require one")
+    group.add_argument(
+        "--audit-tenant",
+        metavar="TENANT",
+        help="tenantId of that event (Descope's SDKs require one; config: auditTenant). "
+        "Unset: a tenant of the changed keys, else no event",
+    )
     return group
 
 

@@ -311,7 +311,9 @@ class DescopeClient:
             failure = _error_from_response(response, content or b"", self._redactor.redact)
             return License(None, f"the handshake was refused: {failure}", **facts)
         try:
-            body = answers.check("GET", LICENSE_PATH, answers.decode("GET", LICENSE_PATH, content or b"", ""), self._redactor.redact)
+            body = answers.check(
+                "GET", LICENSE_PATH, answers.decode("GET", LICENSE_PATH, content or b"", ""), self._redactor.redact
+            )
         except ProtocolError as error:
             return License(None, str(error), **facts)
         tier = body.get("rateLimitTier")

@@ -24,7 +24,7 @@ from reconcile.plan.limit import ChangeLimit
 from reconcile.schemas.validators import CONFIG_SCHEMA
 
 # The run settings a target may set (camelCase, like the report's `run.settings`).
-SETTINGS = ("rate", "concurrency", "maxChanges", "timeout", "maxAttempts", "keyDeadline")
+SETTINGS = ("rate", "concurrency", "maxChanges", "timeout", "maxAttempts", "keyDeadline", "auditTenant")
 # Either one or the other of each pair, never both.
 _SOURCES = (("projectId", "projectIdEnv"), ("managementKeyEnv", "managementKeyFile"))
 _ENV_FIELDS = ("projectIdEnv", "managementKeyEnv")

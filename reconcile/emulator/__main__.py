@@ -40,7 +40,8 @@ API (Authorization: Bearer <project id>:<management key>, unless said otherwise)
   POST /v1/mgmt/accesskey/rotate            {id} -> {key, cleartext}; the old secret stops working
   POST /v1/mgmt/accesskey/delete[/batch]    {id} / {ids}: all or nothing, 404 for an unknown id
   POST /v1/mgmt/accesskey/[de]activate[/batch]
-  POST /v1/auth/accesskey/exchange          Bearer <project id>:<access key cleartext> -> {keyId, sessionJwt, expiration}
+  POST /v1/auth/accesskey/exchange          Bearer <project id>:<access key cleartext>
+                                            -> {keyId, sessionJwt, expiration}
   POST /v1/mgmt/audit/search                {actions, excludedActions, actorIds, userIds, from, to, text,
                                              size (default and at most 1000), page, oldestFirst}
   POST /v1/mgmt/audit/event                 {action, type (info|warn|error), actorId, tenantId, userId, data}

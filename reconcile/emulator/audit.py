@@ -3,9 +3,9 @@
 Records have the wire shape of `Audit` in descope-audit-openapi.yaml. `occurred` is kept as
 milliseconds since the epoch and sent as a numeric string, as the wire has it (the OpenAPI types it
 as a string, the Go and Java SDKs parse it from one), or as a number when the server is told to
-(`occurred_as_string` off: the shape this emulator used to send, for tests that read both). A record whose `occurred` is not a
-number (one a test appended on purpose) is sent as it was given and sorts as if it occurred when
-it was appended.
+(`occurred_as_string` off: the shape this emulator used to send, for tests that read both). A
+record whose `occurred` is not a number (one a test appended on purpose) is sent as it was given
+and sorts as if it occurred when it was appended.
 """
 
 from __future__ import annotations

@@ -203,7 +203,9 @@ class Emulator:
         # one-token bucket is then the first real request's).
         labelled = on_auth_api or headers.get(LICENSE_HEADER) == self.config.rate_limit_tier
         unlabelled = None if labelled else self._unlabelled
-        limits = () if path == LICENSE else (("window", self._window), ("bucket", self._bucket), ("unlabelled", unlabelled))
+        limits = (
+            () if path == LICENSE else (("window", self._window), ("bucket", self._bucket), ("unlabelled", unlabelled))
+        )
         for name, limit in limits:
             wait = limit.take() if limit is not None else 0.0
             if wait > 0:
