@@ -195,6 +195,12 @@ def trail_options() -> Parser:
 
     group = Parser(add_help=False)
     group.add_argument(
+        "--audit-tenant",
+        metavar="TENANT",
+        help="tenantId of apply's audit event (Descope's SDKs require one; config: auditTenant); unset: a tenant "
+        "of the changed keys, else no event, and a change no event claims may be this tool's own",
+    )
+    group.add_argument(
         "--no-attribution",
         dest="attribution",
         action="store_false",
@@ -252,12 +258,6 @@ def audit_event_options() -> Parser:
         dest="audit_event",
         action="store_false",
         help=f"do not record the apply in the project's audit trail (action {EVENT_ACTION}, actorId {EVENT_ACTOR})",
-    )
-    group.add_argument(
-        "--audit-tenant",
-        metavar="TENANT",
-        help="tenantId of that event (Descope's SDKs require one; config: auditTenant). "
-        "Unset: a tenant of the changed keys, else no event",
     )
     return group
 

@@ -103,6 +103,7 @@ class Emulator:
         self.attributes: AttributeSchema = AttributeSchema.seeded(attributes, keys)
         self.audit: AuditTrail = AuditTrail(self.config.project_id)
         self.requests: list[RecordedRequest] = []
+        self.handshakes: list[str] = []  # each license call, by the x-descope-license it carried ("" none)
         self.throttled: Counter[str] = Counter()  # 429s by limit: window, bucket, auditSearch
         self.faults: Counter[str] = Counter()  # injected faults by kind, and "appliedThenFailed"
         self._lock = threading.Lock()
@@ -186,6 +187,7 @@ class Emulator:
             "faults": faults,
             "keys": len(self.store),
             "auditRecords": len(self.audit),
+            "handshakes": len(self.handshakes),
         }
 
     # --- request handling ---------------------------------------------------------------
@@ -442,7 +444,10 @@ def _handler_for(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
             headers = {name.lower(): value for name, value in self.headers.items()}
             emulator._peer.address = str(self.client_address[0])
             answer = emulator.answer(self.command, parts.path, parts.query, headers, body)
-            if not parts.path.startswith(ADMIN_PREFIX):
+            if parts.path == LICENSE:  # once per client: counted apart, so request lists stay the work done
+                with emulator._lock:
+                    emulator.handshakes.append(headers.get(LICENSE_HEADER, ""))
+            elif not parts.path.startswith(ADMIN_PREFIX):
                 status = "close" if answer.drop else answer.status
                 emulator.record(
                     RecordedRequest(self.command, parts.path, status, body, time.time(), answer.fault, answer.applied)
