@@ -48,7 +48,8 @@ def test_console_drift_is_named_in_plan_report_summary_and_audit(start_emulator:
     console(emulator, "K3", "U2alice", delete=True)
     env = cli_env(emulator)
 
-    plan = run_cli(["plan", *TENANT, str(desired), "--report", str(tmp_path / "r.json"), "--summary", str(tmp_path / "s.md")], env
+    plan = run_cli(
+        ["plan", *TENANT, str(desired), "--report", str(tmp_path / "r.json"), "--summary", str(tmp_path / "s.md")], env
     )
     assert plan.code == 1, plan.output  # K3 and K9 are missing: an error, with their attribution all the same
     assert "    last change: changed " in plan.stdout and "by U2alice from 203.0.113.7 (not this tool)" in plan.stdout
@@ -136,7 +137,8 @@ def test_a_403_on_audit_search_leaves_every_command_working(start_emulator: Any,
     emulator = start_emulator([{"id": "K1", "name": "old"}], audit_forbidden=True)
     desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
     env = cli_env(emulator)
-    plan = run_cli(["plan", *TENANT, str(desired), "--report", str(tmp_path / "p.json"), "--summary", str(tmp_path / "s.md")], env
+    plan = run_cli(
+        ["plan", *TENANT, str(desired), "--report", str(tmp_path / "p.json"), "--summary", str(tmp_path / "s.md")], env
     )
     assert plan.code == 2, plan.output
     assert "attribution unavailable: the management key may not search the audit trail: HTTP 403" in plan.stdout
@@ -214,7 +216,9 @@ def test_attribution_pages_past_the_first_page_and_stops_at_the_cap(start_emulat
     assert body["actions"][-1] == "DescopeReconcileApply" and isinstance(body["from"], int)
     assert 29.9 * 86400_000 < body["to"] - body["from"] <= 30 * 86400_000
 
-    capped = run_cli(["plan", *TENANT, str(desired), "--report", str(tmp_path / "c.json"), "--attribution-pages", "1"], env)
+    capped = run_cli(
+        ["plan", *TENANT, str(desired), "--report", str(tmp_path / "c.json"), "--attribution-pages", "1"], env
+    )
     assert capped.code == 2, capped.output
     assert "no change found in the pages searched (--attribution-pages)" in capped.stdout
     trail = load_report(tmp_path / "c.json")["trail"]["attribution"]
