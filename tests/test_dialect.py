@@ -392,3 +392,21 @@ def test_doctor_on_the_command_line_text_and_json(start_emulator: Any, tmp_path:
     failing = run_cli(["doctor"], cli_env(emulator, DESCOPE_MANAGEMENT_KEY="K2wrong"), cwd=tmp_path)
     assert failing.code == 1 and "FAIL credentials" in failing.stdout
     assert emulator.updates_for("K1") == [] and not [r for r in emulator.recorded() if r.path.endswith("/event")]
+
+
+def test_doctor_with_a_config_checks_every_target_with_its_own_audit_tenant(
+    start_emulator: Any, tmp_path: Path
+) -> None:
+    emulator = _declared_emulator(start_emulator, [{"id": "K1", "name": "a"}])
+    for name, attribute in (("dev", "team"), ("prod", "teem")):
+        write_desired(tmp_path / "desired" / name, [{"id": "K1", "name": "a", "customAttributes": {attribute: "x"}}])
+    target = f"projectId: {emulator.config.project_id}\n    managementKeyEnv: KEY\n    baseUrl: {emulator.url}"
+    (tmp_path / "descope-reconcile.yaml").write_text(
+        f"version: 1\ntargets:\n  dev:\n    {target}\n    paths: [desired/dev]\n    auditTenant: T7\n"
+        f"  prod:\n    {target}\n    paths: [desired/prod]\n"
+    )
+    result = run_cli(["doctor"], {**cli_env(None), "KEY": emulator.config.management_key}, cwd=tmp_path)
+    assert result.code == 1, result.output
+    assert "[dev]   ?    apply event: tenant T7 (configured)" in result.stdout
+    assert "[prod]   FAIL declared attributes (needed)" in result.stdout and "teem" in result.stdout
+    assert "[dev] Doctor: every check a plan or apply needs passes." in result.stdout
