@@ -17,20 +17,23 @@ from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
     add_command,
+    add_policy_option,
     audit_event_options,
     desired_options,
     execution_options,
     max_changes_option,
     non_negative_float,
     parsed,
+    policy_wanted,
     remote_options,
     report_options,
     secrets_options,
     targets_options,
     trail_options,
 )
+from reconcile.cli.policy import check_changes, configured
 from reconcile.cli.remote import connect, log_failures, refuse_undeclared, settings, trail_settings, write_outputs
-from reconcile.errors import ExitCode, Interrupted, SafetyThresholdExceeded, UsageError
+from reconcile.errors import ExitCode, Interrupted, PolicyRefused, SafetyThresholdExceeded, UsageError
 from reconcile.files import read_input
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.declared import check_desired
@@ -55,7 +58,7 @@ from reconcile.trail.findings import TrailFindings
 
 log = logging.getLogger("reconcile")
 Observed = list[dict[str, Any]]
-Refusal = SafetyThresholdExceeded | AmbiguousNames
+Refusal = SafetyThresholdExceeded | AmbiguousNames | PolicyRefused
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
@@ -108,6 +111,7 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         metavar="SECONDS",
         help="wait this long for another apply on this machine to the same project (default 0: refuse at once)",
     )
+    add_policy_option(parser)
     parser.set_defaults(handler=run)
 
 
@@ -157,10 +161,13 @@ async def _apply(
     safety: Safety,
     recover: Recovery,
     project_id: str,
+    policy: PolicyRefused | None,
 ) -> ApplyOutcome | None:
-    """The refusals (a sink for new secrets, ambiguous names, the safety threshold), then the writes."""
+    """The refusals (a sink for new secrets, the policy, ambiguous names, the safety threshold), then the writes."""
     if not result.writes:
         return None
+    if policy is not None:
+        raise policy
     changes.require_sinks(args, result)  # before any write: a usage error (64)
     check_names(result)
     check_safety(safety, force=args.force)
@@ -177,6 +184,7 @@ async def _apply_and_trail(
     safety: Safety,
     recover: Recovery,
     project_id: str,
+    policy: PolicyRefused | None = None,
 ) -> tuple[ApplyOutcome | None, Refusal | None, TrailFindings]:
     """The writes, with who changed the drifted keys looked up beside them (its own budget, never in
     their way); after writes, the overwritten check and the apply event."""
@@ -186,8 +194,10 @@ async def _apply_and_trail(
     attributing = asyncio.create_task(attribute_plan(session, result, wanted))
     try:
         try:
-            outcome = await _apply(args, session, result, clock, safety=safety, recover=recover, project_id=project_id)
-        except (SafetyThresholdExceeded, AmbiguousNames) as error:
+            outcome = await _apply(
+                args, session, result, clock, safety=safety, recover=recover, project_id=project_id, policy=policy
+            )
+        except (SafetyThresholdExceeded, AmbiguousNames, PolicyRefused) as error:
             refusal = error  # the report is still written: a refused plan is worth auditing
         trail = await attributing
     finally:
@@ -219,6 +229,7 @@ async def run(args: argparse.Namespace) -> int:
     clock = RunClock("apply")
     with bulk():
         loaded = load(args, clock=clock) if args.paths else None  # before any credentials or network
+    policy = configured(args) if policy_wanted(args) else None
     changes.check_outputs(args, loaded)
     recover = changes.recovery(args)
     async with connect(args) as (session, target):
@@ -230,11 +241,19 @@ async def run(args: argparse.Namespace) -> int:
             with bulk():
                 result, files, observed = await _plan_to_apply(session, clock, loaded, saved)
             show(args, render_plan(result, verbose=args.verbose > 0))
+            verdict = check_changes(args, policy, result, observed, clock.started)
             unsettled = unsettled_secrets(changes.journal_file(args), observed)
             changes.warn_unsettled(unsettled, recover)
             safety = assess(result, args.max_changes)
             outcome, refusal, trail = await _apply_and_trail(
-                args, session, (result, files), clock, safety=safety, recover=recover, project_id=target.project_id
+                args,
+                session,
+                (result, files),
+                clock,
+                safety=safety,
+                recover=recover,
+                project_id=target.project_id,
+                policy=verdict.refusal,
             )
         provenance = savedplan.provenance(saved, str(args.plan), clock.started) if saved else None
         report = make_report(
@@ -252,6 +271,7 @@ async def run(args: argparse.Namespace) -> int:
             unsettled=unsettled,
             recovery=recover,
         )
+    verdict.add_to(report)
     write_outputs(args, report, clock)
     if trail.event is not None and trail.event.warning:
         log.warning("warning: %s", trail.event.reason)

@@ -11,12 +11,16 @@ from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
     add_command,
+    add_policy_option,
     desired_options,
     non_negative_int,
+    parsed,
+    policy_wanted,
     remote_options,
     targets_options,
     trail_options,
 )
+from reconcile.cli.policy import audit_policy, configured, fail_on
 from reconcile.cli.remote import connect, trail_settings
 from reconcile.errors import ExitCode
 from reconcile.files import write_private_atomically
@@ -52,6 +56,22 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         action="store_true",
         help="exit 2 when any managed key drifted or a desired key is missing from the project",
     )
+    add_policy_option(parser)
+    parser.add_argument("--sarif", type=Path, metavar="FILE", help="write the policy's findings as SARIF 2.1.0")
+    parser.add_argument(
+        "--fail-on",
+        type=parsed(fail_on),
+        default=(),
+        metavar="SEVERITIES",
+        help="exit 1 when the policy finds a violation of these severities no waiver covers: error, "
+        "error,warning, or none (default)",
+    )
+    parser.add_argument(
+        "--journal",
+        type=Path,
+        metavar="FILE",
+        help="the journal of earlier rotations (rotate --journal): a key's secret is as old as its last rotation",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -60,7 +80,8 @@ async def run(args: argparse.Namespace) -> int:
     with bulk():
         loaded = load(args) if args.paths else None
         desired = loaded.state if loaded else DesiredState(keys=())
-        check_outputs(args, "--out", "--summary", inputs=desired_inputs(loaded))
+        policy = configured(args) if policy_wanted(args) else None
+        check_outputs(args, "--out", "--summary", "--sarif", inputs=desired_inputs(loaded))
         async with connect(args) as (session, target):
             observed = await fetch_keys(session)
             result = compute_plan(desired, observed)
@@ -68,9 +89,13 @@ async def run(args: argparse.Namespace) -> int:
     within = timedelta(days=args.expiring_within)
     findings = build_audit(result, observed, now=clock.started, expiring_within=within, trail=trail)
     markdown = render_audit(findings, project_id=target.project_id)
+    violations = audit_policy(args, policy, findings, observed, desired=desired, now=clock.started)
+    markdown += violations.markdown
     show(args, markdown)
     if args.out:
         write_private_atomically(args.out, json_document(findings))
     write_markdown(args.summary, markdown)
     drifted = findings["drift"] or findings["missing"]  # a desired key the project lacks is drift too
+    if violations.failing:
+        return ExitCode.FAILURE
     return ExitCode.CHANGES_PENDING if args.fail_on_drift and drifted else ExitCode.OK

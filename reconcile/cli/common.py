@@ -40,6 +40,16 @@ def describe_error(error: ReconcileError | OSError) -> tuple[int, str]:
 
 def print_diagnostics(diagnostics: Sequence[Diagnostic], output_format: str) -> None:
     """File names and messages (which quote values) come from the files: escaped for where they go."""
+    if output_format == "sarif":  # code scanning shows a file it cannot read, too
+        from reconcile.cli.policy import print_findings  # noqa: PLC0415 (only for SARIF)
+        from reconcile.policy.findings import Finding  # noqa: PLC0415
+
+        invalid = [
+            Finding(d.path, d.line, d.column, "invalid-desired-file", "error", d.message, "", d.field)
+            for d in diagnostics
+        ]
+        print_findings(invalid, None, output_format)
+        return
     if output_format == "json":
         records = [d.__dict__ for d in diagnostics]
         if (target := current_target()) is not None:

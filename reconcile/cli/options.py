@@ -333,3 +333,18 @@ def add_command(
     sub.add_argument("-v", "--verbose", action="count", default=0, help="more detail on stderr (-vv: debug)")
     sub.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr, nothing on stdout")
     return sub
+
+
+def add_policy_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="the rules keys must follow (docs/policy.md), for runs without a config; with one, its `policy:`",
+    )
+
+
+def policy_wanted(args: argparse.Namespace) -> bool:
+    """Whether this run may have a policy, without reading it (so that nothing is imported for none)."""
+    target = getattr(args, "target_config", None)
+    return args.policy is not None or (target is not None and target.policy is not None)

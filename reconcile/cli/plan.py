@@ -12,13 +12,16 @@ from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
     add_command,
+    add_policy_option,
     desired_options,
     max_changes_option,
+    policy_wanted,
     remote_options,
     report_options,
     targets_options,
     trail_options,
 )
+from reconcile.cli.policy import ChangesVerdict, check_changes, configured
 from reconcile.cli.remote import (
     Target,
     connect,
@@ -62,6 +65,7 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         help="save the plan for `apply --plan FILE` (a plan with keys in error is saved, and apply refuses it)",
     )
     max_changes_option(parser, "warn when apply would refuse this plan (with the same --max-changes)")
+    add_policy_option(parser)
     parser.set_defaults(handler=run)
 
 
@@ -81,10 +85,12 @@ async def run(args: argparse.Namespace) -> int:
     clock = RunClock("plan")
     with bulk():
         loaded = load(args, clock=clock)  # any validation error: no network call at all
+        policy = configured(args) if policy_wanted(args) else None
         # nor when a result could not be written, or would overwrite a desired file
         check_outputs(args, "--out", "--report", "--summary", inputs=desired_inputs(loaded))
         async with connect(args) as (session, target):
             trail: TrailFindings | None = None
+            verdict = ChangesVerdict()
             safety: Safety | None = None
             try:
                 with clock.phase("fetch"):
@@ -98,6 +104,9 @@ async def run(args: argparse.Namespace) -> int:
                 with clock.phase("attribution"):
                     trail = await attribute_plan(session, result, trail_settings(args))
                 show(args, render_plan(result, verbose=args.verbose > 0, trail=trail))
+                verdict = check_changes(args, policy, result, observed, clock.started)
+                if verdict.refusal is not None:
+                    show(args, f"Warning: apply would refuse this plan (exit 1): {verdict.refusal}.\n")
                 safety = assess(result, args.max_changes)
                 if safety.exceeded:
                     show(args, f"Warning: apply would refuse this plan (exit 3): {safety.describe()}.\n")
@@ -114,6 +123,7 @@ async def run(args: argparse.Namespace) -> int:
                 safety=safety,
                 trail=trail,
             )
+        verdict.add_to(report)
         write_outputs(args, report, clock)
     if session.interrupted:
         log.error("interrupted: the request in flight was cancelled; the plan is incomplete")

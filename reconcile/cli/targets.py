@@ -25,12 +25,13 @@ from reconcile.cli.options import SETTING_NAMES
 from reconcile.client.redact import redactor
 from reconcile.config.targets import Config, TargetConfig, load_config
 from reconcile.errors import ReconcileError, UsageError, ValidationFailed, most_severe
+from reconcile.output.escape import json_value
 from reconcile.output.targets import TargetOutcome, render_targets_markdown, render_targets_text
 
 log = logging.getLogger("reconcile")
 PATTERN = "{target}"
 # Options naming a file: one per target, from a pattern (required with several targets).
-PER_TARGET_FILES = ("report", "out", "journal", "plan", "secrets_out")
+PER_TARGET_FILES = ("report", "out", "journal", "plan", "secrets_out", "sarif")
 _SETTING_DESTS = {camel: dest for dest, camel in SETTING_NAMES.items()}
 
 Run = tuple[TargetOutcome, argparse.Namespace]
@@ -139,7 +140,11 @@ async def _run_concurrently(args: argparse.Namespace, runs: Sequence[Run]) -> in
 def _finish(args: argparse.Namespace, outcomes: Sequence[TargetOutcome]) -> int:
     """The combined summaries (text on stdout, Markdown where --summary goes) and the exit code."""
     code = most_severe(outcome.code for outcome in outcomes)
-    if getattr(args, "format", "text") == "json":  # validate: stdout is one JSON list, every target's
+    if getattr(args, "format", "text") == "sarif":  # validate: one SARIF log, a run per target
+        from reconcile.output.sarif import combine  # noqa: PLC0415 (only for SARIF)
+
+        print(json_value(combine([(o.name, record["sarif"]) for o in outcomes for record in o.diagnostics]), indent=2))
+    elif getattr(args, "format", "text") == "json":  # validate: stdout is one JSON list, every target's
         records = [{"target": outcome.name, **record} for outcome in outcomes for record in outcome.diagnostics]
         print(json.dumps(records, indent=2))
     else:
