@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PY     := $(BIN)/python
 
-.PHONY: install demo test lint unit schemas check-schemas validate-desired dist bench clean
+.PHONY: install demo test test-fast lint unit schemas check-schemas validate-desired dist bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -25,6 +25,10 @@ test: lint check-schemas validate-desired unit
 
 unit: $(STAMP)
 	$(BIN)/pytest -q -n 2
+
+## test-fast: the suite without the tests marked slow or network (under a minute on 2 cores)
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -n 2 -m "not slow and not network"
 
 lint: $(STAMP)
 	$(BIN)/ruff check reconcile tests bench

@@ -205,6 +205,7 @@ def test_arguments_are_split_like_a_shell_but_nothing_is_run(tmp_path: Path) -> 
     assert not list(tmp_path.glob("pwned*")), "an input was run as shell code"
 
 
+@pytest.mark.slow
 def test_run_step_commands_parse_with_the_real_parser(tmp_path: Path) -> None:
     cases = [
         {"command": "validate", "paths": "desired/", "args": "--format github"},
@@ -221,6 +222,7 @@ def test_run_step_commands_parse_with_the_real_parser(tmp_path: Path) -> None:
         assert (getattr(args, "report", None) is not None) == (inputs["command"] in ("plan", "apply"))
 
 
+@pytest.mark.slow
 def test_target_is_passed_only_when_given(tmp_path: Path) -> None:
     _, without = recorded_command({"command": "plan", "paths": "desired/"}, tmp_path / "without")
     assert "--target" not in without
@@ -257,6 +259,7 @@ def test_a_stale_report_is_not_taken_for_this_runs(tmp_path: Path) -> None:
 # --- the run step with the real tool ---
 
 
+@pytest.mark.slow
 def test_validate_with_the_real_tool(tmp_path: Path) -> None:
     shutil.copytree(REPO / "desired", tmp_path / "desired")
     run = run_action_step("run", {"command": "validate", "paths": "desired/"}, tmp_path, tmp_path / "runner")
@@ -270,6 +273,7 @@ def test_validate_with_the_real_tool(tmp_path: Path) -> None:
     assert "::error file=desired/bad.yaml,line=4,col=5::" in run.output
 
 
+@pytest.mark.slow
 def test_plan_outputs_the_count_of_changes_from_the_report(start_emulator: Any, tmp_path: Path) -> None:
     emulator = start_emulator([{"id": "K1", "name": "old"}, {"id": "K2", "name": "same"}, {"id": "K3", "name": "x"}])
     (tmp_path / "desired").mkdir()
@@ -295,6 +299,7 @@ def plant_modules(workspace: Path, names: list[str]) -> Path:
     return planted
 
 
+@pytest.mark.slow
 def test_no_module_from_the_working_directory_is_imported(start_emulator: Any, tmp_path: Path) -> None:
     emulator = start_emulator([{"id": "K1", "name": "old"}])
     (tmp_path / "desired").mkdir()

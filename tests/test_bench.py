@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from bench.__main__ import main as bench_main
 
 
+@pytest.mark.slow
 def test_quick_bench_runs_and_accounts_for_every_request(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     assert bench_main(["--quick", "--out", str(out), "--chart", str(tmp_path / "chart.png")]) == 0

@@ -128,10 +128,10 @@ def test_every_other_action_is_pinned_to_a_commit_with_its_version() -> None:
         "actions/setup-python",
         "actions/upload-artifact",
         "actions/download-artifact",
-        "pypa/gh-action-pypi-publish",
-        "github/codeql-action/upload-sarif",
         "actions/cache/restore",
         "actions/cache/save",
+        "pypa/gh-action-pypi-publish",
+        "github/codeql-action/upload-sarif",
     }
     assert all(len(versions) == 1 for versions in pins.values()), f"one pin per action: {pins}"
 
@@ -151,6 +151,7 @@ def test_every_workflow_uses_one_tool_version() -> None:
     assert len(versions) == 1, versions
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", [p for p in WORKFLOWS if p.name != "release.yml"], ids=lambda p: p.name)
 def test_every_command_the_workflows_make_parses(path: Path, tmp_path: Path) -> None:
     uses = action_uses(load_workflow(path))
@@ -204,6 +205,7 @@ def test_release_publishes_by_trusted_publishing_from_a_tag() -> None:
     assert "with" not in publish["steps"][-1], "no token or password: trusted publishing"
 
 
+@pytest.mark.slow
 def test_reviewed_plan_flow_through_the_action(start_emulator: Any, tmp_path: Path) -> None:
     """pr.yml's plan, its artifact, apply.yml's apply, then drift.yml's plan and audit, each run
     with the workflow's own `with:` through the action's run step and the real tool, against the
@@ -266,6 +268,7 @@ def test_pre_commit_hook_runs_validate_on_the_whole_folder() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.network
 def test_pre_commit_hook_from_a_consumer_repository(tmp_path: Path) -> None:
     """`pre-commit try-repo` installs the hook as a consumer's pre-commit does: from git, at a commit.
     It is given this repository's HEAD, so it tests the committed code (uncommitted changes are not

@@ -68,6 +68,7 @@ def version_of(dist: Path) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.network
 def test_sdist_and_wheel_pass_twine_check(dist: Path) -> None:
     files = sorted(str(path) for path in dist.iterdir())
     assert len(files) == 2
@@ -77,6 +78,7 @@ def test_sdist_and_wheel_pass_twine_check(dist: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.network
 def test_wheel_carries_the_schemas_its_version_and_the_command(dist: Path) -> None:
     version = version_of(dist)
     with zipfile.ZipFile(wheel_of(dist)) as wheel:
@@ -93,6 +95,7 @@ def test_wheel_carries_the_schemas_its_version_and_the_command(dist: Path) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.network
 def test_version_comes_from_git(dist: Path) -> None:
     described = subprocess.run(
         ["git", "describe", "--tags", "--match", "v*", "--always"], cwd=REPO, capture_output=True, text=True, check=True
@@ -106,6 +109,7 @@ def test_version_comes_from_git(dist: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.network
 def test_the_action_installs_the_wheel_and_validates_desired(dist: Path, tmp_path: Path) -> None:
     version = version_of(dist)
     runner = tmp_path / "runner"

@@ -53,12 +53,14 @@ documents = (
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(document=documents)
 def test_compiled_check_agrees_with_jsonschema(document: Any) -> None:
     assert is_valid(DESIRED_SCHEMA, document) == validator(DESIRED_SCHEMA).is_valid(document)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.fixed_dictionaries({}, optional=plausible))
 def test_compiled_check_agrees_on_request_bodies(body: dict[str, Any]) -> None:
@@ -133,6 +135,7 @@ def test_values_follow_yaml_1_2_on_every_path(text: str, value: Any) -> None:
         assert claim == value and type(claim) is type(value)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     document=st.fixed_dictionaries(

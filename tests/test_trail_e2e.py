@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from reconcile.emulator import Window
+from reconcile.emulator import Answer, Call, Window
 from reconcile.emulator.config import actor_id_for
 from tests.answer_stub import AnswerStub, json_answer
 from tests.conftest import cli_env, load_report, run_cli, write_desired
+from tests.support import UPDATE, start_process
 from tests.test_action import run_action_step
 from tests.test_ci_files import inputs_for, step_named, workflow
 
@@ -156,6 +157,7 @@ def test_a_403_on_audit_search_leaves_every_command_working(start_emulator: Any,
     assert emulator.store.load("K1")["name"] == "new"
 
 
+@pytest.mark.slow
 def test_a_console_change_between_the_read_and_the_write_is_reported_overwritten(
     start_emulator: Any, tmp_path: Path
 ) -> None:
@@ -170,9 +172,7 @@ def test_a_console_change_between_the_read_and_the_write_is_reported_overwritten
     )
     desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}, {"id": "K2", "name": "two"}]).parent
     args = ["apply", str(desired), *TENANT, "--report", str(tmp_path / "r.json"), "--summary", str(tmp_path / "s.md")]
-    apply = subprocess.Popen(
-        [sys.executable, "-m", "reconcile", *args], env=cli_env(emulator), stdout=subprocess.PIPE, text=True
-    )
+    apply = start_process(args, cli_env(emulator))  # the console change comes while it runs
     deadline = time.monotonic() + 30
     while not any(r.path == "/v1/mgmt/accesskey/search" for r in emulator.recorded()):
         assert time.monotonic() < deadline and apply.poll() is None, "the apply never read the keys"
@@ -243,6 +243,7 @@ def test_throttled_or_strange_audit_answers_degrade_with_the_same_exit_code(
     assert [r.status for r in audit_requests(emulator)] == [200, 429], "a 429 is not retried: no minute's wait"
 
 
+@pytest.mark.slow
 def test_the_drift_workflow_job_summary_says_who_changed_what(start_emulator: Any, tmp_path: Path) -> None:
     """drift.yml's own steps, through the action's run step: plan and audit both write the section."""
     emulator = start_emulator([{"id": "K1", "name": "reviewed"}])
@@ -256,6 +257,7 @@ def test_the_drift_workflow_job_summary_says_who_changed_what(start_emulator: An
         assert "by U2alice from 203.0.113.7 (not this tool)" in run.summary, name
 
 
+@pytest.mark.slow
 def test_an_occurred_no_date_can_show_degrades_instead_of_crashing(tmp_path: Path) -> None:
     """A server that ignores `from`/`to` and sends a time past year 9999 (or before 1970): every
     command still ends as it would have, attribution unavailable, no traceback."""
@@ -280,14 +282,11 @@ def test_an_unconfirmed_write_is_still_this_tools_change_in_the_trail(start_emul
     """The server accepted the update but answered another key (`unconfirmed`): the write was made,
     so the event claims it, and the next audit does not call the tool's own write a hand edit."""
     emulator = start_emulator([{"id": "K1", "name": "old"}])
-    original = emulator.answer
 
-    def renaming_server(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
-        if path == "/v1/mgmt/accesskey/update" and isinstance(body, dict):
-            body = {**body, "name": "the server's idea"}
-        return original(method, path, query, headers, body)
+    def renaming_server(call: Call) -> Answer:
+        return call.forward({**call.body, "name": "the server's idea"} if isinstance(call.body, dict) else None)
 
-    emulator.answer = renaming_server  # type: ignore[method-assign]
+    emulator.intercept(UPDATE, renaming_server)
     desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
     env = cli_env(emulator)
     apply = run_cli(["apply", *TENANT, str(desired), "--report", str(tmp_path / "r.json")], env)

@@ -10,7 +10,7 @@ delivered makes the key `undelivered` (an error), with a rotation as the way to 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -36,15 +36,26 @@ class Issuer:
         self._journal = journal
         self._run_id = run_id
 
-    def _note(self, event: str, item: KeyPlan, key_id: str | None, error: str | None = None) -> None:
-        if self._journal is not None:
-            op = "create" if item.outcome is Outcome.CREATE else "rotate"
-            self._journal.secret(event, op, key_id, item.name, error)
+    def _note(
+        self, event: str, item: KeyPlan, key_id: str | None, error: str | None = None, took: Sequence[str] = ()
+    ) -> bool:
+        """False when the journal could not take the step (the run then fails, see Journal.failure)."""
+        if self._journal is None:
+            return True
+        op = "create" if item.outcome is Outcome.CREATE else "rotate"
+        return self._journal.secret(event, op, key_id, item.name, error, took=took)
+
+    def _unjournaled(self, item: KeyPlan) -> KeyResult:
+        """Not sent: a secret issued now could be lost by a crash with nothing on disk to say so."""
+        assert self._journal is not None and self._journal.failure is not None
+        why = f"not sent: the journal {self._journal.path} cannot be written ({self._journal.failure.error})"
+        return KeyResult(item, Outcome.FAILED, 0, ErrorInfo(why))
 
     async def create(self, item: KeyPlan) -> KeyResult:
         assert item.body is not None
         tally = Tally()
-        self._note("requested", item, None)
+        if not self._note("requested", item, None):
+            return self._unjournaled(item)
         send = at_most_once(partial(self._client.create_access_key, item.body))
         answer = await self._guard.call(send, tally, what=f"create {item.name!r}")
         if isinstance(answer, Failure):
@@ -97,7 +108,8 @@ class Issuer:
         key_id = item.key.id
         assert key_id is not None
         tally = Tally()
-        self._note("requested", item, key_id)
+        if not self._note("requested", item, key_id):
+            return self._unjournaled(item)
         send = at_most_once(partial(self._client.rotate_access_key, key_id))
         answer = await self._guard.call(send, tally, what=f"rotate {key_id}")
         if isinstance(answer, Failure):
@@ -125,7 +137,8 @@ class Issuer:
         return KeyResult(item, Outcome.UNDELIVERED, tally.attempts, ErrorInfo(message))
 
     async def _deliver(self, item: KeyPlan, key_id: str, secret: Secret, tally: Tally) -> KeyResult:
-        """To every sink; the key is done only when the journal says the secret was delivered."""
+        """To every sink; the key is done only when the journal says the secret was delivered. A journal
+        that cannot take `issued` does not stop the delivery: the secret exists only here."""
         self._note("issued", item, key_id)
         try:
             if self._sinks is None:
@@ -134,10 +147,15 @@ class Issuer:
         except Exception as error:  # whatever failed, the secret must not be lost silently
             # An unexpected error is named by its type only: its text could quote what the sink was given.
             problem = str(error) if isinstance(error, DeliveryFailed) else f"unexpected {type(error).__name__}"
-            self._note("undelivered", item, key_id, problem)
+            took = error.took if isinstance(error, DeliveryFailed) else ()
+            self._note("undelivered", item, key_id, problem, took)
             what = "created" if item.outcome is Outcome.CREATE else "rotated"
-            message = f"{what}, but its secret was not delivered: {problem}; {ROTATE_AGAIN} once the sink works"
-            return KeyResult(item, Outcome.UNDELIVERED, tally.attempts, ErrorInfo(message), key_id)
+            message = f"{what}, but its secret was not delivered: {problem}; " + (
+                f"a partial delivery: pass the copy in {', '.join(took)} on (see recover); rotating would kill it"
+                if took
+                else f"{ROTATE_AGAIN} once the sink works"
+            )
+            return KeyResult(item, Outcome.UNDELIVERED, tally.attempts, ErrorInfo(message), key_id, took)
         self._note("delivered", item, key_id)
         return KeyResult(item, item.outcome.done, tally.attempts, key_id=key_id)
 

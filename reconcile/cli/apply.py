@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from reconcile.apply.journal import Project
 from reconcile.cli import changes
 from reconcile.cli.common import load, show
 from reconcile.cli.options import (
@@ -242,7 +243,8 @@ async def run(args: argparse.Namespace) -> int:
                 result, files, observed = await _plan_to_apply(session, clock, loaded, saved)
             show(args, render_plan(result, verbose=args.verbose > 0))
             verdict = check_changes(args, policy, result, observed, clock.started)
-            unsettled = unsettled_secrets(changes.journal_file(args), observed)
+            project = Project(target.project_id, target.base_url)
+            unsettled = unsettled_secrets(changes.journal_file(args), observed, project)
             changes.warn_unsettled(unsettled, recover)
             safety = assess(result, args.max_changes)
             outcome, refusal, trail = await _apply_and_trail(
@@ -281,7 +283,9 @@ async def run(args: argparse.Namespace) -> int:
         changes.say_interrupted()
         return ExitCode.FAILURE
     log_failures(_failures(result, outcome))
-    failed = outcome is not None and any(r.outcome is not r.plan.outcome.done for r in outcome.results)
+    failed = outcome is not None and (
+        outcome.fatal is not None or any(r.outcome is not r.plan.outcome.done for r in outcome.results)
+    )
     if result.errors or unsettled or failed:
         return ExitCode.FAILURE
     return ExitCode.OVERWRITTEN if trail.overwritten else ExitCode.OK

@@ -9,16 +9,17 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from reconcile.apply.journal import Journal, Unsettled
+from reconcile.apply.journal import Journal, Project, Unsettled
 from reconcile.cli.common import check_outputs as check_named_outputs
 from reconcile.cli.common import desired_inputs
-from reconcile.errors import UsageError
+from reconcile.client.redact import scrub
+from reconcile.errors import ReconcileError, UsageError
 from reconcile.job.load import LoadedDesired
 from reconcile.job.session import ApplyOutcome, Session, execute, journal_path_for
-from reconcile.output.recovery import Recovery
+from reconcile.output.recovery import Recovery, sink_options
 from reconcile.output.text import render_unsettled
 from reconcile.plan.diff import Plan
-from reconcile.secrets.sinks import Sinks
+from reconcile.secrets.sinks import Sinks, check_command_environment, check_secrets_file
 
 log = logging.getLogger("reconcile")
 
@@ -31,6 +32,9 @@ def journal_file(args: argparse.Namespace) -> Path | None:
 def check_outputs(args: argparse.Namespace, loaded: LoadedDesired | None = None) -> None:
     """Every file this run will write (the secrets file included), before it sends anything (or reads
     the project): each writable, each its own, none of them a file the run reads."""
+    if args.secrets_out is not None:
+        check_secrets_file(args.secrets_out)  # a file of this user's, one link, private; its folders 0700
+    check_command_environment(args.secrets_command_env or ())
     more = [("--journal" if args.journal else "journal", journal_file(args)), ("--secrets-out", args.secrets_out)]
     plan = [("the saved plan (--plan)", args.plan)] if getattr(args, "plan", None) else []
     check_named_outputs(args, "--report", "--summary", more=more, inputs=[*desired_inputs(loaded), *plan])
@@ -38,13 +42,9 @@ def check_outputs(args: argparse.Namespace, loaded: LoadedDesired | None = None)
 
 def recovery(args: argparse.Namespace) -> Recovery:
     """How this run's undelivered secrets are recovered: into its sinks, its journal, its target."""
-    options: list[str] = []
-    if args.secrets_out:
-        options += ["--secrets-out", str(args.secrets_out)]
-    if args.secrets_command:
-        options += ["--secrets-command", args.secrets_command]
+    options = sink_options(args.secrets_out, args.secrets_command, args.secrets_command_env or ())
     journal, target = journal_file(args), getattr(args, "target_config", None)
-    return Recovery(tuple(options), str(journal) if journal else None, target.name if target else None)
+    return Recovery(options, str(journal.absolute()) if journal else None, target.name if target else None)
 
 
 def require_sinks(args: argparse.Namespace, plan: Plan) -> None:
@@ -76,11 +76,18 @@ async def run_changes(
     """Make the plan's writes with the journal and the sinks; say when the run stopped early. A reviewed
     plan (`--plan`) is applied exactly, or not at all: every key is re-checked before its write."""
     path = journal_file(args)
-    journal = Journal(path, run_id, recover.sink_options) if path else None
+    project = Project(project_id, session.client.base_url)
+    journal = Journal(path, run_id, recover.sink_options, project) if path else None
     sinks = None
-    if plan.issues_secrets:
-        sinks = Sinks.open(args.secrets_out, args.secrets_command, project_id=project_id)
     try:
+        if plan.issues_secrets:
+            sinks = Sinks.open(
+                args.secrets_out,
+                args.secrets_command,
+                project_id=project_id,
+                scrub=scrub,
+                command_environment=args.secrets_command_env or (),
+            )
         outcome = await execute(
             session,
             plan,
@@ -97,7 +104,25 @@ async def run_changes(
             sinks.close()
     if outcome.fatal is not None:
         log.error("error: %s; the run stopped, nothing more was sent", outcome.fatal)
+    if journal is not None and journal.failure is not None and outcome.fatal is None:
+        outcome.fatal = ReconcileError(journal_failure(journal, recover))  # the run fails; its report is written
+        log.error("error: %s", outcome.fatal)
     return outcome
+
+
+def journal_failure(journal: Journal, recover: Recovery) -> str:
+    """What the run did when its journal failed, and what the operator does now."""
+    failure = journal.failure
+    assert failure is not None
+    said = f"the journal {journal.path.absolute()} could not be written ({failure.error})"
+    if failure.key_id is None or failure.event not in ("issued", "delivered", "undelivered"):
+        return f"{said}; no secret was issued after that. Make it writable, then run again"
+    return (
+        f"{said} when key {failure.key_id} ({failure.name!r}) got its new secret: the secret went to the sinks "
+        "first, and no secret was issued after that. Make the journal writable, then run again; if the next run "
+        f"flags {failure.key_id}, look for its secret in the sinks before you recover it with: "
+        f"{recover.command(failure.key_id, name=failure.name)}"
+    )
 
 
 def say_interrupted() -> None:

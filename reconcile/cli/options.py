@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -313,10 +314,25 @@ def secrets_options() -> Parser:
     group.add_argument(
         "--secrets-command",
         metavar="CMD",
-        help="run the shell command CMD once per new secret: the secret on its stdin only, KEY_ID and KEY_NAME "
-        "in its environment (e.g. 'gh secret set DESCOPE_CI_KEY'); give both options for both sinks",
+        help="run the shell command CMD once per new secret: the secret on its stdin only (delivered when it "
+        "read all of it and exited 0), KEY_ID and KEY_NAME in its environment (e.g. 'gh secret set "
+        "DESCOPE_CI_KEY'); give both options for both sinks",
+    )
+    group.add_argument(
+        "--secrets-command-env",
+        action="append",
+        type=environment_name,
+        metavar="NAME",
+        help="hand the environment variable NAME to --secrets-command (repeatable; e.g. GH_TOKEN): it gets only "
+        "PATH, HOME, TMPDIR, the locale and KEY_* otherwise, and never a management key",
     )
     return group
+
+
+def environment_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an environment variable's name")
+    return text
 
 
 def add_command(

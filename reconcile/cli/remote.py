@@ -31,6 +31,7 @@ from reconcile.job.session import RetrySettings, Session
 from reconcile.job.trail import TrailSettings
 from reconcile.log import VERBOSE
 from reconcile.output.markdown import render_summary
+from reconcile.output.recovery import COMMAND_PLACEHOLDER
 from reconcile.output.report import write_report
 
 log = logging.getLogger("reconcile")
@@ -105,6 +106,8 @@ def trail_settings(args: argparse.Namespace) -> TrailSettings:
 def settings(args: argparse.Namespace) -> dict[str, Any]:
     """The run's knobs, for the report (JSON-ready)."""
     values = {SETTING_NAMES[name]: getattr(args, name) for name in SETTING_NAMES if hasattr(args, name)}
+    if values.get("secretsCommand") is not None:
+        values["secretsCommand"] = COMMAND_PLACEHOLDER  # it may hold a token inline
     return {
         name: value if value is None or isinstance(value, int | float | bool) else str(value)
         for name, value in values.items()

@@ -7,7 +7,7 @@ import contextlib
 import os
 from typing import Any
 
-from reconcile.apply.journal import read_records
+from reconcile.apply.journal import Project, read_records
 from reconcile.cli import changes
 from reconcile.cli.common import show
 from reconcile.cli.options import (
@@ -102,7 +102,8 @@ async def run(args: argparse.Namespace) -> int:
                 found = await load_keys(session, key_ids)
         plan = plan_rotation(key_ids, found)
         show(args, render_plan(plan, verbose=True))
-        unsettled = unsettled_secrets(changes.journal_file(args), [key for key in found.values() if key is not None])
+        keys, project = [key for key in found.values() if key is not None], Project(target.project_id, target.base_url)
+        unsettled = unsettled_secrets(changes.journal_file(args), keys, project)
         changes.warn_unsettled(unsettled, recover)
         if args.dry_run:
             return ExitCode.FAILURE if plan.errors else ExitCode.OK
@@ -128,5 +129,7 @@ async def run(args: argparse.Namespace) -> int:
     if session.interrupted:
         changes.say_interrupted()
         return ExitCode.FAILURE
-    failed = outcome is not None and any(r.outcome is not r.plan.outcome.done for r in outcome.results)
+    failed = outcome is not None and (
+        outcome.fatal is not None or any(r.outcome is not r.plan.outcome.done for r in outcome.results)
+    )
     return ExitCode.FAILURE if plan.errors or failed else ExitCode.OK

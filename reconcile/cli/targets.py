@@ -39,7 +39,9 @@ Run = tuple[TargetOutcome, argparse.Namespace]
 
 def run_targets(args: argparse.Namespace, path: Path) -> int | Coroutine[Any, Any, int]:
     """The command once per selected target of the config at `path`."""
-    runs = _runs(args, _selected(_load(path, args), args.targets or []))
+    config = _load(path, args)
+    _refuse_credentials_to_the_sink(args, config)
+    runs = _runs(args, _selected(config, args.targets or []))
     if inspect.iscoroutinefunction(args.handler):
         return _run_concurrently(args, runs)
     for outcome, target_args in runs:  # offline (validate): one after the other
@@ -54,6 +56,18 @@ def _load(path: Path, args: argparse.Namespace) -> Config:
         print_diagnostics(problems, getattr(args, "format", "text"))
         raise ValidationFailed(len(problems))
     return config
+
+
+def _refuse_credentials_to_the_sink(args: argparse.Namespace, config: Config) -> None:
+    """No variable any target reads its management key from is handed to the secrets command, whichever
+    targets run (their keys are not all read, so their values could not be recognised)."""
+    sources = {target.management_key_env for target in config.targets.values()}
+    named = [name for name in getattr(args, "secrets_command_env", None) or () if name in sources]
+    if named:
+        raise UsageError(
+            f"--secrets-command-env {', '.join(named)}: {config.path} reads a management key from it; a management "
+            "key's source is never handed to the secrets command; nothing was sent"
+        )
 
 
 def _selected(config: Config, names: Sequence[str]) -> list[TargetConfig]:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from reconcile.apply.calls import KeyResult
 from reconcile.apply.executor import Executor
-from reconcile.apply.journal import Journal, Unsettled, read_records, unsettled
+from reconcile.apply.journal import Journal, Project, Unsettled, read_records, unsettled
 from reconcile.apply.limiter import Budget, Limits
 from reconcile.apply.progress import report_progress
 from reconcile.apply.retry import RetryPolicy, Tally
@@ -120,6 +120,7 @@ class Session:
             if not Session._listening:
                 for signum, handler in Session._previous.items():
                     signal.signal(signum, handler)
+                Session._previous = {}  # nothing of this run stays behind (the CLI also runs in-process in tests)
 
 
 def now_ms() -> int:
@@ -291,9 +292,12 @@ def journal_path_for(report: Path) -> Path:
     return report.with_name(report.name + ".journal.jsonl")
 
 
-def unsettled_secrets(journal: Path | None, observed: Sequence[dict[str, Any]]) -> list[Unsettled]:
+def unsettled_secrets(
+    journal: Path | None, observed: Sequence[dict[str, Any]], project: Project | None = None
+) -> list[Unsettled]:
     """Keys of the project whose secret an earlier run (that wrote this journal) issued and never
-    recorded as delivered: a crash between create (or rotate) and delivery shows up here."""
+    recorded as delivered: a crash between create (or rotate) and delivery shows up here. Only the
+    runs against `project` count."""
     if journal is None or not journal.exists():
         return []
-    return unsettled(read_records(journal), observed)
+    return unsettled(read_records(journal), observed, project)

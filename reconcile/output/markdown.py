@@ -4,10 +4,11 @@ Every id, name, path and error text is escaped for where it stands (`reconcile/o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from reconcile.output.escape import html_text, json_value, md_code, md_text
+from reconcile.output.escape import html_text, json_value, md_code, md_text, plain
 from reconcile.output.trail import overwritten_section, who_changed_what
 from reconcile.plan.diff import ERROR_OUTCOMES, Outcome
 
@@ -45,8 +46,25 @@ def _recoveries(report: Mapping[str, Any]) -> list[str]:
     lost += [(item["id"], item["recover"]) for item in report.get("unsettledSecrets", ())]
     if not lost:
         return []
-    lines = ["", "### Secrets not delivered", "", "Each key below has a secret nobody received. Rotate it:", ""]
-    return lines + [f"- {md_code(key_id)}: {md_code(command)}" for key_id, command in lost]
+    lines = [
+        "",
+        "### Secrets not delivered",
+        "",
+        "Each key below has a secret not every sink received. Recover it:",
+        "",
+    ]
+    for key_id, command in lost:
+        lines += [f"- {md_code(key_id)}:", "", *(f"  {line}" for line in md_block(command)), ""]
+    return lines
+
+
+def md_block(text: str) -> list[str]:
+    """A command as a fenced code block (a shell pipe is no table cell here): its fence is longer
+    than any run of backticks in it, and every control character shows as an escape."""
+    shown = plain(text)
+    longest = max((len(run) for run in re.findall("`+", shown)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence, shown, fence]
 
 
 def _notices(report: Mapping[str, Any]) -> list[str]:

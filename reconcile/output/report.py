@@ -119,7 +119,7 @@ def _key_record(item: KeyPlan, result: KeyResult | None, recovery: Recovery) -> 
     if item.last_state is not None:
         record["lastState"] = dict(item.last_state)  # every field: enough to recreate a deleted key
     if outcome is Outcome.UNDELIVERED and key_id is not None:
-        record["recover"] = recovery.command(key_id)
+        record["recover"] = recovery.command(key_id, name=item.name, delivered_to=result.delivered_to if result else ())
     return record
 
 
@@ -131,7 +131,7 @@ def unsettled_records(unsettled: Sequence[Unsettled], recovery: Recovery) -> lis
             "runId": u.run_id,
             "at": u.at,
             "why": u.why,
-            "recover": recovery.command(u.id, u.sinks),
+            "recover": recovery.command(u.id, u.sinks, name=u.name, delivered_to=u.delivered_to),
         }
         for u in unsettled
     ]

@@ -129,7 +129,8 @@ def render_results(
         attempts = f" after {result.attempts} attempt(s)" if result.attempts else ""
         lines.append(f"! {result.id or result.plan.key.label}  [{result.outcome.value}]{attempts}: {error}")
         if result.outcome is Outcome.UNDELIVERED and result.id is not None:
-            lines.append(f"    recover: {recovery.command(result.id)}")
+            recover = recovery.command(result.id, name=result.plan.name, delivered_to=result.delivered_to)
+            lines.append(f"    recover: {recover}")
     counts = Counter([result.outcome for result in results] + [item.outcome for item in unsent])
     parts = [f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o]]
     failing = sum(n for outcome, n in counts.items() if outcome.is_error)
@@ -145,7 +146,7 @@ def render_unsettled(unsettled: Sequence[Unsettled], recovery: Recovery) -> list
     """Keys whose secret an earlier run issued and never recorded as delivered: a line each (for stderr)."""
     return [
         f"warning: {u.id} ({u.name}): {u.why} (run {u.run_id}, {u.at}); the secret may be lost. "
-        f"Recover: {recovery.command(u.id, u.sinks)}"
+        f"Recover: {recovery.command(u.id, u.sinks, name=u.name, delivered_to=u.delivered_to)}"
         for u in unsettled
     ]
 
