@@ -16,8 +16,10 @@ import pytest
 
 from reconcile import __version__
 from reconcile.client.descope import Credentials, DescopeClient, License
+from reconcile.emulator.answers import Answer
 from reconcile.emulator.attributes import AttributeSchema, Declared, parse_declared
 from reconcile.emulator.config import Window
+from reconcile.emulator.server import Call
 from reconcile.errors import RateLimitedError
 from reconcile.job.doctor import DoctorOptions, Result, Status, clock_check, region_check, run, tls_check
 from reconcile.job.tenant import event_tenant, unclaimed_caveat
@@ -38,13 +40,12 @@ def client_for(emulator: Any, key: str | None = None) -> DescopeClient:
 
 def spy_headers(emulator: Any) -> list[tuple[str, dict[str, str]]]:
     seen: list[tuple[str, dict[str, str]]] = []
-    original = emulator.answer
 
-    def spy(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
-        seen.append((path, dict(headers)))
-        return original(method, path, query, headers, body)
+    def spy(call: Call) -> Answer:
+        seen.append((call.path, dict(call.headers)))
+        return call.forward()
 
-    emulator.answer = spy
+    emulator.intercept("/v1/*", spy)
     return seen
 
 
