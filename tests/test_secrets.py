@@ -303,12 +303,14 @@ def test_issued_secrets_appear_only_in_the_sinks(start_emulator: Any, tmp_path: 
         assert "Traceback" not in result.output
         outputs.append(result.output.encode())
     cleartexts = [line["cleartext"].encode() for line in map(json.loads, secrets.read_text().splitlines())]
-    assert len(cleartexts) >= 4 and all(c in received.read_bytes() for c in cleartexts)
+    # the sink fails every time: each run issues until the first failed delivery, then no more
+    assert len(cleartexts) >= 3 and all(c in received.read_bytes() for c in cleartexts)
     written = [p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.parent.name != "sinks"]
     assert len(written) >= 8  # plan, summaries, reports, journals
     everything = b"\n".join([*outputs, *written])
     assert not [c for c in cleartexts if c in everything]
-    assert b"undelivered" in everything and b"descope-reconcile rotate --ids" in everything
+    # after a failed delivery the run issues no more secrets (each key then says so)
+    assert b"undelivered" in everything and b"not sent: an earlier secret was not delivered" in everything
 
 
 def test_a_secret_prints_as_a_mask_and_cannot_be_serialized() -> None:

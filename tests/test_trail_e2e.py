@@ -115,7 +115,9 @@ def test_apply_records_its_event_and_the_next_audit_tells_it_from_a_hand_edit(
     write_desired(desired.parent, [{"id": "K1", "name": "newer"}, {"id": "K2", "name": "two"}])  # not applied yet
     audit = run_cli(["audit", *TENANT, str(desired.parent), "--out", str(tmp_path / "audit.json")], env)
     assert audit.code == 0, audit.output
-    reviewed = f"by descope-reconcile run {report['run']['id']}, commit {commit[:12]} (acme/keys)"
+    writer = actor_id_for(emulator.config, emulator.config.management_key)
+    reviewed = f"(descope-reconcile run {report['run']['id']}, commit {commit[:12]} (acme/keys))"
+    assert f"by {writer} from " in audit.stdout, "the actor is shown beside the run that made the change"
     assert reviewed in audit.stdout and "by U2mallory from 203.0.113.7 (not this tool)" in audit.stdout
     entries = {
         e["id"]: e["attribution"]["change"] for e in json.loads((tmp_path / "audit.json").read_text())["whoChangedWhat"]
@@ -170,7 +172,9 @@ def test_a_console_change_between_the_read_and_the_write_is_reported_overwritten
         slow_seconds=1.5,
         slow_applies="after",
     )
-    desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}, {"id": "K2", "name": "two"}]).parent
+    # K2's write, with no other change beside it, proves which actor the run's writes are by: K1's
+    # window then holds two records, and the run's own is told from U2bob's by that actor alone
+    desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}, {"id": "K2", "name": "2"}]).parent
     args = ["apply", str(desired), *TENANT, "--report", str(tmp_path / "r.json"), "--summary", str(tmp_path / "s.md")]
     apply = start_process(args, cli_env(emulator))  # the console change comes while it runs
     deadline = time.monotonic() + 30
@@ -182,7 +186,7 @@ def test_a_console_change_between_the_read_and_the_write_is_reported_overwritten
 
     assert apply.returncode == 4, stdout
     assert "! K1  [overwritten] changed " in stdout and "by U2bob from 192.0.2.44" in stdout
-    assert stdout.strip().splitlines()[-1] == "Apply: 1 updated; 1 change(s) by someone else overwritten (exit 4)."
+    assert stdout.strip().splitlines()[-1] == "Apply: 2 updated; 1 change(s) by someone else overwritten (exit 4)."
     assert emulator.store.load("K1")["description"] == "", "the update pinned every field: the change is gone"
     report = load_report(tmp_path / "r.json")
     key = next(key for key in report["keys"] if key["id"] == "K1")
@@ -220,7 +224,7 @@ def test_attribution_pages_past_the_first_page_and_stops_at_the_cap(start_emulat
         ["plan", *TENANT, str(desired), "--report", str(tmp_path / "c.json"), "--attribution-pages", "1"], env
     )
     assert capped.code == 2, capped.output
-    assert "no change found in the pages searched (--attribution-pages)" in capped.stdout
+    assert "partial: no change found in the records read" in capped.stdout
     trail = load_report(tmp_path / "c.json")["trail"]["attribution"]
     assert trail["status"] == "partial" and trail["pages"] == 1
 
@@ -295,4 +299,4 @@ def test_an_unconfirmed_write_is_still_this_tools_change_in_the_trail(start_emul
     assert len(events) == 1 and events[0]["data"]["changedKeyIds"] == ["K1"], events
     assert events[0]["type"] == "warn" and events[0]["data"]["outcomes"] == {"unconfirmed": 1}
     audit = run_cli(["audit", *TENANT, str(desired)], env)
-    assert "by descope-reconcile run" in audit.stdout and "(not this tool)" not in audit.stdout, audit.output
+    assert "(descope-reconcile run" in audit.stdout and "(not this tool)" not in audit.stdout, audit.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tempfile
@@ -14,7 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconcile.desired import yaml12
+from reconcile.desired import validation, yaml12
 from reconcile.desired.loader import Diagnostic, ParsedFile, parse_text
 from reconcile.desired.validation import build_desired_state
 from reconcile.job.load import load_desired
@@ -316,3 +317,13 @@ def test_the_command_line_always_ends_with_an_exit_code_never_a_traceback(raw: b
     assert result.code in (0, 1)
     if result.code == 1:
         assert f"{path}:" in result.stderr and "validation error" in result.stderr
+
+
+@settings(max_examples=1000, deadline=None)
+@given(text=st.text(alphabet="0123456789.٣", max_size=16) | st.ip_addresses(v=4).map(str))
+def test_the_ipv4_shortcut_accepts_exactly_what_ipaddress_accepts(text: str) -> None:
+    try:
+        expected: int | None = int(ipaddress.IPv4Address(text))
+    except ValueError:
+        expected = None
+    assert validation._ipv4_value(text) == expected

@@ -5,12 +5,15 @@ The journal hears of each step before it happens (see journal.py). Neither call 
 blindly: after a failure that may hide a success, a create looks for the key by its name and a
 rotation reloads the key, and the result says what is known. A secret that was issued and not
 delivered makes the key `undelivered` (an error), with a rotation as the way to recover.
+
+The first delivery failure stops further issuing: a broken sink would lose every secret after it
+(and a rotation kills the old, working one), so the keys not yet sent are `held`, never issued.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -35,6 +38,23 @@ class Issuer:
         self._sinks = sinks
         self._journal = journal
         self._run_id = run_id
+        # One secret at a time, and none after a sink failed: a rotation ends the key's working secret,
+        # so the next is issued only once the sinks took the last one.
+        self._one_at_a_time = asyncio.Lock()
+        self._sink_failed: str | None = None
+
+    async def create(self, item: KeyPlan) -> KeyResult:
+        return await self._issue(self._create, item)
+
+    async def rotate(self, item: KeyPlan) -> KeyResult:
+        return await self._issue(self._rotate, item)
+
+    async def _issue(self, issue: Callable[[KeyPlan], Awaitable[KeyResult]], item: KeyPlan) -> KeyResult:
+        async with self._one_at_a_time:
+            if self._sink_failed is not None:
+                message = f"not sent: an earlier secret was not delivered ({self._sink_failed}); fix the sink"
+                return KeyResult(item, Outcome.HELD, error=ErrorInfo(message))
+            return await issue(item)
 
     def _note(
         self, event: str, item: KeyPlan, key_id: str | None, error: str | None = None, took: Sequence[str] = ()
@@ -51,7 +71,7 @@ class Issuer:
         why = f"not sent: the journal {self._journal.path} cannot be written ({self._journal.failure.error})"
         return KeyResult(item, Outcome.FAILED, 0, ErrorInfo(why))
 
-    async def create(self, item: KeyPlan) -> KeyResult:
+    async def _create(self, item: KeyPlan) -> KeyResult:
         assert item.body is not None
         tally = Tally()
         if not self._note("requested", item, None):
@@ -104,7 +124,7 @@ class Issuer:
             result.error = ErrorInfo(f"created (secret delivered), but not made {status}: {done.error.message}")
         return result
 
-    async def rotate(self, item: KeyPlan) -> KeyResult:
+    async def _rotate(self, item: KeyPlan) -> KeyResult:
         key_id = item.key.id
         assert key_id is not None
         tally = Tally()
@@ -149,6 +169,7 @@ class Issuer:
             problem = str(error) if isinstance(error, DeliveryFailed) else f"unexpected {type(error).__name__}"
             took = error.took if isinstance(error, DeliveryFailed) else ()
             self._note("undelivered", item, key_id, problem, took)
+            self._sink_failed = problem
             what = "created" if item.outcome is Outcome.CREATE else "rotated"
             message = f"{what}, but its secret was not delivered: {problem}; " + (
                 f"a partial delivery: pass the copy in {', '.join(took)} on (see recover); rotating would kill it"

@@ -22,7 +22,7 @@ from reconcile.cli.options import (
 )
 from reconcile.cli.policy import audit_policy, configured, fail_on
 from reconcile.cli.remote import connect, trail_settings
-from reconcile.errors import ExitCode
+from reconcile.errors import ExitCode, UsageError
 from reconcile.files import write_private_atomically
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.session import fetch_keys
@@ -57,14 +57,20 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         help="exit 2 when any managed key drifted or a desired key is missing from the project",
     )
     add_policy_option(parser)
-    parser.add_argument("--sarif", type=Path, metavar="FILE", help="write the policy's findings as SARIF 2.1.0")
+    parser.add_argument(
+        "--sarif",
+        type=Path,
+        metavar="FILE",
+        help="write the policy's findings as SARIF 2.1.0 (needs a policy; an unmanaged key has no file location, "
+        "so upload it as an artifact rather than to code scanning)",
+    )
     parser.add_argument(
         "--fail-on",
         type=parsed(fail_on),
         default=(),
         metavar="SEVERITIES",
-        help="exit 1 when the policy finds a violation of these severities no waiver covers: error, "
-        "error,warning, or none (default)",
+        help="exit 1 when the policy finds a violation of these severities no waiver covers: error, warning, "
+        "error,warning, or none (default: report only); needs a policy",
     )
     parser.add_argument(
         "--journal",
@@ -81,6 +87,12 @@ async def run(args: argparse.Namespace) -> int:
         loaded = load(args) if args.paths else None
         desired = loaded.state if loaded else DesiredState(keys=())
         policy = configured(args) if policy_wanted(args) else None
+        if policy is None and (args.fail_on or args.sarif):
+            # Fail closed: a scheduled `audit --fail-on error` whose policy went missing must not pass.
+            raise UsageError(
+                "--fail-on and --sarif need a policy (--policy FILE, or the config's `policy:` for this target): "
+                "without one nothing is checked"
+            )
         check_outputs(args, "--out", "--summary", "--sarif", inputs=desired_inputs(loaded))
         async with connect(args) as (session, target):
             observed = await fetch_keys(session)

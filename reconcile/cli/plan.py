@@ -69,9 +69,16 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser.set_defaults(handler=run)
 
 
-def _save(args: argparse.Namespace, result: Plan, target: Target, loaded: LoadedDesired, clock: RunClock) -> None:
+def _save(
+    args: argparse.Namespace, result: Plan, target: Target, loaded: LoadedDesired, clock: RunClock, *, policy: bool
+) -> None:
     saved = savedplan.save(
-        result, project_id=target.project_id, base_url=target.base_url, files=loaded.files, created=clock.started
+        result,
+        project_id=target.project_id,
+        base_url=target.base_url,
+        files=loaded.files,
+        created=clock.started,
+        policy_checked=policy,
     )
     write_private_atomically(args.out, json_document(saved))
     log.info("plan saved to %s (%d change(s))", args.out, len(result.changes))
@@ -111,7 +118,7 @@ async def run(args: argparse.Namespace) -> int:
                 if safety.exceeded:
                     show(args, f"Warning: apply would refuse this plan (exit 3): {safety.describe()}.\n")
                 if args.out:
-                    _save(args, result, target, loaded, clock)
+                    _save(args, result, target, loaded, clock, policy=policy is not None)
             report = make_report(
                 clock,
                 loaded.files,
@@ -128,7 +135,7 @@ async def run(args: argparse.Namespace) -> int:
     if session.interrupted:
         log.error("interrupted: the request in flight was cancelled; the plan is incomplete")
         return ExitCode.FAILURE
-    log_failures([f"{item.key.id}: {item.outcome.value}: {item.reason}" for item in result.errors])
+    log_failures([f"{item.key.label}: {item.outcome.value}: {item.reason}" for item in result.errors])
     if result.errors:
         return ExitCode.FAILURE
     return ExitCode.CHANGES_PENDING if result.changes else ExitCode.OK

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from reconcile.apply.calls import KeyResult
 from reconcile.apply.executor import Executor
-from reconcile.apply.journal import Journal, Project, Unsettled, read_records, unsettled
+from reconcile.apply.journal import Journal, Project, Unsettled, lost_creates, read_records, unsettled
 from reconcile.apply.limiter import Budget, Limits
 from reconcile.apply.progress import report_progress
 from reconcile.apply.retry import RetryPolicy, Tally
@@ -33,7 +33,7 @@ from reconcile.plan.safety import Safety
 from reconcile.secrets.secret import Secret
 from reconcile.secrets.sinks import Sinks
 from reconcile.trail.findings import TrailFindings
-from reconcile.trail.overwrite import Timeline
+from reconcile.trail.writes import Timeline, WriteKind
 
 T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -143,19 +143,24 @@ def interrupted_plan(keys: Iterable[DesiredKey]) -> Plan:
 
 
 class _TimedWrites:
-    """The client as the executor sees it, noting per key when each write went out and came back."""
+    """The client as the executor sees it, noting per key each write's kind, when it went out and
+    when it came back: the evidence that tells this run's records in the trail from others'."""
 
     def __init__(self, client: DescopeClient, timeline: Timeline) -> None:
         self._client = client
         self._timeline = timeline
 
+    async def _timed(self, key_ids: Sequence[str], kind: WriteKind, write: Awaitable[T]) -> T:
+        sent = now_ms()
+        try:
+            return await write
+        finally:  # answered or not: a lost answer may hide a change made
+            for key_id in key_ids:
+                self._timeline.mark_write(key_id, kind, sent, now_ms())
+
     async def update_access_key(self, request_body: Mapping[str, Any]) -> dict[str, Any]:
         key_id = str(request_body.get("id"))
-        self._timeline.mark_sent(key_id, now_ms())
-        try:
-            return await self._client.update_access_key(request_body)
-        finally:
-            self._timeline.mark_done(key_id, now_ms())
+        return await self._timed([key_id], WriteKind.UPDATE, self._client.update_access_key(request_body))
 
     async def load_access_key(self, key_id: str) -> dict[str, Any]:
         """The re-check before a write (`--recheck`, `apply --plan`): the key's read, as late as it gets."""
@@ -165,29 +170,20 @@ class _TimedWrites:
         return key
 
     async def set_status(self, key_ids: Sequence[str], status: str) -> None:
-        for key_id in key_ids:
-            self._timeline.mark_sent(key_id, now_ms())
-        try:
-            await self._client.set_status(key_ids, status)
-        finally:
-            for key_id in key_ids:
-                self._timeline.mark_done(key_id, now_ms())
+        await self._timed(key_ids, WriteKind.STATUS, self._client.set_status(key_ids, status))
 
     async def delete_access_keys(self, key_ids: Sequence[str]) -> None:
-        for key_id in key_ids:
-            self._timeline.mark_sent(key_id, now_ms())
-        try:
-            await self._client.delete_access_keys(key_ids)
-        finally:
-            for key_id in key_ids:
-                self._timeline.mark_done(key_id, now_ms())
+        await self._timed(key_ids, WriteKind.DELETE, self._client.delete_access_keys(key_ids))
 
-    # Neither changes what a read of the key saw: no marks (a new key had no read to overwrite).
     async def create_access_key(self, request_body: Mapping[str, Any]) -> tuple[dict[str, Any], Secret]:
-        return await self._client.create_access_key(request_body)
+        """Timed under the new key's id, known from the answer only (a lost answer: nothing to credit)."""
+        sent = now_ms()
+        key, secret = await self._client.create_access_key(request_body)
+        self._timeline.mark_write(str(key.get("id")), WriteKind.CREATE, sent, now_ms())
+        return key, secret
 
     async def rotate_access_key(self, key_id: str) -> tuple[dict[str, Any], Secret]:
-        return await self._client.rotate_access_key(key_id)
+        return await self._timed([key_id], WriteKind.ROTATE, self._client.rotate_access_key(key_id))
 
     async def search_access_keys(self) -> list[dict[str, Any]]:
         return await self._client.search_access_keys()
@@ -240,7 +236,7 @@ async def execute(
     if progress_every is not None:
         reporter = asyncio.create_task(report_progress(executor.progress, interval=progress_every))
     try:
-        results = await executor.run(plan.writes)
+        results = await executor.run(plan.writes, hold=plan.prune_hold)
     finally:
         if reporter is not None:
             reporter.cancel()
@@ -301,3 +297,13 @@ def unsettled_secrets(
     if journal is None or not journal.exists():
         return []
     return unsettled(read_records(journal), observed, project)
+
+
+def lost_create_names(
+    journal: Path | None, observed: Sequence[dict[str, Any]], project: Project | None = None
+) -> dict[str, str]:
+    """Names an earlier run sent a create for and never read the answer of, with no key found that it
+    made: name -> which run and when. Such a name must not be created again (see `lost_creates`)."""
+    if journal is None or not journal.exists():
+        return {}
+    return lost_creates(read_records(journal), observed, project)
