@@ -399,12 +399,15 @@ def test_doctor_with_a_config_checks_every_target_with_its_own_audit_tenant(
     start_emulator: Any, tmp_path: Path
 ) -> None:
     emulator = _declared_emulator(start_emulator, [{"id": "K1", "name": "a"}])
+    other = _declared_emulator(start_emulator, [{"id": "K1", "name": "a"}], project_id="P2other")  # a project each
     for name, attribute in (("dev", "team"), ("prod", "teem")):
         write_desired(tmp_path / "desired" / name, [{"id": "K1", "name": "a", "customAttributes": {attribute: "x"}}])
-    target = f"projectId: {emulator.config.project_id}\n    managementKeyEnv: KEY\n    baseUrl: {emulator.url}"
+    dev, prod = (
+        f"projectId: {e.config.project_id}\n    managementKeyEnv: KEY\n    baseUrl: {e.url}" for e in (emulator, other)
+    )
     (tmp_path / "descope-reconcile.yaml").write_text(
-        f"version: 1\ntargets:\n  dev:\n    {target}\n    paths: [desired/dev]\n    auditTenant: T7\n"
-        f"  prod:\n    {target}\n    paths: [desired/prod]\n"
+        f"version: 1\ntargets:\n  dev:\n    {dev}\n    paths: [desired/dev]\n    auditTenant: T7\n"
+        f"  prod:\n    {prod}\n    paths: [desired/prod]\n"
     )
     result = run_cli(["doctor"], {**cli_env(None), "KEY": emulator.config.management_key}, cwd=tmp_path)
     assert result.code == 1, result.output
