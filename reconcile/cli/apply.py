@@ -34,10 +34,11 @@ from reconcile.cli.options import (
     trail_options,
 )
 from reconcile.cli.policy import check_changes, configured
-from reconcile.cli.remote import connect, log_failures, settings, trail_settings, write_outputs
+from reconcile.cli.remote import connect, log_failures, refuse_undeclared, settings, trail_settings, write_outputs
 from reconcile.errors import ExitCode, Interrupted, PolicyRefused, SafetyThresholdExceeded, UsageError
 from reconcile.files import read_input
 from reconcile.job.clock import RunClock, bulk
+from reconcile.job.declared import check_desired
 from reconcile.job.load import LoadedDesired
 from reconcile.job.lock import lock_dir, lock_path, project_lock
 from reconcile.job.session import (
@@ -156,6 +157,7 @@ async def _plan_to_apply(
         return interrupted_plan(loaded.state.keys), loaded.files, [], None
     if saved is None:
         assert loaded is not None
+        refuse_undeclared(await check_desired(session, loaded.state, observed))  # before any write
         with clock.phase("diff"):
             return compute_plan(loaded.state, observed), loaded.files, observed, None
     by_id = {str(key.get("id")): key for key in observed}

@@ -16,6 +16,7 @@ from reconcile.desired.loader import Diagnostic, ParsedFile, parse_text
 from reconcile.desired.validation import build_desired_state
 from reconcile.errors import ConfigError, ExitCode
 from reconcile.files import write_private_atomically
+from reconcile.job.declared import declared_only
 from reconcile.job.session import Session, load_keys
 from reconcile.output.export import render_export
 
@@ -77,7 +78,12 @@ async def run(args: argparse.Namespace) -> int:
     check_outputs(args, "--out")
     wanted_ids = list(dict.fromkeys(part.strip() for part in (args.ids or "").split(",") if part.strip()))
     async with connect(args) as (session, target):
-        keys = await _keys_to_export(session, wanted_ids, args.tenant or [])
+        exported = await declared_only(session, await _keys_to_export(session, wanted_ids, args.tenant or []))
+    keys = exported.keys
+    if exported.unchecked:
+        log.warning("warning: custom attributes exported unchecked against the declarations: %s", exported.unchecked)
+    if exported.dropped:
+        log.warning("warning: not exported, no longer declared in the project: %s", ", ".join(exported.dropped))
     text = render_export(keys, source=f"project {target.project_id}", factor_defaults=args.factor_defaults)
     write_private_atomically(args.out, text, mode=0o644)
     log.info("wrote %d key(s) to %s", len(keys), args.out)

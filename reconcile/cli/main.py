@@ -19,7 +19,8 @@ from reconcile.log import VERBOSE
 from reconcile.output.escape import LogEscaper
 
 log = logging.getLogger("reconcile")
-COMMANDS = ("validate", "plan", "apply", "rotate", "export", "audit")  # modules of reconcile.cli, in `--help` order
+# modules of reconcile.cli, in `--help` order
+COMMANDS = ("validate", "plan", "apply", "rotate", "export", "audit", "doctor")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

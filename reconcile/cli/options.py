@@ -42,6 +42,7 @@ SETTING_NAMES = {
     "attribution": "attribution",
     "attribution_pages": "attributionPages",
     "audit_event": "auditEvent",
+    "audit_tenant": "auditTenant",
     "secrets_out": "secretsOut",
     "secrets_command": "secretsCommand",
 }
@@ -181,6 +182,12 @@ def trail_options() -> Parser:
 
     group = Parser(add_help=False)
     group.add_argument(
+        "--audit-tenant",
+        metavar="TENANT",
+        help="tenantId of apply's audit event (Descope's SDKs require one; config: auditTenant); unset: a tenant "
+        "of the changed keys, else no event, and a change no event claims may be this tool's own",
+    )
+    group.add_argument(
         "--no-attribution",
         dest="attribution",
         action="store_false",
@@ -239,7 +246,6 @@ def audit_event_options() -> Parser:
         action="store_false",
         help=f"do not record the apply in the project's audit trail (action {EVENT_ACTION}, actorId {EVENT_ACTOR})",
     )
-    group.add_argument("--audit-tenant", metavar="TENANT", help="tenantId of that event, for projects that require one")
     return group
 
 

@@ -22,10 +22,19 @@ from reconcile.cli.options import (
     trail_options,
 )
 from reconcile.cli.policy import ChangesVerdict, check_changes, configured
-from reconcile.cli.remote import Target, connect, log_failures, settings, trail_settings, write_outputs
+from reconcile.cli.remote import (
+    Target,
+    connect,
+    log_failures,
+    refuse_undeclared,
+    settings,
+    trail_settings,
+    write_outputs,
+)
 from reconcile.errors import ExitCode, Interrupted, UsageError
 from reconcile.files import write_private_atomically
 from reconcile.job.clock import RunClock, bulk
+from reconcile.job.declared import check_desired
 from reconcile.job.load import LoadedDesired
 from reconcile.job.session import fetch_keys, interrupted_plan, make_report
 from reconcile.job.trail import attribute_plan
@@ -96,6 +105,7 @@ async def run(args: argparse.Namespace) -> int:
             except Interrupted:
                 result = interrupted_plan(loaded.state.keys)
             else:
+                refuse_undeclared(await check_desired(session, loaded.state, observed))
                 with clock.phase("diff"):
                     result = compute_plan(loaded.state, observed)
                 with clock.phase("attribution"):

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from reconcile.cli.common import write_markdown
+from reconcile.cli.common import print_diagnostics, write_markdown
 from reconcile.cli.context import current_target
 from reconcile.cli.options import SETTING_NAMES
 from reconcile.client.descope import (
@@ -24,7 +24,9 @@ from reconcile.client.descope import (
 )
 from reconcile.client.redact import redactor
 from reconcile.config.targets import TargetConfig
+from reconcile.errors import ValidationFailed
 from reconcile.job.clock import RunClock
+from reconcile.job.declared import DeclaredCheck
 from reconcile.job.session import RetrySettings, Session
 from reconcile.job.trail import TrailSettings
 from reconcile.log import VERBOSE
@@ -78,6 +80,16 @@ async def connect(args: argparse.Namespace) -> AsyncIterator[tuple[Session, Targ
         with session.signals_stop_the_run():
             log.debug("reading access keys from %s", target.base_url)
             yield session, target
+
+
+def refuse_undeclared(check: DeclaredCheck) -> None:
+    """Custom attributes the project does not declare, or values it will not take: located errors,
+    before any write (a warning when the declarations could not be trusted)."""
+    if check.unchecked:
+        log.warning("warning: custom attributes not checked against the project's declarations: %s", check.unchecked)
+    if check.diagnostics:
+        print_diagnostics(check.diagnostics, "text")
+        raise ValidationFailed(len(check.diagnostics))
 
 
 def trail_settings(args: argparse.Namespace) -> TrailSettings:
