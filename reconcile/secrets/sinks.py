@@ -27,6 +27,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import selectors
 import signal
 import stat
@@ -250,7 +251,12 @@ class SecretsCommand:
                         os.close(fd)
         if process.returncode != 0:
             said = self._excerpt(exchange)
-            raise DeliveryFailed(f"--secrets-command exited with {process.returncode}" + (f": {said}" if said else ""))
+            raise DeliveryFailed(
+                f"--secrets-command {_ending(process.returncode)}"
+                + (f": {said}" if said else "")
+                + " (a variable it needs beyond PATH, HOME, the locale and KEY_*: hand it over with "
+                + "--secrets-command-env NAME)"
+            )
         if exchange.unread:
             raise DeliveryFailed(
                 f"--secrets-command exited 0 without reading the secret ({exchange.unread} of {len(value.encode())} "
@@ -301,7 +307,12 @@ class SecretsCommand:
         text = exchange.stderr.decode("utf-8", "replace")
         if exchange.cut:
             text = text[_STDERR_CUT:]
-        return _shown(self._scrub(text, _ISSUED))
+        masked = self._scrub(text, _ISSUED)
+        # A form no mask names (hex, a wrapped base64, `\u` for every character) is found once the
+        # text is decoded; then nothing of it is shown: a withheld excerpt is the safe failure.
+        if any(self._scrub(plain, _ISSUED) != plain for plain in _decodings(masked)):
+            return "(its standard error is withheld: it held a secret of the run in a form that is not masked)"
+        return _shown(masked)
 
     def close(self) -> None:
         return None
@@ -329,6 +340,19 @@ def _exit_signal(pid: int) -> Iterator[int | None]:
         yield fd
     finally:
         os.close(fd)
+
+
+_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})|%([0-9a-fA-F]{2})")
+_HEX_RUN = re.compile(r"(?:[0-9a-fA-F]{2}){4,}")
+
+
+def _decodings(text: str) -> list[str]:
+    """`text` as a reader could decode it: without the spaces, line breaks and NULs that wrap or split
+    an encoded value, then with escapes (`\\uXXXX`, `\\xXX`, `%XX`) and hex runs decoded."""
+    compact = re.sub(r"[\s\x00]+", "", text)
+    escaped = _ESCAPE.sub(lambda m: chr(int(m.group(1) or m.group(2) or m.group(3), 16)), compact)
+    unhexed = _HEX_RUN.sub(lambda m: bytes.fromhex(m.group(0)).decode("latin-1"), compact)
+    return [compact, escaped, unhexed]
 
 
 def _read_into(fd: int, exchange: _Exchange) -> bool:
@@ -359,6 +383,14 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+def _ending(returncode: int) -> str:
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by signal {signal.Signals(-returncode).name}"
+        return f"was killed by signal {-returncode}"
+    return f"exited with {returncode}"
 
 
 def _shown(text: str) -> str:

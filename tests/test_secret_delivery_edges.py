@@ -1,0 +1,89 @@
+"""Secret delivery attacked as a hostile operator would: a secrets command that echoes what it was
+given in encodings no mask list names, one that needs a variable it was not handed or dies of a
+signal, and a secrets file in a folder someone else can change; through the real CLI against the
+emulator."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import load_report, write_desired
+from tests.support import cli_env, run_cli
+from tests.test_secret_delivery import NEW, PROJECT, apply, outputs
+
+
+def _forms(value: str) -> list[str]:
+    """`value` in every encoding a tool's trace may print it in."""
+    raw = value.encode()
+    forms = [value, raw.hex(), raw.hex().upper(), "".join(f"\\u{ord(c):04x}" for c in value)]
+    forms += ["".join(f"%{b:02x}" for b in raw), "".join(f"\\x{b:02x}" for b in raw)]
+    for shift in range(3):
+        encoded = base64.b64encode(bytes(shift) + raw).decode()
+        fragment = encoded[-(-8 * shift // 6) : 8 * (shift + len(raw)) // 6]
+        forms += [fragment, fragment.replace("+", "-").replace("/", "_")]
+    return forms
+
+
+def test_a_secret_echoed_in_an_encoding_no_mask_names_is_withheld(start_emulator: Any, tmp_path: Path) -> None:
+    emulator = start_emulator(PROJECT)
+    management = emulator.config.management_key
+    # xxd -p wraps hex at 60 columns, base64 wraps at 76, od spaces bytes, a NUL and invalid UTF-8 in between
+    command = (
+        f'read -r s; printf "%s" {shlex.quote(management)} | od -An -v -tx1 -w4096 >&2; '
+        'printf "%s" "$s" | od -An -v -tx1 -w4096 | tr -d " \\n" >&2; '
+        "printf '\\0\\377 partial' >&2; exit 7"
+    )
+    out = tmp_path / "s.jsonl"
+    args = ("--summary", str(tmp_path / "s.md"), "--secrets-out", str(out), "--secrets-command", command)
+    result = apply(emulator, tmp_path, *args)
+    assert result.code == 1, result.output
+    cleartext = json.loads(out.read_text())["cleartext"]
+    everything = outputs(tmp_path, result)
+    assert "exited with 7" in everything
+    compact = "".join(everything.split())
+    for form in [*_forms(cleartext), *_forms(management)]:
+        assert form not in compact, form
+    assert "withheld" in everything
+
+
+def test_a_command_that_fails_is_told_how_to_hand_it_a_variable(start_emulator: Any, tmp_path: Path) -> None:
+    emulator = start_emulator(PROJECT)
+    command = 'cat > /dev/null; test -n "$VAULT_TOKEN" || { echo "VAULT_TOKEN: unset" >&2; exit 3; }'
+    folder = tmp_path / "d"
+    write_desired(folder, [NEW])
+    argv = ["apply", str(folder), "--report", str(tmp_path / "r.json"), "--secrets-command", command]
+    result = run_cli(argv, cli_env(emulator, VAULT_TOKEN="t0ken"))
+    assert result.code == 1, result.output
+    [key] = load_report(tmp_path / "r.json")["keys"]
+    assert "exited with 3" in key["reason"] and "--secrets-command-env" in key["reason"], key["reason"]
+    assert "t0ken" not in result.output
+
+    killed = apply(emulator, tmp_path, "--secrets-command", "kill -9 $$", keys=[{"name": "ci-two"}])
+    assert killed.code == 1 and "killed by signal SIGKILL" in killed.output, killed.output
+
+
+@pytest.mark.parametrize("shape", ["world-writable", "symlink"])
+def test_a_secrets_file_in_a_folder_others_can_change_is_refused(
+    start_emulator: Any, tmp_path: Path, shape: str
+) -> None:
+    emulator = start_emulator(PROJECT)
+    real = tmp_path / "real"
+    real.mkdir()
+    folder = real
+    if shape == "world-writable":
+        real.chmod(0o777)  # another user can rename our file away and put theirs in its place
+    else:
+        folder = tmp_path / "link"
+        folder.symlink_to(real)  # whoever controls the link chooses where secrets go
+    target = folder / "s.jsonl"
+    refused = apply(emulator, tmp_path, "--secrets-out", str(target))
+    assert refused.code != 0, refused.output
+    assert f"--secrets-out {target}" in refused.stderr and str(folder) in refused.stderr, refused.output
+    assert emulator.recorded() == []  # before the first request
+    assert not (real / "s.jsonl").exists()
