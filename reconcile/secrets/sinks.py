@@ -92,6 +92,7 @@ def check_secrets_file(path: Path) -> None:
     """Before the run sends anything: `--secrets-out` is, or can be, a regular file of the running
     user's with one link, mode 0600; missing folders are created 0700."""
     _make_private_folders(path.parent)
+    _refuse_open_folder(path)
     try:
         info = path.lstat()
     except FileNotFoundError:
@@ -118,6 +119,28 @@ def _make_private_folders(folder: Path) -> None:
             continue
         except OSError as error:
             raise ConfigError(f"--secrets-out: cannot create the folder {new}: {error.strerror}") from None
+
+
+def _refuse_open_folder(path: Path) -> None:
+    """The file's folder is a real folder only its owner (or root) can change: through a symbolic link
+    whoever controls the link chooses where secrets go, and in a folder others may write without the
+    sticky bit (/tmp has it) they can rename the file away and put one of theirs in its place."""
+    folder = path.parent
+    try:
+        info = folder.lstat()
+    except OSError as error:
+        raise ConfigError(f"--secrets-out {path}: its folder {folder}: {error.strerror}") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise ConfigError(f"--secrets-out {path}: its folder {folder} is a symbolic link; give the real folder")
+    if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
+        raise ConfigError(
+            f"--secrets-out {path}: its folder {folder} can be written by other users (mode "
+            f"{stat.S_IMODE(info.st_mode):o}): they could replace the file; give a folder only you can change"
+        )
+    if info.st_uid not in (os.geteuid(), 0):
+        raise ConfigError(
+            f"--secrets-out {path}: its folder {folder} is owned by uid {info.st_uid}: its owner could replace the file"
+        )
 
 
 def _refuse_shared(path: Path, info: os.stat_result) -> None:
