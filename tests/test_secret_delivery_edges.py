@@ -6,15 +6,19 @@ emulator."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import shlex
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import load_report, write_desired
-from tests.support import cli_env, run_cli
+from tests.support import cli_env, run_cli, start_process
 from tests.test_secret_delivery import NEW, PROJECT, apply, outputs
 
 
@@ -87,3 +91,40 @@ def test_a_secrets_file_in_a_folder_others_can_change_is_refused(
     assert f"--secrets-out {target}" in refused.stderr and str(folder) in refused.stderr, refused.output
     assert emulator.recorded() == []  # before the first request
     assert not (real / "s.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_a_stop_signal_while_the_sink_holds_the_secret_ends_the_run_promptly_and_flags_it(
+    start_emulator: Any, tmp_path: Path
+) -> None:
+    emulator = start_emulator(PROJECT)
+    folder = write_desired(tmp_path / "d", [NEW]).parent
+    report, pid_file = tmp_path / "r.json", tmp_path / "sink.pid"
+    token = "inline-token-0451"
+    hanging = f"cat > /dev/null; echo $$ > {pid_file}; sleep 60 # {token}"  # read it, then hangs storing it
+    process = start_process(
+        ["apply", str(folder), "--report", str(report), "--secrets-command", hanging], cli_env(emulator), cwd=tmp_path
+    )
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        stdout, stderr = process.communicate(timeout=40)
+        took = time.monotonic() - started
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+    assert took < 15, (took, stderr)  # not the sink's 60 s, nor the 120 s timeout: CI kills 10 s after cancelling
+    assert process.returncode != 0
+    [created] = [k for k in emulator.store.all() if k["name"] == "ci-new"]
+    [key] = load_report(report)["keys"]
+    assert key["outcome"] == "undelivered" and key["id"] == created["id"], key
+    assert key["recover"].startswith(f"descope-reconcile rotate --ids {created['id']} --secrets-command CMD")
+    assert token not in stdout + stderr + report.read_text()
+    assert str(tmp_path) in key["recover"]  # absolute paths (the report beside the journal)
+
+    rerun = run_cli(["apply", str(folder), "--report", str(report), "-q"], cli_env(emulator))
+    assert rerun.code == 1 and created["id"] in rerun.stderr, rerun.output
+    assert [k for k in emulator.store.all() if k["name"] == "ci-new"] == [created]  # never created twice

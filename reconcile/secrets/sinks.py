@@ -55,6 +55,10 @@ _STDERR_KEPT = 64 * 1024  # bytes of a command's standard error kept (its end)
 _STDERR_CUT = 4 * 1024  # dropped from the start of a cut tail: a secret split there is not matched whole
 _STDERR_SHOWN = 300  # characters of a failed command's standard error shown
 _POLL = 0.05  # seconds between looks at the command when the system cannot signal its exit
+_STOP_POLL = 0.2  # seconds between looks at whether the run was told to stop
+# After the run is told to stop (SIGINT/SIGTERM), a command still running gets this long, then is
+# killed: a CI runner sends SIGKILL ~10 s after cancelling, and the report and journal must be written first.
+STOP_GRACE = 5.0
 
 # text, and the cleartexts the run issued -> the text without any of them or any management key, in any encoding
 Scrub = Callable[[str, Sequence[str]], str]
@@ -222,10 +226,12 @@ class SecretsCommand:
         scrub: Scrub,
         environment: Sequence[str] = (),
         timeout: float = SECRETS_COMMAND_TIMEOUT,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.command = command
         self.project_id = project_id
         self.timeout = timeout
+        self._stopping = stopping
         self._scrub = scrub
         self._names = tuple(environment)
         holding = [name for name in self._names if (value := os.environ.get(name, "")) and scrub(value, ()) != value]
@@ -292,6 +298,7 @@ class SecretsCommand:
         may hold that open for ever."""
         exchange = _Exchange()
         deadline = time.monotonic() + self.timeout
+        told_to_stop = False
         stdin_open = True
         try:
             os.set_blocking(stdin, False)
@@ -306,11 +313,19 @@ class SecretsCommand:
                         selector.unregister(stdin)
                         os.close(stdin)
                         stdin_open = False
+                    if not told_to_stop and self._stopping():
+                        told_to_stop = True
+                        deadline = min(deadline, time.monotonic() + STOP_GRACE)
                     left = deadline - time.monotonic()
                     if left <= 0:
                         _kill(process)
+                        if told_to_stop:
+                            raise DeliveryFailed(
+                                f"--secrets-command was still running {STOP_GRACE:g} s after the run was told to "
+                                "stop (killed)"
+                            )
                         raise DeliveryFailed(f"--secrets-command did not finish in {self.timeout:g} s (killed)")
-                    for key, _ in selector.select(left if exited is not None else min(left, _POLL)):
+                    for key, _ in selector.select(min(left, _STOP_POLL if exited is not None else _POLL)):
                         if key.fd == error_read and not _read_into(error_read, exchange):
                             selector.unregister(error_read)
                         elif key.fd == stdin and stdin_open:
@@ -438,13 +453,16 @@ class Sinks:
         project_id: str,
         scrub: Scrub,
         command_environment: Sequence[str] = (),
+        stopping: Callable[[], bool] = lambda: False,
     ) -> Sinks | None:
         """The named sinks of one project's secrets (the file opened now, so a bad path is refused
         before any write); None for none."""
         forbid_core_dumps()  # before the first cleartext exists
         sinks: list[Sink] = []
         if command is not None:
-            sinks.append(SecretsCommand(command, project_id, scrub=scrub, environment=command_environment))
+            sinks.append(
+                SecretsCommand(command, project_id, scrub=scrub, environment=command_environment, stopping=stopping)
+            )
         if out is not None:
             sinks.insert(0, SecretsFile(out, project_id))
         return cls(sinks) if sinks else None
