@@ -128,3 +128,17 @@ def test_a_stop_signal_while_the_sink_holds_the_secret_ends_the_run_promptly_and
     rerun = run_cli(["apply", str(folder), "--report", str(report), "-q"], cli_env(emulator))
     assert rerun.code == 1 and created["id"] in rerun.stderr, rerun.output
     assert [k for k in emulator.store.all() if k["name"] == "ci-new"] == [created]  # never created twice
+
+
+def test_part_of_a_secret_echoed_by_the_command_is_withheld(start_emulator: Any, tmp_path: Path) -> None:
+    emulator = start_emulator(PROJECT)
+    # a partial line: the first 20 characters of the secret, cut where a buffer ended, no newline
+    out = tmp_path / "s.jsonl"
+    command = "read -r s; printf 'stored: %.20s' \"$s\" >&2; exit 5"
+    result = apply(
+        emulator, tmp_path, "--summary", str(tmp_path / "s.md"), "--secrets-out", str(out), "--secrets-command", command
+    )
+    assert result.code == 1, result.output
+    cleartext = json.loads(out.read_text())["cleartext"]
+    everything = outputs(tmp_path, result)
+    assert "exited with 5" in everything and cleartext[:16] not in everything and "withheld" in everything

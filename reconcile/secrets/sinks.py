@@ -54,6 +54,7 @@ FORBIDDEN_ENVIRONMENT = ("DESCOPE_MANAGEMENT_KEY", "DESCOPE_MANAGEMENT_KEY_FILE"
 _STDERR_KEPT = 64 * 1024  # bytes of a command's standard error kept (its end)
 _STDERR_CUT = 4 * 1024  # dropped from the start of a cut tail: a secret split there is not matched whole
 _STDERR_SHOWN = 300  # characters of a failed command's standard error shown
+_PART = 12  # characters of a secret that, in a row, are part of it (72 random bits), not chance
 _POLL = 0.05  # seconds between looks at the command when the system cannot signal its exit
 _STOP_POLL = 0.2  # seconds between looks at whether the run was told to stop
 # After the run is told to stop (SIGINT/SIGTERM), a command still running gets this long, then is
@@ -348,7 +349,7 @@ class SecretsCommand:
         masked = self._scrub(text, _ISSUED)
         # A form no mask names (hex, a wrapped base64, `\u` for every character) is found once the
         # text is decoded; then nothing of it is shown: a withheld excerpt is the safe failure.
-        if any(self._scrub(plain, _ISSUED) != plain for plain in _decodings(masked)):
+        if any(self._scrub(plain, _ISSUED) != plain or _holds_part(plain) for plain in _decodings(masked)):
             return "(its standard error is withheld: it held a secret of the run in a form that is not masked)"
         return _shown(masked)
 
@@ -391,6 +392,12 @@ def _decodings(text: str) -> list[str]:
     escaped = _ESCAPE.sub(lambda m: chr(int(m.group(1) or m.group(2) or m.group(3), 16)), compact)
     unhexed = _HEX_RUN.sub(lambda m: bytes.fromhex(m.group(0)).decode("latin-1"), compact)
     return [compact, escaped, unhexed]
+
+
+def _holds_part(text: str) -> bool:
+    """`text` holds `_PART` characters in a row of a cleartext the run issued (a line cut short, `%.20s`)."""
+    parts = {value[i : i + _PART] for value in _ISSUED for i in range(len(value) - _PART + 1)}
+    return any(text[i : i + _PART] in parts for i in range(len(text) - _PART + 1))
 
 
 def _read_into(fd: int, exchange: _Exchange) -> bool:
