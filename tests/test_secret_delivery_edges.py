@@ -142,3 +142,22 @@ def test_part_of_a_secret_echoed_by_the_command_is_withheld(start_emulator: Any,
     cleartext = json.loads(out.read_text())["cleartext"]
     everything = outputs(tmp_path, result)
     assert "exited with 5" in everything and cleartext[:16] not in everything and "withheld" in everything
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        ("no-such-vault-cli put", "no-such-vault-cli is not found in PATH="),
+        ("{noexec} --store", "noexec is not an executable file"),
+        ("cat > 'unclosed", "the shell cannot parse it"),
+    ],
+)
+def test_a_secrets_command_that_cannot_run_is_refused_before_any_write(
+    start_emulator: Any, tmp_path: Path, command: str, said: str
+) -> None:
+    emulator = start_emulator(PROJECT)
+    noexec = tmp_path / "noexec"
+    noexec.write_text("#!/bin/sh\ncat > /dev/null\n")  # mode 0644: 126 at run time
+    result = apply(emulator, tmp_path, "--secrets-command", command.format(noexec=noexec))
+    assert result.code == 64 and said in result.stderr and "nothing was sent" in result.stderr, result.output
+    assert not [k for k in emulator.store.all() if k["name"] == "ci-new"]  # no key made whose secret goes nowhere

@@ -29,6 +29,7 @@ import json
 import os
 import re
 import selectors
+import shlex
 import signal
 import stat
 import struct
@@ -56,6 +57,7 @@ _STDERR_CUT = 4 * 1024  # dropped from the start of a cut tail: a secret split t
 _STDERR_SHOWN = 300  # characters of a failed command's standard error shown
 _PART = 12  # characters of a secret that, in a row, are part of it (72 random bits), not chance
 _POLL = 0.05  # seconds between looks at the command when the system cannot signal its exit
+_COMMAND_WORD = re.compile(r"[\w./+-]+")  # a command's name or path, nothing the shell would expand
 _STOP_POLL = 0.2  # seconds between looks at whether the run was told to stop
 # After the run is told to stop (SIGINT/SIGTERM), a command still running gets this long, then is
 # killed: a CI runner sends SIGKILL ~10 s after cancelling, and the report and journal must be written first.
@@ -237,18 +239,54 @@ class SecretsCommand:
         self._names = tuple(environment)
         holding = [name for name in self._names if (value := os.environ.get(name, "")) and scrub(value, ()) != value]
         check_command_environment(self._names, holding)
+        self._check_runnable()
+
+    def _check_runnable(self) -> None:
+        """Before any write: a command that cannot run (a syntax error, a first word that is no command
+        in its PATH, a file that is not executable) would cost the first key its secret."""
+        environment = self._environment()
+        syntax = subprocess.run(
+            ["/bin/sh", "-n", "-c", self.command], env=environment, capture_output=True, text=True, check=False
+        )
+        if syntax.returncode != 0:
+            said = _shown(syntax.stderr)
+            raise UsageError(f"--secrets-command: the shell cannot parse it: {said}; nothing was sent")
+        try:
+            first = shlex.split(self.command)[0]
+        except (ValueError, IndexError):
+            return
+        if not _COMMAND_WORD.fullmatch(first) or "=" in first:
+            return  # an assignment, a group, a redirection: the shell's to judge
+        if "/" in first:
+            found = Path(first).is_file() and os.access(first, os.X_OK)
+        else:
+            found = (
+                subprocess.run(
+                    ["/bin/sh", "-c", 'command -v -- "$1"', "sh", first],
+                    env=environment,
+                    capture_output=True,
+                    check=False,
+                ).returncode
+                == 0
+            )
+        if not found:
+            where = (
+                "is not an executable file" if "/" in first else f"is not found in PATH={environment.get('PATH', '')}"
+            )
+            raise UsageError(f"--secrets-command: {first} {where}; nothing was sent")
 
     @property
     def options(self) -> list[str]:
         return ["--secrets-command", self.command, *(w for n in self._names for w in ("--secrets-command-env", n))]
 
-    def _environment(self, issued: Issued) -> dict[str, str]:
+    def _environment(self, issued: Issued | None = None) -> dict[str, str]:
         environment = {
             name: value
             for name, value in os.environ.items()
             if name in _BASIC_ENVIRONMENT or name.startswith(_LOCALE_PREFIX) or name in self._names
         }
-        environment.update(KEY_ID=issued.key_id, KEY_NAME=issued.name, KEY_PROJECT_ID=self.project_id)
+        if issued is not None:
+            environment.update(KEY_ID=issued.key_id, KEY_NAME=issued.name, KEY_PROJECT_ID=self.project_id)
         return environment
 
     def deliver(self, issued: Issued) -> None:
