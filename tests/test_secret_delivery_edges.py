@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import load_report, write_desired
-from tests.support import cli_env, run_cli, start_process
-from tests.test_secret_delivery import NEW, PROJECT, apply, outputs
+from tests.support import cli_env, run_cli, run_process, start_process
+from tests.test_secret_delivery import NEW, PROJECT, _limited, apply, outputs
 
 
 def _forms(value: str) -> list[str]:
@@ -161,3 +161,20 @@ def test_a_secrets_command_that_cannot_run_is_refused_before_any_write(
     result = apply(emulator, tmp_path, "--secrets-command", command.format(noexec=noexec))
     assert result.code == 64 and said in result.stderr and "nothing was sent" in result.stderr, result.output
     assert not [k for k in emulator.store.all() if k["name"] == "ci-new"]  # no key made whose secret goes nowhere
+
+
+def test_a_full_disk_under_the_secrets_file_loses_no_secret_silently(start_emulator: Any, tmp_path: Path) -> None:
+    emulator = start_emulator(PROJECT)
+    out = tmp_path / "s.jsonl"
+    out.write_text("x" * 200_000 + "\n")  # the file is at the limit; the report and journal are far below it
+    folder = write_desired(tmp_path / "d", [{"name": "ci-aaa"}, {"name": "ci-bbb"}]).parent
+    argv = ["apply", str(folder), "--report", str(tmp_path / "r.json"), "--secrets-out", str(out)]
+    done = run_process(argv, cli_env(emulator), preexec_fn=_limited(200_010), timeout=60)
+    assert done.code == 1, done.stderr
+    assert out.read_text() == "x" * 200_000 + "\n"  # no line cut short left behind
+    keys = {key["name"]: key for key in load_report(tmp_path / "r.json")["keys"]}
+    created = [k for k in emulator.store.all() if k["name"] in ("ci-aaa", "ci-bbb")]
+    assert len(created) == 1  # the second secret is not issued into a sink that cannot take it
+    [made] = [key for key in keys.values() if key["outcome"] == "undelivered"]
+    assert "File too large" in made["reason"] and made["recover"] in done.stdout + done.stderr
+    assert str(out) in made["reason"]
