@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PY     := $(BIN)/python
 
-.PHONY: install demo test test-fast lint unit schemas check-schemas validate-desired dist constraints bench clean
+.PHONY: install demo test test-fast lint unit schemas check-schemas docs validate-desired dist constraints bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -47,6 +47,10 @@ schemas: $(STAMP)
 check-schemas: $(STAMP)
 	$(PY) -m reconcile.schemas.generate --check
 
+## docs: the exit-code and environment tables in docs/ again, from the code (tests/test_reference.py checks them)
+docs: $(STAMP)
+	$(PY) -m reconcile.reference --write
+
 validate-desired: $(STAMP)
 	$(BIN)/descope-reconcile validate desired/
 
@@ -78,7 +82,7 @@ $(VENV)/.bench-installed: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $@
 
-## bench: measured speed, request economy and scale (see README, Performance); under 10 minutes
+## bench: measured speed, request economy and scale, into docs/performance.md; under 10 minutes
 bench: $(VENV)/.bench-installed
 	$(PY) -m bench
 

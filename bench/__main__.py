@@ -2,11 +2,13 @@
 
 Everything runs on loopback against the local server, in one command: the tool as its real
 command line in a subprocess (wall time, peak RSS from wait4), the server in this process
-(it records every request with its time and status). Writes a Markdown table to stdout,
-bench/results.json with every figure and the machine, and bench/rate-limit.png.
+(it records every request with its time and status). Writes a Markdown table to stdout and
+into docs/performance.md (its generated block), bench/results.json with every figure and the
+machine, and bench/rate-limit.png.
 
     python -m bench            # the full run (under 10 minutes on 2 cores)
-    python -m bench --quick    # tiny sizes: checks the bench itself works, measures nothing
+    python -m bench --quick    # tiny sizes: checks the bench itself works, measures nothing, writes no doc
+    python -m bench --doc-only # docs/performance.md's table again from bench/results.json, measuring nothing
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ from typing import Any
 
 from reconcile.emulator import Emulator, EmulatorConfig, Window
 from reconcile.output.export import render_export
+from reconcile.reference import replace_block
 
 HERE = Path(__file__).resolve().parent
+PERFORMANCE_PAGE = HERE.parent / "docs" / "performance.md"
+DOC_BLOCK = "bench-table"
 UPDATE = "/v1/mgmt/accesskey/update"
 # The bench measures the updates: the audit trail's own requests (per apply at most 2 x
 # --attribution-pages audit searches, on their own budget, and one event) are left out.
@@ -653,7 +658,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     parser.add_argument("--chart", type=Path, default=HERE / "rate-limit.png")
+    parser.add_argument(
+        "--doc", type=Path, help=f"the page whose `{DOC_BLOCK}` block gets the table (default: {PERFORMANCE_PAGE})"
+    )
+    parser.add_argument(
+        "--doc-only", action="store_true", help="rewrite the page's table from --out (results.json); measure nothing"
+    )
     args = parser.parse_args(argv)
+    if args.doc_only:
+        results = json.loads(args.out.read_text(encoding="utf-8"))
+        write_doc(args.doc or PERFORMANCE_PAGE, results, table(results))
+        return 0
     only = set(filter(None, (args.only or "").split(",")))
     started = time.perf_counter()
     measured = measure(QUICK_SIZES if args.quick else FULL_SIZES, only, started)
@@ -680,7 +695,22 @@ def main(argv: list[str] | None = None) -> int:
     chart_note = f"; chart: {args.chart}" if drew else "; no chart (matplotlib missing)"
     print(f"\n{machine['cores']} cores, Python {machine['python']}; bench took {results['benchSeconds']}s{chart_note}")
     args.out.write_text(json.dumps({**results, "table": markdown}, indent=2) + "\n", encoding="utf-8")
+    doc = args.doc or (None if args.quick else PERFORMANCE_PAGE)
+    if doc is not None:
+        write_doc(doc, results, markdown)
     return 0
+
+
+def write_doc(page: Path, results: dict[str, Any], markdown: str) -> None:
+    """The table and the machine it was measured on, into the page's generated block."""
+    machine = results["machine"]
+    measured = (
+        f"Measured in {results['benchSeconds']:g} s on {machine['cores']} cores, Python {machine['python']} "
+        f"({machine['platform']}){', quick sizes (measures nothing)' if results['quick'] else ''}."
+    )
+    text = page.read_text(encoding="utf-8")
+    page.write_text(replace_block(text, DOC_BLOCK, f"{markdown}\n\n{measured}"), encoding="utf-8")
+    print(f"wrote the table into {page}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -124,6 +124,8 @@ class DesiredState:
 
     keys: tuple[DesiredKey, ...]
     prune: tuple[PruneScope, ...] = ()
+    # Keys the files beside the given ones declare (a run given part of a folder): never pruned by it.
+    elsewhere: tuple[DesiredKey, ...] = ()
 
 
 def empty_value(name: str) -> JSON:

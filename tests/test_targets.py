@@ -425,9 +425,9 @@ def test_a_signal_stops_every_target(start_emulator: Any, tmp_path: Path) -> Non
         assert report["summary"]["byOutcome"].get("interrupted", 0) > 0, name
 
 
-def test_the_readme_config_is_valid_and_validate_stays_offline(tmp_path: Path) -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("## Targets: several projects") :]
+def test_the_documented_config_is_valid_and_validate_stays_offline(tmp_path: Path) -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "targets.md").read_text()
+    section = page[page.index("# Targets: several projects") :]
     example = section[section.index("```yaml\n") + len("```yaml\n") : section.index("```\n", section.index("```yaml"))]
     (tmp_path / "descope-reconcile.yaml").write_text(example)
     config, problems = load_config(tmp_path / "descope-reconcile.yaml")

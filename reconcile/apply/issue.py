@@ -5,6 +5,9 @@ The journal hears of each step before it happens (see journal.py). Neither call 
 blindly: after a failure that may hide a success, a create looks for the key by its name and a
 rotation reloads the key, and the result says what is known. A secret that was issued and not
 delivered makes the key `undelivered` (an error), with a rotation as the way to recover.
+
+The first delivery failure stops further issuing: a broken sink would lose every secret after it
+(and a rotation kills the old, working one), so the keys not yet sent are `held`, never issued.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ class Issuer:
         async with self._one_at_a_time:
             if self._sink_failed is not None:
                 message = f"not sent: an earlier secret was not delivered ({self._sink_failed}); fix the sink"
-                return KeyResult(item, Outcome.INTERRUPTED, error=ErrorInfo(message))
+                return KeyResult(item, Outcome.HELD, error=ErrorInfo(message))
             return await issue(item)
 
     def _note(

@@ -186,12 +186,31 @@ def unsettled(
     """Project keys whose latest secret was issued (or may have been) but never recorded as delivered.
     A later delivery (a deliberate rotation) settles a key; a key that no longer exists needs nothing.
     With `project`, the records of runs against another project or server are not read."""
+    return settle(records, observed, project)[0]
+
+
+def lost_creates(
+    records: Iterable[Mapping[str, Any]], observed: Iterable[Mapping[str, Any]], project: Project | None = None
+) -> dict[str, str]:
+    """Names whose create was sent and never answered, and no key of the project is the one it made
+    (yet): name -> which run, when. Such a name is not created again: the server may still make it."""
+    return settle(records, observed, project)[1]
+
+
+def settle(
+    records: Iterable[Mapping[str, Any]], observed: Iterable[Mapping[str, Any]], project: Project | None = None
+) -> tuple[list[Unsettled], dict[str, str]]:
+    """The unsettled keys, and the names a lost create still holds. An open `requested` create is settled
+    only by finding the key it made (a key with its name that no answer of a create ever named); another
+    run's create of the same name (`delivered`) settles nothing: it may be a second key."""
     records = list(records)
     other = _other_projects_runs(records, project) if project is not None else set()
     open_by_id: dict[str, list[Mapping[str, Any]]] = {}
-    creating: dict[tuple[str, str], Mapping[str, Any]] = {}  # (run, name): a create sent, its answer never read
+    creating: dict[tuple[str, str], tuple[int, Mapping[str, Any]]] = {}  # (run, name): a create sent, never answered
     sinks: dict[str, tuple[str, ...]] = {}  # run id -> its sink options
-    for record in records:
+    answered: dict[str, str] = {}  # id -> the event of the last create answer that named it
+    delivered_at: dict[str, int] = {}  # id -> the position of its last delivery
+    for position, record in enumerate(records):
         if str(record.get("runId")) in other:
             continue
         if record.get("type") == "start":
@@ -201,29 +220,40 @@ def unsettled(
         event, key_id, name = record.get("event"), record.get("id"), str(record.get("name"))
         if key_id is None:  # a create before its id is known: requested, or failed
             if event == "requested":
-                creating[str(record.get("runId")), name] = record
+                creating[str(record.get("runId")), name] = (position, record)
             else:
                 creating.pop((str(record.get("runId")), name), None)
             continue
         if record.get("op") == "create":
             creating.pop((str(record.get("runId")), name), None)
+            answered[str(key_id)] = str(event)
         steps = open_by_id.setdefault(str(key_id), [])
         if event == "delivered":
             steps.clear()
-            creating = {place: r for place, r in creating.items() if place[1] != name}
+            delivered_at[str(key_id)] = position
         elif event == "failed":  # nothing was issued: back to where the key was
             if steps and steps[-1].get("event") == "requested" and steps[-1].get("runId") == record.get("runId"):
                 steps.pop()
         else:
             steps.append(record)
     keys = list(observed)
-    found = [(str(key.get("id")), left[-1]) for key in keys if (left := open_by_id.get(str(key.get("id"))))]
-    for (_run, name), record in creating.items():
-        found += [(str(key.get("id")), record) for key in keys if key.get("name") == name]
+    found = [(str(key.get("id")), left[-1], "") for key in keys if (left := open_by_id.get(str(key.get("id"))))]
+    blocked: dict[str, str] = {}
+    for (run, name), (position, record) in creating.items():
+        namesakes = [str(key.get("id")) for key in keys if key.get("name") == name]
+        made = [key_id for key_id in namesakes if key_id not in answered]  # no answer named it: the lost create's
+        if not made:
+            blocked[name] = f"run {run} sent its create at {record.get('at')} and never read the answer"
+            continue
+        holders = [key_id for key_id in namesakes if answered.get(key_id) == "delivered"]
+        note = f"; {', '.join(holders)}, also named {name!r}, holds the delivered secret" if holders else ""
+        found += [(key_id, record, note) for key_id in made if delivered_at.get(key_id, -1) < position]
     names = {str(key.get("id")): str(key.get("name") or "") for key in keys}
     seen: dict[str, Unsettled] = {}
-    for key_id, record in found:
+    for key_id, record, note in found:
         why, run = _WHY.get(str(record.get("event")), "its secret was not delivered"), str(record.get("runId"))
         took = tuple(str(option) for option in record.get("took") or ())
-        seen[key_id] = Unsettled(key_id, names[key_id], run, str(record.get("at")), why, sinks.get(run, ()), took)
-    return sorted(seen.values(), key=lambda item: item.id)
+        seen[key_id] = Unsettled(
+            key_id, names[key_id], run, str(record.get("at")), why + note, sinks.get(run, ()), took
+        )
+    return sorted(seen.values(), key=lambda item: item.id), blocked

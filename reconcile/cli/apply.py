@@ -8,10 +8,11 @@ import asyncio
 import json
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from reconcile.apply.journal import Project
+from reconcile.apply.journal import Project, Unsettled
 from reconcile.cli import changes
 from reconcile.cli.common import load, show
 from reconcile.cli.options import (
@@ -44,6 +45,7 @@ from reconcile.job.session import (
     Session,
     fetch_keys,
     interrupted_plan,
+    lost_create_names,
     make_report,
     unsettled_secrets,
 )
@@ -52,13 +54,14 @@ from reconcile.model import DesiredFile
 from reconcile.output.recovery import Recovery
 from reconcile.output.text import render_plan, render_results, render_trail
 from reconcile.plan import saved as savedplan
-from reconcile.plan.diff import Outcome, Plan, compute_plan
+from reconcile.plan.diff import Outcome, Plan, compute_plan, hold_lost_creates
 from reconcile.plan.safety import AmbiguousNames, Safety, assess, check_names, check_safety
 from reconcile.trail.findings import TrailFindings
 
 log = logging.getLogger("reconcile")
 Observed = list[dict[str, Any]]
-Refusal = SafetyThresholdExceeded | AmbiguousNames | PolicyRefused
+Refusal = SafetyThresholdExceeded | AmbiguousNames | PolicyRefused | UsageError | savedplan.PlanRejected
+REFUSALS = (SafetyThresholdExceeded, AmbiguousNames, PolicyRefused, UsageError, savedplan.PlanRejected)
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
@@ -105,6 +108,14 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         "the plan's read: one more request per changed key (always on with --plan)",
     )
     parser.add_argument(
+        "--allow-recreate",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="create NAME although an earlier run's create of it was lost (its answer never read): only when "
+        "you know the server never made that key",
+    )
+    parser.add_argument(
         "--wait-lock",
         type=non_negative_float,
         default=0.0,
@@ -130,8 +141,9 @@ def _load_saved_plan(args: argparse.Namespace, project_id: str, clock: RunClock)
 
 async def _plan_to_apply(
     session: Session, clock: RunClock, loaded: LoadedDesired | None, saved: dict[str, Any] | None
-) -> tuple[Plan, tuple[DesiredFile, ...], Observed]:
-    """The fresh plan from the desired files, or the saved plan once proven current; and the keys read."""
+) -> tuple[Plan, tuple[DesiredFile, ...], Observed, savedplan.PlanRejected | None]:
+    """The fresh plan from the desired files, or the saved plan (and why it is refused, when a planned
+    key changed since); and the keys read."""
     try:
         with clock.phase("fetch"):
             observed = await fetch_keys(session)
@@ -139,16 +151,20 @@ async def _plan_to_apply(
         if saved is not None:
             by_id: dict[str, Any] = {}
             keys = (item.key for item in savedplan.to_plan(saved, by_id).keys)
-            return interrupted_plan(keys), savedplan.files_of(saved), []
+            return interrupted_plan(keys), savedplan.files_of(saved), [], None
         assert loaded is not None
-        return interrupted_plan(loaded.state.keys), loaded.files, []
+        return interrupted_plan(loaded.state.keys), loaded.files, [], None
     if saved is None:
         assert loaded is not None
         with clock.phase("diff"):
-            return compute_plan(loaded.state, observed), loaded.files, observed
+            return compute_plan(loaded.state, observed), loaded.files, observed, None
     by_id = {str(key.get("id")): key for key in observed}
-    savedplan.check_current(saved, by_id)
-    return savedplan.to_plan(saved, by_id), savedplan.files_of(saved), observed
+    stale = None
+    try:
+        savedplan.check_current(saved, by_id)
+    except savedplan.PlanRejected as error:
+        stale = error
+    return savedplan.to_plan(saved, by_id), savedplan.files_of(saved), observed, stale
 
 
 async def _apply(
@@ -161,8 +177,12 @@ async def _apply(
     recover: Recovery,
     project_id: str,
     policy: PolicyRefused | None,
+    stale: savedplan.PlanRejected | None,
 ) -> ApplyOutcome | None:
-    """The refusals (a sink for new secrets, the policy, ambiguous names, the safety threshold), then the writes."""
+    """The refusals (a stale saved plan, a sink for new secrets, the policy, ambiguous names, the safety
+    threshold), then the writes."""
+    if stale is not None:
+        raise stale
     if not result.writes:
         return None
     if policy is not None:
@@ -184,19 +204,30 @@ async def _apply_and_trail(
     recover: Recovery,
     project_id: str,
     policy: PolicyRefused | None = None,
+    stale: savedplan.PlanRejected | None = None,
+    unsettled: int = 0,
 ) -> tuple[ApplyOutcome | None, Refusal | None, TrailFindings]:
     """The writes, with who changed the drifted keys looked up beside them (its own budget, never in
     their way); after writes, the overwritten check and the apply event."""
     result, files = planned
     wanted: TrailSettings = trail_settings(args)
     outcome, refusal = None, None
-    attributing = asyncio.create_task(attribute_plan(session, result, wanted))
+    # A stale saved plan is refused at once: nothing of it is worth a search of the trail.
+    attributing = asyncio.create_task(attribute_plan(session, Plan((), ()) if stale else result, wanted))
     try:
         try:
             outcome = await _apply(
-                args, session, result, clock, safety=safety, recover=recover, project_id=project_id, policy=policy
+                args,
+                session,
+                result,
+                clock,
+                safety=safety,
+                recover=recover,
+                project_id=project_id,
+                policy=policy,
+                stale=stale,
             )
-        except (SafetyThresholdExceeded, AmbiguousNames, PolicyRefused) as error:
+        except REFUSALS as error:
             refusal = error  # the report is still written: a refused plan is worth auditing
         trail = await attributing
     finally:
@@ -206,7 +237,9 @@ async def _apply_and_trail(
             trail = await after_apply(session, wanted, trail, outcome.results, run_id=clock.run_id, files=files)
     unsent = [item for item in result.errors if item.status is None]
     # Who changed what, then the results: the last line says how the run ends.
-    results = render_results(outcome.results if outcome else [], unsent, recover, trail)
+    results = render_results(outcome.results if outcome else [], unsent, recover, trail, unsettled=unsettled)
+    if refusal is not None:
+        results = "Apply: refused before any write; nothing was sent.\n"
     show(args, render_trail(trail, result) + results)
     return outcome, refusal, trail
 
@@ -222,6 +255,20 @@ def _failures(result: Plan, outcome: ApplyOutcome | None) -> list[str]:
     return lines
 
 
+def _settle(
+    args: argparse.Namespace, result: Plan, observed: Observed, project: Project
+) -> tuple[Plan, list[Unsettled]]:
+    """What the journal says of earlier runs: a name a lost create holds is not created again, and
+    while a secret is unsettled the prunes wait (what it replaces must keep working)."""
+    unsettled = unsettled_secrets(changes.journal_file(args), observed, project)
+    lost = lost_create_names(changes.journal_file(args), observed, project)
+    result = hold_lost_creates(result, lost, args.allow_recreate)
+    if unsettled:
+        held = f"{len(unsettled)} key(s) with a secret an earlier run issued and never delivered"
+        result = replace(result, held_by=held)
+    return result, unsettled
+
+
 async def run(args: argparse.Namespace) -> int:
     if args.plan is None and not args.paths:
         raise UsageError("give the desired PATHs, or --plan FILE")
@@ -232,19 +279,26 @@ async def run(args: argparse.Namespace) -> int:
     changes.check_outputs(args, loaded)
     recover = changes.recovery(args)
     async with connect(args) as (session, target):
-        saved = _load_saved_plan(args, target.project_id, clock) if args.plan else None
-        if saved is not None:
-            savedplan.require_policy(saved, policy_given=policy is not None)
-        if saved is not None and loaded is not None:
-            savedplan.check_desired(saved, loaded.files)
+        try:
+            saved = _load_saved_plan(args, target.project_id, clock) if args.plan else None
+            if saved is not None:
+                savedplan.require_policy(saved, policy_given=policy is not None)
+            if saved is not None and loaded is not None:
+                savedplan.check_desired(saved, loaded.files)
+        except savedplan.PlanRejected as error:
+            if args.report:  # nothing was read, yet the workflow's report upload must find why
+                files = loaded.files if loaded is not None else ()
+                empty = Plan((), ())
+                report = make_report(clock, files, session.client, target.project_id, empty, settings=settings(args))
+                write_outputs(args, {**report, "refusal": changes.refusal_record(error)}, clock)
+            raise
         lock = lock_path(lock_dir(os.environ), target.base_url, target.project_id)
         async with project_lock(lock, run_id=clock.run_id, wait=args.wait_lock, stop=session.stop):
             with bulk():
-                result, files, observed = await _plan_to_apply(session, clock, loaded, saved)
+                result, files, observed, stale = await _plan_to_apply(session, clock, loaded, saved)
+            result, unsettled = _settle(args, result, observed, Project(target.project_id, target.base_url))
             show(args, render_plan(result, verbose=args.verbose > 0))
             verdict = check_changes(args, policy, result, observed, clock.started)
-            project = Project(target.project_id, target.base_url)
-            unsettled = unsettled_secrets(changes.journal_file(args), observed, project)
             changes.warn_unsettled(unsettled, recover)
             safety = assess(result, args.max_changes)
             outcome, refusal, trail = await _apply_and_trail(
@@ -256,6 +310,8 @@ async def run(args: argparse.Namespace) -> int:
                 recover=recover,
                 project_id=target.project_id,
                 policy=verdict.refusal,
+                stale=stale,
+                unsettled=len(unsettled),
             )
         provenance = savedplan.provenance(saved, str(args.plan), clock.started) if saved else None
         report = make_report(
@@ -274,6 +330,8 @@ async def run(args: argparse.Namespace) -> int:
             recovery=recover,
         )
     verdict.add_to(report)
+    if refusal is not None:
+        report["refusal"] = changes.refusal_record(refusal)
     write_outputs(args, report, clock)
     if trail.event is not None and trail.event.warning:
         log.warning("warning: %s", trail.event.reason)

@@ -8,17 +8,19 @@ import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from reconcile.apply.journal import Journal, Project, Unsettled
 from reconcile.cli.common import check_outputs as check_named_outputs
 from reconcile.cli.common import desired_inputs
 from reconcile.client.redact import scrub
-from reconcile.errors import ReconcileError, UsageError
+from reconcile.errors import PolicyRefused, ReconcileError, SafetyThresholdExceeded, UsageError
 from reconcile.job.load import LoadedDesired
 from reconcile.job.session import ApplyOutcome, Session, execute, journal_path_for
 from reconcile.output.recovery import Recovery, sink_options
 from reconcile.output.text import render_unsettled
 from reconcile.plan.diff import Plan
+from reconcile.plan.safety import AmbiguousNames
 from reconcile.secrets.sinks import Sinks, check_command_environment, check_secrets_file
 
 log = logging.getLogger("reconcile")
@@ -63,6 +65,27 @@ def require_sinks(args: argparse.Namespace, plan: Plan) -> None:
             f"{what}: add --report FILE (the journal goes beside it) or --journal FILE, so that a run stopped "
             "between issuing a secret and delivering it is found by the next run; nothing was sent"
         )
+
+
+def sink_refusal(args: argparse.Namespace, plan: Plan) -> UsageError | None:
+    """`require_sinks`' refusal, for a command that still writes its report before it raises it."""
+    try:
+        require_sinks(args, plan)
+    except UsageError as error:
+        return error
+    return None
+
+
+def refusal_record(error: ReconcileError) -> dict[str, Any]:
+    """A refusal as the report records it: every refusal writes the report, when one was asked for."""
+    kinds = {
+        SafetyThresholdExceeded: "safety",
+        AmbiguousNames: "ambiguous",
+        UsageError: "usage",
+        PolicyRefused: "policy",
+    }
+    kind = next((name for cls, name in kinds.items() if isinstance(error, cls)), "savedPlan")
+    return {"kind": kind, "reason": str(error), "exitCode": int(error.exit_code)}
 
 
 def warn_unsettled(unsettled: Sequence[Unsettled], recover: Recovery) -> None:

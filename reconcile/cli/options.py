@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
 from reconcile.errors import ExitCode
 from reconcile.plan.limit import DEFAULT_MAX_CHANGES_SHARE, DEFAULT_THRESHOLD_MIN_KEYS, ChangeLimit
+from reconcile.reference import SEVERITY_ORDER, environment_help, exit_codes_help
 
 Converter = Callable[[str], Any]
 
@@ -47,32 +48,17 @@ SETTING_NAMES = {
 
 EPILOG = f"""\
 exit codes:
-  {ExitCode.OK:<3} valid (validate), in sync (plan), everything applied (apply), done (export, audit)
-  {ExitCode.FAILURE:<3} an error: invalid input, API or network failure, a refused saved plan, or a key
-      failed, missing, not editable, in conflict, ambiguous, undelivered or interrupted
-  {ExitCode.CHANGES_PENDING:<3} plan found changes to make (audit --fail-on-drift: drift found)
-  {ExitCode.SAFETY_THRESHOLD:<3} apply refused: the plan changes more keys than --max-changes allows
-  {ExitCode.OVERWRITTEN:<3} apply: every key applied, but it overwrote a change someone else made between
-      its read of a key and its write (the audit trail says who and when)
-  {ExitCode.USAGE:<3} usage error (bad command line; secrets to issue but no sink or no journal)
-  130 143  a second SIGINT (130) or SIGTERM (143): stopped at once, before the report
+{exit_codes_help()}
 
 targets:
   Without PATHs, a command acts on every target of descope-reconcile.yaml (in the current folder,
   or --config FILE); --target NAME (repeatable) picks some. Targets run concurrently, each with
   its own credentials, limiter, report and journal: with several, give file options a {{target}}
   pattern (--report reports/{{target}}.json). The exit code is the most severe of the targets':
-  64, then 1, then 4, then 3, then 2, then 0. With PATHs (or --no-config), the environment names the project.
+  {SEVERITY_ORDER}. With PATHs (or --no-config), the environment names the project.
 
-environment (with PATHs, or without a config):
-  DESCOPE_PROJECT_ID            the project (every command but validate)
-  DESCOPE_MANAGEMENT_KEY        its management key; never give it on the command line
-  DESCOPE_MANAGEMENT_KEY_FILE   or: a file holding the key (mounted secrets)
-  DESCOPE_BASE_URL              API base URL (DESCOPE_BASE_URI, the SDKs' name, works too);
-                                default https://api.descope.com, or the regional host for
-                                32+ character project ids. Plain http:// only on loopback.
-  SSL_CERT_FILE                 CA bundle for TLS (verification cannot be switched off)
-  GITHUB_STEP_SUMMARY           where --summary goes by default, when set (GitHub Actions)
+environment:
+{environment_help()}
 
 examples:
   descope-reconcile validate desired/

@@ -125,7 +125,7 @@ async def run(args: argparse.Namespace) -> int:
     if session.interrupted:
         log.error("interrupted: the request in flight was cancelled; the plan is incomplete")
         return ExitCode.FAILURE
-    log_failures([f"{item.key.id}: {item.outcome.value}: {item.reason}" for item in result.errors])
+    log_failures([f"{item.key.label}: {item.outcome.value}: {item.reason}" for item in result.errors])
     if result.errors:
         return ExitCode.FAILURE
     return ExitCode.CHANGES_PENDING if result.changes else ExitCode.OK

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 from typing import Any
 
@@ -16,6 +17,7 @@ from reconcile.cli.options import (
     add_policy_option,
     audit_event_options,
     execution_options,
+    non_negative_float,
     positive_int,
     remote_options,
     report_options,
@@ -25,17 +27,20 @@ from reconcile.cli.options import (
 )
 from reconcile.cli.policy import rotation_age
 from reconcile.cli.remote import connect, settings, trail_settings, write_outputs
-from reconcile.errors import ExitCode, UsageError
+from reconcile.errors import ExitCode, ReconcileError, UsageError
 from reconcile.job.clock import RunClock
+from reconcile.job.load import load_desired
 from reconcile.job.lock import lock_dir, lock_path, project_lock
 from reconcile.job.session import Session, fetch_keys, load_keys, make_report, unsettled_secrets
 from reconcile.job.trail import after_apply
+from reconcile.model import DesiredState
 from reconcile.output.text import render_plan, render_results, render_trail
 from reconcile.plan.diff import plan_rotation
 from reconcile.policy.rotation import due_keys, last_rotations
 from reconcile.trail.findings import Step, StepStatus, TrailFindings
 
 Found = dict[str, dict[str, Any] | None]
+log = logging.getLogger("reconcile")
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
@@ -74,7 +79,20 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         help="with --due: rotate at most N keys in this run, the oldest (default 10); the rest are left for the next",
     )
     add_policy_option(parser)
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="the desired files or folders (optional): read only to say which keys no file manages",
+    )
     parser.add_argument("--dry-run", action="store_true", help="list what would rotate; send nothing")
+    parser.add_argument(
+        "--wait-lock",
+        type=non_negative_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another apply or rotate on this machine to the same project (default 0: refuse)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -94,6 +112,22 @@ async def _due(args: argparse.Namespace, session: Session, max_days: int, clock:
     return {item.id: by_id[item.id] for item in chosen}
 
 
+def _declared(paths: list[str]) -> DesiredState | None:
+    """The desired state, only to warn of keys no file manages; a problem in the files never stops a rotation."""
+    if not paths:
+        return None
+    try:
+        loaded = load_desired(paths)
+    except ReconcileError as error:
+        log.warning("warning: the desired files were not read (%s): which file manages each key is not said", error)
+        return None
+    if loaded.diagnostics:
+        problems = len(loaded.diagnostics)
+        log.warning("warning: the desired files have %d problem(s): which keys they manage is not said", problems)
+        return None
+    return loaded.state
+
+
 async def run(args: argparse.Namespace) -> int:
     if bool(args.ids) == args.due:
         raise UsageError("give --ids ID,ID, or --due (the keys past the policy's max-key-age)")
@@ -106,23 +140,30 @@ async def run(args: argparse.Namespace) -> int:
     if not args.dry_run:
         changes.check_outputs(args)
     async with connect(args) as (session, target), contextlib.AsyncExitStack() as held:
-        if max_days is not None:
+        if max_days is not None or not args.dry_run:
+            # Issuing is serialised per project by apply's lock: two rotations of one key would leave
+            # the sink holding whichever secret came last, maybe the dead one.
             lock = lock_path(lock_dir(os.environ), target.base_url, target.project_id)
-            await held.enter_async_context(project_lock(lock, run_id=clock.run_id, wait=0.0, stop=session.stop))
+            wait = args.wait_lock
+            await held.enter_async_context(project_lock(lock, run_id=clock.run_id, wait=wait, stop=session.stop))
+        if max_days is not None:
             found = await _due(args, session, max_days, clock)
             key_ids = list(found)
         else:
             with clock.phase("fetch"):
                 found = await load_keys(session, key_ids)
-        plan = plan_rotation(key_ids, found)
+        plan = plan_rotation(key_ids, found, _declared(args.paths))
         show(args, render_plan(plan, verbose=True))
-        keys, project = [key for key in found.values() if key is not None], Project(target.project_id, target.base_url)
-        unsettled = unsettled_secrets(changes.journal_file(args), keys, project)
+        present, project = (
+            [key for key in found.values() if key is not None],
+            Project(target.project_id, target.base_url),
+        )
+        unsettled = unsettled_secrets(changes.journal_file(args), present, project)
         changes.warn_unsettled(unsettled, recover)
         if args.dry_run:
             return ExitCode.FAILURE if plan.errors else ExitCode.OK
-        changes.require_sinks(args, plan)  # a usage error (64), before any write
-        if plan.changes:
+        refusal = changes.sink_refusal(args, plan)  # a usage error (64), before any write; reported
+        if plan.changes and refusal is None:
             with clock.phase("rotate"):
                 outcome = await changes.run_changes(
                     args, session, plan, clock.run_id, project_id=target.project_id, recover=recover
@@ -149,7 +190,11 @@ async def run(args: argparse.Namespace) -> int:
             unsettled=unsettled,
             recovery=recover,
         )
+    if refusal is not None:
+        report["refusal"] = changes.refusal_record(refusal)
     write_outputs(args, report, clock)
+    if refusal is not None:
+        raise refusal
     if session.interrupted:
         changes.say_interrupted()
         return ExitCode.FAILURE

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from reconcile.apply.calls import KeyResult
 from reconcile.apply.executor import Executor
-from reconcile.apply.journal import Journal, Project, Unsettled, read_records, unsettled
+from reconcile.apply.journal import Journal, Project, Unsettled, lost_creates, read_records, unsettled
 from reconcile.apply.limiter import Budget, Limits
 from reconcile.apply.progress import report_progress
 from reconcile.apply.retry import RetryPolicy, Tally
@@ -236,7 +236,7 @@ async def execute(
     if progress_every is not None:
         reporter = asyncio.create_task(report_progress(executor.progress, interval=progress_every))
     try:
-        results = await executor.run(plan.writes)
+        results = await executor.run(plan.writes, hold=plan.prune_hold)
     finally:
         if reporter is not None:
             reporter.cancel()
@@ -297,3 +297,13 @@ def unsettled_secrets(
     if journal is None or not journal.exists():
         return []
     return unsettled(read_records(journal), observed, project)
+
+
+def lost_create_names(
+    journal: Path | None, observed: Sequence[dict[str, Any]], project: Project | None = None
+) -> dict[str, str]:
+    """Names an earlier run sent a create for and never read the answer of, with no key found that it
+    made: name -> which run and when. Such a name must not be created again (see `lost_creates`)."""
+    if journal is None or not journal.exists():
+        return {}
+    return lost_creates(read_records(journal), observed, project)

@@ -72,6 +72,16 @@ def _notices(report: Mapping[str, Any]) -> list[str]:
     keys in error."""
     lines = []
     safety, mode = report.get("safety"), report["run"]["mode"]
+    refusal = report.get("refusal")
+    if refusal and refusal["kind"] != "safety":  # (the threshold's own notice follows)
+        lines.append(f"> **Refused** before any write (exit {refusal['exitCode']}): {md_text(refusal['reason'])}")
+    issuing = report.get("secretsToIssue") or []
+    if issuing and mode == "plan":
+        names = ", ".join(md_code(item["name"]) for item in issuing[:20]) + (" …" if len(issuing) > 20 else "")
+        lines.append(
+            f"> **Applying needs a secret sink** (`--secrets-out` and/or `--secrets-command`): "
+            f"{len(issuing)} key(s) get a new secret: {names}."
+        )
     if safety and safety["exceeded"]:
         numbers = (
             f"it changes {safety['changes']} of {safety['managed']} managed keys, over the limit of "

@@ -196,6 +196,8 @@ def build_report(
         },
         "safety": dict(safety) if safety is not None else None,
     }
+    if plan.issuing:  # applying needs a sink for these keys (a plan reviewed in CI must say so)
+        report["secretsToIssue"] = [{"id": item.key.id, "name": item.name} for item in plan.issuing]
     if saved_plan is not None:
         report["savedPlan"] = dict(saved_plan)
     if trail is not None:

@@ -25,7 +25,9 @@ from reconcile.errors import ReconcileError
 from reconcile.model import DesiredFile, DesiredKey, SourceLocation, Waiver
 from reconcile.plan.diff import FieldChange, KeyPlan, Outcome, Plan, digest, fingerprint, unmanaged_keys
 
-PLAN_FORMAT = 3  # 2: the managed key ids; 3: each change's action (update, create, deactivate, delete)
+# 2: the managed key ids; 3: each change's action (update, create, deactivate, delete); 4: the safety
+# limit's denominator (`counted`: declared keys plus the keys the run prunes)
+PLAN_FORMAT = 4
 # Key ids named in a refusal; the rest are counted.
 SHOWN_IDS = 20
 # A plan made "in the future" beyond this much clock skew was not made by this tool honestly.
@@ -60,6 +62,7 @@ def save(
             "files": [{"path": f.path, "sha256": f.sha256} for f in files],
         },
         "managed": sorted(item.key.label for item in plan.keys),  # a key to create counts by its name
+        "counted": plan.counted,
         "changes": [
             {
                 "action": item.outcome.value,
@@ -158,6 +161,9 @@ def _check_shape(document: Mapping[str, Any]) -> None:
             date.fromisoformat(waiver["until"])  # the policy compares it with today
     for key_id in document["managed"]:
         _of(key_id, str)
+    if isinstance(document["counted"], bool):
+        raise TypeError(int)
+    _of(document["counted"], int)
     for error in document["errors"]:
         _of(error, dict)
 
@@ -226,7 +232,8 @@ def to_plan(document: Mapping[str, Any], observed: Mapping[str, Mapping[str, Any
             )
         )
     managed = set(document["managed"])
-    return Plan(tuple(keys), unmanaged_keys(observed, managed), managed_count=len(managed))
+    counted = document["counted"]
+    return Plan(tuple(keys), unmanaged_keys(observed, managed), managed_count=len(managed), counted_count=counted)
 
 
 def provenance(document: Mapping[str, Any], path: str, now: datetime) -> dict[str, Any]:
