@@ -9,6 +9,7 @@ import base64
 import contextlib
 import json
 import os
+import resource
 import shlex
 import signal
 import time
@@ -17,8 +18,9 @@ from typing import Any
 
 import pytest
 
+from reconcile.emulator import Answer, Call
 from tests.conftest import load_report, write_desired
-from tests.support import cli_env, run_cli, run_process, start_process
+from tests.support import SEARCH, cli_env, run_cli, run_process, start_process
 from tests.test_secret_delivery import NEW, PROJECT, _limited, apply, outputs
 
 
@@ -178,3 +180,28 @@ def test_a_full_disk_under_the_secrets_file_loses_no_secret_silently(start_emula
     [made] = [key for key in keys.values() if key["outcome"] == "undelivered"]
     assert "File too large" in made["reason"] and made["recover"] in done.stdout + done.stderr
     assert str(out) in made["reason"]
+
+
+def test_core_dumps_are_off_once_the_management_key_is_held(start_emulator: Any, tmp_path: Path) -> None:
+    emulator = start_emulator(PROJECT)
+    hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
+    if hard == 0:
+        pytest.skip("core dumps are off for every process here")
+    seen: list[str] = []
+
+    def look_at_the_client(call: Call) -> Answer:  # while the run holds the key, no secret issued yet
+        seen.append(Path(f"/proc/{process.pid}/limits").read_text())
+        return call.forward()
+
+    emulator.intercept(SEARCH, look_at_the_client)
+    folder = write_desired(tmp_path / "d", [NEW]).parent
+    process = start_process(
+        ["plan", str(folder)],
+        cli_env(emulator),
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CORE, (hard, hard)),
+    )
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2, stderr  # changes to make
+    [limits] = seen
+    [core] = [line for line in limits.splitlines() if line.startswith("Max core file size")]
+    assert core.split()[4] == "0", core  # the soft limit: the one the kernel applies

@@ -43,8 +43,9 @@ from typing import Protocol
 
 from reconcile.errors import ConfigError, ReconcileError, UsageError
 from reconcile.files import JsonLines
+from reconcile.secrets.coredumps import forbid_core_dumps
 from reconcile.secrets.secret import Secret
-from reconcile.secrets.vault import forbid_core_dumps, reveal
+from reconcile.secrets.vault import reveal
 
 SECRETS_COMMAND_TIMEOUT = 120.0
 # The command's environment: what a shell and its tools need, nothing that could be a credential.
