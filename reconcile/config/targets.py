@@ -126,8 +126,12 @@ def key_file_problem(path: Path) -> str | None:
     try:
         resolved = path.resolve(strict=True)
         info = resolved.stat()
-    except OSError:
+    except FileNotFoundError:  # not there yet, or a link to what is not there yet
         return None
+    except RuntimeError:  # a loop of links (pathlib before 3.13; OSError ELOOP after)
+        return f"`managementKeyFile` {path} is a loop of symbolic links"
+    except OSError as error:
+        return f"`managementKeyFile` {path} cannot be read: {error.strerror}"
     where = f"{path} (a link to {resolved})" if resolved != path.absolute() else str(path)
     if not stat.S_ISREG(info.st_mode):
         return f"`managementKeyFile` {where} is not a regular file"

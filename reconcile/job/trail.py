@@ -15,6 +15,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from reconcile import __version__
@@ -107,7 +108,7 @@ async def _read(
     """Newest first, page after page, until the window is read, `enough` holds or `pages` were read.
     A record a page repeats is kept once; a page of nothing new (a server that ignores `page`) ends
     the reading, incomplete. Fewer records than the answer's `total` is never complete, however the
-    pages ran out."""
+    pages ran out. A `total` below the distinct records read so far is a lie, taken for none."""
     records: list[Record] = []
     seen: set[tuple[object, ...]] = set()
     total: int | None = None
@@ -116,9 +117,12 @@ async def _read(
             found, total = parse_page(await _search_page(session, search_body(list(actions), *window, page)))
         except TrailShapeError as error:
             raise TrailUnavailable(f"unexpected record shape: {error}") from None
+        _within(found, window)
         new = [record for record in found if _identity(record) not in seen]
         seen.update(map(_identity, new))
         records.extend(new)
+        if total is not None and total < len(records):  # fewer than the answers held: no end to trust
+            total = None
         if found and not new:
             return _Read(records, page + 1, False, total)
         last = not found or (len(records) >= total if total is not None else len(found) < PAGE_SIZE)
@@ -126,6 +130,19 @@ async def _read(
             whole = last and (total is None or len(records) >= total)
             return _Read(records, page + 1, whole, total)
     return _Read(records, pages, False, total)
+
+
+# How far outside the window asked for a record may be dated (the server's clock against ours).
+WINDOW_SLACK_MS = 60_000
+
+
+def _within(records: Iterable[Record], window: tuple[int, int]) -> None:
+    """A record dated outside the window the search asked for is not the trail's answer to it: a far
+    future date would stand as every key's latest change."""
+    for record in records:
+        if not window[0] - WINDOW_SLACK_MS <= record.occurred <= window[1] + WINDOW_SLACK_MS:
+            at = datetime.fromtimestamp(record.occurred / 1000, UTC).isoformat(timespec="seconds")
+            raise TrailUnavailable(f"unexpected record: dated {at}, outside the window searched")
 
 
 def _identity(record: Record) -> tuple[object, ...]:

@@ -22,6 +22,9 @@ _VERBS = {
     "AccessKeyDeleted": "deleted",
     "AccessKeysDeleted": "deleted",
 }
+# The most of one string from the trail a report or a line shows: anyone with a management key
+# writes records, and a megabyte actor id is no one's name.
+SHOWN_CHARS = 200
 NOT_REACHED = "partial: no change found in the records read; older ones were not read (see the attribution notice)"
 
 
@@ -29,12 +32,19 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
+def _shown(text: str | None) -> str | None:
+    """A string from the trail, cut to `SHOWN_CHARS` with its length said."""
+    if text is None or len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[:SHOWN_CHARS]}… ({len(text)} characters)"
+
+
 def change_json(record: Record) -> dict[str, Any]:
     return {
-        "action": record.action,
-        "actorId": record.actor,
+        "action": _shown(record.action),
+        "actorId": _shown(record.actor),
         "at": _iso(record.occurred),
-        "remoteAddress": record.remote or None,
+        "remoteAddress": _shown(record.remote) or None,
     }
 
 
@@ -44,7 +54,10 @@ def meanwhile_json(item: Overwrite) -> dict[str, Any]:
 
 
 def _run_json(run: ToolRun) -> dict[str, Any]:
-    return {"id": run.run_id, "commit": run.commit, "repository": run.repository, "url": run.url}
+    return {
+        key: _shown(value)
+        for key, value in (("id", run.run_id), ("commit", run.commit), ("repository", run.repository), ("url", run.url))
+    }
 
 
 def attribution_json(attribution: Attribution) -> dict[str, Any]:
