@@ -110,6 +110,7 @@ async def run_changes(
                 project_id=project_id,
                 scrub=scrub,
                 command_environment=args.secrets_command_env or (),
+                stopping=lambda: session.interrupted,  # a stop signal ends a hanging command, not 120 s later
             )
         outcome = await execute(
             session,

@@ -42,6 +42,7 @@ from reconcile.errors import (
     TransportError,
 )
 from reconcile.files import read_input
+from reconcile.secrets.coredumps import forbid_core_dumps
 from reconcile.secrets.secret import Secret
 
 DEFAULT_BASE_URL = "https://api.descope.com"
@@ -151,6 +152,7 @@ def _read_key_file(path: str, label: str) -> str:
 def credentials_from_env(env: Mapping[str, str], source: CredentialSource = ENVIRONMENT) -> Credentials:
     """By default DESCOPE_PROJECT_ID, and DESCOPE_MANAGEMENT_KEY or a file named by DESCOPE_MANAGEMENT_KEY_FILE:
     both checked before any request is built (a header with a line break would quote the key)."""
+    forbid_core_dumps()  # from here on the process holds a management key
     given = source.project_id or (env.get(source.project_id_env, "") if source.project_id_env else "")
     project_id = _header_token(given, "the project id" if source.project_id else source.project_id_env)
     if not project_id:
