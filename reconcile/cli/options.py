@@ -23,7 +23,6 @@ DEFAULT_KEY_DEADLINE = 300.0
 DEFAULT_CONCURRENCY = 8
 DEFAULT_ATTRIBUTION_PAGES = 5  # audit searches per step; Descope allows 10 a minute
 PATHS_HELP = "desired-state YAML files or folders (recursive); none: the targets of descope-reconcile.yaml"
-NO_PATHS = "give the desired PATHs, or a config: descope-reconcile.yaml in the current folder, or --config FILE"
 # The run's knobs: argparse's name → the camelCase name of the report's `run.settings` and of a
 # config target's settings (like the wire).
 SETTING_NAMES = {

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from reconcile.cli.common import check_outputs, desired_inputs, load, show
 from reconcile.cli.options import (
-    NO_PATHS,
     PATHS_HELP,
     Parser,
     add_command,
@@ -24,6 +23,7 @@ from reconcile.errors import ExitCode, Interrupted, UsageError
 from reconcile.files import write_private_atomically
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.load import LoadedDesired
+from reconcile.job.options import NO_PATHS
 from reconcile.job.session import fetch_keys, interrupted_plan, make_report
 from reconcile.job.trail import attribute_plan
 from reconcile.output.escape import json_document

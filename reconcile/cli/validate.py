@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
-from reconcile.cli.common import load, print_diagnostics
-from reconcile.cli.options import NO_PATHS, PATHS_HELP, Parser, add_command, desired_options, targets_options
-from reconcile.errors import ExitCode, UsageError
-
-log = logging.getLogger("reconcile")
+from reconcile.cli.command import Invocation, invocation
+from reconcile.cli.options import PATHS_HELP, Parser, add_command, desired_options, targets_options
+from reconcile.job import validate
+from reconcile.job.validate import ValidateOptions
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
@@ -27,14 +25,9 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         default="text",
         help="text: path:line:col: error: ...; github: workflow annotations; json: a list",
     )
-    parser.set_defaults(handler=run)
+    parser.set_defaults(invocation=parse)
 
 
-def run(args: argparse.Namespace) -> int:
-    if not args.paths:
-        raise UsageError(NO_PATHS)
-    loaded = load(args, args.format)
-    if args.format == "json":
-        print_diagnostics([], args.format)  # `[]`; within a target's run, part of the combined list
-    log.info("%d file(s), %d key(s): valid", len(loaded.files), len(loaded.state.keys))
-    return ExitCode.OK
+def parse(args: argparse.Namespace) -> Invocation[ValidateOptions]:
+    options = ValidateOptions(tuple(args.paths), args.max_file_size)
+    return invocation(args, options, validate.run, paths=args.paths, output_format=args.format)
