@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
 from reconcile.errors import ExitCode
+from reconcile.job.options import Remote
 from reconcile.plan.limit import DEFAULT_MAX_CHANGES_SHARE, DEFAULT_THRESHOLD_MIN_KEYS, ChangeLimit
 
 Converter = Callable[[str], Any]
@@ -178,6 +179,16 @@ def remote_options() -> Parser:
         help=f"give up on a key this long after its first attempt (default {DEFAULT_KEY_DEADLINE:g})",
     )
     return group
+
+
+def remote(args: argparse.Namespace) -> Remote:
+    """The options of `remote_options`, typed."""
+    return Remote(args.timeout, args.rate, args.max_attempts, args.key_deadline)
+
+
+def id_list(text: str | None) -> tuple[str, ...]:
+    """`--ids A, B,A` → (A, B): each once, in order, blanks dropped."""
+    return tuple(dict.fromkeys(part.strip() for part in (text or "").split(",") if part.strip()))
 
 
 def _actions(text: str) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self, overload
 
 if TYPE_CHECKING:  # only with a config (not validate with PATHs, on every commit)
     from reconcile.config.targets import TargetConfig
@@ -16,6 +16,10 @@ PATTERN = "{target}"  # in a file option: one file per target
 NO_PATHS = "give the desired PATHs, or a config: descope-reconcile.yaml in the current folder, or --config FILE"
 
 
+@overload
+def per_target(path: Path, name: str) -> Path: ...
+@overload
+def per_target(path: Path | None, name: str) -> Path | None: ...
 def per_target(path: Path | None, name: str) -> Path | None:
     """A file option for one target: `{target}` in its name becomes the target's."""
     return None if path is None else Path(str(path).replace(PATTERN, name))
