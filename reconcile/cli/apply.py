@@ -32,17 +32,14 @@ from reconcile.cli.options import (
 from reconcile.cli.remote import connect, log_failures, settings, trail_settings, write_outputs
 from reconcile.errors import ExitCode, Interrupted, SafetyThresholdExceeded, UsageError
 from reconcile.files import read_input
+from reconcile.job.changes import unsettled_secrets
 from reconcile.job.clock import RunClock, bulk
+from reconcile.job.execute import ApplyOutcome
+from reconcile.job.fetch import fetch_keys, interrupted_plan
 from reconcile.job.load import LoadedDesired
 from reconcile.job.lock import lock_dir, lock_path, project_lock
-from reconcile.job.session import (
-    ApplyOutcome,
-    Session,
-    fetch_keys,
-    interrupted_plan,
-    make_report,
-    unsettled_secrets,
-)
+from reconcile.job.report import RunRecord, make_report
+from reconcile.job.session import Session
 from reconcile.job.trail import TrailSettings, after_apply, attribute_plan
 from reconcile.model import DesiredFile
 from reconcile.output.recovery import Recovery
@@ -236,19 +233,21 @@ async def run(args: argparse.Namespace) -> int:
             )
         provenance = savedplan.provenance(saved, str(args.plan), clock.started) if saved else None
         report = make_report(
-            clock,
-            files,
-            session.client,
-            target.project_id,
-            result,
-            settings=settings(args),
-            outcome=outcome,
-            interrupted=session.interrupted,
-            safety=safety,
-            saved_plan=provenance,
-            trail=trail,
-            unsettled=unsettled,
-            recovery=recover,
+            RunRecord(
+                clock,
+                session.client,
+                target.project_id,
+                result,
+                settings(args),
+                files=files,
+                outcome=outcome,
+                interrupted=session.interrupted,
+                safety=safety,
+                saved_plan=provenance,
+                trail=trail,
+                unsettled=unsettled,
+                recovery=recover,
+            )
         )
     write_outputs(args, report, clock)
     if trail.event is not None and trail.event.warning:

@@ -13,8 +13,10 @@ from reconcile.apply.journal import Journal, Unsettled
 from reconcile.cli.common import check_outputs as check_named_outputs
 from reconcile.cli.common import desired_inputs
 from reconcile.errors import UsageError
+from reconcile.job.changes import journal_path_for
+from reconcile.job.execute import ApplyOutcome, execute
 from reconcile.job.load import LoadedDesired
-from reconcile.job.session import ApplyOutcome, Session, execute, journal_path_for
+from reconcile.job.session import Session
 from reconcile.output.recovery import Recovery
 from reconcile.output.text import render_unsettled
 from reconcile.plan.diff import Plan

@@ -6,12 +6,15 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
 from reconcile.errors import ExitCode
 from reconcile.job.options import Remote
 from reconcile.plan.limit import DEFAULT_MAX_CHANGES_SHARE, DEFAULT_THRESHOLD_MIN_KEYS, ChangeLimit
+
+if TYPE_CHECKING:  # not for validate, which runs on every commit
+    from reconcile.job.trail import TrailSettings
 
 Converter = Callable[[str], Any]
 
@@ -196,6 +199,13 @@ def _actions(text: str) -> tuple[str, ...]:
     if not actions:
         raise ValueError("give at least one audit action, e.g. AccessKeyModified")
     return actions
+
+
+def trail(args: argparse.Namespace, *, event: bool = False, tenant: str | None = None) -> TrailSettings:
+    """What the run asks of the audit trail (`trail_options`, and apply's event options)."""
+    from reconcile.job.trail import TrailSettings  # noqa: PLC0415 (as in trail_options)
+
+    return TrailSettings(args.attribution, args.attribution_pages, args.attribution_actions, event, tenant)
 
 
 def trail_options() -> Parser:

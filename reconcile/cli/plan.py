@@ -22,9 +22,10 @@ from reconcile.cli.remote import Target, connect, log_failures, settings, trail_
 from reconcile.errors import ExitCode, Interrupted, UsageError
 from reconcile.files import write_private_atomically
 from reconcile.job.clock import RunClock, bulk
+from reconcile.job.fetch import fetch_keys, interrupted_plan
 from reconcile.job.load import LoadedDesired
 from reconcile.job.options import NO_PATHS
-from reconcile.job.session import fetch_keys, interrupted_plan, make_report
+from reconcile.job.report import RunRecord, make_report
 from reconcile.job.trail import attribute_plan
 from reconcile.output.escape import json_document
 from reconcile.output.text import render_plan
@@ -94,15 +95,17 @@ async def run(args: argparse.Namespace) -> int:
                 if args.out:
                     _save(args, result, target, loaded, clock)
             report = make_report(
-                clock,
-                loaded.files,
-                session.client,
-                target.project_id,
-                result,
-                settings=settings(args),
-                interrupted=session.interrupted,
-                safety=safety,
-                trail=trail,
+                RunRecord(
+                    clock,
+                    session.client,
+                    target.project_id,
+                    result,
+                    settings(args),
+                    files=loaded.files,
+                    interrupted=session.interrupted,
+                    safety=safety,
+                    trail=trail,
+                )
             )
         write_outputs(args, report, clock)
     if session.interrupted:

@@ -17,8 +17,10 @@ from reconcile.cli.options import (
 )
 from reconcile.cli.remote import connect, settings, write_outputs
 from reconcile.errors import ExitCode, UsageError
+from reconcile.job.changes import unsettled_secrets
 from reconcile.job.clock import RunClock
-from reconcile.job.session import load_keys, make_report, unsettled_secrets
+from reconcile.job.fetch import load_keys
+from reconcile.job.report import RunRecord, make_report
 from reconcile.output.text import render_plan, render_results
 from reconcile.plan.diff import plan_rotation
 
@@ -64,15 +66,16 @@ async def run(args: argparse.Namespace) -> int:
                 )
         show(args, render_results(outcome.results if outcome else [], plan.errors, recover, title="Rotate"))
         report = make_report(
-            clock,
-            (),
-            session.client,
-            target.project_id,
-            plan,
-            settings=settings(args),
-            outcome=outcome,
-            unsettled=unsettled,
-            recovery=recover,
+            RunRecord(
+                clock,
+                session.client,
+                target.project_id,
+                plan,
+                settings(args),
+                outcome=outcome,
+                unsettled=unsettled,
+                recovery=recover,
+            )
         )
     write_outputs(args, report, clock)
     if session.interrupted:

@@ -16,10 +16,11 @@ from reconcile.desired.validation import build_desired_state
 from reconcile.errors import ConfigError, ExitCode
 from reconcile.files import write_private_atomically
 from reconcile.job.connect import connect
+from reconcile.job.fetch import load_keys
 from reconcile.job.options import Remote, per_target
 from reconcile.job.outputs import check_outputs
 from reconcile.job.result import Output, Result, settled_async
-from reconcile.job.session import Session, load_keys
+from reconcile.job.session import Session
 from reconcile.output.export import render_export
 
 log = logging.getLogger("reconcile")

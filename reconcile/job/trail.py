@@ -21,7 +21,8 @@ from reconcile.apply.calls import KeyResult
 from reconcile.apply.limiter import Budget
 from reconcile.apply.retry import Tally
 from reconcile.errors import AuthenticationError, Interrupted, RateLimitedError, ReconcileError
-from reconcile.job.session import Session, now_ms
+from reconcile.job.session import Session
+from reconcile.job.timed import now_ms
 from reconcile.model import DesiredFile
 from reconcile.output.report import git_state
 from reconcile.plan.diff import DONE, Outcome, Plan
