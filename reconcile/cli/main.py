@@ -10,14 +10,11 @@ from collections.abc import Sequence
 
 from reconcile import __version__
 from reconcile.cli.common import describe_error
-from reconcile.cli.context import TargetPrefix
 from reconcile.cli.dispatch import dispatch
-from reconcile.cli.legacy_dispatch import dispatch as legacy_dispatch
 from reconcile.cli.options import EPILOG, Parser
 from reconcile.client.redact import redactor
 from reconcile.errors import ExitCode, ReconcileError, UsageError
-from reconcile.log import VERBOSE
-from reconcile.log import TargetPrefix as TargetLines
+from reconcile.log import VERBOSE, TargetPrefix
 from reconcile.output.escape import LogEscaper
 
 log = logging.getLogger("reconcile")
@@ -47,7 +44,6 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     handler.addFilter(redactor)  # first: the key is found in the text as it was made
     handler.addFilter(LogEscaper())  # then each record becomes one line safe for a terminal or a CI log
     handler.addFilter(TargetPrefix())  # several targets at once: each line names its target
-    handler.addFilter(TargetLines())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -57,8 +53,7 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    parse = vars(args).get("invocation")
-    outcome = dispatch(parse(args)) if parse else legacy_dispatch(args)
+    outcome = dispatch(args.invocation(args))  # the parse step: no Namespace goes further
     if isinstance(outcome, int):
         return outcome
     import asyncio  # noqa: PLC0415 (only the network commands pay for it: validate runs on every commit)

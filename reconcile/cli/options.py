@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
 from reconcile.errors import ExitCode
-from reconcile.job.options import Remote
+from reconcile.job.options import Changes, Outputs, Remote
 from reconcile.plan.limit import DEFAULT_MAX_CHANGES_SHARE, DEFAULT_THRESHOLD_MIN_KEYS, ChangeLimit
 
 if TYPE_CHECKING:  # not for validate, which runs on every commit
@@ -27,26 +27,6 @@ DEFAULT_KEY_DEADLINE = 300.0
 DEFAULT_CONCURRENCY = 8
 DEFAULT_ATTRIBUTION_PAGES = 5  # audit searches per step; Descope allows 10 a minute
 PATHS_HELP = "desired-state YAML files or folders (recursive); none: the targets of descope-reconcile.yaml"
-# The run's knobs: argparse's name → the camelCase name of the report's `run.settings` and of a
-# config target's settings (like the wire).
-SETTING_NAMES = {
-    "timeout": "timeout",
-    "rate": "rate",
-    "concurrency": "concurrency",
-    "max_attempts": "maxAttempts",
-    "key_deadline": "keyDeadline",
-    "max_changes": "maxChanges",
-    "force": "force",
-    "recheck": "recheck",
-    "wait_lock": "waitLock",
-    "plan": "plan",
-    "attribution": "attribution",
-    "attribution_pages": "attributionPages",
-    "audit_event": "auditEvent",
-    "secrets_out": "secretsOut",
-    "secrets_command": "secretsCommand",
-}
-
 EPILOG = f"""\
 exit codes:
   {ExitCode.OK:<3} valid (validate), in sync (plan), everything applied (apply), done (export, audit)
@@ -187,6 +167,17 @@ def remote_options() -> Parser:
 def remote(args: argparse.Namespace) -> Remote:
     """The options of `remote_options`, typed."""
     return Remote(args.timeout, args.rate, args.max_attempts, args.key_deadline)
+
+
+def outputs(args: argparse.Namespace) -> Outputs:
+    """The options of `report_options`, typed."""
+    return Outputs(args.report, args.summary)
+
+
+def changes(args: argparse.Namespace) -> Changes:
+    """The options of `execution_options` and `secrets_options`, typed (-q: no progress lines)."""
+    progress = None if args.quiet else args.progress_every
+    return Changes(args.concurrency, args.journal, progress, args.secrets_out, args.secrets_command)
 
 
 def id_list(text: str | None) -> tuple[str, ...]:

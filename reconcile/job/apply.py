@@ -1,0 +1,276 @@
+"""`apply`: make every planned change (a fresh plan, or a reviewed saved plan exactly): updates,
+creates (their secrets to the sinks) and prunes; then the audit trail's overwritten check and event.
+
+The steps in order: load, the output checks, connect, the saved plan's offline checks, the project's
+lock, the plan, the secrets an earlier run lost, the refusals (sinks, ambiguous names, the safety
+threshold), the writes beside the attribution, the report, and the exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from reconcile.config.targets import TargetConfig
+from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
+from reconcile.errors import Interrupted, SafetyThresholdExceeded, UsageError
+from reconcile.files import read_input
+from reconcile.job import changes as changing
+from reconcile.job.clock import RunClock, bulk
+from reconcile.job.connect import Target, connect
+from reconcile.job.execute import ApplyOutcome
+from reconcile.job.fetch import fetch_keys, interrupted_plan
+from reconcile.job.load import LoadedDesired, load_valid
+from reconcile.job.lock import lock_dir, lock_path, project_lock
+from reconcile.job.options import Changes, Outputs, Remote, json_settings, per_target
+from reconcile.job.outputs import desired_inputs
+from reconcile.job.report import RunRecord, make_report
+from reconcile.job.result import Output, Result, settled_async
+from reconcile.job.session import Session
+from reconcile.job.trail import TrailSettings, after_apply, attribute_plan
+from reconcile.model import DesiredFile
+from reconcile.output.markdown import render_summary
+from reconcile.output.recovery import Recovery
+from reconcile.output.text import render_plan, render_results, render_trail
+from reconcile.plan import saved as savedplan
+from reconcile.plan.diff import Outcome, Plan, compute_plan
+from reconcile.plan.limit import ChangeLimit
+from reconcile.plan.safety import AmbiguousNames, Safety, assess, check_names, check_safety
+
+Observed = list[dict[str, Any]]
+Refusal = SafetyThresholdExceeded | AmbiguousNames
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    paths: tuple[str, ...]  # optional with a saved plan
+    remote: Remote
+    trail: TrailSettings
+    outputs: Outputs
+    changes: Changes
+    max_file_size: int = DEFAULT_MAX_FILE_BYTES
+    plan: Path | None = None  # the saved plan to apply, and nothing else
+    max_plan_age: timedelta = timedelta(hours=24)
+    max_changes: ChangeLimit | None = None
+    force: bool = False  # apply even over --max-changes
+    recheck: bool = False  # read each key again just before its write (always, with a saved plan)
+    wait_lock: float = 0.0  # seconds to wait for another apply to the same project
+    verbose: bool = False
+
+    def for_target(self, target: TargetConfig) -> ApplyOptions:
+        return replace(
+            self,
+            paths=target.paths,
+            remote=self.remote.for_target(target),
+            outputs=self.outputs.for_target(target.name),
+            changes=self.changes.for_target(target),
+            plan=per_target(self.plan, target.name),
+            max_changes=target.settings.get("maxChanges", self.max_changes),
+        )
+
+    def files(self) -> Mapping[str, Path | None]:
+        changes = self.changes
+        files = {"report": self.outputs.report, "journal": changes.journal, "plan": self.plan}
+        return {**files, "secrets_out": changes.secrets_out}
+
+    def settings(self) -> dict[str, Any]:
+        return json_settings(
+            {
+                **self.remote.settings(),
+                **self.changes.settings(),
+                "maxChanges": self.max_changes,
+                "force": self.force,
+                "recheck": self.recheck,
+                "waitLock": self.wait_lock,
+                "plan": self.plan,
+                "attribution": self.trail.search,
+                "attributionPages": self.trail.pages,
+                "auditEvent": self.trail.event,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What an apply needs beside its options once connected."""
+
+    session: Session
+    target: Target
+    clock: RunClock
+    recover: Recovery
+
+
+def _load_saved_plan(path: Path, max_age: timedelta, project_id: str, clock: RunClock) -> dict[str, Any]:
+    """The saved plan, once every check that needs no request has passed."""
+    try:
+        document: dict[str, Any] = json.loads(read_input(path, max_bytes=None).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise savedplan.PlanRejected(f"{path} is not a saved plan (not JSON)") from None
+    try:
+        savedplan.verify(document, now=clock.started, max_age=max_age, project_id=project_id)
+    except (KeyError, TypeError, ValueError):
+        raise savedplan.PlanRejected(f"{path} is not a complete saved plan") from None
+    return document
+
+
+async def _plan_to_apply(
+    run: _Run, loaded: LoadedDesired | None, saved: dict[str, Any] | None
+) -> tuple[Plan, tuple[DesiredFile, ...], Observed]:
+    """The fresh plan from the desired files, or the saved plan once proven current; and the keys read."""
+    try:
+        with run.clock.phase("fetch"):
+            observed = await fetch_keys(run.session)
+    except Interrupted:
+        if saved is not None:
+            by_id: dict[str, Any] = {}
+            keys = (item.key for item in savedplan.to_plan(saved, by_id).keys)
+            return interrupted_plan(keys), savedplan.files_of(saved), []
+        assert loaded is not None
+        return interrupted_plan(loaded.state.keys), loaded.files, []
+    if saved is None:
+        assert loaded is not None
+        with run.clock.phase("diff"):
+            return compute_plan(loaded.state, observed), loaded.files, observed
+    by_id = {str(key.get("id")): key for key in observed}
+    savedplan.check_current(saved, by_id)
+    return savedplan.to_plan(saved, by_id), savedplan.files_of(saved), observed
+
+
+async def _writes(options: ApplyOptions, run: _Run, result: Plan, safety: Safety) -> ApplyOutcome | None:
+    """The refusals (a sink for new secrets, ambiguous names, the safety threshold), then the writes."""
+    if not result.writes:
+        return None
+    changing.require_sinks(options.changes, options.outputs, result)  # before any write: a usage error (64)
+    check_names(result)
+    check_safety(safety, force=options.force)
+    with run.clock.phase("apply"):
+        return await changing.run_changes(
+            options.changes,
+            run.session,
+            result,
+            journal_path=changing.journal_file(options.changes, options.outputs),
+            run_id=run.clock.run_id,
+            project_id=run.target.project_id,
+            recover=run.recover,
+            recheck=options.recheck or options.plan is not None,  # a reviewed plan exactly, or not at all
+        )
+
+
+async def _writes_and_trail(
+    options: ApplyOptions, run: _Run, record: RunRecord, *, safety: Safety, output: Output
+) -> tuple[RunRecord, Refusal | None]:
+    """The writes, with who changed the drifted keys looked up beside them (its own budget, never in
+    their way); after writes, the overwritten check and the apply event."""
+    result, outcome, refusal = record.plan, None, None
+    attributing = asyncio.create_task(attribute_plan(run.session, result, options.trail))
+    try:
+        try:
+            outcome = await _writes(options, run, result, safety)
+        except (SafetyThresholdExceeded, AmbiguousNames) as error:
+            refusal = error  # the report is still written: a refused plan is worth auditing
+        trail = await attributing
+    finally:
+        attributing.cancel()
+    if outcome is not None:
+        with run.clock.phase("trail"):
+            trail = await after_apply(
+                run.session, options.trail, trail, outcome.results, run_id=run.clock.run_id, files=record.files
+            )
+    unsent = [item for item in result.errors if item.status is None]
+    # Who changed what, then the results: the last line says how the run ends.
+    results = render_results(outcome.results if outcome else [], unsent, run.recover, trail)
+    output.show(render_trail(trail, result) + results)
+    return replace(record, outcome=outcome, trail=trail), refusal
+
+
+async def _locked(
+    options: ApplyOptions, run: _Run, loaded: LoadedDesired | None, saved: dict[str, Any] | None, output: Output
+) -> tuple[RunRecord, Refusal | None]:
+    """Under the project's lock: the plan, the secrets an earlier run lost, the writes."""
+    with bulk():
+        result, files, observed = await _plan_to_apply(run, loaded, saved)
+    output.show(render_plan(result, verbose=options.verbose))
+    unsettled = changing.unsettled_secrets(changing.journal_file(options.changes, options.outputs), observed)
+    changing.warn_unsettled(unsettled, run.recover)
+    provenance = savedplan.provenance(saved, str(options.plan), run.clock.started) if saved else None
+    safety = assess(result, options.max_changes)
+    record = RunRecord(
+        run.clock,
+        run.session.client,
+        run.target.project_id,
+        result,
+        options.settings(),
+        files=files,
+        safety=safety,
+        saved_plan=provenance,
+        unsettled=unsettled,
+        recovery=run.recover,
+    )
+    return await _writes_and_trail(options, run, record, safety=safety, output=output)
+
+
+def _failures(result: Plan, outcome: ApplyOutcome | None) -> list[str]:
+    """Every key that is not as desired, and why (an interruption is said once, not per key)."""
+    lines = [f"{item.key.label}: {item.outcome.value}: {item.reason}" for item in result.errors]
+    for key in outcome.results if outcome else ():
+        if key.outcome is not key.plan.outcome.done and key.outcome is not Outcome.INTERRUPTED:
+            lines.append(
+                f"{key.id or key.plan.key.label}: {key.outcome.value}: {key.error.message if key.error else ''}"
+            )
+    return lines
+
+
+def _ending(record: RunRecord, output: Output) -> int:
+    """The last lines, and the exit code."""
+    trail = record.trail
+    assert trail is not None  # an apply that was not refused looked at the trail (or says why not)
+    if trail.event is not None and trail.event.warning:
+        output.say(logging.WARNING, f"warning: {trail.event.reason}")
+    if record.interrupted:
+        output.say(logging.ERROR, changing.INTERRUPTED)
+    else:
+        output.error_lines(_failures(record.plan, record.outcome))
+    return changing.exit_code(
+        record.plan,
+        record.outcome,
+        interrupted=record.interrupted,
+        unsettled=record.unsettled,
+        overwritten=bool(trail.overwritten),
+    )
+
+
+async def _apply(options: ApplyOptions, output: Output) -> Result:
+    if options.plan is None and not options.paths:
+        raise UsageError("give the desired PATHs, or --plan FILE")
+    clock = RunClock("apply")
+    loaded = None
+    if options.paths:
+        with bulk():  # before any credentials or network
+            loaded = load_valid(options.paths, output, max_bytes=options.max_file_size, clock=clock)
+    saved_input = [("the saved plan (--plan)", options.plan)] if options.plan else []
+    changing.check_change_outputs(options.changes, options.outputs, [*desired_inputs(loaded), *saved_input])
+    target_name = options.remote.target.name if options.remote.target else None
+    recover = changing.recovery(options.changes, options.outputs, target_name)
+    async with connect(options.remote, concurrency=options.changes.concurrency) as (session, target):
+        run = _Run(session, target, clock, recover)
+        saved = _load_saved_plan(options.plan, options.max_plan_age, target.project_id, clock) if options.plan else None
+        if saved is not None and loaded is not None:
+            savedplan.check_desired(saved, loaded.files)
+        lock = lock_path(lock_dir(os.environ), target.base_url, target.project_id)
+        async with project_lock(lock, run_id=clock.run_id, wait=options.wait_lock, stop=session.stop):
+            record, refusal = await _locked(options, run, loaded, saved, output)
+        record = replace(record, interrupted=session.interrupted)
+        report = make_report(record)
+    code = _ending(record, output) if refusal is None else refusal.exit_code
+    return output.result(code, report=report, markdown=render_summary(report), clock=clock, error=refusal)
+
+
+async def run(options: ApplyOptions) -> Result:
+    return await settled_async(partial(_apply, options))
