@@ -94,6 +94,10 @@ class SecretRedactor(logging.Filter):
         longest_first = sorted(self._forms, key=lambda form: (-len(form), form))
         self._pattern = re.compile("|".join(map(_pattern, longest_first)))
 
+    def clear(self) -> None:
+        """Forget every secret: a command line run in-process is over, the next one adds its own."""
+        self._forms, self._pattern = set(), None
+
     def redact(self, text: str) -> str:
         return self._pattern.sub(MASK, text) if self._pattern is not None else text
 

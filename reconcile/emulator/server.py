@@ -82,7 +82,7 @@ class _Route(NamedTuple):
 class Emulator:
     """Start with `with Emulator(config, keys) as emulator:`; `emulator.url` is the base URL."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (keyword-only network settings)
         self,
         config: EmulatorConfig | None = None,
         keys: Iterable[Mapping[str, Any]] = (),
@@ -348,7 +348,7 @@ class Emulator:
         self.audit.add({**check_event(request.body), "remoteAddress": request.remote})
         return Answer(200, {})
 
-    def record_change(
+    def record_change(  # noqa: PLR0913 (keyword-only record details)
         self,
         action: str,
         keys: Sequence[Mapping[str, Any]],

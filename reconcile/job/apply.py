@@ -25,7 +25,7 @@ from reconcile.files import read_input
 from reconcile.job import changes as changing
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.connect import Target, connect
-from reconcile.job.execute import ApplyOutcome
+from reconcile.job.execute import ApplyOutcome, Writer, execute
 from reconcile.job.fetch import fetch_keys, interrupted_plan
 from reconcile.job.load import LoadedDesired, load_valid
 from reconcile.job.lock import lock_dir, lock_path, project_lock
@@ -37,7 +37,6 @@ from reconcile.job.session import Session
 from reconcile.job.trail import TrailSettings, after_apply, attribute_plan
 from reconcile.model import DesiredFile
 from reconcile.output.markdown import render_summary
-from reconcile.output.recovery import Recovery
 from reconcile.output.text import render_plan, render_results, render_trail
 from reconcile.plan import saved as savedplan
 from reconcile.plan.diff import Outcome, Plan, compute_plan
@@ -104,7 +103,7 @@ class _Run:
     session: Session
     target: Target
     clock: RunClock
-    recover: Recovery
+    writer: Writer  # where the writes go, and how to recover a secret they lose
 
 
 def _load_saved_plan(path: Path, max_age: timedelta, project_id: str, clock: RunClock) -> dict[str, Any]:
@@ -151,16 +150,8 @@ async def _writes(options: ApplyOptions, run: _Run, result: Plan, safety: Safety
     check_names(result)
     check_safety(safety, force=options.force)
     with run.clock.phase("apply"):
-        return await changing.run_changes(
-            options.changes,
-            run.session,
-            result,
-            journal_path=changing.journal_file(options.changes, options.outputs),
-            run_id=run.clock.run_id,
-            project_id=run.target.project_id,
-            recover=run.recover,
-            recheck=options.recheck or options.plan is not None,  # a reviewed plan exactly, or not at all
-        )
+        # a reviewed plan is applied exactly, or not at all
+        return await execute(run.writer, run.session, result, recheck=options.recheck or options.plan is not None)
 
 
 async def _writes_and_trail(
@@ -185,7 +176,7 @@ async def _writes_and_trail(
             )
     unsent = [item for item in result.errors if item.status is None]
     # Who changed what, then the results: the last line says how the run ends.
-    results = render_results(outcome.results if outcome else [], unsent, run.recover, trail)
+    results = render_results(outcome.results if outcome else [], unsent, run.writer.recover, trail)
     output.show(render_trail(trail, result) + results)
     return replace(record, outcome=outcome, trail=trail), refusal
 
@@ -198,7 +189,7 @@ async def _locked(
         result, files, observed = await _plan_to_apply(run, loaded, saved)
     output.show(render_plan(result, verbose=options.verbose))
     unsettled = changing.unsettled_secrets(changing.journal_file(options.changes, options.outputs), observed)
-    changing.warn_unsettled(unsettled, run.recover)
+    changing.warn_unsettled(unsettled, run.writer.recover)
     provenance = savedplan.provenance(saved, str(options.plan), run.clock.started) if saved else None
     safety = assess(result, options.max_changes)
     record = RunRecord(
@@ -211,7 +202,7 @@ async def _locked(
         safety=safety,
         saved_plan=provenance,
         unsettled=unsettled,
-        recovery=run.recover,
+        recovery=run.writer.recover,
     )
     return await _writes_and_trail(options, run, record, safety=safety, output=output)
 
@@ -259,7 +250,8 @@ async def _apply(options: ApplyOptions, output: Output) -> Result:
     target_name = options.remote.target.name if options.remote.target else None
     recover = changing.recovery(options.changes, options.outputs, target_name)
     async with connect(options.remote, concurrency=options.changes.concurrency) as (session, target):
-        run = _Run(session, target, clock, recover)
+        journal = changing.journal_file(options.changes, options.outputs)
+        run = _Run(session, target, clock, Writer(options.changes, journal, clock.run_id, target.project_id, recover))
         saved = _load_saved_plan(options.plan, options.max_plan_age, target.project_id, clock) if options.plan else None
         if saved is not None and loaded is not None:
             savedplan.check_desired(saved, loaded.files)

@@ -9,16 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reconcile.apply.journal import Journal, Unsettled, read_records, unsettled
+from reconcile.apply.journal import Unsettled, read_records, unsettled
 from reconcile.errors import ExitCode, UsageError
-from reconcile.job.execute import ApplyOutcome, execute
+from reconcile.job.execute import ApplyOutcome
 from reconcile.job.options import Changes, Outputs
 from reconcile.job.outputs import check_outputs, summary_output
-from reconcile.job.session import Session
 from reconcile.output.recovery import Recovery
 from reconcile.output.text import render_unsettled
 from reconcile.plan.diff import Plan
-from reconcile.secrets.sinks import Sinks
 
 log = logging.getLogger("reconcile")
 INTERRUPTED = "interrupted: requests in flight were cancelled and nothing more was sent; see the report"
@@ -81,43 +79,6 @@ def unsettled_secrets(journal: Path | None, observed: Sequence[dict[str, Any]]) 
 def warn_unsettled(unsettled: Sequence[Unsettled], recover: Recovery) -> None:
     for line in render_unsettled(unsettled, recover):
         log.error("%s", line)
-
-
-async def run_changes(
-    changes: Changes,
-    session: Session,
-    plan: Plan,
-    *,
-    journal_path: Path | None,
-    run_id: str,
-    project_id: str,
-    recover: Recovery,
-    recheck: bool,
-) -> ApplyOutcome:
-    """Make the plan's writes with the journal and the sinks; say when the run stopped early.
-    `recheck`: every key read again just before its write."""
-    journal = Journal(journal_path, run_id, recover.sink_options) if journal_path else None
-    sinks = None
-    if plan.issues_secrets:
-        sinks = Sinks.open(changes.secrets_out, changes.secrets_command, project_id=project_id)
-    try:
-        outcome = await execute(
-            session,
-            plan,
-            concurrency=changes.concurrency,
-            journal=journal,
-            progress_every=changes.progress_every,
-            recheck=recheck,
-            sinks=sinks,
-        )
-    finally:
-        if journal is not None:
-            journal.close()
-        if sinks is not None:
-            sinks.close()
-    if outcome.fatal is not None:
-        log.error("error: %s; the run stopped, nothing more was sent", outcome.fatal)
-    return outcome
 
 
 def failed(outcome: ApplyOutcome | None) -> bool:

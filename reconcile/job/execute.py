@@ -1,19 +1,26 @@
-"""Making a plan's writes: the executor over the timed client, with progress lines."""
+"""Making a plan's writes: the executor over the timed client, with the journal, the secret sinks
+and progress lines."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from reconcile.apply.calls import KeyResult
 from reconcile.apply.executor import Executor
 from reconcile.apply.journal import Journal
 from reconcile.apply.progress import report_progress
+from reconcile.job.options import Changes
 from reconcile.job.session import Session
 from reconcile.job.timed import TimedWrites
+from reconcile.output.recovery import Recovery
 from reconcile.plan.diff import Plan
 from reconcile.secrets.sinks import Sinks
+
+log = logging.getLogger("reconcile")
 
 
 @dataclass
@@ -24,37 +31,56 @@ class ApplyOutcome:
     fatal: Exception | None = None
 
 
-async def execute(
-    session: Session,
-    plan: Plan,
-    *,
-    concurrency: int,
-    journal: Journal | None,
-    progress_every: float | None,
-    recheck: bool,
-    sinks: Sinks | None = None,
-) -> ApplyOutcome:
-    """Make the plan's writes; `progress_every` None means no progress output; `recheck` reads each
-    key again just before its write; `sinks` take the secrets of created and rotated keys."""
-    run_id = journal.run_id if journal is not None else ""
-    writes = TimedWrites(session.client, session.timeline)
-    executor = Executor(
-        writes,
-        session.policy,
-        concurrency=concurrency,
-        journal=journal,
-        recheck=recheck,
-        sinks=sinks,
-        run_id=run_id,
-    )
+@dataclass(frozen=True)
+class Writer:
+    """Where a run's writes go and what they leave: how many at once and the progress lines
+    (`changes`), the journal, the sinks of the secrets they issue, and how to recover one."""
+
+    changes: Changes
+    journal: Path | None
+    run_id: str
+    project_id: str
+    recover: Recovery
+
+
+async def _with_progress(executor: Executor, plan: Plan, every: float | None) -> list[KeyResult]:
+    """The executor's run; `every` None means no progress output."""
     reporter = None
-    if progress_every is not None:
-        reporter = asyncio.create_task(report_progress(executor.progress, interval=progress_every))
+    if every is not None:
+        reporter = asyncio.create_task(report_progress(executor.progress, interval=every))
     try:
-        results = await executor.run(plan.writes)
+        return await executor.run(plan.writes)
     finally:
         if reporter is not None:
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reporter
+
+
+async def execute(writer: Writer, session: Session, plan: Plan, *, recheck: bool) -> ApplyOutcome:
+    """Make the plan's writes with the journal and the sinks; say when the run stopped early.
+    `recheck` reads each key again just before its write."""
+    changes = writer.changes
+    journal = Journal(writer.journal, writer.run_id, writer.recover.sink_options) if writer.journal else None
+    sinks = None
+    if plan.issues_secrets:
+        sinks = Sinks.open(changes.secrets_out, changes.secrets_command, project_id=writer.project_id)
+    try:
+        executor = Executor(
+            TimedWrites(session.client, session.timeline),
+            session.policy,
+            concurrency=changes.concurrency,
+            journal=journal,
+            recheck=recheck,
+            sinks=sinks,
+            run_id=journal.run_id if journal is not None else "",
+        )
+        results = await _with_progress(executor, plan, changes.progress_every)
+    finally:
+        if journal is not None:
+            journal.close()
+        if sinks is not None:
+            sinks.close()
+    if executor.fatal is not None:
+        log.error("error: %s; the run stopped, nothing more was sent", executor.fatal)
     return ApplyOutcome(results, executor.progress.retries, session.interrupted, executor.fatal)

@@ -76,38 +76,23 @@ def _save(out: Path, result: Plan, target: Target, loaded: LoadedDesired, clock:
 
 
 async def _compare(
-    options: PlanOptions, output: Output, session: Session, *, target: Target, loaded: LoadedDesired, clock: RunClock
-) -> RunRecord:
-    """Read the project, diff, look up who changed what; show the plan, save it when asked."""
-    trail: TrailFindings | None = None
-    safety: Safety | None = None
+    options: PlanOptions, output: Output, session: Session, loaded: LoadedDesired, clock: RunClock
+) -> tuple[Plan, TrailFindings | None, Safety | None]:
+    """Read the project, diff, look up who changed what; show the plan and whether apply would refuse it."""
     try:
         with clock.phase("fetch"):
             observed = await fetch_keys(session)
     except Interrupted:
-        result = interrupted_plan(loaded.state.keys)
-    else:
-        with clock.phase("diff"):
-            result = compute_plan(loaded.state, observed)
-        with clock.phase("attribution"):
-            trail = await attribute_plan(session, result, options.trail)
-        output.show(render_plan(result, verbose=options.verbose, trail=trail))
-        safety = assess(result, options.max_changes)
-        if safety.exceeded:
-            output.show(f"Warning: apply would refuse this plan (exit 3): {safety.describe()}.\n")
-        if options.out:
-            _save(options.out, result, target, loaded, clock)
-    return RunRecord(
-        clock,
-        session.client,
-        target.project_id,
-        result,
-        options.settings(),
-        files=loaded.files,
-        interrupted=session.interrupted,
-        safety=safety,
-        trail=trail,
-    )
+        return interrupted_plan(loaded.state.keys), None, None
+    with clock.phase("diff"):
+        result = compute_plan(loaded.state, observed)
+    with clock.phase("attribution"):
+        trail = await attribute_plan(session, result, options.trail)
+    output.show(render_plan(result, verbose=options.verbose, trail=trail))
+    safety = assess(result, options.max_changes)
+    if safety.exceeded:
+        output.show(f"Warning: apply would refuse this plan (exit 3): {safety.describe()}.\n")
+    return result, trail, safety
 
 
 async def _plan(options: PlanOptions, output: Output) -> Result:
@@ -121,9 +106,11 @@ async def _plan(options: PlanOptions, output: Output) -> Result:
         named = [("--out", options.out), ("--report", options.outputs.report)]
         check_outputs([*named, *summary_output(options.outputs.summary)], desired_inputs(loaded))
         async with connect(options.remote) as (session, target):
-            record = await _compare(options, output, session, target=target, loaded=loaded, clock=clock)
-            report = make_report(record)
-    result = record.plan
+            result, trail, safety = await _compare(options, output, session, loaded, clock)
+            if options.out and trail is not None:  # the project was read: the plan is whole
+                _save(options.out, result, target, loaded, clock)
+            record = RunRecord(clock, session.client, target.project_id, result, options.settings(), files=loaded.files)
+            report = make_report(replace(record, interrupted=session.interrupted, safety=safety, trail=trail))
     if session.interrupted:
         output.say(logging.ERROR, "interrupted: the request in flight was cancelled; the plan is incomplete")
         code = ExitCode.FAILURE

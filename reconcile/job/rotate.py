@@ -14,7 +14,7 @@ from reconcile.errors import ExitCode, UsageError
 from reconcile.job import changes as changing
 from reconcile.job.clock import RunClock
 from reconcile.job.connect import connect
-from reconcile.job.execute import ApplyOutcome
+from reconcile.job.execute import ApplyOutcome, Writer, execute
 from reconcile.job.fetch import load_keys
 from reconcile.job.options import Changes, Outputs, Remote, json_settings
 from reconcile.job.report import RunRecord, make_report
@@ -69,16 +69,8 @@ async def _rotate(options: RotateOptions, output: Output) -> Result:
         changing.require_sinks(options.changes, options.outputs, plan)  # a usage error (64), before any write
         if plan.changes:
             with clock.phase("rotate"):
-                outcome = await changing.run_changes(
-                    options.changes,
-                    session,
-                    plan,
-                    journal_path=journal,
-                    run_id=clock.run_id,
-                    project_id=target.project_id,
-                    recover=recover,
-                    recheck=False,
-                )
+                writer = Writer(options.changes, journal, clock.run_id, target.project_id, recover)
+                outcome = await execute(writer, session, plan, recheck=False)
         output.show(render_results(outcome.results if outcome else [], plan.errors, recover, title="Rotate"))
         record = RunRecord(clock, session.client, target.project_id, plan, options.settings(), outcome=outcome)
         report = make_report(replace(record, unsettled=unsettled, recovery=recover))

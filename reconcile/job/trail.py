@@ -191,7 +191,7 @@ async def attribute_plan(session: Session, plan: Plan, settings: TrailSettings) 
     return TrailFindings(step, keys)
 
 
-async def after_apply(
+async def after_apply(  # noqa: PLR0913 (two keyword-only facts of the run)
     session: Session,
     settings: TrailSettings,
     attribution: TrailFindings,
