@@ -53,6 +53,7 @@ def test_import_contracts_hold() -> None:
         ("reconcile/plan/saved.py", "from reconcile.files import write_private_atomically", "The plan is pure"),
         ("reconcile/plan/diff.py", "from pathlib import Path", "The plan is pure"),
         ("reconcile/plan/diff.py", "from reconcile.apply import executor", "Stages are layered"),
+        ("reconcile/cli/plan.py", "from reconcile.plan.diff import compute_plan", "The command line parses and shows"),
         ("reconcile/output/text.py", "import httpx", "Only the client layer speaks HTTP"),
         ("reconcile/emulator/store.py", "from reconcile.desired import validation", "The emulator is a separate"),
         ("reconcile/apply/issue.py", "from reconcile.secrets import vault", "Only the sinks read a secret"),
