@@ -63,6 +63,10 @@ class SafetyThresholdExceeded(ReconcileError):
     exit_code = ExitCode.SAFETY_THRESHOLD
 
 
+class PolicyRefused(ReconcileError):
+    """apply refused: a change would introduce an error-level policy violation that no waiver covers."""
+
+
 class ApiError(ReconcileError):
     """An HTTP answer from the Descope API that is not a success."""
 

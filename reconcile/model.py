@@ -56,6 +56,16 @@ class SourceLocation:
 
 
 @dataclass(frozen=True)
+class Waiver:
+    """A key's exception to one policy rule (its `waivers` list in the desired file): never sent to the API."""
+
+    rule: str
+    reason: str
+    until: str  # the last day it holds, YYYY-MM-DD
+    index: int = 0  # its place in the key's `waivers` list, to say where it is written
+
+
+@dataclass(frozen=True)
 class DesiredKey:
     """One key as the desired files say it should be: only the fields they manage. Without an id,
     the key is identified by its name (unique among the desired keys), and created when no key has it."""
@@ -63,6 +73,7 @@ class DesiredKey:
     id: str | None
     fields: Mapping[str, JSON]
     source: SourceLocation
+    waivers: tuple[Waiver, ...] = ()
 
     @property
     def label(self) -> str:

@@ -52,6 +52,8 @@ def test_import_contracts_hold() -> None:
         ("reconcile/plan/diff.py", "import httpx", "The plan is pure"),
         ("reconcile/plan/saved.py", "from reconcile.files import write_private_atomically", "The plan is pure"),
         ("reconcile/plan/diff.py", "from pathlib import Path", "The plan is pure"),
+        ("reconcile/policy/rules.py", "from reconcile.files import read_input", "The plan is pure"),
+        ("reconcile/policy/policy.py", "from reconcile.job import load", "Stages are layered"),
         ("reconcile/plan/diff.py", "from reconcile.apply import executor", "Stages are layered"),
         ("reconcile/cli/plan.py", "from reconcile.plan.diff import compute_plan", "The command line parses and shows"),
         ("reconcile/output/text.py", "import httpx", "Only the client layer speaks HTTP"),

@@ -86,8 +86,8 @@ def option(args: str, name: str) -> str:
     return words[words.index(name) + 1]
 
 
-def test_there_are_the_four_workflows() -> None:
-    assert [p.name for p in WORKFLOWS] == ["apply.yml", "drift.yml", "pr.yml", "release.yml"]
+def test_there_are_the_five_workflows() -> None:
+    assert [p.name for p in WORKFLOWS] == ["apply.yml", "drift.yml", "pr.yml", "release.yml", "rotate.yml"]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -98,9 +98,11 @@ def test_workflow_shape_and_least_privilege(path: Path) -> None:
     for name, job in workflow["jobs"].items():
         assert job["runs-on"] == "ubuntu-latest" and job["timeout-minutes"] > 0
         writes = {scope for scope, access in job["permissions"].items() if access != "read"}
-        assert writes <= {"id-token"}, f"{name} writes {writes}"
-        if writes:
+        assert writes <= {"id-token", "security-events"}, f"{name} writes {writes}"
+        if "id-token" in writes:
             assert job["environment"], "an OIDC token only in a job behind an environment"
+        if "security-events" in writes:  # code scanning: only a job that uploads SARIF, and holds no secret
+            assert any("upload-sarif@" in step.get("uses", "") for step in job["steps"]) and "environment" not in job
         for step in job["steps"]:
             assert ("uses" in step) != ("run" in step)
             assert "secrets." not in step.get("run", ""), "secrets go through env, never a command line"
@@ -124,6 +126,9 @@ def test_every_other_action_is_pinned_to_a_commit_with_its_version() -> None:
         "actions/upload-artifact",
         "actions/download-artifact",
         "pypa/gh-action-pypi-publish",
+        "github/codeql-action/upload-sarif",
+        "actions/cache/restore",
+        "actions/cache/save",
     }
     assert all(len(versions) == 1 for versions in pins.values()), f"one pin per action: {pins}"
 
@@ -299,3 +304,17 @@ def test_desired_files_reference_the_schema_for_editors() -> None:
         first = path.read_text().splitlines()[0]
         assert first == "# yaml-language-server: $schema=../schemas/desired.schema.json"
         assert (path.parent / "../schemas/desired.schema.json").resolve().is_file()
+
+
+def test_pull_requests_show_the_policy_in_code_scanning_and_the_schedule_rotates_and_audits() -> None:
+    policy = workflow("pr.yml")["jobs"]["policy"]
+    [check] = [step for step in policy["steps"] if "run" in step]
+    assert 'validate --target "$TARGET" --format sarif > policy.sarif' in check["run"]
+    [upload] = [step for step in policy["steps"] if "upload-sarif@" in step.get("uses", "")]
+    assert upload["with"]["sarif_file"] == "policy.sarif" and upload["if"].startswith("always()")
+    scheduled = workflow("rotate.yml")
+    assert "schedule" in scheduled["on"]
+    commands = {step["with"]["command"]: step["with"]["args"] for _, step in action_uses(scheduled)}
+    assert "--due" in commands["rotate"] and "--max-keys" in commands["rotate"]
+    assert option(commands["rotate"], "--journal") == option(commands["audit"], "--journal")
+    assert option(commands["audit"], "--fail-on") == "error"

@@ -193,6 +193,12 @@ NOT_FOR_VALIDATE = (
     "reconcile.output.targets",
     "tempfile",  # only to write
     "uuid",
+    # only with a policy (--policy FILE, or a config's `policy:`)
+    "reconcile.policy",
+    "reconcile.config.policy",
+    "reconcile.job.policy",
+    "reconcile.output.policy",
+    "reconcile.output.sarif",
 )
 
 

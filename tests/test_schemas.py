@@ -16,6 +16,7 @@ from reconcile.schemas.validators import (
     CONFIG_SCHEMA,
     CREATE_SCHEMA,
     DESIRED_SCHEMA,
+    POLICY_SCHEMA,
     REPORT_SCHEMA,
     REQUEST_SCHEMA,
     RESPONSES_SCHEMA,
@@ -156,7 +157,8 @@ def test_desired_schema_reuses_every_request_field_by_ref() -> None:
     for field, wire in create_only.items():  # derived from CreateAccessKeyRequest, by $ref
         assert key_fields["properties"][field] == {"$ref": f"{CREATE_SCHEMA}#/properties/{wire}"}
         assert wire not in request["properties"]
-    assert set(key_fields["properties"]) - set(request["properties"]) == {"status", *create_only}
+    # and the policy's waivers: never a key field, never sent (test_policy.py)
+    assert set(key_fields["properties"]) - set(request["properties"]) == {"status", "waivers", *create_only}
     desired_key = definitions["desiredKey"]
     assert desired_key["anyOf"] == [{"required": ["id"]}, {"required": ["name"]}]  # identified by id or by name
     assert request["required"] == ["id"] and create["required"] == ["name"]
@@ -167,7 +169,7 @@ def test_desired_schema_reuses_every_request_field_by_ref() -> None:
 
 
 def test_schemas_are_valid_json_schema() -> None:
-    for name in (REQUEST_SCHEMA, CREATE_SCHEMA, DESIRED_SCHEMA, REPORT_SCHEMA, CONFIG_SCHEMA):
+    for name in (REQUEST_SCHEMA, CREATE_SCHEMA, DESIRED_SCHEMA, REPORT_SCHEMA, CONFIG_SCHEMA, POLICY_SCHEMA):
         Draft202012Validator.check_schema(json.loads((schemagen.SCHEMAS / name).read_text()))
 
 

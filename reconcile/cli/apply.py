@@ -11,6 +11,7 @@ from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
     add_command,
+    add_policy_option,
     audit_event_options,
     changes,
     desired_options,
@@ -19,6 +20,7 @@ from reconcile.cli.options import (
     non_negative_float,
     outputs,
     parsed,
+    policy_choice,
     remote,
     remote_options,
     report_options,
@@ -82,6 +84,7 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         metavar="SECONDS",
         help="wait this long for another apply on this machine to the same project (default 0: refuse at once)",
     )
+    add_policy_option(parser)
     parser.set_defaults(invocation=parse)
 
 
@@ -100,5 +103,6 @@ def parse(args: argparse.Namespace) -> Invocation[ApplyOptions]:
         recheck=args.recheck,
         wait_lock=args.wait_lock,
         verbose=args.verbose > 0,
+        policy=policy_choice(args),
     )
     return invocation(args, options, apply.run, paths=args.paths)

@@ -10,17 +10,22 @@ from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
     add_command,
+    add_policy_option,
     desired_options,
     non_negative_int,
+    parsed,
+    policy_choice,
     remote,
     remote_options,
     targets_options,
     trail,
     trail_options,
 )
+from reconcile.cli.policy import fail_on
 from reconcile.job import audit
 from reconcile.job.audit import AuditOptions
 from reconcile.job.options import Outputs
+from reconcile.job.policing import AuditPolicy
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
@@ -46,6 +51,22 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         action="store_true",
         help="exit 2 when any managed key drifted or a desired key is missing from the project",
     )
+    add_policy_option(parser)
+    parser.add_argument("--sarif", type=Path, metavar="FILE", help="write the policy's findings as SARIF 2.1.0")
+    parser.add_argument(
+        "--fail-on",
+        type=parsed(fail_on),
+        default=(),
+        metavar="SEVERITIES",
+        help="exit 1 when the policy finds a violation of these severities no waiver covers: error, "
+        "error,warning, or none (default)",
+    )
+    parser.add_argument(
+        "--journal",
+        type=Path,
+        metavar="FILE",
+        help="the journal of earlier rotations (rotate --journal): a key's secret is as old as its last rotation",
+    )
     parser.set_defaults(invocation=parse)
 
 
@@ -59,5 +80,7 @@ def parse(args: argparse.Namespace) -> Invocation[AuditOptions]:
         out=args.out,
         expiring_within=args.expiring_within,
         fail_on_drift=args.fail_on_drift,
+        policy=policy_choice(args),
+        checks=AuditPolicy(args.sarif, args.fail_on, args.journal),
     )
     return invocation(args, options, audit.run, paths=args.paths)

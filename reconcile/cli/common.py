@@ -37,6 +37,16 @@ def describe_error(error: ReconcileError | OSError) -> tuple[int, str]:
 
 def print_diagnostics(diagnostics: Sequence[Diagnostic], output_format: str, kept: TargetOutcome | None = None) -> None:
     """File names and messages (which quote values) come from the files: escaped for where they go."""
+    if output_format == "sarif":  # code scanning shows a file it cannot read, too
+        from reconcile.cli.policy import print_findings  # noqa: PLC0415 (only for SARIF)
+        from reconcile.policy.findings import Finding  # noqa: PLC0415
+
+        invalid = [
+            Finding(d.path, d.line, d.column, "invalid-desired-file", "error", d.message, "", d.field)
+            for d in diagnostics
+        ]
+        print_findings(invalid, None, output_format, kept)
+        return
     if output_format == "json":
         records = [d.__dict__ for d in diagnostics]
         if kept is not None:
@@ -76,7 +86,11 @@ def deliver(result: Result, outputs: Outputs | None, display: Display, kept: Tar
     if result.text and not display.quiet:
         sys.stdout.write(prefixed(result.text, kept.name) if kept else result.text)
         sys.stdout.flush()
-    if result.diagnostics or display.format == "json":
+    if result.findings is not None:
+        from reconcile.cli.policy import print_findings  # noqa: PLC0415 (only when a policy was checked)
+
+        print_findings(result.findings, result.policy, display.format, kept)
+    elif result.diagnostics or display.format in ("json", "sarif"):
         print_diagnostics(result.diagnostics, display.format, kept)
     if result.report is not None and kept is not None:
         kept.counts = result.report["summary"]["byOutcome"]  # for the combined summaries

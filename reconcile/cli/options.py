@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
 from reconcile.errors import ExitCode
-from reconcile.job.options import Changes, Outputs, Remote
+from reconcile.job.options import Changes, Outputs, PolicyChoice, Remote
 from reconcile.plan.limit import DEFAULT_MAX_CHANGES_SHARE, DEFAULT_THRESHOLD_MIN_KEYS, ChangeLimit
 
 if TYPE_CHECKING:  # not for validate, which runs on every commit
@@ -338,3 +338,17 @@ def add_command(
     sub.add_argument("-v", "--verbose", action="count", default=0, help="more detail on stderr (-vv: debug)")
     sub.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr, nothing on stdout")
     return sub
+
+
+def add_policy_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="the rules keys must follow (docs/policy.md), for runs without a config; with one, its `policy:`",
+    )
+
+
+def policy_choice(args: argparse.Namespace) -> PolicyChoice:
+    """`--policy FILE`, typed (a config target's policy joins it per target)."""
+    return PolicyChoice(args.policy)

@@ -10,9 +10,11 @@ from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
     add_command,
+    add_policy_option,
     desired_options,
     max_changes_option,
     outputs,
+    policy_choice,
     remote,
     remote_options,
     report_options,
@@ -41,6 +43,7 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         help="save the plan for `apply --plan FILE` (a plan with keys in error is saved, and apply refuses it)",
     )
     max_changes_option(parser, "warn when apply would refuse this plan (with the same --max-changes)")
+    add_policy_option(parser)
     parser.set_defaults(invocation=parse)
 
 
@@ -54,5 +57,6 @@ def parse(args: argparse.Namespace) -> Invocation[PlanOptions]:
         out=args.out,
         max_changes=args.max_changes,
         verbose=args.verbose > 0,
+        policy=policy_choice(args),
     )
     return invocation(args, options, plan.run, paths=args.paths)

@@ -8,10 +8,13 @@ from reconcile.cli.command import Invocation, invocation
 from reconcile.cli.options import (
     Parser,
     add_command,
+    add_policy_option,
     changes,
     execution_options,
     id_list,
     outputs,
+    policy_choice,
+    positive_int,
     remote,
     remote_options,
     report_options,
@@ -33,11 +36,34 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         "never sent again blindly: the key is reloaded and the report says what is known. With "
         "descope-reconcile.yaml, name the key's project with --target NAME.",
     )
-    parser.add_argument("--ids", required=True, metavar="ID,ID", help="the keys to rotate (comma-separated)")
+    parser.add_argument("--ids", metavar="ID,ID", help="the keys to rotate (comma-separated)")
+    parser.add_argument(
+        "--due",
+        action="store_true",
+        help="instead of --ids: every active key whose secret is older than the policy's `max-key-age` "
+        "(since its creation, or its last rotation in the journal), oldest first, under the project's lock",
+    )
+    parser.add_argument(
+        "--max-keys",
+        type=positive_int,
+        default=10,
+        metavar="N",
+        help="with --due: rotate at most N keys in this run, the oldest (default 10); the rest are left for the next",
+    )
+    add_policy_option(parser)
     parser.add_argument("--dry-run", action="store_true", help="list what would rotate; send nothing")
     parser.set_defaults(invocation=parse)
 
 
 def parse(args: argparse.Namespace) -> Invocation[RotateOptions]:
-    options = RotateOptions(remote(args), outputs(args), changes(args), id_list(args.ids), dry_run=args.dry_run)
+    options = RotateOptions(
+        remote(args),
+        outputs(args),
+        changes(args),
+        id_list(args.ids) if args.ids else None,
+        dry_run=args.dry_run,
+        due=args.due,
+        max_keys=args.max_keys,
+        policy=policy_choice(args),
+    )
     return invocation(args, options, rotate.run)

@@ -25,6 +25,7 @@ from reconcile.errors import ReconcileError, UsageError, ValidationFailed, most_
 from reconcile.job.options import PATTERN, CommandOptions
 from reconcile.job.result import Result
 from reconcile.log import target_lines
+from reconcile.output.escape import json_value
 from reconcile.output.targets import TargetOutcome, render_targets_markdown, render_targets_text
 
 log = logging.getLogger("reconcile")
@@ -121,7 +122,11 @@ async def _run_concurrently(invocation: Invocation[Any], runs: Sequence[Run]) ->
 def _finish(invocation: Invocation[Any], outcomes: Sequence[TargetOutcome]) -> int:
     """The combined summaries (text on stdout, Markdown where --summary goes) and the exit code."""
     code = most_severe(outcome.code for outcome in outcomes)
-    if invocation.display.format == "json":  # validate: stdout is one JSON list, every target's
+    if invocation.display.format == "sarif":  # validate: one SARIF log, a run per target
+        from reconcile.output.sarif import combine  # noqa: PLC0415 (only for SARIF)
+
+        print(json_value(combine([(o.name, record["sarif"]) for o in outcomes for record in o.diagnostics]), indent=2))
+    elif invocation.display.format == "json":  # validate: stdout is one JSON list, every target's
         records = [{"target": outcome.name, **record} for outcome in outcomes for record in outcome.diagnostics]
         print(json.dumps(records, indent=2))
     elif not invocation.display.quiet:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 
 from reconcile.cli.command import Invocation, invocation
-from reconcile.cli.options import PATHS_HELP, Parser, add_command, desired_options, targets_options
+from reconcile.cli.options import (
+    PATHS_HELP,
+    Parser,
+    add_command,
+    add_policy_option,
+    desired_options,
+    policy_choice,
+    targets_options,
+)
 from reconcile.job import validate
 from reconcile.job.validate import ValidateOptions
 
@@ -21,13 +29,15 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP)
     parser.add_argument(
         "--format",
-        choices=("text", "github", "json"),
+        choices=("text", "github", "json", "sarif"),
         default="text",
-        help="text: path:line:col: error: ...; github: workflow annotations; json: a list",
+        help="text: path:line:col: error: ...; github: workflow annotations; json: a list; "
+        "sarif: SARIF 2.1.0 for GitHub code scanning",
     )
+    add_policy_option(parser)
     parser.set_defaults(invocation=parse)
 
 
 def parse(args: argparse.Namespace) -> Invocation[ValidateOptions]:
-    options = ValidateOptions(tuple(args.paths), args.max_file_size)
+    options = ValidateOptions(tuple(args.paths), args.max_file_size, policy_choice(args))
     return invocation(args, options, validate.run, paths=args.paths, output_format=args.format)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from reconcile.desired.loader import Diagnostic, ParsedFile, parse_text
@@ -22,6 +22,9 @@ from reconcile.errors import ConfigError
 from reconcile.files import read_input
 from reconcile.plan.limit import ChangeLimit
 from reconcile.schemas.validators import CONFIG_SCHEMA
+
+if TYPE_CHECKING:  # the policy package is imported only when a config has a `policy:` section
+    from reconcile.policy.policy import Policy
 
 # The run settings a target may set (camelCase, like the report's `run.settings`).
 SETTINGS = ("rate", "concurrency", "maxChanges", "timeout", "maxAttempts", "keyDeadline")
@@ -45,6 +48,7 @@ class TargetConfig:
     management_key_file: str = ""
     base_url: str = ""
     settings: Mapping[str, Any] = field(default_factory=dict)  # SETTINGS names; maxChanges a ChangeLimit
+    policy: Policy | None = None  # the top-level `policy:` with the target's own over it
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,24 @@ def _problems(parsed: ParsedFile) -> list[Diagnostic]:
     for name, item in items.items():
         if isinstance(item, dict):
             problems.extend(_target_problems(parsed, name, item))
+    if not problems:
+        problems.extend(_policy_problems(parsed, data, items))
     return problems
+
+
+def _policy_sections(data: Mapping[str, Any], items: Mapping[str, Any]) -> list[tuple[list[str | int], Any]]:
+    sections: list[tuple[list[str | int], Any]] = [(["policy"], data.get("policy"))]
+    sections += [(["targets", name, "policy"], item.get("policy")) for name, item in items.items()]
+    return [(where, section) for where, section in sections if section is not None]
+
+
+def _policy_problems(parsed: ParsedFile, data: Mapping[str, Any], items: Mapping[str, Any]) -> list[Diagnostic]:
+    sections = _policy_sections(data, items)
+    if not sections:
+        return []
+    from reconcile.config.policy import section_problems  # noqa: PLC0415 (only a config with a policy)
+
+    return [problem for where, section in sections for problem in section_problems(parsed, where, section)]
 
 
 def _target(name: str, item: Mapping[str, Any], folder: Path) -> TargetConfig:
@@ -157,4 +178,11 @@ def load_config(path: Path) -> tuple[Config | None, list[Diagnostic]]:
     if problems:
         return None, sorted(problems)
     targets = {str(name): _target(str(name), item, path.parent) for name, item in parsed.data["targets"].items()}
+    if _policy_sections(parsed.data, parsed.data["targets"]):
+        from reconcile.config.policy import resolve  # noqa: PLC0415 (only a config with a policy)
+
+        targets = {
+            name: replace(target, policy=resolve(parsed.data.get("policy"), parsed.data["targets"][name].get("policy")))
+            for name, target in targets.items()
+        }
     return Config(str(path), targets), []

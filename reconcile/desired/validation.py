@@ -17,12 +17,21 @@ import ipaddress
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from reconcile.desired.loader import Diagnostic, ParsedFile
-from reconcile.model import DESIRED_FIELDS, PRUNE_ACTIONS, DesiredKey, DesiredState, PruneScope, SourceLocation
+from reconcile.model import (
+    DESIRED_FIELDS,
+    PRUNE_ACTIONS,
+    DesiredKey,
+    DesiredState,
+    PruneScope,
+    SourceLocation,
+    Waiver,
+)
 from reconcile.schemas.validators import DESIRED_SCHEMA, inlined, is_valid, validator
 
 if TYPE_CHECKING:
@@ -30,6 +39,7 @@ if TYPE_CHECKING:
 
 SUPPORTED_VERSIONS = (1,)
 _PREFIX_LENGTH = re.compile(r"0|[1-9][0-9]*")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def json_path(segments: Iterable[object]) -> str:
@@ -94,16 +104,18 @@ def _schema_messages(error: ValidationError) -> list[tuple[list[str | int], str,
     """One schema error → (path, message, point at the key rather than the value)."""
     path: list[str | int] = list(error.absolute_path)
     field = str(path[-1]) if path and isinstance(path[-1], str) else ""
-    if error.validator == "not" and path == ["defaults"]:  # `id` set, or not a mapping (the type error says so)
-        return (
-            [([*path, "id"], "`defaults` cannot set `id`: each key names its own", True)]
-            if isinstance(error.instance, dict)
-            else []
-        )
+    if error.validator == "not" and path == ["defaults"]:  # `id` or `waivers` set, or not a mapping (said apart)
+        own = {"id": "each key names its own", "waivers": "each key states its own, beside it"}
+        instance = error.instance if isinstance(error.instance, dict) else {}
+        return [
+            ([*path, name], f"`defaults` cannot set `{name}`: {why}", True)
+            for name, why in own.items()
+            if name in instance
+        ]
     if error.instance is None:
         return [(path, _null_message(path), False)]
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        refused = {"id"} if path == ["defaults"] else set()  # known, but said by the `not` above
+        refused = {"id", "waivers"} if path == ["defaults"] else set()  # known, but said by the `not` above
         known = [name for name in _known_fields(error) if name not in refused]
         results: list[tuple[list[str | int], str, bool]] = []
         for name in sorted(set(error.instance) - set(known) - refused, key=str):
@@ -226,8 +238,36 @@ def _ip_problems(item: dict[str, Any], base: list[str | int]) -> Located:
     return problems
 
 
+def _waiver_problems(item: dict[str, Any], base: list[str | int]) -> Located:
+    """A waiver's `until` is a real day (the schema checks only its shape)."""
+    problems: Located = []
+    waivers = item.get("waivers")
+    for index, waiver in enumerate(waivers if isinstance(waivers, list) else []):
+        until = waiver.get("until") if isinstance(waiver, dict) else None
+        if isinstance(until, str) and _DAY.fullmatch(until):
+            try:
+                date.fromisoformat(until)
+            except ValueError:
+                problems.append(([*base, "waivers", index, "until"], f"`{until}` is not a day of the calendar"))
+    return problems
+
+
 def _semantic_problems(item: dict[str, Any], base: list[str | int]) -> Located:
-    return [*_tenant_problems(item, base), *_map_problems(item, base), *_ip_problems(item, base)]
+    return [
+        *_tenant_problems(item, base),
+        *_map_problems(item, base),
+        *_ip_problems(item, base),
+        *_waiver_problems(item, base),
+    ]
+
+
+def _waivers(item: Mapping[str, Any]) -> tuple[Waiver, ...]:
+    waivers = item.get("waivers")
+    return tuple(
+        Waiver(entry["rule"], entry["reason"], entry["until"], index)
+        for index, entry in enumerate(waivers if isinstance(waivers, list) else [])
+        if isinstance(entry, dict) and all(isinstance(entry.get(name), str) for name in ("rule", "reason", "until"))
+    )  # (an incomplete one is the schema's to report: the state is not used then)
 
 
 def located(parsed: ParsedFile, path: Sequence[str | int], message: str, *, key: bool = False) -> Diagnostic:
@@ -314,6 +354,7 @@ def _desired_keys(parsed: ParsedFile, lines: list[tuple[int, int]]) -> Iterable[
                     id=item["id"] if _usable(item.get("id")) else None,
                     fields={name: fields[name] for name in DESIRED_FIELDS if name in fields},
                     source=SourceLocation(parsed.path, line, column),
+                    waivers=_waivers(item),
                 ),
             )
 

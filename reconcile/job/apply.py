@@ -12,15 +12,15 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconcile.config.targets import TargetConfig
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
-from reconcile.errors import Interrupted, SafetyThresholdExceeded, UsageError
+from reconcile.errors import Interrupted, PolicyRefused, SafetyThresholdExceeded, UsageError
 from reconcile.files import read_input
 from reconcile.job import changes as changing
 from reconcile.job.clock import RunClock, bulk
@@ -29,8 +29,9 @@ from reconcile.job.execute import ApplyOutcome, Writer, execute
 from reconcile.job.fetch import fetch_keys, interrupted_plan
 from reconcile.job.load import LoadedDesired, load_valid
 from reconcile.job.lock import lock_dir, lock_path, project_lock
-from reconcile.job.options import Changes, Outputs, Remote, json_settings, per_target
+from reconcile.job.options import Changes, Outputs, PolicyChoice, Remote, json_settings, per_target
 from reconcile.job.outputs import desired_inputs
+from reconcile.job.policing import ChangesVerdict, check_changes, configured
 from reconcile.job.report import RunRecord, make_report
 from reconcile.job.result import Output, Result, settled_async
 from reconcile.job.session import Session
@@ -43,8 +44,11 @@ from reconcile.plan.diff import Outcome, Plan, compute_plan
 from reconcile.plan.limit import ChangeLimit
 from reconcile.plan.safety import AmbiguousNames, Safety, assess, check_names, check_safety
 
+if TYPE_CHECKING:
+    from reconcile.policy.policy import Policy
+
 Observed = list[dict[str, Any]]
-Refusal = SafetyThresholdExceeded | AmbiguousNames
+Refusal = SafetyThresholdExceeded | AmbiguousNames | PolicyRefused
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class ApplyOptions:
     recheck: bool = False  # read each key again just before its write (always, with a saved plan)
     wait_lock: float = 0.0  # seconds to wait for another apply to the same project
     verbose: bool = False
+    policy: PolicyChoice = field(default_factory=PolicyChoice)
 
     def for_target(self, target: TargetConfig) -> ApplyOptions:
         return replace(
@@ -72,6 +77,7 @@ class ApplyOptions:
             changes=self.changes.for_target(target),
             plan=per_target(self.plan, target.name),
             max_changes=target.settings.get("maxChanges", self.max_changes),
+            policy=self.policy.for_target(target),
         )
 
     def files(self) -> Mapping[str, Path | None]:
@@ -97,6 +103,14 @@ class ApplyOptions:
 
 
 @dataclass(frozen=True)
+class _Verdicts:
+    """What the plan was judged by before any write: the safety threshold and the policy."""
+
+    safety: Safety
+    policy: ChangesVerdict
+
+
+@dataclass(frozen=True)
 class _Run:
     """What an apply needs beside its options once connected."""
 
@@ -104,6 +118,7 @@ class _Run:
     target: Target
     clock: RunClock
     writer: Writer  # where the writes go, and how to recover a secret they lose
+    policy: Policy | None  # the rules its changes must follow
 
 
 def _load_saved_plan(path: Path, max_age: timedelta, project_id: str, clock: RunClock) -> dict[str, Any]:
@@ -142,20 +157,22 @@ async def _plan_to_apply(
     return savedplan.to_plan(saved, by_id), savedplan.files_of(saved), observed
 
 
-async def _writes(options: ApplyOptions, run: _Run, result: Plan, safety: Safety) -> ApplyOutcome | None:
-    """The refusals (a sink for new secrets, ambiguous names, the safety threshold), then the writes."""
+async def _writes(options: ApplyOptions, run: _Run, result: Plan, verdicts: _Verdicts) -> ApplyOutcome | None:
+    """The refusals (the policy, a sink for new secrets, ambiguous names, the safety threshold), then the writes."""
     if not result.writes:
         return None
+    if verdicts.policy.refusal is not None:
+        raise verdicts.policy.refusal
     changing.require_sinks(options.changes, options.outputs, result)  # before any write: a usage error (64)
     check_names(result)
-    check_safety(safety, force=options.force)
+    check_safety(verdicts.safety, force=options.force)
     with run.clock.phase("apply"):
         # a reviewed plan is applied exactly, or not at all
         return await execute(run.writer, run.session, result, recheck=options.recheck or options.plan is not None)
 
 
 async def _writes_and_trail(
-    options: ApplyOptions, run: _Run, record: RunRecord, *, safety: Safety, output: Output
+    options: ApplyOptions, run: _Run, record: RunRecord, *, verdicts: _Verdicts, output: Output
 ) -> tuple[RunRecord, Refusal | None]:
     """The writes, with who changed the drifted keys looked up beside them (its own budget, never in
     their way); after writes, the overwritten check and the apply event."""
@@ -163,8 +180,8 @@ async def _writes_and_trail(
     attributing = asyncio.create_task(attribute_plan(run.session, result, options.trail))
     try:
         try:
-            outcome = await _writes(options, run, result, safety)
-        except (SafetyThresholdExceeded, AmbiguousNames) as error:
+            outcome = await _writes(options, run, result, verdicts)
+        except (SafetyThresholdExceeded, AmbiguousNames, PolicyRefused) as error:
             refusal = error  # the report is still written: a refused plan is worth auditing
         trail = await attributing
     finally:
@@ -183,11 +200,13 @@ async def _writes_and_trail(
 
 async def _locked(
     options: ApplyOptions, run: _Run, loaded: LoadedDesired | None, saved: dict[str, Any] | None, output: Output
-) -> tuple[RunRecord, Refusal | None]:
-    """Under the project's lock: the plan, the secrets an earlier run lost, the writes."""
+) -> tuple[RunRecord, Refusal | None, ChangesVerdict]:
+    """Under the project's lock: the plan, what the policy says of it, the secrets an earlier run
+    lost, the writes."""
     with bulk():
         result, files, observed = await _plan_to_apply(run, loaded, saved)
     output.show(render_plan(result, verbose=options.verbose))
+    verdict = check_changes(run.policy, result, observed, run.clock.started, output)
     unsettled = changing.unsettled_secrets(changing.journal_file(options.changes, options.outputs), observed)
     changing.warn_unsettled(unsettled, run.writer.recover)
     provenance = savedplan.provenance(saved, str(options.plan), run.clock.started) if saved else None
@@ -204,7 +223,8 @@ async def _locked(
         unsettled=unsettled,
         recovery=run.writer.recover,
     )
-    return await _writes_and_trail(options, run, record, safety=safety, output=output)
+    verdicts = _Verdicts(safety, verdict)
+    return (*await _writes_and_trail(options, run, record, verdicts=verdicts, output=output), verdict)
 
 
 def _failures(result: Plan, outcome: ApplyOutcome | None) -> list[str]:
@@ -245,21 +265,24 @@ async def _apply(options: ApplyOptions, output: Output) -> Result:
     if options.paths:
         with bulk():  # before any credentials or network
             loaded = load_valid(options.paths, output, max_bytes=options.max_file_size, clock=clock)
+    policy = configured(options.policy, output) if options.policy.wanted else None
     saved_input = [("the saved plan (--plan)", options.plan)] if options.plan else []
     changing.check_change_outputs(options.changes, options.outputs, [*desired_inputs(loaded), *saved_input])
     target_name = options.remote.target.name if options.remote.target else None
     recover = changing.recovery(options.changes, options.outputs, target_name)
     async with connect(options.remote, concurrency=options.changes.concurrency) as (session, target):
         journal = changing.journal_file(options.changes, options.outputs)
-        run = _Run(session, target, clock, Writer(options.changes, journal, clock.run_id, target.project_id, recover))
+        writer = Writer(options.changes, journal, clock.run_id, target.project_id, recover)
+        run = _Run(session, target, clock, writer, policy)
         saved = _load_saved_plan(options.plan, options.max_plan_age, target.project_id, clock) if options.plan else None
         if saved is not None and loaded is not None:
             savedplan.check_desired(saved, loaded.files)
         lock = lock_path(lock_dir(os.environ), target.base_url, target.project_id)
         async with project_lock(lock, run_id=clock.run_id, wait=options.wait_lock, stop=session.stop):
-            record, refusal = await _locked(options, run, loaded, saved, output)
+            record, refusal, verdict = await _locked(options, run, loaded, saved, output)
         record = replace(record, interrupted=session.interrupted)
         report = make_report(record)
+    verdict.add_to(report)
     code = _ending(record, output) if refusal is None else refusal.exit_code
     return output.result(code, report=report, markdown=render_summary(report), clock=clock, error=refusal)
 

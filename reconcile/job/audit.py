@@ -4,7 +4,7 @@ changed what), in Markdown and JSON."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -17,8 +17,9 @@ from reconcile.job.clock import RunClock, bulk
 from reconcile.job.connect import connect
 from reconcile.job.fetch import fetch_keys
 from reconcile.job.load import load_valid
-from reconcile.job.options import Outputs, Remote, per_target
+from reconcile.job.options import Outputs, PolicyChoice, Remote, per_target
 from reconcile.job.outputs import check_outputs, desired_inputs, summary_output
+from reconcile.job.policing import AuditPolicy, audit_policy, configured
 from reconcile.job.result import Output, Result, settled_async
 from reconcile.job.trail import TrailSettings, attribute_plan
 from reconcile.model import DesiredState
@@ -37,14 +38,25 @@ class AuditOptions:
     out: Path | None = None  # the audit as JSON
     expiring_within: int = 30  # days
     fail_on_drift: bool = False
+    policy: PolicyChoice = field(default_factory=PolicyChoice)
+    checks: AuditPolicy = field(default_factory=AuditPolicy)  # --sarif, --fail-on, --journal
 
     def for_target(self, target: TargetConfig) -> AuditOptions:
+        name = target.name
+        checks = replace(
+            self.checks, sarif=per_target(self.checks.sarif, name), journal=per_target(self.checks.journal, name)
+        )
         return replace(
-            self, paths=target.paths, remote=self.remote.for_target(target), out=per_target(self.out, target.name)
+            self,
+            paths=target.paths,
+            remote=self.remote.for_target(target),
+            out=per_target(self.out, name),
+            policy=self.policy.for_target(target),
+            checks=checks,
         )
 
     def files(self) -> Mapping[str, Path | None]:
-        return {"out": self.out}
+        return {"out": self.out, "journal": self.checks.journal, "sarif": self.checks.sarif}
 
 
 async def _audit(options: AuditOptions, output: Output) -> Result:
@@ -52,7 +64,9 @@ async def _audit(options: AuditOptions, output: Output) -> Result:
     with bulk():
         loaded = load_valid(options.paths, output, max_bytes=options.max_file_size) if options.paths else None
         desired = loaded.state if loaded else DesiredState(keys=())
-        check_outputs([("--out", options.out), *summary_output(options.outputs.summary)], desired_inputs(loaded))
+        policy = configured(options.policy, output) if options.policy.wanted else None
+        named = [("--out", options.out), *summary_output(options.outputs.summary), ("--sarif", options.checks.sarif)]
+        check_outputs(named, desired_inputs(loaded))
         async with connect(options.remote) as (session, target):
             observed = await fetch_keys(session)
             result = compute_plan(desired, observed)
@@ -60,11 +74,15 @@ async def _audit(options: AuditOptions, output: Output) -> Result:
     within = timedelta(days=options.expiring_within)
     findings = build_audit(result, observed, now=clock.started, expiring_within=within, trail=trail)
     markdown = render_audit(findings, project_id=target.project_id)
+    violations = audit_policy(policy, options.checks, findings, observed, desired=desired, now=clock.started)
+    markdown += violations.markdown
     output.show(markdown)
     if options.out:
         write_private_atomically(options.out, json_document(findings))
     drifted = findings["drift"] or findings["missing"]  # a desired key the project lacks is drift too
     code = ExitCode.CHANGES_PENDING if options.fail_on_drift and drifted else ExitCode.OK
+    if violations.failing:
+        code = ExitCode.FAILURE
     return output.result(code, markdown=markdown)
 
 

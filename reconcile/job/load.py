@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES, Diagnostic, ParsedFile, load_files
 from reconcile.desired.validation import build_desired_state
@@ -20,6 +20,7 @@ class LoadedDesired:
     state: DesiredState
     files: tuple[DesiredFile, ...]
     diagnostics: tuple[Diagnostic, ...]
+    parsed: tuple[ParsedFile, ...] = field(default=(), repr=False)  # to place a policy's findings
 
 
 def load_desired(
@@ -37,7 +38,7 @@ def load_desired(
     with clock.phase("validate"):
         state, problems = build_desired_state(parsed)
     files = tuple(DesiredFile(p.path, p.sha256) for p in parsed)
-    return LoadedDesired(state, files, tuple(sorted([*diagnostics, *problems])))
+    return LoadedDesired(state, files, tuple(sorted([*diagnostics, *problems])), tuple(parsed))
 
 
 def load_valid(

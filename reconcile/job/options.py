@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, overload
 
 if TYPE_CHECKING:  # only with a config (not validate with PATHs, on every commit)
     from reconcile.config.targets import TargetConfig
+    from reconcile.policy.policy import Policy
 
 PATTERN = "{target}"  # in a file option: one file per target
 NO_PATHS = "give the desired PATHs, or a config: descope-reconcile.yaml in the current folder, or --config FILE"
@@ -117,3 +118,20 @@ class Changes:
 
     def settings(self) -> dict[str, Any]:
         return {"concurrency": self.concurrency, "secretsOut": self.secrets_out, "secretsCommand": self.secrets_command}
+
+
+@dataclass(frozen=True)
+class PolicyChoice:
+    """Which policy a run uses: `--policy FILE` (runs without a config), or its config target's."""
+
+    file: Path | None = None
+    target: Policy | None = None  # the config target's `policy:`
+    in_target: bool = False  # the run is a config target's: --policy is refused
+
+    @property
+    def wanted(self) -> bool:
+        """Whether the run may have a policy, without reading it (nothing is imported for none)."""
+        return self.file is not None or self.target is not None
+
+    def for_target(self, target: TargetConfig) -> PolicyChoice:
+        return replace(self, target=target.policy, in_target=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconcile.config.targets import TargetConfig
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
@@ -18,8 +18,9 @@ from reconcile.job.clock import RunClock, bulk
 from reconcile.job.connect import Target, connect
 from reconcile.job.fetch import fetch_keys, interrupted_plan
 from reconcile.job.load import LoadedDesired, load_valid
-from reconcile.job.options import NO_PATHS, Outputs, Remote, json_settings, per_target
+from reconcile.job.options import NO_PATHS, Outputs, PolicyChoice, Remote, json_settings, per_target
 from reconcile.job.outputs import check_outputs, desired_inputs, summary_output
+from reconcile.job.policing import ChangesVerdict, check_changes, configured
 from reconcile.job.report import RunRecord, make_report
 from reconcile.job.result import Output, Result, settled_async
 from reconcile.job.session import Session
@@ -33,7 +34,11 @@ from reconcile.plan.limit import ChangeLimit
 from reconcile.plan.safety import Safety, assess
 from reconcile.trail.findings import TrailFindings
 
+if TYPE_CHECKING:
+    from reconcile.policy.policy import Policy
+
 log = logging.getLogger("reconcile")
+Observed = list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class PlanOptions:
     out: Path | None = None  # the saved plan, for `apply --plan`
     max_changes: ChangeLimit | None = None  # warn when apply would refuse
     verbose: bool = False  # every key in the text, not only the changes
+    policy: PolicyChoice = field(default_factory=PolicyChoice)
 
     def for_target(self, target: TargetConfig) -> PlanOptions:
         return replace(
@@ -55,6 +61,7 @@ class PlanOptions:
             outputs=self.outputs.for_target(target.name),
             out=per_target(self.out, target.name),
             max_changes=target.settings.get("maxChanges", self.max_changes),
+            policy=self.policy.for_target(target),
         )
 
     def files(self) -> Mapping[str, Path | None]:
@@ -77,8 +84,8 @@ def _save(out: Path, result: Plan, target: Target, loaded: LoadedDesired, clock:
 
 async def _compare(
     options: PlanOptions, output: Output, session: Session, loaded: LoadedDesired, clock: RunClock
-) -> tuple[Plan, TrailFindings | None, Safety | None]:
-    """Read the project, diff, look up who changed what; show the plan and whether apply would refuse it."""
+) -> tuple[Plan, TrailFindings | None, Observed | None]:
+    """Read the project, diff, look up who changed what, show the plan (None: interrupted before the read)."""
     try:
         with clock.phase("fetch"):
             observed = await fetch_keys(session)
@@ -89,10 +96,20 @@ async def _compare(
     with clock.phase("attribution"):
         trail = await attribute_plan(session, result, options.trail)
     output.show(render_plan(result, verbose=options.verbose, trail=trail))
+    return result, trail, observed
+
+
+def _verdicts(  # noqa: PLR0913 (keyword-only: the plan, what was read, and when)
+    options: PlanOptions, policy: Policy | None, output: Output, *, result: Plan, observed: Observed, clock: RunClock
+) -> tuple[ChangesVerdict, Safety]:
+    """What apply would say of this plan: the policy's refusal, the safety threshold's."""
+    verdict = check_changes(policy, result, observed, clock.started, output)
+    if verdict.refusal is not None:
+        output.show(f"Warning: apply would refuse this plan (exit 1): {verdict.refusal}.\n")
     safety = assess(result, options.max_changes)
     if safety.exceeded:
         output.show(f"Warning: apply would refuse this plan (exit 3): {safety.describe()}.\n")
-    return result, trail, safety
+    return verdict, safety
 
 
 async def _plan(options: PlanOptions, output: Output) -> Result:
@@ -101,16 +118,21 @@ async def _plan(options: PlanOptions, output: Output) -> Result:
     clock = RunClock("plan")
     with bulk():
         loaded = load_valid(options.paths, output, max_bytes=options.max_file_size, clock=clock)
+        policy = configured(options.policy, output) if options.policy.wanted else None
         # no network call at all after a validation error, nor when a result could not be written
         # (or would overwrite a desired file)
         named = [("--out", options.out), ("--report", options.outputs.report)]
         check_outputs([*named, *summary_output(options.outputs.summary)], desired_inputs(loaded))
         async with connect(options.remote) as (session, target):
-            result, trail, safety = await _compare(options, output, session, loaded, clock)
-            if options.out and trail is not None:  # the project was read: the plan is whole
-                _save(options.out, result, target, loaded, clock)
+            result, trail, observed = await _compare(options, output, session, loaded, clock)
+            verdict, safety = ChangesVerdict(), None
+            if observed is not None:  # the project was read: the plan is whole
+                verdict, safety = _verdicts(options, policy, output, result=result, observed=observed, clock=clock)
+                if options.out:
+                    _save(options.out, result, target, loaded, clock)
             record = RunRecord(clock, session.client, target.project_id, result, options.settings(), files=loaded.files)
             report = make_report(replace(record, interrupted=session.interrupted, safety=safety, trail=trail))
+        verdict.add_to(report)
     if session.interrupted:
         output.say(logging.ERROR, "interrupted: the request in flight was cancelled; the plan is incomplete")
         code = ExitCode.FAILURE

@@ -7,11 +7,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconcile.desired.loader import Diagnostic
 from reconcile.errors import ExitCode, ReconcileError
 from reconcile.job.clock import RunClock
+
+if TYPE_CHECKING:  # only when a policy was checked
+    from reconcile.policy.findings import Finding
+    from reconcile.policy.policy import Policy
 
 Message = tuple[int, str]  # a logging level and a line, said once the outputs are written
 
@@ -25,6 +29,8 @@ class Result:
     text: str = ""  # for people on stdout
     markdown: str | None = None  # the summary (--summary, $GITHUB_STEP_SUMMARY)
     diagnostics: tuple[Diagnostic, ...] = ()  # problems in the files, each located
+    findings: tuple[Finding, ...] | None = None  # validate: the policy's findings (None: no policy checked)
+    policy: Policy | None = None  # the policy that found them (its rules, for SARIF)
     messages: tuple[Message, ...] = ()  # the last lines on stderr: they say how the run ends
     error: ReconcileError | OSError | None = None  # what ended the run; it decides the exit code
     clock: RunClock | None = None  # the run's phases (the outputs' writing is one more)

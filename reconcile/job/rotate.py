@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from reconcile.apply.journal import read_records
 from reconcile.config.targets import TargetConfig
 from reconcile.errors import ExitCode, UsageError
 from reconcile.job import changes as changing
 from reconcile.job.clock import RunClock
 from reconcile.job.connect import connect
 from reconcile.job.execute import ApplyOutcome, Writer, execute
-from reconcile.job.fetch import load_keys
-from reconcile.job.options import Changes, Outputs, Remote, json_settings
+from reconcile.job.fetch import fetch_keys, load_keys
+from reconcile.job.lock import lock_dir, lock_path, project_lock
+from reconcile.job.options import Changes, Outputs, PolicyChoice, Remote, json_settings
+from reconcile.job.policing import rotation_age
 from reconcile.job.report import RunRecord, make_report
 from reconcile.job.result import Output, Result, settled_async
+from reconcile.job.session import Session
 from reconcile.output.markdown import render_summary
 from reconcile.output.text import render_plan, render_results
 from reconcile.plan.diff import plan_rotation
+from reconcile.policy.rotation import due_keys, last_rotations
+
+Found = dict[str, dict[str, Any] | None]
 
 
 @dataclass(frozen=True)
@@ -29,8 +38,11 @@ class RotateOptions:
     remote: Remote
     outputs: Outputs
     changes: Changes
-    ids: tuple[str, ...]  # the keys to rotate
+    ids: tuple[str, ...] | None  # the keys to rotate (None: --ids not given)
     dry_run: bool = False  # say what would rotate; send nothing
+    due: bool = False  # instead of ids: the keys past the policy's max-key-age
+    max_keys: int = 10  # with `due`: the oldest this many
+    policy: PolicyChoice = field(default_factory=PolicyChoice)
 
     def for_target(self, target: TargetConfig) -> RotateOptions:
         return replace(
@@ -38,6 +50,7 @@ class RotateOptions:
             remote=self.remote.for_target(target),
             outputs=self.outputs.for_target(target.name),
             changes=self.changes.for_target(target),
+            policy=self.policy.for_target(target),
         )
 
     def files(self) -> Mapping[str, Path | None]:
@@ -47,19 +60,46 @@ class RotateOptions:
         return json_settings({**self.remote.settings(), **self.changes.settings()})
 
 
+async def _due(options: RotateOptions, session: Session, max_days: int, clock: RunClock, output: Output) -> Found:
+    """The keys past the rotation age, the oldest `max_keys` of them."""
+    with clock.phase("fetch"):
+        observed = await fetch_keys(session)
+    journal = changing.journal_file(options.changes, options.outputs)
+    rotated = last_rotations(read_records(journal) if journal is not None and journal.is_file() else [])
+    due = due_keys(observed, max_days, clock.started, rotated)
+    chosen = due[: options.max_keys]
+    more = len(due) - len(chosen)
+    left = f"; {more} left for the next run (--max-keys {options.max_keys})" if more else ""
+    output.show(f"{len(due)} key(s) past the rotation age of {max_days} days{left}.\n")
+    by_id = {str(key.get("id")): key for key in observed}
+    return {item.id: by_id[item.id] for item in chosen}
+
+
 async def _rotate(options: RotateOptions, output: Output) -> Result:
-    if not options.ids:
+    if (options.ids is not None) == options.due:
+        raise UsageError("give --ids ID,ID, or --due (the keys past the policy's max-key-age)")
+    if options.ids is not None and not options.ids:
         raise UsageError("--ids names no key")
+    max_days = rotation_age(options.policy, output) if options.due else None
     clock = RunClock("rotate")
     target_name = options.remote.target.name if options.remote.target else None
     recover = changing.recovery(options.changes, options.outputs, target_name)
     outcome: ApplyOutcome | None = None
     if not options.dry_run:
         changing.check_change_outputs(options.changes, options.outputs)
-    async with connect(options.remote, concurrency=options.changes.concurrency) as (session, target):
-        with clock.phase("fetch"):
-            found = await load_keys(session, options.ids)
-        plan = plan_rotation(list(options.ids), found)
+    concurrency = options.changes.concurrency
+    async with (
+        connect(options.remote, concurrency=concurrency) as (session, target),
+        contextlib.AsyncExitStack() as held,
+    ):
+        if max_days is not None:  # under the project's lock: two `rotate --due` at once would rotate twice
+            lock = lock_path(lock_dir(os.environ), target.base_url, target.project_id)
+            await held.enter_async_context(project_lock(lock, run_id=clock.run_id, wait=0.0, stop=session.stop))
+            found = await _due(options, session, max_days, clock, output)
+        else:
+            with clock.phase("fetch"):
+                found = await load_keys(session, options.ids or ())
+        plan = plan_rotation(list(found), found)
         output.show(render_plan(plan, verbose=True))
         journal = changing.journal_file(options.changes, options.outputs)
         unsettled = changing.unsettled_secrets(journal, [key for key in found.values() if key is not None])

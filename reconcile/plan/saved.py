@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
 from reconcile import __version__
 from reconcile.errors import ReconcileError
-from reconcile.model import DesiredFile, DesiredKey, SourceLocation
+from reconcile.model import DesiredFile, DesiredKey, SourceLocation, Waiver
 from reconcile.plan.diff import FieldChange, KeyPlan, Outcome, Plan, digest, fingerprint, unmanaged_keys
 
 PLAN_FORMAT = 3  # 2: the managed key ids; 3: each change's action (update, create, deactivate, delete)
@@ -70,6 +71,7 @@ def save(
                 "body": dict(item.body) if item.body is not None else None,
                 "status": item.status,
                 "warnings": list(item.warnings),
+                **({"waivers": [asdict(waiver) for waiver in item.key.waivers]} if item.key.waivers else {}),
             }
             for item in plan.changes
         ],
@@ -189,7 +191,12 @@ def to_plan(document: Mapping[str, Any], observed: Mapping[str, Mapping[str, Any
         outcome = Outcome(change["action"])
         keys.append(
             KeyPlan(
-                key=DesiredKey(change["id"], {"name": change["name"]} if change["id"] is None else {}, source),
+                key=DesiredKey(
+                    change["id"],
+                    {"name": change["name"]} if change["id"] is None else {},
+                    source,
+                    tuple(Waiver(**waiver) for waiver in change.get("waivers", ())),  # the policy applies them
+                ),
                 outcome=outcome,
                 reason=change["reason"],
                 name=change["name"],

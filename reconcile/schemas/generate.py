@@ -36,6 +36,7 @@ from reconcile.schemas.validators import (
     CONFIG_SCHEMA,
     CREATE_SCHEMA,
     DESIRED_SCHEMA,
+    POLICY_SCHEMA,
     REQUEST_SCHEMA,
     RESPONSES_SCHEMA,
     compiled_module,
@@ -254,12 +255,17 @@ def render_compiled(name: str) -> str:
 
 
 def compiled_targets() -> dict[Path, Callable[[], str]]:
-    """A module for the schemas of the desired files and of the config, and for each documented answer,
-    from the schemas on disk."""
+    """A module for the schemas of the desired files, of the config and of a policy file, and for each
+    documented answer, from the schemas on disk."""
     load_schema.cache_clear()  # --write has just rewritten them
     inlined.cache_clear()
     endpoints: dict[str, str] = load_schema(RESPONSES_SCHEMA)["x-endpoints"]
-    names = [DESIRED_SCHEMA, CONFIG_SCHEMA, *sorted({f"{RESPONSES_SCHEMA}{pointer}" for pointer in endpoints.values()})]
+    names = [
+        DESIRED_SCHEMA,
+        CONFIG_SCHEMA,
+        POLICY_SCHEMA,
+        *sorted({f"{RESPONSES_SCHEMA}{pointer}" for pointer in endpoints.values()}),
+    ]
     return {COMPILED / f"{compiled_module(name)}.py": partial(render_compiled, name) for name in names}
 
 

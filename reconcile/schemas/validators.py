@@ -28,6 +28,7 @@ DESIRED_SCHEMA = "desired.schema.json"
 REPORT_SCHEMA = "report.schema.json"
 RESPONSES_SCHEMA = "accesskey-responses.schema.json"
 CONFIG_SCHEMA = "config.schema.json"
+POLICY_SCHEMA = "policy.schema.json"
 
 
 def schemas_dir() -> Path:
@@ -105,7 +106,7 @@ def validator(name: str) -> Draft202012Validator:
 
     registry: Registry[Any] = Registry().with_resources(
         (other, Resource.from_contents(load_schema(other)))
-        for other in (REQUEST_SCHEMA, CREATE_SCHEMA, DESIRED_SCHEMA, RESPONSES_SCHEMA)
+        for other in (REQUEST_SCHEMA, CREATE_SCHEMA, DESIRED_SCHEMA, RESPONSES_SCHEMA, POLICY_SCHEMA)
     )
     schema = {"$ref": name} if "#" in name else load_schema(name)
     return Draft202012Validator(schema, registry=registry)

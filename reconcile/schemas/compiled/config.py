@@ -13,7 +13,8 @@ JsonSchemaValuesException = JsonSchemaValueException
 
 
 REGEX_PATTERNS = {
-    '^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])': re.compile('^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])')
+    '^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])': re.compile('^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'),
+    '^[a-z0-9][a-z0-9-]*(?![\\s\\S])': re.compile('^[a-z0-9][a-z0-9-]*(?![\\s\\S])')
 }
 
 NoneType = type(None)
@@ -173,8 +174,1236 @@ def validate(data, custom_formats={}, name_prefix=None):
                                 if isinstance(data__targets_value__keyDeadline, (int, float, Decimal)) and not isinstance(data__targets_value__keyDeadline, bool):
                                     if data__targets_value__keyDeadline <= 0:
                                         raise JsonSchemaValueException("invalid")
+                            if "policy" in data__targets_value_keys:
+                                data__targets_value_keys.remove("policy")
+                                data__targets_value__policy = data__targets_value["policy"]
+                                if not isinstance(data__targets_value__policy, (dict)):
+                                    raise JsonSchemaValueException("invalid")
+                                data__targets_value__policy_is_dict = isinstance(data__targets_value__policy, dict)
+                                if data__targets_value__policy_is_dict:
+                                    data__targets_value__policy_keys = set(data__targets_value__policy.keys())
+                                    if "rules" in data__targets_value__policy_keys:
+                                        data__targets_value__policy_keys.remove("rules")
+                                        data__targets_value__policy__rules = data__targets_value__policy["rules"]
+                                        if not isinstance(data__targets_value__policy__rules, (dict)):
+                                            raise JsonSchemaValueException("invalid")
+                                        data__targets_value__policy__rules_is_dict = isinstance(data__targets_value__policy__rules, dict)
+                                        if data__targets_value__policy__rules_is_dict:
+                                            data__targets_value__policy__rules_keys = set(data__targets_value__policy__rules.keys())
+                                            if "expiry-required" in data__targets_value__policy__rules_keys:
+                                                data__targets_value__policy__rules_keys.remove("expiry-required")
+                                                data__targets_value__policy__rules__expiryrequired = data__targets_value__policy__rules["expiry-required"]
+                                                data__targets_value__policy__rules__expiryrequired_any_of_count1 = 0
+                                                if not data__targets_value__policy__rules__expiryrequired_any_of_count1:
+                                                    try:
+                                                        if not isinstance(data__targets_value__policy__rules__expiryrequired, (bool)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__expiryrequired_any_of_count1 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__expiryrequired_any_of_count1:
+                                                    try:
+                                                        if not isinstance(data__targets_value__policy__rules__expiryrequired, (dict)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__expiryrequired_is_dict = isinstance(data__targets_value__policy__rules__expiryrequired, dict)
+                                                        if data__targets_value__policy__rules__expiryrequired_is_dict:
+                                                            data__targets_value__policy__rules__expiryrequired_keys = set(data__targets_value__policy__rules__expiryrequired.keys())
+                                                            if "severity" in data__targets_value__policy__rules__expiryrequired_keys:
+                                                                data__targets_value__policy__rules__expiryrequired_keys.remove("severity")
+                                                                data__targets_value__policy__rules__expiryrequired__severity = data__targets_value__policy__rules__expiryrequired["severity"]
+                                                                if not (isinstance(data__targets_value__policy__rules__expiryrequired__severity, str) and data__targets_value__policy__rules__expiryrequired__severity == 'error' or isinstance(data__targets_value__policy__rules__expiryrequired__severity, str) and data__targets_value__policy__rules__expiryrequired__severity == 'warning'):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                            if data__targets_value__policy__rules__expiryrequired_keys:
+                                                                raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__expiryrequired_any_of_count1 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__expiryrequired_any_of_count1:
+                                                    raise JsonSchemaValueException("invalid")
+                                            if "max-lifetime" in data__targets_value__policy__rules_keys:
+                                                data__targets_value__policy__rules_keys.remove("max-lifetime")
+                                                data__targets_value__policy__rules__maxlifetime = data__targets_value__policy__rules["max-lifetime"]
+                                                data__targets_value__policy__rules__maxlifetime_any_of_count2 = 0
+                                                if not data__targets_value__policy__rules__maxlifetime_any_of_count2:
+                                                    try:
+                                                        if not (isinstance(data__targets_value__policy__rules__maxlifetime, bool) and data__targets_value__policy__rules__maxlifetime is False):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__maxlifetime_any_of_count2 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__maxlifetime_any_of_count2:
+                                                    try:
+                                                        if not isinstance(data__targets_value__policy__rules__maxlifetime, (dict)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__maxlifetime_is_dict = isinstance(data__targets_value__policy__rules__maxlifetime, dict)
+                                                        if data__targets_value__policy__rules__maxlifetime_is_dict:
+                                                            data__targets_value__policy__rules__maxlifetime__missing_keys = set(['days']) - data__targets_value__policy__rules__maxlifetime.keys()
+                                                            if data__targets_value__policy__rules__maxlifetime__missing_keys:
+                                                                raise JsonSchemaValueException("invalid")
+                                                            data__targets_value__policy__rules__maxlifetime_keys = set(data__targets_value__policy__rules__maxlifetime.keys())
+                                                            if "severity" in data__targets_value__policy__rules__maxlifetime_keys:
+                                                                data__targets_value__policy__rules__maxlifetime_keys.remove("severity")
+                                                                data__targets_value__policy__rules__maxlifetime__severity = data__targets_value__policy__rules__maxlifetime["severity"]
+                                                                if not (isinstance(data__targets_value__policy__rules__maxlifetime__severity, str) and data__targets_value__policy__rules__maxlifetime__severity == 'error' or isinstance(data__targets_value__policy__rules__maxlifetime__severity, str) and data__targets_value__policy__rules__maxlifetime__severity == 'warning'):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                            if "days" in data__targets_value__policy__rules__maxlifetime_keys:
+                                                                data__targets_value__policy__rules__maxlifetime_keys.remove("days")
+                                                                data__targets_value__policy__rules__maxlifetime__days = data__targets_value__policy__rules__maxlifetime["days"]
+                                                                if not isinstance(data__targets_value__policy__rules__maxlifetime__days, (int)) and not (isinstance(data__targets_value__policy__rules__maxlifetime__days, float) and data__targets_value__policy__rules__maxlifetime__days.is_integer()) or isinstance(data__targets_value__policy__rules__maxlifetime__days, bool):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                                if isinstance(data__targets_value__policy__rules__maxlifetime__days, (int, float, Decimal)) and not isinstance(data__targets_value__policy__rules__maxlifetime__days, bool):
+                                                                    if data__targets_value__policy__rules__maxlifetime__days < 1:
+                                                                        raise JsonSchemaValueException("invalid")
+                                                            if data__targets_value__policy__rules__maxlifetime_keys:
+                                                                raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__maxlifetime_any_of_count2 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__maxlifetime_any_of_count2:
+                                                    raise JsonSchemaValueException("invalid")
+                                            if "permitted-ips-required" in data__targets_value__policy__rules_keys:
+                                                data__targets_value__policy__rules_keys.remove("permitted-ips-required")
+                                                data__targets_value__policy__rules__permittedipsrequired = data__targets_value__policy__rules["permitted-ips-required"]
+                                                data__targets_value__policy__rules__permittedipsrequired_any_of_count3 = 0
+                                                if not data__targets_value__policy__rules__permittedipsrequired_any_of_count3:
+                                                    try:
+                                                        if not isinstance(data__targets_value__policy__rules__permittedipsrequired, (bool)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__permittedipsrequired_any_of_count3 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__permittedipsrequired_any_of_count3:
+                                                    try:
+                                                        if not isinstance(data__targets_value__policy__rules__permittedipsrequired, (dict)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__permittedipsrequired_is_dict = isinstance(data__targets_value__policy__rules__permittedipsrequired, dict)
+                                                        if data__targets_value__policy__rules__permittedipsrequired_is_dict:
+                                                            data__targets_value__policy__rules__permittedipsrequired_keys = set(data__targets_value__policy__rules__permittedipsrequired.keys())
+                                                            if "severity" in data__targets_value__policy__rules__permittedipsrequired_keys:
+                                                                data__targets_value__policy__rules__permittedipsrequired_keys.remove("severity")
+                                                                data__targets_value__policy__rules__permittedipsrequired__severity = data__targets_value__policy__rules__permittedipsrequired["severity"]
+                                                                if not (isinstance(data__targets_value__policy__rules__permittedipsrequired__severity, str) and data__targets_value__policy__rules__permittedipsrequired__severity == 'error' or isinstance(data__targets_value__policy__rules__permittedipsrequired__severity, str) and data__targets_value__policy__rules__permittedipsrequired__severity == 'warning'):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                            if data__targets_value__policy__rules__permittedipsrequired_keys:
+                                                                raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__permittedipsrequired_any_of_count3 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__permittedipsrequired_any_of_count3:
+                                                    raise JsonSchemaValueException("invalid")
+                                            if "forbidden-ips" in data__targets_value__policy__rules_keys:
+                                                data__targets_value__policy__rules_keys.remove("forbidden-ips")
+                                                data__targets_value__policy__rules__forbiddenips = data__targets_value__policy__rules["forbidden-ips"]
+                                                data__targets_value__policy__rules__forbiddenips_any_of_count4 = 0
+                                                if not data__targets_value__policy__rules__forbiddenips_any_of_count4:
+                                                    try:
+                                                        if not isinstance(data__targets_value__policy__rules__forbiddenips, (bool)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__forbiddenips_any_of_count4 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__forbiddenips_any_of_count4:
+                                                    try:
+                                                        if not isinstance(data__targets_value__policy__rules__forbiddenips, (dict)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__forbiddenips_is_dict = isinstance(data__targets_value__policy__rules__forbiddenips, dict)
+                                                        if data__targets_value__policy__rules__forbiddenips_is_dict:
+                                                            data__targets_value__policy__rules__forbiddenips_keys = set(data__targets_value__policy__rules__forbiddenips.keys())
+                                                            if "severity" in data__targets_value__policy__rules__forbiddenips_keys:
+                                                                data__targets_value__policy__rules__forbiddenips_keys.remove("severity")
+                                                                data__targets_value__policy__rules__forbiddenips__severity = data__targets_value__policy__rules__forbiddenips["severity"]
+                                                                if not (isinstance(data__targets_value__policy__rules__forbiddenips__severity, str) and data__targets_value__policy__rules__forbiddenips__severity == 'error' or isinstance(data__targets_value__policy__rules__forbiddenips__severity, str) and data__targets_value__policy__rules__forbiddenips__severity == 'warning'):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                            if "ranges" in data__targets_value__policy__rules__forbiddenips_keys:
+                                                                data__targets_value__policy__rules__forbiddenips_keys.remove("ranges")
+                                                                data__targets_value__policy__rules__forbiddenips__ranges = data__targets_value__policy__rules__forbiddenips["ranges"]
+                                                                if not isinstance(data__targets_value__policy__rules__forbiddenips__ranges, (list, tuple)):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                                data__targets_value__policy__rules__forbiddenips__ranges_is_list = isinstance(data__targets_value__policy__rules__forbiddenips__ranges, (list, tuple))
+                                                                if data__targets_value__policy__rules__forbiddenips__ranges_is_list:
+                                                                    data__targets_value__policy__rules__forbiddenips__ranges_len = len(data__targets_value__policy__rules__forbiddenips__ranges)
+                                                                    if data__targets_value__policy__rules__forbiddenips__ranges_len < 1:
+                                                                        raise JsonSchemaValueException("invalid")
+                                                                    def fn(var): return frozenset(dict((k, fn(v)) for k, v in var.items()).items()) if hasattr(var, "items") else tuple(fn(v) for v in var) if isinstance(var, (dict, list)) else (bool, var) if isinstance(var, bool) else var
+                                                                    if data__targets_value__policy__rules__forbiddenips__ranges_len > len(set(fn(data__targets_value__policy__rules__forbiddenips__ranges_x) for data__targets_value__policy__rules__forbiddenips__ranges_x in data__targets_value__policy__rules__forbiddenips__ranges)):
+                                                                        raise JsonSchemaValueException("invalid")
+                                                                    for data__targets_value__policy__rules__forbiddenips__ranges_x, data__targets_value__policy__rules__forbiddenips__ranges_item in enumerate(data__targets_value__policy__rules__forbiddenips__ranges):
+                                                                        if not isinstance(data__targets_value__policy__rules__forbiddenips__ranges_item, (str)):
+                                                                            raise JsonSchemaValueException("invalid")
+                                                                        if isinstance(data__targets_value__policy__rules__forbiddenips__ranges_item, str):
+                                                                            data__targets_value__policy__rules__forbiddenips__ranges_item_len = len(data__targets_value__policy__rules__forbiddenips__ranges_item)
+                                                                            if data__targets_value__policy__rules__forbiddenips__ranges_item_len < 1:
+                                                                                raise JsonSchemaValueException("invalid")
+                                                                            if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__targets_value__policy__rules__forbiddenips__ranges_item):
+                                                                                raise JsonSchemaValueException("invalid")
+                                                            if data__targets_value__policy__rules__forbiddenips_keys:
+                                                                raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__forbiddenips_any_of_count4 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__forbiddenips_any_of_count4:
+                                                    raise JsonSchemaValueException("invalid")
+                                            if "allowed-ips" in data__targets_value__policy__rules_keys:
+                                                data__targets_value__policy__rules_keys.remove("allowed-ips")
+                                                data__targets_value__policy__rules__allowedips = data__targets_value__policy__rules["allowed-ips"]
+                                                data__targets_value__policy__rules__allowedips_any_of_count5 = 0
+                                                if not data__targets_value__policy__rules__allowedips_any_of_count5:
+                                                    try:
+                                                        if not (isinstance(data__targets_value__policy__rules__allowedips, bool) and data__targets_value__policy__rules__allowedips is False):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__allowedips_any_of_count5 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__allowedips_any_of_count5:
+                                                    try:
+                                                        if not isinstance(data__targets_value__policy__rules__allowedips, (dict)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__allowedips_is_dict = isinstance(data__targets_value__policy__rules__allowedips, dict)
+                                                        if data__targets_value__policy__rules__allowedips_is_dict:
+                                                            data__targets_value__policy__rules__allowedips__missing_keys = set(['ranges']) - data__targets_value__policy__rules__allowedips.keys()
+                                                            if data__targets_value__policy__rules__allowedips__missing_keys:
+                                                                raise JsonSchemaValueException("invalid")
+                                                            data__targets_value__policy__rules__allowedips_keys = set(data__targets_value__policy__rules__allowedips.keys())
+                                                            if "severity" in data__targets_value__policy__rules__allowedips_keys:
+                                                                data__targets_value__policy__rules__allowedips_keys.remove("severity")
+                                                                data__targets_value__policy__rules__allowedips__severity = data__targets_value__policy__rules__allowedips["severity"]
+                                                                if not (isinstance(data__targets_value__policy__rules__allowedips__severity, str) and data__targets_value__policy__rules__allowedips__severity == 'error' or isinstance(data__targets_value__policy__rules__allowedips__severity, str) and data__targets_value__policy__rules__allowedips__severity == 'warning'):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                            if "ranges" in data__targets_value__policy__rules__allowedips_keys:
+                                                                data__targets_value__policy__rules__allowedips_keys.remove("ranges")
+                                                                data__targets_value__policy__rules__allowedips__ranges = data__targets_value__policy__rules__allowedips["ranges"]
+                                                                if not isinstance(data__targets_value__policy__rules__allowedips__ranges, (list, tuple)):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                                data__targets_value__policy__rules__allowedips__ranges_is_list = isinstance(data__targets_value__policy__rules__allowedips__ranges, (list, tuple))
+                                                                if data__targets_value__policy__rules__allowedips__ranges_is_list:
+                                                                    data__targets_value__policy__rules__allowedips__ranges_len = len(data__targets_value__policy__rules__allowedips__ranges)
+                                                                    if data__targets_value__policy__rules__allowedips__ranges_len < 1:
+                                                                        raise JsonSchemaValueException("invalid")
+                                                                    def fn(var): return frozenset(dict((k, fn(v)) for k, v in var.items()).items()) if hasattr(var, "items") else tuple(fn(v) for v in var) if isinstance(var, (dict, list)) else (bool, var) if isinstance(var, bool) else var
+                                                                    if data__targets_value__policy__rules__allowedips__ranges_len > len(set(fn(data__targets_value__policy__rules__allowedips__ranges_x) for data__targets_value__policy__rules__allowedips__ranges_x in data__targets_value__policy__rules__allowedips__ranges)):
+                                                                        raise JsonSchemaValueException("invalid")
+                                                                    for data__targets_value__policy__rules__allowedips__ranges_x, data__targets_value__policy__rules__allowedips__ranges_item in enumerate(data__targets_value__policy__rules__allowedips__ranges):
+                                                                        if not isinstance(data__targets_value__policy__rules__allowedips__ranges_item, (str)):
+                                                                            raise JsonSchemaValueException("invalid")
+                                                                        if isinstance(data__targets_value__policy__rules__allowedips__ranges_item, str):
+                                                                            data__targets_value__policy__rules__allowedips__ranges_item_len = len(data__targets_value__policy__rules__allowedips__ranges_item)
+                                                                            if data__targets_value__policy__rules__allowedips__ranges_item_len < 1:
+                                                                                raise JsonSchemaValueException("invalid")
+                                                                            if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__targets_value__policy__rules__allowedips__ranges_item):
+                                                                                raise JsonSchemaValueException("invalid")
+                                                            if data__targets_value__policy__rules__allowedips_keys:
+                                                                raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__allowedips_any_of_count5 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__allowedips_any_of_count5:
+                                                    raise JsonSchemaValueException("invalid")
+                                            if "allowed-roles" in data__targets_value__policy__rules_keys:
+                                                data__targets_value__policy__rules_keys.remove("allowed-roles")
+                                                data__targets_value__policy__rules__allowedroles = data__targets_value__policy__rules["allowed-roles"]
+                                                data__targets_value__policy__rules__allowedroles_any_of_count6 = 0
+                                                if not data__targets_value__policy__rules__allowedroles_any_of_count6:
+                                                    try:
+                                                        if not (isinstance(data__targets_value__policy__rules__allowedroles, bool) and data__targets_value__policy__rules__allowedroles is False):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__allowedroles_any_of_count6 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__allowedroles_any_of_count6:
+                                                    try:
+                                                        if not isinstance(data__targets_value__policy__rules__allowedroles, (dict)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__allowedroles_is_dict = isinstance(data__targets_value__policy__rules__allowedroles, dict)
+                                                        if data__targets_value__policy__rules__allowedroles_is_dict:
+                                                            data__targets_value__policy__rules__allowedroles_len = len(data__targets_value__policy__rules__allowedroles)
+                                                            if data__targets_value__policy__rules__allowedroles_len < 1:
+                                                                raise JsonSchemaValueException("invalid")
+                                                            data__targets_value__policy__rules__allowedroles_keys = set(data__targets_value__policy__rules__allowedroles.keys())
+                                                            if "severity" in data__targets_value__policy__rules__allowedroles_keys:
+                                                                data__targets_value__policy__rules__allowedroles_keys.remove("severity")
+                                                                data__targets_value__policy__rules__allowedroles__severity = data__targets_value__policy__rules__allowedroles["severity"]
+                                                                if not (isinstance(data__targets_value__policy__rules__allowedroles__severity, str) and data__targets_value__policy__rules__allowedroles__severity == 'error' or isinstance(data__targets_value__policy__rules__allowedroles__severity, str) and data__targets_value__policy__rules__allowedroles__severity == 'warning'):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                            if "project" in data__targets_value__policy__rules__allowedroles_keys:
+                                                                data__targets_value__policy__rules__allowedroles_keys.remove("project")
+                                                                data__targets_value__policy__rules__allowedroles__project = data__targets_value__policy__rules__allowedroles["project"]
+                                                                if not isinstance(data__targets_value__policy__rules__allowedroles__project, (list, tuple)):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                                data__targets_value__policy__rules__allowedroles__project_is_list = isinstance(data__targets_value__policy__rules__allowedroles__project, (list, tuple))
+                                                                if data__targets_value__policy__rules__allowedroles__project_is_list:
+                                                                    def fn(var): return frozenset(dict((k, fn(v)) for k, v in var.items()).items()) if hasattr(var, "items") else tuple(fn(v) for v in var) if isinstance(var, (dict, list)) else (bool, var) if isinstance(var, bool) else var
+                                                                    data__targets_value__policy__rules__allowedroles__project_len = len(data__targets_value__policy__rules__allowedroles__project)
+                                                                    if data__targets_value__policy__rules__allowedroles__project_len > len(set(fn(data__targets_value__policy__rules__allowedroles__project_x) for data__targets_value__policy__rules__allowedroles__project_x in data__targets_value__policy__rules__allowedroles__project)):
+                                                                        raise JsonSchemaValueException("invalid")
+                                                                    for data__targets_value__policy__rules__allowedroles__project_x, data__targets_value__policy__rules__allowedroles__project_item in enumerate(data__targets_value__policy__rules__allowedroles__project):
+                                                                        if not isinstance(data__targets_value__policy__rules__allowedroles__project_item, (str)):
+                                                                            raise JsonSchemaValueException("invalid")
+                                                                        if isinstance(data__targets_value__policy__rules__allowedroles__project_item, str):
+                                                                            data__targets_value__policy__rules__allowedroles__project_item_len = len(data__targets_value__policy__rules__allowedroles__project_item)
+                                                                            if data__targets_value__policy__rules__allowedroles__project_item_len < 1:
+                                                                                raise JsonSchemaValueException("invalid")
+                                                                            if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__targets_value__policy__rules__allowedroles__project_item):
+                                                                                raise JsonSchemaValueException("invalid")
+                                                            if "tenants" in data__targets_value__policy__rules__allowedroles_keys:
+                                                                data__targets_value__policy__rules__allowedroles_keys.remove("tenants")
+                                                                data__targets_value__policy__rules__allowedroles__tenants = data__targets_value__policy__rules__allowedroles["tenants"]
+                                                                if not isinstance(data__targets_value__policy__rules__allowedroles__tenants, (dict)):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                                data__targets_value__policy__rules__allowedroles__tenants_is_dict = isinstance(data__targets_value__policy__rules__allowedroles__tenants, dict)
+                                                                if data__targets_value__policy__rules__allowedroles__tenants_is_dict:
+                                                                    data__targets_value__policy__rules__allowedroles__tenants_keys = set(data__targets_value__policy__rules__allowedroles__tenants.keys())
+                                                                    for data__targets_value__policy__rules__allowedroles__tenants_key in data__targets_value__policy__rules__allowedroles__tenants_keys:
+                                                                        if data__targets_value__policy__rules__allowedroles__tenants_key not in []:
+                                                                            data__targets_value__policy__rules__allowedroles__tenants_value = data__targets_value__policy__rules__allowedroles__tenants.get(data__targets_value__policy__rules__allowedroles__tenants_key)
+                                                                            if not isinstance(data__targets_value__policy__rules__allowedroles__tenants_value, (list, tuple)):
+                                                                                raise JsonSchemaValueException("invalid")
+                                                                            data__targets_value__policy__rules__allowedroles__tenants_value_is_list = isinstance(data__targets_value__policy__rules__allowedroles__tenants_value, (list, tuple))
+                                                                            if data__targets_value__policy__rules__allowedroles__tenants_value_is_list:
+                                                                                def fn(var): return frozenset(dict((k, fn(v)) for k, v in var.items()).items()) if hasattr(var, "items") else tuple(fn(v) for v in var) if isinstance(var, (dict, list)) else (bool, var) if isinstance(var, bool) else var
+                                                                                data__targets_value__policy__rules__allowedroles__tenants_value_len = len(data__targets_value__policy__rules__allowedroles__tenants_value)
+                                                                                if data__targets_value__policy__rules__allowedroles__tenants_value_len > len(set(fn(data__targets_value__policy__rules__allowedroles__tenants_value_x) for data__targets_value__policy__rules__allowedroles__tenants_value_x in data__targets_value__policy__rules__allowedroles__tenants_value)):
+                                                                                    raise JsonSchemaValueException("invalid")
+                                                                                for data__targets_value__policy__rules__allowedroles__tenants_value_x, data__targets_value__policy__rules__allowedroles__tenants_value_item in enumerate(data__targets_value__policy__rules__allowedroles__tenants_value):
+                                                                                    if not isinstance(data__targets_value__policy__rules__allowedroles__tenants_value_item, (str)):
+                                                                                        raise JsonSchemaValueException("invalid")
+                                                                                    if isinstance(data__targets_value__policy__rules__allowedroles__tenants_value_item, str):
+                                                                                        data__targets_value__policy__rules__allowedroles__tenants_value_item_len = len(data__targets_value__policy__rules__allowedroles__tenants_value_item)
+                                                                                        if data__targets_value__policy__rules__allowedroles__tenants_value_item_len < 1:
+                                                                                            raise JsonSchemaValueException("invalid")
+                                                                                        if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__targets_value__policy__rules__allowedroles__tenants_value_item):
+                                                                                            raise JsonSchemaValueException("invalid")
+                                                            if data__targets_value__policy__rules__allowedroles_keys:
+                                                                raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__allowedroles_any_of_count6 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__allowedroles_any_of_count6:
+                                                    raise JsonSchemaValueException("invalid")
+                                            if "forbidden-roles" in data__targets_value__policy__rules_keys:
+                                                data__targets_value__policy__rules_keys.remove("forbidden-roles")
+                                                data__targets_value__policy__rules__forbiddenroles = data__targets_value__policy__rules["forbidden-roles"]
+                                                data__targets_value__policy__rules__forbiddenroles_any_of_count7 = 0
+                                                if not data__targets_value__policy__rules__forbiddenroles_any_of_count7:
+                                                    try:
+                                                        if not (isinstance(data__targets_value__policy__rules__forbiddenroles, bool) and data__targets_value__policy__rules__forbiddenroles is False):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__forbiddenroles_any_of_count7 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__forbiddenroles_any_of_count7:
+                                                    try:
+                                                        if not isinstance(data__targets_value__policy__rules__forbiddenroles, (dict)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__forbiddenroles_is_dict = isinstance(data__targets_value__policy__rules__forbiddenroles, dict)
+                                                        if data__targets_value__policy__rules__forbiddenroles_is_dict:
+                                                            data__targets_value__policy__rules__forbiddenroles_len = len(data__targets_value__policy__rules__forbiddenroles)
+                                                            if data__targets_value__policy__rules__forbiddenroles_len < 1:
+                                                                raise JsonSchemaValueException("invalid")
+                                                            data__targets_value__policy__rules__forbiddenroles_keys = set(data__targets_value__policy__rules__forbiddenroles.keys())
+                                                            if "severity" in data__targets_value__policy__rules__forbiddenroles_keys:
+                                                                data__targets_value__policy__rules__forbiddenroles_keys.remove("severity")
+                                                                data__targets_value__policy__rules__forbiddenroles__severity = data__targets_value__policy__rules__forbiddenroles["severity"]
+                                                                if not (isinstance(data__targets_value__policy__rules__forbiddenroles__severity, str) and data__targets_value__policy__rules__forbiddenroles__severity == 'error' or isinstance(data__targets_value__policy__rules__forbiddenroles__severity, str) and data__targets_value__policy__rules__forbiddenroles__severity == 'warning'):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                            if "project" in data__targets_value__policy__rules__forbiddenroles_keys:
+                                                                data__targets_value__policy__rules__forbiddenroles_keys.remove("project")
+                                                                data__targets_value__policy__rules__forbiddenroles__project = data__targets_value__policy__rules__forbiddenroles["project"]
+                                                                if not isinstance(data__targets_value__policy__rules__forbiddenroles__project, (list, tuple)):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                                data__targets_value__policy__rules__forbiddenroles__project_is_list = isinstance(data__targets_value__policy__rules__forbiddenroles__project, (list, tuple))
+                                                                if data__targets_value__policy__rules__forbiddenroles__project_is_list:
+                                                                    def fn(var): return frozenset(dict((k, fn(v)) for k, v in var.items()).items()) if hasattr(var, "items") else tuple(fn(v) for v in var) if isinstance(var, (dict, list)) else (bool, var) if isinstance(var, bool) else var
+                                                                    data__targets_value__policy__rules__forbiddenroles__project_len = len(data__targets_value__policy__rules__forbiddenroles__project)
+                                                                    if data__targets_value__policy__rules__forbiddenroles__project_len > len(set(fn(data__targets_value__policy__rules__forbiddenroles__project_x) for data__targets_value__policy__rules__forbiddenroles__project_x in data__targets_value__policy__rules__forbiddenroles__project)):
+                                                                        raise JsonSchemaValueException("invalid")
+                                                                    for data__targets_value__policy__rules__forbiddenroles__project_x, data__targets_value__policy__rules__forbiddenroles__project_item in enumerate(data__targets_value__policy__rules__forbiddenroles__project):
+                                                                        if not isinstance(data__targets_value__policy__rules__forbiddenroles__project_item, (str)):
+                                                                            raise JsonSchemaValueException("invalid")
+                                                                        if isinstance(data__targets_value__policy__rules__forbiddenroles__project_item, str):
+                                                                            data__targets_value__policy__rules__forbiddenroles__project_item_len = len(data__targets_value__policy__rules__forbiddenroles__project_item)
+                                                                            if data__targets_value__policy__rules__forbiddenroles__project_item_len < 1:
+                                                                                raise JsonSchemaValueException("invalid")
+                                                                            if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__targets_value__policy__rules__forbiddenroles__project_item):
+                                                                                raise JsonSchemaValueException("invalid")
+                                                            if "tenants" in data__targets_value__policy__rules__forbiddenroles_keys:
+                                                                data__targets_value__policy__rules__forbiddenroles_keys.remove("tenants")
+                                                                data__targets_value__policy__rules__forbiddenroles__tenants = data__targets_value__policy__rules__forbiddenroles["tenants"]
+                                                                if not isinstance(data__targets_value__policy__rules__forbiddenroles__tenants, (dict)):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                                data__targets_value__policy__rules__forbiddenroles__tenants_is_dict = isinstance(data__targets_value__policy__rules__forbiddenroles__tenants, dict)
+                                                                if data__targets_value__policy__rules__forbiddenroles__tenants_is_dict:
+                                                                    data__targets_value__policy__rules__forbiddenroles__tenants_keys = set(data__targets_value__policy__rules__forbiddenroles__tenants.keys())
+                                                                    for data__targets_value__policy__rules__forbiddenroles__tenants_key in data__targets_value__policy__rules__forbiddenroles__tenants_keys:
+                                                                        if data__targets_value__policy__rules__forbiddenroles__tenants_key not in []:
+                                                                            data__targets_value__policy__rules__forbiddenroles__tenants_value = data__targets_value__policy__rules__forbiddenroles__tenants.get(data__targets_value__policy__rules__forbiddenroles__tenants_key)
+                                                                            if not isinstance(data__targets_value__policy__rules__forbiddenroles__tenants_value, (list, tuple)):
+                                                                                raise JsonSchemaValueException("invalid")
+                                                                            data__targets_value__policy__rules__forbiddenroles__tenants_value_is_list = isinstance(data__targets_value__policy__rules__forbiddenroles__tenants_value, (list, tuple))
+                                                                            if data__targets_value__policy__rules__forbiddenroles__tenants_value_is_list:
+                                                                                def fn(var): return frozenset(dict((k, fn(v)) for k, v in var.items()).items()) if hasattr(var, "items") else tuple(fn(v) for v in var) if isinstance(var, (dict, list)) else (bool, var) if isinstance(var, bool) else var
+                                                                                data__targets_value__policy__rules__forbiddenroles__tenants_value_len = len(data__targets_value__policy__rules__forbiddenroles__tenants_value)
+                                                                                if data__targets_value__policy__rules__forbiddenroles__tenants_value_len > len(set(fn(data__targets_value__policy__rules__forbiddenroles__tenants_value_x) for data__targets_value__policy__rules__forbiddenroles__tenants_value_x in data__targets_value__policy__rules__forbiddenroles__tenants_value)):
+                                                                                    raise JsonSchemaValueException("invalid")
+                                                                                for data__targets_value__policy__rules__forbiddenroles__tenants_value_x, data__targets_value__policy__rules__forbiddenroles__tenants_value_item in enumerate(data__targets_value__policy__rules__forbiddenroles__tenants_value):
+                                                                                    if not isinstance(data__targets_value__policy__rules__forbiddenroles__tenants_value_item, (str)):
+                                                                                        raise JsonSchemaValueException("invalid")
+                                                                                    if isinstance(data__targets_value__policy__rules__forbiddenroles__tenants_value_item, str):
+                                                                                        data__targets_value__policy__rules__forbiddenroles__tenants_value_item_len = len(data__targets_value__policy__rules__forbiddenroles__tenants_value_item)
+                                                                                        if data__targets_value__policy__rules__forbiddenroles__tenants_value_item_len < 1:
+                                                                                            raise JsonSchemaValueException("invalid")
+                                                                                        if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__targets_value__policy__rules__forbiddenroles__tenants_value_item):
+                                                                                            raise JsonSchemaValueException("invalid")
+                                                            if data__targets_value__policy__rules__forbiddenroles_keys:
+                                                                raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__forbiddenroles_any_of_count7 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__forbiddenroles_any_of_count7:
+                                                    raise JsonSchemaValueException("invalid")
+                                            if "tenant-scoped-only" in data__targets_value__policy__rules_keys:
+                                                data__targets_value__policy__rules_keys.remove("tenant-scoped-only")
+                                                data__targets_value__policy__rules__tenantscopedonly = data__targets_value__policy__rules["tenant-scoped-only"]
+                                                data__targets_value__policy__rules__tenantscopedonly_any_of_count8 = 0
+                                                if not data__targets_value__policy__rules__tenantscopedonly_any_of_count8:
+                                                    try:
+                                                        if not isinstance(data__targets_value__policy__rules__tenantscopedonly, (bool)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__tenantscopedonly_any_of_count8 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__tenantscopedonly_any_of_count8:
+                                                    try:
+                                                        if not isinstance(data__targets_value__policy__rules__tenantscopedonly, (dict)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__tenantscopedonly_is_dict = isinstance(data__targets_value__policy__rules__tenantscopedonly, dict)
+                                                        if data__targets_value__policy__rules__tenantscopedonly_is_dict:
+                                                            data__targets_value__policy__rules__tenantscopedonly_keys = set(data__targets_value__policy__rules__tenantscopedonly.keys())
+                                                            if "severity" in data__targets_value__policy__rules__tenantscopedonly_keys:
+                                                                data__targets_value__policy__rules__tenantscopedonly_keys.remove("severity")
+                                                                data__targets_value__policy__rules__tenantscopedonly__severity = data__targets_value__policy__rules__tenantscopedonly["severity"]
+                                                                if not (isinstance(data__targets_value__policy__rules__tenantscopedonly__severity, str) and data__targets_value__policy__rules__tenantscopedonly__severity == 'error' or isinstance(data__targets_value__policy__rules__tenantscopedonly__severity, str) and data__targets_value__policy__rules__tenantscopedonly__severity == 'warning'):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                            if data__targets_value__policy__rules__tenantscopedonly_keys:
+                                                                raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__tenantscopedonly_any_of_count8 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__tenantscopedonly_any_of_count8:
+                                                    raise JsonSchemaValueException("invalid")
+                                            if "required-attributes" in data__targets_value__policy__rules_keys:
+                                                data__targets_value__policy__rules_keys.remove("required-attributes")
+                                                data__targets_value__policy__rules__requiredattributes = data__targets_value__policy__rules["required-attributes"]
+                                                data__targets_value__policy__rules__requiredattributes_any_of_count9 = 0
+                                                if not data__targets_value__policy__rules__requiredattributes_any_of_count9:
+                                                    try:
+                                                        if not (isinstance(data__targets_value__policy__rules__requiredattributes, bool) and data__targets_value__policy__rules__requiredattributes is False):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__requiredattributes_any_of_count9 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__requiredattributes_any_of_count9:
+                                                    try:
+                                                        if not isinstance(data__targets_value__policy__rules__requiredattributes, (dict)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__requiredattributes_is_dict = isinstance(data__targets_value__policy__rules__requiredattributes, dict)
+                                                        if data__targets_value__policy__rules__requiredattributes_is_dict:
+                                                            data__targets_value__policy__rules__requiredattributes__missing_keys = set(['names']) - data__targets_value__policy__rules__requiredattributes.keys()
+                                                            if data__targets_value__policy__rules__requiredattributes__missing_keys:
+                                                                raise JsonSchemaValueException("invalid")
+                                                            data__targets_value__policy__rules__requiredattributes_keys = set(data__targets_value__policy__rules__requiredattributes.keys())
+                                                            if "severity" in data__targets_value__policy__rules__requiredattributes_keys:
+                                                                data__targets_value__policy__rules__requiredattributes_keys.remove("severity")
+                                                                data__targets_value__policy__rules__requiredattributes__severity = data__targets_value__policy__rules__requiredattributes["severity"]
+                                                                if not (isinstance(data__targets_value__policy__rules__requiredattributes__severity, str) and data__targets_value__policy__rules__requiredattributes__severity == 'error' or isinstance(data__targets_value__policy__rules__requiredattributes__severity, str) and data__targets_value__policy__rules__requiredattributes__severity == 'warning'):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                            if "names" in data__targets_value__policy__rules__requiredattributes_keys:
+                                                                data__targets_value__policy__rules__requiredattributes_keys.remove("names")
+                                                                data__targets_value__policy__rules__requiredattributes__names = data__targets_value__policy__rules__requiredattributes["names"]
+                                                                if not isinstance(data__targets_value__policy__rules__requiredattributes__names, (list, tuple)):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                                data__targets_value__policy__rules__requiredattributes__names_is_list = isinstance(data__targets_value__policy__rules__requiredattributes__names, (list, tuple))
+                                                                if data__targets_value__policy__rules__requiredattributes__names_is_list:
+                                                                    data__targets_value__policy__rules__requiredattributes__names_len = len(data__targets_value__policy__rules__requiredattributes__names)
+                                                                    if data__targets_value__policy__rules__requiredattributes__names_len < 1:
+                                                                        raise JsonSchemaValueException("invalid")
+                                                                    def fn(var): return frozenset(dict((k, fn(v)) for k, v in var.items()).items()) if hasattr(var, "items") else tuple(fn(v) for v in var) if isinstance(var, (dict, list)) else (bool, var) if isinstance(var, bool) else var
+                                                                    if data__targets_value__policy__rules__requiredattributes__names_len > len(set(fn(data__targets_value__policy__rules__requiredattributes__names_x) for data__targets_value__policy__rules__requiredattributes__names_x in data__targets_value__policy__rules__requiredattributes__names)):
+                                                                        raise JsonSchemaValueException("invalid")
+                                                                    for data__targets_value__policy__rules__requiredattributes__names_x, data__targets_value__policy__rules__requiredattributes__names_item in enumerate(data__targets_value__policy__rules__requiredattributes__names):
+                                                                        if not isinstance(data__targets_value__policy__rules__requiredattributes__names_item, (str)):
+                                                                            raise JsonSchemaValueException("invalid")
+                                                                        if isinstance(data__targets_value__policy__rules__requiredattributes__names_item, str):
+                                                                            data__targets_value__policy__rules__requiredattributes__names_item_len = len(data__targets_value__policy__rules__requiredattributes__names_item)
+                                                                            if data__targets_value__policy__rules__requiredattributes__names_item_len < 1:
+                                                                                raise JsonSchemaValueException("invalid")
+                                                                            if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__targets_value__policy__rules__requiredattributes__names_item):
+                                                                                raise JsonSchemaValueException("invalid")
+                                                            if data__targets_value__policy__rules__requiredattributes_keys:
+                                                                raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__requiredattributes_any_of_count9 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__requiredattributes_any_of_count9:
+                                                    raise JsonSchemaValueException("invalid")
+                                            if "name-pattern" in data__targets_value__policy__rules_keys:
+                                                data__targets_value__policy__rules_keys.remove("name-pattern")
+                                                data__targets_value__policy__rules__namepattern = data__targets_value__policy__rules["name-pattern"]
+                                                data__targets_value__policy__rules__namepattern_any_of_count10 = 0
+                                                if not data__targets_value__policy__rules__namepattern_any_of_count10:
+                                                    try:
+                                                        if not (isinstance(data__targets_value__policy__rules__namepattern, bool) and data__targets_value__policy__rules__namepattern is False):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__namepattern_any_of_count10 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__namepattern_any_of_count10:
+                                                    try:
+                                                        if not isinstance(data__targets_value__policy__rules__namepattern, (dict)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__namepattern_is_dict = isinstance(data__targets_value__policy__rules__namepattern, dict)
+                                                        if data__targets_value__policy__rules__namepattern_is_dict:
+                                                            data__targets_value__policy__rules__namepattern__missing_keys = set(['pattern']) - data__targets_value__policy__rules__namepattern.keys()
+                                                            if data__targets_value__policy__rules__namepattern__missing_keys:
+                                                                raise JsonSchemaValueException("invalid")
+                                                            data__targets_value__policy__rules__namepattern_keys = set(data__targets_value__policy__rules__namepattern.keys())
+                                                            if "severity" in data__targets_value__policy__rules__namepattern_keys:
+                                                                data__targets_value__policy__rules__namepattern_keys.remove("severity")
+                                                                data__targets_value__policy__rules__namepattern__severity = data__targets_value__policy__rules__namepattern["severity"]
+                                                                if not (isinstance(data__targets_value__policy__rules__namepattern__severity, str) and data__targets_value__policy__rules__namepattern__severity == 'error' or isinstance(data__targets_value__policy__rules__namepattern__severity, str) and data__targets_value__policy__rules__namepattern__severity == 'warning'):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                            if "pattern" in data__targets_value__policy__rules__namepattern_keys:
+                                                                data__targets_value__policy__rules__namepattern_keys.remove("pattern")
+                                                                data__targets_value__policy__rules__namepattern__pattern = data__targets_value__policy__rules__namepattern["pattern"]
+                                                                if not isinstance(data__targets_value__policy__rules__namepattern__pattern, (str)):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                                if isinstance(data__targets_value__policy__rules__namepattern__pattern, str):
+                                                                    data__targets_value__policy__rules__namepattern__pattern_len = len(data__targets_value__policy__rules__namepattern__pattern)
+                                                                    if data__targets_value__policy__rules__namepattern__pattern_len < 1:
+                                                                        raise JsonSchemaValueException("invalid")
+                                                                    if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__targets_value__policy__rules__namepattern__pattern):
+                                                                        raise JsonSchemaValueException("invalid")
+                                                            if data__targets_value__policy__rules__namepattern_keys:
+                                                                raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__namepattern_any_of_count10 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__namepattern_any_of_count10:
+                                                    raise JsonSchemaValueException("invalid")
+                                            if "description-required" in data__targets_value__policy__rules_keys:
+                                                data__targets_value__policy__rules_keys.remove("description-required")
+                                                data__targets_value__policy__rules__descriptionrequired = data__targets_value__policy__rules["description-required"]
+                                                data__targets_value__policy__rules__descriptionrequired_any_of_count11 = 0
+                                                if not data__targets_value__policy__rules__descriptionrequired_any_of_count11:
+                                                    try:
+                                                        if not isinstance(data__targets_value__policy__rules__descriptionrequired, (bool)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__descriptionrequired_any_of_count11 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__descriptionrequired_any_of_count11:
+                                                    try:
+                                                        if not isinstance(data__targets_value__policy__rules__descriptionrequired, (dict)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__descriptionrequired_is_dict = isinstance(data__targets_value__policy__rules__descriptionrequired, dict)
+                                                        if data__targets_value__policy__rules__descriptionrequired_is_dict:
+                                                            data__targets_value__policy__rules__descriptionrequired_keys = set(data__targets_value__policy__rules__descriptionrequired.keys())
+                                                            if "severity" in data__targets_value__policy__rules__descriptionrequired_keys:
+                                                                data__targets_value__policy__rules__descriptionrequired_keys.remove("severity")
+                                                                data__targets_value__policy__rules__descriptionrequired__severity = data__targets_value__policy__rules__descriptionrequired["severity"]
+                                                                if not (isinstance(data__targets_value__policy__rules__descriptionrequired__severity, str) and data__targets_value__policy__rules__descriptionrequired__severity == 'error' or isinstance(data__targets_value__policy__rules__descriptionrequired__severity, str) and data__targets_value__policy__rules__descriptionrequired__severity == 'warning'):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                            if data__targets_value__policy__rules__descriptionrequired_keys:
+                                                                raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__descriptionrequired_any_of_count11 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__descriptionrequired_any_of_count11:
+                                                    raise JsonSchemaValueException("invalid")
+                                            if "max-key-age" in data__targets_value__policy__rules_keys:
+                                                data__targets_value__policy__rules_keys.remove("max-key-age")
+                                                data__targets_value__policy__rules__maxkeyage = data__targets_value__policy__rules["max-key-age"]
+                                                data__targets_value__policy__rules__maxkeyage_any_of_count12 = 0
+                                                if not data__targets_value__policy__rules__maxkeyage_any_of_count12:
+                                                    try:
+                                                        if not (isinstance(data__targets_value__policy__rules__maxkeyage, bool) and data__targets_value__policy__rules__maxkeyage is False):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__maxkeyage_any_of_count12 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__maxkeyage_any_of_count12:
+                                                    try:
+                                                        if not isinstance(data__targets_value__policy__rules__maxkeyage, (dict)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__maxkeyage_is_dict = isinstance(data__targets_value__policy__rules__maxkeyage, dict)
+                                                        if data__targets_value__policy__rules__maxkeyage_is_dict:
+                                                            data__targets_value__policy__rules__maxkeyage__missing_keys = set(['days']) - data__targets_value__policy__rules__maxkeyage.keys()
+                                                            if data__targets_value__policy__rules__maxkeyage__missing_keys:
+                                                                raise JsonSchemaValueException("invalid")
+                                                            data__targets_value__policy__rules__maxkeyage_keys = set(data__targets_value__policy__rules__maxkeyage.keys())
+                                                            if "severity" in data__targets_value__policy__rules__maxkeyage_keys:
+                                                                data__targets_value__policy__rules__maxkeyage_keys.remove("severity")
+                                                                data__targets_value__policy__rules__maxkeyage__severity = data__targets_value__policy__rules__maxkeyage["severity"]
+                                                                if not (isinstance(data__targets_value__policy__rules__maxkeyage__severity, str) and data__targets_value__policy__rules__maxkeyage__severity == 'error' or isinstance(data__targets_value__policy__rules__maxkeyage__severity, str) and data__targets_value__policy__rules__maxkeyage__severity == 'warning'):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                            if "days" in data__targets_value__policy__rules__maxkeyage_keys:
+                                                                data__targets_value__policy__rules__maxkeyage_keys.remove("days")
+                                                                data__targets_value__policy__rules__maxkeyage__days = data__targets_value__policy__rules__maxkeyage["days"]
+                                                                if not isinstance(data__targets_value__policy__rules__maxkeyage__days, (int)) and not (isinstance(data__targets_value__policy__rules__maxkeyage__days, float) and data__targets_value__policy__rules__maxkeyage__days.is_integer()) or isinstance(data__targets_value__policy__rules__maxkeyage__days, bool):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                                if isinstance(data__targets_value__policy__rules__maxkeyage__days, (int, float, Decimal)) and not isinstance(data__targets_value__policy__rules__maxkeyage__days, bool):
+                                                                    if data__targets_value__policy__rules__maxkeyage__days < 1:
+                                                                        raise JsonSchemaValueException("invalid")
+                                                            if data__targets_value__policy__rules__maxkeyage_keys:
+                                                                raise JsonSchemaValueException("invalid")
+                                                        data__targets_value__policy__rules__maxkeyage_any_of_count12 += 1
+                                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                                                if not data__targets_value__policy__rules__maxkeyage_any_of_count12:
+                                                    raise JsonSchemaValueException("invalid")
+                                            if data__targets_value__policy__rules_keys:
+                                                raise JsonSchemaValueException("invalid")
+                                    if "custom" in data__targets_value__policy_keys:
+                                        data__targets_value__policy_keys.remove("custom")
+                                        data__targets_value__policy__custom = data__targets_value__policy["custom"]
+                                        if not isinstance(data__targets_value__policy__custom, (list, tuple)):
+                                            raise JsonSchemaValueException("invalid")
+                                        data__targets_value__policy__custom_is_list = isinstance(data__targets_value__policy__custom, (list, tuple))
+                                        if data__targets_value__policy__custom_is_list:
+                                            data__targets_value__policy__custom_len = len(data__targets_value__policy__custom)
+                                            for data__targets_value__policy__custom_x, data__targets_value__policy__custom_item in enumerate(data__targets_value__policy__custom):
+                                                if not isinstance(data__targets_value__policy__custom_item, (dict)):
+                                                    raise JsonSchemaValueException("invalid")
+                                                data__targets_value__policy__custom_item_is_dict = isinstance(data__targets_value__policy__custom_item, dict)
+                                                if data__targets_value__policy__custom_item_is_dict:
+                                                    data__targets_value__policy__custom_item__missing_keys = set(['id', 'description', 'schema']) - data__targets_value__policy__custom_item.keys()
+                                                    if data__targets_value__policy__custom_item__missing_keys:
+                                                        raise JsonSchemaValueException("invalid")
+                                                    data__targets_value__policy__custom_item_keys = set(data__targets_value__policy__custom_item.keys())
+                                                    if "id" in data__targets_value__policy__custom_item_keys:
+                                                        data__targets_value__policy__custom_item_keys.remove("id")
+                                                        data__targets_value__policy__custom_item__id = data__targets_value__policy__custom_item["id"]
+                                                        if not isinstance(data__targets_value__policy__custom_item__id, (str)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        if isinstance(data__targets_value__policy__custom_item__id, str):
+                                                            if not REGEX_PATTERNS['^[a-z0-9][a-z0-9-]*(?![\\s\\S])'].search(data__targets_value__policy__custom_item__id):
+                                                                raise JsonSchemaValueException("invalid")
+                                                    if "description" in data__targets_value__policy__custom_item_keys:
+                                                        data__targets_value__policy__custom_item_keys.remove("description")
+                                                        data__targets_value__policy__custom_item__description = data__targets_value__policy__custom_item["description"]
+                                                        if not isinstance(data__targets_value__policy__custom_item__description, (str)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        if isinstance(data__targets_value__policy__custom_item__description, str):
+                                                            data__targets_value__policy__custom_item__description_len = len(data__targets_value__policy__custom_item__description)
+                                                            if data__targets_value__policy__custom_item__description_len < 1:
+                                                                raise JsonSchemaValueException("invalid")
+                                                            if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__targets_value__policy__custom_item__description):
+                                                                raise JsonSchemaValueException("invalid")
+                                                    if "severity" in data__targets_value__policy__custom_item_keys:
+                                                        data__targets_value__policy__custom_item_keys.remove("severity")
+                                                        data__targets_value__policy__custom_item__severity = data__targets_value__policy__custom_item["severity"]
+                                                        if not (isinstance(data__targets_value__policy__custom_item__severity, str) and data__targets_value__policy__custom_item__severity == 'error' or isinstance(data__targets_value__policy__custom_item__severity, str) and data__targets_value__policy__custom_item__severity == 'warning'):
+                                                            raise JsonSchemaValueException("invalid")
+                                                    if "schema" in data__targets_value__policy__custom_item_keys:
+                                                        data__targets_value__policy__custom_item_keys.remove("schema")
+                                                        data__targets_value__policy__custom_item__schema = data__targets_value__policy__custom_item["schema"]
+                                                        if not isinstance(data__targets_value__policy__custom_item__schema, (dict, bool)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                    if data__targets_value__policy__custom_item_keys:
+                                                        raise JsonSchemaValueException("invalid")
+                                    if data__targets_value__policy_keys:
+                                        raise JsonSchemaValueException("invalid")
                             if data__targets_value_keys:
                                 raise JsonSchemaValueException("invalid")
+        if "policy" in data_keys:
+            data_keys.remove("policy")
+            data__policy = data["policy"]
+            if not isinstance(data__policy, (dict)):
+                raise JsonSchemaValueException("invalid")
+            data__policy_is_dict = isinstance(data__policy, dict)
+            if data__policy_is_dict:
+                data__policy_keys = set(data__policy.keys())
+                if "rules" in data__policy_keys:
+                    data__policy_keys.remove("rules")
+                    data__policy__rules = data__policy["rules"]
+                    if not isinstance(data__policy__rules, (dict)):
+                        raise JsonSchemaValueException("invalid")
+                    data__policy__rules_is_dict = isinstance(data__policy__rules, dict)
+                    if data__policy__rules_is_dict:
+                        data__policy__rules_keys = set(data__policy__rules.keys())
+                        if "expiry-required" in data__policy__rules_keys:
+                            data__policy__rules_keys.remove("expiry-required")
+                            data__policy__rules__expiryrequired = data__policy__rules["expiry-required"]
+                            data__policy__rules__expiryrequired_any_of_count13 = 0
+                            if not data__policy__rules__expiryrequired_any_of_count13:
+                                try:
+                                    if not isinstance(data__policy__rules__expiryrequired, (bool)):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__expiryrequired_any_of_count13 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__expiryrequired_any_of_count13:
+                                try:
+                                    if not isinstance(data__policy__rules__expiryrequired, (dict)):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__expiryrequired_is_dict = isinstance(data__policy__rules__expiryrequired, dict)
+                                    if data__policy__rules__expiryrequired_is_dict:
+                                        data__policy__rules__expiryrequired_keys = set(data__policy__rules__expiryrequired.keys())
+                                        if "severity" in data__policy__rules__expiryrequired_keys:
+                                            data__policy__rules__expiryrequired_keys.remove("severity")
+                                            data__policy__rules__expiryrequired__severity = data__policy__rules__expiryrequired["severity"]
+                                            if not (isinstance(data__policy__rules__expiryrequired__severity, str) and data__policy__rules__expiryrequired__severity == 'error' or isinstance(data__policy__rules__expiryrequired__severity, str) and data__policy__rules__expiryrequired__severity == 'warning'):
+                                                raise JsonSchemaValueException("invalid")
+                                        if data__policy__rules__expiryrequired_keys:
+                                            raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__expiryrequired_any_of_count13 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__expiryrequired_any_of_count13:
+                                raise JsonSchemaValueException("invalid")
+                        if "max-lifetime" in data__policy__rules_keys:
+                            data__policy__rules_keys.remove("max-lifetime")
+                            data__policy__rules__maxlifetime = data__policy__rules["max-lifetime"]
+                            data__policy__rules__maxlifetime_any_of_count14 = 0
+                            if not data__policy__rules__maxlifetime_any_of_count14:
+                                try:
+                                    if not (isinstance(data__policy__rules__maxlifetime, bool) and data__policy__rules__maxlifetime is False):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__maxlifetime_any_of_count14 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__maxlifetime_any_of_count14:
+                                try:
+                                    if not isinstance(data__policy__rules__maxlifetime, (dict)):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__maxlifetime_is_dict = isinstance(data__policy__rules__maxlifetime, dict)
+                                    if data__policy__rules__maxlifetime_is_dict:
+                                        data__policy__rules__maxlifetime__missing_keys = set(['days']) - data__policy__rules__maxlifetime.keys()
+                                        if data__policy__rules__maxlifetime__missing_keys:
+                                            raise JsonSchemaValueException("invalid")
+                                        data__policy__rules__maxlifetime_keys = set(data__policy__rules__maxlifetime.keys())
+                                        if "severity" in data__policy__rules__maxlifetime_keys:
+                                            data__policy__rules__maxlifetime_keys.remove("severity")
+                                            data__policy__rules__maxlifetime__severity = data__policy__rules__maxlifetime["severity"]
+                                            if not (isinstance(data__policy__rules__maxlifetime__severity, str) and data__policy__rules__maxlifetime__severity == 'error' or isinstance(data__policy__rules__maxlifetime__severity, str) and data__policy__rules__maxlifetime__severity == 'warning'):
+                                                raise JsonSchemaValueException("invalid")
+                                        if "days" in data__policy__rules__maxlifetime_keys:
+                                            data__policy__rules__maxlifetime_keys.remove("days")
+                                            data__policy__rules__maxlifetime__days = data__policy__rules__maxlifetime["days"]
+                                            if not isinstance(data__policy__rules__maxlifetime__days, (int)) and not (isinstance(data__policy__rules__maxlifetime__days, float) and data__policy__rules__maxlifetime__days.is_integer()) or isinstance(data__policy__rules__maxlifetime__days, bool):
+                                                raise JsonSchemaValueException("invalid")
+                                            if isinstance(data__policy__rules__maxlifetime__days, (int, float, Decimal)) and not isinstance(data__policy__rules__maxlifetime__days, bool):
+                                                if data__policy__rules__maxlifetime__days < 1:
+                                                    raise JsonSchemaValueException("invalid")
+                                        if data__policy__rules__maxlifetime_keys:
+                                            raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__maxlifetime_any_of_count14 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__maxlifetime_any_of_count14:
+                                raise JsonSchemaValueException("invalid")
+                        if "permitted-ips-required" in data__policy__rules_keys:
+                            data__policy__rules_keys.remove("permitted-ips-required")
+                            data__policy__rules__permittedipsrequired = data__policy__rules["permitted-ips-required"]
+                            data__policy__rules__permittedipsrequired_any_of_count15 = 0
+                            if not data__policy__rules__permittedipsrequired_any_of_count15:
+                                try:
+                                    if not isinstance(data__policy__rules__permittedipsrequired, (bool)):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__permittedipsrequired_any_of_count15 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__permittedipsrequired_any_of_count15:
+                                try:
+                                    if not isinstance(data__policy__rules__permittedipsrequired, (dict)):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__permittedipsrequired_is_dict = isinstance(data__policy__rules__permittedipsrequired, dict)
+                                    if data__policy__rules__permittedipsrequired_is_dict:
+                                        data__policy__rules__permittedipsrequired_keys = set(data__policy__rules__permittedipsrequired.keys())
+                                        if "severity" in data__policy__rules__permittedipsrequired_keys:
+                                            data__policy__rules__permittedipsrequired_keys.remove("severity")
+                                            data__policy__rules__permittedipsrequired__severity = data__policy__rules__permittedipsrequired["severity"]
+                                            if not (isinstance(data__policy__rules__permittedipsrequired__severity, str) and data__policy__rules__permittedipsrequired__severity == 'error' or isinstance(data__policy__rules__permittedipsrequired__severity, str) and data__policy__rules__permittedipsrequired__severity == 'warning'):
+                                                raise JsonSchemaValueException("invalid")
+                                        if data__policy__rules__permittedipsrequired_keys:
+                                            raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__permittedipsrequired_any_of_count15 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__permittedipsrequired_any_of_count15:
+                                raise JsonSchemaValueException("invalid")
+                        if "forbidden-ips" in data__policy__rules_keys:
+                            data__policy__rules_keys.remove("forbidden-ips")
+                            data__policy__rules__forbiddenips = data__policy__rules["forbidden-ips"]
+                            data__policy__rules__forbiddenips_any_of_count16 = 0
+                            if not data__policy__rules__forbiddenips_any_of_count16:
+                                try:
+                                    if not isinstance(data__policy__rules__forbiddenips, (bool)):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__forbiddenips_any_of_count16 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__forbiddenips_any_of_count16:
+                                try:
+                                    if not isinstance(data__policy__rules__forbiddenips, (dict)):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__forbiddenips_is_dict = isinstance(data__policy__rules__forbiddenips, dict)
+                                    if data__policy__rules__forbiddenips_is_dict:
+                                        data__policy__rules__forbiddenips_keys = set(data__policy__rules__forbiddenips.keys())
+                                        if "severity" in data__policy__rules__forbiddenips_keys:
+                                            data__policy__rules__forbiddenips_keys.remove("severity")
+                                            data__policy__rules__forbiddenips__severity = data__policy__rules__forbiddenips["severity"]
+                                            if not (isinstance(data__policy__rules__forbiddenips__severity, str) and data__policy__rules__forbiddenips__severity == 'error' or isinstance(data__policy__rules__forbiddenips__severity, str) and data__policy__rules__forbiddenips__severity == 'warning'):
+                                                raise JsonSchemaValueException("invalid")
+                                        if "ranges" in data__policy__rules__forbiddenips_keys:
+                                            data__policy__rules__forbiddenips_keys.remove("ranges")
+                                            data__policy__rules__forbiddenips__ranges = data__policy__rules__forbiddenips["ranges"]
+                                            if not isinstance(data__policy__rules__forbiddenips__ranges, (list, tuple)):
+                                                raise JsonSchemaValueException("invalid")
+                                            data__policy__rules__forbiddenips__ranges_is_list = isinstance(data__policy__rules__forbiddenips__ranges, (list, tuple))
+                                            if data__policy__rules__forbiddenips__ranges_is_list:
+                                                data__policy__rules__forbiddenips__ranges_len = len(data__policy__rules__forbiddenips__ranges)
+                                                if data__policy__rules__forbiddenips__ranges_len < 1:
+                                                    raise JsonSchemaValueException("invalid")
+                                                def fn(var): return frozenset(dict((k, fn(v)) for k, v in var.items()).items()) if hasattr(var, "items") else tuple(fn(v) for v in var) if isinstance(var, (dict, list)) else (bool, var) if isinstance(var, bool) else var
+                                                if data__policy__rules__forbiddenips__ranges_len > len(set(fn(data__policy__rules__forbiddenips__ranges_x) for data__policy__rules__forbiddenips__ranges_x in data__policy__rules__forbiddenips__ranges)):
+                                                    raise JsonSchemaValueException("invalid")
+                                                for data__policy__rules__forbiddenips__ranges_x, data__policy__rules__forbiddenips__ranges_item in enumerate(data__policy__rules__forbiddenips__ranges):
+                                                    if not isinstance(data__policy__rules__forbiddenips__ranges_item, (str)):
+                                                        raise JsonSchemaValueException("invalid")
+                                                    if isinstance(data__policy__rules__forbiddenips__ranges_item, str):
+                                                        data__policy__rules__forbiddenips__ranges_item_len = len(data__policy__rules__forbiddenips__ranges_item)
+                                                        if data__policy__rules__forbiddenips__ranges_item_len < 1:
+                                                            raise JsonSchemaValueException("invalid")
+                                                        if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__policy__rules__forbiddenips__ranges_item):
+                                                            raise JsonSchemaValueException("invalid")
+                                        if data__policy__rules__forbiddenips_keys:
+                                            raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__forbiddenips_any_of_count16 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__forbiddenips_any_of_count16:
+                                raise JsonSchemaValueException("invalid")
+                        if "allowed-ips" in data__policy__rules_keys:
+                            data__policy__rules_keys.remove("allowed-ips")
+                            data__policy__rules__allowedips = data__policy__rules["allowed-ips"]
+                            data__policy__rules__allowedips_any_of_count17 = 0
+                            if not data__policy__rules__allowedips_any_of_count17:
+                                try:
+                                    if not (isinstance(data__policy__rules__allowedips, bool) and data__policy__rules__allowedips is False):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__allowedips_any_of_count17 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__allowedips_any_of_count17:
+                                try:
+                                    if not isinstance(data__policy__rules__allowedips, (dict)):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__allowedips_is_dict = isinstance(data__policy__rules__allowedips, dict)
+                                    if data__policy__rules__allowedips_is_dict:
+                                        data__policy__rules__allowedips__missing_keys = set(['ranges']) - data__policy__rules__allowedips.keys()
+                                        if data__policy__rules__allowedips__missing_keys:
+                                            raise JsonSchemaValueException("invalid")
+                                        data__policy__rules__allowedips_keys = set(data__policy__rules__allowedips.keys())
+                                        if "severity" in data__policy__rules__allowedips_keys:
+                                            data__policy__rules__allowedips_keys.remove("severity")
+                                            data__policy__rules__allowedips__severity = data__policy__rules__allowedips["severity"]
+                                            if not (isinstance(data__policy__rules__allowedips__severity, str) and data__policy__rules__allowedips__severity == 'error' or isinstance(data__policy__rules__allowedips__severity, str) and data__policy__rules__allowedips__severity == 'warning'):
+                                                raise JsonSchemaValueException("invalid")
+                                        if "ranges" in data__policy__rules__allowedips_keys:
+                                            data__policy__rules__allowedips_keys.remove("ranges")
+                                            data__policy__rules__allowedips__ranges = data__policy__rules__allowedips["ranges"]
+                                            if not isinstance(data__policy__rules__allowedips__ranges, (list, tuple)):
+                                                raise JsonSchemaValueException("invalid")
+                                            data__policy__rules__allowedips__ranges_is_list = isinstance(data__policy__rules__allowedips__ranges, (list, tuple))
+                                            if data__policy__rules__allowedips__ranges_is_list:
+                                                data__policy__rules__allowedips__ranges_len = len(data__policy__rules__allowedips__ranges)
+                                                if data__policy__rules__allowedips__ranges_len < 1:
+                                                    raise JsonSchemaValueException("invalid")
+                                                def fn(var): return frozenset(dict((k, fn(v)) for k, v in var.items()).items()) if hasattr(var, "items") else tuple(fn(v) for v in var) if isinstance(var, (dict, list)) else (bool, var) if isinstance(var, bool) else var
+                                                if data__policy__rules__allowedips__ranges_len > len(set(fn(data__policy__rules__allowedips__ranges_x) for data__policy__rules__allowedips__ranges_x in data__policy__rules__allowedips__ranges)):
+                                                    raise JsonSchemaValueException("invalid")
+                                                for data__policy__rules__allowedips__ranges_x, data__policy__rules__allowedips__ranges_item in enumerate(data__policy__rules__allowedips__ranges):
+                                                    if not isinstance(data__policy__rules__allowedips__ranges_item, (str)):
+                                                        raise JsonSchemaValueException("invalid")
+                                                    if isinstance(data__policy__rules__allowedips__ranges_item, str):
+                                                        data__policy__rules__allowedips__ranges_item_len = len(data__policy__rules__allowedips__ranges_item)
+                                                        if data__policy__rules__allowedips__ranges_item_len < 1:
+                                                            raise JsonSchemaValueException("invalid")
+                                                        if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__policy__rules__allowedips__ranges_item):
+                                                            raise JsonSchemaValueException("invalid")
+                                        if data__policy__rules__allowedips_keys:
+                                            raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__allowedips_any_of_count17 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__allowedips_any_of_count17:
+                                raise JsonSchemaValueException("invalid")
+                        if "allowed-roles" in data__policy__rules_keys:
+                            data__policy__rules_keys.remove("allowed-roles")
+                            data__policy__rules__allowedroles = data__policy__rules["allowed-roles"]
+                            data__policy__rules__allowedroles_any_of_count18 = 0
+                            if not data__policy__rules__allowedroles_any_of_count18:
+                                try:
+                                    if not (isinstance(data__policy__rules__allowedroles, bool) and data__policy__rules__allowedroles is False):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__allowedroles_any_of_count18 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__allowedroles_any_of_count18:
+                                try:
+                                    if not isinstance(data__policy__rules__allowedroles, (dict)):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__allowedroles_is_dict = isinstance(data__policy__rules__allowedroles, dict)
+                                    if data__policy__rules__allowedroles_is_dict:
+                                        data__policy__rules__allowedroles_len = len(data__policy__rules__allowedroles)
+                                        if data__policy__rules__allowedroles_len < 1:
+                                            raise JsonSchemaValueException("invalid")
+                                        data__policy__rules__allowedroles_keys = set(data__policy__rules__allowedroles.keys())
+                                        if "severity" in data__policy__rules__allowedroles_keys:
+                                            data__policy__rules__allowedroles_keys.remove("severity")
+                                            data__policy__rules__allowedroles__severity = data__policy__rules__allowedroles["severity"]
+                                            if not (isinstance(data__policy__rules__allowedroles__severity, str) and data__policy__rules__allowedroles__severity == 'error' or isinstance(data__policy__rules__allowedroles__severity, str) and data__policy__rules__allowedroles__severity == 'warning'):
+                                                raise JsonSchemaValueException("invalid")
+                                        if "project" in data__policy__rules__allowedroles_keys:
+                                            data__policy__rules__allowedroles_keys.remove("project")
+                                            data__policy__rules__allowedroles__project = data__policy__rules__allowedroles["project"]
+                                            if not isinstance(data__policy__rules__allowedroles__project, (list, tuple)):
+                                                raise JsonSchemaValueException("invalid")
+                                            data__policy__rules__allowedroles__project_is_list = isinstance(data__policy__rules__allowedroles__project, (list, tuple))
+                                            if data__policy__rules__allowedroles__project_is_list:
+                                                def fn(var): return frozenset(dict((k, fn(v)) for k, v in var.items()).items()) if hasattr(var, "items") else tuple(fn(v) for v in var) if isinstance(var, (dict, list)) else (bool, var) if isinstance(var, bool) else var
+                                                data__policy__rules__allowedroles__project_len = len(data__policy__rules__allowedroles__project)
+                                                if data__policy__rules__allowedroles__project_len > len(set(fn(data__policy__rules__allowedroles__project_x) for data__policy__rules__allowedroles__project_x in data__policy__rules__allowedroles__project)):
+                                                    raise JsonSchemaValueException("invalid")
+                                                for data__policy__rules__allowedroles__project_x, data__policy__rules__allowedroles__project_item in enumerate(data__policy__rules__allowedroles__project):
+                                                    if not isinstance(data__policy__rules__allowedroles__project_item, (str)):
+                                                        raise JsonSchemaValueException("invalid")
+                                                    if isinstance(data__policy__rules__allowedroles__project_item, str):
+                                                        data__policy__rules__allowedroles__project_item_len = len(data__policy__rules__allowedroles__project_item)
+                                                        if data__policy__rules__allowedroles__project_item_len < 1:
+                                                            raise JsonSchemaValueException("invalid")
+                                                        if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__policy__rules__allowedroles__project_item):
+                                                            raise JsonSchemaValueException("invalid")
+                                        if "tenants" in data__policy__rules__allowedroles_keys:
+                                            data__policy__rules__allowedroles_keys.remove("tenants")
+                                            data__policy__rules__allowedroles__tenants = data__policy__rules__allowedroles["tenants"]
+                                            if not isinstance(data__policy__rules__allowedroles__tenants, (dict)):
+                                                raise JsonSchemaValueException("invalid")
+                                            data__policy__rules__allowedroles__tenants_is_dict = isinstance(data__policy__rules__allowedroles__tenants, dict)
+                                            if data__policy__rules__allowedroles__tenants_is_dict:
+                                                data__policy__rules__allowedroles__tenants_keys = set(data__policy__rules__allowedroles__tenants.keys())
+                                                for data__policy__rules__allowedroles__tenants_key in data__policy__rules__allowedroles__tenants_keys:
+                                                    if data__policy__rules__allowedroles__tenants_key not in []:
+                                                        data__policy__rules__allowedroles__tenants_value = data__policy__rules__allowedroles__tenants.get(data__policy__rules__allowedroles__tenants_key)
+                                                        if not isinstance(data__policy__rules__allowedroles__tenants_value, (list, tuple)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__policy__rules__allowedroles__tenants_value_is_list = isinstance(data__policy__rules__allowedroles__tenants_value, (list, tuple))
+                                                        if data__policy__rules__allowedroles__tenants_value_is_list:
+                                                            def fn(var): return frozenset(dict((k, fn(v)) for k, v in var.items()).items()) if hasattr(var, "items") else tuple(fn(v) for v in var) if isinstance(var, (dict, list)) else (bool, var) if isinstance(var, bool) else var
+                                                            data__policy__rules__allowedroles__tenants_value_len = len(data__policy__rules__allowedroles__tenants_value)
+                                                            if data__policy__rules__allowedroles__tenants_value_len > len(set(fn(data__policy__rules__allowedroles__tenants_value_x) for data__policy__rules__allowedroles__tenants_value_x in data__policy__rules__allowedroles__tenants_value)):
+                                                                raise JsonSchemaValueException("invalid")
+                                                            for data__policy__rules__allowedroles__tenants_value_x, data__policy__rules__allowedroles__tenants_value_item in enumerate(data__policy__rules__allowedroles__tenants_value):
+                                                                if not isinstance(data__policy__rules__allowedroles__tenants_value_item, (str)):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                                if isinstance(data__policy__rules__allowedroles__tenants_value_item, str):
+                                                                    data__policy__rules__allowedroles__tenants_value_item_len = len(data__policy__rules__allowedroles__tenants_value_item)
+                                                                    if data__policy__rules__allowedroles__tenants_value_item_len < 1:
+                                                                        raise JsonSchemaValueException("invalid")
+                                                                    if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__policy__rules__allowedroles__tenants_value_item):
+                                                                        raise JsonSchemaValueException("invalid")
+                                        if data__policy__rules__allowedroles_keys:
+                                            raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__allowedroles_any_of_count18 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__allowedroles_any_of_count18:
+                                raise JsonSchemaValueException("invalid")
+                        if "forbidden-roles" in data__policy__rules_keys:
+                            data__policy__rules_keys.remove("forbidden-roles")
+                            data__policy__rules__forbiddenroles = data__policy__rules["forbidden-roles"]
+                            data__policy__rules__forbiddenroles_any_of_count19 = 0
+                            if not data__policy__rules__forbiddenroles_any_of_count19:
+                                try:
+                                    if not (isinstance(data__policy__rules__forbiddenroles, bool) and data__policy__rules__forbiddenroles is False):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__forbiddenroles_any_of_count19 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__forbiddenroles_any_of_count19:
+                                try:
+                                    if not isinstance(data__policy__rules__forbiddenroles, (dict)):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__forbiddenroles_is_dict = isinstance(data__policy__rules__forbiddenroles, dict)
+                                    if data__policy__rules__forbiddenroles_is_dict:
+                                        data__policy__rules__forbiddenroles_len = len(data__policy__rules__forbiddenroles)
+                                        if data__policy__rules__forbiddenroles_len < 1:
+                                            raise JsonSchemaValueException("invalid")
+                                        data__policy__rules__forbiddenroles_keys = set(data__policy__rules__forbiddenroles.keys())
+                                        if "severity" in data__policy__rules__forbiddenroles_keys:
+                                            data__policy__rules__forbiddenroles_keys.remove("severity")
+                                            data__policy__rules__forbiddenroles__severity = data__policy__rules__forbiddenroles["severity"]
+                                            if not (isinstance(data__policy__rules__forbiddenroles__severity, str) and data__policy__rules__forbiddenroles__severity == 'error' or isinstance(data__policy__rules__forbiddenroles__severity, str) and data__policy__rules__forbiddenroles__severity == 'warning'):
+                                                raise JsonSchemaValueException("invalid")
+                                        if "project" in data__policy__rules__forbiddenroles_keys:
+                                            data__policy__rules__forbiddenroles_keys.remove("project")
+                                            data__policy__rules__forbiddenroles__project = data__policy__rules__forbiddenroles["project"]
+                                            if not isinstance(data__policy__rules__forbiddenroles__project, (list, tuple)):
+                                                raise JsonSchemaValueException("invalid")
+                                            data__policy__rules__forbiddenroles__project_is_list = isinstance(data__policy__rules__forbiddenroles__project, (list, tuple))
+                                            if data__policy__rules__forbiddenroles__project_is_list:
+                                                def fn(var): return frozenset(dict((k, fn(v)) for k, v in var.items()).items()) if hasattr(var, "items") else tuple(fn(v) for v in var) if isinstance(var, (dict, list)) else (bool, var) if isinstance(var, bool) else var
+                                                data__policy__rules__forbiddenroles__project_len = len(data__policy__rules__forbiddenroles__project)
+                                                if data__policy__rules__forbiddenroles__project_len > len(set(fn(data__policy__rules__forbiddenroles__project_x) for data__policy__rules__forbiddenroles__project_x in data__policy__rules__forbiddenroles__project)):
+                                                    raise JsonSchemaValueException("invalid")
+                                                for data__policy__rules__forbiddenroles__project_x, data__policy__rules__forbiddenroles__project_item in enumerate(data__policy__rules__forbiddenroles__project):
+                                                    if not isinstance(data__policy__rules__forbiddenroles__project_item, (str)):
+                                                        raise JsonSchemaValueException("invalid")
+                                                    if isinstance(data__policy__rules__forbiddenroles__project_item, str):
+                                                        data__policy__rules__forbiddenroles__project_item_len = len(data__policy__rules__forbiddenroles__project_item)
+                                                        if data__policy__rules__forbiddenroles__project_item_len < 1:
+                                                            raise JsonSchemaValueException("invalid")
+                                                        if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__policy__rules__forbiddenroles__project_item):
+                                                            raise JsonSchemaValueException("invalid")
+                                        if "tenants" in data__policy__rules__forbiddenroles_keys:
+                                            data__policy__rules__forbiddenroles_keys.remove("tenants")
+                                            data__policy__rules__forbiddenroles__tenants = data__policy__rules__forbiddenroles["tenants"]
+                                            if not isinstance(data__policy__rules__forbiddenroles__tenants, (dict)):
+                                                raise JsonSchemaValueException("invalid")
+                                            data__policy__rules__forbiddenroles__tenants_is_dict = isinstance(data__policy__rules__forbiddenroles__tenants, dict)
+                                            if data__policy__rules__forbiddenroles__tenants_is_dict:
+                                                data__policy__rules__forbiddenroles__tenants_keys = set(data__policy__rules__forbiddenroles__tenants.keys())
+                                                for data__policy__rules__forbiddenroles__tenants_key in data__policy__rules__forbiddenroles__tenants_keys:
+                                                    if data__policy__rules__forbiddenroles__tenants_key not in []:
+                                                        data__policy__rules__forbiddenroles__tenants_value = data__policy__rules__forbiddenroles__tenants.get(data__policy__rules__forbiddenroles__tenants_key)
+                                                        if not isinstance(data__policy__rules__forbiddenroles__tenants_value, (list, tuple)):
+                                                            raise JsonSchemaValueException("invalid")
+                                                        data__policy__rules__forbiddenroles__tenants_value_is_list = isinstance(data__policy__rules__forbiddenroles__tenants_value, (list, tuple))
+                                                        if data__policy__rules__forbiddenroles__tenants_value_is_list:
+                                                            def fn(var): return frozenset(dict((k, fn(v)) for k, v in var.items()).items()) if hasattr(var, "items") else tuple(fn(v) for v in var) if isinstance(var, (dict, list)) else (bool, var) if isinstance(var, bool) else var
+                                                            data__policy__rules__forbiddenroles__tenants_value_len = len(data__policy__rules__forbiddenroles__tenants_value)
+                                                            if data__policy__rules__forbiddenroles__tenants_value_len > len(set(fn(data__policy__rules__forbiddenroles__tenants_value_x) for data__policy__rules__forbiddenroles__tenants_value_x in data__policy__rules__forbiddenroles__tenants_value)):
+                                                                raise JsonSchemaValueException("invalid")
+                                                            for data__policy__rules__forbiddenroles__tenants_value_x, data__policy__rules__forbiddenroles__tenants_value_item in enumerate(data__policy__rules__forbiddenroles__tenants_value):
+                                                                if not isinstance(data__policy__rules__forbiddenroles__tenants_value_item, (str)):
+                                                                    raise JsonSchemaValueException("invalid")
+                                                                if isinstance(data__policy__rules__forbiddenroles__tenants_value_item, str):
+                                                                    data__policy__rules__forbiddenroles__tenants_value_item_len = len(data__policy__rules__forbiddenroles__tenants_value_item)
+                                                                    if data__policy__rules__forbiddenroles__tenants_value_item_len < 1:
+                                                                        raise JsonSchemaValueException("invalid")
+                                                                    if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__policy__rules__forbiddenroles__tenants_value_item):
+                                                                        raise JsonSchemaValueException("invalid")
+                                        if data__policy__rules__forbiddenroles_keys:
+                                            raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__forbiddenroles_any_of_count19 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__forbiddenroles_any_of_count19:
+                                raise JsonSchemaValueException("invalid")
+                        if "tenant-scoped-only" in data__policy__rules_keys:
+                            data__policy__rules_keys.remove("tenant-scoped-only")
+                            data__policy__rules__tenantscopedonly = data__policy__rules["tenant-scoped-only"]
+                            data__policy__rules__tenantscopedonly_any_of_count20 = 0
+                            if not data__policy__rules__tenantscopedonly_any_of_count20:
+                                try:
+                                    if not isinstance(data__policy__rules__tenantscopedonly, (bool)):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__tenantscopedonly_any_of_count20 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__tenantscopedonly_any_of_count20:
+                                try:
+                                    if not isinstance(data__policy__rules__tenantscopedonly, (dict)):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__tenantscopedonly_is_dict = isinstance(data__policy__rules__tenantscopedonly, dict)
+                                    if data__policy__rules__tenantscopedonly_is_dict:
+                                        data__policy__rules__tenantscopedonly_keys = set(data__policy__rules__tenantscopedonly.keys())
+                                        if "severity" in data__policy__rules__tenantscopedonly_keys:
+                                            data__policy__rules__tenantscopedonly_keys.remove("severity")
+                                            data__policy__rules__tenantscopedonly__severity = data__policy__rules__tenantscopedonly["severity"]
+                                            if not (isinstance(data__policy__rules__tenantscopedonly__severity, str) and data__policy__rules__tenantscopedonly__severity == 'error' or isinstance(data__policy__rules__tenantscopedonly__severity, str) and data__policy__rules__tenantscopedonly__severity == 'warning'):
+                                                raise JsonSchemaValueException("invalid")
+                                        if data__policy__rules__tenantscopedonly_keys:
+                                            raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__tenantscopedonly_any_of_count20 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__tenantscopedonly_any_of_count20:
+                                raise JsonSchemaValueException("invalid")
+                        if "required-attributes" in data__policy__rules_keys:
+                            data__policy__rules_keys.remove("required-attributes")
+                            data__policy__rules__requiredattributes = data__policy__rules["required-attributes"]
+                            data__policy__rules__requiredattributes_any_of_count21 = 0
+                            if not data__policy__rules__requiredattributes_any_of_count21:
+                                try:
+                                    if not (isinstance(data__policy__rules__requiredattributes, bool) and data__policy__rules__requiredattributes is False):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__requiredattributes_any_of_count21 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__requiredattributes_any_of_count21:
+                                try:
+                                    if not isinstance(data__policy__rules__requiredattributes, (dict)):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__requiredattributes_is_dict = isinstance(data__policy__rules__requiredattributes, dict)
+                                    if data__policy__rules__requiredattributes_is_dict:
+                                        data__policy__rules__requiredattributes__missing_keys = set(['names']) - data__policy__rules__requiredattributes.keys()
+                                        if data__policy__rules__requiredattributes__missing_keys:
+                                            raise JsonSchemaValueException("invalid")
+                                        data__policy__rules__requiredattributes_keys = set(data__policy__rules__requiredattributes.keys())
+                                        if "severity" in data__policy__rules__requiredattributes_keys:
+                                            data__policy__rules__requiredattributes_keys.remove("severity")
+                                            data__policy__rules__requiredattributes__severity = data__policy__rules__requiredattributes["severity"]
+                                            if not (isinstance(data__policy__rules__requiredattributes__severity, str) and data__policy__rules__requiredattributes__severity == 'error' or isinstance(data__policy__rules__requiredattributes__severity, str) and data__policy__rules__requiredattributes__severity == 'warning'):
+                                                raise JsonSchemaValueException("invalid")
+                                        if "names" in data__policy__rules__requiredattributes_keys:
+                                            data__policy__rules__requiredattributes_keys.remove("names")
+                                            data__policy__rules__requiredattributes__names = data__policy__rules__requiredattributes["names"]
+                                            if not isinstance(data__policy__rules__requiredattributes__names, (list, tuple)):
+                                                raise JsonSchemaValueException("invalid")
+                                            data__policy__rules__requiredattributes__names_is_list = isinstance(data__policy__rules__requiredattributes__names, (list, tuple))
+                                            if data__policy__rules__requiredattributes__names_is_list:
+                                                data__policy__rules__requiredattributes__names_len = len(data__policy__rules__requiredattributes__names)
+                                                if data__policy__rules__requiredattributes__names_len < 1:
+                                                    raise JsonSchemaValueException("invalid")
+                                                def fn(var): return frozenset(dict((k, fn(v)) for k, v in var.items()).items()) if hasattr(var, "items") else tuple(fn(v) for v in var) if isinstance(var, (dict, list)) else (bool, var) if isinstance(var, bool) else var
+                                                if data__policy__rules__requiredattributes__names_len > len(set(fn(data__policy__rules__requiredattributes__names_x) for data__policy__rules__requiredattributes__names_x in data__policy__rules__requiredattributes__names)):
+                                                    raise JsonSchemaValueException("invalid")
+                                                for data__policy__rules__requiredattributes__names_x, data__policy__rules__requiredattributes__names_item in enumerate(data__policy__rules__requiredattributes__names):
+                                                    if not isinstance(data__policy__rules__requiredattributes__names_item, (str)):
+                                                        raise JsonSchemaValueException("invalid")
+                                                    if isinstance(data__policy__rules__requiredattributes__names_item, str):
+                                                        data__policy__rules__requiredattributes__names_item_len = len(data__policy__rules__requiredattributes__names_item)
+                                                        if data__policy__rules__requiredattributes__names_item_len < 1:
+                                                            raise JsonSchemaValueException("invalid")
+                                                        if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__policy__rules__requiredattributes__names_item):
+                                                            raise JsonSchemaValueException("invalid")
+                                        if data__policy__rules__requiredattributes_keys:
+                                            raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__requiredattributes_any_of_count21 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__requiredattributes_any_of_count21:
+                                raise JsonSchemaValueException("invalid")
+                        if "name-pattern" in data__policy__rules_keys:
+                            data__policy__rules_keys.remove("name-pattern")
+                            data__policy__rules__namepattern = data__policy__rules["name-pattern"]
+                            data__policy__rules__namepattern_any_of_count22 = 0
+                            if not data__policy__rules__namepattern_any_of_count22:
+                                try:
+                                    if not (isinstance(data__policy__rules__namepattern, bool) and data__policy__rules__namepattern is False):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__namepattern_any_of_count22 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__namepattern_any_of_count22:
+                                try:
+                                    if not isinstance(data__policy__rules__namepattern, (dict)):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__namepattern_is_dict = isinstance(data__policy__rules__namepattern, dict)
+                                    if data__policy__rules__namepattern_is_dict:
+                                        data__policy__rules__namepattern__missing_keys = set(['pattern']) - data__policy__rules__namepattern.keys()
+                                        if data__policy__rules__namepattern__missing_keys:
+                                            raise JsonSchemaValueException("invalid")
+                                        data__policy__rules__namepattern_keys = set(data__policy__rules__namepattern.keys())
+                                        if "severity" in data__policy__rules__namepattern_keys:
+                                            data__policy__rules__namepattern_keys.remove("severity")
+                                            data__policy__rules__namepattern__severity = data__policy__rules__namepattern["severity"]
+                                            if not (isinstance(data__policy__rules__namepattern__severity, str) and data__policy__rules__namepattern__severity == 'error' or isinstance(data__policy__rules__namepattern__severity, str) and data__policy__rules__namepattern__severity == 'warning'):
+                                                raise JsonSchemaValueException("invalid")
+                                        if "pattern" in data__policy__rules__namepattern_keys:
+                                            data__policy__rules__namepattern_keys.remove("pattern")
+                                            data__policy__rules__namepattern__pattern = data__policy__rules__namepattern["pattern"]
+                                            if not isinstance(data__policy__rules__namepattern__pattern, (str)):
+                                                raise JsonSchemaValueException("invalid")
+                                            if isinstance(data__policy__rules__namepattern__pattern, str):
+                                                data__policy__rules__namepattern__pattern_len = len(data__policy__rules__namepattern__pattern)
+                                                if data__policy__rules__namepattern__pattern_len < 1:
+                                                    raise JsonSchemaValueException("invalid")
+                                                if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__policy__rules__namepattern__pattern):
+                                                    raise JsonSchemaValueException("invalid")
+                                        if data__policy__rules__namepattern_keys:
+                                            raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__namepattern_any_of_count22 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__namepattern_any_of_count22:
+                                raise JsonSchemaValueException("invalid")
+                        if "description-required" in data__policy__rules_keys:
+                            data__policy__rules_keys.remove("description-required")
+                            data__policy__rules__descriptionrequired = data__policy__rules["description-required"]
+                            data__policy__rules__descriptionrequired_any_of_count23 = 0
+                            if not data__policy__rules__descriptionrequired_any_of_count23:
+                                try:
+                                    if not isinstance(data__policy__rules__descriptionrequired, (bool)):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__descriptionrequired_any_of_count23 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__descriptionrequired_any_of_count23:
+                                try:
+                                    if not isinstance(data__policy__rules__descriptionrequired, (dict)):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__descriptionrequired_is_dict = isinstance(data__policy__rules__descriptionrequired, dict)
+                                    if data__policy__rules__descriptionrequired_is_dict:
+                                        data__policy__rules__descriptionrequired_keys = set(data__policy__rules__descriptionrequired.keys())
+                                        if "severity" in data__policy__rules__descriptionrequired_keys:
+                                            data__policy__rules__descriptionrequired_keys.remove("severity")
+                                            data__policy__rules__descriptionrequired__severity = data__policy__rules__descriptionrequired["severity"]
+                                            if not (isinstance(data__policy__rules__descriptionrequired__severity, str) and data__policy__rules__descriptionrequired__severity == 'error' or isinstance(data__policy__rules__descriptionrequired__severity, str) and data__policy__rules__descriptionrequired__severity == 'warning'):
+                                                raise JsonSchemaValueException("invalid")
+                                        if data__policy__rules__descriptionrequired_keys:
+                                            raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__descriptionrequired_any_of_count23 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__descriptionrequired_any_of_count23:
+                                raise JsonSchemaValueException("invalid")
+                        if "max-key-age" in data__policy__rules_keys:
+                            data__policy__rules_keys.remove("max-key-age")
+                            data__policy__rules__maxkeyage = data__policy__rules["max-key-age"]
+                            data__policy__rules__maxkeyage_any_of_count24 = 0
+                            if not data__policy__rules__maxkeyage_any_of_count24:
+                                try:
+                                    if not (isinstance(data__policy__rules__maxkeyage, bool) and data__policy__rules__maxkeyage is False):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__maxkeyage_any_of_count24 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__maxkeyage_any_of_count24:
+                                try:
+                                    if not isinstance(data__policy__rules__maxkeyage, (dict)):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__maxkeyage_is_dict = isinstance(data__policy__rules__maxkeyage, dict)
+                                    if data__policy__rules__maxkeyage_is_dict:
+                                        data__policy__rules__maxkeyage__missing_keys = set(['days']) - data__policy__rules__maxkeyage.keys()
+                                        if data__policy__rules__maxkeyage__missing_keys:
+                                            raise JsonSchemaValueException("invalid")
+                                        data__policy__rules__maxkeyage_keys = set(data__policy__rules__maxkeyage.keys())
+                                        if "severity" in data__policy__rules__maxkeyage_keys:
+                                            data__policy__rules__maxkeyage_keys.remove("severity")
+                                            data__policy__rules__maxkeyage__severity = data__policy__rules__maxkeyage["severity"]
+                                            if not (isinstance(data__policy__rules__maxkeyage__severity, str) and data__policy__rules__maxkeyage__severity == 'error' or isinstance(data__policy__rules__maxkeyage__severity, str) and data__policy__rules__maxkeyage__severity == 'warning'):
+                                                raise JsonSchemaValueException("invalid")
+                                        if "days" in data__policy__rules__maxkeyage_keys:
+                                            data__policy__rules__maxkeyage_keys.remove("days")
+                                            data__policy__rules__maxkeyage__days = data__policy__rules__maxkeyage["days"]
+                                            if not isinstance(data__policy__rules__maxkeyage__days, (int)) and not (isinstance(data__policy__rules__maxkeyage__days, float) and data__policy__rules__maxkeyage__days.is_integer()) or isinstance(data__policy__rules__maxkeyage__days, bool):
+                                                raise JsonSchemaValueException("invalid")
+                                            if isinstance(data__policy__rules__maxkeyage__days, (int, float, Decimal)) and not isinstance(data__policy__rules__maxkeyage__days, bool):
+                                                if data__policy__rules__maxkeyage__days < 1:
+                                                    raise JsonSchemaValueException("invalid")
+                                        if data__policy__rules__maxkeyage_keys:
+                                            raise JsonSchemaValueException("invalid")
+                                    data__policy__rules__maxkeyage_any_of_count24 += 1
+                                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                            if not data__policy__rules__maxkeyage_any_of_count24:
+                                raise JsonSchemaValueException("invalid")
+                        if data__policy__rules_keys:
+                            raise JsonSchemaValueException("invalid")
+                if "custom" in data__policy_keys:
+                    data__policy_keys.remove("custom")
+                    data__policy__custom = data__policy["custom"]
+                    if not isinstance(data__policy__custom, (list, tuple)):
+                        raise JsonSchemaValueException("invalid")
+                    data__policy__custom_is_list = isinstance(data__policy__custom, (list, tuple))
+                    if data__policy__custom_is_list:
+                        data__policy__custom_len = len(data__policy__custom)
+                        for data__policy__custom_x, data__policy__custom_item in enumerate(data__policy__custom):
+                            if not isinstance(data__policy__custom_item, (dict)):
+                                raise JsonSchemaValueException("invalid")
+                            data__policy__custom_item_is_dict = isinstance(data__policy__custom_item, dict)
+                            if data__policy__custom_item_is_dict:
+                                data__policy__custom_item__missing_keys = set(['id', 'description', 'schema']) - data__policy__custom_item.keys()
+                                if data__policy__custom_item__missing_keys:
+                                    raise JsonSchemaValueException("invalid")
+                                data__policy__custom_item_keys = set(data__policy__custom_item.keys())
+                                if "id" in data__policy__custom_item_keys:
+                                    data__policy__custom_item_keys.remove("id")
+                                    data__policy__custom_item__id = data__policy__custom_item["id"]
+                                    if not isinstance(data__policy__custom_item__id, (str)):
+                                        raise JsonSchemaValueException("invalid")
+                                    if isinstance(data__policy__custom_item__id, str):
+                                        if not REGEX_PATTERNS['^[a-z0-9][a-z0-9-]*(?![\\s\\S])'].search(data__policy__custom_item__id):
+                                            raise JsonSchemaValueException("invalid")
+                                if "description" in data__policy__custom_item_keys:
+                                    data__policy__custom_item_keys.remove("description")
+                                    data__policy__custom_item__description = data__policy__custom_item["description"]
+                                    if not isinstance(data__policy__custom_item__description, (str)):
+                                        raise JsonSchemaValueException("invalid")
+                                    if isinstance(data__policy__custom_item__description, str):
+                                        data__policy__custom_item__description_len = len(data__policy__custom_item__description)
+                                        if data__policy__custom_item__description_len < 1:
+                                            raise JsonSchemaValueException("invalid")
+                                        if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__policy__custom_item__description):
+                                            raise JsonSchemaValueException("invalid")
+                                if "severity" in data__policy__custom_item_keys:
+                                    data__policy__custom_item_keys.remove("severity")
+                                    data__policy__custom_item__severity = data__policy__custom_item["severity"]
+                                    if not (isinstance(data__policy__custom_item__severity, str) and data__policy__custom_item__severity == 'error' or isinstance(data__policy__custom_item__severity, str) and data__policy__custom_item__severity == 'warning'):
+                                        raise JsonSchemaValueException("invalid")
+                                if "schema" in data__policy__custom_item_keys:
+                                    data__policy__custom_item_keys.remove("schema")
+                                    data__policy__custom_item__schema = data__policy__custom_item["schema"]
+                                    if not isinstance(data__policy__custom_item__schema, (dict, bool)):
+                                        raise JsonSchemaValueException("invalid")
+                                if data__policy__custom_item_keys:
+                                    raise JsonSchemaValueException("invalid")
+                if data__policy_keys:
+                    raise JsonSchemaValueException("invalid")
         if data_keys:
             raise JsonSchemaValueException("invalid")
     return data

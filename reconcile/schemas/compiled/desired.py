@@ -13,7 +13,8 @@ JsonSchemaValuesException = JsonSchemaValueException
 
 
 REGEX_PATTERNS = {
-    '^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])': re.compile('^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])')
+    '^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])': re.compile('^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'),
+    '^[0-9]{4}-[0-9]{2}-[0-9]{2}(?![\\s\\S])': re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}(?![\\s\\S])')
 }
 
 NoneType = type(None)
@@ -38,11 +39,27 @@ def validate(data, custom_formats={}, name_prefix=None):
             if not isinstance(data__defaults, (dict)):
                 raise JsonSchemaValueException("invalid")
             try:
-                data__defaults_is_dict = isinstance(data__defaults, dict)
-                if data__defaults_is_dict:
-                    data__defaults__missing_keys = set(['id']) - data__defaults.keys()
-                    if data__defaults__missing_keys:
-                        raise JsonSchemaValueException("invalid")
+                data__defaults_any_of_count1 = 0
+                if not data__defaults_any_of_count1:
+                    try:
+                        data__defaults_is_dict = isinstance(data__defaults, dict)
+                        if data__defaults_is_dict:
+                            data__defaults__missing_keys = set(['id']) - data__defaults.keys()
+                            if data__defaults__missing_keys:
+                                raise JsonSchemaValueException("invalid")
+                        data__defaults_any_of_count1 += 1
+                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                if not data__defaults_any_of_count1:
+                    try:
+                        data__defaults_is_dict = isinstance(data__defaults, dict)
+                        if data__defaults_is_dict:
+                            data__defaults__missing_keys = set(['waivers']) - data__defaults.keys()
+                            if data__defaults__missing_keys:
+                                raise JsonSchemaValueException("invalid")
+                        data__defaults_any_of_count1 += 1
+                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                if not data__defaults_any_of_count1:
+                    raise JsonSchemaValueException("invalid")
             except (JsonSchemaValueException, JsonSchemaValuesException): pass
             else:
                 raise JsonSchemaValueException("invalid")
@@ -182,14 +199,14 @@ def validate(data, custom_formats={}, name_prefix=None):
                         for data__defaults__customAttributes_key in data__defaults__customAttributes_keys:
                             if data__defaults__customAttributes_key not in []:
                                 data__defaults__customAttributes_value = data__defaults__customAttributes.get(data__defaults__customAttributes_key)
-                                data__defaults__customAttributes_value_any_of_count1 = 0
-                                if not data__defaults__customAttributes_value_any_of_count1:
+                                data__defaults__customAttributes_value_any_of_count2 = 0
+                                if not data__defaults__customAttributes_value_any_of_count2:
                                     try:
                                         if not isinstance(data__defaults__customAttributes_value, (str, int, float, Decimal, bool)):
                                             raise JsonSchemaValueException("invalid")
-                                        data__defaults__customAttributes_value_any_of_count1 += 1
+                                        data__defaults__customAttributes_value_any_of_count2 += 1
                                     except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                                if not data__defaults__customAttributes_value_any_of_count1:
+                                if not data__defaults__customAttributes_value_any_of_count2:
                                     try:
                                         if not isinstance(data__defaults__customAttributes_value, (list, tuple)):
                                             raise JsonSchemaValueException("invalid")
@@ -199,9 +216,9 @@ def validate(data, custom_formats={}, name_prefix=None):
                                             for data__defaults__customAttributes_value_x, data__defaults__customAttributes_value_item in enumerate(data__defaults__customAttributes_value):
                                                 if not isinstance(data__defaults__customAttributes_value_item, (str, int, float, Decimal, bool)):
                                                     raise JsonSchemaValueException("invalid")
-                                        data__defaults__customAttributes_value_any_of_count1 += 1
+                                        data__defaults__customAttributes_value_any_of_count2 += 1
                                     except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                                if not data__defaults__customAttributes_value_any_of_count1:
+                                if not data__defaults__customAttributes_value_any_of_count2:
                                     raise JsonSchemaValueException("invalid")
                 if "status" in data__defaults_keys:
                     data__defaults_keys.remove("status")
@@ -227,6 +244,55 @@ def validate(data, custom_formats={}, name_prefix=None):
                             raise JsonSchemaValueException("invalid")
                         if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__defaults__boundUserId):
                             raise JsonSchemaValueException("invalid")
+                if "waivers" in data__defaults_keys:
+                    data__defaults_keys.remove("waivers")
+                    data__defaults__waivers = data__defaults["waivers"]
+                    if not isinstance(data__defaults__waivers, (list, tuple)):
+                        raise JsonSchemaValueException("invalid")
+                    data__defaults__waivers_is_list = isinstance(data__defaults__waivers, (list, tuple))
+                    if data__defaults__waivers_is_list:
+                        data__defaults__waivers_len = len(data__defaults__waivers)
+                        for data__defaults__waivers_x, data__defaults__waivers_item in enumerate(data__defaults__waivers):
+                            if not isinstance(data__defaults__waivers_item, (dict)):
+                                raise JsonSchemaValueException("invalid")
+                            data__defaults__waivers_item_is_dict = isinstance(data__defaults__waivers_item, dict)
+                            if data__defaults__waivers_item_is_dict:
+                                data__defaults__waivers_item__missing_keys = set(['rule', 'reason', 'until']) - data__defaults__waivers_item.keys()
+                                if data__defaults__waivers_item__missing_keys:
+                                    raise JsonSchemaValueException("invalid")
+                                data__defaults__waivers_item_keys = set(data__defaults__waivers_item.keys())
+                                if "rule" in data__defaults__waivers_item_keys:
+                                    data__defaults__waivers_item_keys.remove("rule")
+                                    data__defaults__waivers_item__rule = data__defaults__waivers_item["rule"]
+                                    if not isinstance(data__defaults__waivers_item__rule, (str)):
+                                        raise JsonSchemaValueException("invalid")
+                                    if isinstance(data__defaults__waivers_item__rule, str):
+                                        data__defaults__waivers_item__rule_len = len(data__defaults__waivers_item__rule)
+                                        if data__defaults__waivers_item__rule_len < 1:
+                                            raise JsonSchemaValueException("invalid")
+                                        if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__defaults__waivers_item__rule):
+                                            raise JsonSchemaValueException("invalid")
+                                if "reason" in data__defaults__waivers_item_keys:
+                                    data__defaults__waivers_item_keys.remove("reason")
+                                    data__defaults__waivers_item__reason = data__defaults__waivers_item["reason"]
+                                    if not isinstance(data__defaults__waivers_item__reason, (str)):
+                                        raise JsonSchemaValueException("invalid")
+                                    if isinstance(data__defaults__waivers_item__reason, str):
+                                        data__defaults__waivers_item__reason_len = len(data__defaults__waivers_item__reason)
+                                        if data__defaults__waivers_item__reason_len < 1:
+                                            raise JsonSchemaValueException("invalid")
+                                        if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__defaults__waivers_item__reason):
+                                            raise JsonSchemaValueException("invalid")
+                                if "until" in data__defaults__waivers_item_keys:
+                                    data__defaults__waivers_item_keys.remove("until")
+                                    data__defaults__waivers_item__until = data__defaults__waivers_item["until"]
+                                    if not isinstance(data__defaults__waivers_item__until, (str)):
+                                        raise JsonSchemaValueException("invalid")
+                                    if isinstance(data__defaults__waivers_item__until, str):
+                                        if not REGEX_PATTERNS['^[0-9]{4}-[0-9]{2}-[0-9]{2}(?![\\s\\S])'].search(data__defaults__waivers_item__until):
+                                            raise JsonSchemaValueException("invalid")
+                                if data__defaults__waivers_item_keys:
+                                    raise JsonSchemaValueException("invalid")
                 if data__defaults_keys:
                     raise JsonSchemaValueException("invalid")
         if "keys" in data_keys:
@@ -240,26 +306,26 @@ def validate(data, custom_formats={}, name_prefix=None):
                 for data__keys_x, data__keys_item in enumerate(data__keys):
                     if not isinstance(data__keys_item, (dict)):
                         raise JsonSchemaValueException("invalid")
-                    data__keys_item_any_of_count2 = 0
-                    if not data__keys_item_any_of_count2:
+                    data__keys_item_any_of_count3 = 0
+                    if not data__keys_item_any_of_count3:
                         try:
                             data__keys_item_is_dict = isinstance(data__keys_item, dict)
                             if data__keys_item_is_dict:
                                 data__keys_item__missing_keys = set(['id']) - data__keys_item.keys()
                                 if data__keys_item__missing_keys:
                                     raise JsonSchemaValueException("invalid")
-                            data__keys_item_any_of_count2 += 1
+                            data__keys_item_any_of_count3 += 1
                         except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                    if not data__keys_item_any_of_count2:
+                    if not data__keys_item_any_of_count3:
                         try:
                             data__keys_item_is_dict = isinstance(data__keys_item, dict)
                             if data__keys_item_is_dict:
                                 data__keys_item__missing_keys = set(['name']) - data__keys_item.keys()
                                 if data__keys_item__missing_keys:
                                     raise JsonSchemaValueException("invalid")
-                            data__keys_item_any_of_count2 += 1
+                            data__keys_item_any_of_count3 += 1
                         except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                    if not data__keys_item_any_of_count2:
+                    if not data__keys_item_any_of_count3:
                         raise JsonSchemaValueException("invalid")
                     data__keys_item_is_dict = isinstance(data__keys_item, dict)
                     if data__keys_item_is_dict:
@@ -397,14 +463,14 @@ def validate(data, custom_formats={}, name_prefix=None):
                                 for data__keys_item__customAttributes_key in data__keys_item__customAttributes_keys:
                                     if data__keys_item__customAttributes_key not in []:
                                         data__keys_item__customAttributes_value = data__keys_item__customAttributes.get(data__keys_item__customAttributes_key)
-                                        data__keys_item__customAttributes_value_any_of_count3 = 0
-                                        if not data__keys_item__customAttributes_value_any_of_count3:
+                                        data__keys_item__customAttributes_value_any_of_count4 = 0
+                                        if not data__keys_item__customAttributes_value_any_of_count4:
                                             try:
                                                 if not isinstance(data__keys_item__customAttributes_value, (str, int, float, Decimal, bool)):
                                                     raise JsonSchemaValueException("invalid")
-                                                data__keys_item__customAttributes_value_any_of_count3 += 1
+                                                data__keys_item__customAttributes_value_any_of_count4 += 1
                                             except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                                        if not data__keys_item__customAttributes_value_any_of_count3:
+                                        if not data__keys_item__customAttributes_value_any_of_count4:
                                             try:
                                                 if not isinstance(data__keys_item__customAttributes_value, (list, tuple)):
                                                     raise JsonSchemaValueException("invalid")
@@ -414,9 +480,9 @@ def validate(data, custom_formats={}, name_prefix=None):
                                                     for data__keys_item__customAttributes_value_x, data__keys_item__customAttributes_value_item in enumerate(data__keys_item__customAttributes_value):
                                                         if not isinstance(data__keys_item__customAttributes_value_item, (str, int, float, Decimal, bool)):
                                                             raise JsonSchemaValueException("invalid")
-                                                data__keys_item__customAttributes_value_any_of_count3 += 1
+                                                data__keys_item__customAttributes_value_any_of_count4 += 1
                                             except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                                        if not data__keys_item__customAttributes_value_any_of_count3:
+                                        if not data__keys_item__customAttributes_value_any_of_count4:
                                             raise JsonSchemaValueException("invalid")
                         if "status" in data__keys_item_keys:
                             data__keys_item_keys.remove("status")
@@ -442,6 +508,55 @@ def validate(data, custom_formats={}, name_prefix=None):
                                     raise JsonSchemaValueException("invalid")
                                 if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__keys_item__boundUserId):
                                     raise JsonSchemaValueException("invalid")
+                        if "waivers" in data__keys_item_keys:
+                            data__keys_item_keys.remove("waivers")
+                            data__keys_item__waivers = data__keys_item["waivers"]
+                            if not isinstance(data__keys_item__waivers, (list, tuple)):
+                                raise JsonSchemaValueException("invalid")
+                            data__keys_item__waivers_is_list = isinstance(data__keys_item__waivers, (list, tuple))
+                            if data__keys_item__waivers_is_list:
+                                data__keys_item__waivers_len = len(data__keys_item__waivers)
+                                for data__keys_item__waivers_x, data__keys_item__waivers_item in enumerate(data__keys_item__waivers):
+                                    if not isinstance(data__keys_item__waivers_item, (dict)):
+                                        raise JsonSchemaValueException("invalid")
+                                    data__keys_item__waivers_item_is_dict = isinstance(data__keys_item__waivers_item, dict)
+                                    if data__keys_item__waivers_item_is_dict:
+                                        data__keys_item__waivers_item__missing_keys = set(['rule', 'reason', 'until']) - data__keys_item__waivers_item.keys()
+                                        if data__keys_item__waivers_item__missing_keys:
+                                            raise JsonSchemaValueException("invalid")
+                                        data__keys_item__waivers_item_keys = set(data__keys_item__waivers_item.keys())
+                                        if "rule" in data__keys_item__waivers_item_keys:
+                                            data__keys_item__waivers_item_keys.remove("rule")
+                                            data__keys_item__waivers_item__rule = data__keys_item__waivers_item["rule"]
+                                            if not isinstance(data__keys_item__waivers_item__rule, (str)):
+                                                raise JsonSchemaValueException("invalid")
+                                            if isinstance(data__keys_item__waivers_item__rule, str):
+                                                data__keys_item__waivers_item__rule_len = len(data__keys_item__waivers_item__rule)
+                                                if data__keys_item__waivers_item__rule_len < 1:
+                                                    raise JsonSchemaValueException("invalid")
+                                                if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__keys_item__waivers_item__rule):
+                                                    raise JsonSchemaValueException("invalid")
+                                        if "reason" in data__keys_item__waivers_item_keys:
+                                            data__keys_item__waivers_item_keys.remove("reason")
+                                            data__keys_item__waivers_item__reason = data__keys_item__waivers_item["reason"]
+                                            if not isinstance(data__keys_item__waivers_item__reason, (str)):
+                                                raise JsonSchemaValueException("invalid")
+                                            if isinstance(data__keys_item__waivers_item__reason, str):
+                                                data__keys_item__waivers_item__reason_len = len(data__keys_item__waivers_item__reason)
+                                                if data__keys_item__waivers_item__reason_len < 1:
+                                                    raise JsonSchemaValueException("invalid")
+                                                if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__keys_item__waivers_item__reason):
+                                                    raise JsonSchemaValueException("invalid")
+                                        if "until" in data__keys_item__waivers_item_keys:
+                                            data__keys_item__waivers_item_keys.remove("until")
+                                            data__keys_item__waivers_item__until = data__keys_item__waivers_item["until"]
+                                            if not isinstance(data__keys_item__waivers_item__until, (str)):
+                                                raise JsonSchemaValueException("invalid")
+                                            if isinstance(data__keys_item__waivers_item__until, str):
+                                                if not REGEX_PATTERNS['^[0-9]{4}-[0-9]{2}-[0-9]{2}(?![\\s\\S])'].search(data__keys_item__waivers_item__until):
+                                                    raise JsonSchemaValueException("invalid")
+                                        if data__keys_item__waivers_item_keys:
+                                            raise JsonSchemaValueException("invalid")
                         if data__keys_item_keys:
                             raise JsonSchemaValueException("invalid")
         if "prune" in data_keys:
@@ -449,35 +564,35 @@ def validate(data, custom_formats={}, name_prefix=None):
             data__prune = data["prune"]
             if not isinstance(data__prune, (dict)):
                 raise JsonSchemaValueException("invalid")
-            data__prune_any_of_count4 = 0
-            if not data__prune_any_of_count4:
+            data__prune_any_of_count5 = 0
+            if not data__prune_any_of_count5:
                 try:
                     data__prune_is_dict = isinstance(data__prune, dict)
                     if data__prune_is_dict:
                         data__prune__missing_keys = set(['namePrefix']) - data__prune.keys()
                         if data__prune__missing_keys:
                             raise JsonSchemaValueException("invalid")
-                    data__prune_any_of_count4 += 1
+                    data__prune_any_of_count5 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if not data__prune_any_of_count4:
+            if not data__prune_any_of_count5:
                 try:
                     data__prune_is_dict = isinstance(data__prune, dict)
                     if data__prune_is_dict:
                         data__prune__missing_keys = set(['tenantIds']) - data__prune.keys()
                         if data__prune__missing_keys:
                             raise JsonSchemaValueException("invalid")
-                    data__prune_any_of_count4 += 1
+                    data__prune_any_of_count5 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if not data__prune_any_of_count4:
+            if not data__prune_any_of_count5:
                 try:
                     data__prune_is_dict = isinstance(data__prune, dict)
                     if data__prune_is_dict:
                         data__prune__missing_keys = set(['customAttributes']) - data__prune.keys()
                         if data__prune__missing_keys:
                             raise JsonSchemaValueException("invalid")
-                    data__prune_any_of_count4 += 1
+                    data__prune_any_of_count5 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if not data__prune_any_of_count4:
+            if not data__prune_any_of_count5:
                 raise JsonSchemaValueException("invalid")
             data__prune_is_dict = isinstance(data__prune, dict)
             if data__prune_is_dict:
@@ -524,14 +639,14 @@ def validate(data, custom_formats={}, name_prefix=None):
                         for data__prune__customAttributes_key in data__prune__customAttributes_keys:
                             if data__prune__customAttributes_key not in []:
                                 data__prune__customAttributes_value = data__prune__customAttributes.get(data__prune__customAttributes_key)
-                                data__prune__customAttributes_value_any_of_count5 = 0
-                                if not data__prune__customAttributes_value_any_of_count5:
+                                data__prune__customAttributes_value_any_of_count6 = 0
+                                if not data__prune__customAttributes_value_any_of_count6:
                                     try:
                                         if not isinstance(data__prune__customAttributes_value, (str, int, float, Decimal, bool)):
                                             raise JsonSchemaValueException("invalid")
-                                        data__prune__customAttributes_value_any_of_count5 += 1
+                                        data__prune__customAttributes_value_any_of_count6 += 1
                                     except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                                if not data__prune__customAttributes_value_any_of_count5:
+                                if not data__prune__customAttributes_value_any_of_count6:
                                     try:
                                         if not isinstance(data__prune__customAttributes_value, (list, tuple)):
                                             raise JsonSchemaValueException("invalid")
@@ -541,9 +656,9 @@ def validate(data, custom_formats={}, name_prefix=None):
                                             for data__prune__customAttributes_value_x, data__prune__customAttributes_value_item in enumerate(data__prune__customAttributes_value):
                                                 if not isinstance(data__prune__customAttributes_value_item, (str, int, float, Decimal, bool)):
                                                     raise JsonSchemaValueException("invalid")
-                                        data__prune__customAttributes_value_any_of_count5 += 1
+                                        data__prune__customAttributes_value_any_of_count6 += 1
                                     except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                                if not data__prune__customAttributes_value_any_of_count5:
+                                if not data__prune__customAttributes_value_any_of_count6:
                                     raise JsonSchemaValueException("invalid")
                     data__prune__customAttributes_is_dict = isinstance(data__prune__customAttributes, dict)
                     if data__prune__customAttributes_is_dict:
