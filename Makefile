@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PY     := $(BIN)/python
 
-.PHONY: install demo test lint unit schemas check-schemas validate-desired dist bench clean
+.PHONY: install demo test test-fast lint unit schemas check-schemas docs validate-desired dist constraints bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -26,6 +26,10 @@ test: lint check-schemas validate-desired unit
 unit: $(STAMP)
 	$(BIN)/pytest -q -n 2
 
+## test-fast: the suite without the tests marked slow or network (under a minute on 2 cores)
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -n 2 -m "not slow and not network"
+
 lint: $(STAMP)
 	$(BIN)/ruff check reconcile tests bench
 	$(BIN)/ruff format --check reconcile tests bench
@@ -43,20 +47,42 @@ schemas: $(STAMP)
 check-schemas: $(STAMP)
 	$(PY) -m reconcile.schemas.generate --check
 
+## docs: the exit-code and environment tables in docs/ again, from the code (tests/test_reference.py checks them)
+docs: $(STAMP)
+	$(PY) -m reconcile.reference --write
+
 validate-desired: $(STAMP)
 	$(BIN)/descope-reconcile validate desired/
 
-## dist: the sdist and wheel in dist/ (version from the git tag), checked as PyPI will read them
+## dist: the sdist and wheel in dist/ (version from the git tag), checked as PyPI will read them, and
+## the hashed constraints the action installs from (constraints/descope-reconcile-VERSION.txt: commit it)
 dist: $(STAMP)
 	rm -rf dist
 	$(PY) -m build --outdir dist
 	$(BIN)/twine check --strict dist/*
+	$(MAKE) --no-print-directory constraints DIST=dist
+
+# The wheel in $(DIST) and its whole dependency set resolved for every platform and Python 3.11+ (uv),
+# each pinned with the hash of every file it has; outside dist/, which PyPI would be sent.
+DIST        ?= dist
+CONSTRAINTS ?= constraints
+constraints: $(STAMP)
+	@wheel=$$(ls $(DIST)/descope_reconcile-*-py3-none-any.whl) && \
+	version=$$(basename "$$wheel" | cut -d- -f2) && \
+	out="$(CONSTRAINTS)/descope-reconcile-$$version.txt" && mkdir -p "$(CONSTRAINTS)" && \
+	{ echo "# descope-reconcile $$version and every package it needs, every file hashed: made by make dist."; \
+	  echo "# The action installs exactly these: pip install --require-hashes --only-binary :all: -r <this file>"; \
+	  printf 'descope-reconcile==%s \\\n' "$$version"; \
+	  $(BIN)/pip hash "$$wheel" | sed -n 's/^--hash=/    --hash=/p'; \
+	  $(BIN)/uv pip compile pyproject.toml --quiet --universal --python-version 3.11 --generate-hashes \
+	    --no-header --no-annotate; \
+	} > "$$out.tmp" && mv "$$out.tmp" "$$out" && echo "wrote $$out"
 
 $(VENV)/.bench-installed: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $@
 
-## bench: measured speed, request economy and scale (see README, Performance); under 10 minutes
+## bench: measured speed, request economy and scale, into docs/performance.md; under 10 minutes
 bench: $(VENV)/.bench-installed
 	$(PY) -m bench
 

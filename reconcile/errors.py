@@ -7,12 +7,63 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    OK = 0  # valid / in sync / everything applied
-    FAILURE = 1  # an error, or any key failed, missing, not editable or interrupted
-    CHANGES_PENDING = 2  # plan found changes to make
-    SAFETY_THRESHOLD = 3  # apply refused: the plan changes more keys than --max-changes allows
-    OVERWRITTEN = 4  # apply: every key applied, but a change someone else made meanwhile was overwritten
-    USAGE = 64  # bad command line (EX_USAGE); argparse's own 2 would collide with CHANGES_PENDING
+    """Every exit code the tool gives, each with its meaning: the one text of it, from which `--help`
+    and docs/commands.md are made (`python -m reconcile.reference --write`)."""
+
+    meaning: str
+
+    def __new__(cls, code: int, meaning: str) -> ExitCode:
+        member = int.__new__(cls, code)
+        member._value_ = code
+        member.meaning = meaning
+        return member
+
+    OK = (
+        0,
+        "valid (`validate`); in sync (`plan`); every change made (`apply`, `rotate`); done (`export`; `audit`, even "
+        "with drift, unless `--fail-on-drift`)",
+    )
+    FAILURE = (
+        1,
+        "an error: invalid desired files or config, an output path that cannot be written, an API or "
+        "network failure, a refused saved plan, another apply holding the project's lock, a run "
+        "interrupted by `SIGINT` or `SIGTERM`, an `export` of values the desired format refuses; a policy "
+        "violation: `validate` or `audit --fail-on` finding one no waiver covers, `apply` refusing a change "
+        "that would introduce an error-level one (before any write); or a key "
+        "`failed`, `missing`, `ambiguous` (a name several keys have), not editable, in conflict, `interrupted`, "
+        "`stale`, `unconfirmed` or `undelivered` (its new secret did not reach every sink); apply also while "
+        "its journal shows a secret an earlier run issued and never delivered",
+    )
+    CHANGES_PENDING = (
+        2,
+        "`plan` found changes to make (drift); `audit --fail-on-drift` found a managed key that differs or a "
+        "desired key missing from the project",
+    )
+    SAFETY_THRESHOLD = (
+        3,
+        "`apply` refused before any write: the plan changes more keys than `--max-changes` allows (and no `--force`)",
+    )
+    OVERWRITTEN = (
+        4,
+        "`apply` made every change, but overwrote a change someone else made between its read of a key and "
+        "its write (the audit trail says who and when); 1 when a key also failed",
+    )
+    # EX_USAGE: argparse's own 2 would collide with CHANGES_PENDING.
+    USAGE = (
+        64,
+        "usage error: a bad command line, PATHs with `--config` or `--target`, an unknown target, several "
+        "targets and a file option without `{target}`; `apply` or `rotate` with secrets to issue but no sink "
+        "(`--secrets-out`, `--secrets-command`) or no journal (`--report` or `--journal`): refused before any write",
+    )
+    # 128 + the signal's number (reconcile/job/session.py): the shell's convention for a death by signal.
+    SECOND_SIGINT = (
+        130,
+        "a second `SIGINT` stopped the run at once, before its report (the journal holds every finished key)",
+    )
+    SECOND_SIGTERM = (
+        143,
+        "a second `SIGTERM` stopped the run at once, before its report (the journal holds every finished key)",
+    )
 
 
 # Several targets, one exit code: the most severe of theirs, in this order. A usage error means no

@@ -9,12 +9,12 @@ made private again (the mode given to `open` only applies when it creates the fi
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
 
 from reconcile.errors import ConfigError
 
@@ -125,9 +125,63 @@ def private_fd(path: Path, flags: int, *, private: bool = True) -> int:
     return fd
 
 
-def open_private_append(path: Path) -> IO[str]:
-    """For files written line by line (the journal): appended to, private, never through a link."""
-    return os.fdopen(private_fd(path, os.O_WRONLY | os.O_APPEND), "a", encoding="utf-8")
+class JsonLines:
+    """An append-only JSON Lines file (the journal, the secrets file): private, never through a link,
+    never truncated. One policy for both:
+    - each line is one `write` (no buffer to lose), whole or not at all: a write cut short (a full
+      disk) is truncated back, so neither a fragment nor a glued line is left behind;
+    - a line a crash cut short in an earlier run stays a line of its own, never glued to the next;
+    - `durable=True` lines (a secret's step, a secret) are fsynced before `append` returns, and a new
+      file's folder entry too, so both survive a crash; the others are fsynced when the file closes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        created = not os.path.lexists(path)
+        self._fd = private_fd(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)  # read: its last byte
+        self._unsynced = created
+        self._folder_unsynced = created
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def append(self, line: str, *, durable: bool = False) -> None:
+        data = (line + "\n").encode("utf-8")
+        start = None
+        try:
+            start = os.fstat(self._fd).st_size
+            if start and os.pread(self._fd, 1, start - 1) != b"\n":
+                data = b"\n" + data
+            while data:
+                data = data[os.write(self._fd, data) :]
+            self._unsynced = True
+            if durable:
+                self._sync()
+        except OSError:
+            if start is not None:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, start)
+            raise
+
+    def _sync(self) -> None:
+        if self._unsynced:
+            os.fsync(self._fd)
+            self._unsynced = False
+        if self._folder_unsynced:
+            folder = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+            self._folder_unsynced = False
+
+    def close(self) -> None:
+        """Every line written was fsynced or is fsynced now; a failing fsync here loses no line the
+        caller relied on (those were `durable`)."""
+        try:
+            with contextlib.suppress(OSError):
+                self._sync()
+        finally:
+            os.close(self._fd)
 
 
 def append_text(path: Path, text: str) -> None:

@@ -124,6 +124,8 @@ class DesiredState:
 
     keys: tuple[DesiredKey, ...]
     prune: tuple[PruneScope, ...] = ()
+    # Keys the files beside the given ones declare (a run given part of a folder): never pruned by it.
+    elsewhere: tuple[DesiredKey, ...] = ()
 
 
 def empty_value(name: str) -> JSON:
@@ -192,6 +194,61 @@ def normalize_field(name: str, value: JSON) -> JSON:
     if name in MAP_FIELDS:
         return _typed(value)
     return value
+
+
+def _same_types(first: JSON, second: JSON) -> bool:
+    """Of two equal JSON values (`==`), whether every value has the same type in both (loops, not
+    generators: this runs for every field of every key in sync)."""
+    kind = type(first)
+    if kind is not type(second):
+        return False
+    if kind is dict:
+        for key, value in first.items():
+            other = second[key]
+            inner = type(value)
+            if inner is not type(other) or ((inner is dict or inner is list) and not _same_types(value, other)):
+                return False
+    elif kind is list:
+        for value, other in zip(first, second, strict=True):
+            inner = type(value)
+            if inner is not type(other) or ((inner is dict or inner is list) and not _same_types(value, other)):
+                return False
+    return True
+
+
+def _exactly(first: JSON, second: JSON) -> bool:
+    """The same JSON value to the letter, types included (`true` is not `1`, nor `1.0` `1`)."""
+    return bool(first == second) and _same_types(first, second)
+
+
+def _same_tenants(wanted: JSON, present: JSON) -> bool:
+    """The same tenants and roles in the same order (the server's `tenantName` is not compared)."""
+    if type(wanted) is not list or type(present) is not list or len(wanted) != len(present):
+        return False
+    for mine, theirs in zip(wanted, present, strict=True):
+        if type(mine) is not dict or type(theirs) is not dict:
+            return False
+        if not (
+            _exactly(mine.get("tenantId"), theirs.get("tenantId"))
+            and _exactly(mine.get("roleNames"), theirs.get("roleNames"))
+        ):
+            return False
+    return True
+
+
+def same_field(name: str, wanted: JSON, present: JSON) -> bool:
+    """Whether `normalize_field` would find the two equal, told cheaply for the common case where
+    both are spelled alike (most keys of a big project are in sync): True only when that is sure;
+    False means "compare the normal forms", not "different"."""
+    if name == "keyTenants":
+        return _same_tenants(wanted, present)
+    if name in SET_FIELDS and type(wanted) is list and type(present) is list and len(wanted) == len(present):
+        # Strings only (a string equals nothing else); the same entries in another order too (a file
+        # sorts them, the server may not).
+        if not all(type(item) is str for item in wanted):
+            return False
+        return wanted == present or (all(type(item) is str for item in present) and sorted(wanted) == sorted(present))
+    return _exactly(wanted, present)
 
 
 def canonical_value(name: str, value: JSON) -> JSON:

@@ -1,13 +1,11 @@
-"""Fixtures: the local server in-process over real HTTP, and the real CLI in a subprocess."""
+"""Fixtures: the local server in-process over real HTTP; the CLI runners are in tests/support."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,44 +14,10 @@ import yaml
 
 from reconcile.emulator import Emulator, EmulatorConfig
 from reconcile.schemas.validators import REPORT_SCHEMA, validator
+from tests.support.cli import CliResult, cli_env, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-
-def cli_env(emulator: Emulator | None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DESCOPE_")}
-    if emulator is not None:
-        env.update(
-            DESCOPE_PROJECT_ID=emulator.config.project_id,
-            DESCOPE_MANAGEMENT_KEY=emulator.config.management_key,
-            DESCOPE_BASE_URL=emulator.url,
-        )
-    env.update(extra)
-    return env
-
-
-def run_cli(args: Sequence[str], env: Mapping[str, str], *, cwd: Path | None = None, timeout: float = 120) -> CliResult:
-    done = subprocess.run(
-        [sys.executable, "-m", "reconcile", *args],
-        env=dict(env),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    return CliResult(done.returncode, done.stdout, done.stderr)
+__all__ = ["REPO", "CliResult", "cli_env", "load_report", "run_cli", "updatable", "write_desired"]
 
 
 @pytest.fixture

@@ -9,10 +9,11 @@ from typing import Any
 import httpx
 
 from reconcile.emulator import Emulator, RecordedRequest
+from tests.support import ACCESSKEY, EXCHANGE, SEARCH, journal_lines
 
-EXCHANGE = "/v1/auth/accesskey/exchange"
-KEYS = "/v1/mgmt/accesskey"
-READS = ("/v1/mgmt/accesskey/search", "/v1/mgmt/accesskey")
+KEYS = ACCESSKEY
+READS = (SEARCH, ACCESSKEY)
+journal = journal_lines
 
 
 def exchange(emulator: Emulator, cleartext: str) -> int:
@@ -28,7 +29,3 @@ def secret_lines(path: Path) -> list[dict[str, Any]]:
 def writes(emulator: Emulator) -> list[RecordedRequest]:
     """Every request that could change the project's keys (not a read, an exchange or the audit trail)."""
     return [r for r in emulator.recorded() if r.path.startswith(KEYS) and r.path not in READS]
-
-
-def journal(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

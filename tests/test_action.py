@@ -75,6 +75,7 @@ def run_action_step(
     *,
     tool_bin: Path = TOOL_BIN,
     env: Mapping[str, str] | None = None,
+    action_path: Path = REPO,
 ) -> StepRun:
     """Run one of the action's steps as a runner would: `${{ }}` evaluated in its `env:` only (inputs
     with their defaults, the install step's output), then `bash --noprofile --norc -eo pipefail`
@@ -101,6 +102,7 @@ def run_action_step(
         env={
             **base,
             "RUNNER_TEMP": str(runner),
+            "GITHUB_ACTION_PATH": str(action_path),  # the action's own files: its hashed constraints
             "GITHUB_OUTPUT": str(output_file),
             "GITHUB_STEP_SUMMARY": str(summary_file),
             **step_env,
@@ -149,6 +151,8 @@ def test_inputs_reach_the_shell_only_through_env() -> None:
         assert step["shell"] == "bash"
         assert "${{" not in step["run"], "no expression inside a script: it would be pasted into the shell code"
         for name, value in step["env"].items():
+            if value == "" and name.startswith("DESCOPE_MANAGEMENT_KEY"):
+                continue  # blanked: the install step never has the key
             (expression,) = EXPRESSION.findall(value)
             assert value == f"${{{{ {expression} }}}}", "an env value is one expression, nothing around it"
             assert re.search(rf"\${name}\b", step["run"]), f"{name} is set for nothing"
@@ -205,6 +209,7 @@ def test_arguments_are_split_like_a_shell_but_nothing_is_run(tmp_path: Path) -> 
     assert not list(tmp_path.glob("pwned*")), "an input was run as shell code"
 
 
+@pytest.mark.slow
 def test_run_step_commands_parse_with_the_real_parser(tmp_path: Path) -> None:
     cases = [
         {"command": "validate", "paths": "desired/", "args": "--format github"},
@@ -221,6 +226,7 @@ def test_run_step_commands_parse_with_the_real_parser(tmp_path: Path) -> None:
         assert (getattr(args, "report", None) is not None) == (inputs["command"] in ("plan", "apply"))
 
 
+@pytest.mark.slow
 def test_target_is_passed_only_when_given(tmp_path: Path) -> None:
     _, without = recorded_command({"command": "plan", "paths": "desired/"}, tmp_path / "without")
     assert "--target" not in without
@@ -257,6 +263,7 @@ def test_a_stale_report_is_not_taken_for_this_runs(tmp_path: Path) -> None:
 # --- the run step with the real tool ---
 
 
+@pytest.mark.slow
 def test_validate_with_the_real_tool(tmp_path: Path) -> None:
     shutil.copytree(REPO / "desired", tmp_path / "desired")
     run = run_action_step("run", {"command": "validate", "paths": "desired/"}, tmp_path, tmp_path / "runner")
@@ -270,6 +277,7 @@ def test_validate_with_the_real_tool(tmp_path: Path) -> None:
     assert "::error file=desired/bad.yaml,line=4,col=5::" in run.output
 
 
+@pytest.mark.slow
 def test_plan_outputs_the_count_of_changes_from_the_report(start_emulator: Any, tmp_path: Path) -> None:
     emulator = start_emulator([{"id": "K1", "name": "old"}, {"id": "K2", "name": "same"}, {"id": "K3", "name": "x"}])
     (tmp_path / "desired").mkdir()
@@ -295,6 +303,7 @@ def plant_modules(workspace: Path, names: list[str]) -> Path:
     return planted
 
 
+@pytest.mark.slow
 def test_no_module_from_the_working_directory_is_imported(start_emulator: Any, tmp_path: Path) -> None:
     emulator = start_emulator([{"id": "K1", "name": "old"}])
     (tmp_path / "desired").mkdir()
@@ -317,11 +326,74 @@ def test_install_takes_only_a_release_version(tmp_path: Path, version: str) -> N
     assert not list((tmp_path / "runner").glob("descope-reconcile-*")) and not (tmp_path / "pwned").exists()
 
 
+def action_with_constraints(folder: Path, version: str) -> Path:
+    """An action folder whose commit ships (empty) constraints for this version."""
+    (folder / "constraints").mkdir(parents=True)
+    (folder / "constraints" / f"descope-reconcile-{version}.txt").write_text("")
+    return folder
+
+
+def environment_recorder(folder: Path) -> tuple[Path, Path]:
+    """A `python3` that writes the environment it was given (JSON) and answers as Python 3.10 would."""
+    folder.mkdir()
+    record = folder / "env.json"
+    (folder / "python3").write_text(
+        f"#!{sys.executable}\nimport json, os, sys\nopen({str(record)!r}, 'w').write(json.dumps(dict(os.environ)))\n"
+        "sys.exit(1)\n"
+    )
+    (folder / "python3").chmod(0o755)
+    return folder, record
+
+
 def test_install_needs_python_3_11(tmp_path: Path) -> None:
-    old = tmp_path / "old-python"
-    old.mkdir()
-    (old / "python3").write_text("#!/bin/sh\nexit 1\n")  # answers the version check as Python 3.10 would
-    (old / "python3").chmod(0o755)
+    old, _ = environment_recorder(tmp_path / "old-python")
     env = {**cli_env(None), "PATH": f"{old}{os.pathsep}{os.environ['PATH']}"}
-    run = run_action_step("install", {"version": "0.1.0"}, tmp_path, tmp_path / "runner", env=env)
+    action = action_with_constraints(tmp_path / "action", "0.1.0")
+    run = run_action_step("install", {"version": "0.1.0"}, tmp_path, tmp_path / "runner", env=env, action_path=action)
     assert run.code == 1 and "python3 must be Python 3.11+" in run.output
+
+
+def test_install_refuses_a_version_whose_hashed_constraints_the_action_does_not_ship(tmp_path: Path) -> None:
+    """8: it installed `descope-reconcile==X` with floating dependencies, no hashes."""
+    run = run_action_step("install", {"version": "9.9.9"}, tmp_path, tmp_path / "runner")
+    assert run.code == 1, run.output
+    assert "ships no hashed constraints for 9.9.9 (constraints/descope-reconcile-9.9.9.txt)" in run.output
+    assert not list((tmp_path / "runner").glob("descope-reconcile-*"))
+    install = action_step("install")["run"]
+    assert '--require-hashes --only-binary :all: -r "$constraints"' in install
+    assert "descope-reconcile==" not in install, "never a requirement of its own beside the reviewed file"
+
+
+def test_the_install_step_never_has_the_management_key(tmp_path: Path) -> None:
+    """8: pip, and any build backend, ran with DESCOPE_MANAGEMENT_KEY in the environment."""
+    recorder, record = environment_recorder(tmp_path / "python")
+    key_file = tmp_path / "key"
+    env = {
+        **cli_env(None),
+        "PATH": f"{recorder}{os.pathsep}{os.environ['PATH']}",
+        "DESCOPE_MANAGEMENT_KEY": "K2-SENTINEL-install-must-not-see",
+        "DESCOPE_MANAGEMENT_KEY_FILE": str(key_file),
+    }
+    action = action_with_constraints(tmp_path / "action", "0.1.0")
+    run = run_action_step("install", {"version": "0.1.0"}, tmp_path, tmp_path / "runner", env=env, action_path=action)
+    assert run.code == 1, run.output
+    seen = json.loads(record.read_text())
+    assert "DESCOPE_MANAGEMENT_KEY" not in seen and "DESCOPE_MANAGEMENT_KEY_FILE" not in seen
+    assert "K2-SENTINEL-install-must-not-see" not in record.read_text()
+
+
+def test_rotate_and_the_secret_sinks_reach_the_command_line(tmp_path: Path) -> None:
+    inputs = {
+        "command": "rotate",
+        "args": "--ids K1,K2",
+        "secrets-out": "out/s.jsonl",
+        "secrets-command": "gh secret set X",
+    }
+    run, argv = recorded_command({**inputs, "version": "0.1.0"}, tmp_path)
+    assert run.code == 0, run.output
+    assert argv[:3] == ["rotate", "--report", "descope-reconcile-report.json"]
+    assert argv[3:] == ["--secrets-out", "out/s.jsonl", "--secrets-command", "gh secret set X", "--ids", "K1,K2"]
+    parsed = build_parser().parse_args(argv)
+    assert parsed.secrets_out == Path("out/s.jsonl") and parsed.secrets_command == "gh secret set X"
+    _, plan = recorded_command({"command": "plan", "secrets-out": "s.jsonl", "version": "0.1.0"}, tmp_path / "plan")
+    assert "--secrets-out" not in plan, "only the commands that issue secrets get a sink"

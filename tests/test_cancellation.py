@@ -6,58 +6,65 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reconcile.emulator import Emulator, Window
+from reconcile.emulator import Answer, Call, Emulator, Window
 from tests.conftest import cli_env, load_report, run_cli, write_desired
+from tests.support import SEARCH, UPDATE, start_process
 
-SEARCH = "/v1/mgmt/accesskey/search"
-UPDATE = "/v1/mgmt/accesskey/update"
 KEYS = [{"id": f"K{i:03d}", "name": f"key-{i}", "roleNames": ["reader"]} for i in range(6)]
+pytestmark = pytest.mark.slow  # processes and signals, or waits of seconds
 HELD_SECONDS = 8.0  # how long the server sits on the held request (the defect: the CLI waited it out)
 
 
-def hold(emulator: Emulator, path: str) -> threading.Event:
-    """Make the server sit on the first request to `path` for HELD_SECONDS; the event says it arrived."""
-    arrived = threading.Event()
-    original = emulator.answer
+@dataclass
+class Held:
+    """The first request to one path, held HELD_SECONDS by the server; every request's arrival,
+    timed (the requests recorded are the answered ones: the held one comes later, if at all)."""
 
-    def slow_answer(method: str, where: str, query: str, headers: dict[str, str], body: Any) -> Any:
-        if where == path and not arrived.is_set():
-            arrived.set()
+    path: str
+    arrived: threading.Event = field(default_factory=threading.Event)
+    arrivals: list[tuple[float, str]] = field(default_factory=list)
+
+    def __call__(self, call: Call) -> Answer:
+        self.arrivals.append((time.monotonic(), call.path))
+        if call.path == self.path and not self.arrived.is_set():
+            self.arrived.set()
             time.sleep(HELD_SECONDS)
-        return original(method, where, query, headers, body)
+        return call.forward()
 
-    emulator.answer = slow_answer  # type: ignore[method-assign]
-    return arrived
+    def after(self, moment: float) -> list[str]:
+        return [path for at, path in self.arrivals if at >= moment]
+
+
+def hold(emulator: Emulator, path: str) -> Held:
+    """Make the server sit on the first request to `path` for HELD_SECONDS."""
+    held = Held(path)
+    emulator.intercept("/v1/*", held)
+    return held
 
 
 def start(args: list[str], emulator: Emulator, **extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "reconcile", *args],
-        env=cli_env(emulator, **extra),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_process(args, cli_env(emulator, **extra))
 
 
-def stopped_by(process: subprocess.Popen[str], signum: int, arrived: threading.Event) -> tuple[int, str, float]:
-    """Signal once the held request is in flight: exit code, stderr, seconds it took to exit."""
+def stopped_by(process: subprocess.Popen[str], signum: int, held: Held) -> tuple[int, str, float, float]:
+    """Signal once the held request is in flight: exit code, stderr, seconds it took to exit, and
+    when the signal was sent."""
     try:
-        assert arrived.wait(30), "the request never reached the server"
+        assert held.arrived.wait(30), "the request never reached the server"
         time.sleep(0.2)  # let the client settle into waiting for the answer
         process.send_signal(signum)
         began = time.monotonic()
         _, stderr = process.communicate(timeout=HELD_SECONDS + 10)
-        return process.returncode, stderr, time.monotonic() - began
+        return process.returncode, stderr, time.monotonic() - began, began
     finally:
         process.kill()
 
@@ -94,8 +101,8 @@ def test_the_first_signal_cancels_the_request_in_flight(
     emulator = start_emulator(KEYS)
     desired = write_desired(tmp_path / "d", [{**key, "name": key["name"] + "-v2"} for key in KEYS])
     args, held = COMMANDS[command]
-    arrived = hold(emulator, held)
-    code, stderr, took = stopped_by(start(args(tmp_path, desired), emulator), signum, arrived)
+    holding = hold(emulator, held)
+    code, stderr, took, signalled = stopped_by(start(args(tmp_path, desired), emulator), signum, holding)
 
     assert code == 1, stderr
     assert took < HELD_SECONDS / 2, f"waited {took:.1f}s for the answer instead of cancelling"
@@ -110,7 +117,9 @@ def test_the_first_signal_cancels_the_request_in_flight(
     if command == "apply":  # the update in flight may have landed: the report says so
         first = next(key for key in report["keys"] if key["attempts"])
         assert "interrupted in flight" in first["reason"] and "may have been made" in first["reason"]
-        assert [r.path for r in emulator.recorded()].count(UPDATE) <= 1  # nothing sent after the signal
+    # The process has exited: every request it sent has arrived. None came after the signal.
+    assert holding.after(signalled) == []
+    assert [path for _, path in holding.arrivals].count(held) == 1  # the held one, in flight at the signal
     if command == "export":
         assert not (tmp_path / "export.yaml").exists()
     if command == "audit":

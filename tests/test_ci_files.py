@@ -125,10 +125,10 @@ def test_every_other_action_is_pinned_to_a_commit_with_its_version() -> None:
         "actions/setup-python",
         "actions/upload-artifact",
         "actions/download-artifact",
-        "pypa/gh-action-pypi-publish",
-        "github/codeql-action/upload-sarif",
         "actions/cache/restore",
         "actions/cache/save",
+        "pypa/gh-action-pypi-publish",
+        "github/codeql-action/upload-sarif",
     }
     assert all(len(versions) == 1 for versions in pins.values()), f"one pin per action: {pins}"
 
@@ -148,6 +148,7 @@ def test_every_workflow_uses_one_tool_version() -> None:
     assert len(versions) == 1, versions
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", [p for p in WORKFLOWS if p.name != "release.yml"], ids=lambda p: p.name)
 def test_every_command_the_workflows_make_parses(path: Path, tmp_path: Path) -> None:
     uses = action_uses(load_workflow(path))
@@ -180,10 +181,53 @@ def test_pull_request_keeps_the_plan_and_main_applies_exactly_it() -> None:
     assert option(step_named(main, "Apply")["with"]["args"], "--plan") == option(plan["args"], "--out")
 
     apply = main["jobs"]["apply"]
-    assert apply["concurrency"] == {"group": "descope-apply-${{ matrix.target }}", "cancel-in-progress": False}
     assert apply["strategy"]["max-parallel"] == 1 and apply["strategy"]["fail-fast"] is True  # dev, staging, prod
     assert apply["environment"] == "descope-${{ matrix.target }}"
     assert targets(apply) == targets(pr["jobs"]["plan"]) == targets(workflow("drift.yml")["jobs"]["drift"])
+
+
+def test_no_reviewed_plan_is_dropped_by_a_concurrency_group() -> None:
+    """8: a concurrency group keeps one pending run and cancels the older pending one: with three
+    quick merges the middle reviewed plan was never applied. apply.yml has no group: each run waits
+    for the earlier ones (`turn`); release.yml's group is per tag, so one tag never cancels another's."""
+    main = workflow("apply.yml")
+    assert "concurrency" not in main and all("concurrency" not in job for job in main["jobs"].values())
+    assert main["jobs"]["find-plan"]["needs"] == "turn" and main["jobs"]["apply"]["needs"] == "find-plan"
+    release = workflow("release.yml")
+    assert release["concurrency"] == {"group": "release-${{ github.ref }}", "cancel-in-progress": False}
+    for name in ("pr.yml", "drift.yml"):  # where a newer run superseding an older one is the point, or none
+        group = workflow(name).get("concurrency", {})
+        assert "apply" not in str(group), name
+
+
+def test_an_apply_waits_for_every_earlier_run_then_goes(tmp_path: Path) -> None:
+    """The `turn` step against a `gh` that lists two earlier runs still going, then one, then none."""
+    step = workflow("apply.yml")["jobs"]["turn"]["steps"][0]
+    answers = tmp_path / "answers"
+    answers.write_text("1\n1\n0\n1\n0\n0\n")  # per loop: apply.yml's, then rotate.yml's
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "gh").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path / "calls"}\nhead -n1 {answers}\nsed -i 1d {answers}\n')
+    (fake / "sleep").write_text("#!/bin/sh\nexit 0\n")
+    for tool in ("gh", "sleep"):
+        (fake / tool).chmod(0o755)
+    env = {"PATH": f"{fake}:{os.environ['PATH']}", "GH_TOKEN": "t", "GH_REPO": "acme/keys", "RUN_ID": "1234"}
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert len(calls) == 6 and all("select(.databaseId < 1234 and .status" in call for call in calls)
+    assert [call.split()[3] for call in calls] == ["apply.yml", "rotate.yml"] * 3
+    assert done.stdout.count("waiting for") == 2 and "waiting for 2 earlier run(s)" in done.stdout
+    rotate = workflow("rotate.yml")
+    assert rotate["jobs"]["turn"]["steps"][0]["run"] == step["run"], "one scheme for every workflow that writes"
+    assert rotate["jobs"]["rotate"]["needs"] == "turn" and "concurrency" not in rotate["jobs"]["rotate"]
 
 
 def test_release_publishes_by_trusted_publishing_from_a_tag() -> None:
@@ -201,6 +245,7 @@ def test_release_publishes_by_trusted_publishing_from_a_tag() -> None:
     assert "with" not in publish["steps"][-1], "no token or password: trusted publishing"
 
 
+@pytest.mark.slow
 def test_reviewed_plan_flow_through_the_action(start_emulator: Any, tmp_path: Path) -> None:
     """pr.yml's plan, its artifact, apply.yml's apply, then drift.yml's plan and audit, each run
     with the workflow's own `with:` through the action's run step and the real tool, against the
@@ -261,6 +306,7 @@ def test_pre_commit_hook_runs_validate_on_the_whole_folder() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.network
 def test_pre_commit_hook_from_a_consumer_repository(tmp_path: Path) -> None:
     """`pre-commit try-repo` installs the hook as a consumer's pre-commit does: from git, at a commit.
     It is given this repository's HEAD, so it tests the committed code (uncommitted changes are not

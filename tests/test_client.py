@@ -21,6 +21,8 @@ from reconcile.client.descope import (
     base_url_for,
     credentials_from_env,
 )
+from reconcile.emulator import Answer as EmulatorAnswer
+from reconcile.emulator import Call
 from reconcile.errors import (
     ApiError,
     AuthenticationError,
@@ -143,13 +145,12 @@ def test_requests_are_counted_by_status(start_emulator: Any) -> None:
 def test_sends_auth_and_project_headers(start_emulator: Any) -> None:
     emulator = start_emulator([])
     seen: dict[str, str] = {}
-    original = emulator.answer
 
-    def spy(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
-        seen.update(headers)
-        return original(method, path, query, headers, body)
+    def spy(call: Call) -> EmulatorAnswer:
+        seen.update(call.headers)
+        return call.forward()
 
-    emulator.answer = spy
+    emulator.intercept(SEARCH_PATH, spy)
     call(emulator, "search_access_keys")
     assert seen["authorization"] == f"Bearer {emulator.config.project_id}:{emulator.config.management_key}"
     assert seen["x-descope-project-id"] == emulator.config.project_id

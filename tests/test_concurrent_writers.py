@@ -4,9 +4,7 @@ update whose answer is not the intended key says so (`unconfirmed`)."""
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from reconcile.emulator import Answer, Call
 from tests.conftest import cli_env, load_report, run_cli, write_desired
+from tests.support import SEARCH, UPDATE, start_process
 
-SEARCH = "/v1/mgmt/accesskey/search"
-UPDATE = "/v1/mgmt/accesskey/update"
 KEYS = [{"id": f"K00{i}", "name": f"key-{i}", "description": f"about {i}"} for i in range(3)]
 
 
@@ -34,9 +32,7 @@ def saved_plan(emulator: Any, folder: Path, desired: list[dict[str, Any]], env: 
 
 
 def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "reconcile", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    return start_process(args, env)
 
 
 def wait_until_locked(state: Path, timeout: float = 30) -> None:
@@ -46,43 +42,69 @@ def wait_until_locked(state: Path, timeout: float = 30) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_two_applies_at_once_never_lose_an_update(start_emulator: Any, tmp_path: Path) -> None:
+    """Both start at once: the first to take the lock reads, and is held there until the other has
+    given up, so the two runs overlap whatever the machine's load."""
     emulator = start_emulator(KEYS, latency_ms=300)
     env = env_for(emulator, tmp_path / "state")
     rename = saved_plan(emulator, tmp_path / "a", [{"id": "K000", "name": "renamed"}], env)
     describe = saved_plan(emulator, tmp_path / "b", [{"id": "K000", "description": "described"}], env)
-    both_read, original = threading.Barrier(2, timeout=3), emulator.answer
+    first_read, other_ended = threading.Event(), threading.Event()
 
-    def overlapping(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
-        if path == SEARCH:  # the two runs read at the same time, if both get to read at all
-            with contextlib.suppress(threading.BrokenBarrierError):
-                both_read.wait()
-        return original(method, path, query, headers, body)
+    def held_read(call: Call) -> Answer:
+        if not first_read.is_set():
+            first_read.set()
+            other_ended.wait(timeout=60)
+        return call.forward()
 
-    emulator.answer = overlapping
+    emulator.intercept(SEARCH, held_read)
     runs = [start(["apply", "--plan", str(plan)], env) for plan in (rename, describe)]
+    deadline = time.monotonic() + 60
+    while all(run.poll() is None for run in runs):
+        assert time.monotonic() < deadline, "neither apply ended"
+        time.sleep(0.02)
+    other_ended.set()
     outputs = [run.communicate(timeout=60) for run in runs]
     codes = [run.returncode for run in runs]
     assert sorted(codes) == [0, 1], outputs
     winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
     loser_said = outputs[loser][1]
-    assert "another apply is changing this project" in loser_said or "changed since the plan" in loser_said
+    assert "another apply is changing this project" in loser_said, loser_said
     key = emulator.store.load("K000")
     wanted = [("renamed", "about 0"), ("key-0", "described")][winner]
     assert (key["name"], key["description"]) == wanted  # the winner's change, and nothing silently reverted
     assert len([r for r in emulator.requests if r.path == UPDATE]) == 1
 
 
+def test_a_saved_plan_applied_after_another_apply_changed_its_key_is_refused(
+    start_emulator: Any, tmp_path: Path
+) -> None:
+    """One after the other (no lock in the way): the second plan was made before the first's change."""
+    emulator = start_emulator(KEYS)
+    env = env_for(emulator, tmp_path / "state")
+    rename = saved_plan(emulator, tmp_path / "a", [{"id": "K000", "name": "renamed"}], env)
+    describe = saved_plan(emulator, tmp_path / "b", [{"id": "K000", "description": "described"}], env)
+    assert run_cli(["apply", "--plan", str(rename)], env).code == 0
+    late = run_cli(["apply", "--plan", str(describe)], env)
+    assert late.code == 1, late.output
+    assert "changed since the plan" in late.stderr, late.output
+    key = emulator.store.load("K000")
+    assert (key["name"], key["description"]) == ("renamed", "about 0")  # nothing silently reverted
+    assert len([r for r in emulator.requests if r.path == UPDATE]) == 1
+
+
+@pytest.mark.slow
 def test_a_second_apply_refuses_naming_the_first_or_waits_for_it(start_emulator: Any, tmp_path: Path) -> None:
     emulator = start_emulator(KEYS)
-    gate, original = threading.Event(), emulator.answer
+    gate = threading.Event()
 
-    def held_update(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
-        if path == UPDATE and isinstance(body, dict) and body.get("id") == "K000":
+    def held_update(call: Call) -> Answer:
+        if isinstance(call.body, dict) and call.body.get("id") == "K000":
             gate.wait(timeout=60)  # the first apply is mid-write until the test says so
-        return original(method, path, query, headers, body)
+        return call.forward()
 
-    emulator.answer = held_update
+    emulator.intercept(UPDATE, held_update)
     state = tmp_path / "state"
     env = env_for(emulator, state)
     first = start(["apply", str(write_desired(tmp_path / "a", [{"id": "K000", "name": "renamed"}]))], env)
@@ -110,16 +132,14 @@ def test_a_second_apply_refuses_naming_the_first_or_waits_for_it(start_emulator:
 
 def writer_after_the_search(emulator: Any, changes: list[dict[str, Any]]) -> None:
     """Someone edits keys by hand right after the tool's read: the window the re-check guards."""
-    original = emulator.answer
 
-    def answer(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
-        result = original(method, path, query, headers, body)
-        if path == SEARCH:
-            for change in changes:
-                emulator.store.update(change, "merge")
+    def answer(call: Call) -> Answer:
+        result = call.forward()
+        for change in changes:
+            emulator.store.update(change, "merge")
         return result
 
-    emulator.answer = answer
+    emulator.intercept(SEARCH, answer)
 
 
 @pytest.mark.parametrize("mode", ["--plan", "--recheck"])
@@ -150,14 +170,13 @@ def test_a_key_changed_after_the_read_is_not_written(start_emulator: Any, tmp_pa
 
 def test_an_update_answered_with_another_key_is_unconfirmed(start_emulator: Any, tmp_path: Path) -> None:
     emulator = start_emulator(KEYS)
-    original = emulator.answer
 
-    def renaming_server(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
-        if path == UPDATE and isinstance(body, dict) and body.get("id") == "K000":
-            body = {**body, "name": "the server's idea"}
-        return original(method, path, query, headers, body)
+    def renaming_server(call: Call) -> Answer:
+        if isinstance(call.body, dict) and call.body.get("id") == "K000":
+            return call.forward({**call.body, "name": "the server's idea"})
+        return call.forward()
 
-    emulator.answer = renaming_server
+    emulator.intercept(UPDATE, renaming_server)
     desired = write_desired(tmp_path / "d", [{"id": "K000", "name": "renamed"}, {"id": "K001", "name": "fine"}])
     report, summary = tmp_path / "r.json", tmp_path / "s.md"
     result = run_cli(

@@ -96,7 +96,7 @@ def test_problems_in_defaults_are_located_at_the_defaults(tmp_path: Path) -> Non
         (
             "{bogus: 1}",
             "unknown field `bogus` (known fields: boundUserId, customAttributes, customClaims, description, "
-            "expireTime, keyTenants, name, permittedIps, roleNames, status) [defaults.bogus]",
+            "expireTime, keyTenants, permittedIps, roleNames, status) [defaults.bogus]",
         ),
     ],
 )

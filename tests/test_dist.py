@@ -68,6 +68,7 @@ def version_of(dist: Path) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.network
 def test_sdist_and_wheel_pass_twine_check(dist: Path) -> None:
     files = sorted(str(path) for path in dist.iterdir())
     assert len(files) == 2
@@ -77,6 +78,7 @@ def test_sdist_and_wheel_pass_twine_check(dist: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.network
 def test_wheel_carries_the_schemas_its_version_and_the_command(dist: Path) -> None:
     version = version_of(dist)
     with zipfile.ZipFile(wheel_of(dist)) as wheel:
@@ -93,6 +95,7 @@ def test_wheel_carries_the_schemas_its_version_and_the_command(dist: Path) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.network
 def test_version_comes_from_git(dist: Path) -> None:
     described = subprocess.run(
         ["git", "describe", "--tags", "--match", "v*", "--always"], cwd=REPO, capture_output=True, text=True, check=True
@@ -106,15 +109,42 @@ def test_version_comes_from_git(dist: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.network
 def test_the_action_installs_the_wheel_and_validates_desired(dist: Path, tmp_path: Path) -> None:
     version = version_of(dist)
     runner = tmp_path / "runner"
     planted = plant_modules(tmp_path, ["pip", "venv", "ensurepip"])
+    # The action's commit ships the hashed constraints `make dist` writes for this wheel.
+    action = tmp_path / "action"
+    made = subprocess.run(
+        ["make", "--no-print-directory", "constraints", f"DIST={dist}", f"CONSTRAINTS={action / 'constraints'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    constraints = (action / "constraints" / f"descope-reconcile-{version}.txt").read_text()
+    pins = [line for line in constraints.splitlines() if line and not line.startswith((" ", "#"))]
+    assert all("==" in pin for pin in pins) and {"httpx", "pyyaml"} <= {pin.split("==")[0] for pin in pins}
     # pip finds this wheel first (no index has this version) and the dependencies on PyPI.
     env = {**cli_env(None), "PIP_FIND_LINKS": str(dist)}
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"  # python3: 3.11+, as setup-python leaves it
-    install = run_action_step("install", {"version": version}, tmp_path, runner, env=env)
+    install = run_action_step("install", {"version": version}, tmp_path, runner, env=env, action_path=action)
     assert install.code == 0, install.output
+
+    # A wheel that is not the one reviewed (rebuilt, or swapped on the index) is refused by its hash.
+    tampered = tmp_path / "tampered-constraints"
+    tampered.mkdir()
+    (tampered / "constraints").mkdir()
+    first_hash = constraints.split("--hash=sha256:", 1)[1][:64]
+    swapped = constraints.replace(first_hash, "0" * 64, 1)
+    (tampered / "constraints" / f"descope-reconcile-{version}.txt").write_text(swapped)
+    refused = run_action_step(
+        "install", {"version": version}, tmp_path, tmp_path / "runner2", env=env, action_path=tampered
+    )
+    assert refused.code != 0 and "THESE PACKAGES DO NOT MATCH THE HASHES" in refused.output, refused.output
     assert f"descope-reconcile {version}" in install.output
     tool_bin = Path(install.outputs["bin"])
     assert tool_bin == runner / f"descope-reconcile-{version}" / "bin"
@@ -143,6 +173,11 @@ def test_the_action_installs_the_wheel_and_validates_desired(dist: Path, tmp_pat
     (old / "python3").write_text("#!/bin/sh\nexit 1\n")
     (old / "python3").chmod(0o755)
     again = run_action_step(
-        "install", {"version": version}, tmp_path, runner, env={**env, "PATH": f"{old}:{env['PATH']}"}
+        "install",
+        {"version": version},
+        tmp_path,
+        runner,
+        env={**env, "PATH": f"{old}:{env['PATH']}"},
+        action_path=action,
     )
     assert again.code == 0 and again.outputs["bin"] == str(tool_bin), again.output

@@ -14,6 +14,7 @@ import pytest
 from descope import AssociatedTenant, DescopeClient
 
 from reconcile.desired.loader import ParsedFile, parse_text
+from reconcile.emulator import Answer, Call
 from reconcile.emulator.__main__ import load_seed
 
 
@@ -210,6 +211,7 @@ def test_bad_switches_are_usage_errors(args: list[str], message: str) -> None:
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_run_time_switches_over_http(emulator_process: Any) -> None:
     url = emulator_process("--audit-key-id-in", "externalIds")
     config = httpx.get(url + "/_emulator/config").json()["config"]
@@ -248,3 +250,42 @@ def test_command_line_prints_url_first_and_serves_the_seed(tmp_path: Path) -> No
     finally:
         server.terminate()
         assert server.wait(timeout=10) == 0
+
+
+def test_a_hook_sees_one_path_nests_with_prefix_hooks_and_faults_only_its_request(start_emulator: Any) -> None:
+    """`Emulator.intercept`: the hook of the path first, then the prefix's, then the emulator; a
+    fault forwarded by a hook is that request's alone; removing the hook restores the plain answer."""
+    emulator = start_emulator([{"id": "K1", "name": "one"}, {"id": "K2", "name": "two"}])
+    seen: list[str] = []
+
+    def outer(call: Call) -> Answer:
+        seen.append(f"prefix {call.path}")
+        return call.forward()
+
+    def on_update(call: Call) -> Answer:
+        seen.append(f"update {call.body['id']}")
+        if call.body["id"] == "K1":
+            return call.forward(fault="503")
+        return call.forward({**call.body, "name": "hooked"})
+
+    emulator.intercept("/v1/mgmt/*", outer)
+    emulator.intercept("/v1/mgmt/accesskey/update", on_update)
+    assert post(emulator, "/v1/mgmt/accesskey/update", {"id": "K1", "name": "x"}).status_code == 503
+    answered = post(emulator, "/v1/mgmt/accesskey/update", {"id": "K2", "name": "x"})
+    assert answered.status_code == 200 and answered.json()["key"]["name"] == "hooked"
+    assert post(emulator, "/v1/mgmt/accesskey/search", {}).status_code == 200
+    assert seen == [
+        "update K1",
+        "prefix /v1/mgmt/accesskey/update",
+        "update K2",
+        "prefix /v1/mgmt/accesskey/update",
+        "prefix /v1/mgmt/accesskey/search",
+    ]
+    assert emulator.store.load("K1")["name"] == "one"  # the fault (fault_after_apply 0) made no change
+    assert [(r.status, r.fault) for r in emulator.recorded()] == [(503, "503"), (200, None), (200, None)]
+    assert emulator.stats()["faults"] == {"503": 1}
+
+    emulator.intercept("/v1/mgmt/accesskey/update", None)
+    emulator.intercept("/v1/mgmt/*", None)
+    again = post(emulator, "/v1/mgmt/accesskey/update", {"id": "K1", "name": "plain"})
+    assert again.status_code == 200 and again.json()["key"]["name"] == "plain" and len(seen) == 5

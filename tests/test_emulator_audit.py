@@ -92,6 +92,7 @@ def test_actor_names_extra_keys_and_where_the_key_id_goes(start_emulator: Any) -
     assert [r["actorId"] for r in search(emulator, actorIds=["ci-reconciler"])["audits"]] == ["ci-reconciler"] * 2
 
 
+@pytest.mark.slow
 def test_search_filters_pages_and_the_30_day_horizon(start_emulator: Any) -> None:
     emulator = start_emulator([], **NO_LIMIT)
     now = int(time.time() * 1000)

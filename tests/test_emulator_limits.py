@@ -31,6 +31,7 @@ def test_going_over_the_window_blocks_every_request_for_the_block(start_emulator
     assert stats["requests"][SEARCH] == {"200": 3, "429": 2}
 
 
+@pytest.mark.slow
 def test_without_a_block_a_caller_waits_only_until_the_window_has_room(start_emulator: Any) -> None:
     emulator = start_emulator([], rate_window=Window(2, 2, 0), retry_after=False)
     assert [post(emulator, SEARCH, {}).status_code for _ in range(3)] == [200, 200, 429]

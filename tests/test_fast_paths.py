@@ -4,7 +4,9 @@ whichever path a file takes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +17,10 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from reconcile.desired import yaml12, yamlcheck
+from reconcile.desired import keyindex, yaml12, yamlcheck
 from reconcile.desired.loader import ParsedFile, parse_text
 from reconcile.job.load import load_desired
+from reconcile.schemas import validators
 from reconcile.schemas.validators import DESIRED_SCHEMA, is_valid, validator
 from tests.conftest import cli_env, run_cli
 
@@ -53,18 +56,41 @@ documents = (
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(document=documents)
 def test_compiled_check_agrees_with_jsonschema(document: Any) -> None:
-    assert is_valid(DESIRED_SCHEMA, document) == validator(DESIRED_SCHEMA).is_valid(document)
+    assert quick_verdicts(DESIRED_SCHEMA, document) <= {validator(DESIRED_SCHEMA).is_valid(document)}
 
 
+def quick_verdicts(schema: str, document: Any) -> set[bool]:
+    """What the quick checks say: the compiled one (small documents) and jsonschema-rs (large ones,
+    unless the document holds what JSON cannot: then the compiled one decides)."""
+    verdicts = {is_valid(schema, document)}
+    with contextlib.suppress(ValueError, TypeError):
+        verdicts.add(validators._native(schema)(document))
+    return verdicts
+
+
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.fixed_dictionaries({}, optional=plausible))
 def test_compiled_check_agrees_on_request_bodies(body: dict[str, Any]) -> None:
     """A key item is a request body (by `$ref`), plus the fields only a create sends."""
     document = {"version": 1, "keys": [{"id": "K1", **body}]}
-    assert is_valid(DESIRED_SCHEMA, document) == validator(DESIRED_SCHEMA).is_valid(document)
+    assert quick_verdicts(DESIRED_SCHEMA, document) <= {validator(DESIRED_SCHEMA).is_valid(document)}
+
+
+def test_a_large_document_is_checked_natively_and_agrees(monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = [{"id": f"K{i}", "name": "n", "customClaims": {"big": 2**70, "tier": 1.5}} for i in range(3)]
+    monkeypatch.setattr(validators, "LARGE_DOCUMENT_KEYS", 3)
+    for document, valid in (
+        ({"version": 1, "keys": keys}, True),
+        ({"version": 1, "keys": [*keys[:2], {"id": "K\n"}]}, False),  # a control character
+        ({"version": 1, "keys": [*keys[:2], {"id": "K9", 1: "x"}]}, False),  # JSON has no such key
+    ):
+        assert is_valid(DESIRED_SCHEMA, document) is valid
+        assert validator(DESIRED_SCHEMA).is_valid(document) is valid
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,6 +120,83 @@ def test_key_lines_match_node_marks(text: str) -> None:
     expected = [yamlcheck.locate(root, ["keys", i, "id"], key=True) for i in range(len(parsed.data["keys"]))]
     assert parsed.key_lines() == expected
     assert yamlcheck.key_id_positions(text) == expected
+
+
+@pytest.mark.parametrize("text", LAYOUTS)
+def test_the_key_index_gives_the_node_marks_or_nothing(text: str) -> None:
+    parsed = parse_text("f.yaml", text.encode())
+    assert isinstance(parsed, ParsedFile)
+    root = yaml12.compose(text)
+    expected = [yamlcheck.locate(root, ["keys", i, "id"], key=True) for i in range(len(parsed.data["keys"]))]
+    assert keyindex.key_positions(text, parsed.data["keys"]) in (None, expected)
+
+
+# Lines an item may hold besides its id: some look like an id line or an item line to a careless scan.
+_FIELD_LINES = [
+    "name: x",
+    "description: |\n{deeper}id: {other}\n{deeper}- id: {other}",
+    'description: "a\n{deeper}id: {other}"',
+    "customAttributes: {{x: y,\n{deeper}id: {other}}}",
+    "customAttributes:\n{deeper}id: {other}",
+    "# id: {other}",
+    "roleNames: [a, b]  # a comment",
+    "description: >-\n{deeper}folded\n\n{deeper}- id: {other}",
+    "permittedIps:\n{deeper}- 10.0.0.0/8",
+]
+_ID_SPELLINGS = ["id: {id}", 'id: "{id}"', "id: '{id}'", "id:   {id}  # the id", "id: >-\n{deeper}{id}", "id: {id}x"]
+
+
+@st.composite
+def block_layouts(draw: st.DrawFn) -> str:
+    indent = draw(st.sampled_from([0, 2, 4]))
+    gap = draw(st.sampled_from([1, 1, 3]))
+    column = indent + 1 + gap
+    deeper = " " * (column + draw(st.sampled_from([1, 2])))
+    lines = [draw(st.sampled_from(["", "# header\n"])) + "version: 1", "keys:"]
+    for index in range(draw(st.integers(min_value=1, max_value=4))):
+        fields = [draw(st.sampled_from(_FIELD_LINES)) for _ in range(draw(st.integers(0, 3)))]
+        if draw(st.booleans()):  # an item without an id is located at its first field
+            fields.insert(draw(st.integers(0, len(fields))), draw(st.sampled_from(_ID_SPELLINGS)))
+        fields = fields or ["name: n"]
+        values = {"id": f"K{index}", "other": f"K{index + 1}", "deeper": deeper}
+        text = "\n".join(field.format(**values) for field in fields).replace("\n", "\n" + " " * column)
+        lines.append(" " * indent + "-" + " " * gap + text)
+        lines += draw(st.lists(st.sampled_from(["", " " * indent + "# between"]), max_size=1))
+    lines += draw(st.lists(st.sampled_from(["prune: {namePrefix: ci-}", "# trailer", "defaults:\n  description: d"])))
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=block_layouts())
+def test_the_key_index_agrees_with_the_parse_events(text: str) -> None:
+    """Wherever the index answers, it answers what the node marks say; and it answers for the plain
+    layouts people write (else big files would quietly take the slow path)."""
+    try:
+        root = yaml12.compose(text)
+    except yaml.YAMLError:
+        assume(False)
+    parsed = parse_text("f.yaml", text.encode())
+    assume(isinstance(parsed, ParsedFile) and isinstance(parsed.data, dict))
+    assert isinstance(parsed, ParsedFile)
+    keys = parsed.data["keys"]
+    expected = [yamlcheck.locate(root, ["keys", i, "id"], key=True) for i in range(len(keys))]
+    indexed = keyindex.key_positions(text, keys)
+    assert indexed in (None, expected)
+    plain = all(isinstance(key, dict) and (key.get("id") is None or key["id"].startswith("K")) for key in keys)
+    unusual = ("id: >-",)  # a folded id: what the index leaves to the events
+    if plain and not any(part in text for part in unusual) and not re.search(r"^ *- +#", text, re.MULTILINE):
+        assert indexed == expected
+
+
+def test_the_key_index_reads_an_export_of_many_keys() -> None:
+    from reconcile.output.export import render_export  # noqa: PLC0415
+
+    keys = [{"id": f"K{i}", "name": f"n{i}", "description": "id: K0\n- id: K1", "permittedIps": []} for i in range(50)]
+    text = render_export(keys, source="a test")
+    parsed = parse_text("f.yaml", text.encode())
+    assert isinstance(parsed, ParsedFile)
+    expected = [yamlcheck.locate(yaml12.compose(text), ["keys", i, "id"], key=True) for i in range(50)]
+    assert keyindex.key_positions(text, parsed.data["keys"]) == expected
 
 
 def test_a_block_scalar_that_mentions_an_id_does_not_move_the_key(start_emulator: Any, tmp_path: Path) -> None:
@@ -133,6 +236,7 @@ def test_values_follow_yaml_1_2_on_every_path(text: str, value: Any) -> None:
         assert claim == value and type(claim) is type(value)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     document=st.fixed_dictionaries(

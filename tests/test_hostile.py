@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
+from reconcile.emulator import Answer, Call
 from tests.conftest import cli_env, run_cli, write_desired
+from tests.support import SEARCH, UPDATE
 
 # Erases a line, moves up, returns the cursor, starts a workflow command; then Markdown and HTML,
 # the legacy `##[` command, a bidi override, a line separator, a C1 line break (NEL) and DEL.
@@ -89,16 +91,16 @@ def assert_markdown_inert(text: str, what: str, *, stream: bool) -> None:
 def failing_with_hostile_text(emulator: Any, failing: set[str]) -> None:
     """The update of each key in `failing` (and the search, when "search" is in it) answers 400 with
     a hostile error text."""
-    original = emulator.answer
 
-    def answer(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
-        result = original(method, path, query, headers, body)
-        key_id = body.get("id") if isinstance(body, dict) else None
-        if (path.endswith("/update") and key_id in failing) or (path.endswith("/search") and "search" in failing):
+    def answer(call: Call) -> Answer:
+        result = call.forward()
+        key_id = call.body.get("id") if isinstance(call.body, dict) else None
+        if (call.path == UPDATE and key_id in failing) or (call.path == SEARCH and "search" in failing):
             result.status, result.body = 400, {"errorCode": "E011003", "errorDescription": HOSTILE}
         return result
 
-    emulator.answer = answer
+    emulator.intercept(UPDATE, answer)
+    emulator.intercept(SEARCH, answer)
 
 
 @pytest.fixture

@@ -7,17 +7,19 @@ import shlex
 import signal
 import stat
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from reconcile.emulator import Answer, Call
 from reconcile.schemas.validators import CREATE_SCHEMA, validator
 from tests.conftest import cli_env, load_report, run_cli, write_desired
 from tests.lifecycle import exchange, journal, secret_lines, writes
+from tests.support import start_process
 
 CREATE = "/v1/mgmt/accesskey/create"
 PROJECT = [{"id": "K1", "name": "ci-old", "roleNames": ["viewer"]}]
@@ -137,47 +139,36 @@ def test_a_failing_secrets_command_reports_the_key_created_and_how_to_recover(
     [key] = load_report(report)["keys"]
     assert key["outcome"] == "undelivered" and key["id"] == line["id"]
     assert "exited with 3: vault says no to ***" in key["reason"] and "delivered to --secrets-out only" in key["reason"]
+    assert "a partial delivery" in key["reason"] and "rotating would kill it" in key["reason"]
     recover = key["recover"]
-    assert recover.startswith(f"descope-reconcile rotate --ids {line['id']} --secrets-out {secrets}")
-    assert f"--journal {report}.journal.jsonl" in recover
+    # A partial delivery: the file's copy is handed to the command (CMD, never repeated), not rotated away.
+    assert recover.startswith(f"jq -js --arg id {line['id']} ") and f" {secrets} | " in recover
+    assert "sh -c CMD" in recover and leaky not in recover and "rotate" not in recover
+    assert f">> {report}.journal.jsonl" in recover
     assert recover in result.stdout and recover in summary.read_text()
     for text in (result.stdout, result.stderr, report.read_text(), summary.read_text()):
         assert line["cleartext"] not in text
     assert emulator.store.load(line["id"])["name"] == "ci-new"  # created: a rerun will not create it again
 
-    rerun = run_cli([*args[:6]], cli_env(emulator))  # the journal flags it until it is rotated
+    rerun = run_cli([*args[:6]], cli_env(emulator))  # the journal flags it until it is handed over
     assert rerun.code == 1 and f"Recover: {recover}" in rerun.stderr
-    words = shlex.split(recover)[1:]  # the same command, once the failing sink is left out (fixed)
-    del words[words.index("--secrets-command") : words.index("--secrets-command") + 2]
-    assert "--journal" in words
-    assert run_cli(words, cli_env(emulator)).code == 0
-    assert (
-        exchange(emulator, line["cleartext"]) == 401
-        and exchange(emulator, secret_lines(secrets)[-1]["cleartext"]) == 200
+    vault = tmp_path / "vault"
+    handed = subprocess.run(
+        recover.replace("sh -c CMD", f"sh -c {shlex.quote(f'cat > {vault}')}"), check=False, shell=True
     )
+    assert handed.returncode == 0 and vault.read_text() == line["cleartext"]
+    assert exchange(emulator, line["cleartext"]) == 200  # the working copy was never killed
     assert run_cli([*args[:6]], cli_env(emulator)).code == 0  # settled
 
 
+@pytest.mark.slow
 def test_kill_between_create_and_delivery_is_flagged_by_the_next_run(start_emulator: Any, tmp_path: Path) -> None:
     emulator = start_emulator(PROJECT)
     folder = write_desired(tmp_path / "d", [NEW]).parent
     report, pid_file = tmp_path / "r.json", tmp_path / "sink.pid"
     slow_sink = f"echo $$ > {pid_file}; sleep 60; cat > {tmp_path}/late"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reconcile",
-            "apply",
-            str(folder),
-            "--report",
-            str(report),
-            "--secrets-command",
-            slow_sink,
-        ],
-        env=cli_env(emulator),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    process = start_process(
+        ["apply", str(folder), "--report", str(report), "--secrets-command", slow_sink], cli_env(emulator)
     )
     trail = report.with_name("r.json.journal.jsonl")
     deadline = time.monotonic() + 60
@@ -186,6 +177,7 @@ def test_kill_between_create_and_delivery_is_flagged_by_the_next_run(start_emula
     process.send_signal(signal.SIGKILL)  # the secret was issued; the sink holds it, not yet delivered
     process.wait(timeout=10)
     os.killpg(int(pid_file.read_text()), signal.SIGKILL)  # the sink runs in its own process group
+    process.communicate(timeout=10)  # (its pipes: the sink may have held them too)
     [created] = [k for k in emulator.store.all() if k["name"] == "ci-new"]
     assert [r["event"] for r in journal(trail) if r["type"] == "secret"] == ["requested", "issued"]
 
@@ -208,15 +200,13 @@ def test_kill_between_create_and_delivery_is_flagged_by_the_next_run(start_emula
 
 def test_a_create_whose_answer_is_lost_is_never_sent_twice(start_emulator: Any, tmp_path: Path) -> None:
     emulator = start_emulator(PROJECT)
-    original = emulator.answer
 
-    def lose_create_answers(method: str, path: str, query: str, headers: Any, body: Any) -> Any:
-        answer = original(method, path, query, headers, body)
-        if path == CREATE:  # made, then the connection drops: the secret is gone with the answer
-            answer.drop = True
+    def lose_create_answers(call: Call) -> Answer:
+        answer = call.forward()  # made, then the connection drops: the secret is gone with the answer
+        answer.drop = True
         return answer
 
-    emulator.answer = lose_create_answers  # type: ignore[method-assign]
+    emulator.intercept(CREATE, lose_create_answers)
     folder = write_desired(tmp_path / "d", [NEW]).parent
     args = ["apply", str(folder), "--report", str(tmp_path / "r.json"), "--secrets-out", str(tmp_path / "s")]
     result = run_cli(args, cli_env(emulator))
@@ -226,7 +216,7 @@ def test_a_create_whose_answer_is_lost_is_never_sent_twice(start_emulator: Any, 
     [key] = load_report(tmp_path / "r.json")["keys"]
     assert key["outcome"] == "undelivered" and key["id"] == created["id"] and "its secret lost" in key["reason"]
     assert key["recover"] in result.stdout
-    emulator.answer = original  # type: ignore[method-assign]
+    emulator.intercept(CREATE, None)
     assert run_cli(args, cli_env(emulator)).code == 1  # still flagged, still one key
     assert len([k for k in emulator.store.all() if k["name"] == "ci-new"]) == 1
 
@@ -254,36 +244,31 @@ def test_a_key_created_inactive_is_deactivated_once_its_secret_is_delivered(
     assert run_cli(["plan", str(folder)], cli_env(emulator)).code == 0
 
 
+@pytest.mark.slow
 def test_a_create_cancelled_in_flight_by_a_signal_is_flagged_not_resent(start_emulator: Any, tmp_path: Path) -> None:
     emulator = start_emulator(PROJECT)
-    original, made = emulator.answer, threading.Event()
+    made = threading.Event()
 
-    def slow_create(method: str, path: str, query: str, headers: Any, body: Any) -> Any:
-        answer = original(method, path, query, headers, body)
-        if path == CREATE:  # made at once, answered late: the signal comes while the answer is outstanding
-            made.set()
-            time.sleep(3)
+    def slow_create(call: Call) -> Answer:
+        answer = call.forward()  # made at once, answered late: the signal comes while the answer is outstanding
+        made.set()
+        time.sleep(3)
         return answer
 
-    emulator.answer = slow_create  # type: ignore[method-assign]
+    emulator.intercept(CREATE, slow_create)
     folder = write_desired(tmp_path / "d", [NEW]).parent
     args = ["apply", str(folder), "--report", str(tmp_path / "r.json"), "--secrets-out", str(tmp_path / "s")]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "reconcile", *args],
-        env=cli_env(emulator),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    process = start_process(args, cli_env(emulator))
     assert made.wait(timeout=30)  # the key exists; its answer (and secret) is not back yet
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 1, stderr.decode()
+    assert process.returncode == 1, stderr
     [created] = [k for k in emulator.store.all() if k["name"] == "ci-new"]  # made, its answer never read
     assert (tmp_path / "s").read_text() == ""  # opened before any write; no secret came
     [key] = load_report(tmp_path / "r.json")["keys"]
     assert key["outcome"] == "failed" and "the key may exist" in key["reason"]
 
-    emulator.answer = original  # type: ignore[method-assign]
+    emulator.intercept(CREATE, None)
     rerun = run_cli(args, cli_env(emulator))
     assert rerun.code == 1 and f"{created['id']} (ci-new): the run stopped before the answer came" in rerun.stderr
     assert [k["id"] for k in emulator.store.all() if k["name"] == "ci-new"] == [created["id"]]  # not created twice

@@ -118,17 +118,21 @@ def test_a_key_named_by_name_is_never_pruned(start_emulator: Any, tmp_path: Path
 
 
 @pytest.mark.parametrize(
-    ("prune", "message"),
-    [
-        ({"action": "delete"}, "`prune` needs a scope: namePrefix, tenantIds and/or customAttributes"),
-        ({"namePrefix": "x", "action": "remove"}, "`prune.action` must be one of deactivate, delete, got 'remove'"),
-        ({"tenantIds": []}, "`prune.tenantIds` must not be empty"),
-        ({"namePrefix": "x", "tenants": ["T1"]}, "unknown field `tenants`: did you mean `tenantIds`?"),
+    ("prune", "message", "where"),
+    [  # where: line:column of the mapping that lacks a scope, the wrong value, the unknown field
+        ({"action": "delete"}, "`prune` needs a scope: namePrefix, tenantIds and/or customAttributes", "4:3"),
+        (
+            {"namePrefix": "x", "action": "remove"},
+            "`prune.action` must be one of deactivate, delete, got 'remove'",
+            "5:11",
+        ),
+        ({"tenantIds": []}, "`prune.tenantIds` must not be empty", "4:14"),
+        ({"namePrefix": "x", "tenants": ["T1"]}, "unknown field `tenants`: did you mean `tenantIds`?", "5:3"),
     ],
 )
-def test_prune_section_errors_are_located(tmp_path: Path, prune: dict[str, Any], message: str) -> None:
+def test_prune_section_errors_are_located(tmp_path: Path, prune: dict[str, Any], message: str, where: str) -> None:
     path = tmp_path / "keys.yaml"
     path.write_text("version: 1\nkeys: []\nprune:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in prune.items()))
     result = run_cli(["validate", str(path)], cli_env(None))
     assert result.code == 1 and message in result.stderr, result.stderr
-    assert f"{path}:3:" in result.stderr or f"{path}:4:" in result.stderr or f"{path}:5:" in result.stderr
+    assert f"{path}:{where}: error: {message}" in result.stderr, result.stderr

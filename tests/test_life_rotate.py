@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from reconcile.emulator import Answer, Call
 from tests.conftest import cli_env, load_report, run_cli, write_desired
 from tests.lifecycle import exchange, journal, secret_lines, writes
 
@@ -69,15 +70,13 @@ def test_rotation_of_unknown_or_frozen_keys(start_emulator: Any, tmp_path: Path)
 
 def test_a_rotation_whose_answer_is_lost_is_reloaded_never_resent(start_emulator: Any, tmp_path: Path) -> None:
     emulator = start_emulator(PROJECT)
-    original = emulator.answer
 
-    def fail_after_rotating(method: str, path: str, query: str, headers: Any, body: Any) -> Any:
-        answer = original(method, path, query, headers, body)
-        if path == ROTATE:  # rotated, then a 503 from the gateway: the new secret is lost
-            answer.status, answer.body = 503, {"errorCode": "E011001", "errorDescription": "unavailable"}
+    def fail_after_rotating(call: Call) -> Answer:
+        answer = call.forward()  # rotated, then a 503 from the gateway: the new secret is lost
+        answer.status, answer.body = 503, {"errorCode": "E011001", "errorDescription": "unavailable"}
         return answer
 
-    emulator.answer = fail_after_rotating  # type: ignore[method-assign]
+    emulator.intercept(ROTATE, fail_after_rotating)
     report = tmp_path / "r.json"
     result = run_cli(
         ["rotate", "--ids", "K1", "--secrets-out", str(tmp_path / "s"), "--report", str(report)], cli_env(emulator)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from reconcile.apply.journal import unsettled
+from reconcile.client.redact import scrub
 from reconcile.desired.loader import ParsedFile, parse_text
 from reconcile.desired.validation import build_desired_state
 from reconcile.errors import ConfigError
@@ -56,19 +57,19 @@ def test_secrets_file_is_private_appended_and_never_followed(tmp_path: Path) -> 
 def test_secrets_command_gets_stdin_and_failures_are_masked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DESCOPE_MANAGEMENT_KEY", "K2-management")
     out = tmp_path / "out"
-    SecretsCommand(f'cat > {out}; env > {out}.env; echo "$#" >> {out}.env', "P1").deliver(issued())
+    SecretsCommand(f'cat > {out}; env > {out}.env; echo "$#" >> {out}.env', "P1", scrub=scrub).deliver(issued())
     assert out.read_text() == "the-cleartext"
     environment = (tmp_path / "out.env").read_text()
     assert "KEY_ID=K1" in environment and "KEY_NAME=ci" in environment and "KEY_PROJECT_ID=P1" in environment
     assert "K2-management" not in environment and "the-cleartext" not in environment
     with pytest.raises(DeliveryFailed, match=r"exited with 7: got \*\*\* / bye$"):
-        SecretsCommand('read s; echo "got $s" >&2; echo bye >&2; exit 7', "P1").deliver(issued())
+        SecretsCommand('read s; echo "got $s" >&2; echo bye >&2; exit 7', "P1", scrub=scrub).deliver(issued())
     with pytest.raises(DeliveryFailed, match=r"did not finish in 0\.5 s"):
-        SecretsCommand("sleep 30", "P1", timeout=0.5).deliver(issued())
+        SecretsCommand("sleep 30", "P1", scrub=scrub, timeout=0.5).deliver(issued())
 
 
 def test_every_sink_is_tried_and_the_failure_says_which_took_it(tmp_path: Path) -> None:
-    sinks = Sinks.open(tmp_path / "s.jsonl", "exit 1", project_id="P1")
+    sinks = Sinks.open(tmp_path / "s.jsonl", "exit 1", project_id="P1", scrub=scrub)
     assert sinks is not None and sinks.options == [
         "--secrets-out",
         str(tmp_path / "s.jsonl"),
@@ -78,7 +79,7 @@ def test_every_sink_is_tried_and_the_failure_says_which_took_it(tmp_path: Path) 
     with pytest.raises(DeliveryFailed, match=r"exited with 1 \(delivered to --secrets-out only\)"):
         sinks.deliver(issued())
     sinks.close()
-    assert Sinks.open(None, None, project_id="P1") is None
+    assert Sinks.open(None, None, project_id="P1", scrub=scrub) is None
 
 
 def record(event: str, key_id: str | None, name: str = "ci", run: str = "r1", op: str = "create") -> dict[str, Any]:

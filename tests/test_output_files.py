@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from reconcile.emulator import Answer, Call
 from tests.conftest import cli_env, load_report, run_cli, write_desired
+from tests.support import SEARCH
 
 KEYS = [{"id": "K1", "name": "one"}, {"id": "K2", "name": "two"}]
 DESIRED = [{"id": "K1", "name": "renamed"}]
@@ -110,14 +112,13 @@ def test_a_link_swapped_in_after_the_check_is_still_not_followed(start_emulator:
     emulator = start_emulator(KEYS)
     journal, target = tmp_path / "j.jsonl", tmp_path / "target.txt"
     target.write_text("keep\n")
-    original = emulator.answer
 
-    def swap_in_a_link(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
-        if path.endswith("/search") and not journal.is_symlink():
+    def swap_in_a_link(call: Call) -> Answer:
+        if not journal.is_symlink():
             os.symlink(target, journal)
-        return original(method, path, query, headers, body)
+        return call.forward()
 
-    emulator.answer = swap_in_a_link
+    emulator.intercept(SEARCH, swap_in_a_link)
     result = run_cli(
         ["apply", str(write_desired(tmp_path / "d", DESIRED)), "--journal", str(journal)], cli_env(emulator)
     )
@@ -199,6 +200,7 @@ def test_the_step_summary_is_checked_before_any_request_and_never_followed(
     assert emulator.store.load("K1")["name"] == "one"
 
 
+@pytest.mark.slow
 def test_a_summary_swollen_by_a_huge_value_still_fits_a_github_step_summary(
     start_emulator: Any, tmp_path: Path
 ) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from reconcile.model import DesiredKey, DesiredState, SourceLocation
+from reconcile.model import DesiredKey, DesiredState, SourceLocation, normalize_field, same_field
 from reconcile.plan.diff import Outcome, compute_plan, diff_fields, plan_key, update_body
 from tests.conftest import cli_env, run_cli
 
@@ -199,3 +202,43 @@ def test_export_then_plan_is_in_sync_for_odd_server_values(start_emulator: Any, 
     assert exported.code == 0, exported.output
     planned = run_cli(["plan", str(out)], cli_env(emulator))
     assert planned.code == 0, planned.output
+
+
+_json_scalars = (
+    st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([1.0, 2.0, 0.5]) | st.sampled_from("ab")
+)
+_json = st.recursive(
+    _json_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("xy"), inner, max_size=2)
+)
+_ips = st.sampled_from(["10.0.0.0/8", "2001:db8::1", "2001:0DB8::1", "a", "b"])
+_field_values = {
+    "name": st.sampled_from(["a", "b"]) | _json,
+    "roleNames": st.lists(st.sampled_from(["r", "s", "t"]), max_size=3) | _json,
+    "permittedIps": st.lists(_ips, max_size=3) | _json,
+    "keyTenants": st.lists(
+        st.fixed_dictionaries(
+            {"tenantId": st.sampled_from(["T1", "T2"])},
+            optional={"roleNames": st.lists(st.sampled_from(["r", "s"]), max_size=2), "tenantName": st.just("n")},
+        ),
+        max_size=3,
+    ),
+    "customClaims": st.dictionaries(st.sampled_from("xyz"), _json, max_size=3) | st.none(),
+}
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.data())
+def test_the_spelling_shortcut_never_hides_a_difference(data: st.DataObject) -> None:
+    """`same_field` lets a key in sync skip the normal forms: it may say "compare them" when they
+    are equal, never "equal" when they differ (`true` vs `1`, `1` vs `1.0`, order, tenantName)."""
+    name = data.draw(st.sampled_from(sorted(_field_values)))
+    wanted = data.draw(_field_values[name])
+    present = data.draw(st.one_of(st.just(copy.deepcopy(wanted)), _field_values[name]))
+    try:
+        equal = normalize_field(name, wanted) == normalize_field(name, present)
+    except (TypeError, KeyError, AttributeError):
+        assume(False)
+    if same_field(name, wanted, present):
+        assert equal
+    if name in ("roleNames", "permittedIps") and type(wanted) is list and all(type(i) is str for i in wanted):
+        assert same_field(name, wanted, list(reversed(wanted)))  # another order: still the shortcut

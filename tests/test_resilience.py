@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reconcile.emulator import FAULT_KINDS
-from reconcile.emulator.answers import error
+from reconcile.emulator import FAULT_KINDS, Answer, Call, error
 from tests.conftest import cli_env, load_report, run_cli, write_desired
-
-UPDATE = "/v1/mgmt/accesskey/update"
-SEARCH = "/v1/mgmt/accesskey/search"
+from tests.support import SEARCH, UPDATE, journal_lines, run_process, start_process
+from tests.support import fleet as keys_of
 
 
 def fleet(count: int) -> list[dict[str, Any]]:
-    return [{"id": f"K{i:04d}", "name": f"key-{i}", "roleNames": ["reader"]} for i in range(count)]
+    return keys_of(count, width=4, roleNames=["reader"])
 
 
 def drift_every_third(keys: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], set[str]]:
@@ -38,10 +35,6 @@ def drift_every_third(keys: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
                 wanted["roleNames"] = ["reader", "writer"]
         desired.append(wanted)
     return desired, drifted
-
-
-def journal_lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 @pytest.mark.slow
@@ -62,7 +55,7 @@ def test_chaos_every_drifted_key_converges(start_emulator: Any, tmp_path: Path, 
     )
     write_desired(tmp_path / "desired", desired)
     report_path = tmp_path / "report.json"
-    result = run_cli(
+    result = run_process(  # a process: the client must outrun the server's limit (a core and a GIL of its own)
         ["apply", str(tmp_path / "desired"), "--report", str(report_path), "--timeout", "1", "--force"],
         cli_env(emulator),
         timeout=240,
@@ -124,17 +117,15 @@ def test_auth_failure_mid_run_stops_everything(start_emulator: Any, tmp_path: Pa
     keys = fleet(30)
     emulator = start_emulator(keys, latency_ms=20)
     desired = write_desired(tmp_path, [{**k, "name": "new"} for k in keys])
-    original = emulator.answer
     seen = [0]
 
-    def revoke_after_five_updates(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
-        if path == UPDATE:
-            seen[0] += 1
-            if seen[0] > 5:
-                headers = {**headers, "authorization": "Bearer revoked"}
-        return original(method, path, query, headers, body)
+    def revoke_after_five_updates(call: Call) -> Answer:
+        seen[0] += 1
+        if seen[0] > 5:
+            return replace(call, headers={**call.headers, "authorization": "Bearer revoked"}).forward()
+        return call.forward()
 
-    emulator.answer = revoke_after_five_updates
+    emulator.intercept(UPDATE, revoke_after_five_updates)
     result = run_cli(
         ["apply", str(desired), "--force", "--concurrency", "2", "--report", str(tmp_path / "r.json")],
         cli_env(emulator),
@@ -152,20 +143,16 @@ def test_per_key_failures_do_not_stop_the_others(start_emulator: Any, tmp_path: 
     keys = fleet(12)
     emulator = start_emulator(keys)
     desired = write_desired(tmp_path, [{**k, "name": "renamed"} for k in keys])
-    original = emulator.answer
 
-    def always_fail_k0003(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
-        if path == UPDATE and isinstance(body, dict) and body.get("id") == "K0003":
-            return original(method, path, query, headers, {"id": "K0003", "name": 5})  # a 400, never retried
-        if path == UPDATE and isinstance(body, dict) and body.get("id") == "K0004":
-            emulator.config.fault_rate, emulator.config.fault_kinds = 1.0, ("503",)
-            try:
-                return original(method, path, query, headers, body)
-            finally:
-                emulator.config.fault_rate = 0.0
-        return original(method, path, query, headers, body)
+    def always_fail_k0003(call: Call) -> Answer:
+        key_id = call.body.get("id") if isinstance(call.body, dict) else None
+        if key_id == "K0003":
+            return call.forward({"id": "K0003", "name": 5})  # a 400, never retried
+        if key_id == "K0004":
+            return call.forward(fault="503")  # every attempt, and no other request
+        return call.forward()
 
-    emulator.answer = always_fail_k0003
+    emulator.intercept(UPDATE, always_fail_k0003)
     result = run_cli(
         ["apply", str(desired), "--force", "--max-attempts", "3", "--report", str(tmp_path / "r.json")],
         cli_env(emulator),
@@ -181,13 +168,7 @@ def test_per_key_failures_do_not_stop_the_others(start_emulator: Any, tmp_path: 
 
 
 def _start_apply(emulator: Any, desired: Path, report: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "reconcile", "apply", str(desired), "--force", "--report", str(report), *extra],
-        env=cli_env(emulator),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_process(["apply", str(desired), "--force", "--report", str(report), *extra], cli_env(emulator))
 
 
 def _wait_for_journal(path: Path, keys: int, timeout: float = 30) -> None:
@@ -199,6 +180,7 @@ def _wait_for_journal(path: Path, keys: int, timeout: float = 30) -> None:
     raise AssertionError(f"journal never reached {keys} keys")
 
 
+@pytest.mark.slow
 def test_sigkill_midway_loses_and_duplicates_nothing(start_emulator: Any, tmp_path: Path) -> None:
     keys = fleet(120)
     emulator = start_emulator(keys, latency_ms=30)
@@ -225,6 +207,7 @@ def test_sigkill_midway_loses_and_duplicates_nothing(start_emulator: Any, tmp_pa
     assert all(name.endswith("-v2") for name in (k["name"] for k in emulator.store.all()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_stops_sending_and_still_writes_the_report(
     start_emulator: Any, tmp_path: Path, signum: signal.Signals
@@ -277,14 +260,12 @@ def test_quiet_still_says_why_a_run_failed(start_emulator: Any, tmp_path: Path) 
     assert plan.code == 1 and plan.stdout == ""
     assert "error: K9999: missing: not in the project" in plan.stderr
 
-    original = emulator.answer
+    def refuse_k0001(call: Call) -> Answer:
+        if isinstance(call.body, dict) and call.body.get("id") == "K0001":
+            return call.forward({"id": "K0001", "name": 5})  # a 400, never retried
+        return call.forward()
 
-    def refuse_k0001(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
-        if path == UPDATE and isinstance(body, dict) and body.get("id") == "K0001":
-            return original(method, path, query, headers, {"id": "K0001", "name": 5})  # a 400, never retried
-        return original(method, path, query, headers, body)
-
-    emulator.answer = refuse_k0001
+    emulator.intercept(UPDATE, refuse_k0001)
     renamed = write_desired(tmp_path / "r", [{**key, "name": "renamed"} for key in fleet(3)])
     apply = run_cli(["apply", str(renamed), "-q"], cli_env(emulator))
     assert apply.code == 1 and apply.stdout == ""
@@ -293,17 +274,18 @@ def test_quiet_still_says_why_a_run_failed(start_emulator: Any, tmp_path: Path) 
 
 def failing_search(emulator: Any, failures: int, status: int = 503) -> None:
     """The first `failures` searches answer `status`; the rest are served."""
-    original, seen = emulator.answer, [0]
+    seen = [0]
 
-    def answer(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
-        if path == SEARCH and seen[0] < failures:
+    def answer(call: Call) -> Answer:
+        if seen[0] < failures:
             seen[0] += 1
             return error(status, "E011001", "Server error", "busy")
-        return original(method, path, query, headers, body)
+        return call.forward()
 
-    emulator.answer = answer
+    emulator.intercept(SEARCH, answer)
 
 
+@pytest.mark.slow
 def test_retries_show_at_v_with_cause_and_count_and_the_final_error_says_what_ended_them(
     start_emulator: Any, tmp_path: Path
 ) -> None:

@@ -33,6 +33,7 @@ def test_committed_request_schemas_are_what_the_generator_produces() -> None:
         assert committed == generated, f"{name}: run `make schemas` and commit the result"
 
 
+@pytest.mark.slow
 def test_generator_check_mode_detects_a_stale_schema(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     stale = tmp_path / REQUEST_SCHEMA
     stale.write_text("{}\n")
@@ -73,6 +74,7 @@ def test_writing_up_to_date_schemas_touches_no_file(
     assert "wrote" not in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", ["edited", "missing", "left over"])
 def test_generator_check_mode_detects_a_stale_compiled_validator(
     change: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

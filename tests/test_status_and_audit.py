@@ -4,9 +4,11 @@ real CLI."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from reconcile.emulator import Answer, Call
 from tests.conftest import cli_env, load_report, run_cli, write_desired
 
 DEACTIVATE = "/v1/mgmt/accesskey/deactivate"
@@ -35,14 +37,11 @@ def test_status_changes_on_keys_not_editable_are_sent_and_the_answer_reported(
 
 def test_a_server_that_refuses_the_status_change_is_reported(start_emulator: Any, tmp_path: Path) -> None:
     emulator = start_emulator(KEYS)
-    original = emulator.answer
 
-    def refusing(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
-        if path == DEACTIVATE:  # a server that guards status like updates: its "not editable" answer
-            return original(method, UPDATE, query, headers, {"id": body["id"]})
-        return original(method, path, query, headers, body)
+    def refusing(call: Call) -> Answer:  # a server that guards status like updates: its "not editable" answer
+        return replace(call, path=UPDATE).forward({"id": call.body["id"]})
 
-    emulator.answer = refusing
+    emulator.intercept(DEACTIVATE, refusing)
     desired = write_desired(tmp_path / "d", [{"id": "K2", "status": "inactive"}]).parent
     report = tmp_path / "r.json"
     applied = run_cli(["apply", str(desired), "--report", str(report)], cli_env(emulator))

@@ -16,10 +16,10 @@ from reconcile.job.trail import TrailSettings, attribute_keys, check_overwrites
 from reconcile.output.escape import md_text
 from reconcile.output.report import git_state
 from reconcile.output.trail import attribution_json, describe, who_changed_what
-from reconcile.trail.attribution import MATCH_MARGIN_MS, Found, attribute, covered, tool_run
+from reconcile.trail.attribution import Claim, Found, attribute, covered, tool_run
 from reconcile.trail.event import MAX_LISTED_KEYS, RunSource, apply_event
 from reconcile.trail.findings import StepStatus
-from reconcile.trail.overwrite import Timeline, find_overwrites
+from reconcile.trail.overwrite import find_overwrites
 from reconcile.trail.records import (
     EVENT_ACTION,
     EVENT_ACTOR,
@@ -31,6 +31,7 @@ from reconcile.trail.records import (
     parse_page,
     parse_record,
 )
+from reconcile.trail.writes import CLOCK_SKEW_MS, Timeline, WriteKind
 
 ME = "mgmt-0123abcd"  # the actor Descope records for this tool's management key
 
@@ -40,7 +41,16 @@ def record(key: Any, at: int, actor: str = "U2alice", action: str = "AccessKeyMo
 
 
 def event(at: int, changed: list[str], start: int, end: int, writer: str | None = ME, **data: Any) -> Record:
-    fields = {"runId": "R1", "commit": "c" * 40, "changedKeyIds": changed, "writesFrom": start, "writesTo": end}
+    """An apply event whose every listed key had one update between `start` and `end`."""
+    writes = {key: [["update", start, end]] for key in changed} if isinstance(changed, list) else {}
+    fields = {
+        "runId": "R1",
+        "commit": "c" * 40,
+        "changedKeyIds": changed,
+        "writesFrom": start,
+        "writesTo": end,
+        "writes": writes,
+    }
     fields.update({"writerActorId": writer} if writer else {})
     return parse_record({"action": EVENT_ACTION, "actorId": EVENT_ACTOR, "occurred": at, "data": {**fields, **data}})
 
@@ -132,22 +142,49 @@ def test_only_configured_actions_count_and_absence_depends_on_completeness() -> 
     assert attribute(["K1"], records, ["LoginSucceed"], complete=True)["K1"].found is Found.CHANGED
 
 
-def test_an_apply_event_claims_its_own_write_by_key_window_and_actor() -> None:
+def test_an_apply_event_claims_its_own_write_by_key_kind_window_and_actor() -> None:
     runs = [event(10_000, ["K1", "K2"], 5_000, 6_000)]
     own = attribute(["K1"], [*runs, record("K1", 5_500, ME)], KEY_ACTIONS, complete=True)["K1"]
-    assert own.run is not None and own.run.run_id == "R1"
-    assert not attribute(["K1"], [*runs, record("K1", 5_600, "U2alice")], KEY_ACTIONS, complete=True)["K1"].run
-    late = 6_000 + MATCH_MARGIN_MS + 1
-    assert not attribute(["K1"], [*runs, record("K1", late, ME)], KEY_ACTIONS, complete=True)["K1"].run
-    assert not attribute(["K3"], [*runs, record("K3", 5_500, ME)], KEY_ACTIONS, complete=True)["K3"].run
+    assert own.claim is Claim.OWN and own.run is not None and own.run.run_id == "R1"
+    other = attribute(["K1"], [*runs, record("K1", 5_600, "U2alice")], KEY_ACTIONS, complete=True)["K1"]
+    assert other.claim is Claim.OTHER and other.run is None
+    late = 6_000 + CLOCK_SKEW_MS + 1
+    assert attribute(["K1"], [*runs, record("K1", late, ME)], KEY_ACTIONS, complete=True)["K1"].claim is Claim.OTHER
+    assert attribute(["K3"], [*runs, record("K3", 5_500, ME)], KEY_ACTIONS, complete=True)["K3"].claim is Claim.OTHER
+    deleted = record("K1", 5_500, ME, action="AccessKeyDeleted")
+    assert attribute(["K1"], [*runs, deleted], KEY_ACTIONS, complete=True)["K1"].claim is Claim.OTHER, "kind"
 
 
-def test_an_event_that_could_not_name_every_key_claims_its_actors_writes_in_its_window() -> None:
-    runs = [event(10_000, ["K1"], 5_000, 6_000, changedKeysNotListed=3)]
-    assert attribute(["K7"], [*runs, record("K7", 5_500, ME)], KEY_ACTIONS, complete=True)["K7"].run
-    blind = [event(10_000, ["K1"], 5_000, 6_000, writer=None, changedKeysNotListed=3)]
-    assert not attribute(["K7"], [*blind, record("K7", 5_500, ME)], KEY_ACTIONS, complete=True)["K7"].run
-    assert attribute(["K1"], [*blind, record("K1", 5_500, "U2x")], KEY_ACTIONS, complete=True)["K1"].run
+def test_a_run_that_did_not_prove_its_writer_claims_only_the_one_record_of_its_write() -> None:
+    blind = [event(10_000, ["K1"], 5_000, 6_000, writer=None)]
+    alone = attribute(["K1"], [*blind, record("K1", 5_500, ME)], KEY_ACTIONS, complete=True)["K1"]
+    assert alone.claim is Claim.OWN
+    # someone else's change right after the run's write: which record is the run's cannot be told
+    both = [*blind, record("K1", 6_200, "U2alice"), record("K1", 5_500, ME)]
+    latest = attribute(["K1"], both, KEY_ACTIONS, complete=True)["K1"]
+    assert latest.claim is Claim.UNKNOWN and latest.change is not None and latest.change.actor == "U2alice"
+    text = describe(attribution_json(latest), str)
+    assert "by U2alice" in text and "(not checked: this tool wrote this key then, in descope-reconcile run R1" in text
+    assert attribution_json(latest)["change"]["byThisTool"] is None
+
+
+def test_an_event_of_an_older_version_claims_by_its_span_and_its_writer() -> None:
+    old = parse_record(
+        {
+            "action": EVENT_ACTION,
+            "actorId": EVENT_ACTOR,
+            "occurred": 10_000,
+            "data": {
+                "runId": "R0",
+                "changedKeyIds": ["K1"],
+                "writesFrom": 5_000,
+                "writesTo": 6_000,
+                "writerActorId": ME,
+            },
+        }
+    )
+    assert attribute(["K1"], [old, record("K1", 5_500, ME)], KEY_ACTIONS, complete=True)["K1"].claim is Claim.OWN
+    assert attribute(["K7"], [old, record("K7", 5_500, ME)], KEY_ACTIONS, complete=True)["K7"].claim is Claim.OTHER
 
 
 def test_only_this_tools_events_describe_runs() -> None:
@@ -168,12 +205,11 @@ def test_paging_stops_once_every_key_has_its_latest_change() -> None:
 # --- overwritten changes ---
 
 
-def _timeline(**keys: tuple[int, int, int]) -> Timeline:
+def _timeline(kind: WriteKind = WriteKind.UPDATE, **keys: tuple[int, int, int]) -> Timeline:
     timeline = Timeline()
     for key_id, (read, sent, done) in keys.items():
         timeline.mark_read([key_id], read)
-        timeline.mark_sent(key_id, sent)
-        timeline.mark_done(key_id, done)
+        timeline.mark_write(key_id, kind, sent, done)
     return timeline
 
 
@@ -183,19 +219,62 @@ def test_another_actors_change_between_read_and_write_is_overwritten() -> None:
         record("K1", 500, "U2before"),  # before the read: the plan saw it
         record("K1", 3_050, "U2bob", remoteAddress="192.0.2.1"),  # while the write was in flight
         record("K1", 4_490, ME),  # this run's write, served last
-        record("K2", 4_390, ME),
+        record("K2", 4_390, ME),  # the one record of K2's write: it proves the writer
         record("K1", 9_000, "U2after"),  # after the write: new drift, not overwritten
     ]
     check = find_overwrites(timeline, records, KEY_ACTIONS)
-    assert check.writer == ME and check.unseen == ()
+    assert check.writer == ME and check.not_checked == {}
     assert [(o.key_id, o.change.actor, o.change.remote) for o in check.overwritten] == [("K1", "U2bob", "192.0.2.1")]
 
 
-def test_keys_whose_write_the_trail_does_not_show_are_not_checked() -> None:
+def test_a_single_write_with_another_record_beside_it_is_not_checked_never_overwritten() -> None:
+    """The vote this replaces took U2bob's later edit, nearer the answer, for the run's own."""
+    timeline = _timeline(K1=(1_000, 3_000, 4_000))
+    records = [record("K1", 3_010, ME), record("K1", 4_100, "U2bob")]
+    check = find_overwrites(timeline, records, KEY_ACTIONS)
+    assert check.writer is None and check.overwritten == () and list(check.not_checked) == ["K1"]
+
+
+def test_a_write_the_trail_does_not_show_yet_is_not_checked() -> None:
     timeline = _timeline(K1=(1_000, 3_000, 4_000), K2=(1_000, 3_000, 4_000))
     check = find_overwrites(timeline, [record("K1", 3_990, ME), record("K2", 2_000, "U2bob")], KEY_ACTIONS)
-    assert check.writer == ME and check.unseen == ("K2",) and check.overwritten == ()
-    assert find_overwrites(timeline, [], KEY_ACTIONS).unseen == ("K1", "K2")
+    assert check.writer == ME and list(check.not_checked) == ["K2"] and check.overwritten == ()
+    assert list(find_overwrites(timeline, [], KEY_ACTIONS).not_checked) == ["K1", "K2"]
+    capped = find_overwrites(timeline, [record("K1", 3_990, ME)], KEY_ACTIONS, read_since=2_000)
+    assert "not read to the end" in capped.not_checked["K1"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "action"),
+    [
+        (WriteKind.STATUS, "AccessKeyModified"),
+        (WriteKind.DELETE, "AccessKeyDeleted"),
+        (WriteKind.ROTATE, "AccessKeyModified"),
+    ],
+)
+def test_a_write_that_pins_no_field_after_someone_elses_change_is_not_an_overwrite(
+    kind: WriteKind, action: str
+) -> None:
+    timeline = _timeline(kind, K1=(1_000, 3_000, 4_000), K2=(1_000, 3_000, 4_000))
+    records = [record("K1", 2_000, "U2bob"), record("K1", 3_500, ME, action), record("K2", 3_500, ME, action)]
+    check = find_overwrites(timeline, records, KEY_ACTIONS)
+    assert check.overwritten == () and [(c.key_id, c.write) for c in check.meanwhile] == [("K1", kind)]
+    assert check.writer == ME and check.not_checked == {}
+
+
+def test_a_record_of_another_kind_is_not_the_runs_write() -> None:
+    """The run deleted K1: a modification in the delete's window is someone else's, never its own."""
+    timeline = _timeline(WriteKind.DELETE, K1=(1_000, 3_000, 4_000))
+    check = find_overwrites(timeline, [record("K1", 3_500, ME)], KEY_ACTIONS)
+    assert check.writer is None and list(check.not_checked) == ["K1"]
+
+
+def test_the_same_actors_other_change_in_between_is_overwritten_too() -> None:
+    """Another run with the same management key: its change is not this run's write."""
+    timeline = _timeline(K1=(1_000, 3_000, 4_000), K2=(1_000, 3_000, 4_000))
+    records = [record("K1", 1_500, ME), record("K1", 3_500, ME), record("K2", 3_500, ME)]
+    check = find_overwrites(timeline, records, KEY_ACTIONS)
+    assert [(o.key_id, o.change.occurred) for o in check.overwritten] == [("K1", 1_500)]
 
 
 # --- the event ---
@@ -210,6 +289,7 @@ def test_the_event_names_the_run_caps_the_keys_and_leaves_out_what_is_unknown() 
     )
     changed = [f"K{i:03}" for i in range(MAX_LISTED_KEYS + 5)]
     timeline = _timeline(K000=(1, 10, 20), K001=(1, 15, 30))
+    timeline.mark_write("K000", WriteKind.STATUS, 22, 25)
     body = apply_event(
         source, outcomes={"updated": 105}, changed=changed, timeline=timeline, writer=None, overwritten=0, warn=False
     )
@@ -221,6 +301,7 @@ def test_the_event_names_the_run_caps_the_keys_and_leaves_out_what_is_unknown() 
     ) and "tenantId" not in body
     assert len(data["changedKeyIds"]) == MAX_LISTED_KEYS and data["changedKeysNotListed"] == 5
     assert (data["writesFrom"], data["writesTo"]) == (10, 30) and "writerActorId" not in data
+    assert data["writes"]["K000"] == [["update", 10, 20], ["status", 22, 25]] and data["writes"]["K002"] == []
     assert data["repository"] == "acme/keys" and data["runUrl"] == "https://github.com/acme/keys/actions/runs/42"
     local = RunSource.of("R2", "1.2.3", {"commit": "d" * 40, "remote": "git@example.com:x.git"}, {})
     body = apply_event(
@@ -256,7 +337,7 @@ def test_the_git_remote_is_named_without_its_credentials(tmp_path: Path) -> None
 def test_descriptions_say_whose_change_it_was_and_escape_the_trail() -> None:
     own = attribute(["K1"], [event(10_000, ["K1"], 5_000, 6_000), record("K1", 5_500, ME)], KEY_ACTIONS, complete=True)
     text = describe(attribution_json(own["K1"]), str)
-    assert text.startswith("changed 1970-01-01 00:00:05.500 UTC by descope-reconcile run R1, commit cccccccccccc")
+    assert text == f"changed 1970-01-01 00:00:05.500 UTC by {ME} (descope-reconcile run R1, commit cccccccccccc)"
     hostile = "U2*eve*|<b>`"
     other = attribute(["K1"], [record("K1", 1, hostile, remoteAddress="[x](http://evil)")], KEY_ACTIONS, complete=True)
     markdown = describe(attribution_json(other["K1"]), md_text)
@@ -317,12 +398,12 @@ def test_a_page_repeated_is_read_once_and_an_overwritten_change_said_once() -> N
         }
 
     filler = [raw(f"N{i}", 1, "U2bot", f"f{i}") for i in range(PAGE_SIZE - 2)]
-    client = _RepeatingTrail([raw("K1", 150, ME, "own"), raw("K1", 120, "U2bob", "bob"), *filler])
+    client = _RepeatingTrail([raw("K1", 1_050, ME, "own"), raw("K1", 120, "U2bob", "bob"), *filler])
     settings = TrailSettings(search=True, pages=5, actions=KEY_ACTIONS, event=False, tenant=None)
 
     async def check() -> Any:
         session = Session(client, RetrySettings(rate=100, max_attempts=6, deadline=300, timeout=1))  # type: ignore[arg-type]
-        return await check_overwrites(session, _timeline(K1=(100, 140, 160)), settings)
+        return await check_overwrites(session, _timeline(K1=(100, 1_000, 1_100)), settings)
 
     step, found = asyncio.run(check())
     assert [(item.key_id, item.change.actor) for item in found.overwritten] == [("K1", "U2bob")]

@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from reconcile.emulator import Window
+from reconcile.emulator import Answer, Call, Window
 from reconcile.emulator.config import actor_id_for
 from tests.answer_stub import AnswerStub, json_answer
 from tests.conftest import cli_env, load_report, run_cli, write_desired
+from tests.support import UPDATE, start_process
 from tests.test_action import run_action_step
 from tests.test_ci_files import inputs_for, step_named, workflow
 
@@ -112,7 +113,9 @@ def test_apply_records_its_event_and_the_next_audit_tells_it_from_a_hand_edit(
     write_desired(desired.parent, [{"id": "K1", "name": "newer"}, {"id": "K2", "name": "two"}])  # not applied yet
     audit = run_cli(["audit", str(desired.parent), "--out", str(tmp_path / "audit.json")], env)
     assert audit.code == 0, audit.output
-    reviewed = f"by descope-reconcile run {report['run']['id']}, commit {commit[:12]} (acme/keys)"
+    writer = actor_id_for(emulator.config, emulator.config.management_key)
+    reviewed = f"(descope-reconcile run {report['run']['id']}, commit {commit[:12]} (acme/keys))"
+    assert f"by {writer} from " in audit.stdout, "the actor is shown beside the run that made the change"
     assert reviewed in audit.stdout and "by U2mallory from 203.0.113.7 (not this tool)" in audit.stdout
     entries = {
         e["id"]: e["attribution"]["change"] for e in json.loads((tmp_path / "audit.json").read_text())["whoChangedWhat"]
@@ -154,6 +157,7 @@ def test_a_403_on_audit_search_leaves_every_command_working(start_emulator: Any,
     assert emulator.store.load("K1")["name"] == "new"
 
 
+@pytest.mark.slow
 def test_a_console_change_between_the_read_and_the_write_is_reported_overwritten(
     start_emulator: Any, tmp_path: Path
 ) -> None:
@@ -166,11 +170,11 @@ def test_a_console_change_between_the_read_and_the_write_is_reported_overwritten
         slow_seconds=1.5,
         slow_applies="after",
     )
-    desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}, {"id": "K2", "name": "two"}]).parent
+    # K2's write, with no other change beside it, proves which actor the run's writes are by: K1's
+    # window then holds two records, and the run's own is told from U2bob's by that actor alone
+    desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}, {"id": "K2", "name": "2"}]).parent
     args = ["apply", str(desired), "--report", str(tmp_path / "r.json"), "--summary", str(tmp_path / "s.md")]
-    apply = subprocess.Popen(
-        [sys.executable, "-m", "reconcile", *args], env=cli_env(emulator), stdout=subprocess.PIPE, text=True
-    )
+    apply = start_process(args, cli_env(emulator))  # the console change comes while it runs
     deadline = time.monotonic() + 30
     while not any(r.path == "/v1/mgmt/accesskey/search" for r in emulator.recorded()):
         assert time.monotonic() < deadline and apply.poll() is None, "the apply never read the keys"
@@ -180,7 +184,7 @@ def test_a_console_change_between_the_read_and_the_write_is_reported_overwritten
 
     assert apply.returncode == 4, stdout
     assert "! K1  [overwritten] changed " in stdout and "by U2bob from 192.0.2.44" in stdout
-    assert stdout.strip().splitlines()[-1] == "Apply: 1 updated; 1 change(s) by someone else overwritten (exit 4)."
+    assert stdout.strip().splitlines()[-1] == "Apply: 2 updated; 1 change(s) by someone else overwritten (exit 4)."
     assert emulator.store.load("K1")["description"] == "", "the update pinned every field: the change is gone"
     report = load_report(tmp_path / "r.json")
     key = next(key for key in report["keys"] if key["id"] == "K1")
@@ -216,7 +220,7 @@ def test_attribution_pages_past_the_first_page_and_stops_at_the_cap(start_emulat
 
     capped = run_cli(["plan", str(desired), "--report", str(tmp_path / "c.json"), "--attribution-pages", "1"], env)
     assert capped.code == 2, capped.output
-    assert "no change found in the pages searched (--attribution-pages)" in capped.stdout
+    assert "partial: no change found in the records read" in capped.stdout
     trail = load_report(tmp_path / "c.json")["trail"]["attribution"]
     assert trail["status"] == "partial" and trail["pages"] == 1
 
@@ -239,6 +243,7 @@ def test_throttled_or_strange_audit_answers_degrade_with_the_same_exit_code(
     assert [r.status for r in audit_requests(emulator)] == [200, 429], "a 429 is not retried: no minute's wait"
 
 
+@pytest.mark.slow
 def test_the_drift_workflow_job_summary_says_who_changed_what(start_emulator: Any, tmp_path: Path) -> None:
     """drift.yml's own steps, through the action's run step: plan and audit both write the section."""
     emulator = start_emulator([{"id": "K1", "name": "reviewed"}])
@@ -252,6 +257,7 @@ def test_the_drift_workflow_job_summary_says_who_changed_what(start_emulator: An
         assert "by U2alice from 203.0.113.7 (not this tool)" in run.summary, name
 
 
+@pytest.mark.slow
 def test_an_occurred_no_date_can_show_degrades_instead_of_crashing(tmp_path: Path) -> None:
     """A server that ignores `from`/`to` and sends a time past year 9999 (or before 1970): every
     command still ends as it would have, attribution unavailable, no traceback."""
@@ -276,14 +282,11 @@ def test_an_unconfirmed_write_is_still_this_tools_change_in_the_trail(start_emul
     """The server accepted the update but answered another key (`unconfirmed`): the write was made,
     so the event claims it, and the next audit does not call the tool's own write a hand edit."""
     emulator = start_emulator([{"id": "K1", "name": "old"}])
-    original = emulator.answer
 
-    def renaming_server(method: str, path: str, query: str, headers: dict[str, str], body: Any) -> Any:
-        if path == "/v1/mgmt/accesskey/update" and isinstance(body, dict):
-            body = {**body, "name": "the server's idea"}
-        return original(method, path, query, headers, body)
+    def renaming_server(call: Call) -> Answer:
+        return call.forward({**call.body, "name": "the server's idea"} if isinstance(call.body, dict) else None)
 
-    emulator.answer = renaming_server  # type: ignore[method-assign]
+    emulator.intercept(UPDATE, renaming_server)
     desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
     env = cli_env(emulator)
     apply = run_cli(["apply", str(desired), "--report", str(tmp_path / "r.json")], env)
@@ -292,4 +295,4 @@ def test_an_unconfirmed_write_is_still_this_tools_change_in_the_trail(start_emul
     assert len(events) == 1 and events[0]["data"]["changedKeyIds"] == ["K1"], events
     assert events[0]["type"] == "warn" and events[0]["data"]["outcomes"] == {"unconfirmed": 1}
     audit = run_cli(["audit", str(desired)], env)
-    assert "by descope-reconcile run" in audit.stdout and "(not this tool)" not in audit.stdout, audit.output
+    assert "(descope-reconcile run" in audit.stdout and "(not this tool)" not in audit.stdout, audit.output

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
+import ipaddress
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -15,8 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconcile import cli
-from reconcile.desired import yaml12
+from reconcile.desired import validation, yaml12
 from reconcile.desired.loader import Diagnostic, ParsedFile, parse_text
 from reconcile.desired.validation import build_desired_state
 from reconcile.job.load import load_desired
@@ -278,6 +277,7 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(document=st.one_of(json_values, st.fixed_dictionaries({"version": st.just(1), "keys": st.lists(json_values)})))
 def test_arbitrary_structures_never_crash(document: Any) -> None:
@@ -286,6 +286,7 @@ def test_arbitrary_structures_never_crash(document: Any) -> None:
         assert diagnostic.line >= 1 and diagnostic.message
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(raw=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
 def test_arbitrary_bytes_never_crash(raw: bytes) -> None:
@@ -304,6 +305,7 @@ def test_fuzzed_cli_ends_with_exit_1_and_a_message_never_a_traceback(tmp_path: P
     }
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw=st.binary(max_size=300) | json_values.map(lambda value: json.dumps(value).encode()))
 def test_the_command_line_always_ends_with_an_exit_code_never_a_traceback(raw: bytes) -> None:
@@ -311,9 +313,17 @@ def test_the_command_line_always_ends_with_an_exit_code_never_a_traceback(raw: b
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "fuzzed.yaml"
         path.write_bytes(raw)
-        errors = io.StringIO()
-        with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
-            code = cli.main(["validate", str(path)])
-    assert code in (0, 1)
-    if code == 1:
-        assert f"{path}:" in errors.getvalue() and "validation error" in errors.getvalue()
+        result = run_cli(["validate", str(path)], os.environ)  # (which puts back the logging it set up)
+    assert result.code in (0, 1)
+    if result.code == 1:
+        assert f"{path}:" in result.stderr and "validation error" in result.stderr
+
+
+@settings(max_examples=1000, deadline=None)
+@given(text=st.text(alphabet="0123456789.٣", max_size=16) | st.ip_addresses(v=4).map(str))
+def test_the_ipv4_shortcut_accepts_exactly_what_ipaddress_accepts(text: str) -> None:
+    try:
+        expected: int | None = int(ipaddress.IPv4Address(text))
+    except ValueError:
+        expected = None
+    assert validation._ipv4_value(text) == expected

@@ -1,4 +1,4 @@
-"""YAML 1.2 as the README promises it, from both readers: the values (yaml-rs, corrected where it
+"""YAML 1.2 as docs/desired-format.md promises it, from both readers: the values (yaml-rs, corrected where it
 strays from the core schema) and the structure and positions (PyYAML read as YAML 1.2) agree on
 every scalar, whichever path a file takes."""
 

@@ -1,8 +1,8 @@
 """The YAML project's own conformance cases (yaml-test-suite, MIT licence, in `shared/` beside the
-clone: see its README): the README's YAML 1.2 promise, held to the standard.
+clone: see its README): the YAML 1.2 promise of docs/desired-format.md, held to the standard.
 
 - Every valid single-document case with an expected value (`in.json`) is read by the loader to
-  exactly that value, or refused for one of the reasons listed in REFUSED_BY_DESIGN (and the README).
+  exactly that value, or refused for one of the reasons listed in REFUSED_BY_DESIGN (and docs/desired-format.md).
 - Every invalid case (`error`) is refused, with a located message.
 - The structure reader that gives every position (PyYAML read as YAML 1.2: libyaml first, then
   Scanner12) reads every valid case in the same shape, and so does Scanner12 alone (the fallback),
@@ -162,6 +162,6 @@ def test_invalid_documents_are_refused_with_a_located_message(source: Path) -> N
 
 @needs_suite
 def test_the_figures() -> None:
-    """256 valid single-document cases, 94 invalid ones: the counts the README quotes."""
+    """256 valid single-document cases, 94 invalid ones: the counts docs/desired-format.md quotes."""
     assert (len(VALID), len(INVALID), len(REFUSED_BY_DESIGN)) == (256, 94, 19)
     assert set(REFUSED_BY_DESIGN) | set(STRUCTURE_EXCEPTIONS) <= {param.id for param in VALID}

@@ -72,6 +72,7 @@ class KeyResult:
     attempts: int = 0
     error: ErrorInfo | None = None
     key_id: str | None = None  # the id the server chose, for a created key
+    delivered_to: tuple[str, ...] = ()  # undelivered: the sinks that took the secret all the same
 
     @property
     def id(self) -> str | None:

@@ -1,8 +1,10 @@
 """Plan → changes on the server: bounded concurrency, the run's request budgets, retries, a journal.
 
-Order: status changes first, in batches (disabling a compromised key, deactivating pruned keys:
-the urgent part); then updates, creates and rotations, `concurrency` at a time; deletions last,
-in batches (what cannot be undone waits until everything else went through).
+Order: the declared keys' status changes first, in batches (disabling a compromised key: the urgent
+part); then updates, creates and rotations, `concurrency` at a time; prunes last, deactivations then
+deletions, in batches, and only when everything before them succeeded (no key in error in the plan,
+every update confirmed, every create's secret delivered to every sink): otherwise they are `held`.
+A key renamed (a create plus a prune) thus keeps working until its successor's secret is delivered.
 
 Retrying an update is safe even after an ambiguous failure (a timeout, a dropped answer, a 5xx
 that came after the write): the body holds absolute final values for every updatable field, so
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -76,18 +78,18 @@ class Executor:
     def fatal(self) -> AuthenticationError | None:
         return self._guard.fatal
 
-    async def run(self, writes: Sequence[KeyPlan]) -> list[KeyResult]:
-        """Make every planned write; every key gets a result, in plan order."""
+    async def run(self, writes: Sequence[KeyPlan], *, hold: str | None = None) -> list[KeyResult]:
+        """Make every planned write; every key gets a result, in plan order. `hold`: why the prunes
+        must not run whatever happens (the plan has keys in error)."""
         self.progress.total, self.progress.started = len(writes), time.monotonic()
         statuses = await self._change_statuses([item for item in writes if _status_first(item)])
         results: dict[int, KeyResult] = {}
         queue: asyncio.Queue[tuple[int, KeyPlan]] = asyncio.Queue()
-        deletions = []
         for index, item in enumerate(writes):
             step = statuses.get(str(item.key.id)) if _status_first(item) else None
-            if item.outcome is Outcome.DELETE:
-                deletions.append((index, item))
-            elif step is not None and (item.body is None or step[0] is Outcome.STALE):
+            if item.is_prune:
+                continue
+            if step is not None and (item.body is None or step[0] is Outcome.STALE):
                 self._finish(index, _after_status(item, step), results)
             else:
                 queue.put_nowait((index, item))
@@ -96,7 +98,8 @@ class Executor:
             for _ in range(min(self._concurrency, queue.qsize()))
         ]
         await asyncio.gather(*workers)
-        await self._delete(deletions, results)
+        prunes = [(index, item) for index, item in enumerate(writes) if item.is_prune]
+        await self._prune(prunes, statuses, results, hold)
         return [
             results.get(index) or self._unreached(item, statuses.get(str(item.key.id)))
             for index, item in enumerate(writes)
@@ -119,6 +122,33 @@ class Executor:
         self.progress.done += 1
         self.progress.failed += result.outcome is not result.plan.outcome.done
         self.progress.retries = self._guard.retries
+
+    async def _prune(
+        self,
+        prunes: Sequence[tuple[int, KeyPlan]],
+        statuses: dict[str, _Step],
+        results: dict[int, KeyResult],
+        hold: str | None,
+    ) -> None:
+        """Deactivations, then deletions: only when nothing before them failed."""
+        deactivations = [(index, item) for index, item in prunes if item.outcome is Outcome.DEACTIVATE]
+        deletions = [(index, item) for index, item in prunes if item.outcome is Outcome.DELETE]
+        if self.stop.is_set():
+            return  # unreached: interrupted
+        why = hold or _failed_before(results.values())
+        if why is None and deactivations:
+            statuses.update(await self._change_statuses([item for _, item in deactivations]))
+            for index, item in deactivations:
+                if (step := statuses.get(str(item.key.id))) is not None:
+                    self._finish(index, _result(item, step), results)
+            why = _failed_before(results[index] for index, _ in deactivations if index in results)
+        if why is None:
+            await self._delete(deletions, results)
+            return
+        held = ErrorInfo(f"not sent: prunes run last, and only when everything before them succeeded; {why}")
+        for index, item in (*deactivations, *deletions):
+            if index not in results:
+                self._finish(index, KeyResult(item, Outcome.HELD, error=held), results)
 
     async def _worker(
         self, queue: asyncio.Queue[tuple[int, KeyPlan]], statuses: dict[str, _Step], results: dict[int, KeyResult]
@@ -239,8 +269,18 @@ class Executor:
 
 
 def _status_first(item: KeyPlan) -> bool:
-    """A status change made in the batches before everything else (a new key gets its status once it exists)."""
-    return item.status is not None and item.outcome is not Outcome.CREATE
+    """A declared key's status change, made in the batches before everything else (a new key gets its
+    status once it exists; a pruned key, after everything else)."""
+    return item.status is not None and item.outcome is not Outcome.CREATE and not item.is_prune
+
+
+def _failed_before(results: Iterable[KeyResult]) -> str | None:
+    """Why what comes next must wait: the keys that did not end as planned, if any."""
+    failed = [result for result in results if result.outcome is not result.plan.outcome.done]
+    if not failed:
+        return None
+    shown = ", ".join(f"{result.id or result.plan.key.label} {result.outcome.value}" for result in failed[:5])
+    return f"{len(failed)} key(s) before it did not end as planned ({shown}{', ...' if len(failed) > 5 else ''})"
 
 
 def _step(answer: object, tally: Tally) -> _Step:

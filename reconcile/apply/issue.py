@@ -5,12 +5,15 @@ The journal hears of each step before it happens (see journal.py). Neither call 
 blindly: after a failure that may hide a success, a create looks for the key by its name and a
 rotation reloads the key, and the result says what is known. A secret that was issued and not
 delivered makes the key `undelivered` (an error), with a rotation as the way to recover.
+
+The first delivery failure stops further issuing: a broken sink would lose every secret after it
+(and a rotation kills the old, working one), so the keys not yet sent are `held`, never issued.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -35,16 +38,44 @@ class Issuer:
         self._sinks = sinks
         self._journal = journal
         self._run_id = run_id
-
-    def _note(self, event: str, item: KeyPlan, key_id: str | None, error: str | None = None) -> None:
-        if self._journal is not None:
-            op = "create" if item.outcome is Outcome.CREATE else "rotate"
-            self._journal.secret(event, op, key_id, item.name, error)
+        # One secret at a time, and none after a sink failed: a rotation ends the key's working secret,
+        # so the next is issued only once the sinks took the last one.
+        self._one_at_a_time = asyncio.Lock()
+        self._sink_failed: str | None = None
 
     async def create(self, item: KeyPlan) -> KeyResult:
+        return await self._issue(self._create, item)
+
+    async def rotate(self, item: KeyPlan) -> KeyResult:
+        return await self._issue(self._rotate, item)
+
+    async def _issue(self, issue: Callable[[KeyPlan], Awaitable[KeyResult]], item: KeyPlan) -> KeyResult:
+        async with self._one_at_a_time:
+            if self._sink_failed is not None:
+                message = f"not sent: an earlier secret was not delivered ({self._sink_failed}); fix the sink"
+                return KeyResult(item, Outcome.HELD, error=ErrorInfo(message))
+            return await issue(item)
+
+    def _note(
+        self, event: str, item: KeyPlan, key_id: str | None, error: str | None = None, took: Sequence[str] = ()
+    ) -> bool:
+        """False when the journal could not take the step (the run then fails, see Journal.failure)."""
+        if self._journal is None:
+            return True
+        op = "create" if item.outcome is Outcome.CREATE else "rotate"
+        return self._journal.secret(event, op, key_id, item.name, error, took=took)
+
+    def _unjournaled(self, item: KeyPlan) -> KeyResult:
+        """Not sent: a secret issued now could be lost by a crash with nothing on disk to say so."""
+        assert self._journal is not None and self._journal.failure is not None
+        why = f"not sent: the journal {self._journal.path} cannot be written ({self._journal.failure.error})"
+        return KeyResult(item, Outcome.FAILED, 0, ErrorInfo(why))
+
+    async def _create(self, item: KeyPlan) -> KeyResult:
         assert item.body is not None
         tally = Tally()
-        self._note("requested", item, None)
+        if not self._note("requested", item, None):
+            return self._unjournaled(item)
         send = at_most_once(partial(self._client.create_access_key, item.body))
         answer = await self._guard.call(send, tally, what=f"create {item.name!r}")
         if isinstance(answer, Failure):
@@ -93,11 +124,12 @@ class Issuer:
             result.error = ErrorInfo(f"created (secret delivered), but not made {status}: {done.error.message}")
         return result
 
-    async def rotate(self, item: KeyPlan) -> KeyResult:
+    async def _rotate(self, item: KeyPlan) -> KeyResult:
         key_id = item.key.id
         assert key_id is not None
         tally = Tally()
-        self._note("requested", item, key_id)
+        if not self._note("requested", item, key_id):
+            return self._unjournaled(item)
         send = at_most_once(partial(self._client.rotate_access_key, key_id))
         answer = await self._guard.call(send, tally, what=f"rotate {key_id}")
         if isinstance(answer, Failure):
@@ -125,7 +157,8 @@ class Issuer:
         return KeyResult(item, Outcome.UNDELIVERED, tally.attempts, ErrorInfo(message))
 
     async def _deliver(self, item: KeyPlan, key_id: str, secret: Secret, tally: Tally) -> KeyResult:
-        """To every sink; the key is done only when the journal says the secret was delivered."""
+        """To every sink; the key is done only when the journal says the secret was delivered. A journal
+        that cannot take `issued` does not stop the delivery: the secret exists only here."""
         self._note("issued", item, key_id)
         try:
             if self._sinks is None:
@@ -134,10 +167,16 @@ class Issuer:
         except Exception as error:  # whatever failed, the secret must not be lost silently
             # An unexpected error is named by its type only: its text could quote what the sink was given.
             problem = str(error) if isinstance(error, DeliveryFailed) else f"unexpected {type(error).__name__}"
-            self._note("undelivered", item, key_id, problem)
+            took = error.took if isinstance(error, DeliveryFailed) else ()
+            self._note("undelivered", item, key_id, problem, took)
+            self._sink_failed = problem
             what = "created" if item.outcome is Outcome.CREATE else "rotated"
-            message = f"{what}, but its secret was not delivered: {problem}; {ROTATE_AGAIN} once the sink works"
-            return KeyResult(item, Outcome.UNDELIVERED, tally.attempts, ErrorInfo(message), key_id)
+            message = f"{what}, but its secret was not delivered: {problem}; " + (
+                f"a partial delivery: pass the copy in {', '.join(took)} on (see recover); rotating would kill it"
+                if took
+                else f"{ROTATE_AGAIN} once the sink works"
+            )
+            return KeyResult(item, Outcome.UNDELIVERED, tally.attempts, ErrorInfo(message), key_id, took)
         self._note("delivered", item, key_id)
         return KeyResult(item, item.outcome.done, tally.attempts, key_id=key_id)
 

@@ -78,6 +78,14 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         "the plan's read: one more request per changed key (always on with --plan)",
     )
     parser.add_argument(
+        "--allow-recreate",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="create NAME although an earlier run's create of it was lost (its answer never read): only when "
+        "you know the server never made that key",
+    )
+    parser.add_argument(
         "--wait-lock",
         type=non_negative_float,
         default=0.0,
@@ -102,7 +110,9 @@ def parse(args: argparse.Namespace) -> Invocation[ApplyOptions]:
         force=args.force,
         recheck=args.recheck,
         wait_lock=args.wait_lock,
+        allow_recreate=tuple(args.allow_recreate),
         verbose=args.verbose > 0,
         policy=policy_choice(args),
     )
-    return invocation(args, options, apply.run, paths=args.paths)
+    handed = args.secrets_command_env or ()
+    return invocation(args, options, apply.run, paths=args.paths, handed_env=handed)

@@ -52,14 +52,20 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         help="exit 2 when any managed key drifted or a desired key is missing from the project",
     )
     add_policy_option(parser)
-    parser.add_argument("--sarif", type=Path, metavar="FILE", help="write the policy's findings as SARIF 2.1.0")
+    parser.add_argument(
+        "--sarif",
+        type=Path,
+        metavar="FILE",
+        help="write the policy's findings as SARIF 2.1.0 (needs a policy; an unmanaged key has no file location, "
+        "so upload it as an artifact rather than to code scanning)",
+    )
     parser.add_argument(
         "--fail-on",
         type=parsed(fail_on),
         default=(),
         metavar="SEVERITIES",
-        help="exit 1 when the policy finds a violation of these severities no waiver covers: error, "
-        "error,warning, or none (default)",
+        help="exit 1 when the policy finds a violation of these severities no waiver covers: error, warning, "
+        "error,warning, or none (default: report only); needs a policy",
     )
     parser.add_argument(
         "--journal",

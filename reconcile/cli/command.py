@@ -35,6 +35,7 @@ class Selection:
     no_config: bool
     names: tuple[str, ...]
     paths: bool  # PATHs were given: the command runs as given
+    handed_env: tuple[str, ...] = ()  # --secrets-command-env: never a target's management key source
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ def invocation(
     *,
     paths: Sequence[str] = (),
     output_format: str = "text",
+    handed_env: Sequence[str] = (),
 ) -> Invocation[Opts]:
     """The parsed command line as typed values (the options shared by every command read here)."""
     return Invocation(
@@ -65,5 +67,5 @@ def invocation(
         options,
         run,
         Display(args.verbose, args.quiet, output_format),
-        Selection(args.config, args.no_config, tuple(args.targets or ()), bool(paths)),
+        Selection(args.config, args.no_config, tuple(args.targets or ()), bool(paths), tuple(handed_env)),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
 from reconcile.errors import ExitCode
 from reconcile.job.options import Changes, Outputs, PolicyChoice, Remote
 from reconcile.plan.limit import DEFAULT_MAX_CHANGES_SHARE, DEFAULT_THRESHOLD_MIN_KEYS, ChangeLimit
+from reconcile.reference import SEVERITY_ORDER, environment_help, exit_codes_help
 
 if TYPE_CHECKING:  # not for validate, which runs on every commit
     from reconcile.job.trail import TrailSettings
@@ -29,32 +31,17 @@ DEFAULT_ATTRIBUTION_PAGES = 5  # audit searches per step; Descope allows 10 a mi
 PATHS_HELP = "desired-state YAML files or folders (recursive); none: the targets of descope-reconcile.yaml"
 EPILOG = f"""\
 exit codes:
-  {ExitCode.OK:<3} valid (validate), in sync (plan), everything applied (apply), done (export, audit)
-  {ExitCode.FAILURE:<3} an error: invalid input, API or network failure, a refused saved plan, or a key
-      failed, missing, not editable, in conflict, ambiguous, undelivered or interrupted
-  {ExitCode.CHANGES_PENDING:<3} plan found changes to make (audit --fail-on-drift: drift found)
-  {ExitCode.SAFETY_THRESHOLD:<3} apply refused: the plan changes more keys than --max-changes allows
-  {ExitCode.OVERWRITTEN:<3} apply: every key applied, but it overwrote a change someone else made between
-      its read of a key and its write (the audit trail says who and when)
-  {ExitCode.USAGE:<3} usage error (bad command line; secrets to issue but no sink or no journal)
-  130 143  a second SIGINT (130) or SIGTERM (143): stopped at once, before the report
+{exit_codes_help()}
 
 targets:
   Without PATHs, a command acts on every target of descope-reconcile.yaml (in the current folder,
   or --config FILE); --target NAME (repeatable) picks some. Targets run concurrently, each with
   its own credentials, limiter, report and journal: with several, give file options a {{target}}
   pattern (--report reports/{{target}}.json). The exit code is the most severe of the targets':
-  64, then 1, then 4, then 3, then 2, then 0. With PATHs (or --no-config), the environment names the project.
+  {SEVERITY_ORDER}. With PATHs (or --no-config), the environment names the project.
 
-environment (with PATHs, or without a config):
-  DESCOPE_PROJECT_ID            the project (every command but validate)
-  DESCOPE_MANAGEMENT_KEY        its management key; never give it on the command line
-  DESCOPE_MANAGEMENT_KEY_FILE   or: a file holding the key (mounted secrets)
-  DESCOPE_BASE_URL              API base URL (DESCOPE_BASE_URI, the SDKs' name, works too);
-                                default https://api.descope.com, or the regional host for
-                                32+ character project ids. Plain http:// only on loopback.
-  SSL_CERT_FILE                 CA bundle for TLS (verification cannot be switched off)
-  GITHUB_STEP_SUMMARY           where --summary goes by default, when set (GitHub Actions)
+environment:
+{environment_help()}
 
 examples:
   descope-reconcile validate desired/
@@ -177,7 +164,14 @@ def outputs(args: argparse.Namespace) -> Outputs:
 def changes(args: argparse.Namespace) -> Changes:
     """The options of `execution_options` and `secrets_options`, typed (-q: no progress lines)."""
     progress = None if args.quiet else args.progress_every
-    return Changes(args.concurrency, args.journal, progress, args.secrets_out, args.secrets_command)
+    return Changes(
+        args.concurrency,
+        args.journal,
+        progress,
+        args.secrets_out,
+        args.secrets_command,
+        tuple(args.secrets_command_env or ()),
+    )
 
 
 def id_list(text: str | None) -> tuple[str, ...]:
@@ -318,10 +312,25 @@ def secrets_options() -> Parser:
     group.add_argument(
         "--secrets-command",
         metavar="CMD",
-        help="run the shell command CMD once per new secret: the secret on its stdin only, KEY_ID and KEY_NAME "
-        "in its environment (e.g. 'gh secret set DESCOPE_CI_KEY'); give both options for both sinks",
+        help="run the shell command CMD once per new secret: the secret on its stdin only (delivered when it "
+        "read all of it and exited 0), KEY_ID and KEY_NAME in its environment (e.g. 'gh secret set "
+        "DESCOPE_CI_KEY'); give both options for both sinks",
+    )
+    group.add_argument(
+        "--secrets-command-env",
+        action="append",
+        type=environment_name,
+        metavar="NAME",
+        help="hand the environment variable NAME to --secrets-command (repeatable; e.g. GH_TOKEN): it gets only "
+        "PATH, HOME, TMPDIR, the locale and KEY_* otherwise, and never a management key",
     )
     return group
+
+
+def environment_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an environment variable's name")
+    return text
 
 
 def add_command(

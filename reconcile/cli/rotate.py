@@ -9,9 +9,11 @@ from reconcile.cli.options import (
     Parser,
     add_command,
     add_policy_option,
+    audit_event_options,
     changes,
     execution_options,
     id_list,
+    non_negative_float,
     outputs,
     policy_choice,
     positive_int,
@@ -20,6 +22,8 @@ from reconcile.cli.options import (
     report_options,
     secrets_options,
     targets_options,
+    trail,
+    trail_options,
 )
 from reconcile.job import rotate
 from reconcile.job.rotate import RotateOptions
@@ -29,12 +33,22 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser = add_command(
         subcommands,
         "rotate",
-        [remote_options(), report_options(), targets_options(), execution_options(), secrets_options()],
+        [
+            remote_options(),
+            report_options(),
+            targets_options(),
+            execution_options(),
+            secrets_options(),
+            trail_options(),
+            audit_event_options(),
+        ],
         "rotate the named keys: a new secret each, to the sinks; the old ones stop working",
         "Rotate exactly the keys given: each gets a new secret, delivered to --secrets-out and/or "
         "--secrets-command, and its old secret stops working at once. A rotation whose answer was lost is "
         "never sent again blindly: the key is reloaded and the report says what is known. With "
-        "descope-reconcile.yaml, name the key's project with --target NAME.",
+        "descope-reconcile.yaml, name the key's project with --target NAME. With --due (the scheduled job), the "
+        "keys past the policy's max-key-age instead; keep --journal FILE between runs, or the keys rotated are "
+        "due again (Descope keeps createdTime on a rotation).",
     )
     parser.add_argument("--ids", metavar="ID,ID", help="the keys to rotate (comma-separated)")
     parser.add_argument(
@@ -51,7 +65,20 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         help="with --due: rotate at most N keys in this run, the oldest (default 10); the rest are left for the next",
     )
     add_policy_option(parser)
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="the desired files or folders (optional): read only to say which keys no file manages",
+    )
     parser.add_argument("--dry-run", action="store_true", help="list what would rotate; send nothing")
+    parser.add_argument(
+        "--wait-lock",
+        type=non_negative_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another apply or rotate on this machine to the same project (default 0: refuse)",
+    )
     parser.set_defaults(invocation=parse)
 
 
@@ -65,5 +92,9 @@ def parse(args: argparse.Namespace) -> Invocation[RotateOptions]:
         due=args.due,
         max_keys=args.max_keys,
         policy=policy_choice(args),
+        paths=tuple(args.paths),
+        trail=trail(args, event=args.audit_event, tenant=args.audit_tenant),
+        wait_lock=args.wait_lock,
     )
-    return invocation(args, options, rotate.run)
+    handed = args.secrets_command_env or ()
+    return invocation(args, options, rotate.run, paths=args.paths, handed_env=handed)

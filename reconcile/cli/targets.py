@@ -35,7 +35,9 @@ Run = tuple[TargetOutcome, CommandOptions]
 
 def run_targets(invocation: Invocation[Any], path: Path) -> int | Awaitable[int]:
     """The command once per selected target of the config at `path`."""
-    runs = _runs(invocation.options, _selected(_load(path, invocation), invocation.selection.names))
+    config = _load(path, invocation)
+    _refuse_credentials_to_the_sink(invocation.selection.handed_env, config)
+    runs = _runs(invocation.options, _selected(config, invocation.selection.names))
     if invocation.is_async:
         return _run_concurrently(invocation, runs)
     for outcome, options in runs:  # offline (validate): one after the other
@@ -50,6 +52,18 @@ def _load(path: Path, invocation: Invocation[Any]) -> Config:
         print_diagnostics(problems, invocation.display.format)
         raise ValidationFailed(len(problems))
     return config
+
+
+def _refuse_credentials_to_the_sink(handed: Sequence[str], config: Config) -> None:
+    """No variable any target reads its management key from is handed to the secrets command, whichever
+    targets run (their keys are not all read, so their values could not be recognised)."""
+    sources = {target.management_key_env for target in config.targets.values()}
+    named = [name for name in handed if name in sources]
+    if named:
+        raise UsageError(
+            f"--secrets-command-env {', '.join(named)}: {config.path} reads a management key from it; a management "
+            "key's source is never handed to the secrets command; nothing was sent"
+        )
 
 
 def _selected(config: Config, names: Sequence[str]) -> list[TargetConfig]:

@@ -24,7 +24,9 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         "validate",
         [desired_options(), targets_options()],
         "check the desired files offline (no credentials, no network)",
-        "Check every desired file against schemas/desired.schema.json and report every problem.",
+        "Check every desired file against schemas/desired.schema.json and report every problem; with a policy "
+        "(--policy FILE, or the config's `policy:`), every key against its rules too: exit 1 on an error-level "
+        "violation no waiver covers (docs/policy.md).",
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP)
     parser.add_argument(

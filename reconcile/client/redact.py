@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
 MASK = "***"
@@ -91,15 +92,19 @@ class SecretRedactor(logging.Filter):
         if not secret:
             return
         self._forms |= encoded_forms(secret)
-        longest_first = sorted(self._forms, key=lambda form: (-len(form), form))
-        self._pattern = re.compile("|".join(map(_pattern, longest_first)))
+        self._pattern = None  # compiled when next used: many secrets added at once cost one compile
 
     def clear(self) -> None:
         """Forget every secret: a command line run in-process is over, the next one adds its own."""
         self._forms, self._pattern = set(), None
 
     def redact(self, text: str) -> str:
-        return self._pattern.sub(MASK, text) if self._pattern is not None else text
+        if not self._forms:
+            return text
+        if self._pattern is None:
+            longest_first = sorted(self._forms, key=lambda form: (-len(form), form))
+            self._pattern = re.compile("|".join(map(_pattern, longest_first)))
+        return self._pattern.sub(MASK, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -113,3 +118,12 @@ class SecretRedactor(logging.Filter):
 
 
 redactor = SecretRedactor()
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """`text` without any management key the run knows (`redactor`) or any of `secrets` (the issued
+    cleartexts, for the secrets command's standard error), in any of their forms."""
+    issued = SecretRedactor()
+    for secret in secrets:
+        issued.add(secret)
+    return redactor.redact(issued.redact(text))

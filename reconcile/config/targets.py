@@ -9,13 +9,16 @@ reads an environment variable or a secret: the client does, when a target connec
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from reconcile.config.identity import canonical_project, is_loopback
 from reconcile.desired.loader import Diagnostic, ParsedFile, parse_text
 from reconcile.desired.validation import json_path, located, schema_problems
 from reconcile.errors import ConfigError
@@ -76,6 +79,11 @@ def _target_problems(parsed: ParsedFile, name: str, item: Mapping[str, Any]) -> 
     base_url = _base_url_problem(item.get("baseUrl"))
     if base_url is not None:
         problems.append(located(parsed, [*base, "baseUrl"], base_url))
+    key_file = item.get("managementKeyFile")
+    if isinstance(key_file, str) and key_file:
+        problem = key_file_problem(Path(parsed.path).parent / key_file)
+        if problem is not None:
+            problems.append(located(parsed, [*base, "managementKeyFile"], problem))
     limit = item.get("maxChanges")
     if isinstance(limit, int | str) and not isinstance(limit, bool):
         try:
@@ -105,7 +113,60 @@ def _base_url_problem(value: Any) -> str | None:
         return (
             "`baseUrl` must not hold credentials: the management key goes in `managementKeyEnv` or `managementKeyFile`"
         )
+    if parts.scheme == "http" and not is_loopback(parts.hostname):  # as the client refuses it, said here located
+        return f"`baseUrl` must use https:// for {parts.hostname}: only a loopback address may be reached without TLS"
     return None
+
+
+def key_file_problem(path: Path) -> str | None:
+    """Why a management key file is refused, as ssh refuses a private key: readable or writable by
+    anyone but its owner, or owned by someone else (root aside), or not a regular file. A symbolic
+    link is followed and its target named. A file that is not there yet (mounted only where the
+    network commands run) is no problem here: the client says so when it reads it."""
+    try:
+        resolved = path.resolve(strict=True)
+        info = resolved.stat()
+    except FileNotFoundError:  # not there yet, or a link to what is not there yet
+        return None
+    except RuntimeError:  # a loop of links (pathlib before 3.13; OSError ELOOP after)
+        return f"`managementKeyFile` {path} is a loop of symbolic links"
+    except OSError as error:
+        return f"`managementKeyFile` {path} cannot be read: {error.strerror}"
+    where = f"{path} (a link to {resolved})" if resolved != path.absolute() else str(path)
+    if not stat.S_ISREG(info.st_mode):
+        return f"`managementKeyFile` {where} is not a regular file"
+    if info.st_uid not in (os.getuid(), 0):
+        return f"`managementKeyFile` {where} is owned by uid {info.st_uid}, not by you: a key file must be your own"
+    if info.st_mode & 0o077:
+        mode = stat.S_IMODE(info.st_mode)
+        return f"`managementKeyFile` {where} is open to others (mode {mode:04o}): `chmod 600 {resolved}`"
+    return None
+
+
+def _duplicate_projects(parsed: ParsedFile, items: Mapping[str, Any]) -> list[Diagnostic]:
+    """Two targets naming one project would apply at once, the last write winning: refused, at the
+    second. One project: the same project id (or the same variable naming it) at the same canonical address."""
+    first: dict[str, str] = {}
+    problems = []
+    for name, item in items.items():
+        if not isinstance(item, dict):
+            continue
+        project = item.get("projectId") or (f"${item['projectIdEnv']}" if item.get("projectIdEnv") else None)
+        base_url = item.get("baseUrl") or ""
+        if not isinstance(project, str) or not isinstance(base_url, str) or _base_url_problem(base_url):
+            continue  # said above
+        identity = canonical_project(base_url, project)
+        if identity in first:
+            field = "projectId" if "projectId" in item else "projectIdEnv"
+            line, _ = parsed.locate(["targets", first[identity]], key=True)
+            message = (
+                f"targets `{first[identity]}` (line {line}) and `{name}` name one project "
+                f"({identity.replace(' ', ', project ')}): they would write it at once; keep one target"
+            )
+            problems.append(located(parsed, ["targets", name, field], message))
+        else:
+            first[identity] = name
+    return problems
 
 
 def _problems(parsed: ParsedFile) -> list[Diagnostic]:
@@ -125,6 +186,7 @@ def _problems(parsed: ParsedFile) -> list[Diagnostic]:
     for name, item in items.items():
         if isinstance(item, dict):
             problems.extend(_target_problems(parsed, name, item))
+    problems.extend(_duplicate_projects(parsed, items))
     if not problems:
         problems.extend(_policy_problems(parsed, data, items))
     return problems

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 import yaml_rs
 
-from reconcile.desired import yaml12, yamlcheck
+from reconcile.desired import keyindex, yaml12, yamlcheck
 from reconcile.errors import ConfigError
 
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -86,10 +86,16 @@ class ParsedFile:
         return yamlcheck.locate(self._tree[0], json_path, key=key)
 
     def key_lines(self) -> list[tuple[int, int]]:
-        """Line and column of each key item's `id` (of the item, when it has none), in order, read
-        from the YAML structure; raises yaml.YAMLError when it cannot be read."""
+        """Line and column of each key item's `id` (of the item, when it has none), in order: from the
+        text's proven index (keyindex), else the YAML structure; raises yaml.YAMLError when it cannot
+        be read. A file composed to locate a problem asks the structure, so the two never disagree
+        on whether lines are known."""
         keys = self.data.get("keys") if isinstance(self.data, dict) else None
         count = len(keys) if isinstance(keys, list) else 0
+        if self.root is None and "_tree" not in self.__dict__:
+            indexed = keyindex.key_positions(self.text, keys if isinstance(keys, list) else [])
+            if indexed is not None:
+                return indexed
         if self.root is None:
             positions = yamlcheck.key_id_positions(self.text)  # cheaper than composing nodes
             if positions is not None and len(positions) == count:

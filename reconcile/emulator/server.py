@@ -22,7 +22,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
@@ -43,7 +43,7 @@ from reconcile.emulator.limits import TokenBucket, WindowLimit
 from reconcile.emulator.store import KeyStore, StoreError
 from reconcile.emulator.tokens import session_token
 
-__all__ = ["ADMIN_PREFIX", "FAULT_KINDS", "Emulator", "EmulatorConfig", "RecordedRequest"]
+__all__ = ["ADMIN_PREFIX", "FAULT_KINDS", "Call", "Emulator", "EmulatorConfig", "Hook", "RecordedRequest"]
 
 ACCESSKEY = "/v1/mgmt/accesskey"
 AUDIT = "/v1/mgmt/audit"
@@ -72,6 +72,33 @@ class _Request:
     authorization: str
     actor: str  # audit actorId of the management key that made the call ("" on the auth API)
     remote: str  # the caller's address
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request, as a test's hook sees it (`Emulator.intercept`)."""
+
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]
+    body: Any
+    emulator: Emulator
+    hooks: tuple[Hook, ...] = ()  # the hooks that see it next, the emulator's own answer after them
+    fault: str | None = None
+
+    def forward(self, body: Any = None, *, fault: str | None = None) -> Answer:
+        """The answer of the next hook or, after the last, the emulator's own, made as for any
+        request (auth, limits, faults, the work): to this request, or to it with `body` instead of
+        its own; with `fault` (one of FAULT_KINDS), that fault instead of `fault_rate`'s draw,
+        injected as any fault is."""
+        call = replace(self, body=self.body if body is None else body, fault=fault or self.fault)
+        if call.hooks:
+            return call.hooks[0](replace(call, hooks=call.hooks[1:]))
+        return self.emulator.answer(call.method, call.path, call.query, call.headers, call.body, fault=call.fault)
+
+
+Hook = Callable[["Call"], Answer]
 
 
 class _Route(NamedTuple):
@@ -108,6 +135,7 @@ class Emulator:
         self._signing_key = secrets.token_bytes(32)
         self._peer = threading.local()  # the address of the caller each handler thread is answering
         self._routes = self._route_table()
+        self._hooks: dict[str, Hook] = {}
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._scheme = "https" if tls else "http"
@@ -179,9 +207,32 @@ class Emulator:
             "auditRecords": len(self.audit),
         }
 
+    def intercept(self, path: str, hook: Hook | None) -> None:
+        """Tests: every request to `path` (a prefix when it ends in `*`) goes to `hook`, whose Answer
+        is sent (`call.forward()` is the emulator's own); None removes the hook. See README.md."""
+        with self._lock:
+            if hook is None:
+                self._hooks.pop(path, None)
+            else:
+                self._hooks[path] = hook
+
+    def _hooks_for(self, path: str) -> tuple[Hook, ...]:
+        """The hooks that see a request to `path`, most specific first: its own, then prefixes, longest first."""
+        with self._lock:
+            found = [(len(p) + 1, h) for p, h in self._hooks.items() if p == path]
+            found += [(len(p), h) for p, h in self._hooks.items() if p.endswith("*") and path.startswith(p[:-1])]
+        return tuple(hook for _, hook in sorted(found, key=lambda item: -item[0]))
+
     # --- request handling ---------------------------------------------------------------
-    def answer(self, method: str, path: str, query: str, headers: Mapping[str, str], body: Any) -> Answer:
-        """The answer to one request: admin, or API through auth, rate limits and faults."""
+    def respond(self, method: str, path: str, query: str, headers: Mapping[str, str], body: Any) -> Answer:
+        """The answer the client gets: through the tests' hooks on this path, if any, else `answer`."""
+        return Call(method, path, query, headers, body, self, self._hooks_for(path)).forward()
+
+    def answer(
+        self, method: str, path: str, query: str, headers: Mapping[str, str], body: Any, *, fault: str | None = None
+    ) -> Answer:
+        """The answer to one request: admin, or API through auth, rate limits and faults (`fault`:
+        this one, instead of `fault_rate`'s draw)."""
         if path.startswith(ADMIN_PREFIX):
             return admin_answer(self, method, path.removeprefix(ADMIN_PREFIX), body)
         authorization = headers.get("authorization", "")
@@ -194,7 +245,7 @@ class Emulator:
             if wait > 0:
                 return self._throttled(name, wait)
         request = _Request(method, path, query, body, authorization, actor, getattr(self._peer, "address", ""))
-        fault = self._pick_fault()
+        fault = self._pick_fault(fault)
         return self._serve(request) if fault is None else self._serve_faulty(request, fault)
 
     def _actor(self, authorization: str) -> str:
@@ -208,11 +259,14 @@ class Emulator:
         with self._lock:
             return self._random.random() < share
 
-    def _pick_fault(self) -> str | None:
+    def _pick_fault(self, forced: str | None = None) -> str | None:
         with self._lock:
-            if self.config.fault_rate <= 0 or self._random.random() >= self.config.fault_rate:
+            if forced is not None:
+                kind = forced
+            elif self.config.fault_rate <= 0 or self._random.random() >= self.config.fault_rate:
                 return None
-            kind = self._random.choice(self.config.fault_kinds)
+            else:
+                kind = self._random.choice(self.config.fault_kinds)
             self.faults[kind] += 1
             return kind
 
@@ -405,7 +459,7 @@ def _handler_for(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
                 time.sleep(emulator.config.latency_ms / 1000)
             headers = {name.lower(): value for name, value in self.headers.items()}
             emulator._peer.address = str(self.client_address[0])
-            answer = emulator.answer(self.command, parts.path, parts.query, headers, body)
+            answer = emulator.respond(self.command, parts.path, parts.query, headers, body)
             if not parts.path.startswith(ADMIN_PREFIX):
                 status = "close" if answer.drop else answer.status
                 emulator.record(

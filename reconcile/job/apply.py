@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconcile.apply.journal import Project, Unsettled
 from reconcile.config.targets import TargetConfig
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
 from reconcile.errors import Interrupted, PolicyRefused, SafetyThresholdExceeded, UsageError
@@ -40,7 +41,7 @@ from reconcile.model import DesiredFile
 from reconcile.output.markdown import render_summary
 from reconcile.output.text import render_plan, render_results, render_trail
 from reconcile.plan import saved as savedplan
-from reconcile.plan.diff import Outcome, Plan, compute_plan
+from reconcile.plan.diff import Outcome, Plan, compute_plan, hold_lost_creates
 from reconcile.plan.limit import ChangeLimit
 from reconcile.plan.safety import AmbiguousNames, Safety, assess, check_names, check_safety
 
@@ -48,7 +49,8 @@ if TYPE_CHECKING:
     from reconcile.policy.policy import Policy
 
 Observed = list[dict[str, Any]]
-Refusal = SafetyThresholdExceeded | AmbiguousNames | PolicyRefused
+Refusal = SafetyThresholdExceeded | AmbiguousNames | PolicyRefused | UsageError | savedplan.PlanRejected
+REFUSALS = (SafetyThresholdExceeded, AmbiguousNames, PolicyRefused, UsageError, savedplan.PlanRejected)
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class ApplyOptions:
     force: bool = False  # apply even over --max-changes
     recheck: bool = False  # read each key again just before its write (always, with a saved plan)
     wait_lock: float = 0.0  # seconds to wait for another apply to the same project
+    allow_recreate: tuple[str, ...] = ()  # names to create although an earlier run's create of them was lost
     verbose: bool = False
     policy: PolicyChoice = field(default_factory=PolicyChoice)
 
@@ -104,10 +107,12 @@ class ApplyOptions:
 
 @dataclass(frozen=True)
 class _Verdicts:
-    """What the plan was judged by before any write: the safety threshold and the policy."""
+    """What the plan was judged by before any write: the safety threshold, the policy, and whether
+    the saved plan is stale (a planned key changed since)."""
 
     safety: Safety
     policy: ChangesVerdict
+    stale: savedplan.PlanRejected | None = None
 
 
 @dataclass(frozen=True)
@@ -136,8 +141,9 @@ def _load_saved_plan(path: Path, max_age: timedelta, project_id: str, clock: Run
 
 async def _plan_to_apply(
     run: _Run, loaded: LoadedDesired | None, saved: dict[str, Any] | None
-) -> tuple[Plan, tuple[DesiredFile, ...], Observed]:
-    """The fresh plan from the desired files, or the saved plan once proven current; and the keys read."""
+) -> tuple[Plan, tuple[DesiredFile, ...], Observed, savedplan.PlanRejected | None]:
+    """The fresh plan from the desired files, or the saved plan (and why it is refused, when a planned
+    key changed since); and the keys read."""
     try:
         with run.clock.phase("fetch"):
             observed = await fetch_keys(run.session)
@@ -145,20 +151,27 @@ async def _plan_to_apply(
         if saved is not None:
             by_id: dict[str, Any] = {}
             keys = (item.key for item in savedplan.to_plan(saved, by_id).keys)
-            return interrupted_plan(keys), savedplan.files_of(saved), []
+            return interrupted_plan(keys), savedplan.files_of(saved), [], None
         assert loaded is not None
-        return interrupted_plan(loaded.state.keys), loaded.files, []
+        return interrupted_plan(loaded.state.keys), loaded.files, [], None
     if saved is None:
         assert loaded is not None
         with run.clock.phase("diff"):
-            return compute_plan(loaded.state, observed), loaded.files, observed
+            return compute_plan(loaded.state, observed), loaded.files, observed, None
     by_id = {str(key.get("id")): key for key in observed}
-    savedplan.check_current(saved, by_id)
-    return savedplan.to_plan(saved, by_id), savedplan.files_of(saved), observed
+    stale = None
+    try:
+        savedplan.check_current(saved, by_id)
+    except savedplan.PlanRejected as error:
+        stale = error
+    return savedplan.to_plan(saved, by_id), savedplan.files_of(saved), observed, stale
 
 
 async def _writes(options: ApplyOptions, run: _Run, result: Plan, verdicts: _Verdicts) -> ApplyOutcome | None:
-    """The refusals (the policy, a sink for new secrets, ambiguous names, the safety threshold), then the writes."""
+    """The refusals (a stale saved plan, the policy, a sink for new secrets, ambiguous names, the safety
+    threshold), then the writes."""
+    if verdicts.stale is not None:
+        raise verdicts.stale
     if not result.writes:
         return None
     if verdicts.policy.refusal is not None:
@@ -177,11 +190,13 @@ async def _writes_and_trail(
     """The writes, with who changed the drifted keys looked up beside them (its own budget, never in
     their way); after writes, the overwritten check and the apply event."""
     result, outcome, refusal = record.plan, None, None
-    attributing = asyncio.create_task(attribute_plan(run.session, result, options.trail))
+    # A stale saved plan is refused at once: nothing of it is worth a search of the trail.
+    searched = Plan((), ()) if verdicts.stale else result
+    attributing = asyncio.create_task(attribute_plan(run.session, searched, options.trail))
     try:
         try:
             outcome = await _writes(options, run, result, verdicts)
-        except (SafetyThresholdExceeded, AmbiguousNames, PolicyRefused) as error:
+        except REFUSALS as error:
             refusal = error  # the report is still written: a refused plan is worth auditing
         trail = await attributing
     finally:
@@ -193,7 +208,10 @@ async def _writes_and_trail(
             )
     unsent = [item for item in result.errors if item.status is None]
     # Who changed what, then the results: the last line says how the run ends.
-    results = render_results(outcome.results if outcome else [], unsent, run.writer.recover, trail)
+    recover, unsettled = run.writer.recover, len(record.unsettled)
+    results = render_results(outcome.results if outcome else [], unsent, recover, trail, unsettled=unsettled)
+    if refusal is not None:
+        results = "Apply: refused before any write; nothing was sent.\n"
     output.show(render_trail(trail, result) + results)
     return replace(record, outcome=outcome, trail=trail), refusal
 
@@ -204,10 +222,10 @@ async def _locked(
     """Under the project's lock: the plan, what the policy says of it, the secrets an earlier run
     lost, the writes."""
     with bulk():
-        result, files, observed = await _plan_to_apply(run, loaded, saved)
+        result, files, observed, stale = await _plan_to_apply(run, loaded, saved)
+    result, unsettled = _settle(options, run, result, observed)
     output.show(render_plan(result, verbose=options.verbose))
     verdict = check_changes(run.policy, result, observed, run.clock.started, output)
-    unsettled = changing.unsettled_secrets(changing.journal_file(options.changes, options.outputs), observed)
     changing.warn_unsettled(unsettled, run.writer.recover)
     provenance = savedplan.provenance(saved, str(options.plan), run.clock.started) if saved else None
     safety = assess(result, options.max_changes)
@@ -223,8 +241,22 @@ async def _locked(
         unsettled=unsettled,
         recovery=run.writer.recover,
     )
-    verdicts = _Verdicts(safety, verdict)
+    verdicts = _Verdicts(safety, verdict, stale)
     return (*await _writes_and_trail(options, run, record, verdicts=verdicts, output=output), verdict)
+
+
+def _settle(options: ApplyOptions, run: _Run, result: Plan, observed: Observed) -> tuple[Plan, list[Unsettled]]:
+    """What the journal says of earlier runs: a name a lost create holds is not created again, and
+    while a secret is unsettled the prunes wait (what it replaces must keep working)."""
+    journal = changing.journal_file(options.changes, options.outputs)
+    project = Project(run.target.project_id, run.target.base_url)
+    unsettled = changing.unsettled_secrets(journal, observed, project)
+    lost = changing.lost_create_names(journal, observed, project)
+    result = hold_lost_creates(result, lost, options.allow_recreate)
+    if unsettled:
+        held = f"{len(unsettled)} key(s) with a secret an earlier run issued and never delivered"
+        result = replace(result, held_by=held)
+    return result, unsettled
 
 
 def _failures(result: Plan, outcome: ApplyOutcome | None) -> list[str]:
@@ -257,6 +289,26 @@ def _ending(record: RunRecord, output: Output) -> int:
     )
 
 
+def _saved_plan(options: ApplyOptions, run: _Run, loaded: LoadedDesired | None) -> dict[str, Any]:
+    """The saved plan, once every check that needs no read of the project has passed."""
+    assert options.plan is not None
+    saved = _load_saved_plan(options.plan, options.max_plan_age, run.target.project_id, run.clock)
+    savedplan.require_policy(saved, policy_given=run.policy is not None)
+    if loaded is not None:
+        savedplan.check_desired(saved, loaded.files)
+    return saved
+
+
+def _refused_unread(
+    options: ApplyOptions, run: _Run, loaded: LoadedDesired | None, error: savedplan.PlanRejected, output: Output
+) -> Result:
+    """A saved plan refused before anything was read: the report still says why (the workflow uploads it)."""
+    files = loaded.files if loaded is not None else ()
+    empty = RunRecord(run.clock, run.session.client, run.target.project_id, Plan((), ()), options.settings(), files=files)
+    report = {**make_report(empty), "refusal": changing.refusal_record(error)}
+    return output.result(error.exit_code, report=report, markdown=render_summary(report), clock=run.clock, error=error)
+
+
 async def _apply(options: ApplyOptions, output: Output) -> Result:
     if options.plan is None and not options.paths:
         raise UsageError("give the desired PATHs, or --plan FILE")
@@ -274,15 +326,18 @@ async def _apply(options: ApplyOptions, output: Output) -> Result:
         journal = changing.journal_file(options.changes, options.outputs)
         writer = Writer(options.changes, journal, clock.run_id, target.project_id, recover)
         run = _Run(session, target, clock, writer, policy)
-        saved = _load_saved_plan(options.plan, options.max_plan_age, target.project_id, clock) if options.plan else None
-        if saved is not None and loaded is not None:
-            savedplan.check_desired(saved, loaded.files)
+        try:
+            saved = _saved_plan(options, run, loaded) if options.plan else None
+        except savedplan.PlanRejected as error:
+            return _refused_unread(options, run, loaded, error, output)
         lock = lock_path(lock_dir(os.environ), target.base_url, target.project_id)
         async with project_lock(lock, run_id=clock.run_id, wait=options.wait_lock, stop=session.stop):
             record, refusal, verdict = await _locked(options, run, loaded, saved, output)
         record = replace(record, interrupted=session.interrupted)
         report = make_report(record)
     verdict.add_to(report)
+    if refusal is not None:
+        report["refusal"] = changing.refusal_record(refusal)
     code = _ending(record, output) if refusal is None else refusal.exit_code
     return output.result(code, report=report, markdown=render_summary(report), clock=clock, error=refusal)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from reconcile.config.targets import TargetConfig
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
-from reconcile.errors import ExitCode
+from reconcile.errors import ExitCode, UsageError
 from reconcile.files import write_private_atomically
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.connect import connect
@@ -65,6 +65,12 @@ async def _audit(options: AuditOptions, output: Output) -> Result:
         loaded = load_valid(options.paths, output, max_bytes=options.max_file_size) if options.paths else None
         desired = loaded.state if loaded else DesiredState(keys=())
         policy = configured(options.policy, output) if options.policy.wanted else None
+        if policy is None and (options.checks.fail_on or options.checks.sarif):
+            # Fail closed: a scheduled `audit --fail-on error` whose policy went missing must not pass.
+            raise UsageError(
+                "--fail-on and --sarif need a policy (--policy FILE, or the config's `policy:` for this target): "
+                "without one nothing is checked"
+            )
         named = [("--out", options.out), *summary_output(options.outputs.summary), ("--sarif", options.checks.sarif)]
         check_outputs(named, desired_inputs(loaded))
         async with connect(options.remote) as (session, target):

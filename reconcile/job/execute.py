@@ -11,8 +11,10 @@ from pathlib import Path
 
 from reconcile.apply.calls import KeyResult
 from reconcile.apply.executor import Executor
-from reconcile.apply.journal import Journal
+from reconcile.apply.journal import Journal, Project
 from reconcile.apply.progress import report_progress
+from reconcile.client.redact import scrub
+from reconcile.errors import ReconcileError
 from reconcile.job.options import Changes
 from reconcile.job.session import Session
 from reconcile.job.timed import TimedWrites
@@ -49,7 +51,7 @@ async def _with_progress(executor: Executor, plan: Plan, every: float | None) ->
     if every is not None:
         reporter = asyncio.create_task(report_progress(executor.progress, interval=every))
     try:
-        return await executor.run(plan.writes)
+        return await executor.run(plan.writes, hold=plan.prune_hold)
     finally:
         if reporter is not None:
             reporter.cancel()
@@ -61,11 +63,18 @@ async def execute(writer: Writer, session: Session, plan: Plan, *, recheck: bool
     """Make the plan's writes with the journal and the sinks; say when the run stopped early.
     `recheck` reads each key again just before its write."""
     changes = writer.changes
-    journal = Journal(writer.journal, writer.run_id, writer.recover.sink_options) if writer.journal else None
+    project = Project(writer.project_id, session.client.base_url)
+    journal = Journal(writer.journal, writer.run_id, writer.recover.sink_options, project) if writer.journal else None
     sinks = None
-    if plan.issues_secrets:
-        sinks = Sinks.open(changes.secrets_out, changes.secrets_command, project_id=writer.project_id)
     try:
+        if plan.issues_secrets:
+            sinks = Sinks.open(
+                changes.secrets_out,
+                changes.secrets_command,
+                project_id=writer.project_id,
+                scrub=scrub,
+                command_environment=changes.secrets_command_env,
+            )
         executor = Executor(
             TimedWrites(session.client, session.timeline),
             session.policy,
@@ -81,6 +90,25 @@ async def execute(writer: Writer, session: Session, plan: Plan, *, recheck: bool
             journal.close()
         if sinks is not None:
             sinks.close()
-    if executor.fatal is not None:
-        log.error("error: %s; the run stopped, nothing more was sent", executor.fatal)
-    return ApplyOutcome(results, executor.progress.retries, session.interrupted, executor.fatal)
+    fatal: Exception | None = executor.fatal
+    if fatal is not None:
+        log.error("error: %s; the run stopped, nothing more was sent", fatal)
+    if journal is not None and journal.failure is not None and fatal is None:
+        fatal = ReconcileError(journal_failure(journal, writer.recover))  # the run fails; its report is written
+        log.error("error: %s", fatal)
+    return ApplyOutcome(results, executor.progress.retries, session.interrupted, fatal)
+
+
+def journal_failure(journal: Journal, recover: Recovery) -> str:
+    """What the run did when its journal failed, and what the operator does now."""
+    failure = journal.failure
+    assert failure is not None
+    said = f"the journal {journal.path.absolute()} could not be written ({failure.error})"
+    if failure.key_id is None or failure.event not in ("issued", "delivered", "undelivered"):
+        return f"{said}; no secret was issued after that. Make it writable, then run again"
+    return (
+        f"{said} when key {failure.key_id} ({failure.name!r}) got its new secret: the secret went to the sinks "
+        "first, and no secret was issued after that. Make the journal writable, then run again; if the next run "
+        f"flags {failure.key_id}, look for its secret in the sinks before you recover it with: "
+        f"{recover.command(failure.key_id, name=failure.name)}"
+    )

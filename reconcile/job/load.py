@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES, Diagnostic, ParsedFile, load_files
+from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES, YAML_SUFFIXES, Diagnostic, ParsedFile, load_files
 from reconcile.desired.validation import build_desired_state
 from reconcile.errors import ValidationFailed
 from reconcile.job.clock import RunClock
@@ -37,6 +38,9 @@ def load_desired(
                 diagnostics.extend(item)
     with clock.phase("validate"):
         state, problems = build_desired_state(parsed)
+        if state.prune:
+            state, more = _with_files_beside(paths, parsed, state, max_bytes)
+            problems += more
     files = tuple(DesiredFile(p.path, p.sha256) for p in parsed)
     return LoadedDesired(state, files, tuple(sorted([*diagnostics, *problems])), tuple(parsed))
 
@@ -50,3 +54,32 @@ def load_valid(
         output.diagnostics.extend(loaded.diagnostics)
         raise ValidationFailed(len(loaded.diagnostics))
     return loaded
+
+
+def _with_files_beside(
+    paths: Sequence[str], parsed: Sequence[ParsedFile], state: DesiredState, max_bytes: int
+) -> tuple[DesiredState, list[Diagnostic]]:
+    """A prune scope owns only what the run was given: `apply desired/a.yaml` must not prune what
+    `desired/b.yaml` declares. So the desired files beside each named file (same folder) are read too:
+    the reading is widened, not refused (a run over one file stays useful), only for the keys they
+    declare, which this run never prunes. One that cannot be read fails the run like its own would;
+    a YAML file that is no desired file (no `keys`, no `prune`: a workflow) is left alone."""
+    given = {Path(p.path).resolve() for p in parsed}
+    beside = sorted(
+        {
+            candidate
+            for path in paths
+            if Path(path).is_file()
+            for candidate in Path(path).parent.iterdir()
+            if candidate.suffix.lower() in YAML_SUFFIXES and candidate.is_file() and candidate.resolve() not in given
+        }
+    )
+    others: list[ParsedFile] = []
+    problems: list[Diagnostic] = []
+    for item in load_files([str(path) for path in beside], max_bytes=max_bytes) if beside else ():
+        if not isinstance(item, ParsedFile):
+            problems.extend(item)
+        elif isinstance(item.data, dict) and ("keys" in item.data or "prune" in item.data):
+            others.append(item)
+    declared, invalid = build_desired_state(others)
+    return replace(state, elsewhere=declared.keys), [*problems, *invalid]

@@ -1,5 +1,6 @@
 """One apply at a time per project on this machine: an advisory lock (`flock`) on a file in a per-user
-state folder, keyed by base URL and project id.
+state folder, keyed by the project's canonical identity (`reconcile.config.identity`: however its
+base URL is spelled, `127.0.0.1` or `localhost`, any case, `:443`, the regional host or the default).
 
 Every update body pins every field, so two applies interleaving their reads and writes on one key
 would silently revert each other. The lock serializes them on one machine (and user); across
@@ -23,6 +24,7 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+from reconcile.config.identity import canonical_project
 from reconcile.errors import ConfigError, Interrupted, ReconcileError
 from reconcile.files import private_fd
 
@@ -41,7 +43,7 @@ def lock_dir(env: Mapping[str, str]) -> Path:
 
 
 def lock_path(folder: Path, base_url: str, project_id: str) -> Path:
-    key = hashlib.sha256(f"{base_url}\n{project_id}".encode()).hexdigest()[:32]
+    key = hashlib.sha256(canonical_project(base_url, project_id).encode()).hexdigest()[:32]
     return folder / f"{key}.lock"
 
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self, overload
 
+from reconcile.output.recovery import COMMAND_PLACEHOLDER
+
 if TYPE_CHECKING:  # only with a config (not validate with PATHs, on every commit)
     from reconcile.config.targets import TargetConfig
     from reconcile.policy.policy import Policy
@@ -107,6 +109,7 @@ class Changes:
     progress_every: float | None = 0.0
     secrets_out: Path | None = None
     secrets_command: str | None = None
+    secrets_command_env: tuple[str, ...] = ()  # the variables handed to the secrets command
 
     def for_target(self, target: TargetConfig) -> Changes:
         return replace(
@@ -117,7 +120,9 @@ class Changes:
         )
 
     def settings(self) -> dict[str, Any]:
-        return {"concurrency": self.concurrency, "secretsOut": self.secrets_out, "secretsCommand": self.secrets_command}
+        # the command may hold a token inline: the report names it only
+        command = COMMAND_PLACEHOLDER if self.secrets_command is not None else None
+        return {"concurrency": self.concurrency, "secretsOut": self.secrets_out, "secretsCommand": command}
 
 
 @dataclass(frozen=True)

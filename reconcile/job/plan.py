@@ -72,9 +72,16 @@ class PlanOptions:
         return json_settings({**self.remote.settings(), "maxChanges": self.max_changes, **trail})
 
 
-def _save(out: Path, result: Plan, target: Target, loaded: LoadedDesired, clock: RunClock) -> None:
+def _save(
+    out: Path, result: Plan, target: Target, loaded: LoadedDesired, clock: RunClock, *, policy: bool
+) -> None:
     saved = savedplan.save(
-        result, project_id=target.project_id, base_url=target.base_url, files=loaded.files, created=clock.started
+        result,
+        project_id=target.project_id,
+        base_url=target.base_url,
+        files=loaded.files,
+        created=clock.started,
+        policy_checked=policy,
     )
     write_private_atomically(out, json_document(saved))
     log.info("plan saved to %s (%d change(s))", out, len(result.changes))
@@ -129,7 +136,7 @@ async def _plan(options: PlanOptions, output: Output) -> Result:
             if observed is not None:  # the project was read: the plan is whole
                 verdict, safety = _verdicts(options, policy, output, result=result, observed=observed, clock=clock)
                 if options.out:
-                    _save(options.out, result, target, loaded, clock)
+                    _save(options.out, result, target, loaded, clock, policy=policy is not None)
             record = RunRecord(clock, session.client, target.project_id, result, options.settings(), files=loaded.files)
             report = make_report(replace(record, interrupted=session.interrupted, safety=safety, trail=trail))
         verdict.add_to(report)
@@ -137,7 +144,7 @@ async def _plan(options: PlanOptions, output: Output) -> Result:
         output.say(logging.ERROR, "interrupted: the request in flight was cancelled; the plan is incomplete")
         code = ExitCode.FAILURE
     else:
-        output.error_lines([f"{item.key.id}: {item.outcome.value}: {item.reason}" for item in result.errors])
+        output.error_lines([f"{item.key.label}: {item.outcome.value}: {item.reason}" for item in result.errors])
         code = ExitCode.FAILURE if result.errors else ExitCode.CHANGES_PENDING if result.changes else ExitCode.OK
     return output.result(code, report=report, markdown=render_summary(report), clock=clock)
 

@@ -13,7 +13,7 @@ from reconcile.apply.limiter import Budget, Limits
 from reconcile.apply.retry import RetryPolicy, Tally
 from reconcile.client.descope import DescopeClient
 from reconcile.job.signals import signals_stop
-from reconcile.trail.overwrite import Timeline
+from reconcile.trail.writes import Timeline
 
 T = TypeVar("T")
 # Audit search has its own budget (Budget.AUDIT: Descope allows 10 a minute), so attribution never

@@ -9,27 +9,29 @@ minute), never the one the updates wait on, and stop at `pages` per step.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from reconcile import __version__
 from reconcile.apply.calls import KeyResult
 from reconcile.apply.limiter import Budget
-from reconcile.apply.retry import Tally
+from reconcile.apply.retry import RetryPolicy, Tally
 from reconcile.errors import AuthenticationError, Interrupted, RateLimitedError, ReconcileError
 from reconcile.job.session import Session
 from reconcile.job.timed import now_ms
 from reconcile.model import DesiredFile
 from reconcile.output.report import git_state
 from reconcile.plan.diff import DONE, Outcome, Plan
-from reconcile.trail.attribution import MATCH_MARGIN_MS, Attribution, Found, attribute, covered
+from reconcile.trail.attribution import Attribution, Found, attribute, covered
 from reconcile.trail.event import RunSource, apply_event
 from reconcile.trail.findings import Step, StepStatus, TrailFindings
-from reconcile.trail.overwrite import OverwriteCheck, Timeline, find_overwrites
+from reconcile.trail.overwrite import OverwriteCheck, find_overwrites
 from reconcile.trail.records import (
     DAY_MS,
     EVENT_ACTION,
@@ -40,6 +42,7 @@ from reconcile.trail.records import (
     parse_page,
     search_body,
 )
+from reconcile.trail.writes import CLOCK_SKEW_MS, Timeline
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,11 @@ class TrailSettings:
     tenant: str | None  # tenantId of the event (--audit-tenant)
 
 
+# The apply event's own policy: a finished run waits this long for it at most, its lock with it.
+EVENT_ATTEMPTS = 2
+EVENT_SECONDS = 10.0
+
+
 class TrailUnavailable(ReconcileError):
     """The trail could not be read; the message says why (never retried)."""
 
@@ -60,6 +68,13 @@ class _Read:
     records: list[Record]
     pages: int
     complete: bool  # every record of the window was read
+    total: int | None  # how many records the server said the window holds
+
+    def shortfall(self) -> str:
+        """Why the reading is not complete, with the counts."""
+        if self.total is not None and len(self.records) < self.total:
+            return f"read {len(self.records)} of the {self.total} records the trail holds in {self.pages} page(s)"
+        return f"read {len(self.records)} records in {self.pages} page(s), and the trail holds more"
 
 
 async def _search_page(session: Session, body: Mapping[str, Any]) -> Any:
@@ -93,23 +108,42 @@ async def _read(
 ) -> _Read:
     """Newest first, page after page, until the window is read, `enough` holds or `pages` were read.
     A record a page repeats is kept once; a page of nothing new (a server that ignores `page`) ends
-    the reading, incomplete."""
+    the reading, incomplete. Fewer records than the answer's `total` is never complete, however the
+    pages ran out. A `total` below the distinct records read so far is a lie, taken for none."""
     records: list[Record] = []
     seen: set[tuple[object, ...]] = set()
+    total: int | None = None
     for page in range(pages):
         try:
             found, total = parse_page(await _search_page(session, search_body(list(actions), *window, page)))
         except TrailShapeError as error:
             raise TrailUnavailable(f"unexpected record shape: {error}") from None
+        _within(found, window)
         new = [record for record in found if _identity(record) not in seen]
         seen.update(map(_identity, new))
         records.extend(new)
+        if total is not None and total < len(records):  # fewer than the answers held: no end to trust
+            total = None
         if found and not new:
-            return _Read(records, page + 1, False)
+            return _Read(records, page + 1, False, total)
         last = not found or (len(records) >= total if total is not None else len(found) < PAGE_SIZE)
         if last or enough(records):
-            return _Read(records, page + 1, last)
-    return _Read(records, pages, False)
+            whole = last and (total is None or len(records) >= total)
+            return _Read(records, page + 1, whole, total)
+    return _Read(records, pages, False, total)
+
+
+# How far outside the window asked for a record may be dated (the server's clock against ours).
+WINDOW_SLACK_MS = 60_000
+
+
+def _within(records: Iterable[Record], window: tuple[int, int]) -> None:
+    """A record dated outside the window the search asked for is not the trail's answer to it: a far
+    future date would stand as every key's latest change."""
+    for record in records:
+        if not window[0] - WINDOW_SLACK_MS <= record.occurred <= window[1] + WINDOW_SLACK_MS:
+            at = datetime.fromtimestamp(record.occurred / 1000, UTC).isoformat(timespec="seconds")
+            raise TrailUnavailable(f"unexpected record: dated {at}, outside the window searched")
 
 
 def _identity(record: Record) -> tuple[object, ...]:
@@ -138,41 +172,55 @@ async def attribute_keys(
     status, reason = StepStatus.DONE, None
     if missed:
         status = StepStatus.PARTIAL
-        reason = (
-            f"{missed} key(s) not found in the {len(read.records)} most recent key events read (--attribution-pages)"
-        )
+        reason = f"{missed} key(s) not found: {read.shortfall()} (--attribution-pages)"
     return Step(status, reason, read.pages, len(read.records)), found
 
 
 async def check_overwrites(
     session: Session, timeline: Timeline, settings: TrailSettings
 ) -> tuple[Step, OverwriteCheck | None]:
-    """After an apply: another actor's changes to a written key between its read and its write."""
+    """After an apply: another actor's changes to a written key between its read and its write, and
+    the writer of this run's writes when the trail proves it."""
     if not settings.search:
         return Step(StepStatus.OFF), None
-    start = timeline.earliest_read()
+    span = timeline.span()
+    start = timeline.earliest_read() or (span[0] if span else None)  # rotate reads no key: its writes only
     if not timeline.written or start is None:
         return Step(StepStatus.NOT_NEEDED), None
-    window = (start - MATCH_MARGIN_MS, now_ms() + MATCH_MARGIN_MS)
+    window = (start - CLOCK_SKEW_MS, now_ms() + CLOCK_SKEW_MS)
     try:
         read = await _read(session, settings.actions, window, settings.pages, lambda _: False)
     except TrailUnavailable as error:
         return Step(StepStatus.UNAVAILABLE, str(error)), None
-    check = find_overwrites(timeline, read.records, settings.actions)
+    oldest = min((record.occurred for record in read.records), default=window[1])
+    check = find_overwrites(timeline, read.records, settings.actions, read_since=None if read.complete else oldest)
     problems = []
     if not read.complete:
-        problems.append(f"more key events since the read than {read.pages} page(s) hold (--attribution-pages)")
-    if check.unseen:
-        shown = ", ".join(check.unseen[:10]) + (f" and {len(check.unseen) - 10} more" if len(check.unseen) > 10 else "")
-        problems.append(f"the trail shows no write of this run to {shown} (not indexed yet?): not checked")
+        problems.append(read.shortfall())
+    if check.not_checked:
+        keys = list(check.not_checked)
+        shown = ", ".join(keys[:10]) + (f" and {len(keys) - 10} more" if len(keys) > 10 else "")
+        problems.append(f"{len(keys)} key(s) not checked ({shown}): {check.not_checked[keys[0]]}")
     status = StepStatus.PARTIAL if problems else StepStatus.DONE
     return Step(status, "; ".join(problems) or None, read.pages, len(read.records)), check
 
 
 async def record_apply(session: Session, body: Mapping[str, Any]) -> Step:
-    """Write the apply event; a failure is a warning, never a failed run."""
+    """Write the apply event under its own short policy (`EVENT_ATTEMPTS` within `EVENT_SECONDS`, a
+    longer Retry-After is not waited for): a finished run, and its lock, are never held for it. A
+    failure is a warning, never a failed run."""
+    policy = RetryPolicy(
+        session.limits, max_attempts=EVENT_ATTEMPTS, deadline=EVENT_SECONDS, stop=session.stop, cancel=session.cancel
+    )
+    send = policy.call(
+        lambda: session.client.create_audit_event(body), Tally(), budget=Budget.WRITE, what="audit event"
+    )
     try:
-        await session.call(lambda: session.client.create_audit_event(body), budget=Budget.WRITE, what="audit event")
+        await asyncio.wait_for(send, timeout=EVENT_SECONDS)
+    except TimeoutError:
+        return Step(
+            StepStatus.FAILED, f"could not write the {EVENT_ACTION} event: no answer within {EVENT_SECONDS:g} s"
+        )
     except ReconcileError as error:
         return Step(StepStatus.FAILED, f"could not write the {EVENT_ACTION} event: {error}")
     return Step(StepStatus.DONE)
@@ -220,4 +268,11 @@ async def after_apply(  # noqa: PLR0913 (two keyword-only facts of the run)
             tenant=settings.tenant,
         )
         event = await record_apply(session, body)
-    return dataclasses.replace(attribution, overwrite_check=check_step, overwritten=overwritten, event=event)
+    return dataclasses.replace(
+        attribution,
+        overwrite_check=check_step,
+        overwritten=overwritten,
+        meanwhile=check.meanwhile if check else (),
+        not_checked=check.not_checked if check else {},
+        event=event,
+    )

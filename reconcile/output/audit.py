@@ -12,9 +12,19 @@ from reconcile.plan.diff import Outcome, Plan
 from reconcile.trail.findings import TrailFindings
 
 # A managed key that differs from its desired state, whether or not the tool can change it; a key the
-# files name that the project lacks (create); a key a prune scope owns that no file names.
+# files name that the project lacks (create); a key a prune scope owns that no file names; a name the
+# files give that several keys hold (which one the files mean is unknown: drift until someone decides).
 DRIFTED = frozenset(
-    {Outcome.UPDATE, Outcome.NOT_EDITABLE, Outcome.CONFLICT, Outcome.CREATE, Outcome.DEACTIVATE, Outcome.DELETE}
+    {
+        Outcome.UPDATE,
+        Outcome.NOT_EDITABLE,
+        Outcome.CONFLICT,
+        Outcome.CREATE,
+        Outcome.ACTIVATE,
+        Outcome.DEACTIVATE,
+        Outcome.DELETE,
+        Outcome.AMBIGUOUS,
+    }
 )
 
 FINDINGS = {
@@ -38,7 +48,7 @@ def build_audit(
     trail: TrailFindings | None = None,
 ) -> dict[str, Any]:
     keys = sorted(observed, key=lambda key: str(key.get("id")))
-    managed = {item.key.id for item in plan.keys}
+    unmanaged = {key.id for key in plan.unmanaged}  # a key an ambiguous name may mean is not unmanaged
     horizon = (now + expiring_within).timestamp()
     findings: dict[str, list[dict[str, Any]]] = {name: [] for name in FINDINGS}
     for key in keys:
@@ -57,6 +67,7 @@ def build_audit(
             **_brief({"id": item.key.id, "name": item.name}),
             "action": item.outcome.value,
             "fields": [c.field for c in item.changes],
+            **({"keys": _holders(keys, item.name)} if item.outcome is Outcome.AMBIGUOUS else {}),
         }
         for item in plan.keys
         if item.outcome in DRIFTED
@@ -65,13 +76,17 @@ def build_audit(
         "auditedAt": now.isoformat(),
         "expiringWithinDays": expiring_within.days,
         "keys": len(keys),
-        "managed": sorted(managed & {str(key.get("id")) for key in keys}),
-        "unmanaged": [_brief(key) for key in keys if key.get("id") not in managed],
+        "managed": sorted(str(key.get("id")) for key in keys if key.get("id") not in unmanaged),
+        "unmanaged": [_brief(key) for key in keys if key.get("id") in unmanaged],
         "missing": [item.key.id for item in plan.keys if item.outcome is Outcome.MISSING],
         "drift": drift,
         "findings": findings,
         **(_who_changed_what(plan, trail) if trail is not None else {}),
     }
+
+
+def _holders(keys: Iterable[Mapping[str, Any]], name: str) -> list[str]:
+    return sorted(str(key.get("id")) for key in keys if (key.get("name") or "") == name)
 
 
 def _who_changed_what(plan: Plan, trail: TrailFindings) -> dict[str, Any]:
@@ -106,10 +121,12 @@ def render_audit(audit: Mapping[str, Any], *, project_id: str) -> str:
             extra = f" ({', '.join(entry['fields'])})" if "fields" in entry else ""
             if entry.get("action", "update") != "update":
                 extra = f" ({entry['action']})"
+            if "keys" in entry:
+                extra = f" (ambiguous: {', '.join(md_code(key_id) for key_id in entry['keys'])})"
             if "expireTime" in entry:
                 day = datetime.fromtimestamp(entry["expireTime"]).date().isoformat()
                 extra = f" ({'expired' if entry['expired'] else 'expires'} {day})"
-            shown = md_code(entry["id"]) if entry["id"] else "(new)"
+            shown = md_code(entry["id"]) if entry["id"] else ("(one name)" if "keys" in entry else "(new)")
             lines.append(f"- {shown} {md_text(entry['name'])}{extra}")
     lines += who_changed_what(audit.get("whoChangedWhat", []), audit.get("attribution"))
     return text_block(lines)  # printed too: every line safe for a terminal and a CI log

@@ -4,11 +4,12 @@ Every id, name, path and error text is escaped for where it stands (`reconcile/o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from reconcile.output.escape import html_text, json_value, md_code, md_text
-from reconcile.output.trail import overwritten_section, who_changed_what
+from reconcile.output.escape import html_text, json_value, md_code, md_text, plain
+from reconcile.output.trail import meanwhile_section, overwritten_section, who_changed_what
 from reconcile.plan.diff import ERROR_OUTCOMES, Outcome
 
 MAX_ROWS = 200  # GitHub caps a step summary at 1 MiB; a reviewer stops reading long before
@@ -45,8 +46,25 @@ def _recoveries(report: Mapping[str, Any]) -> list[str]:
     lost += [(item["id"], item["recover"]) for item in report.get("unsettledSecrets", ())]
     if not lost:
         return []
-    lines = ["", "### Secrets not delivered", "", "Each key below has a secret nobody received. Rotate it:", ""]
-    return lines + [f"- {md_code(key_id)}: {md_code(command)}" for key_id, command in lost]
+    lines = [
+        "",
+        "### Secrets not delivered",
+        "",
+        "Each key below has a secret not every sink received. Recover it:",
+        "",
+    ]
+    for key_id, command in lost:
+        lines += [f"- {md_code(key_id)}:", "", *(f"  {line}" for line in md_block(command)), ""]
+    return lines
+
+
+def md_block(text: str) -> list[str]:
+    """A command as a fenced code block (a shell pipe is no table cell here): its fence is longer
+    than any run of backticks in it, and every control character shows as an escape."""
+    shown = plain(text)
+    longest = max((len(run) for run in re.findall("`+", shown)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence, shown, fence]
 
 
 def _notices(report: Mapping[str, Any]) -> list[str]:
@@ -54,6 +72,16 @@ def _notices(report: Mapping[str, Any]) -> list[str]:
     keys in error."""
     lines = []
     safety, mode = report.get("safety"), report["run"]["mode"]
+    refusal = report.get("refusal")
+    if refusal and refusal["kind"] != "safety":  # (the threshold's own notice follows)
+        lines.append(f"> **Refused** before any write (exit {refusal['exitCode']}): {md_text(refusal['reason'])}")
+    issuing = report.get("secretsToIssue") or []
+    if issuing and mode == "plan":
+        names = ", ".join(md_code(item["name"]) for item in issuing[:20]) + (" …" if len(issuing) > 20 else "")
+        lines.append(
+            f"> **Applying needs a secret sink** (`--secrets-out` and/or `--secrets-command`): "
+            f"{len(issuing)} key(s) get a new secret: {names}."
+        )
     if safety and safety["exceeded"]:
         numbers = (
             f"it changes {safety['changes']} of {safety['managed']} managed keys, over the limit of "
@@ -130,7 +158,13 @@ def _trail_sections(report: Mapping[str, Any], max_rows: int) -> list[str]:
     if len(attributed) > max_rows:
         lines.append(f"\n… and {len(attributed) - max_rows} more key(s) not shown; the JSON report has them all.")
     overwritten = [{"keyId": key["id"], **change} for key in report["keys"] for change in key.get("overwritten", ())]
-    return lines + overwritten_section(overwritten, trail.get("overwriteCheck"))
+    meanwhile = [{"keyId": key["id"], **c} for key in report["keys"] for c in key.get("changedMeanwhile", ())]
+    not_checked = {key["id"]: key["notChecked"] for key in report["keys"] if "notChecked" in key}
+    return (
+        lines
+        + overwritten_section(overwritten, trail.get("overwriteCheck"))
+        + meanwhile_section(meanwhile, not_checked)
+    )
 
 
 def fit_summary(markdown: str, limit: int = SUMMARY_BYTES) -> str:

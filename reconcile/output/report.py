@@ -18,7 +18,7 @@ from reconcile.files import write_private_atomically
 from reconcile.model import DesiredFile
 from reconcile.output.escape import json_document
 from reconcile.output.recovery import Recovery
-from reconcile.output.trail import attribution_json, change_json, trail_json
+from reconcile.output.trail import attribution_json, change_json, meanwhile_json, trail_json
 from reconcile.plan.diff import DONE, KeyPlan, Outcome, Plan
 from reconcile.trail.findings import TrailFindings
 
@@ -119,7 +119,7 @@ def _key_record(item: KeyPlan, result: KeyResult | None, recovery: Recovery) -> 
     if item.last_state is not None:
         record["lastState"] = dict(item.last_state)  # every field: enough to recreate a deleted key
     if outcome is Outcome.UNDELIVERED and key_id is not None:
-        record["recover"] = recovery.command(key_id)
+        record["recover"] = recovery.command(key_id, name=item.name, delivered_to=result.delivered_to if result else ())
     return record
 
 
@@ -131,7 +131,7 @@ def unsettled_records(unsettled: Sequence[Unsettled], recovery: Recovery) -> lis
             "runId": u.run_id,
             "at": u.at,
             "why": u.why,
-            "recover": recovery.command(u.id, u.sinks),
+            "recover": recovery.command(u.id, u.sinks, name=u.name, delivered_to=u.delivered_to),
         }
         for u in unsettled
     ]
@@ -196,6 +196,8 @@ def build_report(  # noqa: PLR0913 (keyword-only: one per section of the report)
         },
         "safety": dict(safety) if safety is not None else None,
     }
+    if plan.issuing:  # applying needs a sink for these keys (a plan reviewed in CI must say so)
+        report["secretsToIssue"] = [{"id": item.key.id, "name": item.name} for item in plan.issuing]
     if saved_plan is not None:
         report["savedPlan"] = dict(saved_plan)
     if trail is not None:
@@ -213,6 +215,11 @@ def _add_trail(keys: list[dict[str, Any]], trail: TrailFindings) -> None:
         overwritten = [change_json(item.change) for item in trail.overwritten if item.key_id == record["id"]]
         if overwritten:
             record["overwritten"] = overwritten
+        meanwhile = [meanwhile_json(item) for item in trail.meanwhile if item.key_id == record["id"]]
+        if meanwhile:
+            record["changedMeanwhile"] = meanwhile
+        if record["id"] in trail.not_checked:
+            record["notChecked"] = trail.not_checked[record["id"]]
 
 
 def write_report(path: Path, report: Mapping[str, Any]) -> None:

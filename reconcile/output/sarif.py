@@ -47,11 +47,15 @@ def _result(item: Finding, index: int) -> dict[str, Any]:
         "ruleId": item.rule,
         "ruleIndex": index,
         "level": item.severity,
-        "message": {"text": f"key {item.key}: {item.message}"},
+        # A problem of a whole file (invalid-desired-file) names no key.
+        "message": {"text": f"key {item.key}: {item.message}" if item.key else item.message},
         "partialFingerprints": {"descopeReconcile/v1": f"{item.rule}:{item.key}:{item.field}"},
     }
-    logical = [{"name": item.key, "fullyQualifiedName": f"accessKey/{item.key}", "kind": "object"}]
-    location: dict[str, Any] = {"logicalLocations": logical}
+    location: dict[str, Any] = {}
+    if item.key:
+        location["logicalLocations"] = [
+            {"name": item.key, "fullyQualifiedName": f"accessKey/{item.key}", "kind": "object"}
+        ]
     if item.file:
         location["physicalLocation"] = {
             "artifactLocation": {"uri": _uri(item.file)},

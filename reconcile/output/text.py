@@ -30,6 +30,8 @@ _MARKS = {
     Outcome.UNCHANGED: "=",
     Outcome.CREATE: "+",
     Outcome.CREATED: "+",
+    Outcome.ACTIVATE: "~",
+    Outcome.ACTIVATED: "~",
     Outcome.DEACTIVATE: "~",
     Outcome.DEACTIVATED: "~",
     Outcome.DELETE: "-",
@@ -98,6 +100,13 @@ def render_plan(plan: Plan, *, verbose: bool = False, trail: TrailFindings | Non
     if plan.managed > len(plan.keys):  # a saved plan holds only its changes
         parts.append(f"{plan.managed - len(plan.keys)} unchanged when planned")
     summary = [f"Plan: {', '.join(parts) or 'no managed keys'}; {len(plan.unmanaged)} unmanaged key(s) in the project."]
+    creating = [item.name for item in plan.issuing if item.outcome is Outcome.CREATE]
+    if creating:  # (a rotation is asked for with its sink)
+        names = ", ".join(creating[:20]) + (" ..." if len(creating) > 20 else "")
+        summary.append(
+            f"Applying needs a secret sink (--secrets-out FILE and/or --secrets-command CMD): "
+            f"{len(creating)} key(s) get a new secret: {names}"
+        )
     deleted = [item.key.id for item in plan.keys if item.outcome is Outcome.DELETE]
     if deleted:
         shown = ", ".join(str(key_id) for key_id in deleted[:20]) + (" ..." if len(deleted) > 20 else "")
@@ -114,11 +123,12 @@ def render_results(
     trail: TrailFindings | None = None,
     *,
     title: str = "Apply",
+    unsettled: int = 0,
 ) -> str:
     """Every key not changed as planned, and why (with the command that recovers a lost secret), each
     new key's id; then the counts, saying when the run ends in error (or with changes overwritten,
     from `trail`). `unsent`: keys in error from the plan (missing, not editable, ...), for which
-    nothing was sent."""
+    nothing was sent. `unsettled`: keys an earlier run left with a secret nobody received (exit 1)."""
     lines = [f"! {item.key.label}  [{item.outcome.value}]: {item.reason}" for item in unsent]
     for result in results:
         if result.outcome in (Outcome.CREATED, Outcome.ROTATED):  # the new id is worth seeing; never the secret
@@ -129,23 +139,45 @@ def render_results(
         attempts = f" after {result.attempts} attempt(s)" if result.attempts else ""
         lines.append(f"! {result.id or result.plan.key.label}  [{result.outcome.value}]{attempts}: {error}")
         if result.outcome is Outcome.UNDELIVERED and result.id is not None:
-            lines.append(f"    recover: {recovery.command(result.id)}")
+            recover = recovery.command(result.id, name=result.plan.name, delivered_to=result.delivered_to)
+            lines.append(f"    recover: {recover}")
+    lines.extend(_recover_all(results, recovery))
     counts = Counter([result.outcome for result in results] + [item.outcome for item in unsent])
     parts = [f"{counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if counts[o]]
     failing = sum(n for outcome, n in counts.items() if outcome.is_error)
     overwritten = len(trail.overwritten) if trail is not None else 0
     verdict = f"; {failing} key(s) not as desired (exit 1)" if failing else ""
+    if unsettled:
+        verdict += f"; {unsettled} key(s) with a secret an earlier run issued and never delivered (exit 1)"
     if overwritten:
         verdict += f"; {overwritten} change(s) by someone else overwritten" + ("" if failing else " (exit 4)")
-    lines.append(f"{title}: {', '.join(parts) or 'nothing to do'}{verdict}.")
+    idle = "nothing sent" if unsettled else "nothing to do"
+    lines.append(f"{title}: {', '.join(parts) or idle}{verdict}.")
     return text_block(lines)
+
+
+def _recover_all(results: Sequence[KeyResult], recovery: Recovery) -> list[str]:
+    """After issuing stopped at a delivery failure: one command for every key left without its secret
+    (rotations not sent included); creates not sent are made by the next apply."""
+    held = [result for result in results if result.outcome is Outcome.HELD and result.plan.outcome.issues_secret]
+    if not held:
+        return []
+    lost = [result.id for result in results if result.outcome is Outcome.UNDELIVERED and result.id is not None]
+    rotations = [str(result.plan.key.id) for result in held if result.plan.outcome is Outcome.ROTATE]
+    creates = len(held) - len(rotations)
+    lines = [f"{len(held)} key(s) not sent: issuing stops at the first delivery failure."]
+    if lost or rotations:
+        lines.append(f"Recover all of them, once the sink works: {recovery.command(','.join([*lost, *rotations]))}")
+    if creates:
+        lines.append(f"The {creates} key(s) not created are created by the next apply, once the sink works.")
+    return lines
 
 
 def render_unsettled(unsettled: Sequence[Unsettled], recovery: Recovery) -> list[str]:
     """Keys whose secret an earlier run issued and never recorded as delivered: a line each (for stderr)."""
     return [
         f"warning: {u.id} ({u.name}): {u.why} (run {u.run_id}, {u.at}); the secret may be lost. "
-        f"Recover: {recovery.command(u.id, u.sinks)}"
+        f"Recover: {recovery.command(u.id, u.sinks, name=u.name, delivered_to=u.delivered_to)}"
         for u in unsettled
     ]
 
@@ -158,6 +190,12 @@ def render_trail(trail: TrailFindings, plan: Plan) -> str:
     for item in trail.overwritten:
         their = describe_change(change_json(item.change), str)
         lines.append(f"! {item.key_id}  [overwritten] {their}, between this run's read and its write: reverted by it")
+    for item in trail.meanwhile:
+        their = describe_change(change_json(item.change), str)
+        lines.append(
+            f"  {item.key_id}  [changed meanwhile] {their}, before this run's {item.write.value} (not reverted)"
+        )
+    lines.extend(f"  {key_id}  [not checked] {why}" for key_id, why in trail.not_checked.items())
     return text_block(lines) if lines else ""
 
 

@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconcile.output.escape import md_code, md_text
-from reconcile.trail.attribution import Attribution, Found, ToolRun
+from reconcile.trail.attribution import Attribution, Claim, Found, ToolRun
 from reconcile.trail.findings import NO_CHANGE, Step, StepStatus, TrailFindings
+from reconcile.trail.overwrite import Overwrite
 from reconcile.trail.records import EVENT_ACTION, EVENT_ACTOR, Record
 
 Escape = Callable[[object], str]
@@ -21,31 +22,50 @@ _VERBS = {
     "AccessKeyDeleted": "deleted",
     "AccessKeysDeleted": "deleted",
 }
-NOT_REACHED = "no change found in the pages searched (--attribution-pages): older changes were not searched"
+# The most of one string from the trail a report or a line shows: anyone with a management key
+# writes records, and a megabyte actor id is no one's name.
+SHOWN_CHARS = 200
+NOT_REACHED = "partial: no change found in the records read; older ones were not read (see the attribution notice)"
 
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
+def _shown(text: str | None) -> str | None:
+    """A string from the trail, cut to `SHOWN_CHARS` with its length said."""
+    if text is None or len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[:SHOWN_CHARS]}… ({len(text)} characters)"
+
+
 def change_json(record: Record) -> dict[str, Any]:
     return {
-        "action": record.action,
-        "actorId": record.actor,
+        "action": _shown(record.action),
+        "actorId": _shown(record.actor),
         "at": _iso(record.occurred),
-        "remoteAddress": record.remote or None,
+        "remoteAddress": _shown(record.remote) or None,
     }
 
 
+def meanwhile_json(item: Overwrite) -> dict[str, Any]:
+    """Another actor's change before a write of this run that pins no other field (not reverted)."""
+    return {**change_json(item.change), "beforeThisRun": item.write.value}
+
+
 def _run_json(run: ToolRun) -> dict[str, Any]:
-    return {"id": run.run_id, "commit": run.commit, "repository": run.repository, "url": run.url}
+    return {
+        key: _shown(value)
+        for key, value in (("id", run.run_id), ("commit", run.commit), ("repository", run.repository), ("url", run.url))
+    }
 
 
 def attribution_json(attribution: Attribution) -> dict[str, Any]:
     change = None
     if attribution.change is not None:
         run = _run_json(attribution.run) if attribution.run else None
-        change = {**change_json(attribution.change), "byThisTool": run is not None, "run": run}
+        by_tool = {Claim.OWN: True, Claim.OTHER: False, Claim.UNKNOWN: None}[attribution.claim]
+        change = {**change_json(attribution.change), "byThisTool": by_tool, "run": run}
     return {"found": attribution.found.value, "change": change}
 
 
@@ -76,16 +96,21 @@ def describe_change(change: Mapping[str, Any], esc: Escape, *, by: str | None = 
 
 
 def describe(attribution: Mapping[str, Any], esc: Escape) -> str:
-    """A key's last change in words (from its JSON), every part from the trail through `esc`."""
+    """A key's last change in words (from its JSON), every part from the trail through `esc`: always
+    its actor, then whether this tool made it (and which run), did not, or cannot tell."""
     change = attribution["change"]
     if change is None:
         return NO_CHANGE if attribution["found"] == Found.NONE.value else NOT_REACHED
     run = change["run"]
-    if run is None:
+    if change["byThisTool"] is False or run is None:
         return f"{describe_change(change, esc)} (not this tool)"
     commit = f", commit {esc(run['commit'][:12])}" if run.get("commit") else ""
     repository = f" ({esc(run['repository'])})" if run.get("repository") else ""
-    return describe_change(change, esc, by=f"descope-reconcile run {esc(run['id'])}{commit}{repository}")
+    named = f"descope-reconcile run {esc(run['id'])}{commit}{repository}"
+    if change["byThisTool"] is None:
+        cannot = "the trail cannot tell its record from this one"
+        return f"{describe_change(change, esc)} (not checked: this tool wrote this key then, in {named}; {cannot})"
+    return f"{describe_change(change, esc)} ({named})"
 
 
 def step_notice(step: Mapping[str, Any] | None, what: str = "attribution") -> str | None:
@@ -128,4 +153,20 @@ def overwritten_section(entries: Sequence[Mapping[str, Any]], step: Mapping[str,
         lines += [f"| {md_code(entry['keyId'])} | {describe_change(entry, md_text)} |" for entry in entries]
     if notice is not None:
         lines += ["", f"> {md_text(notice)}"]
+    return lines
+
+
+def meanwhile_section(entries: Sequence[Mapping[str, Any]], not_checked: Mapping[str, str]) -> list[str]:
+    """The Markdown section of others' changes this run did not revert, and of the keys it could not check."""
+    lines = []
+    if entries:
+        lines += ["", "### Changed by someone else meanwhile", ""]
+        lines += ["| key | their change | this run's write after it (pins no other field) |", "|---|---|---|"]
+        lines += [
+            f"| {md_code(entry['keyId'])} | {describe_change(entry, md_text)} | {entry['beforeThisRun']} |"
+            for entry in entries
+        ]
+    if not_checked:
+        lines += ["", "### Not checked for overwrites", "", "| key | why |", "|---|---|"]
+        lines += [f"| {md_code(key_id)} | {md_text(why)} |" for key_id, why in not_checked.items()]
     return lines

@@ -7,13 +7,18 @@ same result whether the server merges the body into the key or replaces the key 
 A desired key is identified by its id, or without one by its name: one project key with the name
 is that key, none means `create`, several mean `ambiguous`. Project keys that no desired key names
 are `unmanaged`, unless a prune scope owns them: then they are planned for its action.
+
+Prune fails safe: a key whose name is any desired key's name (a key given by an id that is missing
+included: the id may be mistyped) is never pruned; inside a scope, the files own the status of the
+keys they declare (a key declared again is activated); a create and a prune that look like one rename
+are said to be one (the executor prunes only after every create's secret was delivered).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -30,6 +35,7 @@ from reconcile.model import (
     canonical_value,
     current_fields,
     normalize_field,
+    same_field,
 )
 
 
@@ -39,6 +45,8 @@ class Outcome(StrEnum):
     UPDATED = "updated"  # apply: the update was accepted
     CREATE = "create"  # plan: no project key has the desired key's name
     CREATED = "created"  # apply: created, and its secret delivered
+    ACTIVATE = "activate"  # plan: declared again inside a prune scope, which owns its status
+    ACTIVATED = "activated"
     DEACTIVATE = "deactivate"  # plan: pruned, named by no desired key
     DEACTIVATED = "deactivated"
     DELETE = "delete"  # plan: pruned, named by no desired key
@@ -52,6 +60,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     UNDELIVERED = "undelivered"  # created or rotated, but the secret did not reach every sink
     INTERRUPTED = "interrupted"
+    HELD = "held"  # apply: not sent, because something before it failed (prunes wait; issuing stops)
     STALE = "stale"  # apply: the key changed since it was read for the plan, so it was not written
     UNCONFIRMED = "unconfirmed"  # apply: the update was accepted, but the server answered another key
 
@@ -78,6 +87,7 @@ class Outcome(StrEnum):
 DONE = {
     Outcome.UPDATE: Outcome.UPDATED,
     Outcome.CREATE: Outcome.CREATED,
+    Outcome.ACTIVATE: Outcome.ACTIVATED,
     Outcome.DEACTIVATE: Outcome.DEACTIVATED,
     Outcome.DELETE: Outcome.DELETED,
     Outcome.ROTATE: Outcome.ROTATED,
@@ -95,6 +105,7 @@ ERROR_OUTCOMES = frozenset(
         Outcome.UNCONFIRMED,
     }
 )
+PRUNES = frozenset({Outcome.DEACTIVATE, Outcome.DELETE})
 
 
 @dataclass(frozen=True)
@@ -117,6 +128,11 @@ class KeyPlan:
     warnings: tuple[str, ...] = ()  # worth a look, never a change (a create-only field that differs)
     last_state: Mapping[str, Any] | None = None  # a pruned key as it was read, every field
 
+    @property
+    def is_prune(self) -> bool:
+        """Planned by a prune scope, not declared by a file."""
+        return self.last_state is not None or self.outcome in PRUNES
+
 
 @dataclass(frozen=True)
 class UnmanagedKey:
@@ -131,10 +147,25 @@ class Plan:
     # A saved plan keeps only its changes; the safety threshold and the report still need how many
     # keys the plan was made over. None: `keys` holds every managed key.
     managed_count: int | None = None
+    counted_count: int | None = None  # likewise for `counted`
+    held_by: str | None = None  # why the prunes must wait although the plan is sound (a secret not settled)
 
     @property
     def managed(self) -> int:
         return len(self.keys) if self.managed_count is None else self.managed_count
+
+    @property
+    def counted(self) -> int:
+        """The safety limit's denominator: the keys the files declare plus the keys this run prunes. A key
+        a scope already left in its final state is not in play: counting it would loosen the limit."""
+        if self.counted_count is not None:
+            return self.counted_count
+        return sum(1 for item in self.keys if not item.is_prune or item.outcome.is_change)
+
+    @property
+    def issuing(self) -> tuple[KeyPlan, ...]:
+        """The keys that get a new secret (applying needs a sink for them)."""
+        return tuple(item for item in self.keys if item.outcome.issues_secret)
 
     @property
     def changes(self) -> tuple[KeyPlan, ...]:
@@ -155,6 +186,16 @@ class Plan:
     def errors(self) -> tuple[KeyPlan, ...]:
         return tuple(k for k in self.keys if k.outcome.is_error)
 
+    @property
+    def prune_hold(self) -> str | None:
+        """Why this plan's prunes must not run at all: keys in error (a missing id may be a typo of a key
+        a scope would prune; a key the files mean must never go because the files were wrong)."""
+        errors = self.errors
+        if not errors:
+            return self.held_by
+        shown = ", ".join(f"{item.key.label} {item.outcome.value}" for item in errors[:5])
+        return f"the plan has {len(errors)} key(s) in error ({shown}{', ...' if len(errors) > 5 else ''})"
+
 
 def diff_fields(desired: DesiredKey, current: Mapping[str, Any]) -> tuple[FieldChange, ...]:
     """The managed fields whose semantic value differs, in wire order, status last."""
@@ -163,6 +204,8 @@ def diff_fields(desired: DesiredKey, current: Mapping[str, Any]) -> tuple[FieldC
         if name not in desired.fields:
             continue  # absent means unmanaged
         wanted, present = desired.fields[name], current.get(name)
+        if same_field(name, wanted, present):
+            continue  # to the letter: no normal form needed (every field of a key in sync)
         if normalize_field(name, wanted) != normalize_field(name, present):
             changes.append(FieldChange(name, canonical_value(name, present), canonical_value(name, wanted)))
     if STATUS_FIELD in desired.fields:
@@ -222,10 +265,26 @@ def create_only_warnings(desired: DesiredKey, current: Mapping[str, Any]) -> tup
 MISSING_REASON = "not in the project; ids are chosen by the server: remove the id to create the key by its name"
 
 
-def plan_key(desired: DesiredKey, current: Mapping[str, Any] | None) -> KeyPlan:
+def plan_key(
+    desired: DesiredKey, current: Mapping[str, Any] | None, holders: Sequence[str] = (), owner: PruneScope | None = None
+) -> KeyPlan:
+    """`holders`: the project keys that have the desired key's name (a missing id may be a typo of theirs);
+    `owner`: the prune scope that owns the status of this declared key."""
     if current is None:
-        return KeyPlan(desired, Outcome.MISSING, MISSING_REASON, str(desired.fields.get("name", "")))
+        reason = MISSING_REASON
+        if holders:
+            reason += (
+                f"; the project has a key with its name ({', '.join(holders)}), maybe the id meant:"
+                " it is never pruned while a file names it"
+            )
+        return KeyPlan(desired, Outcome.MISSING, reason, str(desired.fields.get("name", "")))
+    if owner is not None and STATUS_FIELD not in desired.fields:
+        desired = replace(desired, fields={**desired.fields, STATUS_FIELD: DEFAULT_STATUS})
     planned = _plan_existing(desired, current)
+    only_activated = planned.outcome is Outcome.UPDATE and planned.body is None and planned.status == DEFAULT_STATUS
+    if owner is not None and only_activated:  # shown as what it is
+        why = f"declared inside the prune scope at {owner.source}, which owns its status: it will be activated"
+        planned = replace(planned, outcome=Outcome.ACTIVATE, reason=why)
     warnings = create_only_warnings(desired, current)
     return replace(planned, warnings=warnings) if warnings else planned
 
@@ -279,7 +338,12 @@ def plan_create(desired: DesiredKey) -> KeyPlan:
     return KeyPlan(desired, Outcome.CREATE, reason, name, changes, body, status if status != DEFAULT_STATUS else None)
 
 
-def plan_by_name(desired: DesiredKey, matches: Sequence[Mapping[str, Any]], by_id: Mapping[str, DesiredKey]) -> KeyPlan:
+def plan_by_name(
+    desired: DesiredKey,
+    matches: Sequence[Mapping[str, Any]],
+    by_id: Mapping[str, DesiredKey],
+    scopes: Sequence[PruneScope],
+) -> KeyPlan:
     """A desired key without an id: the one project key with its name, a create, or ambiguous."""
     name = str(desired.fields["name"])
     if not matches:
@@ -295,23 +359,33 @@ def plan_by_name(desired: DesiredKey, matches: Sequence[Mapping[str, Any]], by_i
     if owner is not None:
         reason = f"the key named {name!r} is {ids[0]}, which {owner.source} already manages by id"
         return KeyPlan(replace(desired, id=ids[0]), Outcome.CONFLICT, reason, name)
-    return plan_key(replace(desired, id=ids[0]), matches[0])
+    return plan_key(replace(desired, id=ids[0]), matches[0], owner=_owner(matches[0], scopes))
+
+
+def _owner(key: Mapping[str, Any] | None, scopes: Sequence[PruneScope]) -> PruneScope | None:
+    return next((scope for scope in scopes if scope.contains(key)), None) if key is not None else None
 
 
 def plan_prune(key: Mapping[str, Any], scopes: Sequence[PruneScope]) -> KeyPlan:
-    """A project key no desired key names, inside these scopes: deleted only when every one says delete."""
+    """A project key no desired key names, inside these scopes: deleted only when every one says delete.
+    A key the server marks not editable cannot be deleted: it is deactivated instead, with a warning
+    (never an error: it would block every reviewed plan of the project from then on)."""
     delete = all(scope.action == "delete" for scope in scopes)
     first = scopes[0]
     desired = DesiredKey(str(key.get("id")), {}, first.source)
     name = str(key.get("name") or "")
     why = f"named by no desired key; inside the prune scope at {first.source} ({first.describe()})"
+    warnings: tuple[str, ...] = ()
+    if delete and key.get("editable") is False:
+        delete = False
+        warnings = (
+            f"{key.get('id')} ({name}) is not editable, so it cannot be deleted: it is deactivated instead; "
+            "to leave it alone, declare it in a file or narrow the scope (namePrefix, tenantIds, customAttributes)",
+        )
     current_status = key.get(STATUS_FIELD) or DEFAULT_STATUS
     if not delete and current_status != DEFAULT_STATUS:
-        return KeyPlan(desired, Outcome.UNCHANGED, f"{why}; already inactive", name, last_state=key)
+        return KeyPlan(desired, Outcome.UNCHANGED, f"{why}; already inactive", name, warnings=warnings, last_state=key)
     if delete:
-        if key.get("editable") is False:  # (a status change is another endpoint: it stays possible)
-            reason = f"{why}; the server marks it not editable"
-            return KeyPlan(desired, Outcome.NOT_EDITABLE, reason, name, last_state=key)
         reason = f"{why}: it will be DELETED"
         return KeyPlan(desired, Outcome.DELETE, reason, name, fingerprint=fingerprint(key), last_state=key)
     change = FieldChange(STATUS_FIELD, current_status, "inactive")
@@ -323,38 +397,131 @@ def plan_prune(key: Mapping[str, Any], scopes: Sequence[PruneScope]) -> KeyPlan:
         (change,),
         status="inactive",
         fingerprint=fingerprint(key),
+        warnings=warnings,
         last_state=key,
     )
+
+
+# The fields two keys compare on when deciding whether a create and a prune are one rename.
+_RENAME_FIELDS = tuple(name for name in UPDATABLE_FIELDS if name != "name")
+
+
+def _likeness(desired: DesiredKey, key: Mapping[str, Any]) -> int:
+    wanted = desired.fields
+    return sum(
+        1
+        for name in _RENAME_FIELDS
+        if name in wanted and normalize_field(name, wanted[name]) == normalize_field(name, key.get(name))
+    )
+
+
+def pair_renames(keys: Sequence[KeyPlan], scopes: Sequence[PruneScope]) -> list[KeyPlan]:
+    """A create and a prune that look like one rename (the new key inside a scope that prunes the old
+    one; the most fields alike) are said to be one, on both sides: the old key goes only once the new
+    key's secret reached every sink (the executor prunes last, and only after everything succeeded)."""
+    result = list(keys)
+    pruned = [index for index, item in enumerate(keys) if item.outcome in PRUNES]
+    for index, item in enumerate(keys):
+        if item.outcome is not Outcome.CREATE or not pruned:
+            continue
+        inside = [scope for scope in scopes if scope.contains(item.key.fields)]
+        candidates = [i for i in pruned if inside and any(scope.contains(keys[i].last_state or {}) for scope in inside)]
+        if not candidates:
+            continue
+        old = max(candidates, key=lambda i: _likeness(item.key, keys[i].last_state or {}))
+        pruned.remove(old)
+        gone = keys[old]
+        result[index] = replace(item, reason=f"{item.reason}; probably the rename of {gone.key.id} ({gone.name!r})")
+        result[old] = replace(
+            gone,
+            reason=f"{gone.reason}; probably renamed to {item.name!r} (created by this run): it is pruned only "
+            "after the new key's secret reached every sink",
+        )
+    return result
 
 
 def compute_plan(desired: DesiredState, observed: Iterable[Mapping[str, Any]]) -> Plan:
     by_id = {str(key.get("id")): key for key in observed}
     desired_by_id = {key.id: key for key in desired.keys if key.id is not None}
     by_name: dict[str, list[Mapping[str, Any]]] = {}
-    if len(desired_by_id) < len(desired.keys):  # some keys are identified by name
-        for found in by_id.values():
-            by_name.setdefault(str(found.get("name") or ""), []).append(found)
+    for found in by_id.values():
+        by_name.setdefault(str(found.get("name") or ""), []).append(found)
     keys, named = [], set(desired_by_id)
+    # Never pruned: a key with a name any desired key gives (an id that is missing may be a typo).
+    declared_names = {str(key.fields["name"]) for key in desired.keys if key.fields.get("name")}
+    # Nor a key the files beside the given ones declare: a scope owns only what the run was given.
+    declared_names.update(str(key.fields["name"]) for key in desired.elsewhere if key.fields.get("name"))
+    named.update(key.id for key in desired.elsewhere if key.id is not None)
     for key in desired.keys:
+        name = str(key.fields.get("name", ""))
         if key.id is not None:
-            keys.append(plan_key(key, by_id.get(key.id)))
+            current = by_id.get(key.id)
+            holders = sorted(str(match.get("id")) for match in by_name.get(name, [])) if current is None else []
+            keys.append(plan_key(key, current, holders, _owner(current, desired.prune)))
             continue
-        matches = by_name.get(str(key.fields["name"]), [])
+        matches = by_name.get(name, [])
         named.update(str(match.get("id")) for match in matches)  # never pruned, even when ambiguous
-        keys.append(plan_by_name(key, matches, desired_by_id))
+        keys.append(plan_by_name(key, matches, desired_by_id, desired.prune))
     for key_id, found in sorted(by_id.items()):
-        scopes = [scope for scope in desired.prune if scope.contains(found)] if key_id not in named else []
+        if key_id in named or str(found.get("name") or "") in declared_names:
+            continue
+        scopes = [scope for scope in desired.prune if scope.contains(found)]
         if scopes:
             keys.append(plan_prune(found, scopes))
             named.add(key_id)
-    return Plan(tuple(keys), unmanaged_keys(by_id, named))
+    return Plan(tuple(pair_renames(keys, desired.prune)), unmanaged_keys(by_id, named))
+
+
+def hold_lost_creates(plan: Plan, lost: Mapping[str, str], allowed: Collection[str] = ()) -> Plan:
+    """A name whose create an earlier run sent and never heard back from is not created again (the
+    server may still make that key: two keys, one name, one secret lost) until a run finds the key it
+    made, or the operator says, for this name only, that it was never made (`--allow-recreate NAME`)."""
+    held = {name for name in lost if name not in allowed}
+    if not any(item.outcome is Outcome.CREATE and item.name in held for item in plan.keys):
+        return plan
+    keys = tuple(
+        replace(
+            item,
+            outcome=Outcome.CONFLICT,
+            reason=(
+                f"a create of {item.name!r} was sent and its answer lost ({lost[item.name]}): the server may still "
+                "make that key, so the name is not created again until a run finds it; if you know it was never "
+                f"made, rerun with --allow-recreate {item.name!r}"
+            ),
+            changes=(),
+            body=None,
+            status=None,
+        )
+        if item.outcome is Outcome.CREATE and item.name in held
+        else item
+        for item in plan.keys
+    )
+    return replace(plan, keys=keys)
 
 
 ROTATION_SOURCE = SourceLocation("(command line)", 1)
 
 
-def plan_rotation(key_ids: Sequence[str], found: Mapping[str, Mapping[str, Any] | None]) -> Plan:
-    """`rotate --ids`: a new secret for each key the project has (and may change)."""
+def _rotation_warnings(key: Mapping[str, Any], desired: DesiredState | None) -> tuple[str, ...]:
+    """What an operator should know before rotating: an inactive key; a key no desired file manages."""
+    warnings = []
+    if (key.get(STATUS_FIELD) or DEFAULT_STATUS) != DEFAULT_STATUS:
+        warnings.append("the key is inactive: its new secret works only once the key is activated")
+    if desired is not None:
+        ids = {item.id for item in desired.keys}
+        names = {item.fields.get("name") for item in desired.keys if item.id is None}
+        if key.get("id") not in ids and key.get("name") not in names:
+            scope = _owner(key, desired.prune)
+            fate = f"; the prune scope at {scope.source} owns it: the next apply prunes it" if scope else ""
+            warnings.append(f"no desired file manages this key{fate}")
+    return tuple(warnings)
+
+
+def plan_rotation(
+    key_ids: Sequence[str], found: Mapping[str, Mapping[str, Any] | None], declared: DesiredState | None = None
+) -> Plan:
+    """`rotate --ids`: a new secret for each key the project has (and may change). With `declared`
+    (rotate's PATHs), each key no file manages is said to be so."""
     keys = []
     for key_id in key_ids:
         key = found.get(key_id)
@@ -367,5 +534,6 @@ def plan_rotation(key_ids: Sequence[str], found: Mapping[str, Mapping[str, Any] 
             keys.append(KeyPlan(desired, Outcome.NOT_EDITABLE, "the server marks this key as not editable", name))
         else:
             reason = "a new secret, to the sinks; the old one stops working at once"
-            keys.append(KeyPlan(desired, Outcome.ROTATE, reason, name, fingerprint=fingerprint(key)))
+            warnings = _rotation_warnings(key, declared)
+            keys.append(KeyPlan(desired, Outcome.ROTATE, reason, name, fingerprint=fingerprint(key), warnings=warnings))
     return Plan(tuple(keys), ())

@@ -1,6 +1,6 @@
 """Refusals decided before any write: a plan that changes too many keys (octoDNS' safety threshold;
-creates, deactivations and deletions count like updates), and a plan in which a name identifies
-several keys."""
+creates, deactivations and deletions count like updates, over the keys the files declare plus the keys
+the run prunes), and a plan in which a name identifies several keys."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class Safety:
     """What the threshold says of one plan: `apply` and `apply --plan` decide from exactly these numbers."""
 
     changes: int  # keys with something to send
-    managed: int  # keys the plan was made over
+    managed: int  # the keys the files declare plus the keys this run prunes (`Plan.counted`)
     limit: ChangeLimit | None  # None: no threshold applies (a handful of keys and no --max-changes)
 
     @property
@@ -45,8 +45,9 @@ class Safety:
 
 
 def assess(plan: Plan, limit: ChangeLimit | None) -> Safety:
-    """The threshold for this plan: `limit`, else the default share once more than a handful of keys are managed."""
-    managed = plan.managed
+    """The threshold for this plan: `limit`, else the default share once more than a handful of keys are
+    in play. Keys a prune scope already left in their final state are not: they would loosen the limit."""
+    managed = plan.counted
     if limit is None and managed > DEFAULT_THRESHOLD_MIN_KEYS:
         limit = DEFAULT_CHANGE_LIMIT
     return Safety(len(plan.writes), managed, limit)

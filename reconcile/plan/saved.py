@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from reconcile import __version__
@@ -25,7 +25,9 @@ from reconcile.errors import ReconcileError
 from reconcile.model import DesiredFile, DesiredKey, SourceLocation, Waiver
 from reconcile.plan.diff import FieldChange, KeyPlan, Outcome, Plan, digest, fingerprint, unmanaged_keys
 
-PLAN_FORMAT = 3  # 2: the managed key ids; 3: each change's action (update, create, deactivate, delete)
+# 2: the managed key ids; 3: each change's action (update, create, deactivate, delete); 4: the safety
+# limit's denominator (`counted`: declared keys plus the keys the run prunes)
+PLAN_FORMAT = 4
 # Key ids named in a refusal; the rest are counted.
 SHOWN_IDS = 20
 # A plan made "in the future" beyond this much clock skew was not made by this tool honestly.
@@ -48,6 +50,7 @@ def save(
     base_url: str,
     files: Sequence[DesiredFile],
     created: datetime,
+    policy_checked: bool = False,
 ) -> dict[str, Any]:
     document: dict[str, Any] = {
         "planFormat": PLAN_FORMAT,
@@ -59,6 +62,7 @@ def save(
             "files": [{"path": f.path, "sha256": f.sha256} for f in files],
         },
         "managed": sorted(item.key.label for item in plan.keys),  # a key to create counts by its name
+        "counted": plan.counted,
         "changes": [
             {
                 "action": item.outcome.value,
@@ -78,6 +82,7 @@ def save(
         "errors": [
             {"id": item.key.label, "outcome": item.outcome.value, "reason": item.reason} for item in plan.errors
         ],
+        **({"policyChecked": True} if policy_checked else {}),
     }
     document["checksum"] = digest(document)
     return document
@@ -116,6 +121,17 @@ def verify(document: Any, *, now: datetime, max_age: timedelta, project_id: str)
         )
 
 
+def require_policy(document: Mapping[str, Any], *, policy_given: bool) -> None:
+    """A plan checked against a policy is applied under one: the policy of the moment of the write
+    (a rule tightened since the plan blocks it; one loosened does not), never none because the
+    option was forgotten."""
+    if document.get("policyChecked") is True and not policy_given:
+        raise PlanRejected(
+            "the plan was checked against a policy, and this run has none: give --policy FILE (or the config's "
+            "`policy:`); the policy as it is now decides"
+        )
+
+
 def _of(value: Any, kind: type | tuple[type, ...]) -> None:
     if not isinstance(value, kind):
         raise TypeError(kind)
@@ -139,8 +155,15 @@ def _check_shape(document: Mapping[str, Any]) -> None:
         _of(change["source"]["line"], int)
         for warning in change["warnings"]:
             _of(warning, str)
+        for waiver in change.get("waivers", ()):
+            for text in (waiver["rule"], waiver["reason"], waiver["until"]):
+                _of(text, str)
+            date.fromisoformat(waiver["until"])  # the policy compares it with today
     for key_id in document["managed"]:
         _of(key_id, str)
+    if isinstance(document["counted"], bool):
+        raise TypeError(int)
+    _of(document["counted"], int)
     for error in document["errors"]:
         _of(error, dict)
 
@@ -209,7 +232,8 @@ def to_plan(document: Mapping[str, Any], observed: Mapping[str, Mapping[str, Any
             )
         )
     managed = set(document["managed"])
-    return Plan(tuple(keys), unmanaged_keys(observed, managed), managed_count=len(managed))
+    counted = document["counted"]
+    return Plan(tuple(keys), unmanaged_keys(observed, managed), managed_count=len(managed), counted_count=counted)
 
 
 def provenance(document: Mapping[str, Any], path: str, now: datetime) -> dict[str, Any]:

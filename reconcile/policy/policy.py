@@ -6,7 +6,7 @@ violations, with its waivers applied. Pure."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
@@ -93,6 +93,9 @@ class Policy:
                     "with a later `until`"
                 )
                 problems.append(Violation(WAIVER_EXPIRED.id, ERROR, message, where))
+            elif waiver.rule in current:
+                message = f"`{waiver.rule}` is already waived by waiver {current[waiver.rule].index + 1}: remove one"
+                problems.append(Violation(WAIVER_UNUSED.id, WARNING, message, where))
             elif not any(v.rule == waiver.rule for v in found) and (context.live or waiver.rule not in live_only):
                 why = "the rule does not fire on this key" if waiver.rule in self.ids else "the policy has no such rule"
                 message = f"the waiver of `{waiver.rule}` waives nothing: {why}; remove it"
@@ -132,10 +135,60 @@ def _problems(rules: Mapping[str, Any], custom: Sequence[Mapping[str, Any]]) -> 
     return problems
 
 
+MAX_SCHEMA_DEPTH = 32  # far deeper than any rule needs; deeper exhausts the validator's recursion
+
+
+def _depth(value: Any) -> int:
+    """How deeply the value nests (iteratively: a hostile depth must not exhaust the stack here)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth <= MAX_SCHEMA_DEPTH:
+            children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _references(schema: Any) -> Iterator[tuple[str, str]]:
+    """(keyword, target) of every reference in the schema."""
+    stack = [schema]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            yield from ((word, item[word]) for word in ("$ref", "$dynamicRef") if isinstance(item.get(word), str))
+        stack.extend(item.values() if isinstance(item, dict) else item if isinstance(item, list) else ())
+
+
+def _reference_problems(schema: Any) -> list[str]:
+    """A custom rule's schema is followed offline and within itself: a reference to another document
+    (a URL, a file) is refused, never fetched, and one that points nowhere is said before any key."""
+    from referencing import Registry  # noqa: PLC0415
+    from referencing.exceptions import Unresolvable  # noqa: PLC0415
+    from referencing.jsonschema import DRAFT202012  # noqa: PLC0415
+
+    if _depth(schema) > MAX_SCHEMA_DEPTH:
+        return [f"nested deeper than {MAX_SCHEMA_DEPTH} levels: flatten it (`$defs` and local `$ref`s)"]
+    resolver = Registry().with_resource("urn:rule", DRAFT202012.create_resource(schema)).resolver("urn:rule")
+    problems = []
+    for word, target in dict.fromkeys(_references(schema)):
+        if not target.startswith("#"):
+            problems.append(f"`{word}: {target}` refers outside the rule: only `#/...` references are followed")
+            continue
+        try:
+            resolver.lookup(target)
+        except Unresolvable:
+            problems.append(f"`{word}: {target}` points at nothing in the rule's schema")
+    return problems
+
+
 def _schema_problems(schema: Any) -> list[str]:
     from jsonschema import Draft202012Validator  # noqa: PLC0415 (only a policy with custom rules needs it)
     from jsonschema.exceptions import SchemaError  # noqa: PLC0415
 
+    outside = _reference_problems(schema)
+    if outside:
+        return outside
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as error:

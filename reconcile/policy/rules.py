@@ -1,5 +1,6 @@
 """The policy's rules: what each built-in rule checks, and a key (as a desired file or the API says it)
-→ its violations. Pure: the clock is an argument, and nothing here reads a file or the network.
+→ its violations. Pure but for a timer that bounds a name pattern's match: the clock is an argument, and
+nothing here reads a file or the network.
 
 A key is a mapping of its fields. A desired key has only the fields its file manages: an absent
 field is one the file does not guarantee, so a rule about it fires (the policy wants the files to say
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import signal
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -75,15 +78,21 @@ class CustomRule:
 
     def validator(self) -> Draft202012Validator:
         from jsonschema import Draft202012Validator  # noqa: PLC0415 (only a policy with custom rules needs it)
+        from referencing import Registry  # noqa: PLC0415
 
-        return Draft202012Validator(self.schema)
+        # An empty registry retrieves nothing: jsonschema's default would fetch a `$ref`'s URL or file.
+        return Draft202012Validator(self.schema, registry=Registry())
 
 
 Found = Iterator[tuple[str, KeyPath]]  # (message, path) of each violation
 
 
 def _day(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).date().isoformat()
+    """The UTC day of a time, for a message; any number a file or the API may give (beyond the year 9999, too)."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC).date().isoformat()
+    except (OverflowError, ValueError, OSError):
+        return f"{seconds:.0f} (Unix seconds: beyond the calendar)"
 
 
 def _number(value: Any) -> float | None:
@@ -232,11 +241,52 @@ def _required_attributes(settings: Mapping[str, Any], key: Mapping[str, Any], __
             yield f"`customAttributes` has no `{name}`: add it", ("customAttributes",)
 
 
+class _Slow(Exception):
+    pass
+
+
+def _too_slow(*_: Any) -> None:
+    raise _Slow
+
+
+PATTERN_SECONDS = 0.5  # per name: a pattern needing longer backtracks catastrophically
+_slow_patterns: set[str] = set()  # those that did, once in this process: not tried again
+
+
+def bounded_fullmatch(pattern: str, text: str) -> bool | None:
+    """Whether the pattern matches the whole text, or None when it cannot tell within PATTERN_SECONDS:
+    Python's engine backtracks without end on some patterns (`(a+)+$` against `aaa…!`), and no pattern
+    from a policy file may hang a run. (The engine checks signals while matching; only the main
+    thread gets them, elsewhere the match runs unbounded.)"""
+    if pattern in _slow_patterns:
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return re.fullmatch(pattern, text) is not None
+    previous = signal.signal(signal.SIGALRM, _too_slow)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, PATTERN_SECONDS)
+        return re.fullmatch(pattern, text) is not None
+    except _Slow:
+        _slow_patterns.add(pattern)
+        return None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _name_pattern(settings: Mapping[str, Any], key: Mapping[str, Any], __: Context) -> Found:
-    name = key.get("name")
-    if not isinstance(name, str) or re.fullmatch(settings["pattern"], name) is None:
-        shown = f"`{name}`" if isinstance(name, str) else "the key's name"
-        yield f"{shown} does not match the pattern `{settings['pattern']}`: rename the key", ("name",)
+    name, pattern = key.get("name"), settings["pattern"]
+    matched = bounded_fullmatch(pattern, name) if isinstance(name, str) else False
+    shown = f"`{name}`" if isinstance(name, str) else "the key's name"
+    if matched is None:
+        yield (
+            f"{shown} cannot be matched against the pattern `{pattern}` in {PATTERN_SECONDS} s: the pattern "
+            "backtracks without end (a nested quantifier such as `(a+)+`): simplify it, or make the inner "
+            "quantifier possessive (`a++`)",
+            ("name",),
+        )
+    elif not matched:
+        yield f"{shown} does not match the pattern `{pattern}`: rename the key", ("name",)
 
 
 def _description_required(_: Mapping[str, Any], key: Mapping[str, Any], __: Context) -> Found:

@@ -1,9 +1,11 @@
 """Who last changed each key: the latest key event naming it, and whether it was this tool's own.
 
-A change is this tool's own when an apply event of this tool (`EVENT_ACTION` by `EVENT_ACTOR`)
-claims it: the event lists the key among the keys it changed (or lists too many to name them all),
-the change happened while that run was writing, and it was made by the actor Descope recorded for
-that run's writes, when the run could tell which one that was. Pure: no I/O.
+A change is this tool's own only on evidence: an apply event of this tool (`EVENT_ACTION` by
+`EVENT_ACTOR`) lists the key with a write of the change's kind whose window holds the change, and
+the change was made by the writer that run proved (`writerActorId`). When the run did not prove its
+writer, the change is its own only when it is the one record that matches that write; when several
+do, which one is the tool's cannot be told (`Claim.UNKNOWN`), and the change is never credited to it.
+Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -14,15 +16,19 @@ from enum import StrEnum
 from typing import Any, TypeGuard
 
 from reconcile.trail.records import Record
-
-# How far a change may lie outside a run's write window (its clock against Descope's) and still be its own.
-MATCH_MARGIN_MS = 2000
+from reconcile.trail.writes import Write, WriteKind, by_key
 
 
 class Found(StrEnum):
     CHANGED = "changed"  # the latest change is known
     NONE = "none"  # the whole horizon was searched: no change to this key in it
-    NOT_REACHED = "notReached"  # the page cap was reached before this key's latest change
+    NOT_REACHED = "notReached"  # the search stopped (page cap, a partial answer) before this key's latest change
+
+
+class Claim(StrEnum):
+    OWN = "own"  # an apply of this tool made it
+    OTHER = "other"  # no apply of this tool made it
+    UNKNOWN = "unknown"  # an apply of this tool wrote the key then, and the trail cannot tell whose record this is
 
 
 @dataclass(frozen=True)
@@ -33,11 +39,8 @@ class ToolRun:
     commit: str | None
     repository: str | None
     url: str | None
-    changed: frozenset[str]
-    not_listed: int  # changed keys the event does not name (it names at most 100)
-    writes_from: int  # ms: the first write sent
-    writes_to: int  # ms: the last write answered
-    writer: str | None  # the actor Descope recorded for the run's writes, when the run found it
+    writes: Mapping[str, tuple[Write, ...]]  # per listed key (events of older versions: the run's span)
+    writer: str | None  # the actor Descope recorded for the run's writes, when the run proved it
 
 
 def _text(data: Mapping[str, Any], name: str) -> str | None:
@@ -49,37 +52,62 @@ def _whole(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _writes(raw: Any) -> tuple[Write, ...] | None:
+    """`[[kind, sent, done], ...]` as the event lists one key's writes; None in another shape."""
+    if not isinstance(raw, list):
+        return None
+    writes = []
+    for item in raw:
+        if not (isinstance(item, list) and len(item) == 3 and item[0] in WriteKind.__members__.values()):
+            return None
+        if not (_whole(item[1]) and _whole(item[2])):
+            return None
+        writes.append(Write(WriteKind(item[0]), item[1], item[2]))
+    return tuple(writes)
+
+
+def _listed_writes(data: Mapping[str, Any], keys: list[Any], start: int, end: int) -> dict[str, tuple[Write, ...]]:
+    per_key = data.get("writes")
+    if isinstance(per_key, Mapping):
+        parsed = {key: _writes(value) for key, value in per_key.items() if isinstance(key, str)}
+        return {key: writes for key, writes in parsed.items() if writes}
+    # an event of an older version: each listed key written, of any kind, somewhere in the run's span
+    return {key: tuple(Write(kind, start, end) for kind in WriteKind) for key in keys if isinstance(key, str)}
+
+
 def tool_run(record: Record) -> ToolRun | None:
     """The run an apply event describes; None for any other record, or an event without its window."""
     if not record.is_tool_event:
         return None
     data, keys = record.data, record.data.get("changedKeyIds")
-    start, end, rest = data.get("writesFrom"), data.get("writesTo"), data.get("changedKeysNotListed", 0)
-    if not (_whole(start) and _whole(end) and _whole(rest) and isinstance(keys, list)):
+    start, end = data.get("writesFrom"), data.get("writesTo")
+    if not (_whole(start) and _whole(end) and isinstance(keys, list)):
         return None
     return ToolRun(
         run_id=_text(data, "runId") or record.id,
         commit=_text(data, "commit"),
         repository=_text(data, "repository"),
         url=_text(data, "runUrl"),
-        changed=frozenset(key for key in keys if isinstance(key, str)),
-        not_listed=rest,
-        writes_from=start,
-        writes_to=end,
+        writes=_listed_writes(data, keys, start, end),
         writer=_text(data, "writerActorId"),
     )
 
 
-def owning_run(change: Record, key_id: str, runs: Sequence[ToolRun]) -> ToolRun | None:
-    """The apply of this tool that made this change to this key, if one did."""
+def claim(
+    change: Record, key_id: str, runs: Sequence[ToolRun], records: Sequence[Record]
+) -> tuple[Claim, ToolRun | None]:
+    """Whether an apply of this tool made this change to this key (`records`: every change to the key read)."""
     for run in runs:
-        if not run.writes_from - MATCH_MARGIN_MS <= change.occurred <= run.writes_to + MATCH_MARGIN_MS:
-            continue
-        if run.writer is not None and change.actor != run.writer:
-            continue
-        if key_id in run.changed or (run.not_listed > 0 and run.writer is not None):
-            return run
-    return None
+        for write in run.writes.get(key_id, ()):
+            if not write.matches(change):
+                continue
+            if run.writer is not None:
+                if change.actor == run.writer:
+                    return Claim.OWN, run
+                continue
+            rivals = [record for record in records if write.matches(record)]
+            return (Claim.OWN if rivals == [change] else Claim.UNKNOWN), run
+    return Claim.OTHER, None
 
 
 @dataclass(frozen=True)
@@ -87,7 +115,8 @@ class Attribution:
     key_id: str
     found: Found
     change: Record | None = None
-    run: ToolRun | None = None  # set when the change was this tool's own
+    claim: Claim = Claim.OTHER
+    run: ToolRun | None = None  # the apply that made the change (OWN), or that wrote the key then (UNKNOWN)
 
 
 def _changes(records: Iterable[Record], actions: frozenset[str]) -> list[Record]:
@@ -109,17 +138,13 @@ def attribute(
 ) -> dict[str, Attribution]:
     """Per key, its latest change among the records; `complete` when they are every record of the horizon."""
     runs = [run for run in map(tool_run, records) if run is not None]
-    wanted = set(key_ids)
-    latest: dict[str, Record] = {}
-    for record in _changes(records, frozenset(actions)):
-        for key_id in record.names & wanted:
-            if key_id not in latest or record.occurred > latest[key_id].occurred:
-                latest[key_id] = record  # on a tie, the first listed (newest first)
+    index = by_key(key_ids, _changes(records, frozenset(actions)))
     result = {}
-    for key_id in wanted:
-        change = latest.get(key_id)
-        if change is None:
+    for key_id, changes in index.items():
+        if not changes:
             result[key_id] = Attribution(key_id, Found.NONE if complete else Found.NOT_REACHED)
-        else:
-            result[key_id] = Attribution(key_id, Found.CHANGED, change, owning_run(change, key_id, runs))
+            continue
+        change = max(changes, key=lambda record: record.occurred)  # on a tie, the first listed (newest first)
+        verdict, run = claim(change, key_id, runs, changes)
+        result[key_id] = Attribution(key_id, Found.CHANGED, change, verdict, run)
     return result

@@ -3,7 +3,8 @@ trail itself tells a reviewed change from a hand edit. Pure: the caller sends it
 
 `data` holds what `attribution.tool_run` reads back: the run, the commit and repository, the
 GitHub run when there is one, counts per outcome, the changed key ids (at most `MAX_LISTED_KEYS`,
-and how many more), the window the writes happened in, and the actor Descope recorded for them.
+and how many more), the window the writes happened in, each listed key's writes (kind, sent,
+answered), and the actor Descope recorded for them, only when the run proved it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconcile.trail.overwrite import Timeline
 from reconcile.trail.records import EVENT_ACTION, EVENT_ACTOR
+from reconcile.trail.writes import Timeline
 
 MAX_LISTED_KEYS = 100
 
@@ -53,7 +54,7 @@ def apply_event(  # noqa: PLR0913 (keyword-only: one per field of the event)
     outcomes: Mapping[str, int],
     changed: Sequence[str],
     timeline: Timeline,
-    writer: str | None,
+    writer: str | None,  # proven only: an unproven writer is never recorded
     overwritten: int,
     warn: bool,
     tenant: str | None = None,
@@ -75,6 +76,10 @@ def apply_event(  # noqa: PLR0913 (keyword-only: one per field of the event)
         "changedKeysNotListed": len(changed) - len(listed),
         "writesFrom": first,
         "writesTo": last,
+        "writes": {
+            key_id: [[write.kind.value, write.sent, write.done] for write in timeline.writes.get(key_id, ())]
+            for key_id in listed
+        },
         "writerActorId": writer,
         "overwritten": overwritten,
     }

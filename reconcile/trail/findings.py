@@ -40,7 +40,9 @@ class TrailFindings:
     attribution: Step
     keys: Mapping[str, Attribution] = field(default_factory=dict)
     overwrite_check: Step | None = None  # apply only
-    overwritten: tuple[Overwrite, ...] = ()
+    overwritten: tuple[Overwrite, ...] = ()  # others' changes an update reverted (exit 4)
+    meanwhile: tuple[Overwrite, ...] = ()  # others' changes before a status change, rotation or delete
+    not_checked: Mapping[str, str] = field(default_factory=dict)  # key id → why its changes could not be told
     event: Step | None = None  # apply only
 
     def warnings(self) -> list[str]:

@@ -53,6 +53,15 @@ def validate(data, custom_formats={}, name_prefix=None):
                     try:
                         data__defaults_is_dict = isinstance(data__defaults, dict)
                         if data__defaults_is_dict:
+                            data__defaults__missing_keys = set(['name']) - data__defaults.keys()
+                            if data__defaults__missing_keys:
+                                raise JsonSchemaValueException("invalid")
+                        data__defaults_any_of_count1 += 1
+                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
+                if not data__defaults_any_of_count1:
+                    try:
+                        data__defaults_is_dict = isinstance(data__defaults, dict)
+                        if data__defaults_is_dict:
                             data__defaults__missing_keys = set(['waivers']) - data__defaults.keys()
                             if data__defaults__missing_keys:
                                 raise JsonSchemaValueException("invalid")

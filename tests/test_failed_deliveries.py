@@ -1,11 +1,11 @@
-"""Found by attack11: secrets files that stay readable line by line after a failed delivery."""
+"""A secret whose delivery failed: the secrets file stays readable line by line (a full disk, a crash
+mid-line), a secrets command that hangs is cut off, and a create that lands after its answer was lost
+is flagged, never taken as settled."""
 
 from __future__ import annotations
 
 import json
 import resource
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 
+from reconcile.client.redact import scrub
+from reconcile.emulator import Answer, Call
 from reconcile.secrets.secret import Secret
 from reconcile.secrets.sinks import DeliveryFailed, Issued, SecretsCommand
 from tests.conftest import cli_env, load_report, run_cli, write_desired
 from tests.lifecycle import exchange, secret_lines
+from tests.support import CREATE, run_process
 
-CREATE = "/v1/mgmt/accesskey/create"
 LIMIT = 8192  # bytes a process may write to one file (RLIMIT_FSIZE): a disk that fills up mid-line
 
 
@@ -26,6 +28,7 @@ def _limited() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, LIMIT))
 
 
+@pytest.mark.slow
 def test_a_secrets_file_that_fills_up_mid_line_keeps_every_later_line_whole(
     start_emulator: Any, tmp_path: Path
 ) -> None:
@@ -36,16 +39,8 @@ def test_a_secrets_file_that_fills_up_mid_line_keeps_every_later_line_whole(
     secrets.write_text(padding, encoding="utf-8")
     secrets.chmod(0o600)
     args = ["apply", str(folder), "--report", str(report), "--secrets-out", str(secrets)]
-    full = subprocess.run(
-        [sys.executable, "-m", "reconcile", *args],
-        env=cli_env(emulator),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        preexec_fn=_limited,
-    )
-    assert full.returncode == 1, full.stdout + full.stderr
+    full = run_process(args, cli_env(emulator), preexec_fn=_limited)  # the limit is the process's
+    assert full.code == 1, full.output
     [key] = [k for k in load_report(report)["keys"] if k["outcome"] == "undelivered"]
     assert secrets.read_text(encoding="utf-8") == padding  # no partial line (nor part of a cleartext) left behind
 
@@ -60,30 +55,30 @@ def test_a_secrets_file_that_fills_up_mid_line_keeps_every_later_line_whole(
     assert exchange(emulator, lines[-1]["cleartext"]) == 200
 
 
+@pytest.mark.slow
 def test_a_create_that_lands_after_the_name_was_looked_for_is_flagged_by_the_next_run(
     start_emulator: Any, tmp_path: Path
 ) -> None:
     """The answer is lost (a timeout), the name is not there yet, and the server makes the key later
     (it was queued): the next run must not take the key as settled, its secret is with nobody."""
     emulator = start_emulator([])
-    route = emulator._routes["POST", CREATE]
     landed = threading.Event()
 
-    def late(request: Any) -> Any:
+    def late(call: Call) -> Answer:
         time.sleep(2.5)  # past the client's --timeout 1 and its look for the name
         try:
-            return route.handle(request)
+            return call.forward()
         finally:
             landed.set()
 
-    emulator._routes["POST", CREATE] = route._replace(handle=late)
+    emulator.intercept(CREATE, late)
     folder = write_desired(tmp_path / "d", [{"name": "late-1"}]).parent
     report = tmp_path / "report.json"
     args = ["apply", str(folder), "--report", str(report), "--secrets-out", str(tmp_path / "s.jsonl")]
     first = run_cli([*args, "--timeout", "1"], cli_env(emulator))
     assert first.code == 1, first.output
     assert landed.wait(10)
-    emulator._routes["POST", CREATE] = route
+    emulator.intercept(CREATE, None)
     [made] = [k for k in emulator.store.search({}) if k["name"] == "late-1"]
 
     again = run_cli(args, cli_env(emulator))
@@ -96,7 +91,7 @@ def test_the_secrets_command_timeout_holds_even_when_a_detached_child_keeps_its_
     """The process group is killed at the timeout; a descendant in another session (a daemon it
     started) still holding the stderr pipe must not keep the run waiting for it."""
     issued = Issued("K1", "ci", Secret("the-cleartext"), "r1", "2026-01-01T00:00:00Z")
-    command = SecretsCommand("cat > /dev/null; setsid sleep 20 & sleep 30", "P1", timeout=0.5)
+    command = SecretsCommand("cat > /dev/null; setsid sleep 20 & sleep 30", "P1", scrub=scrub, timeout=0.5)
     started = time.monotonic()
     with pytest.raises(DeliveryFailed, match=r"did not finish in 0\.5 s"):
         command.deliver(issued)
