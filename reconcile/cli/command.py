@@ -52,7 +52,7 @@ class Invocation(Generic[Opts]):
         return inspect.iscoroutinefunction(self.run)
 
 
-def invocation(
+def invocation(  # noqa: PLR0913 (the per-command values beside the Namespace are keyword-only)
     args: argparse.Namespace,
     options: Opts,
     run: UseCase[Opts],

@@ -228,7 +228,7 @@ class Emulator:
         """The answer the client gets: through the tests' hooks on this path, if any, else `answer`."""
         return Call(method, path, query, headers, body, self, self._hooks_for(path)).forward()
 
-    def answer(
+    def answer(  # noqa: PLR0913 (the request's parts, and the fault to answer with)
         self, method: str, path: str, query: str, headers: Mapping[str, str], body: Any, *, fault: str | None = None
     ) -> Answer:
         """The answer to one request: admin, or API through auth, rate limits and faults (`fault`:

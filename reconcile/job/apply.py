@@ -304,7 +304,9 @@ def _refused_unread(
 ) -> Result:
     """A saved plan refused before anything was read: the report still says why (the workflow uploads it)."""
     files = loaded.files if loaded is not None else ()
-    empty = RunRecord(run.clock, run.session.client, run.target.project_id, Plan((), ()), options.settings(), files=files)
+    empty = RunRecord(
+        run.clock, run.session.client, run.target.project_id, Plan((), ()), options.settings(), files=files
+    )
     report = {**make_report(empty), "refusal": changing.refusal_record(error)}
     return output.result(error.exit_code, report=report, markdown=render_summary(report), clock=run.clock, error=error)
 

@@ -72,7 +72,7 @@ class PlanOptions:
         return json_settings({**self.remote.settings(), "maxChanges": self.max_changes, **trail})
 
 
-def _save(
+def _save(  # noqa: PLR0913 (each is one field of the saved plan)
     out: Path, result: Plan, target: Target, loaded: LoadedDesired, clock: RunClock, *, policy: bool
 ) -> None:
     saved = savedplan.save(

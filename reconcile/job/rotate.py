@@ -167,7 +167,9 @@ async def _rotate(options: RotateOptions, output: Output) -> Result:
         report = make_report(replace(record, unsettled=unsettled, recovery=recover))
     if refusal is not None:
         report["refusal"] = changing.refusal_record(refusal)
-        return output.result(refusal.exit_code, report=report, markdown=render_summary(report), clock=clock, error=refusal)
+        return output.result(
+            refusal.exit_code, report=report, markdown=render_summary(report), clock=clock, error=refusal
+        )
     if session.interrupted:
         output.say(logging.ERROR, changing.INTERRUPTED)
     code = changing.exit_code(plan, outcome, interrupted=session.interrupted)
