@@ -1,6 +1,8 @@
 """A tiny HTTP server that answers what a test says, for answers no honest server gives: wrong
 shapes, bodies that are not JSON, answers too large to read. (The emulator is never made to send
-them: it stays as strict as the real API.) Every request is recorded as `METHOD path`."""
+them: it stays as strict as the real API.) Every request is recorded as `METHOD path`, but for the
+rate-limit tier handshake every client makes first: answered with a tier unless a test maps it, and
+counted in `handshakes`."""
 
 from __future__ import annotations
 
@@ -21,6 +23,9 @@ class Answer:
     chunks: Callable[[], Iterator[bytes]] | None = None  # sent chunked, without a Content-Length
 
 
+LICENSE = "GET /v1/mgmt/license"
+
+
 def json_answer(document: Any, status: int = 200) -> Answer:
     return Answer(status, json.dumps(document).encode())
 
@@ -29,8 +34,9 @@ class AnswerStub:
     """`answers` maps `METHOD path` to an Answer (or a function of the request body to one)."""
 
     def __init__(self, answers: Mapping[str, Answer | Callable[[Any], Answer]]) -> None:
-        self.answers = dict(answers)
+        self.answers = {LICENSE: json_answer({"rateLimitTier": "tier4"}), **answers}
         self.requests: list[str] = []
+        self.handshakes = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
 
@@ -71,7 +77,10 @@ def _handler(stub: AnswerStub) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             endpoint = f"{self.command} {urlsplit(self.path).path}"
-            stub.requests.append(endpoint)
+            if endpoint == LICENSE:
+                stub.handshakes += 1
+            else:
+                stub.requests.append(endpoint)
             found = stub.answers.get(endpoint, Answer(404, b'{"errorCode": "E011001"}'))
             answer = found if isinstance(found, Answer) else found(json.loads(raw or b"null"))
             self.send_response(answer.status)

@@ -23,6 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
+from reconcile.emulator.__main__ import load_seed
+from reconcile.emulator.attributes import parse_declared
+from reconcile.emulator.demo import SEED as DEMO_SEED
 from tests.conftest import REPO, cli_env, load_report
 from tests.test_action import (
     EXPRESSION,
@@ -257,6 +260,8 @@ def test_reviewed_plan_flow_through_the_action(start_emulator: Any, tmp_path: Pa
         for key in yaml.safe_load(path.read_text())["keys"]
     ]
     emulator = start_emulator([{"id": key_id, "name": "stale"} for key_id in desired_ids])
+    for declared in load_seed(DEMO_SEED)["attributes"]:  # the project declares the files' custom attributes
+        emulator.attributes.declare(parse_declared(declared))
     env = cli_env(emulator)
     local = {"target": "", "paths": "desired/"}
 

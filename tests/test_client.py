@@ -247,7 +247,10 @@ def _nested(depth: int) -> bytes:
         (json_answer({"keys": [{**KEY, "roleNames": "admin"}]}), "keys[0].roleNames: expected array, got string"),
         (json_answer({"keys": [{**KEY, "keyTenants": [{"roleNames": []}]}]}), "keys[0].keyTenants[0]: `tenantId`"),
         (json_answer({"keys": [{**KEY, "expireTime": -1}]}), "keys[0].expireTime: is out of range"),
-        (json_answer({"keys": [{**KEY, "customClaims": {"team": {"n": 1}}}]}), "keys[0].customClaims.team: expected"),
+        (
+            json_answer({"keys": [{**KEY, "customClaims": ["team"]}]}),
+            "keys[0].customClaims: expected object, got array",
+        ),
         (Answer(body=b"<html>maintenance</html>", headers={"Content-Type": "text/html"}), "not JSON (text/html, 24"),
         (Answer(body=_nested(100_000)), "the answer is not JSON"),
         (Answer(body=b'{"keys": [{"id": "K\\ud800"}]}'), "holds a string that is not Unicode"),

@@ -83,7 +83,8 @@ def test_report_accounts_for_files_requests_and_target(start_emulator: Any, tmp_
     emulator = start_emulator(SEED)
     write_desired(tmp_path / "d", DESIRED[:1], "a.yaml")
     write_desired(tmp_path / "d", DESIRED[1:2], "b.yml")
-    result = run_cli(["apply", str(tmp_path / "d"), "--report", str(tmp_path / "r.json")], cli_env(emulator))
+    args = ["apply", str(tmp_path / "d"), "--report", str(tmp_path / "r.json"), "--audit-tenant", "T1"]
+    result = run_cli(args, cli_env(emulator))
     assert result.code == 0, result.output
     report = load_report(tmp_path / "r.json")
     assert [Path(f["path"]).name for f in report["desired"]["files"]] == ["a.yaml", "b.yml"]

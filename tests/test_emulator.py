@@ -16,6 +16,7 @@ from descope import AssociatedTenant, DescopeClient
 from reconcile.desired.loader import ParsedFile, parse_text
 from reconcile.emulator import Answer, Call
 from reconcile.emulator.__main__ import load_seed
+from reconcile.emulator.attributes import Declared
 
 
 def post(emulator: Any, path: str, body: Any, auth: str | None = None, timeout: float = 5.0) -> httpx.Response:
@@ -53,12 +54,14 @@ def test_update_semantics_merge_keeps_and_replace_clears(start_emulator: Any) ->
     assert (cleared["name"], cleared["description"], cleared["roleNames"]) == ("b", "", [])
 
 
-def test_rejects_roles_with_tenants_and_unknown_ids(start_emulator: Any) -> None:
+def test_accepts_roles_with_tenants_and_rejects_unknown_ids(start_emulator: Any) -> None:
+    """The Python SDK says tenant roles take precedence when both are given: the server accepts both."""
     emulator = start_emulator([{"id": "K1", "roleNames": ["r"]}])
     both = post(emulator, "/v1/mgmt/accesskey/update", {"id": "K1", "keyTenants": [{"tenantId": "T"}]})
-    assert both.status_code == 400
+    assert both.status_code == 200
     assert post(emulator, "/v1/mgmt/accesskey/update", {"id": "K404", "name": "x"}).status_code == 404
-    assert emulator.store.load("K1")["keyTenants"] == []
+    assert emulator.store.load("K1")["keyTenants"] == [{"tenantId": "T", "roleNames": [], "tenantName": "T"}]
+    assert emulator.store.load("K1")["roleNames"] == ["r"]
 
 
 def test_status_endpoints_and_batches(start_emulator: Any) -> None:
@@ -94,7 +97,8 @@ def test_the_official_python_sdk_works_against_it(start_emulator: Any) -> None:
 
 
 def test_the_official_python_sdk_creates_rotates_deletes_and_reads_the_trail(start_emulator: Any) -> None:
-    emulator = start_emulator([{"id": "K1", "name": "a"}], tenant_names={"T1": "One"}, occurred_as_string=True)
+    emulator = start_emulator([{"id": "K1", "name": "a"}], tenant_names={"T1": "One"})
+    emulator.attributes.declare(Declared("team", "Team", "string"))
     client = DescopeClient(
         project_id=emulator.config.project_id,
         management_key=emulator.config.management_key,
@@ -120,7 +124,7 @@ def test_the_official_python_sdk_creates_rotates_deletes_and_reads_the_trail(sta
     assert emulator.store.all() == []
     client.mgmt.audit.create_event(action="Reconciled", type="info", actor_id="ci", tenant_id="T1", data={"n": 1})
     audits = client.mgmt.audit.search(actions=["AccessKeyCreated", "AccessKeyModified", "AccessKeyDeleted"])["audits"]
-    assert len(audits) == 4 and all(a["data"] == {"accessKeyId": key_id} for a in audits)
+    assert len(audits) == 4 and all(a["loginIds"] == [key_id] for a in audits)  # the SDK renames externalIds
     assert audits[0]["occurred"].year >= 2024  # the SDK reads occurred as a string
     everything = client.mgmt.audit.search(from_ts=datetime.now() - timedelta(days=1))["audits"]
     assert [a["action"] for a in everything][:2] == ["Reconciled", "AccessKeysDeleted"]
@@ -131,7 +135,7 @@ def test_seed_is_read_as_yaml_1_2(tmp_path: Path) -> None:
     seed.write_text("tenants: {T1: One}\nkeys:\n  - {id: K1, name: yes, description: 2024-01-01, cleartext: s3}\n")
     loaded = load_seed(seed)
     assert loaded["keys"][0]["name"] == "yes" and loaded["keys"][0]["description"] == "2024-01-01"
-    assert load_seed(_write(tmp_path / "empty.yaml", "keys:\n")) == {"keys": [], "tenants": {}}
+    assert load_seed(_write(tmp_path / "empty.yaml", "keys:\n")) == {"keys": [], "tenants": {}, "attributes": None}
 
 
 # A scalar in a seed reads as it reads in a desired file: one reader, YAML 1.2 (the seed once read
@@ -193,7 +197,8 @@ def test_help_teaches_every_switch() -> None:
         [sys.executable, "-m", "reconcile.emulator", "--help"], capture_output=True, text=True, check=True
     )
     for switch in (
-        *("--window", "--block", "--audit-window", "--audit-block", "--audit-forbidden", "--occurred-as-string"),
+        *("--window", "--block", "--audit-window", "--audit-block", "--audit-forbidden", "--occurred-as-number"),
+        *("--unlabelled-window", "--license", "/v1/mgmt/license", "/v1/mgmt/accesskey/attribute"),
         *("--audit-key-id-in", "--actor-id", "--extra-management-key", "--slow-applies", "slow-504"),
         *("/v1/mgmt/accesskey/create", "/v1/auth/accesskey/exchange", "/v1/mgmt/audit/search", "/_emulator/console"),
     ):

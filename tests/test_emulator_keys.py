@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from reconcile.emulator.attributes import Declared
 from tests.test_emulator import exchange, post
 
 ACCESSKEY = "/v1/mgmt/accesskey"
@@ -37,6 +38,7 @@ def create(emulator: Any, **fields: Any) -> dict[str, Any]:
 
 def test_create_answers_the_key_and_its_secret_once(start_emulator: Any) -> None:
     emulator = start_emulator([], tenant_names={"T1": "One"})
+    emulator.attributes.declare(Declared("team", "Team", "string"))
     later = int(time.time()) + 3600
     created = create(
         emulator,
@@ -69,7 +71,7 @@ def test_create_answers_the_key_and_its_secret_once(start_emulator: Any) -> None
         ({"expireTime": 1_000_000}, "E011003"),  # in the past
         ({"bogus": 1}, "E011003"),
         ({"customClaims": {"x": [1]}}, "E011003"),
-        ({"roleNames": ["r"], "keyTenants": [{"tenantId": "T1", "roleNames": []}]}, "E011004"),
+        ({"customAttributes": {"undeclared": "x"}}, "E011003"),  # the project declares no attribute
     ],
 )
 def test_create_validates_like_update(start_emulator: Any, fields: dict[str, Any], code: str) -> None:
@@ -126,7 +128,8 @@ def test_exchange_refuses_every_key_that_may_not_be_used(start_emulator: Any) ->
     assert exchange(emulator, emulator.config.management_key).status_code == 401  # not an access key
     assert exchange(emulator, "loop").status_code == 200
     answer = exchange(emulator, "ok").json()
-    assert set(answer) == {"sessionJwt", "expiration"} and answer["expiration"] > time.time()
+    assert set(answer) == {"keyId", "sessionJwt", "expiration"} and answer["expiration"] > time.time()
+    assert answer["keyId"] == "Kok"
     header, claims, signature = answer["sessionJwt"].split(".")
     payload = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))
     assert (payload["sub"], payload["iss"], payload["roles"], payload["team"]) == (

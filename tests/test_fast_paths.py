@@ -329,3 +329,27 @@ def test_validate_of_valid_files_imports_nothing_it_does_not_need(tmp_path: Path
         )
     assert imported["valid"] == (0, set())
     assert imported["invalid"][0] == 1 and "jsonschema" in imported["invalid"][1]
+
+
+def test_version_imports_no_command_and_help_still_lists_every_command() -> None:
+    """`--version` starts as light as `validate` (no network stack); the top-level help, which lists
+    the commands, still has every one of them."""
+    probe = (
+        "import contextlib, io, json, sys\n"
+        "from reconcile.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    try:\n"
+        "        main(sys.argv[1:])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(json.dumps([out.getvalue(), sorted(sys.modules)]))\n"
+    )
+    seen = {}
+    for words in (["--version"], ["--help"]):
+        done = subprocess.run([sys.executable, "-c", probe, *words], capture_output=True, text=True, check=False)
+        seen[words[0]] = json.loads(done.stdout.splitlines()[-1])
+    text, modules = seen["--version"]
+    assert text.startswith("descope-reconcile ")
+    assert not {m for m in modules if m.split(".")[0] in ("httpx", "asyncio") or m.startswith("reconcile.cli.apply")}
+    text, modules = seen["--help"]
+    assert all(command in text for command in ("validate", "plan", "apply", "rotate", "export", "audit", "doctor"))

@@ -187,6 +187,7 @@ def test_responses_schema_follows_the_openapi_answers_and_its_overlay() -> None:
     assert endpoints["POST /v1/mgmt/accesskey/search"] == "#/$defs/AccessKeysResponse"  # from the fragment
     assert endpoints["POST /v1/mgmt/accesskey/activate"] == "#/$defs/NoContent"  # `content: {}`
     assert endpoints["POST /v1/mgmt/accesskey/rotate"] == "#/$defs/CreateAccessKeyResponse"  # from the overlay
+    assert endpoints["GET /v1/mgmt/license"] == "#/$defs/LicenseResponse"  # a new component of the overlay
     key = schema["$defs"]["AccessKey"]
     assert key["required"] == ["id"] and "maximum" not in key["properties"]["expireTime"]  # past 2038, unlike int32
     assert key["properties"]["expireTime"]["minimum"] == 0
@@ -195,7 +196,10 @@ def test_responses_schema_follows_the_openapi_answers_and_its_overlay() -> None:
         ({"keys": []}, True),
         ({"keys": [{"id": "K", "customClaims": {"a": 1, "b": True}, "future": "field"}]}, True),
         ({}, False),
-        ({"keys": [{"id": "K", "customClaims": {"a": [1]}}]}, False),
+        # any JSON value in the maps of an answer (the Go and Node SDKs read map[string]any)
+        ({"keys": [{"id": "K", "customClaims": {"a": [1], "b": None, "c": {"d": [{}]}}}]}, True),
+        ({"keys": [{"id": "K", "customAttributes": {"a": None, "b": {"c": 1}}}]}, True),
+        ({"keys": [{"id": "K", "customAttributes": ["a"]}]}, False),
         ({"keys": [{"id": "K", "keyTenants": [{"roleNames": []}]}]}, False),
     ]:
         assert validator(shape).is_valid(body) is valid and is_valid(shape, body) is valid, body

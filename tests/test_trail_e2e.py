@@ -23,6 +23,8 @@ from tests.test_ci_files import inputs_for, step_named, workflow
 
 AUDIT_SEARCH = "/v1/mgmt/audit/search"
 AUDIT_EVENT = "/v1/mgmt/audit/event"
+# Descope requires a tenant on the apply event; these projects have none to choose from (see test_dialect.py).
+TENANT = ("--audit-tenant", "T0")
 HOSTILE_ACTOR = "U2\x1b[2Jeve\n::error::pwned|`x`"
 
 
@@ -48,7 +50,7 @@ def test_console_drift_is_named_in_plan_report_summary_and_audit(start_emulator:
     env = cli_env(emulator)
 
     plan = run_cli(
-        ["plan", str(desired), "--report", str(tmp_path / "r.json"), "--summary", str(tmp_path / "s.md")], env
+        ["plan", *TENANT, str(desired), "--report", str(tmp_path / "r.json"), "--summary", str(tmp_path / "s.md")], env
     )
     assert plan.code == 1, plan.output  # K3 and K9 are missing: an error, with their attribution all the same
     assert "    last change: changed " in plan.stdout and "by U2alice from 203.0.113.7 (not this tool)" in plan.stdout
@@ -66,7 +68,7 @@ def test_console_drift_is_named_in_plan_report_summary_and_audit(start_emulator:
     assert "### Who changed what" in summary and "by U2alice from 203.0.113.7 (not this tool)" in summary
     assert "\x1b" not in summary and "\\|\\`x\\`" in summary, "a hostile actor id is Markdown-escaped"
 
-    audit = run_cli(["audit", str(desired), "--out", str(tmp_path / "a.json")], env)
+    audit = run_cli(["audit", *TENANT, str(desired), "--out", str(tmp_path / "a.json")], env)
     assert audit.code == 0, audit.output
     assert "### Who changed what" in audit.stdout and "U2alice" in audit.stdout
     found = json.loads((tmp_path / "a.json").read_text())
@@ -96,7 +98,7 @@ def test_apply_records_its_event_and_the_next_audit_tells_it_from_a_hand_edit(
     github = {"GITHUB_REPOSITORY": "acme/keys", "GITHUB_RUN_ID": "42", "GITHUB_SERVER_URL": "https://github.example"}
     env = cli_env(emulator, **github)
 
-    apply = run_cli(["apply", str(desired.parent), "--report", str(tmp_path / "apply.json")], env)
+    apply = run_cli(["apply", *TENANT, str(desired.parent), "--report", str(tmp_path / "apply.json")], env)
     assert apply.code == 0, apply.output
     report = load_report(tmp_path / "apply.json")
     assert report["trail"]["event"]["status"] == "done" and report["trail"]["overwriteCheck"]["status"] == "done"
@@ -111,7 +113,7 @@ def test_apply_records_its_event_and_the_next_audit_tells_it_from_a_hand_edit(
 
     console(emulator, "K2", "U2mallory", name="hand-edit")
     write_desired(desired.parent, [{"id": "K1", "name": "newer"}, {"id": "K2", "name": "two"}])  # not applied yet
-    audit = run_cli(["audit", str(desired.parent), "--out", str(tmp_path / "audit.json")], env)
+    audit = run_cli(["audit", *TENANT, str(desired.parent), "--out", str(tmp_path / "audit.json")], env)
     assert audit.code == 0, audit.output
     writer = actor_id_for(emulator.config, emulator.config.management_key)
     reviewed = f"(descope-reconcile run {report['run']['id']}, commit {commit[:12]} (acme/keys))"
@@ -123,12 +125,12 @@ def test_apply_records_its_event_and_the_next_audit_tells_it_from_a_hand_edit(
     assert entries["K1"]["byThisTool"] and entries["K1"]["run"]["commit"] == commit
     assert not entries["K2"]["byThisTool"] and entries["K2"]["run"] is None
 
-    again = run_cli(["apply", str(desired.parent), "--audit-tenant", "T9", "--attribution-pages", "1"], env)
+    again = run_cli(["apply", *TENANT, str(desired.parent), "--audit-tenant", "T9", "--attribution-pages", "1"], env)
     assert again.code == 0, again.output
     assert emulator.audit.all(occurred_as_string=False)[-1]["tenants"] == ["T9"]
     before, asked = len(emulator.audit), len(audit_requests(emulator))
     write_desired(desired.parent, [{"id": "K1", "name": "quiet"}, {"id": "K2", "name": "quiet"}])
-    quiet = run_cli(["apply", str(desired.parent), "--no-audit-event", "--no-attribution"], env)
+    quiet = run_cli(["apply", *TENANT, str(desired.parent), "--no-audit-event", "--no-attribution"], env)
     assert quiet.code == 0, quiet.output
     assert len(emulator.audit) == before + 2, "the two updates only: no event"
     assert len(audit_requests(emulator)) == asked, "and no search"
@@ -139,7 +141,7 @@ def test_a_403_on_audit_search_leaves_every_command_working(start_emulator: Any,
     desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
     env = cli_env(emulator)
     plan = run_cli(
-        ["plan", str(desired), "--report", str(tmp_path / "p.json"), "--summary", str(tmp_path / "s.md")], env
+        ["plan", *TENANT, str(desired), "--report", str(tmp_path / "p.json"), "--summary", str(tmp_path / "s.md")], env
     )
     assert plan.code == 2, plan.output
     assert "attribution unavailable: the management key may not search the audit trail: HTTP 403" in plan.stdout
@@ -148,9 +150,9 @@ def test_a_403_on_audit_search_leaves_every_command_working(start_emulator: Any,
     assert report["warnings"][0].startswith("attribution unavailable: ") and "attribution" not in report["keys"][0]
     assert "> attribution unavailable: the management key may not search" in (tmp_path / "s.md").read_text()
 
-    audit = run_cli(["audit", str(desired)], env)
+    audit = run_cli(["audit", *TENANT, str(desired)], env)
     assert audit.code == 0 and "attribution unavailable" in audit.stdout, audit.output
-    apply = run_cli(["apply", str(desired), "--report", str(tmp_path / "a.json")], env)
+    apply = run_cli(["apply", *TENANT, str(desired), "--report", str(tmp_path / "a.json")], env)
     assert apply.code == 0, apply.output
     trail = load_report(tmp_path / "a.json")["trail"]
     assert trail["overwriteCheck"]["status"] == "unavailable" and trail["event"]["status"] == "done"
@@ -173,7 +175,7 @@ def test_a_console_change_between_the_read_and_the_write_is_reported_overwritten
     # K2's write, with no other change beside it, proves which actor the run's writes are by: K1's
     # window then holds two records, and the run's own is told from U2bob's by that actor alone
     desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}, {"id": "K2", "name": "2"}]).parent
-    args = ["apply", str(desired), "--report", str(tmp_path / "r.json"), "--summary", str(tmp_path / "s.md")]
+    args = ["apply", str(desired), *TENANT, "--report", str(tmp_path / "r.json"), "--summary", str(tmp_path / "s.md")]
     apply = start_process(args, cli_env(emulator))  # the console change comes while it runs
     deadline = time.monotonic() + 30
     while not any(r.path == "/v1/mgmt/accesskey/search" for r in emulator.recorded()):
@@ -204,7 +206,7 @@ def test_attribution_pages_past_the_first_page_and_stops_at_the_cap(start_emulat
     desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
     env = cli_env(emulator)
 
-    plan = run_cli(["plan", str(desired), "--report", str(tmp_path / "r.json")], env)
+    plan = run_cli(["plan", *TENANT, str(desired), "--report", str(tmp_path / "r.json")], env)
     assert plan.code == 2 and "by U2alice" in plan.stdout, plan.output
     assert load_report(tmp_path / "r.json")["trail"]["attribution"] | {"reason": None} == {
         "status": "done",
@@ -218,7 +220,9 @@ def test_attribution_pages_past_the_first_page_and_stops_at_the_cap(start_emulat
     assert body["actions"][-1] == "DescopeReconcileApply" and isinstance(body["from"], int)
     assert 29.9 * 86400_000 < body["to"] - body["from"] <= 30 * 86400_000
 
-    capped = run_cli(["plan", str(desired), "--report", str(tmp_path / "c.json"), "--attribution-pages", "1"], env)
+    capped = run_cli(
+        ["plan", *TENANT, str(desired), "--report", str(tmp_path / "c.json"), "--attribution-pages", "1"], env
+    )
     assert capped.code == 2, capped.output
     assert "partial: no change found in the records read" in capped.stdout
     trail = load_report(tmp_path / "c.json")["trail"]["attribution"]
@@ -234,10 +238,10 @@ def test_throttled_or_strange_audit_answers_degrade_with_the_same_exit_code(
     desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
     env = cli_env(emulator)
 
-    first = run_cli(["plan", str(desired)], env)
+    first = run_cli(["plan", *TENANT, str(desired)], env)
     assert first.code == 2, first.output
     assert "attribution unavailable: unexpected record shape: occurred is 'yesterday', not milliseconds" in first.stdout
-    second = run_cli(["plan", str(desired)], env)  # the server's window allows one audit search a minute
+    second = run_cli(["plan", *TENANT, str(desired)], env)  # the server's window allows one audit search a minute
     assert second.code == 2, second.output
     assert "attribution unavailable: audit search throttled: HTTP 429" in second.stdout
     assert [r.status for r in audit_requests(emulator)] == [200, 429], "a 429 is not retried: no minute's wait"
@@ -270,8 +274,8 @@ def test_an_occurred_no_date_can_show_degrades_instead_of_crashing(tmp_path: Pat
         }
         with AnswerStub(answers) as stub:
             env = stub.env(cli_env(None))
-            plan = run_cli(["plan", str(desired), "--summary", str(tmp_path / "s.md")], env)
-            audit = run_cli(["audit", str(desired)], env)
+            plan = run_cli(["plan", *TENANT, str(desired), "--summary", str(tmp_path / "s.md")], env)
+            audit = run_cli(["audit", *TENANT, str(desired)], env)
         assert plan.code == 2, plan.output
         assert "attribution unavailable: unexpected record shape: occurred is" in plan.stdout
         assert audit.code == 0, audit.output
@@ -289,10 +293,10 @@ def test_an_unconfirmed_write_is_still_this_tools_change_in_the_trail(start_emul
     emulator.intercept(UPDATE, renaming_server)
     desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
     env = cli_env(emulator)
-    apply = run_cli(["apply", str(desired), "--report", str(tmp_path / "r.json")], env)
+    apply = run_cli(["apply", *TENANT, str(desired), "--report", str(tmp_path / "r.json")], env)
     assert apply.code == 1 and "K1  [unconfirmed]" in apply.stdout, apply.output
     events = [r for r in emulator.audit.all(occurred_as_string=False) if r["action"] == "DescopeReconcileApply"]
     assert len(events) == 1 and events[0]["data"]["changedKeyIds"] == ["K1"], events
     assert events[0]["type"] == "warn" and events[0]["data"]["outcomes"] == {"unconfirmed": 1}
-    audit = run_cli(["audit", str(desired)], env)
+    audit = run_cli(["audit", *TENANT, str(desired)], env)
     assert "(descope-reconcile run" in audit.stdout and "(not this tool)" not in audit.stdout, audit.output

@@ -100,7 +100,7 @@ def parse(args: argparse.Namespace) -> Invocation[ApplyOptions]:
     options = ApplyOptions(
         tuple(args.paths),
         remote(args),
-        trail(args, event=args.audit_event, tenant=args.audit_tenant),
+        trail(args, event=args.audit_event),
         outputs(args),
         changes(args),
         max_file_size=args.max_file_size,

@@ -20,10 +20,11 @@ from reconcile.log import VERBOSE, TargetPrefix
 from reconcile.output.escape import LogEscaper
 
 log = logging.getLogger("reconcile")
-COMMANDS = ("validate", "plan", "apply", "rotate", "export", "audit")  # modules of reconcile.cli, in `--help` order
+# modules of reconcile.cli, in `--help` order
+COMMANDS = ("validate", "plan", "apply", "rotate", "export", "audit", "doctor")
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(only: str | None = None, *, commands: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
     """Every command, or `only` one: `validate` runs on every commit (pre-commit), and importing the
     network commands (httpx, asyncio) would double its start-up time."""
     parser = Parser(
@@ -34,7 +35,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
-    for name in COMMANDS if only is None else (only,):
+    for name in commands if only is None else (only,):
         importlib.import_module(f"reconcile.cli.{name}").register(subcommands)
     return parser
 
@@ -86,9 +87,15 @@ def _command_named(argv: Sequence[str]) -> str | None:
     return first if first in COMMANDS else None
 
 
+def _just_the_version(argv: Sequence[str]) -> bool:
+    """`--version` and no command nor help: no command module is needed (their imports are most of
+    the start-up of a network command)."""
+    return "--version" in argv and _command_named(argv) is None and not {"-h", "--help"} & set(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(_command_named(words))
+    parser = build_parser(_command_named(words), commands=() if _just_the_version(words) else COMMANDS)
     args = parser.parse_args(words)
     with _process_state(args.verbose, args.quiet):
         try:

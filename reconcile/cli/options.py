@@ -186,11 +186,12 @@ def _actions(text: str) -> tuple[str, ...]:
     return actions
 
 
-def trail(args: argparse.Namespace, *, event: bool = False, tenant: str | None = None) -> TrailSettings:
+def trail(args: argparse.Namespace, *, event: bool = False) -> TrailSettings:
     """What the run asks of the audit trail (`trail_options`, and apply's event options)."""
     from reconcile.job.trail import TrailSettings  # noqa: PLC0415 (as in trail_options)
 
-    return TrailSettings(args.attribution, args.attribution_pages, args.attribution_actions, event, tenant)
+    settings = (args.attribution, args.attribution_pages, args.attribution_actions)
+    return TrailSettings(*settings, event, args.audit_tenant)
 
 
 def trail_options() -> Parser:
@@ -198,6 +199,12 @@ def trail_options() -> Parser:
     from reconcile.trail.records import KEY_ACTIONS  # noqa: PLC0415 (not for validate, which runs on every commit)
 
     group = Parser(add_help=False)
+    group.add_argument(
+        "--audit-tenant",
+        metavar="TENANT",
+        help="tenantId of apply's audit event (Descope's SDKs require one; config: auditTenant); unset: a tenant "
+        "of the changed keys, else no event, and a change no event claims may be this tool's own",
+    )
     group.add_argument(
         "--no-attribution",
         dest="attribution",
@@ -257,7 +264,6 @@ def audit_event_options() -> Parser:
         action="store_false",
         help=f"do not record the apply in the project's audit trail (action {EVENT_ACTION}, actorId {EVENT_ACTOR})",
     )
-    group.add_argument("--audit-tenant", metavar="TENANT", help="tenantId of that event, for projects that require one")
     return group
 
 

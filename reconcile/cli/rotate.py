@@ -93,7 +93,7 @@ def parse(args: argparse.Namespace) -> Invocation[RotateOptions]:
         max_keys=args.max_keys,
         policy=policy_choice(args),
         paths=tuple(args.paths),
-        trail=trail(args, event=args.audit_event, tenant=args.audit_tenant),
+        trail=trail(args, event=args.audit_event),
         wait_lock=args.wait_lock,
     )
     handed = args.secrets_command_env or ()

@@ -10,9 +10,13 @@ Create and rotate answer with the key's cleartext: it leaves this module only wr
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
+import logging
 import math
+import platform
+import re
 import ssl
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +42,7 @@ from reconcile.errors import (
     TransportError,
 )
 from reconcile.files import read_input
+from reconcile.secrets.coredumps import forbid_core_dumps
 from reconcile.secrets.secret import Secret
 
 DEFAULT_BASE_URL = "https://api.descope.com"
@@ -49,9 +54,39 @@ ROTATE_PATH = "/v1/mgmt/accesskey/rotate"
 DELETE_PATH = "/v1/mgmt/accesskey/delete"
 AUDIT_SEARCH_PATH = "/v1/mgmt/audit/search"
 AUDIT_EVENT_PATH = "/v1/mgmt/audit/event"
+LICENSE_PATH = "/v1/mgmt/license"  # the rate-limit tier handshake every SDK makes first
+ATTRIBUTE_PATH = "/v1/mgmt/accesskey/attribute"  # a declared custom attribute, `?name=` (Terraform provider)
+LICENSE_HEADER = "x-descope-license"
+LICENSE_TIMEOUT = 5.0  # seconds, as the SDKs: the handshake never holds a run up for long
+# A tier goes into a header: a short token, or it is not used (a line break would split the request).
+_TIER = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 STATUS_PATHS = {"active": "/v1/mgmt/accesskey/activate", "inactive": "/v1/mgmt/accesskey/deactivate"}
 MAX_ANSWER_BYTES = 64 * 1024 * 1024  # decoded: a compressed answer is capped as it inflates
 MAX_ERROR_TEXT = 300  # characters of a server's error text quoted in a message
+
+log = logging.getLogger("reconcile")
+
+
+def identification_headers() -> dict[str, str]:
+    """Who is calling, as the SDKs say it of themselves (the Python SDK's header names)."""
+    return {
+        "User-Agent": f"descope-reconcile/{__version__}",
+        "x-descope-sdk-name": "descope-reconcile",
+        "x-descope-sdk-version": __version__,
+        "x-descope-sdk-python-version": platform.python_version(),
+    }
+
+
+@dataclass(frozen=True)
+class License:
+    """What the tier handshake learned. `tier` None: management requests go unlabelled, which Descope
+    counts in its lowest rate-limit bucket; `problem` says why. `date` (the answer's Date header) and
+    `tls` (the protocol version, None over plain http) are what `doctor` reads of the connection."""
+
+    tier: str | None
+    problem: str | None = None
+    date: str | None = None
+    tls: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +152,7 @@ def _read_key_file(path: str, label: str) -> str:
 def credentials_from_env(env: Mapping[str, str], source: CredentialSource = ENVIRONMENT) -> Credentials:
     """By default DESCOPE_PROJECT_ID, and DESCOPE_MANAGEMENT_KEY or a file named by DESCOPE_MANAGEMENT_KEY_FILE:
     both checked before any request is built (a header with a line break would quote the key)."""
+    forbid_core_dumps()  # from here on the process holds a management key
     given = source.project_id or (env.get(source.project_id_env, "") if source.project_id_env else "")
     project_id = _header_token(given, "the project id" if source.project_id else source.project_id_env)
     if not project_id:
@@ -233,16 +269,59 @@ class DescopeClient:
             headers={
                 "Authorization": credentials.bearer,
                 "x-descope-project-id": credentials.project_id,
-                "User-Agent": f"descope-reconcile/{__version__}",
+                **identification_headers(),
             },
             follow_redirects=False,
         )
+        self.license: License | None = None  # after the handshake: once per client, so once per run and target
+        self._license_lock = asyncio.Lock()
 
     async def __aenter__(self) -> DescopeClient:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._http.aclose()
+
+    async def handshake(self) -> License:
+        """GET /v1/mgmt/license once: every later request carries `x-descope-license: <tier>`. A
+        failure is a warning, never fatal: requests then go without the header, as the SDKs do."""
+        async with self._license_lock:
+            if self.license is None:
+                self.license = await self._fetch_license()
+                if self.license.tier is not None:
+                    self._http.headers[LICENSE_HEADER] = self.license.tier
+                else:
+                    log.warning(
+                        "warning: rate-limit tier unknown (%s): requests go without %s, in Descope's lowest "
+                        "rate-limit bucket; `descope-reconcile doctor` says more",
+                        self.license.problem,
+                        LICENSE_HEADER,
+                    )
+            return self.license
+
+    async def _fetch_license(self) -> License:
+        where = f"GET {LICENSE_PATH}"
+        timeout = min(LICENSE_TIMEOUT, self._http.timeout.read or LICENSE_TIMEOUT)
+        try:
+            response, content = await self._exchange("GET", LICENSE_PATH, timeout=timeout)
+        except ConfigError:
+            raise  # a header that cannot be sent: every later request would fail the same way
+        except (TransportError, TlsError) as error:
+            return License(None, f"the handshake failed: {error}")
+        facts = {"date": response.headers.get("Date"), "tls": _tls_version(response)}
+        if not response.is_success:
+            failure = _error_from_response(response, content or b"", self._redactor.redact)
+            return License(None, f"the handshake was refused: {failure}", **facts)
+        try:
+            body = answers.check(
+                "GET", LICENSE_PATH, answers.decode("GET", LICENSE_PATH, content or b"", ""), self._redactor.redact
+            )
+        except ProtocolError as error:
+            return License(None, str(error), **facts)
+        tier = body.get("rateLimitTier")
+        if not isinstance(tier, str) or not _TIER.match(tier):
+            return License(None, f"{where}: the answer names no usable rateLimitTier", **facts)
+        return License(tier, None, **facts)
 
     async def search_access_keys(self, tenant_ids: Sequence[str] = ()) -> list[dict[str, Any]]:
         """Every key of the project, or of these tenants (the API has no pagination)."""
@@ -292,6 +371,17 @@ class DescopeClient:
         """Add an event to the project's audit trail."""
         await self._request("POST", AUDIT_EVENT_PATH, json=dict(event))
 
+    async def load_attribute(self, name: str) -> dict[str, Any] | None:
+        """The project's declaration of the access-key custom attribute `name`; None when there is none
+        (a 404). Not published: whether `name` is the machine name or the display name (`doctor` finds
+        out), and the answer's shape: the attribute itself, or inside `attribute`."""
+        try:
+            body = await self._request("GET", ATTRIBUTE_PATH, params={"name": name})
+        except NotFoundError:
+            return None
+        declared: dict[str, Any] = body.get("attribute", body)
+        return declared
+
     async def set_status(self, key_ids: Sequence[str], status: str) -> None:
         """Activate or deactivate keys: the single form for one key, the batch form for several."""
         path = STATUS_PATHS[status]
@@ -309,6 +399,8 @@ class DescopeClient:
         params: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """The answer's body, checked against the endpoint's documented shape."""
+        if self.license is None:
+            await self.handshake()
         response, content = await self._exchange(method, path, json=json, params=params)
         self.requests_by_status[str(response.status_code)] += 1
         if not response.is_success:
@@ -343,6 +435,13 @@ class DescopeClient:
             self.requests_by_status["transport"] += 1
             message = self._redactor.redact(f"{where}: no complete answer: {_describe(error)}")
             raise TransportError(message, ambiguous=True) from None
+
+
+def _tls_version(response: httpx.Response) -> str | None:
+    stream = response.extensions.get("network_stream")
+    ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+    version = ssl_object.version() if ssl_object is not None else None
+    return str(version) if version else None
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # the policy package is imported only when a config has a `po
     from reconcile.policy.policy import Policy
 
 # The run settings a target may set (camelCase, like the report's `run.settings`).
-SETTINGS = ("rate", "concurrency", "maxChanges", "timeout", "maxAttempts", "keyDeadline")
+SETTINGS = ("rate", "concurrency", "maxChanges", "timeout", "maxAttempts", "keyDeadline", "auditTenant")
 # Either one or the other of each pair, never both.
 _SOURCES = (("projectId", "projectIdEnv"), ("managementKeyEnv", "managementKeyFile"))
 _ENV_FIELDS = ("projectIdEnv", "managementKeyEnv")

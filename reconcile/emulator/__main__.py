@@ -18,6 +18,7 @@ from typing import Any
 from reconcile.desired.loader import parse_text
 from reconcile.emulator.config import (
     FAULT_KINDS,
+    LICENSE_SHAPES,
     EmulatorConfig,
     Window,
     parse_fault_kinds,
@@ -29,16 +30,20 @@ from reconcile.emulator.server import Emulator
 PROG = "python -m reconcile.emulator"
 EPILOG = """\
 API (Authorization: Bearer <project id>:<management key>, unless said otherwise):
+  GET  /v1/mgmt/license                     -> {rateLimitTier}: send it as x-descope-license, or the
+                                            request counts in --unlabelled-window too (the lowest bucket)
   GET  /v1/mgmt/accesskey?id=ID             load
+  GET  /v1/mgmt/accesskey/attribute?name=N  a declared custom attribute -> {attribute}, 404 when undeclared
   POST /v1/mgmt/accesskey/search            {tenantIds, boundUserId, creatingUser, customAttributes, text}
   POST /v1/mgmt/accesskey/update            merge or replace, see --update-semantics
   POST /v1/mgmt/accesskey/create            -> {key, cleartext}
   POST /v1/mgmt/accesskey/rotate            {id} -> {key, cleartext}; the old secret stops working
   POST /v1/mgmt/accesskey/delete[/batch]    {id} / {ids}: all or nothing, 404 for an unknown id
   POST /v1/mgmt/accesskey/[de]activate[/batch]
-  POST /v1/auth/accesskey/exchange          Bearer <project id>:<access key cleartext> -> {sessionJwt, expiration}
+  POST /v1/auth/accesskey/exchange          Bearer <project id>:<access key cleartext>
+                                            -> {keyId, sessionJwt, expiration}
   POST /v1/mgmt/audit/search                {actions, excludedActions, actorIds, userIds, from, to, text,
-                                             size (default 10, at most 1000), page, oldestFirst}
+                                             size (default and at most 1000), page, oldestFirst}
   POST /v1/mgmt/audit/event                 {action, type (info|warn|error), actorId, tenantId, userId, data}
 
 Test endpoints (no credentials, never faulted or limited):
@@ -52,8 +57,10 @@ the connection unanswered, slow answers the real answer after --slow-seconds, sl
 after --slow-seconds. A fault never fakes a success; with --fault-after-apply a share of the failed
 mutations were made before the answer was lost, as can happen in production.
 
-Seeds are JSON (.json) or YAML 1.2: {keys: [{id, name, ..., cleartext?}], tenants: {id: name}}.
-A key's `cleartext` (optional) lets a test exchange it; it is kept only as a SHA-256 digest.
+Seeds are JSON (.json) or YAML 1.2: {keys: [{id, name, ..., cleartext?}], tenants: {id: name},
+attributes: [{name, displayName, type, options}]}. A key's `cleartext` (optional) lets a test exchange
+it; it is kept only as a SHA-256 digest. Writes refuse a custom attribute the project does not
+declare: `attributes`, else every name a seeded key holds.
 """
 
 
@@ -70,7 +77,8 @@ def one_line(error: BaseException) -> str:
 
 
 def load_seed(path: Path) -> dict[str, Any]:
-    """`{"keys": [...], "tenants": {tenantId: name}}` from a JSON or YAML 1.2 file."""
+    """`{"keys": [...], "tenants": {tenantId: name}, "attributes": [...]}` from a JSON or YAML 1.2 file
+    (attributes: the declared custom attributes; absent: those the keys hold)."""
     try:
         raw = path.read_bytes()
         text = raw.decode("utf-8")
@@ -91,12 +99,15 @@ def load_seed(path: Path) -> dict[str, Any]:
         data = parsed.data
     keys = data.get("keys") if isinstance(data, dict) else None
     tenants = data.get("tenants") if isinstance(data, dict) else None
+    attributes = data.get("attributes") if isinstance(data, dict) else None
     tenants_ok = tenants is None or (
         isinstance(tenants, dict) and all(isinstance(x, str) for pair in tenants.items() for x in pair)
     )
     if not isinstance(data, dict) or not isinstance(keys, list | None) or not tenants_ok:
         raise SeedError(f"{path}: a seed is a mapping with a `keys` list and a `tenants` mapping of id to name")
-    return {"keys": keys or [], "tenants": tenants or {}}
+    if not isinstance(attributes, list | None):
+        raise SeedError(f"{path}: a seed's `attributes` is a list of {{name, displayName, type, options}}")
+    return {"keys": keys or [], "tenants": tenants or {}, "attributes": attributes}
 
 
 def _argument(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -155,6 +166,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="after going over --window, refuse all for this long "
         "(default: the window's length; 0: only until the window has room)",
     )
+    limits.add_argument(
+        "--unlabelled-window",
+        default="100/60",
+        metavar="COUNT/SECONDS",
+        help="the lowest bucket: requests without the x-descope-license tier count here too "
+        "(default 100/60, Descope's published general limit; off: none)",
+    )
+    limits.add_argument(
+        "--license",
+        choices=LICENSE_SHAPES,
+        default="tier",
+        help="GET /v1/mgmt/license answers the tier (default), {} (an older shape) or 403",
+    )
     limits.add_argument("--no-retry-after", action="store_true", help="answer 429 without Retry-After")
     limits.add_argument("--empty-429-body", action="store_true", help="answer 429 with an empty body")
     _fault_arguments(parser.add_argument_group("faults (see below)"), defaults)
@@ -199,15 +223,24 @@ def _audit_arguments(group: argparse._ArgumentGroup, defaults: EmulatorConfig) -
     )
     group.add_argument("--audit-forbidden", action="store_true", help="audit search answers 403")
     group.add_argument(
-        "--occurred-as-string", action="store_true", help='audit `occurred` as "1712345678901", not a number'
+        "--occurred-as-number",
+        action="store_true",
+        help='audit `occurred` as a number, not "1712345678901" (the wire; an older shape, to test readers)',
     )
     group.add_argument(
         "--audit-key-id-in",
         type=_argument(parse_places),
         default=defaults.audit_key_id_places,
         metavar="PLACES",
-        help="where records name the key: comma list of userId, externalIds, data.<field> (default data.accessKeyId)",
+        help="where records name the key: comma list of userId, externalIds, data.<field> (default externalIds)",
     )
+
+
+def _unlabelled(parser: argparse.ArgumentParser, text: str) -> Window | None:
+    try:
+        return None if text == "off" else parse_window(text)
+    except ValueError as error:
+        parser.error(f"--unlabelled-window: {error}")
 
 
 def _windows(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Window | None, Window | None]:
@@ -245,8 +278,10 @@ def config_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Em
         random_seed=args.random_seed,
         audit_search_window=audit_window,
         audit_forbidden=args.audit_forbidden,
-        occurred_as_string=args.occurred_as_string,
+        occurred_as_string=not args.occurred_as_number,
         audit_key_id_places=args.audit_key_id_in,
+        license_shape=args.license,
+        unlabelled_window=_unlabelled(parser, args.unlabelled_window),
     )
 
 
@@ -255,12 +290,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = config_from(parser, args)
     try:
-        seed = load_seed(args.seed) if args.seed else {"keys": [], "tenants": {}}
+        seed = load_seed(args.seed) if args.seed else {"keys": [], "tenants": {}, "attributes": None}
         tls = None
         if args.tls_cert:
             tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             tls.load_cert_chain(args.tls_cert, args.tls_key)
-        emulator = Emulator(config, seed["keys"], tenant_names=seed["tenants"], host=args.host, port=args.port, tls=tls)
+        emulator = Emulator(
+            config,
+            seed["keys"],
+            tenant_names=seed["tenants"],
+            attributes=seed["attributes"],
+            host=args.host,
+            port=args.port,
+            tls=tls,
+        )
     except SeedError as error:
         return _fail(str(error))
     except ValueError as error:  # the seed parsed, but the server cannot serve it (a key without id, ...)

@@ -1,10 +1,11 @@
 """The emulator's audit trail: who changed which access key when, searchable like Descope's.
 
 Records have the wire shape of `Audit` in descope-audit-openapi.yaml. `occurred` is kept as
-milliseconds since the epoch and sent as a number, or as a numeric string when the server is told
-to (the OpenAPI types it as a string, the SDK reads either). A record whose `occurred` is not a
-number (one a test appended on purpose) is sent as it was given and sorts as if it occurred when
-it was appended.
+milliseconds since the epoch and sent as a numeric string, as the wire has it (the OpenAPI types it
+as a string, the Go and Java SDKs parse it from one), or as a number when the server is told to
+(`occurred_as_string` off: the shape this emulator used to send, for tests that read both). A
+record whose `occurred` is not a number (one a test appended on purpose) is sent as it was given
+and sorts as if it occurred when it was appended.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ KEY_DELETED = "AccessKeyDeleted"
 KEYS_DELETED = "AccessKeysDeleted"  # one record for a batch delete
 EVENT_TYPES = ("info", "warn", "error")
 HORIZON_MS = 30 * 24 * 3600 * 1000  # the trail reaches back 30 days
-DEFAULT_PAGE_SIZE = 10
+DEFAULT_PAGE_SIZE = 1000  # the Go SDK's documented default and maximum
 MAX_PAGE_SIZE = 1000  # a larger size is cut to this, silently: only `total` tells there is more
 
 

@@ -20,6 +20,8 @@ from reconcile.emulator.store import UpdateSemantics
 # The others answer at once: a 5xx, or a connection dropped without an answer ("close").
 FAULT_KINDS = ("500", "502", "503", "504", "close", "slow", "slow-504")
 SlowApplies = Literal["before", "after"]
+LICENSE_SHAPES = ("tier", "empty", "refused")  # `{"rateLimitTier": ...}`; the old `{}`; a 403
+ATTRIBUTE_LOOKUPS = ("name", "displayName", "missing")  # what `?name=` means; "missing": no such endpoint
 # Where an audit record names the access key(s) it is about: the real location is unpublished.
 _PLACE = re.compile(r"^(userId|externalIds|data\.[A-Za-z_][A-Za-z0-9_]*)$")
 
@@ -60,8 +62,15 @@ class EmulatorConfig:
     random_seed: int | None = None
     audit_search_window: Window | None = field(default_factory=lambda: Window(10, 60.0, 60.0))
     audit_forbidden: bool = False  # audit search answers 403 (a plan or a key without the right)
-    occurred_as_string: bool = False  # audit `occurred` as "1712345678901" instead of a number
-    audit_key_id_places: tuple[str, ...] = ("data.accessKeyId",)  # see parse_places
+    occurred_as_string: bool = True  # audit `occurred` as "1712345678901" (the wire); False: a number
+    audit_key_id_places: tuple[str, ...] = ("externalIds",)  # see parse_places
+    # The tier handshake: GET /v1/mgmt/license answers this tier; a management request whose
+    # x-descope-license header is not it counts in `unlabelled_window` too, Descope's lowest bucket
+    # (its published general limit, per caller). None: no such bucket.
+    rate_limit_tier: str = "tier4"
+    license_shape: str = "tier"  # one of LICENSE_SHAPES
+    unlabelled_window: Window | None = field(default_factory=lambda: Window(100, 60.0, 60.0))
+    attribute_lookup: str = "name"  # one of ATTRIBUTE_LOOKUPS
 
 
 def actor_id_for(config: EmulatorConfig, management_key: str) -> str:
@@ -150,6 +159,8 @@ RUNTIME_SETTINGS: dict[str, Callable[[Any], Any]] = {
     "audit_forbidden": _flag,
     "occurred_as_string": _flag,
     "audit_key_id_places": parse_places,
+    "license_shape": _one_of(*LICENSE_SHAPES),
+    "attribute_lookup": _one_of(*ATTRIBUTE_LOOKUPS),
 }
 
 

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     seed = load_seed(SEED)
     config = EmulatorConfig()
-    with Emulator(config, seed["keys"], tenant_names=seed["tenants"]) as emulator:
+    with Emulator(config, seed["keys"], tenant_names=seed["tenants"], attributes=seed["attributes"]) as emulator:
         print(f"local Descope-compatible server at {emulator.url} with {len(seed['keys'])} keys")
         env = {
             **os.environ,

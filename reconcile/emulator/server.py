@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from reconcile.emulator.admin import admin_answer
 from reconcile.emulator.answers import Answer, error, many_ids, one_id
+from reconcile.emulator.attributes import AttributeSchema, not_declared
 from reconcile.emulator.audit import (
     KEY_CREATED,
     KEY_DELETED,
@@ -48,6 +49,8 @@ __all__ = ["ADMIN_PREFIX", "FAULT_KINDS", "Call", "Emulator", "EmulatorConfig", 
 ACCESSKEY = "/v1/mgmt/accesskey"
 AUDIT = "/v1/mgmt/audit"
 EXCHANGE = "/v1/auth/accesskey/exchange"
+LICENSE = "/v1/mgmt/license"
+LICENSE_HEADER = "x-descope-license"
 AUTH_PREFIX = "/v1/auth/"  # the auth API: the caller shows an access key, not a management key
 ADMIN_PREFIX = "/_emulator/"
 
@@ -115,14 +118,19 @@ class Emulator:
         keys: Iterable[Mapping[str, Any]] = (),
         *,
         tenant_names: Mapping[str, str] | None = None,
+        attributes: Iterable[Any] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.config: EmulatorConfig = config or EmulatorConfig()
+        keys = list(keys)
         self.store: KeyStore = KeyStore(keys, tenant_names)
+        # Declared custom attributes: given, else those the seeded keys hold (see attributes.py).
+        self.attributes: AttributeSchema = AttributeSchema.seeded(attributes, keys)
         self.audit: AuditTrail = AuditTrail(self.config.project_id)
         self.requests: list[RecordedRequest] = []
+        self.handshakes: list[str] = []  # each license call, by the x-descope-license it carried ("" none)
         self.throttled: Counter[str] = Counter()  # 429s by limit: window, bucket, auditSearch
         self.faults: Counter[str] = Counter()  # injected faults by kind, and "appliedThenFailed"
         self._lock = threading.Lock()
@@ -132,6 +140,8 @@ class Emulator:
         self._window = WindowLimit(self.config.rate_window) if self.config.rate_window else None
         audit_window = self.config.audit_search_window
         self._audit_window = WindowLimit(audit_window) if audit_window else None
+        unlabelled = self.config.unlabelled_window
+        self._unlabelled = WindowLimit(unlabelled) if unlabelled else None
         self._signing_key = secrets.token_bytes(32)
         self._peer = threading.local()  # the address of the caller each handler thread is answering
         self._routes = self._route_table()
@@ -195,7 +205,7 @@ class Emulator:
         """What `/_emulator/stats` shows: counters only, never a secret."""
         with self._lock:
             throttled, faults, total = dict(self.throttled), dict(self.faults), len(self.requests)
-        limits = (("window", self._window), ("auditSearch", self._audit_window))
+        limits = (("window", self._window), ("auditSearch", self._audit_window), ("unlabelled", self._unlabelled))
         blocks = {name: limit.blocks for name, limit in limits if limit is not None}
         return {
             "requests": self.counts(),
@@ -205,6 +215,7 @@ class Emulator:
             "faults": faults,
             "keys": len(self.store),
             "auditRecords": len(self.audit),
+            "handshakes": len(self.handshakes),
         }
 
     def intercept(self, path: str, hook: Hook | None) -> None:
@@ -240,7 +251,15 @@ class Emulator:
         actor = "" if on_auth_api else self._actor(authorization)
         if not actor and not on_auth_api:
             return error(401, "E011002", "Unauthorized", "invalid or missing project id and management key")
-        for name, limit in (("window", self._window), ("bucket", self._bucket)):
+        # Without the tier the license call named, a request lands in the lowest bucket as well. The
+        # license call is how a caller learns its tier, once per client: no limit counts it (a test's
+        # one-token bucket is then the first real request's).
+        labelled = on_auth_api or headers.get(LICENSE_HEADER) == self.config.rate_limit_tier
+        unlabelled = None if labelled else self._unlabelled
+        limits = (
+            () if path == LICENSE else (("window", self._window), ("bucket", self._bucket), ("unlabelled", unlabelled))
+        )
+        for name, limit in limits:
             wait = limit.take() if limit is not None else 0.0
             if wait > 0:
                 return self._throttled(name, wait)
@@ -326,7 +345,8 @@ class Emulator:
     def _route_table(self) -> dict[tuple[str, str], _Route]:
         routes = {
             ("GET", ACCESSKEY): _Route(self._load, False),
-            ("GET", "/v1/mgmt/license"): _Route(lambda _: Answer(200, {}), False),  # the SDK's start-up handshake
+            ("GET", LICENSE): _Route(self._license, False),  # the SDKs' start-up handshake
+            ("GET", f"{ACCESSKEY}/attribute"): _Route(self._attribute, False),
             ("POST", f"{ACCESSKEY}/search"): _Route(self._search, False),
             ("POST", f"{ACCESSKEY}/update"): _Route(self._update, True),
             ("POST", f"{ACCESSKEY}/create"): _Route(self._create, True),
@@ -346,15 +366,33 @@ class Emulator:
         key_id = parse_qs(request.query).get("id", [""])[0]
         return Answer(200, {"key": self.store.load(key_id)})
 
+    def _license(self, _request: _Request) -> Answer:
+        shape = self.config.license_shape
+        if shape == "refused":
+            return error(403, "E011006", "Forbidden", "the license is not readable with this key")
+        return Answer(200, {"rateLimitTier": self.config.rate_limit_tier} if shape == "tier" else {})
+
+    def _attribute(self, request: _Request) -> Answer:
+        name = parse_qs(request.query).get("name", [""])[0]
+        lookup = self.config.attribute_lookup
+        if lookup == "missing":
+            return error(404, "E011001", "Not found", f"{request.method} {request.path}")
+        declared = self.attributes.find(name, lookup)
+        if declared is None:
+            raise not_declared(name)
+        return Answer(200, {"attribute": declared.wire()})
+
     def _search(self, request: _Request) -> Answer:
         return Answer(200, {"keys": self.store.search(request.body)})
 
     def _update(self, request: _Request) -> Answer:
+        self.attributes.check(request.body)
         key = self.store.update(request.body, self.config.update_semantics)
         self.record_change(KEY_MODIFIED, [key], request.actor, request.remote)
         return Answer(200, {"key": key})
 
     def _create(self, request: _Request) -> Answer:
+        self.attributes.check(request.body)
         key, cleartext = self.store.create(request.body, created_by=request.actor)
         self.record_change(KEY_CREATED, [key], request.actor, request.remote)
         return Answer(200, {"key": key, "cleartext": cleartext})
@@ -460,7 +498,10 @@ def _handler_for(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
             headers = {name.lower(): value for name, value in self.headers.items()}
             emulator._peer.address = str(self.client_address[0])
             answer = emulator.respond(self.command, parts.path, parts.query, headers, body)
-            if not parts.path.startswith(ADMIN_PREFIX):
+            if parts.path == LICENSE:  # once per client: counted apart, so request lists stay the work done
+                with emulator._lock:
+                    emulator.handshakes.append(headers.get(LICENSE_HEADER, ""))
+            elif not parts.path.startswith(ADMIN_PREFIX):
                 status = "close" if answer.drop else answer.status
                 emulator.record(
                     RecordedRequest(self.command, parts.path, status, body, time.time(), answer.fault, answer.applied)

@@ -1,8 +1,9 @@
 """The emulator's access keys: in memory, with Descope's update semantics (merge or replace).
 
 Error codes follow the reference notes: E011003 for a body that fails validation, E011004 for
-invalid arguments (an unknown id, a non-editable key, roleNames together with keyTenants), E011002
-for missing arguments. A key's secret (its cleartext) is kept only as a SHA-256 digest, apart from
+invalid arguments (an unknown id, a non-editable key), E011002 for missing arguments. A key may
+hold global roleNames and keyTenants together: the Python SDK says tenant roles take precedence, so
+the server likely accepts both. A key's secret (its cleartext) is kept only as a SHA-256 digest, apart from
 the key, so no view of a key, dump or log can carry it; the cleartext leaves the server once, in
 the answer to create or rotate.
 """
@@ -126,11 +127,6 @@ def check_fields(body: Any, allowed: Collection[str], required: Collection[str] 
         if body.get(name) is not None and not _SHAPES[name](body[name]):
             raise invalid(f"{name} has the wrong shape")
     return body
-
-
-def _check_roles_or_tenants(key: Mapping[str, Any]) -> None:
-    if key["roleNames"] and key["keyTenants"]:
-        raise StoreError(400, "E011004", "Invalid arguments", "a key has roleNames or keyTenants, not both")
 
 
 def _plain_tenants(tenants: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -282,7 +278,6 @@ class KeyStore:
                 elif semantics == "replace":
                     updated[name] = copy.deepcopy(_EMPTY[name])
             updated["keyTenants"] = _plain_tenants(updated["keyTenants"])
-            _check_roles_or_tenants(updated)
             self._keys[key["id"]] = updated
             return self._view(updated)
 
@@ -304,7 +299,6 @@ class KeyStore:
                 clientId="C" + secrets.token_hex(12),
                 boundUserId=body.get("userId") or "",
             )
-            _check_roles_or_tenants(key)
             cleartext = new_cleartext()
             self._keys[key["id"]] = key
             self._digests[key["id"]] = digest(cleartext)

@@ -23,7 +23,7 @@ def _segment(data: bytes) -> str:
 
 
 def session_token(key: Mapping[str, Any], project_id: str, signing_key: bytes) -> dict[str, Any]:
-    """`{"sessionJwt": ..., "expiration": unix seconds}` for this key, capped by the key's own expiry."""
+    """`{"keyId": ..., "sessionJwt": ..., "expiration": unix seconds}` for this key, capped by the key's own expiry."""
     now = int(time.time())
     expiration = now + SESSION_SECONDS
     if key["expireTime"]:
@@ -40,4 +40,4 @@ def session_token(key: Mapping[str, Any], project_id: str, signing_key: bytes) -
     header = {"alg": "HS256", "typ": "JWT", "kid": "emulator"}
     signed = ".".join(_segment(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims))
     signature = hmac.new(signing_key, signed.encode(), hashlib.sha256).digest()
-    return {"sessionJwt": f"{signed}.{_segment(signature)}", "expiration": expiration}
+    return {"keyId": key["id"], "sessionJwt": f"{signed}.{_segment(signature)}", "expiration": expiration}

@@ -26,6 +26,7 @@ from reconcile.files import read_input
 from reconcile.job import changes as changing
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.connect import Target, connect
+from reconcile.job.declared import check_desired, refuse_undeclared
 from reconcile.job.execute import ApplyOutcome, Writer, execute
 from reconcile.job.fetch import fetch_keys, interrupted_plan
 from reconcile.job.load import LoadedDesired, load_valid
@@ -76,6 +77,7 @@ class ApplyOptions:
             self,
             paths=target.paths,
             remote=self.remote.for_target(target),
+            trail=self.trail.for_target(target),
             outputs=self.outputs.for_target(target.name),
             changes=self.changes.for_target(target),
             plan=per_target(self.plan, target.name),
@@ -101,6 +103,7 @@ class ApplyOptions:
                 "attribution": self.trail.search,
                 "attributionPages": self.trail.pages,
                 "auditEvent": self.trail.event,
+                "auditTenant": self.trail.tenant,
             }
         )
 
@@ -140,7 +143,7 @@ def _load_saved_plan(path: Path, max_age: timedelta, project_id: str, clock: Run
 
 
 async def _plan_to_apply(
-    run: _Run, loaded: LoadedDesired | None, saved: dict[str, Any] | None
+    run: _Run, loaded: LoadedDesired | None, saved: dict[str, Any] | None, output: Output
 ) -> tuple[Plan, tuple[DesiredFile, ...], Observed, savedplan.PlanRejected | None]:
     """The fresh plan from the desired files, or the saved plan (and why it is refused, when a planned
     key changed since); and the keys read."""
@@ -156,6 +159,7 @@ async def _plan_to_apply(
         return interrupted_plan(loaded.state.keys), loaded.files, [], None
     if saved is None:
         assert loaded is not None
+        refuse_undeclared(await check_desired(run.session, loaded.state, observed), output)  # before any write
         with run.clock.phase("diff"):
             return compute_plan(loaded.state, observed), loaded.files, observed, None
     by_id = {str(key.get("id")): key for key in observed}
@@ -222,7 +226,7 @@ async def _locked(
     """Under the project's lock: the plan, what the policy says of it, the secrets an earlier run
     lost, the writes."""
     with bulk():
-        result, files, observed, stale = await _plan_to_apply(run, loaded, saved)
+        result, files, observed, stale = await _plan_to_apply(run, loaded, saved, output)
     result, unsettled = _settle(options, run, result, observed)
     output.show(render_plan(result, verbose=options.verbose))
     verdict = check_changes(run.policy, result, observed, run.clock.started, output)

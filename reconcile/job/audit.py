@@ -50,6 +50,7 @@ class AuditOptions:
             self,
             paths=target.paths,
             remote=self.remote.for_target(target),
+            trail=self.trail.for_target(target),
             out=per_target(self.out, name),
             policy=self.policy.for_target(target),
             checks=checks,

@@ -74,6 +74,7 @@ async def execute(writer: Writer, session: Session, plan: Plan, *, recheck: bool
                 project_id=writer.project_id,
                 scrub=scrub,
                 command_environment=changes.secrets_command_env,
+                stopping=lambda: session.interrupted,  # a stop signal ends a hanging command, not 120 s later
             )
         executor = Executor(
             TimedWrites(session.client, session.timeline),

@@ -16,6 +16,7 @@ from reconcile.desired.validation import build_desired_state
 from reconcile.errors import ConfigError, ExitCode
 from reconcile.files import write_private_atomically
 from reconcile.job.connect import connect
+from reconcile.job.declared import declared_only
 from reconcile.job.fetch import load_keys
 from reconcile.job.options import Remote, per_target
 from reconcile.job.outputs import check_outputs
@@ -76,7 +77,17 @@ async def _export(options: ExportOptions, output: Output) -> Result:
         raise ConfigError(f"{options.out} exists: pass --overwrite to replace it")
     check_outputs([("--out", options.out)])
     async with connect(options.remote) as (session, target):
-        keys = await _keys_to_export(session, options.ids, list(options.tenants))
+        exported = await declared_only(session, await _keys_to_export(session, options.ids, list(options.tenants)))
+    keys = exported.keys
+    if exported.unchecked:
+        output.say(
+            logging.WARNING,
+            f"warning: custom attributes exported unchecked against the declarations: {exported.unchecked}",
+        )
+    if exported.dropped:
+        output.say(
+            logging.WARNING, f"warning: not exported, no longer declared in the project: {', '.join(exported.dropped)}"
+        )
     text = render_export(keys, source=f"project {target.project_id}", factor_defaults=options.factor_defaults)
     write_private_atomically(options.out, text, mode=0o644)
     log.info("wrote %d key(s) to %s", len(keys), options.out)

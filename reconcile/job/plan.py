@@ -16,6 +16,7 @@ from reconcile.errors import ExitCode, Interrupted, UsageError
 from reconcile.files import write_private_atomically
 from reconcile.job.clock import RunClock, bulk
 from reconcile.job.connect import Target, connect
+from reconcile.job.declared import check_desired, refuse_undeclared
 from reconcile.job.fetch import fetch_keys, interrupted_plan
 from reconcile.job.load import LoadedDesired, load_valid
 from reconcile.job.options import NO_PATHS, Outputs, PolicyChoice, Remote, json_settings, per_target
@@ -58,6 +59,7 @@ class PlanOptions:
             self,
             paths=target.paths,
             remote=self.remote.for_target(target),
+            trail=self.trail.for_target(target),
             outputs=self.outputs.for_target(target.name),
             out=per_target(self.out, target.name),
             max_changes=target.settings.get("maxChanges", self.max_changes),
@@ -98,6 +100,7 @@ async def _compare(
             observed = await fetch_keys(session)
     except Interrupted:
         return interrupted_plan(loaded.state.keys), None, None
+    refuse_undeclared(await check_desired(session, loaded.state, observed), output)
     with clock.phase("diff"):
         result = compute_plan(loaded.state, observed)
     with clock.phase("attribution"):

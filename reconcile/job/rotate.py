@@ -56,6 +56,7 @@ class RotateOptions:
             self,
             paths=target.paths,
             remote=self.remote.for_target(target),
+            trail=self.trail.for_target(target),
             outputs=self.outputs.for_target(target.name),
             changes=self.changes.for_target(target),
             policy=self.policy.for_target(target),

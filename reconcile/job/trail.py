@@ -10,7 +10,9 @@ minute), never the one the updates wait on, and stop at `pages` per step.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import logging
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,8 +24,10 @@ from reconcile import __version__
 from reconcile.apply.calls import KeyResult
 from reconcile.apply.limiter import Budget
 from reconcile.apply.retry import RetryPolicy, Tally
+from reconcile.config.targets import TargetConfig
 from reconcile.errors import AuthenticationError, Interrupted, RateLimitedError, ReconcileError
 from reconcile.job.session import Session
+from reconcile.job.tenant import event_tenant, unclaimed_caveat
 from reconcile.job.timed import now_ms
 from reconcile.model import DesiredFile
 from reconcile.output.report import git_state
@@ -52,6 +56,35 @@ class TrailSettings:
     actions: tuple[str, ...]  # the key events (--attribution-actions; KEY_ACTIONS by default)
     event: bool  # record each apply that changed keys (--no-audit-event)
     tenant: str | None  # tenantId of the event (--audit-tenant)
+
+    def for_target(self, target: TargetConfig) -> TrailSettings:
+        """A config target's `auditTenant` wins."""
+        return dataclasses.replace(self, tenant=target.settings.get("auditTenant", self.tenant))
+
+
+# The window every SDK would send (the Java SDK refuses any other before sending): `from` no older
+# than 30 days and `to` never in the future. `from` keeps a margin inside the 30 days, so that it is
+# still inside when the request arrives and against a server clock a little ahead of ours.
+WINDOW_MARGIN_MS = 3600 * 1000
+
+
+def search_window(start: int | None, now: int) -> tuple[int, int]:
+    """`(from, to)` in ms: from `start` (None: as far back as the trail goes), clamped, up to `now`."""
+    oldest = now - HORIZON_DAYS * DAY_MS + WINDOW_MARGIN_MS
+    return (oldest if start is None else max(start, oldest), now)
+
+
+async def _settle(session: Session, until_ms: int) -> None:
+    """Wait (or stop on the run's stop signal) until `until_ms`: a search whose `to` may not lie in the
+    future reaches the last writes' records only once their time, on a server clock a little ahead
+    of ours, has passed."""
+    delay = (until_ms - now_ms()) / 1000
+    if delay > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(session.stop.wait(), delay)
+
+
+log = logging.getLogger("reconcile")
 
 
 # The apply event's own policy: a finished run waits this long for it at most, its lock with it.
@@ -158,8 +191,7 @@ async def attribute_keys(
         return Step(StepStatus.OFF), {}
     if not key_ids:
         return Step(StepStatus.NOT_NEEDED), {}
-    end = now_ms()
-    window = (end - HORIZON_DAYS * DAY_MS, end)
+    window = search_window(None, now_ms())
     actions = [*settings.actions, EVENT_ACTION]
     try:
         read = await _read(
@@ -187,7 +219,8 @@ async def check_overwrites(
     start = timeline.earliest_read() or (span[0] if span else None)  # rotate reads no key: its writes only
     if not timeline.written or start is None:
         return Step(StepStatus.NOT_NEEDED), None
-    window = (start - CLOCK_SKEW_MS, now_ms() + CLOCK_SKEW_MS)
+    await _settle(session, (span[1] if span else now_ms()) + CLOCK_SKEW_MS)
+    window = search_window(start - CLOCK_SKEW_MS, now_ms())
     try:
         read = await _read(session, settings.actions, window, settings.pages, lambda _: False)
     except TrailUnavailable as error:
@@ -236,6 +269,9 @@ def attributed_ids(plan: Plan) -> list[str]:
 
 async def attribute_plan(session: Session, plan: Plan, settings: TrailSettings) -> TrailFindings:
     step, keys = await attribute_keys(session, attributed_ids(plan), settings)
+    caveat = unclaimed_caveat(settings.tenant, plan.keys)
+    if caveat and step.status is StepStatus.DONE and any(item.change and not item.run for item in keys.values()):
+        step = dataclasses.replace(step, status=StepStatus.PARTIAL, reason=caveat)
     return TrailFindings(step, keys)
 
 
@@ -255,7 +291,14 @@ async def after_apply(  # noqa: PLR0913 (two keyword-only facts of the run)
     accepted = {*DONE.values(), Outcome.UNCONFIRMED}
     changed = [result.id for result in results if result.outcome in accepted and result.id is not None]
     event = Step(StepStatus.NOT_NEEDED if settings.event else StepStatus.OFF)
-    if changed and settings.event:
+    choice = event_tenant(
+        settings.tenant, [r.plan for r in results if r.outcome in accepted], [r.plan for r in results]
+    )
+    if changed and settings.event and choice.tenant is None:
+        event = Step(StepStatus.FAILED, choice.notice)  # never an event the API may refuse
+    elif changed and settings.event:
+        if choice.notice:
+            log.info("%s", choice.notice)
         git = git_state([file.path for file in files])
         body = apply_event(
             RunSource.of(run_id, __version__, git, os.environ),
@@ -265,7 +308,7 @@ async def after_apply(  # noqa: PLR0913 (two keyword-only facts of the run)
             writer=check.writer if check else None,
             overwritten=len(overwritten),
             warn=bool(overwritten) or any(result.outcome.is_error for result in results),
-            tenant=settings.tenant,
+            tenant=choice.tenant,
         )
         event = await record_apply(session, body)
     return dataclasses.replace(

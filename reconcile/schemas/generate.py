@@ -173,6 +173,10 @@ def _local(node: Any, used: set[str]) -> Any:
 def derive_responses(openapi: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     components = copy.deepcopy(openapi["components"]["schemas"])
     components[NO_CONTENT] = {"description": "Documented with no content: empty, or an object.", "type": "object"}
+    for name, shape in overlay.get("newComponents", {}).items():
+        if name in components:
+            raise SystemExit(f"response overlay adds a component the OpenAPI fragment already has: {name}")
+        components[name] = shape
     _tighten(components, overlay)
     endpoints = {
         f"{method.upper()} {path}": _answer_component(operation)

@@ -27,7 +27,9 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import selectors
+import shlex
 import signal
 import stat
 import struct
@@ -41,8 +43,9 @@ from typing import Protocol
 
 from reconcile.errors import ConfigError, ReconcileError, UsageError
 from reconcile.files import JsonLines
+from reconcile.secrets.coredumps import forbid_core_dumps
 from reconcile.secrets.secret import Secret
-from reconcile.secrets.vault import forbid_core_dumps, reveal
+from reconcile.secrets.vault import reveal
 
 SECRETS_COMMAND_TIMEOUT = 120.0
 # The command's environment: what a shell and its tools need, nothing that could be a credential.
@@ -53,7 +56,13 @@ FORBIDDEN_ENVIRONMENT = ("DESCOPE_MANAGEMENT_KEY", "DESCOPE_MANAGEMENT_KEY_FILE"
 _STDERR_KEPT = 64 * 1024  # bytes of a command's standard error kept (its end)
 _STDERR_CUT = 4 * 1024  # dropped from the start of a cut tail: a secret split there is not matched whole
 _STDERR_SHOWN = 300  # characters of a failed command's standard error shown
+_PART = 12  # characters of a secret that, in a row, are part of it (72 random bits), not chance
 _POLL = 0.05  # seconds between looks at the command when the system cannot signal its exit
+_COMMAND_WORD = re.compile(r"[\w./+-]+")  # a command's name or path, nothing the shell would expand
+_STOP_POLL = 0.2  # seconds between looks at whether the run was told to stop
+# After the run is told to stop (SIGINT/SIGTERM), a command still running gets this long, then is
+# killed: a CI runner sends SIGKILL ~10 s after cancelling, and the report and journal must be written first.
+STOP_GRACE = 5.0
 
 # text, and the cleartexts the run issued -> the text without any of them or any management key, in any encoding
 Scrub = Callable[[str, Sequence[str]], str]
@@ -91,6 +100,7 @@ def check_secrets_file(path: Path) -> None:
     """Before the run sends anything: `--secrets-out` is, or can be, a regular file of the running
     user's with one link, mode 0600; missing folders are created 0700."""
     _make_private_folders(path.parent)
+    _refuse_open_folder(path)
     try:
         info = path.lstat()
     except FileNotFoundError:
@@ -117,6 +127,28 @@ def _make_private_folders(folder: Path) -> None:
             continue
         except OSError as error:
             raise ConfigError(f"--secrets-out: cannot create the folder {new}: {error.strerror}") from None
+
+
+def _refuse_open_folder(path: Path) -> None:
+    """The file's folder is a real folder only its owner (or root) can change: through a symbolic link
+    whoever controls the link chooses where secrets go, and in a folder others may write without the
+    sticky bit (/tmp has it) they can rename the file away and put one of theirs in its place."""
+    folder = path.parent
+    try:
+        info = folder.lstat()
+    except OSError as error:
+        raise ConfigError(f"--secrets-out {path}: its folder {folder}: {error.strerror}") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise ConfigError(f"--secrets-out {path}: its folder {folder} is a symbolic link; give the real folder")
+    if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
+        raise ConfigError(
+            f"--secrets-out {path}: its folder {folder} can be written by other users (mode "
+            f"{stat.S_IMODE(info.st_mode):o}): they could replace the file; give a folder only you can change"
+        )
+    if info.st_uid not in (os.geteuid(), 0):
+        raise ConfigError(
+            f"--secrets-out {path}: its folder {folder} is owned by uid {info.st_uid}: its owner could replace the file"
+        )
 
 
 def _refuse_shared(path: Path, info: os.stat_result) -> None:
@@ -190,7 +222,7 @@ class _Exchange:
 
 
 class SecretsCommand:
-    def __init__(
+    def __init__(  # noqa: PLR0913 (the command and how it runs; keyword-only past the first)
         self,
         command: str,
         project_id: str,
@@ -198,26 +230,64 @@ class SecretsCommand:
         scrub: Scrub,
         environment: Sequence[str] = (),
         timeout: float = SECRETS_COMMAND_TIMEOUT,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.command = command
         self.project_id = project_id
         self.timeout = timeout
+        self._stopping = stopping
         self._scrub = scrub
         self._names = tuple(environment)
         holding = [name for name in self._names if (value := os.environ.get(name, "")) and scrub(value, ()) != value]
         check_command_environment(self._names, holding)
+        self._check_runnable()
+
+    def _check_runnable(self) -> None:
+        """Before any write: a command that cannot run (a syntax error, a first word that is no command
+        in its PATH, a file that is not executable) would cost the first key its secret."""
+        environment = self._environment()
+        syntax = subprocess.run(
+            ["/bin/sh", "-n", "-c", self.command], env=environment, capture_output=True, text=True, check=False
+        )
+        if syntax.returncode != 0:
+            said = _shown(syntax.stderr)
+            raise UsageError(f"--secrets-command: the shell cannot parse it: {said}; nothing was sent")
+        try:
+            first = shlex.split(self.command)[0]
+        except (ValueError, IndexError):
+            return
+        if not _COMMAND_WORD.fullmatch(first) or "=" in first:
+            return  # an assignment, a group, a redirection: the shell's to judge
+        if "/" in first:
+            found = Path(first).is_file() and os.access(first, os.X_OK)
+        else:
+            found = (
+                subprocess.run(
+                    ["/bin/sh", "-c", 'command -v -- "$1"', "sh", first],
+                    env=environment,
+                    capture_output=True,
+                    check=False,
+                ).returncode
+                == 0
+            )
+        if not found:
+            where = (
+                "is not an executable file" if "/" in first else f"is not found in PATH={environment.get('PATH', '')}"
+            )
+            raise UsageError(f"--secrets-command: {first} {where}; nothing was sent")
 
     @property
     def options(self) -> list[str]:
         return ["--secrets-command", self.command, *(w for n in self._names for w in ("--secrets-command-env", n))]
 
-    def _environment(self, issued: Issued) -> dict[str, str]:
+    def _environment(self, issued: Issued | None = None) -> dict[str, str]:
         environment = {
             name: value
             for name, value in os.environ.items()
             if name in _BASIC_ENVIRONMENT or name.startswith(_LOCALE_PREFIX) or name in self._names
         }
-        environment.update(KEY_ID=issued.key_id, KEY_NAME=issued.name, KEY_PROJECT_ID=self.project_id)
+        if issued is not None:
+            environment.update(KEY_ID=issued.key_id, KEY_NAME=issued.name, KEY_PROJECT_ID=self.project_id)
         return environment
 
     def deliver(self, issued: Issued) -> None:
@@ -250,7 +320,12 @@ class SecretsCommand:
                         os.close(fd)
         if process.returncode != 0:
             said = self._excerpt(exchange)
-            raise DeliveryFailed(f"--secrets-command exited with {process.returncode}" + (f": {said}" if said else ""))
+            raise DeliveryFailed(
+                f"--secrets-command {_ending(process.returncode)}"
+                + (f": {said}" if said else "")
+                + " (a variable it needs beyond PATH, HOME, the locale and KEY_*: hand it over with "
+                + "--secrets-command-env NAME)"
+            )
         if exchange.unread:
             raise DeliveryFailed(
                 f"--secrets-command exited 0 without reading the secret ({exchange.unread} of {len(value.encode())} "
@@ -263,6 +338,7 @@ class SecretsCommand:
         may hold that open for ever."""
         exchange = _Exchange()
         deadline = time.monotonic() + self.timeout
+        told_to_stop = False
         stdin_open = True
         try:
             os.set_blocking(stdin, False)
@@ -277,11 +353,19 @@ class SecretsCommand:
                         selector.unregister(stdin)
                         os.close(stdin)
                         stdin_open = False
+                    if not told_to_stop and self._stopping():
+                        told_to_stop = True
+                        deadline = min(deadline, time.monotonic() + STOP_GRACE)
                     left = deadline - time.monotonic()
                     if left <= 0:
                         _kill(process)
+                        if told_to_stop:
+                            raise DeliveryFailed(
+                                f"--secrets-command was still running {STOP_GRACE:g} s after the run was told to "
+                                "stop (killed)"
+                            )
                         raise DeliveryFailed(f"--secrets-command did not finish in {self.timeout:g} s (killed)")
-                    for key, _ in selector.select(left if exited is not None else min(left, _POLL)):
+                    for key, _ in selector.select(min(left, _STOP_POLL if exited is not None else _POLL)):
                         if key.fd == error_read and not _read_into(error_read, exchange):
                             selector.unregister(error_read)
                         elif key.fd == stdin and stdin_open:
@@ -301,7 +385,12 @@ class SecretsCommand:
         text = exchange.stderr.decode("utf-8", "replace")
         if exchange.cut:
             text = text[_STDERR_CUT:]
-        return _shown(self._scrub(text, _ISSUED))
+        masked = self._scrub(text, _ISSUED)
+        # A form no mask names (hex, a wrapped base64, `\u` for every character) is found once the
+        # text is decoded; then nothing of it is shown: a withheld excerpt is the safe failure.
+        if any(self._scrub(plain, _ISSUED) != plain or _holds_part(plain) for plain in _decodings(masked)):
+            return "(its standard error is withheld: it held a secret of the run in a form that is not masked)"
+        return _shown(masked)
 
     def close(self) -> None:
         return None
@@ -329,6 +418,25 @@ def _exit_signal(pid: int) -> Iterator[int | None]:
         yield fd
     finally:
         os.close(fd)
+
+
+_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})|%([0-9a-fA-F]{2})")
+_HEX_RUN = re.compile(r"(?:[0-9a-fA-F]{2}){4,}")
+
+
+def _decodings(text: str) -> list[str]:
+    """`text` as a reader could decode it: without the spaces, line breaks and NULs that wrap or split
+    an encoded value, then with escapes (`\\uXXXX`, `\\xXX`, `%XX`) and hex runs decoded."""
+    compact = re.sub(r"[\s\x00]+", "", text)
+    escaped = _ESCAPE.sub(lambda m: chr(int(m.group(1) or m.group(2) or m.group(3), 16)), compact)
+    unhexed = _HEX_RUN.sub(lambda m: bytes.fromhex(m.group(0)).decode("latin-1"), compact)
+    return [compact, escaped, unhexed]
+
+
+def _holds_part(text: str) -> bool:
+    """`text` holds `_PART` characters in a row of a cleartext the run issued (a line cut short, `%.20s`)."""
+    parts = {value[i : i + _PART] for value in _ISSUED for i in range(len(value) - _PART + 1)}
+    return any(text[i : i + _PART] in parts for i in range(len(text) - _PART + 1))
 
 
 def _read_into(fd: int, exchange: _Exchange) -> bool:
@@ -361,6 +469,14 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
+def _ending(returncode: int) -> str:
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by signal {signal.Signals(-returncode).name}"
+        return f"was killed by signal {-returncode}"
+    return f"exited with {returncode}"
+
+
 def _shown(text: str) -> str:
     """The end of a command's standard error, on one line, without control characters."""
     flat = " / ".join(line.strip() for line in text.strip().splitlines() if line.strip())
@@ -375,7 +491,7 @@ class Sinks:
         self._sinks = sinks
 
     @classmethod
-    def open(
+    def open(  # noqa: PLR0913 (each sink and how it runs; keyword-only past the sinks)
         cls,
         out: Path | None,
         command: str | None,
@@ -383,13 +499,16 @@ class Sinks:
         project_id: str,
         scrub: Scrub,
         command_environment: Sequence[str] = (),
+        stopping: Callable[[], bool] = lambda: False,
     ) -> Sinks | None:
         """The named sinks of one project's secrets (the file opened now, so a bad path is refused
         before any write); None for none."""
         forbid_core_dumps()  # before the first cleartext exists
         sinks: list[Sink] = []
         if command is not None:
-            sinks.append(SecretsCommand(command, project_id, scrub=scrub, environment=command_environment))
+            sinks.append(
+                SecretsCommand(command, project_id, scrub=scrub, environment=command_environment, stopping=stopping)
+            )
         if out is not None:
             sinks.insert(0, SecretsFile(out, project_id))
         return cls(sinks) if sinks else None

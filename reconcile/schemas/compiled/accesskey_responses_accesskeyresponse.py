@@ -141,14 +141,6 @@ def validate(data, custom_formats={}, name_prefix=None):
                     data__key__customClaims = data__key["customClaims"]
                     if not isinstance(data__key__customClaims, (dict)):
                         raise JsonSchemaValueException("invalid")
-                    data__key__customClaims_is_dict = isinstance(data__key__customClaims, dict)
-                    if data__key__customClaims_is_dict:
-                        data__key__customClaims_keys = set(data__key__customClaims.keys())
-                        for data__key__customClaims_key in data__key__customClaims_keys:
-                            if data__key__customClaims_key not in []:
-                                data__key__customClaims_value = data__key__customClaims.get(data__key__customClaims_key)
-                                if not isinstance(data__key__customClaims_value, (str, int, float, Decimal, bool)):
-                                    raise JsonSchemaValueException("invalid")
                 if "editable" in data__key_keys:
                     data__key_keys.remove("editable")
                     data__key__editable = data__key["editable"]
@@ -175,31 +167,4 @@ def validate(data, custom_formats={}, name_prefix=None):
                     data__key__customAttributes = data__key["customAttributes"]
                     if not isinstance(data__key__customAttributes, (dict)):
                         raise JsonSchemaValueException("invalid")
-                    data__key__customAttributes_is_dict = isinstance(data__key__customAttributes, dict)
-                    if data__key__customAttributes_is_dict:
-                        data__key__customAttributes_keys = set(data__key__customAttributes.keys())
-                        for data__key__customAttributes_key in data__key__customAttributes_keys:
-                            if data__key__customAttributes_key not in []:
-                                data__key__customAttributes_value = data__key__customAttributes.get(data__key__customAttributes_key)
-                                data__key__customAttributes_value_any_of_count1 = 0
-                                if not data__key__customAttributes_value_any_of_count1:
-                                    try:
-                                        if not isinstance(data__key__customAttributes_value, (str, int, float, Decimal, bool)):
-                                            raise JsonSchemaValueException("invalid")
-                                        data__key__customAttributes_value_any_of_count1 += 1
-                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                                if not data__key__customAttributes_value_any_of_count1:
-                                    try:
-                                        if not isinstance(data__key__customAttributes_value, (list, tuple)):
-                                            raise JsonSchemaValueException("invalid")
-                                        data__key__customAttributes_value_is_list = isinstance(data__key__customAttributes_value, (list, tuple))
-                                        if data__key__customAttributes_value_is_list:
-                                            data__key__customAttributes_value_len = len(data__key__customAttributes_value)
-                                            for data__key__customAttributes_value_x, data__key__customAttributes_value_item in enumerate(data__key__customAttributes_value):
-                                                if not isinstance(data__key__customAttributes_value_item, (str, int, float, Decimal, bool)):
-                                                    raise JsonSchemaValueException("invalid")
-                                        data__key__customAttributes_value_any_of_count1 += 1
-                                    except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                                if not data__key__customAttributes_value_any_of_count1:
-                                    raise JsonSchemaValueException("invalid")
     return data

@@ -144,14 +144,6 @@ def validate(data, custom_formats={}, name_prefix=None):
                             data__keys_item__customClaims = data__keys_item["customClaims"]
                             if not isinstance(data__keys_item__customClaims, (dict)):
                                 raise JsonSchemaValueException("invalid")
-                            data__keys_item__customClaims_is_dict = isinstance(data__keys_item__customClaims, dict)
-                            if data__keys_item__customClaims_is_dict:
-                                data__keys_item__customClaims_keys = set(data__keys_item__customClaims.keys())
-                                for data__keys_item__customClaims_key in data__keys_item__customClaims_keys:
-                                    if data__keys_item__customClaims_key not in []:
-                                        data__keys_item__customClaims_value = data__keys_item__customClaims.get(data__keys_item__customClaims_key)
-                                        if not isinstance(data__keys_item__customClaims_value, (str, int, float, Decimal, bool)):
-                                            raise JsonSchemaValueException("invalid")
                         if "editable" in data__keys_item_keys:
                             data__keys_item_keys.remove("editable")
                             data__keys_item__editable = data__keys_item["editable"]
@@ -178,31 +170,4 @@ def validate(data, custom_formats={}, name_prefix=None):
                             data__keys_item__customAttributes = data__keys_item["customAttributes"]
                             if not isinstance(data__keys_item__customAttributes, (dict)):
                                 raise JsonSchemaValueException("invalid")
-                            data__keys_item__customAttributes_is_dict = isinstance(data__keys_item__customAttributes, dict)
-                            if data__keys_item__customAttributes_is_dict:
-                                data__keys_item__customAttributes_keys = set(data__keys_item__customAttributes.keys())
-                                for data__keys_item__customAttributes_key in data__keys_item__customAttributes_keys:
-                                    if data__keys_item__customAttributes_key not in []:
-                                        data__keys_item__customAttributes_value = data__keys_item__customAttributes.get(data__keys_item__customAttributes_key)
-                                        data__keys_item__customAttributes_value_any_of_count1 = 0
-                                        if not data__keys_item__customAttributes_value_any_of_count1:
-                                            try:
-                                                if not isinstance(data__keys_item__customAttributes_value, (str, int, float, Decimal, bool)):
-                                                    raise JsonSchemaValueException("invalid")
-                                                data__keys_item__customAttributes_value_any_of_count1 += 1
-                                            except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                                        if not data__keys_item__customAttributes_value_any_of_count1:
-                                            try:
-                                                if not isinstance(data__keys_item__customAttributes_value, (list, tuple)):
-                                                    raise JsonSchemaValueException("invalid")
-                                                data__keys_item__customAttributes_value_is_list = isinstance(data__keys_item__customAttributes_value, (list, tuple))
-                                                if data__keys_item__customAttributes_value_is_list:
-                                                    data__keys_item__customAttributes_value_len = len(data__keys_item__customAttributes_value)
-                                                    for data__keys_item__customAttributes_value_x, data__keys_item__customAttributes_value_item in enumerate(data__keys_item__customAttributes_value):
-                                                        if not isinstance(data__keys_item__customAttributes_value_item, (str, int, float, Decimal, bool)):
-                                                            raise JsonSchemaValueException("invalid")
-                                                data__keys_item__customAttributes_value_any_of_count1 += 1
-                                            except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                                        if not data__keys_item__customAttributes_value_any_of_count1:
-                                            raise JsonSchemaValueException("invalid")
     return data

@@ -174,6 +174,17 @@ def validate(data, custom_formats={}, name_prefix=None):
                                 if isinstance(data__targets_value__keyDeadline, (int, float, Decimal)) and not isinstance(data__targets_value__keyDeadline, bool):
                                     if data__targets_value__keyDeadline <= 0:
                                         raise JsonSchemaValueException("invalid")
+                            if "auditTenant" in data__targets_value_keys:
+                                data__targets_value_keys.remove("auditTenant")
+                                data__targets_value__auditTenant = data__targets_value["auditTenant"]
+                                if not isinstance(data__targets_value__auditTenant, (str)):
+                                    raise JsonSchemaValueException("invalid")
+                                if isinstance(data__targets_value__auditTenant, str):
+                                    data__targets_value__auditTenant_len = len(data__targets_value__auditTenant)
+                                    if data__targets_value__auditTenant_len < 1:
+                                        raise JsonSchemaValueException("invalid")
+                                    if not REGEX_PATTERNS['^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])'].search(data__targets_value__auditTenant):
+                                        raise JsonSchemaValueException("invalid")
                             if "policy" in data__targets_value_keys:
                                 data__targets_value_keys.remove("policy")
                                 data__targets_value__policy = data__targets_value["policy"]

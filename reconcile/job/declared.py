@@ -1,0 +1,123 @@
+"""The project's declared access-key custom attributes, read for the names a run needs: the desired
+files' (plan and apply refuse an undeclared name or a value its declaration does not take, before any
+write) or the exported keys' (export writes only declared ones). Prints nothing.
+
+The lookup (GET /v1/mgmt/accesskey/attribute?name=) is the Terraform provider's; which name it takes
+and its answer's shape are not published. When it cannot be trusted (refused, failing, or saying a
+name some key holds is not declared: a key can hold only declared attributes) nothing is refused on
+its word: `unchecked` says why, and `doctor` says more.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from reconcile.apply.limiter import Budget
+from reconcile.desired.declared import Declaration, attribute_names, problems
+from reconcile.desired.loader import Diagnostic
+from reconcile.errors import ReconcileError, ValidationFailed
+from reconcile.job.result import Output
+from reconcile.job.session import Session
+from reconcile.model import DesiredState
+
+
+@dataclass(frozen=True)
+class Declarations:
+    found: Mapping[str, Declaration | None] = field(default_factory=dict)  # None: not declared
+    unchecked: str | None = None  # why the names were not checked
+
+
+def held_names(observed: Sequence[Mapping[str, Any]]) -> set[str]:
+    names: set[str] = set()
+    for key in observed:
+        values = key.get("customAttributes")
+        if isinstance(values, Mapping):
+            names.update(values)
+    return names
+
+
+async def read_declarations(
+    session: Session, names: Collection[str], observed: Sequence[Mapping[str, Any]]
+) -> Declarations:
+    """Each name's declaration. A lookup that finds nothing proves nothing (the endpoint may not be
+    there): one name a key holds is looked up too, and a 404 counts only once some name was found."""
+    held = held_names(observed)
+    probe = sorted(held - set(names))[:1]
+    found: dict[str, Declaration | None] = {}
+    for name in [*sorted(names), *probe]:
+        try:
+            lookup = partial(session.client.load_attribute, name)
+            found[name] = await session.call(lookup, budget=Budget.READ, what=f"attribute {name}")
+        except ReconcileError as error:
+            return Declarations({}, f"the project's declared attributes could not be read: {error}")
+    contradicted = sorted(name for name, declaration in found.items() if declaration is None and name in held)
+    if contradicted:
+        return Declarations(
+            {},
+            f"the attribute lookup says `{contradicted[0]}` is not declared, yet a key holds it: the lookup "
+            "does not work as this tool assumes (`descope-reconcile doctor` says more)",
+        )
+    if not any(found.values()):
+        return Declarations(
+            {},
+            "the attribute lookup found none of the names used, and no key holds a declared one that would "
+            "prove the lookup works (`descope-reconcile doctor` says more)",
+        )
+    return Declarations({name: found[name] for name in names})
+
+
+@dataclass(frozen=True)
+class DeclaredCheck:
+    diagnostics: tuple[Diagnostic, ...]
+    unchecked: str | None
+
+
+async def check_desired(session: Session, state: DesiredState, observed: Sequence[Mapping[str, Any]]) -> DeclaredCheck:
+    """The desired keys' attributes against the project's declarations (no request when none is used)."""
+    names = attribute_names(state.keys)
+    if not names:
+        return DeclaredCheck((), None)
+    declarations = await read_declarations(session, names, observed)
+    return DeclaredCheck(tuple(problems(state.keys, declarations.found)), declarations.unchecked)
+
+
+def refuse_undeclared(check: DeclaredCheck, output: Output) -> None:
+    """Custom attributes the project does not declare, or values it will not take: located errors,
+    before any write (a warning when the declarations could not be trusted)."""
+    if check.unchecked:
+        output.say(
+            logging.WARNING,
+            f"warning: custom attributes not checked against the project's declarations: {check.unchecked}",
+        )
+    if check.diagnostics:
+        output.diagnostics.extend(check.diagnostics)
+        raise ValidationFailed(len(check.diagnostics))
+
+
+@dataclass(frozen=True)
+class Exported:
+    keys: list[dict[str, Any]]
+    dropped: tuple[str, ...]  # attribute names no longer declared, left out of the export
+    unchecked: str | None
+
+
+async def declared_only(session: Session, keys: Sequence[Mapping[str, Any]]) -> Exported:
+    """The keys with only the custom attributes the project declares (a key may still hold one whose
+    declaration was deleted: written out, it would make the next apply fail)."""
+    names = held_names(keys)
+    declarations = await read_declarations(session, names, []) if names else Declarations()
+    if declarations.unchecked or not names:
+        return Exported([dict(key) for key in keys], (), declarations.unchecked)
+    dropped = tuple(sorted(name for name, found in declarations.found.items() if found is None))
+    kept = []
+    for key in keys:
+        values = key.get("customAttributes")
+        if isinstance(values, Mapping) and dropped:
+            kept.append({**key, "customAttributes": {k: v for k, v in values.items() if k not in dropped}})
+        else:
+            kept.append(dict(key))
+    return Exported(kept, dropped, None)
