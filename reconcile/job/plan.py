@@ -70,7 +70,11 @@ class PlanOptions:
         return {"report": self.outputs.report, "out": self.out}
 
     def settings(self) -> dict[str, Any]:
-        trail = {"attribution": self.trail.search, "attributionPages": self.trail.pages}
+        trail = {
+            "attribution": self.trail.search,
+            "attributionPages": self.trail.pages,
+            "auditTenant": self.trail.tenant,
+        }
         return json_settings({**self.remote.settings(), "maxChanges": self.max_changes, **trail})
 
 

@@ -66,7 +66,13 @@ class RotateOptions:
         return {"report": self.outputs.report, "journal": self.changes.journal, "secrets_out": self.changes.secrets_out}
 
     def settings(self) -> dict[str, Any]:
-        return json_settings({**self.remote.settings(), **self.changes.settings(), "waitLock": self.wait_lock})
+        trail = {
+            "attribution": self.trail.search,
+            "attributionPages": self.trail.pages,
+            "auditEvent": self.trail.event,
+            "auditTenant": self.trail.tenant,
+        }
+        return json_settings({**self.remote.settings(), **self.changes.settings(), "waitLock": self.wait_lock, **trail})
 
 
 async def _due(options: RotateOptions, session: Session, max_days: int, clock: RunClock, output: Output) -> Found:
