@@ -56,6 +56,7 @@ def test_import_contracts_hold() -> None:
         ("reconcile/policy/rules.py", "from reconcile.files import read_input", "The plan is pure"),
         ("reconcile/policy/policy.py", "from reconcile.job import load", "Stages are layered"),
         ("reconcile/plan/diff.py", "from reconcile.apply import executor", "Stages are layered"),
+        ("reconcile/cli/plan.py", "from reconcile.plan.diff import compute_plan", "The command line parses and shows"),
         ("reconcile/output/text.py", "import httpx", "Only the client layer speaks HTTP"),
         ("reconcile/emulator/store.py", "from reconcile.desired import validation", "The emulator is a separate"),
         ("reconcile/apply/issue.py", "from reconcile.secrets import vault", "Only the sinks read a secret"),

@@ -54,7 +54,7 @@ class Progress:
 
 
 class Executor:
-    def __init__(
+    def __init__(  # noqa: PLR0913 (keyword-only settings beside the client and policy)
         self,
         client: KeyClient,
         policy: RetryPolicy,

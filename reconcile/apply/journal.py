@@ -115,7 +115,7 @@ class Journal:
             }
         )
 
-    def secret(
+    def secret(  # noqa: PLR0913 (each argument is one field of the journal line)
         self, event: str, op: str, key_id: str | None, name: str, error: str | None = None, *, took: Sequence[str] = ()
     ) -> bool:
         """One step of an issued secret's way to the sinks (the secret itself is never written); `took`:

@@ -155,7 +155,7 @@ class _Block:
 
 
 class AdaptiveRateLimiter:
-    def __init__(
+    def __init__(  # noqa: PLR0913 (keyword-only tuning, with defaults)
         self,
         rate: float,
         *,

@@ -99,7 +99,7 @@ def _describe(error: BaseException) -> str:
 
 
 class RetryPolicy:
-    def __init__(
+    def __init__(  # noqa: PLR0913 (keyword-only settings, with defaults)
         self,
         limits: Limits,
         *,

@@ -4,65 +4,34 @@ creates (their secrets to the sinks), and prunes."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import logging
-import os
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from reconcile.apply.journal import Project, Unsettled
-from reconcile.cli import changes
-from reconcile.cli.common import load, show
+from reconcile.cli.command import Invocation, invocation
 from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
     add_command,
     add_policy_option,
     audit_event_options,
+    changes,
     desired_options,
     execution_options,
     max_changes_option,
     non_negative_float,
+    outputs,
     parsed,
-    policy_wanted,
+    policy_choice,
+    remote,
     remote_options,
     report_options,
     secrets_options,
     targets_options,
+    trail,
     trail_options,
 )
-from reconcile.cli.policy import check_changes, configured
-from reconcile.cli.remote import connect, log_failures, refuse_undeclared, settings, trail_settings, write_outputs
-from reconcile.errors import ExitCode, Interrupted, PolicyRefused, SafetyThresholdExceeded, UsageError
-from reconcile.files import read_input
-from reconcile.job.clock import RunClock, bulk
-from reconcile.job.declared import check_desired
-from reconcile.job.load import LoadedDesired
-from reconcile.job.lock import lock_dir, lock_path, project_lock
-from reconcile.job.session import (
-    ApplyOutcome,
-    Session,
-    fetch_keys,
-    interrupted_plan,
-    lost_create_names,
-    make_report,
-    unsettled_secrets,
-)
-from reconcile.job.trail import TrailSettings, after_apply, attribute_plan
-from reconcile.model import DesiredFile
-from reconcile.output.recovery import Recovery
-from reconcile.output.text import render_plan, render_results, render_trail
+from reconcile.job import apply
+from reconcile.job.apply import ApplyOptions
 from reconcile.plan import saved as savedplan
-from reconcile.plan.diff import Outcome, Plan, compute_plan, hold_lost_creates
-from reconcile.plan.safety import AmbiguousNames, Safety, assess, check_names, check_safety
-from reconcile.trail.findings import TrailFindings
-
-log = logging.getLogger("reconcile")
-Observed = list[dict[str, Any]]
-Refusal = SafetyThresholdExceeded | AmbiguousNames | PolicyRefused | UsageError | savedplan.PlanRejected
-REFUSALS = (SafetyThresholdExceeded, AmbiguousNames, PolicyRefused, UsageError, savedplan.PlanRejected)
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
@@ -124,228 +93,26 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         help="wait this long for another apply on this machine to the same project (default 0: refuse at once)",
     )
     add_policy_option(parser)
-    parser.set_defaults(handler=run)
+    parser.set_defaults(invocation=parse)
 
 
-def _load_saved_plan(args: argparse.Namespace, project_id: str, clock: RunClock) -> dict[str, Any]:
-    """The saved plan, once every check that needs no request has passed."""
-    try:
-        document: dict[str, Any] = json.loads(read_input(args.plan, max_bytes=None).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise savedplan.PlanRejected(f"{args.plan} is not a saved plan (not JSON)") from None
-    try:
-        savedplan.verify(document, now=clock.started, max_age=args.max_plan_age, project_id=project_id)
-    except (KeyError, TypeError, ValueError):
-        raise savedplan.PlanRejected(f"{args.plan} is not a complete saved plan") from None
-    return document
-
-
-async def _plan_to_apply(
-    session: Session, clock: RunClock, loaded: LoadedDesired | None, saved: dict[str, Any] | None
-) -> tuple[Plan, tuple[DesiredFile, ...], Observed, savedplan.PlanRejected | None]:
-    """The fresh plan from the desired files, or the saved plan (and why it is refused, when a planned
-    key changed since); and the keys read."""
-    try:
-        with clock.phase("fetch"):
-            observed = await fetch_keys(session)
-    except Interrupted:
-        if saved is not None:
-            by_id: dict[str, Any] = {}
-            keys = (item.key for item in savedplan.to_plan(saved, by_id).keys)
-            return interrupted_plan(keys), savedplan.files_of(saved), [], None
-        assert loaded is not None
-        return interrupted_plan(loaded.state.keys), loaded.files, [], None
-    if saved is None:
-        assert loaded is not None
-        refuse_undeclared(await check_desired(session, loaded.state, observed))  # before any write
-        with clock.phase("diff"):
-            return compute_plan(loaded.state, observed), loaded.files, observed, None
-    by_id = {str(key.get("id")): key for key in observed}
-    stale = None
-    try:
-        savedplan.check_current(saved, by_id)
-    except savedplan.PlanRejected as error:
-        stale = error
-    return savedplan.to_plan(saved, by_id), savedplan.files_of(saved), observed, stale
-
-
-async def _apply(
-    args: argparse.Namespace,
-    session: Session,
-    result: Plan,
-    clock: RunClock,
-    *,
-    safety: Safety,
-    recover: Recovery,
-    project_id: str,
-    policy: PolicyRefused | None,
-    stale: savedplan.PlanRejected | None,
-) -> ApplyOutcome | None:
-    """The refusals (a stale saved plan, a sink for new secrets, the policy, ambiguous names, the safety
-    threshold), then the writes."""
-    if stale is not None:
-        raise stale
-    if not result.writes:
-        return None
-    if policy is not None:
-        raise policy
-    changes.require_sinks(args, result)  # before any write: a usage error (64)
-    check_names(result)
-    check_safety(safety, force=args.force)
-    with clock.phase("apply"):
-        return await changes.run_changes(args, session, result, clock.run_id, project_id=project_id, recover=recover)
-
-
-async def _apply_and_trail(
-    args: argparse.Namespace,
-    session: Session,
-    planned: tuple[Plan, tuple[DesiredFile, ...]],
-    clock: RunClock,
-    *,
-    safety: Safety,
-    recover: Recovery,
-    project_id: str,
-    policy: PolicyRefused | None = None,
-    stale: savedplan.PlanRejected | None = None,
-    unsettled: int = 0,
-) -> tuple[ApplyOutcome | None, Refusal | None, TrailFindings]:
-    """The writes, with who changed the drifted keys looked up beside them (its own budget, never in
-    their way); after writes, the overwritten check and the apply event."""
-    result, files = planned
-    wanted: TrailSettings = trail_settings(args)
-    outcome, refusal = None, None
-    # A stale saved plan is refused at once: nothing of it is worth a search of the trail.
-    attributing = asyncio.create_task(attribute_plan(session, Plan((), ()) if stale else result, wanted))
-    try:
-        try:
-            outcome = await _apply(
-                args,
-                session,
-                result,
-                clock,
-                safety=safety,
-                recover=recover,
-                project_id=project_id,
-                policy=policy,
-                stale=stale,
-            )
-        except REFUSALS as error:
-            refusal = error  # the report is still written: a refused plan is worth auditing
-        trail = await attributing
-    finally:
-        attributing.cancel()
-    if outcome is not None:
-        with clock.phase("trail"):
-            trail = await after_apply(session, wanted, trail, outcome.results, run_id=clock.run_id, files=files)
-    unsent = [item for item in result.errors if item.status is None]
-    # Who changed what, then the results: the last line says how the run ends.
-    results = render_results(outcome.results if outcome else [], unsent, recover, trail, unsettled=unsettled)
-    if refusal is not None:
-        results = "Apply: refused before any write; nothing was sent.\n"
-    show(args, render_trail(trail, result) + results)
-    return outcome, refusal, trail
-
-
-def _failures(result: Plan, outcome: ApplyOutcome | None) -> list[str]:
-    """Every key that is not as desired, and why (an interruption is said once, not per key)."""
-    lines = [f"{item.key.label}: {item.outcome.value}: {item.reason}" for item in result.errors]
-    for key in outcome.results if outcome else ():
-        if key.outcome is not key.plan.outcome.done and key.outcome is not Outcome.INTERRUPTED:
-            lines.append(
-                f"{key.id or key.plan.key.label}: {key.outcome.value}: {key.error.message if key.error else ''}"
-            )
-    return lines
-
-
-def _settle(
-    args: argparse.Namespace, result: Plan, observed: Observed, project: Project
-) -> tuple[Plan, list[Unsettled]]:
-    """What the journal says of earlier runs: a name a lost create holds is not created again, and
-    while a secret is unsettled the prunes wait (what it replaces must keep working)."""
-    unsettled = unsettled_secrets(changes.journal_file(args), observed, project)
-    lost = lost_create_names(changes.journal_file(args), observed, project)
-    result = hold_lost_creates(result, lost, args.allow_recreate)
-    if unsettled:
-        held = f"{len(unsettled)} key(s) with a secret an earlier run issued and never delivered"
-        result = replace(result, held_by=held)
-    return result, unsettled
-
-
-async def run(args: argparse.Namespace) -> int:
-    if args.plan is None and not args.paths:
-        raise UsageError("give the desired PATHs, or --plan FILE")
-    clock = RunClock("apply")
-    with bulk():
-        loaded = load(args, clock=clock) if args.paths else None  # before any credentials or network
-    policy = configured(args) if policy_wanted(args) else None
-    changes.check_outputs(args, loaded)
-    recover = changes.recovery(args)
-    async with connect(args) as (session, target):
-        try:
-            saved = _load_saved_plan(args, target.project_id, clock) if args.plan else None
-            if saved is not None:
-                savedplan.require_policy(saved, policy_given=policy is not None)
-            if saved is not None and loaded is not None:
-                savedplan.check_desired(saved, loaded.files)
-        except savedplan.PlanRejected as error:
-            if args.report:  # nothing was read, yet the workflow's report upload must find why
-                files = loaded.files if loaded is not None else ()
-                empty = Plan((), ())
-                report = make_report(clock, files, session.client, target.project_id, empty, settings=settings(args))
-                write_outputs(args, {**report, "refusal": changes.refusal_record(error)}, clock)
-            raise
-        lock = lock_path(lock_dir(os.environ), target.base_url, target.project_id)
-        async with project_lock(lock, run_id=clock.run_id, wait=args.wait_lock, stop=session.stop):
-            with bulk():
-                result, files, observed, stale = await _plan_to_apply(session, clock, loaded, saved)
-            result, unsettled = _settle(args, result, observed, Project(target.project_id, target.base_url))
-            show(args, render_plan(result, verbose=args.verbose > 0))
-            verdict = check_changes(args, policy, result, observed, clock.started)
-            changes.warn_unsettled(unsettled, recover)
-            safety = assess(result, args.max_changes)
-            outcome, refusal, trail = await _apply_and_trail(
-                args,
-                session,
-                (result, files),
-                clock,
-                safety=safety,
-                recover=recover,
-                project_id=target.project_id,
-                policy=verdict.refusal,
-                stale=stale,
-                unsettled=len(unsettled),
-            )
-        provenance = savedplan.provenance(saved, str(args.plan), clock.started) if saved else None
-        report = make_report(
-            clock,
-            files,
-            session.client,
-            target.project_id,
-            result,
-            settings=settings(args),
-            outcome=outcome,
-            interrupted=session.interrupted,
-            safety=safety,
-            saved_plan=provenance,
-            trail=trail,
-            unsettled=unsettled,
-            recovery=recover,
-        )
-    verdict.add_to(report)
-    if refusal is not None:
-        report["refusal"] = changes.refusal_record(refusal)
-    write_outputs(args, report, clock)
-    if trail.event is not None and trail.event.warning:
-        log.warning("warning: %s", trail.event.reason)
-    if refusal is not None:
-        raise refusal
-    if session.interrupted:
-        changes.say_interrupted()
-        return ExitCode.FAILURE
-    log_failures(_failures(result, outcome))
-    failed = outcome is not None and (
-        outcome.fatal is not None or any(r.outcome is not r.plan.outcome.done for r in outcome.results)
+def parse(args: argparse.Namespace) -> Invocation[ApplyOptions]:
+    options = ApplyOptions(
+        tuple(args.paths),
+        remote(args),
+        trail(args, event=args.audit_event),
+        outputs(args),
+        changes(args),
+        max_file_size=args.max_file_size,
+        plan=args.plan,
+        max_plan_age=args.max_plan_age,
+        max_changes=args.max_changes,
+        force=args.force,
+        recheck=args.recheck,
+        wait_lock=args.wait_lock,
+        allow_recreate=tuple(args.allow_recreate),
+        verbose=args.verbose > 0,
+        policy=policy_choice(args),
     )
-    if result.errors or unsettled or failed:
-        return ExitCode.FAILURE
-    return ExitCode.OVERWRITTEN if trail.overwritten else ExitCode.OK
+    handed = args.secrets_command_env or ()
+    return invocation(args, options, apply.run, paths=args.paths, handed_env=handed)

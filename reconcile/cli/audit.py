@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from datetime import timedelta
 from pathlib import Path
 
-from reconcile.cli.common import check_outputs, desired_inputs, load, show, write_markdown
+from reconcile.cli.command import Invocation, invocation
 from reconcile.cli.options import (
     PATHS_HELP,
     Parser,
@@ -15,22 +14,18 @@ from reconcile.cli.options import (
     desired_options,
     non_negative_int,
     parsed,
-    policy_wanted,
+    policy_choice,
+    remote,
     remote_options,
     targets_options,
+    trail,
     trail_options,
 )
-from reconcile.cli.policy import audit_policy, configured, fail_on
-from reconcile.cli.remote import connect, trail_settings
-from reconcile.errors import ExitCode, UsageError
-from reconcile.files import write_private_atomically
-from reconcile.job.clock import RunClock, bulk
-from reconcile.job.session import fetch_keys
-from reconcile.job.trail import attribute_plan
-from reconcile.model import DesiredState
-from reconcile.output.audit import build_audit, render_audit
-from reconcile.output.escape import json_document
-from reconcile.plan.diff import compute_plan
+from reconcile.cli.policy import fail_on
+from reconcile.job import audit
+from reconcile.job.audit import AuditOptions
+from reconcile.job.options import Outputs
+from reconcile.job.policing import AuditPolicy
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
@@ -78,36 +73,20 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         metavar="FILE",
         help="the journal of earlier rotations (rotate --journal): a key's secret is as old as its last rotation",
     )
-    parser.set_defaults(handler=run)
+    parser.set_defaults(invocation=parse)
 
 
-async def run(args: argparse.Namespace) -> int:
-    clock = RunClock("audit")
-    with bulk():
-        loaded = load(args) if args.paths else None
-        desired = loaded.state if loaded else DesiredState(keys=())
-        policy = configured(args) if policy_wanted(args) else None
-        if policy is None and (args.fail_on or args.sarif):
-            # Fail closed: a scheduled `audit --fail-on error` whose policy went missing must not pass.
-            raise UsageError(
-                "--fail-on and --sarif need a policy (--policy FILE, or the config's `policy:` for this target): "
-                "without one nothing is checked"
-            )
-        check_outputs(args, "--out", "--summary", "--sarif", inputs=desired_inputs(loaded))
-        async with connect(args) as (session, target):
-            observed = await fetch_keys(session)
-            result = compute_plan(desired, observed)
-            trail = await attribute_plan(session, result, trail_settings(args))
-    within = timedelta(days=args.expiring_within)
-    findings = build_audit(result, observed, now=clock.started, expiring_within=within, trail=trail)
-    markdown = render_audit(findings, project_id=target.project_id)
-    violations = audit_policy(args, policy, findings, observed, desired=desired, now=clock.started)
-    markdown += violations.markdown
-    show(args, markdown)
-    if args.out:
-        write_private_atomically(args.out, json_document(findings))
-    write_markdown(args.summary, markdown)
-    drifted = findings["drift"] or findings["missing"]  # a desired key the project lacks is drift too
-    if violations.failing:
-        return ExitCode.FAILURE
-    return ExitCode.CHANGES_PENDING if args.fail_on_drift and drifted else ExitCode.OK
+def parse(args: argparse.Namespace) -> Invocation[AuditOptions]:
+    options = AuditOptions(
+        tuple(args.paths),
+        remote(args),
+        trail(args),
+        Outputs(summary=args.summary),
+        max_file_size=args.max_file_size,
+        out=args.out,
+        expiring_within=args.expiring_within,
+        fail_on_drift=args.fail_on_drift,
+        policy=policy_choice(args),
+        checks=AuditPolicy(args.sarif, args.fail_on, args.journal),
+    )
+    return invocation(args, options, audit.run, paths=args.paths)

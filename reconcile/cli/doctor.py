@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 
-from reconcile.cli.common import load, show
-from reconcile.cli.options import Parser, add_command, desired_options, remote_options, targets_options
-from reconcile.cli.remote import credentials_for
-from reconcile.errors import ExitCode
-from reconcile.job.doctor import DoctorOptions, Result, Status, run
-from reconcile.output.escape import text_line
-
-_MARKS = {Status.PASS: "ok  ", Status.WARN: "warn", Status.FAIL: "FAIL", Status.UNKNOWN: "?   "}
+from reconcile.cli.command import Invocation, invocation
+from reconcile.cli.options import Parser, add_command, desired_options, remote, remote_options, targets_options
+from reconcile.job.doctor import DoctorCommand, doctor
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
@@ -30,36 +23,9 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     parser.add_argument("paths", nargs="*", metavar="PATH", help="desired files or folders whose attributes to check")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
     parser.add_argument("--audit-tenant", metavar="TENANT", help="the apply event's tenant (config: auditTenant)")
-    parser.set_defaults(handler=handle)
+    parser.set_defaults(invocation=parse)
 
 
-def render(result: Result) -> str:
-    lines = [f"descope-reconcile doctor: project {result.project_id} at {result.base_url}"]
-    for check in result.checks:
-        needed = " (needed)" if check.needed else ""
-        lines.append(text_line(f"  {_MARKS[check.status]} {check.name}{needed}: {check.detail}"))
-    verdict = "every check a plan or apply needs passes" if result.ok else "a check a plan or apply needs fails"
-    return "\n".join([*lines, f"Doctor: {verdict}."]) + "\n"
-
-
-async def handle(args: argparse.Namespace) -> int:
-    desired = load(args).state if args.paths else None
-    credentials, base_url = credentials_for(args)
-    config = getattr(args, "target_config", None)
-    overridden = (
-        bool(config.base_url)
-        if config
-        else bool(os.environ.get("DESCOPE_BASE_URL") or os.environ.get("DESCOPE_BASE_URI"))
-    )
-    options = DoctorOptions(
-        credentials=credentials,
-        base_url=base_url,
-        base_url_overridden=overridden,
-        desired=desired,
-        audit_tenant=args.audit_tenant,
-        rate=args.rate,
-        timeout=args.timeout,
-    )
-    result = await run(options)
-    show(args, json.dumps(result.as_json(), indent=2) + "\n" if args.format == "json" else render(result))
-    return ExitCode.OK if result.ok else ExitCode.FAILURE
+def parse(args: argparse.Namespace) -> Invocation[DoctorCommand]:
+    options = DoctorCommand(tuple(args.paths), remote(args), args.audit_tenant, as_json=args.format == "json")
+    return invocation(args, options, doctor, paths=args.paths)

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from reconcile import __version__
 from reconcile.cli.common import describe_error
-from reconcile.cli.context import TargetPrefix
 from reconcile.cli.dispatch import dispatch
 from reconcile.cli.options import EPILOG, Parser
 from reconcile.client.redact import redactor
 from reconcile.errors import ExitCode, ReconcileError, UsageError
-from reconcile.log import VERBOSE
+from reconcile.log import VERBOSE, TargetPrefix
 from reconcile.output.escape import LogEscaper
 
 log = logging.getLogger("reconcile")
@@ -39,28 +40,45 @@ def build_parser(only: str | None = None, *, commands: Sequence[str] = COMMANDS)
     return parser
 
 
-def _configure_logging(verbose: int, quiet: bool) -> None:
+@contextlib.contextmanager
+def _process_state(verbose: int, quiet: bool) -> Iterator[None]:
+    """The run's logging, and afterwards the process as it was (for a caller that runs `main`
+    in-process, again and again): its log handlers and levels, no management key left in the
+    redaction filter, the bulk data's objects back in the collector's sight. The stop signals'
+    handlers are put back by the last run that listens (`job/signals.py`)."""
     level = logging.ERROR if quiet else (logging.INFO, VERBOSE, logging.DEBUG)[min(verbose, 2)]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s" if verbose else "%(message)s"))
     handler.addFilter(redactor)  # first: the key is found in the text as it was made
     handler.addFilter(LogEscaper())  # then each record becomes one line safe for a terminal or a CI log
     handler.addFilter(TargetPrefix())  # several targets at once: each line names its target
-    root = logging.getLogger()
+    root, httpx, httpcore = logging.getLogger(), logging.getLogger("httpx"), logging.getLogger("httpcore")
+    before = (root.handlers[:], root.level, httpx.level, httpcore.level)
     root.handlers[:] = [handler]
     root.setLevel(level)
     # httpx logs one INFO line per request: useful at -v, noise otherwise.
-    logging.getLogger("httpx").setLevel(logging.INFO if verbose else logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+    httpx.setLevel(logging.INFO if verbose else logging.WARNING)
+    httpcore.setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+    try:
+        yield
+    finally:
+        root.handlers[:], levels = before[0], before[1:]
+        for logger, was in zip((root, httpx, httpcore), levels, strict=True):
+            logger.setLevel(was)
+        redactor.clear()
+        gc.unfreeze()
 
 
 def _run(args: argparse.Namespace) -> int:
-    outcome = dispatch(args)
+    outcome = dispatch(args.invocation(args))  # the parse step: no Namespace goes further
     if isinstance(outcome, int):
         return outcome
     import asyncio  # noqa: PLC0415 (only the network commands pay for it: validate runs on every commit)
 
-    return asyncio.run(outcome)
+    async def run() -> int:
+        return await outcome
+
+    return asyncio.run(run())
 
 
 def _command_named(argv: Sequence[str]) -> str | None:
@@ -79,17 +97,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(_command_named(words), commands=() if _just_the_version(words) else COMMANDS)
     args = parser.parse_args(words)
-    _configure_logging(args.verbose, args.quiet)
-    try:
-        return _run(args)
-    except UsageError as error:
-        parser.print_usage(sys.stderr)
-        log.error("error: %s", error)
-        return error.exit_code
-    except (ReconcileError, OSError) as error:
-        code, message = describe_error(error)
-        log.error("error: %s", message)
-        return code
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        return ExitCode.FAILURE
+    with _process_state(args.verbose, args.quiet):
+        try:
+            return _run(args)
+        except UsageError as error:
+            parser.print_usage(sys.stderr)
+            log.error("error: %s", error)
+            return error.exit_code
+        except (ReconcileError, OSError) as error:
+            code, message = describe_error(error)
+            log.error("error: %s", message)
+            return code
+        except KeyboardInterrupt:
+            log.error("interrupted")
+            return ExitCode.FAILURE

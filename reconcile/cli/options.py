@@ -7,12 +7,16 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
 from reconcile.errors import ExitCode
+from reconcile.job.options import Changes, Outputs, PolicyChoice, Remote
 from reconcile.plan.limit import DEFAULT_MAX_CHANGES_SHARE, DEFAULT_THRESHOLD_MIN_KEYS, ChangeLimit
 from reconcile.reference import SEVERITY_ORDER, environment_help, exit_codes_help
+
+if TYPE_CHECKING:  # not for validate, which runs on every commit
+    from reconcile.job.trail import TrailSettings
 
 Converter = Callable[[str], Any]
 
@@ -25,28 +29,6 @@ DEFAULT_KEY_DEADLINE = 300.0
 DEFAULT_CONCURRENCY = 8
 DEFAULT_ATTRIBUTION_PAGES = 5  # audit searches per step; Descope allows 10 a minute
 PATHS_HELP = "desired-state YAML files or folders (recursive); none: the targets of descope-reconcile.yaml"
-NO_PATHS = "give the desired PATHs, or a config: descope-reconcile.yaml in the current folder, or --config FILE"
-# The run's knobs: argparse's name → the camelCase name of the report's `run.settings` and of a
-# config target's settings (like the wire).
-SETTING_NAMES = {
-    "timeout": "timeout",
-    "rate": "rate",
-    "concurrency": "concurrency",
-    "max_attempts": "maxAttempts",
-    "key_deadline": "keyDeadline",
-    "max_changes": "maxChanges",
-    "force": "force",
-    "recheck": "recheck",
-    "wait_lock": "waitLock",
-    "plan": "plan",
-    "attribution": "attribution",
-    "attribution_pages": "attributionPages",
-    "audit_event": "auditEvent",
-    "audit_tenant": "auditTenant",
-    "secrets_out": "secretsOut",
-    "secrets_command": "secretsCommand",
-}
-
 EPILOG = f"""\
 exit codes:
 {exit_codes_help()}
@@ -169,11 +151,47 @@ def remote_options() -> Parser:
     return group
 
 
+def remote(args: argparse.Namespace) -> Remote:
+    """The options of `remote_options`, typed."""
+    return Remote(args.timeout, args.rate, args.max_attempts, args.key_deadline)
+
+
+def outputs(args: argparse.Namespace) -> Outputs:
+    """The options of `report_options`, typed."""
+    return Outputs(args.report, args.summary)
+
+
+def changes(args: argparse.Namespace) -> Changes:
+    """The options of `execution_options` and `secrets_options`, typed (-q: no progress lines)."""
+    progress = None if args.quiet else args.progress_every
+    return Changes(
+        args.concurrency,
+        args.journal,
+        progress,
+        args.secrets_out,
+        args.secrets_command,
+        tuple(args.secrets_command_env or ()),
+    )
+
+
+def id_list(text: str | None) -> tuple[str, ...]:
+    """`--ids A, B,A` → (A, B): each once, in order, blanks dropped."""
+    return tuple(dict.fromkeys(part.strip() for part in (text or "").split(",") if part.strip()))
+
+
 def _actions(text: str) -> tuple[str, ...]:
     actions = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
     if not actions:
         raise ValueError("give at least one audit action, e.g. AccessKeyModified")
     return actions
+
+
+def trail(args: argparse.Namespace, *, event: bool = False) -> TrailSettings:
+    """What the run asks of the audit trail (`trail_options`, and apply's event options)."""
+    from reconcile.job.trail import TrailSettings  # noqa: PLC0415 (as in trail_options)
+
+    settings = (args.attribution, args.attribution_pages, args.attribution_actions)
+    return TrailSettings(*settings, event, args.audit_tenant)
 
 
 def trail_options() -> Parser:
@@ -346,7 +364,6 @@ def add_policy_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def policy_wanted(args: argparse.Namespace) -> bool:
-    """Whether this run may have a policy, without reading it (so that nothing is imported for none)."""
-    target = getattr(args, "target_config", None)
-    return args.policy is not None or (target is not None and target.policy is not None)
+def policy_choice(args: argparse.Namespace) -> PolicyChoice:
+    """`--policy FILE`, typed (a config target's policy joins it per target)."""
+    return PolicyChoice(args.policy)

@@ -3,49 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
-from reconcile.cli.common import check_outputs, desired_inputs, load, show
+from reconcile.cli.command import Invocation, invocation
 from reconcile.cli.options import (
-    NO_PATHS,
     PATHS_HELP,
     Parser,
     add_command,
     add_policy_option,
     desired_options,
     max_changes_option,
-    policy_wanted,
+    outputs,
+    policy_choice,
+    remote,
     remote_options,
     report_options,
     targets_options,
+    trail,
     trail_options,
 )
-from reconcile.cli.policy import ChangesVerdict, check_changes, configured
-from reconcile.cli.remote import (
-    Target,
-    connect,
-    log_failures,
-    refuse_undeclared,
-    settings,
-    trail_settings,
-    write_outputs,
-)
-from reconcile.errors import ExitCode, Interrupted, UsageError
-from reconcile.files import write_private_atomically
-from reconcile.job.clock import RunClock, bulk
-from reconcile.job.declared import check_desired
-from reconcile.job.load import LoadedDesired
-from reconcile.job.session import fetch_keys, interrupted_plan, make_report
-from reconcile.job.trail import attribute_plan
-from reconcile.output.escape import json_document
-from reconcile.output.text import render_plan
-from reconcile.plan import saved as savedplan
-from reconcile.plan.diff import Plan, compute_plan
-from reconcile.plan.safety import Safety, assess
-from reconcile.trail.findings import TrailFindings
-
-log = logging.getLogger("reconcile")
+from reconcile.job import plan
+from reconcile.job.plan import PlanOptions
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
@@ -66,76 +44,19 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
     )
     max_changes_option(parser, "warn when apply would refuse this plan (with the same --max-changes)")
     add_policy_option(parser)
-    parser.set_defaults(handler=run)
+    parser.set_defaults(invocation=parse)
 
 
-def _save(
-    args: argparse.Namespace, result: Plan, target: Target, loaded: LoadedDesired, clock: RunClock, *, policy: bool
-) -> None:
-    saved = savedplan.save(
-        result,
-        project_id=target.project_id,
-        base_url=target.base_url,
-        files=loaded.files,
-        created=clock.started,
-        policy_checked=policy,
+def parse(args: argparse.Namespace) -> Invocation[PlanOptions]:
+    options = PlanOptions(
+        tuple(args.paths),
+        remote(args),
+        trail(args),
+        outputs(args),
+        max_file_size=args.max_file_size,
+        out=args.out,
+        max_changes=args.max_changes,
+        verbose=args.verbose > 0,
+        policy=policy_choice(args),
     )
-    write_private_atomically(args.out, json_document(saved))
-    log.info("plan saved to %s (%d change(s))", args.out, len(result.changes))
-    if result.errors:
-        log.error("error: the saved plan has %d key(s) in error: `apply --plan` will refuse it", len(result.errors))
-
-
-async def run(args: argparse.Namespace) -> int:
-    if not args.paths:
-        raise UsageError(NO_PATHS)
-    clock = RunClock("plan")
-    with bulk():
-        loaded = load(args, clock=clock)  # any validation error: no network call at all
-        policy = configured(args) if policy_wanted(args) else None
-        # nor when a result could not be written, or would overwrite a desired file
-        check_outputs(args, "--out", "--report", "--summary", inputs=desired_inputs(loaded))
-        async with connect(args) as (session, target):
-            trail: TrailFindings | None = None
-            verdict = ChangesVerdict()
-            safety: Safety | None = None
-            try:
-                with clock.phase("fetch"):
-                    observed = await fetch_keys(session)
-            except Interrupted:
-                result = interrupted_plan(loaded.state.keys)
-            else:
-                refuse_undeclared(await check_desired(session, loaded.state, observed))
-                with clock.phase("diff"):
-                    result = compute_plan(loaded.state, observed)
-                with clock.phase("attribution"):
-                    trail = await attribute_plan(session, result, trail_settings(args))
-                show(args, render_plan(result, verbose=args.verbose > 0, trail=trail))
-                verdict = check_changes(args, policy, result, observed, clock.started)
-                if verdict.refusal is not None:
-                    show(args, f"Warning: apply would refuse this plan (exit 1): {verdict.refusal}.\n")
-                safety = assess(result, args.max_changes)
-                if safety.exceeded:
-                    show(args, f"Warning: apply would refuse this plan (exit 3): {safety.describe()}.\n")
-                if args.out:
-                    _save(args, result, target, loaded, clock, policy=policy is not None)
-            report = make_report(
-                clock,
-                loaded.files,
-                session.client,
-                target.project_id,
-                result,
-                settings=settings(args),
-                interrupted=session.interrupted,
-                safety=safety,
-                trail=trail,
-            )
-        verdict.add_to(report)
-        write_outputs(args, report, clock)
-    if session.interrupted:
-        log.error("interrupted: the request in flight was cancelled; the plan is incomplete")
-        return ExitCode.FAILURE
-    log_failures([f"{item.key.label}: {item.outcome.value}: {item.reason}" for item in result.errors])
-    if result.errors:
-        return ExitCode.FAILURE
-    return ExitCode.CHANGES_PENDING if result.changes else ExitCode.OK
+    return invocation(args, options, plan.run, paths=args.paths)

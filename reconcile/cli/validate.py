@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
-from reconcile.cli.common import load, print_diagnostics
+from reconcile.cli.command import Invocation, invocation
 from reconcile.cli.options import (
-    NO_PATHS,
     PATHS_HELP,
     Parser,
     add_command,
     add_policy_option,
     desired_options,
-    policy_wanted,
+    policy_choice,
     targets_options,
 )
-from reconcile.errors import ExitCode, UsageError
-
-log = logging.getLogger("reconcile")
+from reconcile.job import validate
+from reconcile.job.validate import ValidateOptions
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
@@ -40,19 +37,9 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         "sarif: SARIF 2.1.0 for GitHub code scanning",
     )
     add_policy_option(parser)
-    parser.set_defaults(handler=run)
+    parser.set_defaults(invocation=parse)
 
 
-def run(args: argparse.Namespace) -> int:
-    if not args.paths:
-        raise UsageError(NO_PATHS)
-    if policy_wanted(args):  # (only then is any of the policy imported: validate runs on every commit)
-        from reconcile.cli.policy import check_files, configured  # noqa: PLC0415
-
-        if (policy := configured(args)) is not None:
-            return check_files(args, policy, load(args, args.format))
-    loaded = load(args, args.format)
-    if args.format in ("json", "sarif"):
-        print_diagnostics([], args.format)  # nothing found; within a target's run, part of the combined output
-    log.info("%d file(s), %d key(s): valid", len(loaded.files), len(loaded.state.keys))
-    return ExitCode.OK
+def parse(args: argparse.Namespace) -> Invocation[ValidateOptions]:
+    options = ValidateOptions(tuple(args.paths), args.max_file_size, policy_choice(args))
+    return invocation(args, options, validate.run, paths=args.paths, output_format=args.format)

@@ -94,6 +94,10 @@ class SecretRedactor(logging.Filter):
         self._forms |= encoded_forms(secret)
         self._pattern = None  # compiled when next used: many secrets added at once cost one compile
 
+    def clear(self) -> None:
+        """Forget every secret: a command line run in-process is over, the next one adds its own."""
+        self._forms, self._pattern = set(), None
+
     def redact(self, text: str) -> str:
         if not self._forms:
             return text

@@ -112,7 +112,7 @@ class _Route(NamedTuple):
 class Emulator:
     """Start with `with Emulator(config, keys) as emulator:`; `emulator.url` is the base URL."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (keyword-only network settings)
         self,
         config: EmulatorConfig | None = None,
         keys: Iterable[Mapping[str, Any]] = (),
@@ -239,7 +239,7 @@ class Emulator:
         """The answer the client gets: through the tests' hooks on this path, if any, else `answer`."""
         return Call(method, path, query, headers, body, self, self._hooks_for(path)).forward()
 
-    def answer(
+    def answer(  # noqa: PLR0913 (the request's parts, and the fault to answer with)
         self, method: str, path: str, query: str, headers: Mapping[str, str], body: Any, *, fault: str | None = None
     ) -> Answer:
         """The answer to one request: admin, or API through auth, rate limits and faults (`fault`:
@@ -440,7 +440,7 @@ class Emulator:
         self.audit.add({**check_event(request.body), "remoteAddress": request.remote})
         return Answer(200, {})
 
-    def record_change(
+    def record_change(  # noqa: PLR0913 (keyword-only record details)
         self,
         action: str,
         keys: Sequence[Mapping[str, Any]],

@@ -1,3 +1,4 @@
-"""The job: the steps of one run in order (octoDNS' manager) — load the desired state, open a session,
-fetch, plan, execute, report. `clock` and `load` are light for the offline commands; `session` holds
-the network side."""
+"""The use cases: one module per command (validate, plan, apply, rotate, export, audit), each typed
+options in and a `Result` out, running the steps of one run in order (octoDNS' manager). The light
+ones (`validate`, `load`, `options`, `outputs`, `result`, `clock`) serve the offline commands; the
+others hold the network side."""

@@ -10,6 +10,7 @@ its word: `unchecked` says why, and `doctor` says more.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -18,7 +19,8 @@ from typing import Any
 from reconcile.apply.limiter import Budget
 from reconcile.desired.declared import Declaration, attribute_names, problems
 from reconcile.desired.loader import Diagnostic
-from reconcile.errors import ReconcileError
+from reconcile.errors import ReconcileError, ValidationFailed
+from reconcile.job.result import Output
 from reconcile.job.session import Session
 from reconcile.model import DesiredState
 
@@ -81,6 +83,19 @@ async def check_desired(session: Session, state: DesiredState, observed: Sequenc
         return DeclaredCheck((), None)
     declarations = await read_declarations(session, names, observed)
     return DeclaredCheck(tuple(problems(state.keys, declarations.found)), declarations.unchecked)
+
+
+def refuse_undeclared(check: DeclaredCheck, output: Output) -> None:
+    """Custom attributes the project does not declare, or values it will not take: located errors,
+    before any write (a warning when the declarations could not be trusted)."""
+    if check.unchecked:
+        output.say(
+            logging.WARNING,
+            f"warning: custom attributes not checked against the project's declarations: {check.unchecked}",
+        )
+    if check.diagnostics:
+        output.diagnostics.extend(check.diagnostics)
+        raise ValidationFailed(len(check.diagnostics))
 
 
 @dataclass(frozen=True)

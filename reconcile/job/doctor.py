@@ -9,19 +9,30 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import json
+import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from reconcile.client.descope import DEFAULT_BASE_URL, Credentials, DescopeClient, License
+from reconcile.config.targets import TargetConfig
 from reconcile.desired.declared import attribute_names, problems
-from reconcile.errors import AuthenticationError, ReconcileError
+from reconcile.errors import AuthenticationError, ExitCode, ReconcileError
+from reconcile.job.connect import credentials_for
 from reconcile.job.declared import held_names
+from reconcile.job.load import load_valid
+from reconcile.job.options import Remote
+from reconcile.job.result import Output, settled_async
+from reconcile.job.result import Result as RunResult
 from reconcile.job.tenant import HOW
 from reconcile.job.trail import search_window
 from reconcile.model import DesiredState
+from reconcile.output.escape import text_line
 from reconcile.trail.records import KEY_ACTIONS, TrailShapeError, parse_record
 
 SKEW_WARN_SECONDS = 2.0  # a change is matched to a run's writes within 2 s (trail/attribution.py)
@@ -288,3 +299,62 @@ async def run(options: DoctorOptions) -> Result:
         checks.append(attributes_check(options.desired, keys, declared, failure))
         checks += unknowns(keys, loaded)
     return Result(project_id, options.base_url, tuple(checks))
+
+
+_MARKS = {Status.PASS: "ok  ", Status.WARN: "warn", Status.FAIL: "FAIL", Status.UNKNOWN: "?   "}
+
+
+@dataclass(frozen=True)
+class DoctorCommand:
+    """`doctor` as the command line gives it: the project (a config target's, else the environment's),
+    the desired files whose attributes to check, the event's tenant, and the output format."""
+
+    paths: tuple[str, ...]
+    remote: Remote
+    audit_tenant: str | None = None
+    as_json: bool = False
+    outputs: None = None  # writes no report
+
+    def for_target(self, target: TargetConfig) -> DoctorCommand:
+        tenant = target.settings.get("auditTenant", self.audit_tenant)
+        return replace(self, paths=target.paths, remote=self.remote.for_target(target), audit_tenant=tenant)
+
+    def files(self) -> Mapping[str, Path | None]:
+        return {}
+
+
+def render(result: Result) -> str:
+    lines = [f"descope-reconcile doctor: project {result.project_id} at {result.base_url}"]
+    for check in result.checks:
+        needed = " (needed)" if check.needed else ""
+        lines.append(text_line(f"  {_MARKS[check.status]} {check.name}{needed}: {check.detail}"))
+    verdict = "every check a plan or apply needs passes" if result.ok else "a check a plan or apply needs fails"
+    return "\n".join([*lines, f"Doctor: {verdict}."]) + "\n"
+
+
+async def _doctor(command: DoctorCommand, output: Output) -> RunResult:
+    desired = load_valid(command.paths, output).state if command.paths else None
+    config = command.remote.target
+    credentials, base_url = credentials_for(config)
+    environment = os.environ
+    overridden = (
+        bool(config.base_url)
+        if config
+        else bool(environment.get("DESCOPE_BASE_URL") or environment.get("DESCOPE_BASE_URI"))
+    )
+    options = DoctorOptions(
+        credentials=credentials,
+        base_url=base_url,
+        base_url_overridden=overridden,
+        desired=desired,
+        audit_tenant=command.audit_tenant,
+        rate=command.remote.rate,
+        timeout=command.remote.timeout,
+    )
+    result = await run(options)
+    output.show(json.dumps(result.as_json(), indent=2) + "\n" if command.as_json else render(result))
+    return output.result(ExitCode.OK if result.ok else ExitCode.FAILURE)
+
+
+async def doctor(command: DoctorCommand) -> RunResult:
+    return await settled_async(partial(_doctor, command))

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES, YAML_SUFFIXES, Diagnostic, ParsedFile, load_files
 from reconcile.desired.validation import build_desired_state
+from reconcile.errors import ValidationFailed
 from reconcile.job.clock import RunClock
+from reconcile.job.result import Output
 from reconcile.model import DesiredFile, DesiredState
 
 
@@ -41,6 +43,17 @@ def load_desired(
             problems += more
     files = tuple(DesiredFile(p.path, p.sha256) for p in parsed)
     return LoadedDesired(state, files, tuple(sorted([*diagnostics, *problems])), tuple(parsed))
+
+
+def load_valid(
+    paths: Sequence[str], output: Output, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES, clock: RunClock | None = None
+) -> LoadedDesired:
+    """The desired state, or ValidationFailed with every problem for the output: then nothing is sent."""
+    loaded = load_desired(paths, max_bytes=max_bytes, clock=clock)
+    if loaded.diagnostics:
+        output.diagnostics.extend(loaded.diagnostics)
+        raise ValidationFailed(len(loaded.diagnostics))
+    return loaded
 
 
 def _with_files_beside(

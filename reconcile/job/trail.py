@@ -24,9 +24,11 @@ from reconcile import __version__
 from reconcile.apply.calls import KeyResult
 from reconcile.apply.limiter import Budget
 from reconcile.apply.retry import RetryPolicy, Tally
+from reconcile.config.targets import TargetConfig
 from reconcile.errors import AuthenticationError, Interrupted, RateLimitedError, ReconcileError
-from reconcile.job.session import Session, now_ms
+from reconcile.job.session import Session
 from reconcile.job.tenant import event_tenant, unclaimed_caveat
+from reconcile.job.timed import now_ms
 from reconcile.model import DesiredFile
 from reconcile.output.report import git_state
 from reconcile.plan.diff import DONE, Outcome, Plan
@@ -54,6 +56,10 @@ class TrailSettings:
     actions: tuple[str, ...]  # the key events (--attribution-actions; KEY_ACTIONS by default)
     event: bool  # record each apply that changed keys (--no-audit-event)
     tenant: str | None  # tenantId of the event (--audit-tenant)
+
+    def for_target(self, target: TargetConfig) -> TrailSettings:
+        """A config target's `auditTenant` wins."""
+        return dataclasses.replace(self, tenant=target.settings.get("auditTenant", self.tenant))
 
 
 # The window every SDK would send (the Java SDK refuses any other before sending): `from` no older
@@ -269,7 +275,7 @@ async def attribute_plan(session: Session, plan: Plan, settings: TrailSettings) 
     return TrailFindings(step, keys)
 
 
-async def after_apply(
+async def after_apply(  # noqa: PLR0913 (two keyword-only facts of the run)
     session: Session,
     settings: TrailSettings,
     attribution: TrailFindings,

@@ -137,7 +137,7 @@ def unsettled_records(unsettled: Sequence[Unsettled], recovery: Recovery) -> lis
     ]
 
 
-def build_report(
+def build_report(  # noqa: PLR0913 (keyword-only: one per section of the report)
     *,
     run: RunInfo,
     files: Sequence[DesiredFile],

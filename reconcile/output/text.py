@@ -116,7 +116,7 @@ def render_plan(plan: Plan, *, verbose: bool = False, trail: TrailFindings | Non
     return text_block([*lines, *summary])
 
 
-def render_results(
+def render_results(  # noqa: PLR0913 (what a run's last lines say; the rest keyword-only)
     results: Sequence[KeyResult],
     unsent: Sequence[KeyPlan],
     recovery: Recovery,

@@ -43,7 +43,7 @@ def desired_checksum(files: Iterable[DesiredFile]) -> str:
     return digest(sorted(f.sha256 for f in files))
 
 
-def save(
+def save(  # noqa: PLR0913 (keyword-only: each is one field of the saved plan)
     plan: Plan,
     *,
     project_id: str,

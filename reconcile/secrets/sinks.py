@@ -222,7 +222,7 @@ class _Exchange:
 
 
 class SecretsCommand:
-    def __init__(
+    def __init__(  # noqa: PLR0913 (the command and how it runs; keyword-only past the first)
         self,
         command: str,
         project_id: str,
@@ -491,7 +491,7 @@ class Sinks:
         self._sinks = sinks
 
     @classmethod
-    def open(
+    def open(  # noqa: PLR0913 (each sink and how it runs; keyword-only past the sinks)
         cls,
         out: Path | None,
         command: str | None,

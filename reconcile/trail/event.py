@@ -48,7 +48,7 @@ class RunSource:
         return None
 
 
-def apply_event(
+def apply_event(  # noqa: PLR0913 (keyword-only: one per field of the event)
     source: RunSource,
     *,
     outcomes: Mapping[str, int],

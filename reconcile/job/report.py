@@ -1,0 +1,62 @@
+"""What one run leaves for its report, typed, and the report built from it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from reconcile.apply.journal import Unsettled
+from reconcile.client.descope import DescopeClient
+from reconcile.job.clock import RunClock
+from reconcile.job.execute import ApplyOutcome
+from reconcile.model import DesiredFile
+from reconcile.output.recovery import Recovery
+from reconcile.output.report import RunInfo, build_report, git_state
+from reconcile.plan.diff import Plan
+from reconcile.plan.safety import Safety
+from reconcile.trail.findings import TrailFindings
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run, as its report tells it: what it read, planned, did and learned."""
+
+    clock: RunClock
+    client: DescopeClient  # its base URL and the requests it sent, by status
+    project_id: str
+    plan: Plan
+    settings: Mapping[str, Any]  # the run's knobs (`run.settings`)
+    files: Sequence[DesiredFile] = ()
+    outcome: ApplyOutcome | None = None
+    interrupted: bool = False
+    trail: TrailFindings | None = None
+    safety: Safety | None = None
+    saved_plan: Mapping[str, Any] | None = None  # the provenance of a saved plan applied
+    unsettled: Sequence[Unsettled] = ()
+    recovery: Recovery | None = None
+
+
+def run_info(clock: RunClock, settings: Mapping[str, Any], *, interrupted: bool = False) -> RunInfo:
+    timings = {name: round(seconds, 4) for name, seconds in clock.timings.items()}
+    return RunInfo(clock.run_id, clock.mode, clock.started, datetime.now(UTC), settings, interrupted, timings)
+
+
+def make_report(run: RunRecord) -> dict[str, Any]:
+    return build_report(
+        run=run_info(run.clock, run.settings, interrupted=run.interrupted),
+        files=run.files,
+        git=git_state([f.path for f in run.files]),
+        project_id=run.project_id,
+        base_url=run.client.base_url,
+        plan=run.plan,
+        results=run.outcome.results if run.outcome else (),
+        requests_by_status=run.client.requests_by_status,
+        retries=run.outcome.retries if run.outcome else 0,
+        trail=run.trail,
+        safety=run.safety.as_json() if run.safety else None,
+        saved_plan=run.saved_plan,
+        unsettled=run.unsettled,
+        recovery=run.recovery or Recovery((), None),
+    )
