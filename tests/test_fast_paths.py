@@ -68,6 +68,7 @@ def quick_verdicts(schema: str, document: Any) -> set[bool]:
     unless the document holds what JSON cannot: then the compiled one decides)."""
     verdicts = {is_valid(schema, document)}
     with contextlib.suppress(ValueError, TypeError):
+        json.dumps(document, allow_nan=False)  # a large document is JSON (YAML's `.inf` is refused apart)
         verdicts.add(validators._native(schema)(document))
     return verdicts
 

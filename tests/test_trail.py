@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -387,13 +388,16 @@ class _RepeatingTrail:
         return {"audits": self.audits, "total": 10 * len(self.audits)}
 
 
+BASE = int(time.time() * 1000) - 120_000  # two minutes ago
+
+
 def test_a_page_repeated_is_read_once_and_an_overwritten_change_said_once() -> None:
     def raw(key: str, at: int, actor: str, ident: str) -> dict[str, Any]:
         return {
             "ID": ident,
             "action": "AccessKeyModified",
             "actorId": actor,
-            "occurred": at,
+            "occurred": BASE + at,  # (within the window the check searches: the last 30 days)
             "data": {"accessKeyId": key},
         }
 
@@ -403,7 +407,7 @@ def test_a_page_repeated_is_read_once_and_an_overwritten_change_said_once() -> N
 
     async def check() -> Any:
         session = Session(client, RetrySettings(rate=100, max_attempts=6, deadline=300, timeout=1))  # type: ignore[arg-type]
-        return await check_overwrites(session, _timeline(K1=(100, 1_000, 1_100)), settings)
+        return await check_overwrites(session, _timeline(K1=(BASE + 100, BASE + 1_000, BASE + 1_100)), settings)
 
     step, found = asyncio.run(check())
     assert [(item.key_id, item.change.actor) for item in found.overwritten] == [("K1", "U2bob")]

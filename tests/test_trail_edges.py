@@ -175,7 +175,9 @@ def test_no_secret_in_any_byte_the_trail_features_write(start_emulator: Any, tmp
     desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "two"}, {"name": "fresh"}]).parent
     env = cli_env(emulator)
     written: list[str] = []
-    for n, args in enumerate((["apply", str(desired)], ["rotate", "--ids", "K1"])):
+    for n, args in enumerate(
+        (["apply", "--audit-tenant", "T0", str(desired)], ["rotate", "--audit-tenant", "T0", "--ids", "K1"])
+    ):
         report, summary = tmp_path / f"r{n}.json", tmp_path / f"s{n}.md"
         sinks = ["--secrets-out", str(tmp_path / "secrets.jsonl"), "--report", str(report), "--summary", str(summary)]
         result = run_cli([*args, *sinks], env)
@@ -208,7 +210,10 @@ def test_a_saved_plan_applied_reports_an_overwrite_as_a_direct_apply_does(start_
         return answer
 
     emulator.intercept("/v1/mgmt/accesskey", bob_after_the_reread)
-    apply = run_cli(["apply", "--plan", str(tmp_path / "plan.json"), "--report", str(tmp_path / "r.json")], env)
+    apply = run_cli(
+        ["apply", "--audit-tenant", "T0", "--plan", str(tmp_path / "plan.json"), "--report", str(tmp_path / "r.json")],
+        env,
+    )
     assert apply.code == 4, apply.output
     assert "! K1  [overwritten] changed" in apply.stdout and "by U2bob from 203.0.113.7" in apply.stdout
     key = load_report(tmp_path / "r.json")["keys"][0]
@@ -281,7 +286,7 @@ def test_sigint_while_the_trail_hangs_ends_the_run_and_frees_the_lock(
     emulator.intercept(path, hang)
     desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
     env = cli_env(emulator, XDG_STATE_HOME=str(tmp_path / "state"))
-    process = start_process(["apply", str(desired), "--report", str(tmp_path / "r.json")], env)
+    process = start_process(["apply", "--audit-tenant", "T0", str(desired), "--report", str(tmp_path / "r.json")], env)
     try:
         assert arrived.wait(60), "the request never came"
         process.send_signal(signal.SIGINT)
@@ -316,7 +321,7 @@ def test_a_retry_after_past_the_deadline_never_holds_the_run(
     emulator.intercept(path, lambda call: Answer(status, busy, headers={"Retry-After": "100"}))
     desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
     started = time.monotonic()
-    args = ["apply", str(desired), "--report", str(tmp_path / "r.json"), "--key-deadline", "3"]
+    args = ["apply", "--audit-tenant", "T0", str(desired), "--report", str(tmp_path / "r.json"), "--key-deadline", "3"]
     result = run_cli(args, cli_env(emulator), timeout=60)
     assert result.code == ExitCode.OK and time.monotonic() - started < 12, result.output
     trail = load_report(tmp_path / "r.json")["trail"]

@@ -66,7 +66,7 @@ def test_someone_elses_edit_just_after_the_write_is_never_the_tools_own(start_em
     hook(emulator, edit_before_answering)
     desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
     env = cli_env(emulator)
-    apply = run_cli(["apply", str(desired), "--report", str(tmp_path / "r.json")], env)
+    apply = run_cli(["apply", "--audit-tenant", "T0", str(desired), "--report", str(tmp_path / "r.json")], env)
     assert apply.code == 0, apply.output
     assert "[overwritten]" not in apply.stdout and "K1  [not checked]" in apply.stdout
     key = load_report(tmp_path / "r.json")["keys"][0]
@@ -98,7 +98,16 @@ def test_a_lagging_trail_never_hides_an_overwrite_as_clean(start_emulator: Any, 
 
     hook(emulator, bob_meanwhile_and_a_lagging_trail)
     desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
-    args = ["apply", str(desired), "--report", str(tmp_path / "r.json"), "--summary", str(tmp_path / "s.md")]
+    args = [
+        "apply",
+        "--audit-tenant",
+        "T0",
+        str(desired),
+        "--report",
+        str(tmp_path / "r.json"),
+        "--summary",
+        str(tmp_path / "s.md"),
+    ]
     apply = run_cli(args, cli_env(emulator))
     assert apply.code == 0, apply.output  # the exit code is unchanged; the check says it could not be made
     assert "K1  [not checked]" in apply.stdout and "overwritten check partial: 1 key(s) not checked" in apply.stdout
@@ -117,7 +126,7 @@ def test_after_no_attribution_a_nearby_edit_is_not_credited_and_the_actor_is_alw
     emulator = start_emulator([{"id": "K1", "name": "old"}, {"id": "K2", "name": "old"}])
     desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}, {"id": "K2", "name": "new"}]).parent
     env = cli_env(emulator)
-    apply = run_cli(["apply", str(desired), "--no-attribution"], env)
+    apply = run_cli(["apply", "--audit-tenant", "T0", str(desired), "--no-attribution"], env)
     assert apply.code == 0, apply.output
     console(emulator, "K1", "U2carol", name="carol's")  # within a second of the run's write to K1
     write_desired(desired, [{"id": "K1", "name": "new"}, {"id": "K2", "name": "newer"}])
@@ -148,7 +157,16 @@ def test_a_deactivate_after_someone_elses_edit_is_not_an_overwrite(start_emulato
     hook(emulator, dave_after_the_read)
     keys = [{"id": "K1", "name": "one", "status": "inactive"}, {"id": "K2", "name": "two", "status": "inactive"}]
     desired = write_desired(tmp_path / "desired", keys).parent
-    args = ["apply", str(desired), "--report", str(tmp_path / "r.json"), "--summary", str(tmp_path / "s.md")]
+    args = [
+        "apply",
+        "--audit-tenant",
+        "T0",
+        str(desired),
+        "--report",
+        str(tmp_path / "r.json"),
+        "--summary",
+        str(tmp_path / "s.md"),
+    ]
     apply = run_cli(args, cli_env(emulator))
     assert apply.code == 0, apply.output
     assert "[overwritten]" not in apply.stdout and "K1  [changed meanwhile] changed " in apply.stdout
@@ -168,14 +186,14 @@ def test_creates_and_rotations_are_timed_and_credited(start_emulator: Any, tmp_p
     desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "one"}, {"name": "fresh"}]).parent
     env = cli_env(emulator)
     secrets = ["--secrets-out", str(tmp_path / "s.jsonl"), "--report", str(tmp_path / "r.json")]
-    apply = run_cli(["apply", str(desired), *secrets], env)
+    apply = run_cli(["apply", "--audit-tenant", "T0", str(desired), *secrets], env)
     assert apply.code == 0, apply.output
     new_id = next(key["id"] for key in emulator.store.all() if key["name"] == "fresh")
     data = events(emulator)[-1]["data"]
     assert data["changedKeyIds"] == [new_id] and [w[0] for w in data["writes"][new_id]] == ["create"]
     assert data["writerActorId"] == writer(emulator), "the record of a key only this run created proves the writer"
 
-    rotate = run_cli(["rotate", "--ids", "K1", *secrets], env)
+    rotate = run_cli(["rotate", "--audit-tenant", "T0", "--ids", "K1", *secrets], env)
     assert rotate.code == 0, rotate.output
     data = events(emulator)[-1]["data"]
     assert data["outcomes"] == {"rotated": 1} and [w[0] for w in data["writes"]["K1"]] == ["rotate"]
@@ -226,7 +244,11 @@ def test_a_throttled_apply_event_never_holds_a_finished_run(start_emulator: Any,
     hook(emulator, throttle_the_event)
     desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
     started = time.monotonic()
-    apply = run_cli(["apply", str(desired), "--report", str(tmp_path / "r.json")], cli_env(emulator), timeout=60)
+    apply = run_cli(
+        ["apply", "--audit-tenant", "T0", str(desired), "--report", str(tmp_path / "r.json")],
+        cli_env(emulator),
+        timeout=60,
+    )
     took = time.monotonic() - started
     assert apply.code == 0, apply.output
     assert took < 20, f"the finished run waited {took:.0f} s for its event"
