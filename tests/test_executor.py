@@ -18,29 +18,13 @@ from reconcile.errors import NotFoundError, ServerError, TransportError
 from reconcile.model import PruneScope, SourceLocation
 from reconcile.plan.diff import KeyPlan, Outcome, plan_prune
 from reconcile.secrets.secret import Secret
+from tests import test_plan as plan_tests
 
 SCOPE_AT = SourceLocation("desired/keys.yaml", 3)
 
 
 def server_key(key_id: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "id": key_id,
-        "name": f"ci-{key_id}",
-        "description": "",
-        "roleNames": [],
-        "keyTenants": [],
-        "customClaims": {},
-        "permittedIps": [],
-        "customAttributes": {},
-        "status": "active",
-        "createdTime": 1,
-        "expireTime": 0,
-        "createdBy": "someone",
-        "clientId": "C1",
-        "boundUserId": "",
-        "editable": True,
-        **fields,
-    }
+    return plan_tests.server_key(id=key_id, name=f"ci-{key_id}", **fields)
 
 
 class FakeClient:
