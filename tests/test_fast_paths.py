@@ -189,6 +189,80 @@ def test_the_key_index_agrees_with_the_parse_events(text: str) -> None:
         assert indexed == expected
 
 
+# Ways to write an item that opens with its id (or not): the quick scan must take the first three,
+# and may take another only where it places the key as the parse events do.
+_OPENING_IDS = [
+    'id: "{id}"',
+    "id: {id}",
+    'id:   "{id}"  ',
+    "id: {id}  ",
+    "id: '{id}'",
+    'id: "{id}"  # c',
+    "id: {id} # c",
+    'id: "{id}\n{deeper}"',
+    'id: {id}"',
+    'id: "{id}\n{deeper}x"',
+    "id: {id}\n{deeper}x",
+    "id: !!str {id}",
+    "id: &a {id}",
+    'id: "{id}\\t"',
+    "id: 12",
+    "id: ~",
+    "id:\n{deeper}{id}",
+    "id: {id}\n# id: {other}",
+    "name: n{id}",  # no id: the item is placed at its first field
+    "# id: {id}",  # no id, nor any field
+]
+
+
+@st.composite
+def id_first_layouts(draw: st.DrawFn) -> tuple[str, bool]:
+    """A `keys` list whose items open as `_OPENING_IDS` says (some with fields after it, some
+    followed by a top-level section), and whether the quick scan must take it."""
+    indent = draw(st.sampled_from([0, 2]))
+    gap = draw(st.sampled_from([1, 3]))
+    column = indent + 1 + gap
+    deeper = " " * (column + 2)
+    spellings = draw(st.lists(st.sampled_from(_OPENING_IDS), min_size=1, max_size=4))
+    lines = ["version: 1", "keys:"]
+    for index, spelling in enumerate(spellings):
+        values = {"id": f"K{index}", "other": f"K{index + 1}", "deeper": deeper}
+        more = draw(st.lists(st.sampled_from(["name: x", "roleNames: [a, b]  # a comment"]), unique=True))
+        fields = [spelling.format(**values), *more]
+        lines.append(" " * indent + "-" + " " * gap + "\n".join(fields).replace("\n", "\n" + " " * column))
+    after = ["prune: {namePrefix: ci-}", "# trailer", "keys2: 1"]
+    lines += draw(st.lists(st.sampled_from(after), max_size=2, unique=True))
+    return "\n".join(lines) + "\n", all(spelling in _OPENING_IDS[:3] for spelling in spellings)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layout=id_first_layouts())
+def test_the_quick_scan_of_an_exported_layout_agrees_with_the_parse_events(layout: tuple[str, bool]) -> None:
+    """The quick scan answers only what the node marks say, and does answer for `export`'s layout;
+    where it declines, the item-by-item reading still answers right or not at all."""
+    text, quick = layout
+    try:
+        root = yaml12.compose(text)
+    except yaml.YAMLError:
+        assume(False)
+    parsed = parse_text("f.yaml", text.encode())
+    assume(isinstance(parsed, ParsedFile) and isinstance(parsed.data, dict))
+    assert isinstance(parsed, ParsedFile)
+    keys = parsed.data["keys"]
+    expected = [yamlcheck.locate(root, ["keys", i, "id"], key=True) for i in range(len(keys))]
+    head = text.index("\nkeys:") + len("\nkeys:")
+    first = re.compile(r"\n( *)-( +)").search(text, head)
+    assert first is not None
+    indent, gap = len(first.group(1)), len(first.group(2))
+    quick_marks = keyindex._the_id_first(text, keys, first.start(), indent, gap)
+    assert quick_marks is not None or not quick
+    if quick_marks is not None:
+        assert keyindex._each_item(text, keys, first.start(), indent, indent + 1 + gap) == quick_marks
+    assert keyindex.key_positions(text, keys) in (None, expected)
+    if quick:
+        assert keyindex.key_positions(text, keys) == expected
+
+
 def test_the_key_index_reads_an_export_of_many_keys() -> None:
     from reconcile.output.export import render_export  # noqa: PLC0415
 
