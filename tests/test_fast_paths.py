@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from reconcile.desired import keyindex, yaml12, yamlcheck
+from reconcile.desired import keyindex, validation, yaml12, yamlcheck
 from reconcile.desired.loader import ParsedFile, parse_text
 from reconcile.job.load import load_desired
 from reconcile.schemas import validators
@@ -92,6 +92,61 @@ def test_a_large_document_is_checked_natively_and_agrees(monkeypatch: pytest.Mon
     ):
         assert is_valid(DESIRED_SCHEMA, document) is valid
         assert validator(DESIRED_SCHEMA).is_valid(document) is valid
+
+
+_IPS = ["10.0.0.0/8", "10.0.0.1/8", "10.0.0.1", "10.0.0.1/32", "010.0.0.1", "10.0.0.01", "::1", "0::1", "fe80::1%eth0"]
+_IPS += ["1.2.3.4/033", "1.2.3.4/33", "", "x", "0.0.0.0/0", "::/0", "::1/129", "2001:db8::/32"]
+ips = st.sampled_from(_IPS) | st.integers() | st.lists(st.sampled_from(_IPS), max_size=1)
+numbers = (
+    st.sampled_from([float("inf"), float("nan"), 1.5]) | st.integers() | st.booleans() | st.none() | st.text(max_size=2)
+)
+values = numbers | st.lists(
+    numbers | st.lists(numbers, max_size=1) | st.dictionaries(st.text(max_size=1), numbers), max_size=2
+)
+maps = st.dictionaries(st.text(max_size=2), values, max_size=3) | st.dictionaries(
+    st.integers() | st.booleans() | st.none() | st.floats(), values, max_size=2
+)
+semantic_items = st.fixed_dictionaries(
+    {},
+    optional={  # mostly as a key is written, so that what the quick look lets through is searched
+        "keyTenants": st.one_of(
+            *[st.lists(st.fixed_dictionaries({"tenantId": st.sampled_from(["t1", "t2"])}))] * 3, anything
+        ),
+        "roleNames": st.lists(st.sampled_from(["a", "b"]), max_size=2) | anything,
+        "customClaims": st.one_of(*[maps] * 3, anything),
+        "customAttributes": st.one_of(*[maps] * 3, anything),
+        "permittedIps": st.one_of(*[st.lists(ips, max_size=3)] * 3, ips),
+        "waivers": st.lists(st.fixed_dictionaries({"until": st.sampled_from(["2024-02-30", "2024-01-01", "x", 1])}))
+        | anything,
+        "name": names,
+    },
+)
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(item=semantic_items)
+@example(item={"customClaims": {"a": [1, float("inf")]}})
+@example(item={"customAttributes": {"a": float("nan")}})
+@example(item={"customAttributes": {1: "x"}})
+@example(item={"keyTenants": [{"tenantId": "t1"}, {"tenantId": "t1"}]})
+@example(item={"keyTenants": [{"tenantId": "t1"}], "roleNames": ["a"]})
+@example(item={"permittedIps": ["10.0.0.1", "10.0.0.1/32", "010.0.0.1"]})
+@example(item={"permittedIps": ["::1", "0::1"]})
+@example(item={"waivers": [{"rule": "r", "reason": "r", "until": "2024-02-30"}]})
+def test_a_key_said_to_have_no_problem_has_none(item: dict[str, Any]) -> None:
+    """The quick look at a key (_may_have_problems) says False only where the checks that explain
+    find nothing: no IP written wrong or twice, no infinite number, no tenant twice, ..."""
+    assert validation._may_have_problems(item) or not validation._semantic_problems(item, ["keys", 0])
+
+
+def test_a_plain_key_is_not_looked_at_twice() -> None:
+    """The quick look does answer False for the keys a project is made of (else it saves nothing)."""
+    keys = [
+        {"id": "K1", "roleNames": ["a"], "keyTenants": [], "customClaims": {"t": 1, "p": True, "s": "x"}},
+        {"id": "K2", "keyTenants": [{"tenantId": "t1", "roleNames": ["a"]}], "permittedIps": ["10.0.0.0/8", "::1"]},
+        {"id": "K3", "customAttributes": {"regions": ["eu", "us"], "n": None, "l": [[1]]}, "status": "active"},
+    ]
+    assert [validation._may_have_problems(key) for key in keys] == [False, False, False]
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -284,6 +284,50 @@ def _semantic_problems(item: dict[str, Any], base: list[str | int]) -> Located:
     ]
 
 
+# What a map field's values may be for `_map_problems` to find nothing in them (no float: it
+# could be infinite). A list is looked into.
+_NO_FLOAT = frozenset({str, int, bool, type(None), dict})
+
+
+def _floatless(values: Any) -> bool:
+    """A mapping with string keys only and no float among its values (nor in a list among them), or
+    no mapping at all: either way nothing for `_map_problems` to find."""
+    if type(values) is not dict:
+        return not isinstance(values, dict)
+    for name, value in values.items():
+        if type(name) is not str:
+            return False
+        if type(value) not in _NO_FLOAT:
+            if type(value) is not list:
+                return False
+            for item in value:
+                if type(item) not in _NO_FLOAT and type(item) is not list:
+                    return False
+    return True
+
+
+@lru_cache(maxsize=4096)  # a project's keys share a few lists of ranges, as they share the ranges
+def _fine_ip_list(entries: tuple[Any, ...]) -> bool:
+    return not _ip_problems({"permittedIps": list(entries)}, [])
+
+
+def _may_have_problems(item: dict[str, Any]) -> bool:
+    """False only where `_semantic_problems` finds nothing: a valid key costs a few look-ups here (a
+    big project has 100,000 of them), and the checks that explain run where this says True."""
+    tenants = item.get("keyTenants")
+    if tenants and (not isinstance(tenants, list) or len(tenants) > 1 or item.get("roleNames")):
+        return True  # (one tenant is never listed twice, and without roles conflicts with none)
+    if "waivers" in item or not (_floatless(item.get("customClaims")) and _floatless(item.get("customAttributes"))):
+        return True
+    ips = item.get("permittedIps")
+    if not ips:
+        return False
+    try:
+        return not _fine_ip_list(tuple(ips))
+    except TypeError:  # an entry that is no string (a list, a mapping): the schema's to explain
+        return True
+
+
 def _waivers(item: Mapping[str, Any]) -> tuple[Waiver, ...]:
     waivers = item.get("waivers")
     return tuple(
@@ -347,13 +391,28 @@ def validate_file(parsed: ParsedFile) -> list[Diagnostic]:
     defaults = _defaults_of(data)
     diagnostics.extend(located(parsed, path, message) for path, message in _semantic_problems(defaults, ["defaults"]))
     keys = data.get("keys")
-    if isinstance(keys, list):
+    # A key conflicts with `defaults` only where a default gives roles or tenants.
+    inherits = any(isinstance(defaults.get(name), list) and defaults[name] for name in ("roleNames", "keyTenants"))
+    for index, item in enumerate(keys if isinstance(keys, list) else []):
+        if not isinstance(item, dict):
+            continue
+        if _may_have_problems(item):
+            found = _semantic_problems(item, ["keys", index])
+            diagnostics.extend(located(parsed, path, message) for path, message in found)
+        if inherits and (conflict := _conflict_with_defaults(parsed, item, defaults, ["keys", index])):
+            diagnostics.append(conflict)
+    return diagnostics
+    for index in [index for index, item in enumerate(keys) if isinstance(item, dict) and _may_have_problems(item)]:
+        diagnostics.extend(
+            located(parsed, path, message) for path, message in _semantic_problems(keys[index], ["keys", index])
+        )
+    # A key conflicts with `defaults` only where a default gives roles or tenants.
+    if any(isinstance(defaults.get(name), list) and defaults[name] for name in ("roleNames", "keyTenants")):
         for index, item in enumerate(keys):
-            if isinstance(item, dict):
-                for path, message in _semantic_problems(item, ["keys", index]):
-                    diagnostics.append(located(parsed, path, message))
-                conflict = _conflict_with_defaults(parsed, item, defaults, ["keys", index])
-                diagnostics.extend([conflict] if conflict else [])
+            conflict = (
+                _conflict_with_defaults(parsed, item, defaults, ["keys", index]) if isinstance(item, dict) else None
+            )
+            diagnostics.extend([conflict] if conflict else [])
     return diagnostics
 
 
