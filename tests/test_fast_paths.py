@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from reconcile.desired import keyindex, validation, yaml12, yamlcheck
 from reconcile.desired.loader import ParsedFile, parse_text
 from reconcile.job.load import load_desired
+from reconcile.model import DESIRED_FIELDS
 from reconcile.schemas import validators
 from reconcile.schemas.validators import DESIRED_SCHEMA, is_valid, validator
 from tests.conftest import cli_env, run_cli
@@ -147,6 +148,26 @@ def test_a_plain_key_is_not_looked_at_twice() -> None:
         {"id": "K3", "customAttributes": {"regions": ["eu", "us"], "n": None, "l": [[1]]}, "status": "active"},
     ]
     assert [validation._may_have_problems(key) for key in keys] == [False, False, False]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    names=st.permutations(["id", *DESIRED_FIELDS, "waivers", "x"]).flatmap(
+        lambda order: st.lists(st.sampled_from(order), unique=True).map(
+            lambda picked: [n for n in order if n in picked]
+        )
+    ),
+    defaults=st.dictionaries(st.sampled_from(DESIRED_FIELDS), st.integers(), max_size=2),
+)
+def test_a_keys_fields_are_the_same_copied_or_picked(names: list[str], defaults: dict[str, Any]) -> None:
+    """Fields in model order are the item copied without `id`; in any other order or with defaults,
+    picked one by one: the same fields, in the same order, either way."""
+    item = {name: index for index, name in enumerate(names)}
+    merged = {**defaults, **item}
+    expected = {name: merged[name] for name in DESIRED_FIELDS if name in merged}
+    fields = validation._fields(item, defaults)
+    assert list(fields.items()) == list(expected.items())
+    assert item == {name: index for index, name in enumerate(names)}  # (the item itself is left alone)
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -420,6 +420,23 @@ def _usable(value: Any) -> bool:
     return isinstance(value, str) and bool(value)
 
 
+@lru_cache(maxsize=256)
+def _own_fields_in_order(shape: tuple[Any, ...]) -> bool:
+    """Whether a key written with these fields, in this order, has as its fields its own but `id`,
+    in model order (as `export` writes them): then they are a copy of it without `id`."""
+    return [name for name in shape if name != "id"] == [name for name in DESIRED_FIELDS if name in shape]
+
+
+def _fields(item: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """A key's fields, in model order, with the file's defaults merged in (the key's own value wins)."""
+    if not defaults and _own_fields_in_order(tuple(item)):
+        fields = item.copy()  # (a copy in C, where the comprehension below takes 3x as long)
+        fields.pop("id", None)
+        return fields
+    merged = {**defaults, **item}
+    return {name: merged[name] for name in DESIRED_FIELDS if name in merged}
+
+
 def _desired_keys(parsed: ParsedFile, lines: list[tuple[int, int]]) -> Iterable[tuple[int, DesiredKey]]:
     """Every key item with a usable id or name of its own, valid or not (duplicates are found across all
     of them), with the file's defaults merged in."""
@@ -428,17 +445,15 @@ def _desired_keys(parsed: ParsedFile, lines: list[tuple[int, int]]) -> Iterable[
     items = keys if isinstance(keys, list) else []
     defaults = _defaults_of(data)
     for index, (item, (line, column)) in enumerate(zip(items, lines, strict=True)):
-        if isinstance(item, dict) and (_usable(item.get("id")) or _usable(item.get("name"))):
-            fields = {**defaults, **item}  # the key's own value wins over the file's default
-            yield (
-                index,
-                DesiredKey(
-                    id=item["id"] if _usable(item.get("id")) else None,
-                    fields={name: fields[name] for name in DESIRED_FIELDS if name in fields},
-                    source=SourceLocation(parsed.path, line, column),
-                    waivers=_waivers(item),
-                ),
-            )
+        if not isinstance(item, dict):
+            continue
+        key_id = item.get("id")
+        if not _usable(key_id):
+            key_id = None
+            if not _usable(item.get("name")):
+                continue
+        source = SourceLocation(parsed.path, line, column)
+        yield index, DesiredKey(key_id, _fields(item, defaults), source, _waivers(item) if "waivers" in item else ())
 
 
 def _prune_scope(parsed: ParsedFile) -> PruneScope | None:
