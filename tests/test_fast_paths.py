@@ -351,7 +351,7 @@ def test_version_and_help_import_no_command_and_help_still_lists_every_command()
         done = subprocess.run([sys.executable, "-c", probe, *words], capture_output=True, text=True, check=False)
         seen[words[0]] = json.loads(done.stdout.splitlines()[-1])
     commands = ("validate", "plan", "apply", "rotate", "export", "audit", "doctor")
-    for words, (text, modules) in seen.items():
+    for words, (_, modules) in seen.items():
         heavy = {m for m in modules if m.split(".")[0] in ("httpx", "asyncio", "yaml", "logging")}
         assert not heavy | {m for m in modules if m.removeprefix("reconcile.cli.") in commands}, words
     assert seen["--version"][0].startswith("descope-reconcile ")
