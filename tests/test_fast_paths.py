@@ -315,7 +315,8 @@ def test_validate_of_valid_files_imports_nothing_it_does_not_need(tmp_path: Path
         "import json, sys\n"
         "from reconcile.cli import main\n"
         "code = main(sys.argv[1:])\n"
-        "print(json.dumps([code, sorted(sys.modules)]))\n"
+        # imported: not a name marked absent (None), as reconcile/client/__init__.py marks httpx._main
+        "print(json.dumps([code, sorted(name for name, module in sys.modules.items() if module)]))\n"
     )
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nkeys:\n  - id: K1\n    roleNames: admin\n", encoding="utf-8")
