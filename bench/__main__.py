@@ -565,17 +565,18 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# Every scenario once, at sizes that take about a second each: tests/test_bench.py checks the bookkeeping.
 QUICK_SIZES: dict[str, Any] = {
     "fixed": (20, 40.0, 1),
-    "rate": 40,
+    "rate": 30,
     "runs": 1,
-    "adapt": 30,
+    "adapt": 20,
     "scale": [50, 200],
-    "sweep": 20,
+    "sweep": 12,
     "levels": [1, 8],
     "startupRuns": 3,
-    "limit": 20.0,
-    "window": (25, Window(10, 1.0, 1.0), 1),
+    "limit": 40.0,
+    "window": (25, Window(10, 0.5, 0.5), 1),
 }
 FULL_SIZES: dict[str, Any] = {
     "fixed": (600, 100.0, 3),  # 600 drifted keys at 100/s: 6 s of writes

@@ -313,21 +313,23 @@ def test_pre_commit_hook_runs_validate_on_the_whole_folder() -> None:
 @pytest.mark.slow
 @pytest.mark.network
 def test_pre_commit_hook_from_a_consumer_repository(tmp_path: Path) -> None:
-    """`pre-commit try-repo` installs the hook as a consumer's pre-commit does: from git, at a commit.
-    It is given this repository's HEAD, so it tests the committed code (uncommitted changes are not
-    seen: commit first). Offline but for pip, which fetches the build backend and dependencies."""
+    """A consumer's pre-commit installs the hook from git, at the commit its .pre-commit-config.yaml
+    names: here this repository's HEAD, so it tests the committed code (uncommitted changes are not
+    seen: commit first). The hook's environment is installed once and used by both runs, as in a
+    consumer's repository. Offline but for pip, which fetches the build backend and dependencies."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     consumer = tmp_path / "consumer"
     shutil.copytree(REPO / "desired", consumer / "desired")
+    config = {"repos": [{"repo": str(REPO), "rev": head.strip(), "hooks": [{"id": "descope-reconcile-validate"}]}]}
+    (consumer / ".pre-commit-config.yaml").write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "PRE_COMMIT"))}
     env["PRE_COMMIT_HOME"] = str(tmp_path / "pre-commit-home")
     subprocess.run(["git", "init", "-q"], cwd=consumer, check=True, env=env)
 
-    def try_repo() -> subprocess.CompletedProcess[str]:
+    def pre_commit_run() -> subprocess.CompletedProcess[str]:
         subprocess.run(["git", "add", "."], cwd=consumer, check=True, env=env)
-        hook = [str(REPO), "descope-reconcile-validate", "--ref", head.strip()]
         return subprocess.run(
-            [sys.executable, "-m", "pre_commit", "try-repo", *hook, "--files", "desired/ci.yaml"],
+            [sys.executable, "-m", "pre_commit", "run", "--files", "desired/ci.yaml"],
             cwd=consumer,
             env=env,
             capture_output=True,
@@ -336,13 +338,13 @@ def test_pre_commit_hook_from_a_consumer_repository(tmp_path: Path) -> None:
             check=False,
         )
 
-    valid = try_repo()
+    valid = pre_commit_run()
     assert valid.returncode == 0, valid.stdout + valid.stderr
     assert re.search(r"validate descope-reconcile desired state\.+Passed", valid.stdout)
 
     # Only ci.yaml is named, yet the whole folder is validated: an id defined again in another file.
     (consumer / "desired" / "more.yaml").write_text("version: 1\nkeys:\n  - id: K2ciDeployer0001\n")
-    invalid = try_repo()
+    invalid = pre_commit_run()
     assert invalid.returncode == 1, invalid.stdout + invalid.stderr
     assert re.search(r"validate descope-reconcile desired state\.+Failed", invalid.stdout)
     assert "desired/more.yaml:3:5: error: key id `K2ciDeployer0001` is already defined at desired/ci.yaml:5" in (

@@ -21,10 +21,13 @@ def start_process(
     cwd: Path | None = None,
     preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.Popen[str]:
-    """`python -m reconcile *args` running, its stdout and stderr piped (the caller waits for it)."""
+    """`python -m reconcile *args` running, its stdout and stderr piped (the caller waits for it).
+    A process under a resource limit writes no bytecode: a .pyc cut short by RLIMIT_FSIZE is still
+    renamed into place (CPython does not check for a short write) and breaks every later import."""
+    limited = {"PYTHONDONTWRITEBYTECODE": "1"} if preexec_fn is not None else {}
     return subprocess.Popen(
         [*COMMAND, *args],
-        env=dict(env),
+        env={**env, **limited},
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
