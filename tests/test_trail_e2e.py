@@ -89,6 +89,38 @@ def _git_repo(folder: Path) -> str:
     return git("rev-parse", "HEAD")
 
 
+def test_apply_asks_git_once_beside_its_writes_and_its_event_and_report_carry_it(
+    start_emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The desired files' git state is asked for once (started before the writes, to run beside them),
+    and both the apply event and the report carry it."""
+    emulator = start_emulator([{"id": "K1", "name": "old"}])
+    desired = write_desired(tmp_path / "repo" / "desired", [{"id": "K1", "name": "new"}])
+    commit = _git_repo(tmp_path / "repo")
+    token_url = "https://x-access-token:ghs_SECRET@github.com/acme/keys.git"
+    subprocess.run(["git", "-C", str(tmp_path / "repo"), "remote", "add", "origin", token_url], check=True)
+    asked: list[list[str]] = []
+    popen = subprocess.Popen
+
+    def counted(args: list[str], **kwargs: Any) -> Any:
+        asked.append(args)
+        return popen(args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", counted)
+    apply = run_cli(["apply", *TENANT, str(desired.parent), "--report", str(tmp_path / "r.json")], cli_env(emulator))
+    monkeypatch.undo()
+    assert apply.code == 0, apply.output
+    assert [args[3:] for args in asked if args[0] == "git"] == [
+        ["rev-parse", "HEAD"],
+        ["status", "--porcelain", "--", str(desired.resolve())],
+        ["remote", "get-url", "origin"],
+    ]
+    state = {"commit": commit, "dirty": False, "remote": "https://github.com/acme/keys.git"}
+    assert load_report(tmp_path / "r.json")["desired"]["git"] == state
+    data = emulator.audit.all(occurred_as_string=False)[-1]["data"]
+    assert (data["commit"], data["repository"]) == (commit, state["remote"])
+
+
 def test_apply_records_its_event_and_the_next_audit_tells_it_from_a_hand_edit(
     start_emulator: Any, tmp_path: Path
 ) -> None:

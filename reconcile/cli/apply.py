@@ -9,7 +9,6 @@ from pathlib import Path
 from reconcile.cli.command import Invocation, invocation
 from reconcile.cli.options import (
     PATHS_HELP,
-    Parser,
     add_command,
     add_policy_option,
     audit_event_options,
@@ -29,6 +28,7 @@ from reconcile.cli.options import (
     trail,
     trail_options,
 )
+from reconcile.cli.parser import Parser
 from reconcile.job import apply
 from reconcile.job.apply import ApplyOptions
 from reconcile.plan import saved as savedplan
@@ -48,7 +48,6 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
             execution_options(),
             secrets_options(),
         ],
-        "make every planned change: updates, creates, prunes; none for keys in sync",
         "Plan (or load a saved plan), then change every key that differs, create the keys named by no project "
         "key (their secrets go to --secrets-out / --secrets-command), prune what the prune scopes say: "
         "rate-limited, retried, journaled. Then look in the audit trail for changes it overwrote, and record "

@@ -8,7 +8,6 @@ from pathlib import Path
 from reconcile.cli.command import Invocation, invocation
 from reconcile.cli.options import (
     PATHS_HELP,
-    Parser,
     add_command,
     add_policy_option,
     desired_options,
@@ -21,6 +20,7 @@ from reconcile.cli.options import (
     trail,
     trail_options,
 )
+from reconcile.cli.parser import Parser
 from reconcile.cli.policy import fail_on
 from reconcile.job import audit
 from reconcile.job.audit import AuditOptions
@@ -33,7 +33,6 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         subcommands,
         "audit",
         [desired_options(), remote_options(), targets_options(), trail_options()],
-        "read-only audit of the whole project, in Markdown and JSON",
         "Managed and unmanaged keys, drift, inactive keys, keys expiring soon, keys with no IP "
         "restriction, keys with neither roles nor tenants; who last changed each drifted or missing key (the "
         "audit trail). Exit 0 even with drift, unless --fail-on-drift.",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from reconcile.cli.command import Invocation, invocation
-from reconcile.cli.options import Parser, add_command, desired_options, remote, remote_options, targets_options
+from reconcile.cli.options import add_command, desired_options, remote, remote_options, targets_options
+from reconcile.cli.parser import Parser
 from reconcile.job.doctor import DoctorCommand, doctor
 
 
@@ -14,7 +15,6 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         subcommands,
         "doctor",
         [desired_options(), remote_options(), targets_options()],
-        "check this tool's assumptions about the API against the project (read-only)",
         "Base URL and region, TLS, credentials, the rate-limit tier, permission to search keys and the "
         "audit trail, the shape of a recent access-key record, whether the apply event can be written, "
         "the desired files' custom attributes against the project's declarations, clock skew, and what "

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from reconcile.cli.command import Invocation, invocation
-from reconcile.cli.options import Parser, add_command, id_list, remote, remote_options, targets_options
+from reconcile.cli.options import add_command, id_list, remote, remote_options, targets_options
+from reconcile.cli.parser import Parser
 from reconcile.job import export
 from reconcile.job.export import ExportOptions
 
@@ -16,7 +17,6 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         subcommands,
         "export",
         [remote_options(), targets_options()],
-        "write every key of the project as a desired file (bootstrap)",
         "Write the project's keys as a valid desired file: sorted, updatable fields only, "
         "server-managed facts as comments. `plan` on the result reports no change.",
     )

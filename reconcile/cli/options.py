@@ -1,19 +1,18 @@
-"""What every command shares on its command line: the parser class, value checks, option groups, help text."""
+"""What every command shares on its command line: value checks, option groups, help text (the parser class
+and the epilog: `parser.py`)."""
 
 from __future__ import annotations
 
 import argparse
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
+from reconcile.cli.parser import COMMANDS, EPILOG, Parser
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
-from reconcile.errors import ExitCode
 from reconcile.job.options import Changes, Outputs, PolicyChoice, Remote
 from reconcile.plan.limit import DEFAULT_MAX_CHANGES_SHARE, DEFAULT_THRESHOLD_MIN_KEYS, ChangeLimit
-from reconcile.reference import SEVERITY_ORDER, environment_help, exit_codes_help
 
 if TYPE_CHECKING:  # not for validate, which runs on every commit
     from reconcile.job.trail import TrailSettings
@@ -29,39 +28,6 @@ DEFAULT_KEY_DEADLINE = 300.0
 DEFAULT_CONCURRENCY = 8
 DEFAULT_ATTRIBUTION_PAGES = 5  # audit searches per step; Descope allows 10 a minute
 PATHS_HELP = "desired-state YAML files or folders (recursive); none: the targets of descope-reconcile.yaml"
-EPILOG = f"""\
-exit codes:
-{exit_codes_help()}
-
-targets:
-  Without PATHs, a command acts on every target of descope-reconcile.yaml (in the current folder,
-  or --config FILE); --target NAME (repeatable) picks some. Targets run concurrently, each with
-  its own credentials, limiter, report and journal: with several, give file options a {{target}}
-  pattern (--report reports/{{target}}.json). The exit code is the most severe of the targets':
-  {SEVERITY_ORDER}. With PATHs (or --no-config), the environment names the project.
-
-environment:
-{environment_help()}
-
-examples:
-  descope-reconcile validate desired/
-  descope-reconcile plan desired/ --report report.json --out plan.json   # exit 2: drift
-  descope-reconcile apply --plan plan.json --report report.json          # exactly the reviewed plan
-  descope-reconcile apply desired/ --report report.json
-  descope-reconcile apply desired/ --report report.json --secrets-out secrets.jsonl   # creates keys
-  descope-reconcile rotate --ids K2abc --secrets-command 'gh secret set CI_KEY' --report rotate.json
-  descope-reconcile export --out desired/keys.yaml
-  descope-reconcile audit desired/ --summary audit.md --out audit.json
-  descope-reconcile apply --target prod --report reports/{{target}}.json  # with descope-reconcile.yaml
-"""
-
-
-class Parser(argparse.ArgumentParser):
-    """Usage errors exit 64 (EX_USAGE), as the exit-code table says, not argparse's 2 (which means drift here)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
 
 
 def _checked(convert: type[float] | type[int], minimum: float, what: str) -> Converter:
@@ -339,13 +305,12 @@ def environment_name(text: str) -> str:
     return text
 
 
-def add_command(
-    subcommands: argparse._SubParsersAction[Parser], name: str, parents: list[Parser], summary: str, text: str
-) -> Parser:
+def add_command(subcommands: argparse._SubParsersAction[Parser], name: str, parents: list[Parser], text: str) -> Parser:
+    """A command's parser: its summary from `COMMANDS` (the top-level `--help` lists it from there)."""
     sub = subcommands.add_parser(
         name,
         parents=parents,
-        help=summary,
+        help=COMMANDS[name],
         description=text,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -8,7 +8,6 @@ from pathlib import Path
 from reconcile.cli.command import Invocation, invocation
 from reconcile.cli.options import (
     PATHS_HELP,
-    Parser,
     add_command,
     add_policy_option,
     desired_options,
@@ -22,6 +21,7 @@ from reconcile.cli.options import (
     trail,
     trail_options,
 )
+from reconcile.cli.parser import Parser
 from reconcile.job import plan
 from reconcile.job.plan import PlanOptions
 
@@ -31,7 +31,6 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         subcommands,
         "plan",
         [desired_options(), remote_options(), report_options(), targets_options(), trail_options()],
-        "show what apply would change (read-only); exit 2 when there are changes",
         "Read the project, compare it with the desired files, print the changes and who last changed "
         "each drifted key (the audit trail). Sends no change.",
     )

@@ -6,7 +6,6 @@ import argparse
 
 from reconcile.cli.command import Invocation, invocation
 from reconcile.cli.options import (
-    Parser,
     add_command,
     add_policy_option,
     audit_event_options,
@@ -25,6 +24,7 @@ from reconcile.cli.options import (
     trail,
     trail_options,
 )
+from reconcile.cli.parser import Parser
 from reconcile.job import rotate
 from reconcile.job.rotate import RotateOptions
 
@@ -42,7 +42,6 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
             trail_options(),
             audit_event_options(),
         ],
-        "rotate the named keys: a new secret each, to the sinks; the old ones stop working",
         "Rotate exactly the keys given: each gets a new secret, delivered to --secrets-out and/or "
         "--secrets-command, and its old secret stops working at once. A rotation whose answer was lost is "
         "never sent again blindly: the key is reloaded and the report says what is known. With "

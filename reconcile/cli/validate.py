@@ -7,13 +7,13 @@ import argparse
 from reconcile.cli.command import Invocation, invocation
 from reconcile.cli.options import (
     PATHS_HELP,
-    Parser,
     add_command,
     add_policy_option,
     desired_options,
     policy_choice,
     targets_options,
 )
+from reconcile.cli.parser import Parser
 from reconcile.job import validate
 from reconcile.job.validate import ValidateOptions
 
@@ -23,7 +23,6 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
         subcommands,
         "validate",
         [desired_options(), targets_options()],
-        "check the desired files offline (no credentials, no network)",
         "Check every desired file against schemas/desired.schema.json and report every problem; with a policy "
         "(--policy FILE, or the config's `policy:`), every key against its rules too: exit 1 on an error-level "
         "violation no waiver covers (docs/policy.md).",

@@ -11,6 +11,7 @@ Create and rotate answer with the key's cleartext: it leaves this module only wr
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import ipaddress
 import json
 import logging
@@ -18,6 +19,7 @@ import math
 import platform
 import re
 import ssl
+import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +46,12 @@ from reconcile.errors import (
 from reconcile.files import read_input
 from reconcile.secrets.coredumps import forbid_core_dumps
 from reconcile.secrets.secret import Secret
+
+# httpcore asks which event loop runs (`import sniffio`) at every request and lock. Where sniffio is
+# not installed (anyio 4 needs it no more), each such import searched sys.path again: 0.11 ms, 3,100
+# times in an apply of 600 keys (0.36 s of CPU). Known absent once, the answer is asyncio all the same.
+if importlib.util.find_spec("sniffio") is None:
+    sys.modules["sniffio"] = None  # type: ignore[assignment]  # None: the documented "no such module"
 
 DEFAULT_BASE_URL = "https://api.descope.com"
 SEARCH_PATH = "/v1/mgmt/accesskey/search"

@@ -34,12 +34,13 @@ from reconcile.job.lock import lock_dir, lock_path, project_lock
 from reconcile.job.options import Changes, Outputs, PolicyChoice, Remote, json_settings, per_target
 from reconcile.job.outputs import desired_inputs
 from reconcile.job.policing import ChangesVerdict, check_changes, configured
-from reconcile.job.report import RunRecord, make_report
+from reconcile.job.report import RunRecord, make_report, start_git_state
 from reconcile.job.result import Output, Result, settled_async
 from reconcile.job.session import Session
 from reconcile.job.trail import TrailSettings, after_apply, attribute_plan
 from reconcile.model import DesiredFile
 from reconcile.output.markdown import render_summary
+from reconcile.output.report import git_state
 from reconcile.output.text import render_plan, render_results, render_trail
 from reconcile.plan import saved as savedplan
 from reconcile.plan.diff import Outcome, Plan, compute_plan, hold_lost_creates
@@ -188,11 +189,17 @@ async def _writes(options: ApplyOptions, run: _Run, result: Plan, verdicts: _Ver
         return await execute(run.writer, run.session, result, recheck=options.recheck or options.plan is not None)
 
 
-async def _writes_and_trail(
-    options: ApplyOptions, run: _Run, record: RunRecord, *, verdicts: _Verdicts, output: Output
+async def _writes_and_trail(  # noqa: PLR0913 (the run's facts beside its record, keyword-only)
+    options: ApplyOptions,
+    run: _Run,
+    record: RunRecord,
+    *,
+    verdicts: _Verdicts,
+    git: asyncio.Task[dict[str, Any] | None],
+    output: Output,
 ) -> tuple[RunRecord, Refusal | None]:
     """The writes, with who changed the drifted keys looked up beside them (its own budget, never in
-    their way); after writes, the overwritten check and the apply event."""
+    their way), and the files' git state; after writes, the overwritten check and the apply event."""
     result, outcome, refusal = record.plan, None, None
     # A stale saved plan is refused at once: nothing of it is worth a search of the trail.
     searched = Plan((), ()) if verdicts.stale else result
@@ -208,7 +215,7 @@ async def _writes_and_trail(
     if outcome is not None:
         with run.clock.phase("trail"):
             trail = await after_apply(
-                run.session, options.trail, trail, outcome.results, run_id=run.clock.run_id, files=record.files
+                run.session, options.trail, trail, outcome.results, run_id=run.clock.run_id, git=git
             )
     unsent = [item for item in result.errors if item.status is None]
     # Who changed what, then the results: the last line says how the run ends.
@@ -217,7 +224,7 @@ async def _writes_and_trail(
     if refusal is not None:
         results = "Apply: refused before any write; nothing was sent.\n"
     output.show(render_trail(trail, result) + results)
-    return replace(record, outcome=outcome, trail=trail), refusal
+    return replace(record, outcome=outcome, trail=trail, git=await git), refusal
 
 
 async def _locked(
@@ -227,26 +234,30 @@ async def _locked(
     lost, the writes."""
     with bulk():
         result, files, observed, stale = await _plan_to_apply(run, loaded, saved, output)
-    result, unsettled = _settle(options, run, result, observed)
-    output.show(render_plan(result, verbose=options.verbose))
-    verdict = check_changes(run.policy, result, observed, run.clock.started, output)
-    changing.warn_unsettled(unsettled, run.writer.recover)
-    provenance = savedplan.provenance(saved, str(options.plan), run.clock.started) if saved else None
-    safety = assess(result, options.max_changes)
-    record = RunRecord(
-        run.clock,
-        run.session.client,
-        run.target.project_id,
-        result,
-        options.settings(),
-        files=files,
-        safety=safety,
-        saved_plan=provenance,
-        unsettled=unsettled,
-        recovery=run.writer.recover,
-    )
-    verdicts = _Verdicts(safety, verdict, stale)
-    return (*await _writes_and_trail(options, run, record, verdicts=verdicts, output=output), verdict)
+    git = start_git_state(files)
+    try:
+        result, unsettled = _settle(options, run, result, observed)
+        output.show(render_plan(result, verbose=options.verbose))
+        verdict = check_changes(run.policy, result, observed, run.clock.started, output)
+        changing.warn_unsettled(unsettled, run.writer.recover)
+        provenance = savedplan.provenance(saved, str(options.plan), run.clock.started) if saved else None
+        safety = assess(result, options.max_changes)
+        record = RunRecord(
+            run.clock,
+            run.session.client,
+            run.target.project_id,
+            result,
+            options.settings(),
+            files=files,
+            safety=safety,
+            saved_plan=provenance,
+            unsettled=unsettled,
+            recovery=run.writer.recover,
+        )
+        verdicts = _Verdicts(safety, verdict, stale)
+        return (*await _writes_and_trail(options, run, record, verdicts=verdicts, git=git, output=output), verdict)
+    finally:
+        git.cancel()  # a run ended early leaves the thread to git, which ends by `git_state`'s timeout
 
 
 def _settle(options: ApplyOptions, run: _Run, result: Plan, observed: Observed) -> tuple[Plan, list[Unsettled]]:
@@ -308,8 +319,9 @@ def _refused_unread(
 ) -> Result:
     """A saved plan refused before anything was read: the report still says why (the workflow uploads it)."""
     files = loaded.files if loaded is not None else ()
+    git = git_state([file.path for file in files])
     empty = RunRecord(
-        run.clock, run.session.client, run.target.project_id, Plan((), ()), options.settings(), files=files
+        run.clock, run.session.client, run.target.project_id, Plan((), ()), options.settings(), files=files, git=git
     )
     report = {**make_report(empty), "refusal": changing.refusal_record(error)}
     return output.result(error.exit_code, report=report, markdown=render_summary(report), clock=run.clock, error=error)

@@ -28,6 +28,7 @@ from reconcile.job.session import Session
 from reconcile.job.trail import TrailSettings, attribute_plan
 from reconcile.output.escape import json_document
 from reconcile.output.markdown import render_summary
+from reconcile.output.report import git_state
 from reconcile.output.text import render_plan
 from reconcile.plan import saved as savedplan
 from reconcile.plan.diff import Plan, compute_plan
@@ -144,7 +145,10 @@ async def _plan(options: PlanOptions, output: Output) -> Result:
                 verdict, safety = _verdicts(options, policy, output, result=result, observed=observed, clock=clock)
                 if options.out:
                     _save(options.out, result, target, loaded, clock, policy=policy is not None)
-            record = RunRecord(clock, session.client, target.project_id, result, options.settings(), files=loaded.files)
+            git = git_state([file.path for file in loaded.files])
+            record = RunRecord(
+                clock, session.client, target.project_id, result, options.settings(), files=loaded.files, git=git
+            )
             report = make_report(replace(record, interrupted=session.interrupted, safety=safety, trail=trail))
         verdict.add_to(report)
     if session.interrupted:

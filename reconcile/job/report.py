@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +37,13 @@ class RunRecord:
     saved_plan: Mapping[str, Any] | None = None  # the provenance of a saved plan applied
     unsettled: Sequence[Unsettled] = ()
     recovery: Recovery | None = None
+    git: Mapping[str, Any] | None = None  # the desired files' git state (`git_state`): None outside git
+
+
+def start_git_state(files: Sequence[DesiredFile]) -> asyncio.Task[dict[str, Any] | None]:
+    """The desired files' git state, asked once and beside the run (git runs while the writes go
+    out), for the apply event and the report."""
+    return asyncio.create_task(asyncio.to_thread(git_state, [file.path for file in files]))
 
 
 def run_info(clock: RunClock, settings: Mapping[str, Any], *, interrupted: bool = False) -> RunInfo:
@@ -47,7 +55,7 @@ def make_report(run: RunRecord) -> dict[str, Any]:
     return build_report(
         run=run_info(run.clock, run.settings, interrupted=run.interrupted),
         files=run.files,
-        git=git_state([f.path for f in run.files]),
+        git=run.git,
         project_id=run.project_id,
         base_url=run.client.base_url,
         plan=run.plan,

@@ -120,7 +120,7 @@ async def _rotated_event(
         return None
     with clock.phase("trail"):
         before = TrailFindings(Step(StepStatus.NOT_NEEDED))
-        return await after_apply(session, options.trail, before, outcome.results, run_id=clock.run_id, files=())
+        return await after_apply(session, options.trail, before, outcome.results, run_id=clock.run_id, git=None)
 
 
 async def _rotate(options: RotateOptions, output: Output) -> Result:

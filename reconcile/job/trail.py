@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,8 +29,6 @@ from reconcile.errors import AuthenticationError, Interrupted, RateLimitedError,
 from reconcile.job.session import Session
 from reconcile.job.tenant import event_tenant, unclaimed_caveat
 from reconcile.job.timed import now_ms
-from reconcile.model import DesiredFile
-from reconcile.output.report import git_state
 from reconcile.plan.diff import DONE, Outcome, Plan
 from reconcile.trail.attribution import Attribution, Found, attribute, covered
 from reconcile.trail.event import RunSource, apply_event
@@ -282,9 +280,10 @@ async def after_apply(  # noqa: PLR0913 (two keyword-only facts of the run)
     results: list[KeyResult],
     *,
     run_id: str,
-    files: Sequence[DesiredFile],
+    git: Awaitable[Mapping[str, Any] | None] | None,
 ) -> TrailFindings:
-    """The overwritten check, then the event (which names the actor the check found for this run's writes)."""
+    """The overwritten check, then the event (which names the actor the check found for this run's writes
+    and the desired files' git state, `git`: asked for beside the writes; None: no desired files)."""
     check_step, check = await check_overwrites(session, session.timeline, settings)
     overwritten = check.overwritten if check else ()
     # every change accepted (unconfirmed: accepted, answered with another key); a created key by its new id
@@ -299,9 +298,9 @@ async def after_apply(  # noqa: PLR0913 (two keyword-only facts of the run)
     elif changed and settings.event:
         if choice.notice:
             log.info("%s", choice.notice)
-        git = git_state([file.path for file in files])
+        state = await git if git is not None else None
         body = apply_event(
-            RunSource.of(run_id, __version__, git, os.environ),
+            RunSource.of(run_id, __version__, state, os.environ),
             outcomes=Counter(result.outcome.value for result in results),
             changed=changed,
             timeline=session.timeline,

@@ -29,7 +29,7 @@ from typing import Any
 from reconcile.cli.main import main
 from reconcile.client.redact import redactor
 
-# The loggers whose level the CLI sets (reconcile/cli/main.py): put back after each run.
+# The loggers whose level the CLI sets (reconcile/cli/run.py): put back after each run.
 LOGGERS = ("", "httpx", "httpcore")
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
