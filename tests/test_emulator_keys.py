@@ -180,3 +180,26 @@ def test_cleartexts_are_kept_only_as_digests_and_never_shown(start_emulator: Any
     for secret in ("seeded-secret-1", created, rotated):
         assert all(secret not in text for text in [*dumps, state])
     assert hashlib.sha256(rotated.encode()).hexdigest() in state  # what is kept: the digest
+
+
+def test_a_view_of_a_key_shares_nothing_with_the_store() -> None:
+    """Views are copied without copy.deepcopy (a search copies every key): a hook or a test that
+    changes one, at any depth, changes no stored key."""
+    from reconcile.emulator.store import KeyStore  # noqa: PLC0415
+
+    seed = {
+        "id": "K1",
+        "roleNames": ["a"],
+        "keyTenants": [{"tenantId": "T1", "roleNames": ["r"]}],
+        "customClaims": {"deep": {"list": [1, {"x": [True]}]}},
+    }
+    store = KeyStore([seed], tenant_names={"T1": "Tenant one"})
+    view = store.search({})[0]
+    assert view["keyTenants"] == [{"tenantId": "T1", "roleNames": ["r"], "tenantName": "Tenant one"}]
+    view["roleNames"].append("b")
+    view["keyTenants"][0]["roleNames"].append("s")
+    view["customClaims"]["deep"]["list"][1]["x"].append(False)
+    again = store.load("K1")
+    assert again["roleNames"] == ["a"] and again["keyTenants"][0]["roleNames"] == ["r"]
+    assert again["customClaims"] == {"deep": {"list": [1, {"x": [True]}]}}
+    assert "tenantName" not in store._keys["K1"]["keyTenants"][0]

@@ -513,3 +513,65 @@ def test_the_listed_help_is_the_help_of_every_command_assembled() -> None:
     """The top-level `--help` lists the commands by their summaries only (none imported): the same
     text as with every command's parser assembled."""
     assert build_parser(listed=True).format_help() == build_parser().format_help()
+
+
+# Strings a report or an answer may carry: controls, direction marks, separators, lone surrogates, `##[`.
+hostile_text = st.text(alphabet=st.sampled_from(list('a\n\x07\x1b\x85\u2028\u202e\ud800\udc80\ufeff\uffff#[é"\\')))
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | hostile_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(hostile_text, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+def _joined_document(value: Any, depth: int = 2, prefix: str = "") -> str:
+    """The reference json_document was: each level joined, then the whole escaped, line breaks aside."""
+    inner = prefix + "  "
+    if depth > 0 and isinstance(value, dict) and value:
+        items = (
+            f"{inner}{json.dumps(str(k), ensure_ascii=False)}: {_joined_document(v, depth - 1, inner)}"
+            for k, v in value.items()
+        )
+        return "{\n" + ",\n".join(items) + f"\n{prefix}}}"
+    if depth > 0 and isinstance(value, list) and value:
+        return "[\n" + ",\n".join(inner + _joined_document(item, depth - 1, inner) for item in value) + f"\n{prefix}]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=json_values)
+def test_json_documents_are_written_as_each_level_joined_then_escaped(value: Any) -> None:
+    """json_document writes pieces joined once, escaping all but the indentation's line breaks: the
+    same text as joining each level and escaping every control character but `\\n` (and `##[`)."""
+    from reconcile.output.escape import _CONTROLS, json_document  # noqa: PLC0415
+
+    def escaped(match: re.Match[str]) -> str:
+        found = match.group()
+        return found if found in ("\n", "##[") else f"\\u{ord(found):04x}"
+
+    expected = re.sub(f"{_CONTROLS}|##\\[", escaped, _joined_document(value)) + "\n"
+    assert json_document(value) == expected
+
+
+@given(value=json_values, encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-32-be"]))
+def test_an_answer_is_read_as_json_reads_bytes(value: Any, encoding: str) -> None:
+    """answers.decode reads its buffer as text itself (to release it before parsing): as json.loads(bytes)."""
+    from reconcile.client import answers  # noqa: PLC0415
+    from reconcile.errors import ProtocolError  # noqa: PLC0415
+
+    try:
+        raw = json.dumps({"keys": [value]}).encode(encoding)
+    except UnicodeEncodeError:
+        assume(False)
+    buffer = bytearray(raw)
+    try:
+        decoded = answers.decode("POST", "/p", buffer, "application/json")
+    except ProtocolError:
+        decoded = ProtocolError
+    assert buffer == bytearray() or decoded is ProtocolError
+    try:
+        expected = json.loads(raw)
+        json.dumps(expected, ensure_ascii=False).encode("utf-8")  # no lone surrogate: else refused
+    except (ValueError, UnicodeEncodeError):
+        expected = ProtocolError
+    assert decoded == expected

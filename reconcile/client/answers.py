@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from jsonschema import ValidationError
 
 MAX_NAME = 40  # characters of an object member's name shown in a path
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # half of a UTF-16 pair, written as a JSON escape
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # half of a UTF-16 pair, written as a JSON escape
 _JSON_TYPES = (
     (bool, "boolean"),
     (int, "integer"),
@@ -103,17 +103,22 @@ def _not_json(constant: str) -> Any:
     raise ValueError(constant)  # `NaN`, `Infinity`: Python reads them, JSON has no such thing
 
 
-def decode(method: str, path: str, content: bytes, content_type: str) -> Any:
+def decode(method: str, path: str, content: bytearray, content_type: str) -> Any:
     """A 200 answer's body as JSON (an empty body is an empty object); ProtocolError when it is not
-    JSON, or holds a string that is not Unicode (a lone surrogate: no file or terminal can take it)."""
+    JSON, or holds a string that is not Unicode (a lone surrogate: no file or terminal can take it).
+    `content` is emptied once read as text: the keys decoded from a 48 MB answer need not share the
+    run's peak memory with its bytes."""
     if not content:
         return {}
+    size = len(content)
     try:
-        body = json.loads(content, parse_float=_finite, parse_constant=_not_json)
+        text = content.decode(json.detect_encoding(content), "surrogatepass")  # as json.loads(bytes) reads
+        content.clear()
+        body = json.loads(text, parse_float=_finite, parse_constant=_not_json)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         kind = content_type.partition(";")[0].strip() or "no content type"
-        raise ProtocolError(f"{method} {path}: the answer is not JSON ({_short(kind)}, {len(content)} bytes)") from None
-    if _SURROGATE_ESCAPE.search(content):  # a pair is one character; only then is the whole body checked
+        raise ProtocolError(f"{method} {path}: the answer is not JSON ({_short(kind)}, {size} bytes)") from None
+    if _SURROGATE_ESCAPE.search(text):  # a pair is one character; only then is the whole body checked
         try:
             json.dumps(body, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:

@@ -215,7 +215,7 @@ def _capped(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
-def _error_from_response(response: httpx.Response, content: bytes, clean: Callable[[str], str]) -> ApiError:
+def _error_from_response(response: httpx.Response, content: bytearray, clean: Callable[[str], str]) -> ApiError:
     """Descope's error body → a typed error. `clean` scrubs the secret: a proxy or a buggy server
     may echo the request's Authorization header back in its error text (scrubbed before it is cut,
     so a cut never leaves part of the key)."""
@@ -318,11 +318,14 @@ class DescopeClient:
             return License(None, f"the handshake failed: {error}")
         facts = {"date": response.headers.get("Date"), "tls": _tls_version(response)}
         if not response.is_success:
-            failure = _error_from_response(response, content or b"", self._redactor.redact)
+            failure = _error_from_response(response, content or bytearray(), self._redactor.redact)
             return License(None, f"the handshake was refused: {failure}", **facts)
         try:
             body = answers.check(
-                "GET", LICENSE_PATH, answers.decode("GET", LICENSE_PATH, content or b"", ""), self._redactor.redact
+                "GET",
+                LICENSE_PATH,
+                answers.decode("GET", LICENSE_PATH, content or bytearray(), ""),
+                self._redactor.redact,
             )
         except ProtocolError as error:
             return License(None, str(error), **facts)
@@ -412,14 +415,14 @@ class DescopeClient:
         response, content = await self._exchange(method, path, json=json, params=params)
         self.requests_by_status[str(response.status_code)] += 1
         if not response.is_success:
-            raise _error_from_response(response, content or b"", self._redactor.redact)
+            raise _error_from_response(response, content or bytearray(), self._redactor.redact)
         if content is None:
             raise ProtocolError(f"{method} {path}: the answer is larger than {MAX_ANSWER_BYTES // 2**20} MiB")
         body = answers.decode(method, path, content, response.headers.get("Content-Type", ""))
         checked: dict[str, Any] = answers.check(method, path, body, self._redactor.redact)
         return checked
 
-    async def _exchange(self, method: str, path: str, **request: Any) -> tuple[httpx.Response, bytes | None]:
+    async def _exchange(self, method: str, path: str, **request: Any) -> tuple[httpx.Response, bytearray | None]:
         """Send, and read the answer up to MAX_ANSWER_BYTES (None beyond); a failure → TransportError."""
         where = f"{method} {path}"
         try:
@@ -452,18 +455,18 @@ def _tls_version(response: httpx.Response) -> str | None:
     return str(version) if version else None
 
 
-async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
-    """The decoded body, or None as soon as it is over `limit` bytes (the rest is never read)."""
+async def _read_capped(response: httpx.Response, limit: int) -> bytearray | None:
+    """The decoded body, or None as soon as it is over `limit` bytes (the rest is never read). One
+    buffer, grown in place: chunks joined at the end were a second copy of a 48 MB answer."""
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limit:
         return None
-    chunks, size = [], 0
+    body = bytearray()
     async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
+        if len(body) + len(chunk) > limit:
             return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body += chunk
+    return body
 
 
 def _caused_by_tls(error: BaseException) -> bool:

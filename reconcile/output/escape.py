@@ -28,7 +28,6 @@ from typing import Any
 _CONTROLS = "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]"
 # GitHub's runner also reads the legacy `##[command]` anywhere in a line.
 _UNSAFE = re.compile(f"{_CONTROLS}|##\\[")
-_KEPT_IN_JSON = ("\n", "##[")  # the indentation's line breaks; `##[` commands only what is printed, not a file
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "##[": "\\x23#["}
 # Backslash-escaped in Markdown text: what opens code, emphasis, links, HTML, entities, math,
 # strikethrough or a table cell.
@@ -95,38 +94,55 @@ def gh_property(value: object) -> str:
 
 
 def _json_escape(match: re.Match[str]) -> str:
-    found = match.group()
-    return found if found in _KEPT_IN_JSON else f"\\u{ord(found):04x}"
+    return f"\\u{ord(match.group()):04x}"
+
+
+# What a JSON text must not carry raw (`_CONTROLS`): json.dumps escapes C0 in strings itself, so a raw
+# line break is the indentation's, and kept; `##[` commands only what is printed, not a file.
+_UNSAFE_IN_JSON = re.compile(_CONTROLS.replace("\x00-\x1f", "\x00-\x09\x0b-\x1f"))
+# json.dumps(value, ensure_ascii=False), without building an encoder per call (one per key of a report).
+_one_line = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def json_value(value: Any, *, sort_keys: bool = False, indent: int | None = None) -> str:
     """JSON (so also YAML), on one line unless `indent`; every control or direction character as a
     `\\u` escape (outside strings JSON holds none, so the document reads back the same)."""
     text = json.dumps(value, ensure_ascii=False, sort_keys=sort_keys, indent=indent)
-    # json.dumps escapes C0 in strings itself: a raw line break is the indentation's
-    return _UNSAFE.sub(_json_escape, text)
+    return _UNSAFE_IN_JSON.sub(_json_escape, text)
 
 
-def _indented(value: Any, depth: int, prefix: str = "") -> str:
+def _indented(value: Any, depth: int, prefix: str, out: list[str]) -> None:
     """JSON with each container above `depth` spread over lines, two spaces per level, and
-    everything deeper on one line. json.dumps with `indent` runs its pure-Python encoder (7 s for
-    the report of a 10,000-key plan under a profiler): this way the C encoder writes the keys."""
+    everything deeper on one line, as pieces added to `out` (joined once: a 100,000-key report is
+    21 MB, which each level's own join copied again). json.dumps with `indent` runs its pure-Python
+    encoder (7 s for the report of a 10,000-key plan under a profiler): this way the C encoder
+    writes the keys."""
     inner = prefix + "  "
+    separator = f",\n{inner}"  # one string, however many items
     if depth > 0 and isinstance(value, dict) and value:
-        items = (
-            f"{inner}{json.dumps(str(k), ensure_ascii=False)}: {_indented(v, depth - 1, inner)}"
-            for k, v in value.items()
-        )
-        return "{\n" + ",\n".join(items) + f"\n{prefix}}}"
-    if depth > 0 and isinstance(value, list) and value:
-        return "[\n" + ",\n".join(inner + _indented(item, depth - 1, inner) for item in value) + f"\n{prefix}]"
-    return json.dumps(value, ensure_ascii=False)
+        out.append("{\n" + inner)
+        for index, (name, item) in enumerate(value.items()):
+            out.append(f"{separator if index else ''}{_one_line(str(name))}: ")
+            _indented(item, depth - 1, inner, out)
+        out.append(f"\n{prefix}}}")
+    elif depth > 0 and isinstance(value, list) and value:
+        out.append("[\n" + inner)
+        for index, item in enumerate(value):
+            if index:
+                out.append(separator)
+            _indented(item, depth - 1, inner, out)
+        out.append(f"\n{prefix}]")
+    else:
+        out.append(_one_line(value))
 
 
 def json_document(value: Any) -> str:
     """A JSON file's whole text (report, saved plan, audit): the outer levels indented (a key of the
     report is one line), escaped as `json_value`."""
-    return _UNSAFE.sub(_json_escape, _indented(value, depth=2)) + "\n"
+    out: list[str] = []
+    _indented(value, 2, "", out)
+    out.append("\n")
+    return _UNSAFE_IN_JSON.sub(_json_escape, "".join(out))
 
 
 class LogEscaper(logging.Filter):

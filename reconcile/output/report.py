@@ -209,15 +209,19 @@ def build_report(  # noqa: PLR0913 (keyword-only: one per section of the report)
 
 def _add_trail(keys: list[dict[str, Any]], trail: TrailFindings) -> None:
     """Per key: its last change (drifted keys), the changes by others an apply overwrote."""
+    overwritten: dict[str, list[dict[str, Any]]] = {}
+    for item in trail.overwritten:  # by key once: not every finding scanned again for each key
+        overwritten.setdefault(item.key_id, []).append(change_json(item.change))
+    meanwhile: dict[str, list[dict[str, Any]]] = {}
+    for found in trail.meanwhile:
+        meanwhile.setdefault(found.key_id, []).append(meanwhile_json(found))
     for record in keys:
         if record["id"] in trail.keys:
             record["attribution"] = attribution_json(trail.keys[record["id"]])
-        overwritten = [change_json(item.change) for item in trail.overwritten if item.key_id == record["id"]]
-        if overwritten:
-            record["overwritten"] = overwritten
-        meanwhile = [meanwhile_json(item) for item in trail.meanwhile if item.key_id == record["id"]]
-        if meanwhile:
-            record["changedMeanwhile"] = meanwhile
+        if record["id"] in overwritten:
+            record["overwritten"] = overwritten[record["id"]]
+        if record["id"] in meanwhile:
+            record["changedMeanwhile"] = meanwhile[record["id"]]
         if record["id"] in trail.not_checked:
             record["notChecked"] = trail.not_checked[record["id"]]
 

@@ -310,11 +310,8 @@ def _plan_existing(desired: DesiredKey, current: Mapping[str, Any]) -> KeyPlan:
 
 def unmanaged_keys(observed: Mapping[str, Mapping[str, Any]], managed: set[str]) -> tuple[UnmanagedKey, ...]:
     """The project's keys that no desired file mentions and no prune scope owns (by id, sorted)."""
-    return tuple(
-        UnmanagedKey(key_id, str(key.get("name") or ""))
-        for key_id, key in sorted(observed.items())
-        if key_id not in managed
-    )
+    unmanaged = sorted(key_id for key_id in observed if key_id not in managed)  # sorting only those
+    return tuple(UnmanagedKey(key_id, str(observed[key_id].get("name") or "")) for key_id in unmanaged)
 
 
 def create_body(desired: DesiredKey) -> dict[str, Any]:
@@ -363,7 +360,9 @@ def plan_by_name(
 
 
 def _owner(key: Mapping[str, Any] | None, scopes: Sequence[PruneScope]) -> PruneScope | None:
-    return next((scope for scope in scopes if scope.contains(key)), None) if key is not None else None
+    if key is None or not scopes:  # most runs have no prune scope: no generator per key
+        return None
+    return next((scope for scope in scopes if scope.contains(key)), None)
 
 
 def plan_prune(key: Mapping[str, Any], scopes: Sequence[PruneScope]) -> KeyPlan:
@@ -462,7 +461,7 @@ def compute_plan(desired: DesiredState, observed: Iterable[Mapping[str, Any]]) -
         matches = by_name.get(name, [])
         named.update(str(match.get("id")) for match in matches)  # never pruned, even when ambiguous
         keys.append(plan_by_name(key, matches, desired_by_id, desired.prune))
-    for key_id, found in sorted(by_id.items()):
+    for key_id, found in sorted(by_id.items()) if desired.prune else ():  # no scope: nothing to prune
         if key_id in named or str(found.get("name") or "") in declared_names:
             continue
         scopes = [scope for scope in desired.prune if scope.contains(found)]
