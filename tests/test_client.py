@@ -254,6 +254,8 @@ def _nested(depth: int) -> bytes:
         (Answer(body=b"<html>maintenance</html>", headers={"Content-Type": "text/html"}), "not JSON (text/html, 24"),
         (Answer(body=_nested(100_000)), "the answer is not JSON"),
         (Answer(body=b'{"keys": [{"id": "K\\ud800"}]}'), "holds a string that is not Unicode"),
+        # a lone surrogate written as raw UTF-8 bytes (which json.loads(bytes) lets through), not escaped
+        (Answer(body=b'{"keys": [{"id": "K1", "name": "\xed\xa0\x80"}]}'), "holds a string that is not Unicode"),
         (Answer(body=b'{"keys": [{"id": "K1", "customClaims": {"a": NaN}}]}'), "the answer is not JSON"),
         (Answer(body=b'{"keys": [{"id": "K1", "customClaims": {"a": 1e400}}]}'), "the answer is not JSON"),
     ],

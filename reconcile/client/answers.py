@@ -111,14 +111,19 @@ def decode(method: str, path: str, content: bytearray, content_type: str) -> Any
     if not content:
         return {}
     size = len(content)
+    encoding = json.detect_encoding(content)
     try:
-        text = content.decode(json.detect_encoding(content), "surrogatepass")  # as json.loads(bytes) reads
+        try:
+            text, raw_surrogate = content.decode(encoding), False
+        except UnicodeDecodeError:  # json.loads(bytes) reads a surrogate encoded as such ("surrogatepass")
+            text, raw_surrogate = content.decode(encoding, "surrogatepass"), True
         content.clear()
         body = json.loads(text, parse_float=_finite, parse_constant=_not_json)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         kind = content_type.partition(";")[0].strip() or "no content type"
         raise ProtocolError(f"{method} {path}: the answer is not JSON ({_short(kind)}, {size} bytes)") from None
-    if _SURROGATE_ESCAPE.search(text):  # a pair is one character; only then is the whole body checked
+    # A pair is one character; only where a surrogate is written at all is the whole body checked.
+    if raw_surrogate or _SURROGATE_ESCAPE.search(text):
         try:
             json.dumps(body, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
