@@ -402,18 +402,6 @@ def validate_file(parsed: ParsedFile) -> list[Diagnostic]:
         if inherits and (conflict := _conflict_with_defaults(parsed, item, defaults, ["keys", index])):
             diagnostics.append(conflict)
     return diagnostics
-    for index in [index for index, item in enumerate(keys) if isinstance(item, dict) and _may_have_problems(item)]:
-        diagnostics.extend(
-            located(parsed, path, message) for path, message in _semantic_problems(keys[index], ["keys", index])
-        )
-    # A key conflicts with `defaults` only where a default gives roles or tenants.
-    if any(isinstance(defaults.get(name), list) and defaults[name] for name in ("roleNames", "keyTenants")):
-        for index, item in enumerate(keys):
-            conflict = (
-                _conflict_with_defaults(parsed, item, defaults, ["keys", index]) if isinstance(item, dict) else None
-            )
-            diagnostics.extend([conflict] if conflict else [])
-    return diagnostics
 
 
 def _usable(value: Any) -> bool:
