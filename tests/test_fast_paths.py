@@ -187,6 +187,10 @@ LAYOUTS = [
     "version: 1\nkeys:\n  - {name: x}\n  - [a]\n  - id: K3\n",  # items without an id
     "version: 1\nkeys:\n  - id:\tK1\n  - id:   K2\n",  # a tab as separation: libyaml refuses it
     "version: 1\nother: {keys: [{id: K0}]}\nkeys:\n  - id: K1\n",
+    # a `keys:` layout inside a flow value running down to column 0, the real `keys` in flow style
+    'version: 1\ndefaults: {description: "\nkeys:\n  - id: K0\n"}\nkeys: [{id: K0, name: a}]\n',
+    '{version: 1, defaults: {description: "\nkeys:\n  - id: K0\n"},\n keys: [{id: K0, name: a}]}\n',
+    'version: 1\nnote: {a: "\nkeys:\n  - id: K0\n"}\n"keys":\n  - id: K0\n',
 ]
 
 

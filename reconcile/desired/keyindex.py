@@ -26,6 +26,13 @@ from typing import Any
 _KEYS_LINE = re.compile(r"keys[ \t]*:[ \t]*(?:#.*)?(?=\n|\Z)")
 _FIRST_ITEM = re.compile(r"(?:[ \t]*(?:#.*)?\n)*( *)-( +)(?=[^\s#])")
 _COMMENT = re.compile(r"[ \t]+#.*")
+# The root is a block mapping: its first line (after blank lines and comments) is a plain key at
+# column 0. Else (`{...}`, a tag, an anchor, `---`) a `keys:` line may be text inside a flow value.
+_BLOCK_ROOT = re.compile(r"(?:[ \t]*(?:#.*)?\n)*[^\s#{\[!&*\"'?%|>@`,\]}-]")
+# A root key that could be `keys` written otherwise than as the `keys:` line proven here (quoted,
+# complex, a tag, an alias, a merge, a flow value on its line): then a `keys:` line found may be
+# text inside a flow value that runs over lines down to column 0 (yaml-rs reads those).
+_OTHER_ROOT_KEY = re.compile(r"\n(?:[\"'?!&*{\[<]|keys[ \t]*:[ \t]*[^\s#])")
 
 
 def _end(indent: int) -> str:
@@ -149,16 +156,22 @@ def _marks(text: str, keys: Sequence[Any]) -> tuple[list[int], int] | None:
         return None
     marks, end = found
     # Only blank lines and comments come between the `keys:` line and the first item, and no line
-    # of the list is a top-level one: another `keys:` line can only be after the list.
+    # of the list is a top-level one: another `keys:` line, or another way to write the root's
+    # `keys`, can only be before or after the list (a scan of the list's lines would cost 10%).
+    assert head is not None
+    if _OTHER_ROOT_KEY.search(text, 0, head) or _OTHER_ROOT_KEY.search(text, end):
+        return None
     return (marks, column) if next(_keys_lines(text, end), None) is None else None
 
 
 def key_positions(text: str, keys: Sequence[Any]) -> list[tuple[int, int]] | None:
     """Line and column (1-based) of each item's `id` key (of the item, without one), as the parse
     events say them; None when the text is not in the layout this index proves."""
-    if "\r" in text:
+    if "\r" in text or not _BLOCK_ROOT.match(text):
         return None
     if not keys:
+        if _OTHER_ROOT_KEY.search(text):
+            return None
         heads = _keys_lines(text)
         return [] if next(heads, None) is not None and next(heads, None) is None else None
     found = _marks(text, keys)
