@@ -191,7 +191,18 @@ LAYOUTS = [
     'version: 1\ndefaults: {description: "\nkeys:\n  - id: K0\n"}\nkeys: [{id: K0, name: a}]\n',
     '{version: 1, defaults: {description: "\nkeys:\n  - id: K0\n"},\n keys: [{id: K0, name: a}]}\n',
     'version: 1\nnote: {a: "\nkeys:\n  - id: K0\n"}\n"keys":\n  - id: K0\n',
+    "%YAML 1.2\n---  # a document start\nversion: 1\nkeys:\n  - id: K1\n  - id: K2\n",
 ]
+
+
+@pytest.mark.parametrize(
+    "text", ["---\nversion: 1\nkeys:\n  - id: K1\n", "# c\n%YAML 1.2\n---\n\nversion: 1\nkeys:\n  - id: K1\n"]
+)
+def test_the_key_index_reads_a_block_root_after_a_document_start(text: str) -> None:
+    """Proving the root a block mapping must not send such files to the parse events."""
+    parsed = parse_text("f.yaml", text.encode())
+    assert isinstance(parsed, ParsedFile)
+    assert keyindex.key_positions(text, parsed.data["keys"]) == [(text.count("\n"), 5)]  # the last line
 
 
 @pytest.mark.parametrize("text", LAYOUTS)

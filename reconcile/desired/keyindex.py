@@ -26,9 +26,10 @@ from typing import Any
 _KEYS_LINE = re.compile(r"keys[ \t]*:[ \t]*(?:#.*)?(?=\n|\Z)")
 _FIRST_ITEM = re.compile(r"(?:[ \t]*(?:#.*)?\n)*( *)-( +)(?=[^\s#])")
 _COMMENT = re.compile(r"[ \t]+#.*")
-# The root is a block mapping: its first line (after blank lines and comments) is a plain key at
-# column 0. Else (`{...}`, a tag, an anchor, `---`) a `keys:` line may be text inside a flow value.
-_BLOCK_ROOT = re.compile(r"(?:[ \t]*(?:#.*)?\n)*[^\s#{\[!&*\"'?%|>@`,\]}-]")
+# The root is a block mapping: its first line (after blank lines, comments, directives and a bare
+# `---`) is a plain key at column 0. Else (`{...}`, a tag, an anchor) a `keys:` line may be text
+# inside a flow value.
+_BLOCK_ROOT = re.compile(r"(?:(?:[ \t]*(?:#.*)?|---[ \t]*(?:#.*)?|%.*)\n)*[^\s#{\[!&*\"'?%|>@`,\]}-]")
 # A root key that could be `keys` written otherwise than as the `keys:` line proven here (quoted,
 # complex, a tag, an alias, a merge, a flow value on its line): then a `keys:` line found may be
 # text inside a flow value that runs over lines down to column 0 (yaml-rs reads those).
