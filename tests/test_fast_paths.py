@@ -14,13 +14,14 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from reconcile.cli import build_parser
-from reconcile.desired import keyindex, yaml12, yamlcheck
+from reconcile.desired import keyindex, validation, yaml12, yamlcheck
 from reconcile.desired.loader import ParsedFile, parse_text
 from reconcile.job.load import load_desired
+from reconcile.model import DESIRED_FIELDS
 from reconcile.schemas import validators
 from reconcile.schemas.validators import DESIRED_SCHEMA, is_valid, validator
 from tests.conftest import cli_env, run_cli
@@ -93,6 +94,81 @@ def test_a_large_document_is_checked_natively_and_agrees(monkeypatch: pytest.Mon
     ):
         assert is_valid(DESIRED_SCHEMA, document) is valid
         assert validator(DESIRED_SCHEMA).is_valid(document) is valid
+
+
+_IPS = ["10.0.0.0/8", "10.0.0.1/8", "10.0.0.1", "10.0.0.1/32", "010.0.0.1", "10.0.0.01", "::1", "0::1", "fe80::1%eth0"]
+_IPS += ["1.2.3.4/033", "1.2.3.4/33", "", "x", "0.0.0.0/0", "::/0", "::1/129", "2001:db8::/32"]
+ips = st.sampled_from(_IPS) | st.integers() | st.lists(st.sampled_from(_IPS), max_size=1)
+numbers = (
+    st.sampled_from([float("inf"), float("nan"), 1.5]) | st.integers() | st.booleans() | st.none() | st.text(max_size=2)
+)
+values = numbers | st.lists(
+    numbers | st.lists(numbers, max_size=1) | st.dictionaries(st.text(max_size=1), numbers), max_size=2
+)
+maps = st.dictionaries(st.text(max_size=2), values, max_size=3) | st.dictionaries(
+    st.integers() | st.booleans() | st.none() | st.floats(), values, max_size=2
+)
+semantic_items = st.fixed_dictionaries(
+    {},
+    optional={  # mostly as a key is written, so that what the quick look lets through is searched
+        "keyTenants": st.one_of(
+            *[st.lists(st.fixed_dictionaries({"tenantId": st.sampled_from(["t1", "t2"])}))] * 3, anything
+        ),
+        "roleNames": st.lists(st.sampled_from(["a", "b"]), max_size=2) | anything,
+        "customClaims": st.one_of(*[maps] * 3, anything),
+        "customAttributes": st.one_of(*[maps] * 3, anything),
+        "permittedIps": st.one_of(*[st.lists(ips, max_size=3)] * 3, ips),
+        "waivers": st.lists(st.fixed_dictionaries({"until": st.sampled_from(["2024-02-30", "2024-01-01", "x", 1])}))
+        | anything,
+        "name": names,
+    },
+)
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(item=semantic_items)
+@example(item={"customClaims": {"a": [1, float("inf")]}})
+@example(item={"customAttributes": {"a": float("nan")}})
+@example(item={"customAttributes": {1: "x"}})
+@example(item={"keyTenants": [{"tenantId": "t1"}, {"tenantId": "t1"}]})
+@example(item={"keyTenants": [{"tenantId": "t1"}], "roleNames": ["a"]})
+@example(item={"permittedIps": ["10.0.0.1", "10.0.0.1/32", "010.0.0.1"]})
+@example(item={"permittedIps": ["::1", "0::1"]})
+@example(item={"waivers": [{"rule": "r", "reason": "r", "until": "2024-02-30"}]})
+def test_a_key_said_to_have_no_problem_has_none(item: dict[str, Any]) -> None:
+    """The quick look at a key (_may_have_problems) says False only where the checks that explain
+    find nothing: no IP written wrong or twice, no infinite number, no tenant twice, ..."""
+    assert validation._may_have_problems(item) or not validation._semantic_problems(item, ["keys", 0])
+
+
+def test_a_plain_key_is_not_looked_at_twice() -> None:
+    """The quick look does answer False for the keys a project is made of (else it saves nothing)."""
+    keys = [
+        {"id": "K1", "roleNames": ["a"], "keyTenants": [], "customClaims": {"t": 1, "p": True, "s": "x"}},
+        {"id": "K2", "keyTenants": [{"tenantId": "t1", "roleNames": ["a"]}], "permittedIps": ["10.0.0.0/8", "::1"]},
+        {"id": "K3", "customAttributes": {"regions": ["eu", "us"], "n": None, "l": [[1]]}, "status": "active"},
+    ]
+    assert [validation._may_have_problems(key) for key in keys] == [False, False, False]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    names=st.permutations(["id", *DESIRED_FIELDS, "waivers", "x"]).flatmap(
+        lambda order: st.lists(st.sampled_from(order), unique=True).map(
+            lambda picked: [n for n in order if n in picked]
+        )
+    ),
+    defaults=st.dictionaries(st.sampled_from(DESIRED_FIELDS), st.integers(), max_size=2),
+)
+def test_a_keys_fields_are_the_same_copied_or_picked(names: list[str], defaults: dict[str, Any]) -> None:
+    """Fields in model order are the item copied without `id`; in any other order or with defaults,
+    picked one by one: the same fields, in the same order, either way."""
+    item = {name: index for index, name in enumerate(names)}
+    merged = {**defaults, **item}
+    expected = {name: merged[name] for name in DESIRED_FIELDS if name in merged}
+    fields = validation._fields(item, defaults)
+    assert list(fields.items()) == list(expected.items())
+    assert item == {name: index for index, name in enumerate(names)}  # (the item itself is left alone)
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,6 +264,80 @@ def test_the_key_index_agrees_with_the_parse_events(text: str) -> None:
     unusual = ("id: >-",)  # a folded id: what the index leaves to the events
     if plain and not any(part in text for part in unusual) and not re.search(r"^ *- +#", text, re.MULTILINE):
         assert indexed == expected
+
+
+# Ways to write an item that opens with its id (or not): the quick scan must take the first three,
+# and may take another only where it places the key as the parse events do.
+_OPENING_IDS = [
+    'id: "{id}"',
+    "id: {id}",
+    'id:   "{id}"  ',
+    "id: {id}  ",
+    "id: '{id}'",
+    'id: "{id}"  # c',
+    "id: {id} # c",
+    'id: "{id}\n{deeper}"',
+    'id: {id}"',
+    'id: "{id}\n{deeper}x"',
+    "id: {id}\n{deeper}x",
+    "id: !!str {id}",
+    "id: &a {id}",
+    'id: "{id}\\t"',
+    "id: 12",
+    "id: ~",
+    "id:\n{deeper}{id}",
+    "id: {id}\n# id: {other}",
+    "name: n{id}",  # no id: the item is placed at its first field
+    "# id: {id}",  # no id, nor any field
+]
+
+
+@st.composite
+def id_first_layouts(draw: st.DrawFn) -> tuple[str, bool]:
+    """A `keys` list whose items open as `_OPENING_IDS` says (some with fields after it, some
+    followed by a top-level section), and whether the quick scan must take it."""
+    indent = draw(st.sampled_from([0, 2]))
+    gap = draw(st.sampled_from([1, 3]))
+    column = indent + 1 + gap
+    deeper = " " * (column + 2)
+    spellings = draw(st.lists(st.sampled_from(_OPENING_IDS), min_size=1, max_size=4))
+    lines = ["version: 1", "keys:"]
+    for index, spelling in enumerate(spellings):
+        values = {"id": f"K{index}", "other": f"K{index + 1}", "deeper": deeper}
+        more = draw(st.lists(st.sampled_from(["name: x", "roleNames: [a, b]  # a comment"]), unique=True))
+        fields = [spelling.format(**values), *more]
+        lines.append(" " * indent + "-" + " " * gap + "\n".join(fields).replace("\n", "\n" + " " * column))
+    after = ["prune: {namePrefix: ci-}", "# trailer", "keys2: 1"]
+    lines += draw(st.lists(st.sampled_from(after), max_size=2, unique=True))
+    return "\n".join(lines) + "\n", all(spelling in _OPENING_IDS[:3] for spelling in spellings)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layout=id_first_layouts())
+def test_the_quick_scan_of_an_exported_layout_agrees_with_the_parse_events(layout: tuple[str, bool]) -> None:
+    """The quick scan answers only what the node marks say, and does answer for `export`'s layout;
+    where it declines, the item-by-item reading still answers right or not at all."""
+    text, quick = layout
+    try:
+        root = yaml12.compose(text)
+    except yaml.YAMLError:
+        assume(False)
+    parsed = parse_text("f.yaml", text.encode())
+    assume(isinstance(parsed, ParsedFile) and isinstance(parsed.data, dict))
+    assert isinstance(parsed, ParsedFile)
+    keys = parsed.data["keys"]
+    expected = [yamlcheck.locate(root, ["keys", i, "id"], key=True) for i in range(len(keys))]
+    head = text.index("\nkeys:") + len("\nkeys:")
+    first = re.compile(r"\n( *)-( +)").search(text, head)
+    assert first is not None
+    indent, gap = len(first.group(1)), len(first.group(2))
+    quick_marks = keyindex._the_id_first(text, keys, first.start(), indent, gap)
+    assert quick_marks is not None or not quick
+    if quick_marks is not None:
+        assert keyindex._each_item(text, keys, first.start(), indent, indent + 1 + gap) == quick_marks
+    assert keyindex.key_positions(text, keys) in (None, expected)
+    if quick:
+        assert keyindex.key_positions(text, keys) == expected
 
 
 def test_the_key_index_reads_an_export_of_many_keys() -> None:

@@ -9,7 +9,7 @@ written is not published: a number (ms) or text is taken.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from reconcile.desired.loader import Diagnostic
@@ -41,30 +41,37 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def value_problem(declaration: Declaration, value: Any) -> str | None:
-    """Why `value` does not fit the declaration (None when it does)."""
+def fit(declaration: Declaration) -> Callable[[Any], str | None]:
+    """Why a value does not fit the declaration (None when it does), its options read once: a big
+    project checks one attribute on every key."""
     kind = declaration.get("type")
     if kind == "string":
-        return None if isinstance(value, str) else "takes text"
+        return lambda value: None if isinstance(value, str) else "takes text"
     if kind == "number":
-        return None if _number(value) else "takes a number"
+        return lambda value: None if _number(value) else "takes a number"
     if kind == "boolean":
-        return None if isinstance(value, bool) else "takes true or false"
+        return lambda value: None if isinstance(value, bool) else "takes true or false"
     if kind == "date":
-        return None if isinstance(value, str) or _number(value) else "takes a date (text or milliseconds)"
+        return lambda value: None if isinstance(value, str) or _number(value) else "takes a date (text or milliseconds)"
     allowed = options(declaration)
     shown = ", ".join(sorted(allowed)[:10]) or "none declared"
     if kind == "singleselect":
-        return None if isinstance(value, str) and value in allowed else f"takes one of its options ({shown})"
+        return lambda value: (
+            None if isinstance(value, str) and value in allowed else f"takes one of its options ({shown})"
+        )
     if kind == "multiselect":
-        ok = isinstance(value, list) and all(isinstance(item, str) and item in allowed for item in value)
-        return None if ok else f"takes a list of its options ({shown})"
-    return None  # a type this tool does not know: the server decides
+        return lambda value: (
+            None
+            if isinstance(value, list) and all(isinstance(item, str) and item in allowed for item in value)
+            else f"takes a list of its options ({shown})"
+        )
+    return lambda _: None  # a type this tool does not know: the server decides
 
 
 def problems(keys: Iterable[DesiredKey], declared: Mapping[str, Declaration | None]) -> list[Diagnostic]:
     """`declared`: every name the keys use → its declaration, None when the project has none."""
     found = []
+    fits = {name: fit(declaration) for name, declaration in declared.items() if declaration is not None}
     for key in keys:
         values = key.fields.get("customAttributes")
         for name, value in values.items() if isinstance(values, Mapping) else ():
@@ -73,7 +80,7 @@ def problems(keys: Iterable[DesiredKey], declared: Mapping[str, Declaration | No
                 continue  # not looked up: nothing to say
             if declaration is None:
                 message = f"custom attribute `{name}` is not declared in the project (declare it, or fix the name)"
-            elif (why := value_problem(declaration, value)) is not None:
+            elif (why := fits[name](value)) is not None:
                 message = f"custom attribute `{name}` is a {declaration.get('type')} attribute: it {why}"
             else:
                 continue

@@ -1,5 +1,5 @@
-"""Where each key item's `id` is, from one pass of a regular expression over the text: the cheap
-index that spares a big file a second parse (PyYAML's events cost 3x yaml-rs's whole reading).
+"""Where each key item's `id` is, from regular-expression scans of the text: the cheap index that
+spares a big file a second parse (PyYAML's events cost 3x yaml-rs's whole reading).
 
 It reads only the block layout that desired files are written in (`keys:` at the top level, its
 items `- ` at one indentation, each item's fields at one column after the dash) and proves every
@@ -7,13 +7,18 @@ position against the values yaml-rs read: each item's `id:` line must spell that
 there must be exactly one item line per key. Anything else (flow style, a folded or escaped id,
 tabs, `\r` line breaks, an item with two `id:` lines at its column) gives None, and the caller asks
 the parse events: a position is never guessed from text that merely looks like a key.
+
+The layout `export` writes (every item opening with its id, quoted or plain, nothing after it) is
+proven by two scans and a comparison of lists, with no step per key in Python; other layouts are
+proven item by item.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cache
+from itertools import accumulate, repeat
 from typing import Any
 
 # Each pattern that scans the text starts with a line break: the regex engine then skips from one
@@ -23,14 +28,32 @@ _FIRST_ITEM = re.compile(r"(?:[ \t]*(?:#.*)?\n)*( *)-( +)(?=[^\s#])")
 _COMMENT = re.compile(r"[ \t]+#.*")
 
 
+def _end(indent: int) -> str:
+    """The first line after a `keys` list at `indent` (after its line break): a top-level line."""
+    return r"(?!- |-$)[^ \t\n#]" if indent == 0 else r"[^ \t\n#]"
+
+
 @cache
 def _lines(indent: int, column: int) -> re.Pattern[str]:
     """An item line of a `keys` list at `indent` (`item`, and `same` when the id is its first field),
     an `id:` line at `column` (`own`), and the first top-level line after the list (`end`)."""
-    end = r"(?!- |-$)[^ \t\n#]" if indent == 0 else r"[^ \t\n#]"
     return re.compile(
         rf"\n(?:(?P<item> {{{indent}}}-(?P<gap> +)(?=[^\s#]))(?P<same>id[ \t]*:)?"
-        rf"|(?P<own> {{{column}}})id[ \t]*:|(?P<end>{end}))"
+        rf"|(?P<own> {{{column}}})id[ \t]*:|(?P<end>{_end(indent)}))"
+    )
+
+
+@cache
+def _ids_first(indent: int, gap: int, column: int) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """The first line after a `keys` list at `indent`; and its item lines and `id:` lines at `column`,
+    the id being the group of an item line that opens with it, written plain without quotes,
+    backslashes or trailing blanks, or in double quotes without escapes (a quote consumed only when
+    its closing one ends the line), with nothing after it. (Not a lazy group: it would cost three
+    times as much.)"""
+    spelled = r"""[ \t]*(?:(?:"(?=[^"\\\n]*"[ \t]*(?:\n|\Z)))?([^"'\\\n]*)"?[ \t]*(?=\n|\Z))?"""
+    return (
+        re.compile(rf"\n{_end(indent)}"),
+        re.compile(rf"\n(?: {{{indent}}}-(?:{' ' * gap}id[ \t]*:{spelled})?| {{{column}}}id[ \t]*:)"),
     )
 
 
@@ -46,49 +69,52 @@ def _spells(rest: str, value: Any) -> bool:
     return False
 
 
-def _head(text: str) -> int | None:
-    """Where the list of keys starts: after the one top-level `keys:` line (None without exactly one)."""
-    found = [0] if _KEYS_LINE.match(text) else []
-    at = text.find("\nkeys")
+def _keys_lines(text: str, start: int = 0) -> Iterator[int]:
+    """Where each top-level `keys:` line from `start` on begins."""
+    if start == 0 and _KEYS_LINE.match(text):
+        yield 0
+    at = text.find("\nkeys", start)
     while at >= 0:
         if _KEYS_LINE.match(text, at + 1):
-            found.append(at + 1)
+            yield at + 1
         at = text.find("\nkeys", at + 1)
-    if len(found) != 1:
-        return None
-    head = _KEYS_LINE.match(text, found[0])
-    assert head is not None
-    return head.end()
 
 
-def _marks(text: str, keys: Sequence[Any]) -> list[int] | None:
-    """The offset of each item's `id` key (of its first field, when it has no id)."""
-    head = _head(text)
-    if head is None:
+def _the_id_first(text: str, keys: Sequence[Any], start: int, indent: int, gap: int) -> tuple[list[int], int] | None:
+    """The marks and the list's end for the layout `export` writes (see `_ids_first`): every line
+    found has the id of its key as its group; None when the list is written otherwise."""
+    column = indent + 1 + gap
+    end_line, lines = _ids_first(indent, gap, column)
+    found = end_line.search(text, start)
+    end = len(text) if found is None else found.start()
+    items = list(lines.finditer(text, start, end))
+    spelled = list(map(re.Match.group, items, repeat(1)))
+    if len(items) != len(keys) or None in spelled:  # (an item without an id is placed at its first field)
         return None
-    first = _FIRST_ITEM.match(text, head + 1)
-    if first is None:
+    if spelled != [key.get("id") if isinstance(key, dict) else None for key in keys]:
         return None
-    indent = len(first.group(1))
-    column = indent + 1 + len(first.group(2))
+    return [item.start() + 1 + column for item in items], end
+
+
+def _each_item(text: str, keys: Sequence[Any], start: int, indent: int, column: int) -> tuple[list[int], int] | None:
+    """The marks and the list's end, item by item."""
     marks: list[int] = []
     ids: list[int] = []  # `id:` lines of the current item
-    for line in _lines(indent, column).finditer(text, first.start(1) - 1):
+    for line in _lines(indent, column).finditer(text, start):
         if line.group("own") is not None:
             ids.append(line.start() + 1 + column)
             continue
         if marks and not _proves(text, keys, len(marks) - 1, marks, ids):
             return None
         if line.group("end") is not None:
-            break
+            return marks, line.start()
         if len(line.group("gap")) != column - indent - 1 or len(marks) == len(keys):
             return None
         marks.append(line.start() + 1 + column)
         ids = [marks[-1]] if line.group("same") is not None else []
-    else:
-        if marks and not _proves(text, keys, len(marks) - 1, marks, ids):
-            return None
-    return marks if len(marks) == len(keys) else None
+    if marks and not _proves(text, keys, len(marks) - 1, marks, ids):
+        return None
+    return marks, len(text)
 
 
 def _proves(text: str, keys: Sequence[Any], index: int, marks: list[int], ids: list[int]) -> bool:
@@ -107,20 +133,39 @@ def _proves(text: str, keys: Sequence[Any], index: int, marks: list[int], ids: l
     return True
 
 
+def _marks(text: str, keys: Sequence[Any]) -> tuple[list[int], int] | None:
+    """The offset of each item's `id` key (of its first field, when it has no id), and the column
+    (0-based) they are all at."""
+    head = next(_keys_lines(text), None)
+    after = None if head is None else _KEYS_LINE.match(text, head)
+    first = None if after is None else _FIRST_ITEM.match(text, after.end() + 1)
+    if first is None:
+        return None
+    indent, gap = len(first.group(1)), len(first.group(2))
+    column = indent + 1 + gap
+    start = first.start(1) - 1  # the line break before the first item
+    found = _the_id_first(text, keys, start, indent, gap) or _each_item(text, keys, start, indent, column)
+    if found is None or len(found[0]) != len(keys):
+        return None
+    marks, end = found
+    # Only blank lines and comments come between the `keys:` line and the first item, and no line
+    # of the list is a top-level one: another `keys:` line can only be after the list.
+    return (marks, column) if next(_keys_lines(text, end), None) is None else None
+
+
 def key_positions(text: str, keys: Sequence[Any]) -> list[tuple[int, int]] | None:
     """Line and column (1-based) of each item's `id` key (of the item, without one), as the parse
     events say them; None when the text is not in the layout this index proves."""
     if "\r" in text:
         return None
     if not keys:
-        return [] if _head(text) is not None else None
-    marks = _marks(text, keys)
-    if marks is None:
+        heads = _keys_lines(text)
+        return [] if next(heads, None) is not None and next(heads, None) is None else None
+    found = _marks(text, keys)
+    if found is None:
         return None
-    positions = []
-    line, counted = 1, 0
-    for mark in marks:
-        line += text.count("\n", counted, mark)
-        counted = mark
-        positions.append((line, mark - text.rfind("\n", 0, mark)))
-    return positions
+    marks, column = found
+    # Each mark's line: the line breaks before it, counted from the mark before (in C, not per key).
+    lines = accumulate(map(text.count, repeat("\n"), [0, *marks[:-1]], marks), initial=1)
+    next(lines)
+    return list(zip(lines, repeat(column + 1)))

@@ -16,6 +16,7 @@ YAML 1.2 reads as a string. Nothing is ever located by searching the text.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+# yaml-rs allocates through its own mimalloc, which by default keeps what it frees for later
+# allocations of its own: 140 MiB after reading 100,000 keys, held through the rest of a plan (its
+# peak 861 -> 743 MiB). Given back at once instead; read when the library loads.
+os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
 import yaml_rs
 
 from reconcile.desired import keyindex, yaml12, yamlcheck

@@ -9,7 +9,7 @@ from pathlib import Path
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES, YAML_SUFFIXES, Diagnostic, ParsedFile, load_files
 from reconcile.desired.validation import build_desired_state
 from reconcile.errors import ValidationFailed
-from reconcile.job.clock import RunClock
+from reconcile.job.clock import RunClock, bulk
 from reconcile.job.result import Output
 from reconcile.model import DesiredFile, DesiredState
 
@@ -25,31 +25,43 @@ class LoadedDesired:
 
 
 def load_desired(
-    paths: Sequence[str], *, max_bytes: int = DEFAULT_MAX_FILE_BYTES, clock: RunClock | None = None
+    paths: Sequence[str],
+    *,
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    clock: RunClock | None = None,
+    keep_parsed: bool = False,
 ) -> LoadedDesired:
+    """`keep_parsed`: keep the files as read (their text and values), to place a policy's findings in
+    them; otherwise they are let go once the model is built (120 MiB of 100,000 keys, for a plan)."""
     clock = clock or RunClock("validate")
     parsed: list[ParsedFile] = []
     diagnostics: list[Diagnostic] = []
-    with clock.phase("load"):
-        for item in load_files(paths, max_bytes=max_bytes):
-            if isinstance(item, ParsedFile):
-                parsed.append(item)
-            else:
-                diagnostics.extend(item)
-    with clock.phase("validate"):
-        state, problems = build_desired_state(parsed)
-        if state.prune:
-            state, more = _with_files_beside(paths, parsed, state, max_bytes)
-            problems += more
+    with bulk():  # (validate of 100,000 keys: 8.6 s of CPU with the cyclic collector on, 4.4 s off)
+        with clock.phase("load"):
+            for item in load_files(paths, max_bytes=max_bytes):
+                if isinstance(item, ParsedFile):
+                    parsed.append(item)
+                else:
+                    diagnostics.extend(item)
+        with clock.phase("validate"):
+            state, problems = build_desired_state(parsed)
+            if state.prune:
+                state, more = _with_files_beside(paths, parsed, state, max_bytes)
+                problems += more
     files = tuple(DesiredFile(p.path, p.sha256) for p in parsed)
-    return LoadedDesired(state, files, tuple(sorted([*diagnostics, *problems])), tuple(parsed))
+    return LoadedDesired(state, files, tuple(sorted([*diagnostics, *problems])), tuple(parsed) if keep_parsed else ())
 
 
 def load_valid(
-    paths: Sequence[str], output: Output, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES, clock: RunClock | None = None
+    paths: Sequence[str],
+    output: Output,
+    *,
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    clock: RunClock | None = None,
+    keep_parsed: bool = False,
 ) -> LoadedDesired:
     """The desired state, or ValidationFailed with every problem for the output: then nothing is sent."""
-    loaded = load_desired(paths, max_bytes=max_bytes, clock=clock)
+    loaded = load_desired(paths, max_bytes=max_bytes, clock=clock, keep_parsed=keep_parsed)
     if loaded.diagnostics:
         output.diagnostics.extend(loaded.diagnostics)
         raise ValidationFailed(len(loaded.diagnostics))

@@ -55,7 +55,7 @@ def _check_policy(options: ValidateOptions, policy: Policy, output: Output) -> R
     from reconcile.job.policy import check_desired  # noqa: PLC0415
     from reconcile.output.policy import summary  # noqa: PLC0415
 
-    loaded = load_valid(options.paths, output, max_bytes=options.max_file_size)
+    loaded = load_valid(options.paths, output, max_bytes=options.max_file_size, keep_parsed=True)
     findings = check_desired(policy, loaded, datetime.now(UTC))
     output.say(logging.INFO, f"{len(loaded.files)} file(s), {len(loaded.state.keys)} key(s): {summary(findings)}")
     code = ExitCode.FAILURE if any(item.failing for item in findings) else ExitCode.OK
