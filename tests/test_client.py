@@ -399,3 +399,21 @@ def test_a_header_that_cannot_be_sent_is_refused_unretried_and_unquoted(start_em
         asyncio.run(go())
     assert "K2-secret" not in str(caught.value) and "SECOND" not in str(caught.value)
     assert emulator.requests == []
+
+
+@pytest.mark.parametrize(
+    "base",
+    ["http://127.0.0.1:8080", "https://api.example.com/prefix/", "https://api.example.com/a%20b", "http://[::1]:1"],
+)
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [("/v1/mgmt/accesskey/update", None), ("/v1/mgmt/accesskey", {"id": "K 1&x=é"}), ("v1/mgmt/license", {})],
+)
+def test_a_path_merged_once_is_the_url_httpx_merges_each_time(base: str, path: str, params: Any) -> None:
+    """The client merges each path with the base URL once (a string is parsed again on every request)."""
+    client = DescopeClient(Credentials("P1", "m"), base, timeout=1)
+    fast = client._http.build_request("POST", client._url(path), params=params, json={"id": "K1"})
+    again = client._http.build_request("POST", client._url(path), params=params, json={"id": "K1"})
+    reference = client._http.build_request("POST", path, params=params, json={"id": "K1"})
+    assert str(fast.url) == str(again.url) == str(reference.url)
+    assert fast.url == reference.url and fast.headers == reference.headers and fast.content == reference.content

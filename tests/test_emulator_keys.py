@@ -203,3 +203,75 @@ def test_a_view_of_a_key_shares_nothing_with_the_store() -> None:
     assert again["roleNames"] == ["a"] and again["keyTenants"][0]["roleNames"] == ["r"]
     assert again["customClaims"] == {"deep": {"list": [1, {"x": [True]}]}}
     assert "tenantName" not in store._keys["K1"]["keyTenants"][0]
+
+
+def _search_bytes(emulator: Any, filters: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The bytes a search sends (each key's JSON made when it was written) and the reference: the
+    JSON of the views made now."""
+    response = post(emulator, f"{ACCESSKEY}/search", filters)
+    assert response.status_code == 200, response.text
+    return response.content, json.dumps({"keys": emulator.store.search(filters)}).encode()
+
+
+def test_a_search_sends_the_json_of_its_views_after_every_kind_of_write(start_emulator: Any) -> None:
+    seed = [
+        {"id": "K1", "name": "caf\u00e9 \u2603 \U0001f600", "keyTenants": [{"tenantId": "T1", "roleNames": ["r"]}]},
+        {"id": "K2", "keyTenants": [{"tenantName": "stale", "tenantId": "T9"}], "customClaims": {"f": 1.5, "i": 2**70}},
+        {"id": "K3", "customAttributes": {"team": "x", "n": True, "z": None}, "extra": {'"quoted"': ["\\", "\n"]}},
+        {"id": "K4", "status": "inactive", "editable": False, "expireTime": 4102444800, "boundUserId": "U1"},
+    ]
+    emulator = start_emulator(seed, tenant_names={"T1": "Tenant \u00fcn"})
+    key_id = create(emulator, name="new", keyTenants=[{"tenantId": "T1"}], customClaims={"a": 1.25, "b": "\u00e9"})[
+        "key"
+    ]["id"]
+    writes: list[tuple[str, Any]] = [
+        (f"{ACCESSKEY}/update", {"id": "K1", "name": "renamed", "roleNames": ["a", "b"]}),
+        (f"{ACCESSKEY}/update", {"id": key_id, "keyTenants": [{"tenantId": "T2", "roleNames": []}]}),
+        (f"{ACCESSKEY}/deactivate", {"id": "K1"}),
+        (f"{ACCESSKEY}/activate/batch", {"ids": ["K1", "K4", "K1"]}),
+        (f"{ACCESSKEY}/rotate", {"id": "K2"}),
+        (f"{ACCESSKEY}/delete", {"id": "K3"}),
+        ("/_emulator/config", {"update_semantics": "replace"}),
+        (f"{ACCESSKEY}/update", {"id": "K2", "name": "replaced"}),
+        ("/_emulator/console", {"id": "K1", "changes": {"description": "by hand", "status": "inactive"}}),
+        ("/_emulator/console", {"id": "K2", "changes": {"status": "active"}}),
+        ("/_emulator/console", {"id": key_id, "delete": True}),
+        (f"{ACCESSKEY}/create", {"name": "last", "customAttributes": {"team": "y"}}),
+        (f"{ACCESSKEY}/delete/batch", {"ids": ["K1", "K2"]}),
+    ]
+    for path, body in [("", None), *writes]:
+        if body is not None:
+            assert post(emulator, path, body).status_code == 200, (path, body)
+        for filters in ({}, {"tenantIds": ["T1", "T2"]}, {"text": "E"}, {"customAttributes": {"team": "y"}}):
+            sent, reference = _search_bytes(emulator, filters)
+            assert sent == reference, (path, body, filters)
+    assert b'"keys": []' not in _search_bytes(emulator, {})[0]
+
+
+def test_a_hook_reads_and_changes_a_search_answer_as_it_was_when_made(start_emulator: Any) -> None:
+    """The views behind the bytes are made only when a hook reads the body, from the keys as they were."""
+    emulator = start_emulator([{"id": "K1", "name": "before"}])
+
+    def hook(call: Any) -> Any:
+        answer = call.forward()
+        emulator.store.update({"id": "K1", "name": "after"}, "merge")  # a write after the search ran
+        answer.body["keys"].append({"id": "K9"})
+        return answer
+
+    emulator.intercept(f"{ACCESSKEY}/search", hook)
+    assert [(k["id"], k.get("name")) for k in post(emulator, f"{ACCESSKEY}/search", {}).json()["keys"]] == [
+        ("K1", "before"),
+        ("K9", None),
+    ]
+    emulator.intercept(f"{ACCESSKEY}/search", lambda call: call.forward())  # a hook that reads nothing
+    assert post(emulator, f"{ACCESSKEY}/search", {}).json()["keys"][0]["name"] == "after"
+
+
+def test_a_key_without_json_is_searched_the_reference_way() -> None:
+    """A seeded value JSON cannot show makes no JSON ahead: the search's views fail as they did."""
+    from reconcile.emulator.store import KeyStore  # noqa: PLC0415
+
+    store = KeyStore([{"id": "K1"}, {"id": "K2", "customClaims": {"when": {1, 2}}}])
+    found = store.found({})
+    assert found.answer_json() is None and [view["id"] for view in found.views()] == ["K1", "K2"]
+    assert store.found({"text": "K1"}).answer_json() == json.dumps({"keys": store.search({"text": "K1"})}).encode()

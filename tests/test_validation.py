@@ -139,7 +139,7 @@ def test_no_line_is_given_as_known_when_the_structure_cannot_be_read(monkeypatch
     assert isinstance(parsed, ParsedFile)
 
     def unreadable(text: str, use: Any) -> Any:
-        raise yaml.YAMLError("unreadable")
+        raise yaml.YAMLError("unreadable")  # PyYAML fails where yaml-rs read the file
 
     monkeypatch.setattr(yaml12, "read", unreadable)
     rendered = [d.render() for d in build_desired_state([parsed])[1]]

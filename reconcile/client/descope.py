@@ -282,6 +282,7 @@ class DescopeClient:
             follow_redirects=False,
         )
         self.license: License | None = None  # after the handshake: once per client, so once per run and target
+        self._urls: dict[str, httpx.URL] = {}  # path -> its URL on base_url (see _url)
         self._license_lock = asyncio.Lock()
 
     async def __aenter__(self) -> DescopeClient:
@@ -422,11 +423,19 @@ class DescopeClient:
         checked: dict[str, Any] = answers.check(method, path, body, self._redactor.redact)
         return checked
 
+    def _url(self, path: str) -> httpx.URL:
+        """`path` on the base URL, merged once: given as a string, httpx parses and merges it again on
+        every request (build_request: 166 µs → 46 µs, a few % of an apply's client CPU per update)."""
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = self._http.build_request("GET", path).url
+        return url
+
     async def _exchange(self, method: str, path: str, **request: Any) -> tuple[httpx.Response, bytearray | None]:
         """Send, and read the answer up to MAX_ANSWER_BYTES (None beyond); a failure → TransportError."""
         where = f"{method} {path}"
         try:
-            response = await self._http.send(self._http.build_request(method, path, **request), stream=True)
+            response = await self._http.send(self._http.build_request(method, self._url(path), **request), stream=True)
             try:
                 return response, await _read_capped(response, MAX_ANSWER_BYTES)
             finally:

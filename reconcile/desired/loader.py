@@ -22,9 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 # yaml-rs allocates through its own mimalloc, which by default keeps what it frees for later
 # allocations of its own: 140 MiB after reading 100,000 keys, held through the rest of a plan (its
@@ -32,13 +30,37 @@ import yaml
 os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
 import yaml_rs
 
-from reconcile.desired import keyindex, yaml12, yamlcheck
+from reconcile.desired import keyindex
 from reconcile.errors import ConfigError
+
+if TYPE_CHECKING:
+    import yaml
+
+    from reconcile.desired import yamlcheck
+
+# PyYAML (yaml12, yamlcheck: the nodes, their marks) is imported only where a file needs its nodes:
+# a valid file in the common layout never does, and `validate` starts 30 ms sooner without it.
 
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 YAML_SUFFIXES = (".yaml", ".yml")  # in any case: `keys.YAML` too
 _ALIAS_LIMITS = yaml_rs.AliasLimits(max_total_replayed_events=1_000_000)
 _POSITION = re.compile(r"line (\d+), column (\d+)")
+# Plain scalars yaml-rs reads as numbers though the core schema reads them as strings: `1_000`,
+# `_1`, `1e_3`, `0X1F`, `0O17`, `0b1`, `+0x1`, `.iNf` (and, as false alarms, core `0x1F`, `.inf`).
+# Each search begins with a literal character (re skips to it quickly); a false alarm only costs time.
+_NOT_CORE_NUMBERS = tuple(
+    re.compile(pattern)
+    for pattern in (
+        r"_(?<![^\s\[{,:?+0-9._-]_)",
+        r"_(?<=[0-9.][eE]_)",
+        r"0(?<![^\s\[{,:?+-]0)[XxOoBb]",
+        r"\.(?<![^\s\[{,:?+-]\.)[iInN]",
+    )
+)
+
+
+class Unlocatable(Exception):
+    """The keys' lines cannot be told: PyYAML, even as YAML 1.2, cannot read a file yaml-rs read."""
 
 
 @dataclass(frozen=True, order=True)
@@ -78,6 +100,10 @@ class ParsedFile:
         cannot: then no position is given as if it were known)."""
         if self.root is not None:
             return self.root, ""
+        import yaml  # noqa: PLC0415 (PyYAML where nodes are needed only: see the imports)
+
+        from reconcile.desired import yaml12  # noqa: PLC0415
+
         try:
             return yaml12.compose(self.text), ""
         except (yaml.YAMLError, RecursionError) as error:
@@ -89,11 +115,13 @@ class ParsedFile:
         return self._tree[1]
 
     def locate(self, json_path: Iterable[object], *, key: bool = False) -> tuple[int, int]:
+        from reconcile.desired import yamlcheck  # noqa: PLC0415 (PyYAML where nodes are needed only)
+
         return yamlcheck.locate(self._tree[0], json_path, key=key)
 
     def key_lines(self) -> list[tuple[int, int]]:
         """Line and column of each key item's `id` (of the item, when it has none), in order: from the
-        text's proven index (keyindex), else the YAML structure; raises yaml.YAMLError when it cannot
+        text's proven index (keyindex), else the YAML structure; raises Unlocatable when it cannot
         be read. A file composed to locate a problem asks the structure, so the two never disagree
         on whether lines are known."""
         keys = self.data.get("keys") if isinstance(self.data, dict) else None
@@ -102,13 +130,20 @@ class ParsedFile:
             indexed = keyindex.key_positions(self.text, keys if isinstance(keys, list) else [])
             if indexed is not None:
                 return indexed
-        if self.root is None:
-            positions = yamlcheck.key_id_positions(self.text)  # cheaper than composing nodes
-            if positions is not None and len(positions) == count:
-                return positions
-        if self._tree[0] is None:
-            raise yaml.YAMLError(self.unlocatable)
-        return [self.locate(["keys", index, "id"], key=True) for index in range(count)]
+        import yaml  # noqa: PLC0415 (PyYAML where nodes are needed only: see the imports)
+
+        from reconcile.desired import yamlcheck  # noqa: PLC0415
+
+        try:
+            if self.root is None:
+                positions = yamlcheck.key_id_positions(self.text)  # cheaper than composing nodes
+                if positions is not None and len(positions) == count:
+                    return positions
+            if self._tree[0] is None:
+                raise Unlocatable(self.unlocatable)
+            return [self.locate(["keys", index, "id"], key=True) for index in range(count)]
+        except yaml.YAMLError as error:
+            raise Unlocatable(str(error)) from error
 
 
 def _is_yaml(path: Path) -> bool:
@@ -147,6 +182,8 @@ def _diagnostics(path: str, problems: Iterable[yamlcheck.Problem]) -> list[Diagn
 
 def _unreadable(path: str, text: str, reason: str) -> list[Diagnostic]:
     """yaml-rs refused the text: let PyYAML say where and why; else yaml-rs's own words."""
+    from reconcile.desired import yamlcheck  # noqa: PLC0415 (PyYAML where nodes are needed only)
+
     located = _diagnostics(path, yamlcheck.read_nodes(text)[1])
     if located:
         return located
@@ -161,6 +198,8 @@ def _values(text: str) -> Any:
     try:
         return yaml_rs.loads(text, parse_datetime=False, alias_limits=_ALIAS_LIMITS)
     except yaml_rs.YAMLDecodeError as error:
+        from reconcile.desired import yaml12  # noqa: PLC0415 (PyYAML where nodes are needed only)
+
         spaced = yaml12.space_tabs_after_colons(text) if "followed by a valid YAML whitespace" in str(error) else text
         if spaced == text:
             raise
@@ -197,8 +236,10 @@ def parse_text(
     # left to validation. Explicit tags need a `!` and anchors a `&`: only such texts, and those
     # that may hold a number YAML 1.2 reads as a string, pay for the nodes (yaml-rs drops unknown
     # tags and reads a self-referencing alias as null).
-    if not (isinstance(data, list) or "!" in text or "&" in text or yaml12.may_hold_non_core_numbers(text)):
+    if not (isinstance(data, list) or "!" in text or "&" in text or any(p.search(text) for p in _NOT_CORE_NUMBERS)):
         return ParsedFile(path, hashlib.sha256(raw).hexdigest(), data, text)
+    from reconcile.desired import yaml12, yamlcheck  # noqa: PLC0415 (PyYAML where nodes are needed only)
+
     root, found = yamlcheck.read_nodes(text)
     problems = _diagnostics(path, found)
     if problems and (isinstance(data, list) or any(problem.fatal for problem in found)):

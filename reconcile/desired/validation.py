@@ -21,9 +21,7 @@ from datetime import date
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from reconcile.desired.loader import Diagnostic, ParsedFile
+from reconcile.desired.loader import Diagnostic, ParsedFile, Unlocatable
 from reconcile.model import (
     DESIRED_FIELDS,
     PRUNE_ACTIONS,
@@ -501,7 +499,7 @@ def build_desired_state(parsed_files: Sequence[ParsedFile]) -> tuple[DesiredStat
         diagnostics.extend(validate_file(parsed))
         try:
             lines = parsed.key_lines()
-        except yaml.YAMLError as error:
+        except Unlocatable as error:
             message = f"cannot tell the keys' lines: PyYAML cannot read this file as YAML 1.2: {error}"
             diagnostics.append(Diagnostic(parsed.path, 1, 1, message))
             continue

@@ -61,17 +61,6 @@ _LIBYAML_MISREADS = tuple(
         _YAML11_BREAK.pattern,
     )
 )
-# Plain scalars yaml-rs reads as numbers though the core schema reads them as strings: `1_000`,
-# `_1`, `1e_3`, `0X1F`, `0O17`, `0b1`, `+0x1`, `.iNf` (and, as false alarms, core `0x1F`, `.inf`).
-_NOT_CORE_NUMBERS = tuple(
-    re.compile(pattern)
-    for pattern in (
-        r"_(?<![^\s\[{,:?+0-9._-]_)",
-        r"_(?<=[0-9.][eE]_)",
-        r"0(?<![^\s\[{,:?+-]0)[XxOoBb]",
-        r"\.(?<![^\s\[{,:?+-]\.)[iInN]",
-    )
-)
 T = TypeVar("T")
 
 
@@ -309,11 +298,6 @@ except ImportError:  # pragma: no cover (PyYAML without libyaml)
 
 def _any(patterns: tuple[re.Pattern[str], ...], text: str) -> bool:
     return any(pattern.search(text) for pattern in patterns)
-
-
-def may_hold_non_core_numbers(text: str) -> bool:
-    """Whether yaml-rs may have read a plain scalar as a number that YAML 1.2 reads as a string."""
-    return _any(_NOT_CORE_NUMBERS, text)
 
 
 def _position(error: yaml.YAMLError) -> tuple[int, int]:

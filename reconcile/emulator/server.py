@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 from reconcile.emulator.admin import admin_answer
-from reconcile.emulator.answers import Answer, error, many_ids, one_id
+from reconcile.emulator.answers import Answer, Deferred, error, many_ids, one_id
 from reconcile.emulator.attributes import AttributeSchema, not_declared
 from reconcile.emulator.audit import (
     KEY_CREATED,
@@ -383,7 +383,13 @@ class Emulator:
         return Answer(200, {"attribute": declared.wire()})
 
     def _search(self, request: _Request) -> Answer:
-        return Answer(200, {"keys": self.store.search(request.body)})
+        # A 100,000-key answer's views and their JSON took 2.7 s of the server's CPU (5.3 s with
+        # the collector on) when each key's JSON, made when it was written, does.
+        found = self.store.found(request.body)
+        encoded = found.answer_json()
+        if encoded is None:
+            return Answer(200, {"keys": found.views()})
+        return Deferred(200, lambda: {"keys": found.views()}, encoded)
 
     def _update(self, request: _Request) -> Answer:
         self.attributes.check(request.body)
@@ -511,7 +517,7 @@ def _handler_for(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
                 return
-            payload = answer.raw if answer.raw is not None else json.dumps(answer.body).encode()
+            payload = answer.payload()
             # A client that gave up (its timeout was shorter than a slow fault) is not a server error.
             with contextlib.suppress(ConnectionError):
                 self.send_response(answer.status)
