@@ -192,6 +192,11 @@ LAYOUTS = [
     '{version: 1, defaults: {description: "\nkeys:\n  - id: K0\n"},\n keys: [{id: K0, name: a}]}\n',
     'version: 1\nnote: {a: "\nkeys:\n  - id: K0\n"}\n"keys":\n  - id: K0\n',
     "%YAML 1.2\n---  # a document start\nversion: 1\nkeys:\n  - id: K1\n  - id: K2\n",
+    # an item's flow value down to column 0 (the list seems to end there), an item inside its text
+    'version: 1\nkeys:\n  - name: n\n    customClaims: {a: "\n  - id: K0\nx"}\n  - id: K0\n    name: a\n',
+    # an item inside a flow value's text, the real one opening with `-` alone or `- #`
+    'version: 1\nkeys:\n  - name: n\n    customClaims: {a: "\n  - name: m\n  "}\n  -\n    name: m\n',
+    'version: 1\nkeys:\n  - name: n\n    customClaims: {a: "\n  - name: m\n  "}\n  - # c\n    name: m\n',
 ]
 
 

@@ -52,6 +52,11 @@ def _lines(indent: int, column: int) -> re.Pattern[str]:
 
 
 @cache
+def _item_line(indent: int) -> re.Pattern[str]:
+    return re.compile(rf"\n {{{indent}}}-")
+
+
+@cache
 def _ids_first(indent: int, gap: int, column: int) -> tuple[re.Pattern[str], re.Pattern[str]]:
     """The first line after a `keys` list at `indent`; and its item lines and `id:` lines at `column`,
     the id being the group of an item line that opens with it, written plain without quotes,
@@ -152,15 +157,25 @@ def _marks(text: str, keys: Sequence[Any]) -> tuple[list[int], int] | None:
     indent, gap = len(first.group(1)), len(first.group(2))
     column = indent + 1 + gap
     start = first.start(1) - 1  # the line break before the first item
-    found = _the_id_first(text, keys, start, indent, gap) or _each_item(text, keys, start, indent, column)
+    quick = _the_id_first(text, keys, start, indent, gap)
+    found = quick or _each_item(text, keys, start, indent, column)
     if found is None or len(found[0]) != len(keys):
         return None
     marks, end = found
+    # Every line at the list's indentation opening with `-` is one of its items (an item opening with
+    # `-` alone or `- #` too): else a flow value's text, run down to the items' column, may have been
+    # counted as items. (The quick scan counted every such line.)
+    if quick is None and text.count(f"\n{' ' * indent}-", start, end) != len(keys):
+        return None
     # Only blank lines and comments come between the `keys:` line and the first item, and no line
     # of the list is a top-level one: another `keys:` line, or another way to write the root's
     # `keys`, can only be before or after the list (a scan of the list's lines would cost 10%).
     assert head is not None
     if _OTHER_ROOT_KEY.search(text, 0, head) or _OTHER_ROOT_KEY.search(text, end):
+        return None
+    # No item line after the list's end: else that "end" was a flow value's line run down to column 0
+    # inside an item, and items counted before it may be that value's text.
+    if _item_line(indent).search(text, end):
         return None
     return (marks, column) if next(_keys_lines(text, end), None) is None else None
 
