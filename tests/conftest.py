@@ -20,18 +20,12 @@ REPO = Path(__file__).resolve().parent.parent
 __all__ = ["REPO", "CliResult", "cli_env", "load_report", "run_cli", "updatable", "write_desired"]
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The longest tests (network, then slow) start first, so that none of them runs alone at the end
-    of a parallel run (`make test` uses `--dist loadgroup`, which hands out one test at a time). The
-    tests that share the module's build of the wheel (the `dist` fixture) run on one worker: it is
-    built once."""
+    of a parallel run (`make test` uses `--dist loadgroup`, which hands out one test at a time)."""
     items.sort(
         key=lambda item: 0 if item.get_closest_marker("network") else 1 if item.get_closest_marker("slow") else 2
     )
-    if config.pluginmanager.hasplugin("xdist"):
-        for item in items:
-            if "dist" in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group("dist"))
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ environment, it answers --version and validates desired/ from anywhere.
 from __future__ import annotations
 
 import email.parser
+import fcntl
+import os
 import re
 import shutil
 import subprocess
@@ -46,12 +48,21 @@ def test_a_source_tree_never_built_has_a_clear_fallback_version(tmp_path: Path) 
     assert done.stdout.strip() == "0.0.0+unknown"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    command = [sys.executable, "-m", "build", "--outdir", str(out), str(REPO)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
+    """The sdist and wheel, built once for the whole run: the test workers share them (the first
+    one to get here builds, under a lock the others wait on)."""
+    run = tmp_path_factory.getbasetemp()  # under pytest-xdist, a worker's own: the run's is above it
+    shared = run.parent if os.environ.get("PYTEST_XDIST_WORKER") else run
+    out = shared / "dist"
+    with (shared / "dist.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "built").exists():
+            shutil.rmtree(out, ignore_errors=True)
+            command = [sys.executable, "-m", "build", "--outdir", str(out), str(REPO)]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+            assert done.returncode == 0, done.stdout + done.stderr
+            (out / "built").touch()
     return out
 
 
@@ -70,7 +81,7 @@ def version_of(dist: Path) -> str:
 @pytest.mark.slow
 @pytest.mark.network
 def test_sdist_and_wheel_pass_twine_check(dist: Path) -> None:
-    files = sorted(str(path) for path in dist.iterdir())
+    files = sorted(str(path) for path in dist.iterdir() if path.name != "built")
     assert len(files) == 2
     twine = Path(sys.executable).with_name("twine")
     done = subprocess.run([str(twine), "check", "--strict", *files], capture_output=True, text=True, check=False)

@@ -125,7 +125,7 @@ semantic_items = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(item=semantic_items)
 @example(item={"customClaims": {"a": [1, float("inf")]}})
 @example(item={"customAttributes": {"a": float("nan")}})

@@ -45,7 +45,7 @@ def test_chaos_every_drifted_key_converges(start_emulator: Any, tmp_path: Path, 
     emulator = start_emulator(
         keys,
         rate_limit=40,  # below the client's default 100/s: the client must discover it
-        rate_burst=2,  # 8 requests in flight meet 429s even from a client slowed by a loaded machine
+        rate_burst=4,  # the first 8 requests in flight meet 429s even from a client slowed by a loaded machine
         retry_after=retry_after,
         empty_429_body=not retry_after,
         fault_rate=0.10,
