@@ -151,6 +151,33 @@ def test_the_second_signal_exits_at_once_whatever_the_run_is_stuck_in(start_emul
     assert [r.path for r in emulator.recorded()] == [SEARCH]
 
 
+def test_a_stopped_apply_does_not_wait_for_a_git_that_hangs(start_emulator: Any, tmp_path: Path) -> None:
+    """apply asks git beside its writes: after a signal, the run ends at once, its report written
+    (naming no commit), without waiting for git (here stuck for 20 s; git_state's own timeout is 10 s)."""
+    emulator = start_emulator(KEYS)
+    desired = write_desired(tmp_path / "d", [{**key, "name": key["name"] + "-x"} for key in KEYS])
+    held = hold(emulator, UPDATE)  # the writes are under way when the signal comes
+    stuck = tmp_path / "bin"
+    stuck.mkdir()
+    (stuck / "git").write_text("#!/bin/sh\nexec sleep 20\n")
+    (stuck / "git").chmod(0o755)
+    report = tmp_path / "report.json"
+    args = ["apply", str(desired), "--force", "--no-attribution", "--no-audit-event", "--report", str(report)]
+    process = start(args, emulator, PATH=f"{stuck}{os.pathsep}{os.environ['PATH']}", XDG_STATE_HOME=str(tmp_path))
+    try:
+        assert held.arrived.wait(30)
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        ended = time.monotonic() - signalled
+    finally:
+        process.kill()
+    assert process.returncode == 1 and "interrupted" in stderr, stderr
+    assert ended < 8, f"the run waited {ended:.1f} s for git after the signal"
+    written = load_report(report)
+    assert written["run"]["interrupted"] is True and written.get("git") is None
+
+
 def test_a_retry_after_past_the_key_deadline_fails_the_key_at_once(start_emulator: Any, tmp_path: Path) -> None:
     # One request per 120 s: the search passes, the update is told to wait 120 s.
     emulator = start_emulator(KEYS[:1], rate_window=Window(1, 120.0, 120.0))

@@ -195,7 +195,7 @@ async def _writes_and_trail(  # noqa: PLR0913 (the run's facts beside its record
     record: RunRecord,
     *,
     verdicts: _Verdicts,
-    git: asyncio.Task[dict[str, Any] | None],
+    git: asyncio.Future[dict[str, Any] | None],
     output: Output,
 ) -> tuple[RunRecord, Refusal | None]:
     """The writes, with who changed the drifted keys looked up beside them (its own budget, never in
@@ -224,7 +224,9 @@ async def _writes_and_trail(  # noqa: PLR0913 (the run's facts beside its record
     if refusal is not None:
         results = "Apply: refused before any write; nothing was sent.\n"
     output.show(render_trail(trail, result) + results)
-    return replace(record, outcome=outcome, trail=trail, git=await git), refusal
+    # A stopping run does not wait for a git that hangs (its report then names no commit).
+    state = None if run.session.interrupted and not git.done() else await git
+    return replace(record, outcome=outcome, trail=trail, git=state), refusal
 
 
 async def _locked(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,10 +42,33 @@ class RunRecord:
     git: Mapping[str, Any] | None = None  # the desired files' git state (`git_state`): None outside git
 
 
-def start_git_state(files: Sequence[DesiredFile]) -> asyncio.Task[dict[str, Any] | None]:
+def start_git_state(files: Sequence[DesiredFile]) -> asyncio.Future[dict[str, Any] | None]:
     """The desired files' git state, asked once and beside the run (git runs while the writes go
-    out), for the apply event and the report."""
-    return asyncio.create_task(asyncio.to_thread(git_state, [file.path for file in files]))
+    out), for the apply event and the report. A thread of its own, not the loop's executor: a run
+    that stops (a signal, an error) does not wait at its exit for a git that hangs."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[dict[str, Any] | None] = loop.create_future()
+    paths = [file.path for file in files]
+
+    def settle(state: dict[str, Any] | None, error: BaseException | None) -> None:
+        if answer.done():  # cancelled: the run ended without it
+            return
+        if error is None:
+            answer.set_result(state)
+        else:
+            answer.set_exception(error)
+
+    def ask() -> None:
+        state, error = None, None
+        try:
+            state = git_state(paths)
+        except Exception as failed:  # handed to the run, which raises it where it awaits
+            error = failed
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, state, error)
+
+    threading.Thread(target=ask, name="git-state", daemon=True).start()
+    return answer
 
 
 def run_info(clock: RunClock, settings: Mapping[str, Any], *, interrupted: bool = False) -> RunInfo:
