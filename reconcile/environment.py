@@ -40,8 +40,7 @@ VARIABLES = (
     ),
     Variable(
         ("SSL_CERT_FILE", "SSL_CERT_DIR"),
-        "a CA bundle (or folder) for TLS; verification cannot be switched off",
-        by_httpx=True,
+        "a CA bundle (or folder) for TLS, read as httpx reads them; verification cannot be switched off",
     ),
     Variable(
         ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"),

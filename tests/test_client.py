@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 from pathlib import Path
 from typing import Any
 
+import certifi
 import pytest
 
 from reconcile.client import answers
@@ -20,6 +22,7 @@ from reconcile.client.descope import (
     DescopeClient,
     base_url_for,
     credentials_from_env,
+    tls_context,
 )
 from reconcile.emulator import Answer as EmulatorAnswer
 from reconcile.emulator import Call
@@ -417,3 +420,25 @@ def test_a_path_merged_once_is_the_url_httpx_merges_each_time(base: str, path: s
     reference = client._http.build_request("POST", path, params=params, json={"id": "K1"})
     assert str(fast.url) == str(again.url) == str(reference.url)
     assert fast.url == reference.url and fast.headers == reference.headers and fast.content == reference.content
+
+
+def test_clients_share_one_verified_tls_context_per_ca_bundle(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A CA bundle is loaded once per process (50 ms each), not once per client; a bundle named by
+    SSL_CERT_FILE or SSL_CERT_DIR gets a context of its own, and every context verifies."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    default = tls_context()
+    assert tls_context() is default
+    monkeypatch.setenv("SSL_CERT_FILE", certifi.where())
+    from_file = tls_context()
+    monkeypatch.delenv("SSL_CERT_FILE")
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+    from_dir = tls_context()
+    assert len({id(default), id(from_file), id(from_dir)}) == 3
+    assert from_dir.cert_store_stats()["x509_ca"] == 0 < default.cert_store_stats()["x509_ca"]
+    for context in (default, from_file, from_dir):
+        assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    monkeypatch.delenv("SSL_CERT_DIR")
+    clients = [DescopeClient(Credentials("P1", "K1"), "https://api.descope.com", timeout=1) for _ in range(2)]
+    pools = [client._http._transport._pool for client in clients]  # type: ignore[attr-defined]
+    assert pools[0]._ssl_context is pools[1]._ssl_context is default

@@ -1,6 +1,6 @@
 """The version and the release artifacts. The version comes from git tags and is written to
 reconcile/_version.py at every build, editable installs included. The artifacts are built as
-`make dist` builds them (`python -m build`: the sdist, then the wheel from the sdist) and checked as
+`make dist` builds them (`uv build`: the sdist, then the wheel from the sdist) and checked as
 it checks them (twine check --strict). The wheel carries the schemas and its version; installed the
 way a consumer repository gets it, by the action's own install step into a fresh virtual
 environment, it answers --version and validates desired/ from anywhere.
@@ -59,7 +59,8 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (out / "built").exists():
             shutil.rmtree(out, ignore_errors=True)
-            command = [sys.executable, "-m", "build", "--outdir", str(out), str(REPO)]
+            uv = Path(sys.executable).with_name("uv")
+            command = [str(uv), "build", "--quiet", "--python", sys.executable, "--out-dir", str(out), str(REPO)]
             done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
             assert done.returncode == 0, done.stdout + done.stderr
             (out / "built").touch()
@@ -81,7 +82,7 @@ def version_of(dist: Path) -> str:
 @pytest.mark.slow
 @pytest.mark.network
 def test_sdist_and_wheel_pass_twine_check(dist: Path) -> None:
-    files = sorted(str(path) for path in dist.iterdir() if path.name != "built")
+    files = sorted(str(path) for path in dist.iterdir() if path.name.endswith((".whl", ".tar.gz")))
     assert len(files) == 2
     twine = Path(sys.executable).with_name("twine")
     done = subprocess.run([str(twine), "check", "--strict", *files], capture_output=True, text=True, check=False)
@@ -142,20 +143,20 @@ def test_the_action_installs_the_wheel_and_validates_desired(dist: Path, tmp_pat
     # pip finds this wheel first (no index has this version) and the dependencies on PyPI.
     env = {**cli_env(None), "PIP_FIND_LINKS": str(dist)}
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"  # python3: 3.11+, as setup-python leaves it
-    install = run_action_step("install", {"version": version}, tmp_path, runner, env=env, action_path=action)
-    assert install.code == 0, install.output
 
-    # A wheel that is not the one reviewed (rebuilt, or swapped on the index) is refused by its hash.
+    # A wheel that is not the one reviewed (rebuilt, or swapped on the index) is refused by its hash,
+    # and the environment it was to go into is not taken for installed by the next use in the job.
     tampered = tmp_path / "tampered-constraints"
     tampered.mkdir()
     (tampered / "constraints").mkdir()
     first_hash = constraints.split("--hash=sha256:", 1)[1][:64]
     swapped = constraints.replace(first_hash, "0" * 64, 1)
     (tampered / "constraints" / f"descope-reconcile-{version}.txt").write_text(swapped)
-    refused = run_action_step(
-        "install", {"version": version}, tmp_path, tmp_path / "runner2", env=env, action_path=tampered
-    )
+    refused = run_action_step("install", {"version": version}, tmp_path, runner, env=env, action_path=tampered)
     assert refused.code != 0 and "THESE PACKAGES DO NOT MATCH THE HASHES" in refused.output, refused.output
+    assert "bin" not in refused.outputs
+    install = run_action_step("install", {"version": version}, tmp_path, runner, env=env, action_path=action)
+    assert install.code == 0, install.output
     assert f"descope-reconcile {version}" in install.output
     tool_bin = Path(install.outputs["bin"])
     assert tool_bin == runner / f"descope-reconcile-{version}" / "bin"
