@@ -59,7 +59,7 @@ documents = (
 
 
 @pytest.mark.slow
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(document=documents)
 def test_compiled_check_agrees_with_jsonschema(document: Any) -> None:
     assert quick_verdicts(DESIRED_SCHEMA, document) <= {validator(DESIRED_SCHEMA).is_valid(document)}
@@ -125,7 +125,7 @@ semantic_items = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(item=semantic_items)
 @example(item={"customClaims": {"a": [1, float("inf")]}})
 @example(item={"customAttributes": {"a": float("nan")}})
@@ -278,7 +278,7 @@ def keys_and_node_marks(text: str) -> tuple[list[Any], list[tuple[int, int]]]:
     return keys, [yamlcheck.locate(root, ["keys", i, "id"], key=True) for i in range(len(keys))]
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=block_layouts())
 def test_the_key_index_agrees_with_the_parse_events(text: str) -> None:
     """Wherever the index answers, it answers what the node marks say; and it answers for the plain
@@ -338,7 +338,7 @@ def id_first_layouts(draw: st.DrawFn) -> tuple[str, bool]:
     return "\n".join(lines) + "\n", all(spelling in _OPENING_IDS[:3] for spelling in spellings)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layout=id_first_layouts())
 def test_the_quick_scan_of_an_exported_layout_agrees_with_the_parse_events(layout: tuple[str, bool]) -> None:
     """The quick scan answers only what the node marks say, and does answer for `export`'s layout;

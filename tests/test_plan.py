@@ -226,7 +226,7 @@ _field_values = {
 }
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(data=st.data())
 def test_the_spelling_shortcut_never_hides_a_difference(data: st.DataObject) -> None:
     """`same_field` lets a key in sync skip the normal forms: it may say "compare them" when they

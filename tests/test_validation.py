@@ -319,7 +319,7 @@ def test_the_command_line_always_ends_with_an_exit_code_never_a_traceback(raw: b
         assert f"{path}:" in result.stderr and "validation error" in result.stderr
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(text=st.text(alphabet="0123456789.٣", max_size=16) | st.ip_addresses(v=4).map(str))
 def test_the_ipv4_shortcut_accepts_exactly_what_ipaddress_accepts(text: str) -> None:
     try:
