@@ -31,15 +31,10 @@ test: $(STAMP)
 
 checks: lint check-schemas validate-desired
 
-# The machine may set PYTHONDONTWRITEBYTECODE=1: every process would then compile from source, and
-# pytest would rewrite every test module's asserts again in each worker (11 s each, 3.6 s cached).
-# 6 workers on 2 cores: much of the suite waits (rate limits, timeouts, processes), and they overlap
-# it (measured on 2 cores: 4 workers 145 s, 6 workers 132 s, 8 workers 145 s).
+# Why bytecode is written, 6 workers and one collection first: docs/testing.md.
 PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest -q -n 6 --dist loadgroup
 
-# Each worker collects the whole suite: from a fresh clone all four would compile the same modules and
-# rewrite the same test modules' asserts at once (11.8 s of CPU each, 3.7 s once cached). One
-# collection first writes the caches they read (a failure shows again in the run itself).
+# A collection failure shows again in the run itself.
 WARM := test -d tests/__pycache__ || env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest -q --collect-only -p no:xdist >/dev/null || true
 
 unit: $(STAMP)

@@ -60,11 +60,31 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if not (out / "built").exists():
             shutil.rmtree(out, ignore_errors=True)
             uv = Path(sys.executable).with_name("uv")
-            command = [str(uv), "build", "--quiet", "--python", sys.executable, "--out-dir", str(out), str(REPO)]
+            source = copy_of_the_source(shared / "source")
+            command = [str(uv), "build", "--quiet", "--python", sys.executable, "--out-dir", str(out), str(source)]
             done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
             assert done.returncode == 0, done.stdout + done.stderr
             (out / "built").touch()
     return out
+
+
+def copy_of_the_source(folder: Path) -> Path:
+    """What a build of this checkout sees (its git metadata, and every file git does not ignore), in a
+    folder of its own: a build writes reconcile/_version.py where it builds, and the tests that
+    compare the installed version with that file must not see it change under them."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(REPO / ".git", folder / ".git", symlinks=True)
+    for name in filter(None, listed.decode().split("\0")):
+        if (REPO / name).exists():  # listed, yet deleted in the working tree
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, folder / name, follow_symlinks=False)
+    return folder
 
 
 def wheel_of(dist: Path) -> Path:
