@@ -13,6 +13,7 @@ import importlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -118,13 +119,14 @@ def run_action_step(
 
 def recording_tool(folder: Path, exit_code: int = 0) -> tuple[Path, Path]:
     """A bin folder like the install step's, whose `descope-reconcile` only records its arguments
-    (JSON) and exits with `exit_code`. Returns the folder and the record's path."""
+    (each ended by a NUL) and exits with `exit_code`. Returns the folder and the record's path. A
+    shell script: the workflow tests start it hundreds of times, and Python starts 10x slower."""
     folder.mkdir(parents=True)
-    record = folder / "argv.json"
+    record = folder / "argv"
     stub = folder / "descope-reconcile"
     stub.write_text(
-        f"#!{sys.executable}\nimport json, sys\n"
-        f"open({str(record)!r}, 'w').write(json.dumps(sys.argv[1:]))\nsys.exit({exit_code})\n"
+        f"#!/bin/sh\n: > {shlex.quote(str(record))}\n"
+        f"for arg do printf '%s\\0' \"$arg\" >> {shlex.quote(str(record))}; done\nexit {exit_code}\n"
     )
     stub.chmod(0o755)
     (folder / "python").symlink_to(sys.executable)
@@ -135,7 +137,7 @@ def recorded_command(inputs: Mapping[str, str], tmp_path: Path, exit_code: int =
     """The command line the run step builds from `inputs` (with a recording stub for the tool)."""
     tool_bin, record = recording_tool(tmp_path / "stub", exit_code)
     run = run_action_step("run", inputs, tmp_path, tmp_path / "runner", tool_bin=tool_bin)
-    argv: list[str] = json.loads(record.read_text())
+    argv = [arg.decode() for arg in record.read_bytes().split(b"\0")[:-1]]
     return run, argv
 
 
