@@ -46,35 +46,76 @@ def test_import_contracts_hold() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# Each crossing: the module, the import written into it, the edge import-linter then names, and the
+# contract it breaks.
+CROSSINGS = [
+    ("reconcile/plan/diff.py", "import httpx", "httpx", "The plan is pure"),
+    (
+        "reconcile/plan/saved.py",
+        "from reconcile.files import write_private_atomically",
+        "reconcile.files",
+        "The plan is pure",
+    ),
+    ("reconcile/plan/diff.py", "from pathlib import Path", "pathlib", "The plan is pure"),
+    ("reconcile/policy/rules.py", "from reconcile.files import read_input", "reconcile.files", "The plan is pure"),
+    ("reconcile/policy/policy.py", "from reconcile.job import load", "reconcile.job.load", "Stages are layered"),
+    (
+        "reconcile/plan/diff.py",
+        "from reconcile.apply import executor",
+        "reconcile.apply.executor",
+        "Stages are layered",
+    ),
+    (
+        "reconcile/cli/plan.py",
+        "from reconcile.plan.diff import compute_plan",
+        "reconcile.plan.diff",
+        "The command line parses and shows",
+    ),
+    ("reconcile/output/text.py", "import httpx", "httpx", "Only the client layer speaks HTTP"),
+    (
+        "reconcile/emulator/store.py",
+        "from reconcile.desired import validation",
+        "reconcile.desired.validation",
+        "The emulator is a separate",
+    ),
+    (
+        "reconcile/apply/issue.py",
+        "from reconcile.secrets import vault",
+        "reconcile.secrets.vault",
+        "Only the sinks read a secret",
+    ),
+    (
+        "reconcile/secrets/sinks.py",
+        "from reconcile.apply import journal",
+        "reconcile.apply.journal",
+        "Stages are layered",
+    ),
+]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("module", "line", "contract"),
-    [
-        ("reconcile/plan/diff.py", "import httpx", "The plan is pure"),
-        ("reconcile/plan/saved.py", "from reconcile.files import write_private_atomically", "The plan is pure"),
-        ("reconcile/plan/diff.py", "from pathlib import Path", "The plan is pure"),
-        ("reconcile/policy/rules.py", "from reconcile.files import read_input", "The plan is pure"),
-        ("reconcile/policy/policy.py", "from reconcile.job import load", "Stages are layered"),
-        ("reconcile/plan/diff.py", "from reconcile.apply import executor", "Stages are layered"),
-        ("reconcile/cli/plan.py", "from reconcile.plan.diff import compute_plan", "The command line parses and shows"),
-        ("reconcile/output/text.py", "import httpx", "Only the client layer speaks HTTP"),
-        ("reconcile/emulator/store.py", "from reconcile.desired import validation", "The emulator is a separate"),
-        ("reconcile/apply/issue.py", "from reconcile.secrets import vault", "Only the sinks read a secret"),
-        ("reconcile/secrets/sinks.py", "from reconcile.apply import journal", "Stages are layered"),
-    ],
-)
-def test_a_crossing_import_breaks_the_contract(tmp_path: Path, module: str, line: str, contract: str) -> None:
+def test_every_crossing_import_breaks_its_contract(tmp_path: Path) -> None:
+    """All the crossings in one copy of the package and one run of import-linter (11 runs took 6.6 s
+    of CPU): each is named, by its own line, in the report of the contract it breaks."""
     shutil.copytree(PACKAGE, tmp_path / "reconcile", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    target = tmp_path / module
-    source = target.read_text(encoding="utf-8")
     # After the module docstring and `from __future__`, where an import may legally stand.
     anchor = "from __future__ import annotations\n"
-    assert anchor in source
-    target.write_text(source.replace(anchor, anchor + line + "\n", 1), encoding="utf-8")
+    for module, line, _, _ in CROSSINGS:
+        target = tmp_path / module
+        source = target.read_text(encoding="utf-8")
+        assert anchor in source
+        target.write_text(source.replace(anchor, anchor + line + "\n", 1), encoding="utf-8")
     result = _run_contracts(tmp_path)
     assert result.returncode != 0
-    assert f"{contract}" in result.stdout and "BROKEN" in result.stdout
+    report = result.stdout.split("Broken contracts\n", 1)[1]
+    # A contract's section: from its title (then a line of dashes) to the next title.
+    titles = [match.start() for match in re.finditer(r"^\S.*\n(?:.*\n)??-{20,}\n", report, flags=re.MULTILINE)]
+    sections = [report[start:end] for start, end in zip(titles, [*titles[1:], len(report)], strict=True)]
+    for module, line, imported, contract in CROSSINGS:
+        number = (tmp_path / module).read_text(encoding="utf-8").splitlines().index(line) + 1
+        edge = f"{module.removesuffix('.py').replace('/', '.')} -> {imported} (l.{number})"
+        assert any(section.startswith(contract) and edge in section for section in sections), (edge, contract)
 
 
 def test_no_function_is_longer_than_80_lines() -> None:
