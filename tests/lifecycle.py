@@ -6,10 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from reconcile.emulator import Emulator, RecordedRequest
-from tests.support import ACCESSKEY, EXCHANGE, SEARCH, journal_lines
+from tests.support import ACCESSKEY, EXCHANGE, SEARCH, http, journal_lines
 
 KEYS = ACCESSKEY
 READS = (SEARCH, ACCESSKEY)
@@ -19,7 +17,7 @@ journal = journal_lines
 def exchange(emulator: Emulator, cleartext: str) -> int:
     """The auth API's answer to this secret: 200 when it works, 401 when it does not."""
     headers = {"Authorization": f"Bearer {emulator.config.project_id}:{cleartext}"}
-    return httpx.post(f"{emulator.url}{EXCHANGE}", headers=headers, json={}, timeout=10).status_code
+    return http.post(f"{emulator.url}{EXCHANGE}", headers=headers, json={}, timeout=10).status_code
 
 
 def secret_lines(path: Path) -> list[dict[str, Any]]:

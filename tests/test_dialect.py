@@ -11,7 +11,6 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from reconcile import __version__
@@ -27,6 +26,7 @@ from reconcile.job.trail import WINDOW_MARGIN_MS, search_window
 from reconcile.model import DesiredKey, SourceLocation, normalize_field
 from reconcile.plan.diff import KeyPlan, Outcome
 from tests.conftest import cli_env, load_report, run_cli, write_desired
+from tests.support import http
 
 DAY_MS = 24 * 3600 * 1000
 SEARCH = "/v1/mgmt/accesskey/search"
@@ -94,13 +94,13 @@ def test_a_failed_handshake_is_a_warning_and_requests_go_unlabelled_into_the_low
 def test_the_emulator_gives_requests_without_the_tier_a_far_lower_bucket(start_emulator: Any) -> None:
     emulator = start_emulator([], unlabelled_window=Window(3, 60.0, 60.0))
     auth = {"Authorization": emulator.auth_header}
-    tier = httpx.get(emulator.url + "/v1/mgmt/license", headers=auth).json()
+    tier = http.get(emulator.url + "/v1/mgmt/license", headers=auth).json()
     assert tier == {"rateLimitTier": "tier4"}
     labelled = {**auth, "x-descope-license": "tier4"}
-    assert all(httpx.post(emulator.url + SEARCH, json={}, headers=labelled).status_code == 200 for _ in range(10))
-    unlabelled = [httpx.post(emulator.url + SEARCH, json={}, headers=auth).status_code for _ in range(4)]
+    assert all(http.post(emulator.url + SEARCH, json={}, headers=labelled).status_code == 200 for _ in range(10))
+    unlabelled = [http.post(emulator.url + SEARCH, json={}, headers=auth).status_code for _ in range(4)]
     assert unlabelled == [200, 200, 200, 429]
-    wrong = httpx.post(emulator.url + SEARCH, json={}, headers={**auth, "x-descope-license": "tier1"})
+    wrong = http.post(emulator.url + SEARCH, json={}, headers={**auth, "x-descope-license": "tier1"})
     assert wrong.status_code == 429, "a tier the license did not name is no tier"
 
 
@@ -221,13 +221,13 @@ def test_the_emulator_refuses_undeclared_names_and_wrong_values_as_the_api_does(
     emulator = _declared_emulator(start_emulator, [{"id": "K1", "name": "a"}])
     auth = {"Authorization": emulator.auth_header}
     for attributes in ({"teem": "x"}, {"level": "bronze"}, {"score": "x"}):
-        answer = httpx.post(
+        answer = http.post(
             emulator.url + "/v1/mgmt/accesskey/update", json={"id": "K1", "customAttributes": attributes}, headers=auth
         )
         assert answer.status_code == 400 and answer.json()["errorCode"] == "E011003", attributes
-    found = httpx.get(emulator.url + "/v1/mgmt/accesskey/attribute", params={"name": "level"}, headers=auth).json()
+    found = http.get(emulator.url + "/v1/mgmt/accesskey/attribute", params={"name": "level"}, headers=auth).json()
     assert found["attribute"]["type"] == "singleselect" and found["attribute"]["options"][1]["value"] == "silver"
-    missing = httpx.get(emulator.url + "/v1/mgmt/accesskey/attribute", params={"name": "nope"}, headers=auth)
+    missing = http.get(emulator.url + "/v1/mgmt/accesskey/attribute", params={"name": "nope"}, headers=auth)
     assert missing.status_code == 404
     # declared by the seed: every name a seeded key holds
     seeded = start_emulator([{"id": "K2", "customAttributes": {"env": "prod", "n": 3}}])
@@ -287,7 +287,7 @@ def _by_name(result: Result) -> dict[str, Any]:
 
 def _console(emulator: Any, key_id: str) -> None:
     body = {"id": key_id, "actorId": "U2alice", "changes": {"name": "by hand"}}
-    assert httpx.post(f"{emulator.url}/_emulator/console", json=body).status_code == 200
+    assert http.post(f"{emulator.url}/_emulator/console", json=body).status_code == 200
 
 
 def test_doctor_passes_on_a_project_that_fits_every_assumption(start_emulator: Any) -> None:

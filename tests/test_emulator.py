@@ -17,17 +17,18 @@ from reconcile.desired.loader import ParsedFile, parse_text
 from reconcile.emulator import Answer, Call
 from reconcile.emulator.__main__ import load_seed
 from reconcile.emulator.attributes import Declared
+from tests.support import http
 
 
 def post(emulator: Any, path: str, body: Any, auth: str | None = None, timeout: float = 5.0) -> httpx.Response:
     headers = {"Authorization": auth if auth is not None else emulator.auth_header}
-    return httpx.post(emulator.url + path, json=body, headers=headers, timeout=timeout)
+    return http.post(emulator.url + path, json=body, headers=headers, timeout=timeout)
 
 
 def exchange(emulator: Any, cleartext: str, project_id: str | None = None) -> httpx.Response:
     """The auth API's exchange: the access key itself is the credential."""
     auth = f"Bearer {project_id or emulator.config.project_id}:{cleartext}"
-    return httpx.post(
+    return http.post(
         emulator.url + "/v1/auth/accesskey/exchange", json={"loginOptions": {}}, headers={"Authorization": auth}
     )
 
@@ -149,7 +150,7 @@ def test_a_seed_reads_as_the_desired_files_do(emulator_process: Any, tmp_path: P
     seed = _write(tmp_path / "seed.yaml", f"keys:\n{key}")
     desired = parse_text("d.yaml", f"version: 1\nkeys:\n{key}".encode())
     assert isinstance(desired, ParsedFile) and not desired.problems
-    served = httpx.get(emulator_process("--seed", str(seed)) + "/_emulator/keys").json()["keys"][0]
+    served = http.get(emulator_process("--seed", str(seed)) + "/_emulator/keys").json()["keys"][0]
     assert served["name"] == "x"
     assert served["customClaims"] == desired.data["keys"][0]["customClaims"]
     assert served["customClaims"]["c0"] == "1_000"
@@ -219,17 +220,17 @@ def test_bad_switches_are_usage_errors(args: list[str], message: str) -> None:
 @pytest.mark.slow
 def test_run_time_switches_over_http(emulator_process: Any) -> None:
     url = emulator_process("--audit-key-id-in", "externalIds")
-    config = httpx.get(url + "/_emulator/config").json()["config"]
+    config = http.get(url + "/_emulator/config").json()["config"]
     assert config["audit_key_id_places"] == ["externalIds"] and config["fault_rate"] == 0.0
     assert "management_key" not in config
-    changed = httpx.post(url + "/_emulator/config", json={"fault_rate": 1.0, "fault_kinds": ["503"]})
+    changed = http.post(url + "/_emulator/config", json={"fault_rate": 1.0, "fault_kinds": ["503"]})
     assert changed.json()["config"]["fault_kinds"] == ["503"]
     auth = {"Authorization": "Bearer P2emulator0000000000000000000:K2emulator-management-key"}
-    assert httpx.post(url + "/v1/mgmt/accesskey/search", json={}, headers=auth).status_code == 503
+    assert http.post(url + "/v1/mgmt/accesskey/search", json={}, headers=auth).status_code == 503
     for bad in ({"fault_rate": 2}, {"fault_kinds": ["418"]}, {"management_key": "x"}, {"fault_rate": 0, "bogus": 1}):
-        refused = httpx.post(url + "/_emulator/config", json=bad)
+        refused = http.post(url + "/_emulator/config", json=bad)
         assert refused.status_code == 400, bad
-    assert httpx.get(url + "/_emulator/config").json()["config"]["fault_rate"] == 1.0  # a bad batch changed nothing
+    assert http.get(url + "/_emulator/config").json()["config"]["fault_rate"] == 1.0  # a bad batch changed nothing
 
 
 def test_command_line_prints_url_first_and_serves_the_seed(tmp_path: Path) -> None:
@@ -245,13 +246,13 @@ def test_command_line_prints_url_first_and_serves_the_seed(tmp_path: Path) -> No
         assert server.stdout is not None
         url = server.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")
-        response = httpx.post(
+        response = http.post(
             url + "/v1/mgmt/accesskey/search",
             json={},
             headers={"Authorization": "Bearer P2emulator0000000000000000000:K2cli"},
         )
         assert [k["id"] for k in response.json()["keys"]] == ["K1"]
-        assert httpx.get(url + "/_emulator/stats").json()["requests"] == {"/v1/mgmt/accesskey/search": {"200": 1}}
+        assert http.get(url + "/_emulator/stats").json()["requests"] == {"/v1/mgmt/accesskey/search": {"200": 1}}
     finally:
         server.terminate()
         assert server.wait(timeout=10) == 0

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import http
 from tests.test_emulator import post
 
 ACCESSKEY = "/v1/mgmt/accesskey"
@@ -25,7 +26,7 @@ def search(emulator: Any, **body: Any) -> dict[str, Any]:
 
 
 def admin(emulator: Any, name: str, body: Any) -> httpx.Response:
-    return httpx.post(f"{emulator.url}/_emulator/{name}", json=body)
+    return http.post(f"{emulator.url}/_emulator/{name}", json=body)
 
 
 def test_every_api_mutation_is_recorded_with_its_actor(start_emulator: Any) -> None:
@@ -201,5 +202,5 @@ def test_audit_search_has_its_own_limit_of_10_a_minute(start_emulator: Any, retr
     assert throttled.status_code == 429 and throttled.json()["errorCode"] == "E130429"
     assert throttled.headers.get("Retry-After") == ("60" if retry_after else None)
     assert post(emulator, f"{ACCESSKEY}/search", {}).status_code == 200  # other paths are not held back
-    stats = httpx.get(emulator.url + "/_emulator/stats").json()
+    stats = http.get(emulator.url + "/_emulator/stats").json()
     assert stats["throttled"] == {"auditSearch": 1, "total": 1} and stats["blocks"]["auditSearch"] == 1

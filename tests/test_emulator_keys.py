@@ -8,10 +8,10 @@ import json
 import time
 from typing import Any
 
-import httpx
 import pytest
 
 from reconcile.emulator.attributes import Declared
+from tests.support import http
 from tests.test_emulator import exchange, post
 
 ACCESSKEY = "/v1/mgmt/accesskey"
@@ -174,7 +174,7 @@ def test_cleartexts_are_kept_only_as_digests_and_never_shown(start_emulator: Any
     rotated = post(emulator, f"{ACCESSKEY}/rotate", {"id": "K1"}).json()["cleartext"]
     exchange(emulator, rotated)
     dumps = [
-        httpx.get(emulator.url + f"/_emulator/{name}").text for name in ("stats", "keys", "requests", "audit", "config")
+        http.get(emulator.url + f"/_emulator/{name}").text for name in ("stats", "keys", "requests", "audit", "config")
     ]
     state = repr(vars(emulator.store)) + repr(emulator.requests) + repr(vars(emulator.audit))
     for secret in ("seeded-secret-1", created, rotated):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import httpx
 import pytest
 
 from reconcile.emulator import Window
 from reconcile.emulator.config import parse_window
+from tests.support import http
 from tests.test_emulator import post
 
 SEARCH = "/v1/mgmt/accesskey/search"
@@ -26,7 +26,7 @@ def test_going_over_the_window_blocks_every_request_for_the_block(start_emulator
     time.sleep(2.1)
     # The block is over, but the window still holds 3 requests of the last 60 s: a new block.
     assert post(emulator, SEARCH, {}).status_code == 429
-    stats = httpx.get(emulator.url + "/_emulator/stats").json()
+    stats = http.get(emulator.url + "/_emulator/stats").json()
     assert stats["throttled"] == {"window": 3, "total": 3} and stats["blocks"]["window"] == 2
     assert stats["requests"][SEARCH] == {"200": 3, "429": 2}
 
@@ -44,7 +44,7 @@ def test_without_a_block_a_caller_waits_only_until_the_window_has_room(start_emu
 def test_window_and_token_bucket_apply_together(start_emulator: Any) -> None:
     emulator = start_emulator([], rate_window=Window(100, 60, 60), rate_limit=0.01, rate_burst=1)
     assert [post(emulator, SEARCH, {}).status_code for _ in range(2)] == [200, 429]
-    assert httpx.get(emulator.url + "/_emulator/stats").json()["throttled"] == {"bucket": 1, "total": 1}
+    assert http.get(emulator.url + "/_emulator/stats").json()["throttled"] == {"bucket": 1, "total": 1}
 
 
 @pytest.mark.parametrize(
@@ -64,8 +64,8 @@ def test_window_text_refused(text: str) -> None:
 def test_command_line_window_and_block(emulator_process: Any) -> None:
     url = emulator_process("--window", "2/60", "--block", "5", "--management-key", "K2cli")
     auth = {"Authorization": "Bearer P2emulator0000000000000000000:K2cli"}
-    statuses = [httpx.post(url + SEARCH, json={}, headers=auth) for _ in range(3)]
+    statuses = [http.post(url + SEARCH, json={}, headers=auth) for _ in range(3)]
     assert [r.status_code for r in statuses] == [200, 200, 429]
     assert statuses[-1].headers["Retry-After"] == "5"
-    stats = httpx.get(url + "/_emulator/stats").json()
+    stats = http.get(url + "/_emulator/stats").json()
     assert stats["throttled"]["window"] == 1 and stats["blocks"]["window"] == 1

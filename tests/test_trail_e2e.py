@@ -10,14 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from reconcile.emulator import Answer, Call, Window
 from reconcile.emulator.config import actor_id_for
 from tests.answer_stub import AnswerStub, json_answer
 from tests.conftest import cli_env, load_report, run_cli, write_desired
-from tests.support import UPDATE, start_process
+from tests.support import UPDATE, http, start_process
 from tests.test_action import run_action_step
 from tests.test_ci_files import inputs_for, step_named, workflow
 
@@ -32,7 +31,7 @@ def console(emulator: Any, key_id: str, actor: str, remote: str = "203.0.113.7",
     """A change "made in the console" by another actor (or a deletion: `delete=True`)."""
     body: dict[str, Any] = {"id": key_id, "actorId": actor, "remoteAddress": remote}
     body.update({"delete": True} if changes.pop("delete", False) else {"changes": changes})
-    response = httpx.post(f"{emulator.url}/_emulator/console", json=body)
+    response = http.post(f"{emulator.url}/_emulator/console", json=body)
     assert response.status_code == 200, response.text
 
 
@@ -234,7 +233,7 @@ def test_attribution_pages_past_the_first_page_and_stops_at_the_cap(start_emulat
     emulator = start_emulator([{"id": "K1", "name": "old"}], audit_search_window=None)
     console(emulator, "K1", "U2alice", name="hand")
     noise = [{"action": "AccessKeyModified", "actorId": "U2bot", "data": {"accessKeyId": f"N{i}"}} for i in range(1200)]
-    assert httpx.post(f"{emulator.url}/_emulator/audit", json={"records": noise}).status_code == 200
+    assert http.post(f"{emulator.url}/_emulator/audit", json={"records": noise}).status_code == 200
     desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
     env = cli_env(emulator)
 
@@ -266,7 +265,7 @@ def test_throttled_or_strange_audit_answers_degrade_with_the_same_exit_code(
 ) -> None:
     emulator = start_emulator([{"id": "K1", "name": "old"}], audit_search_window=Window(1, 60.0, 60.0))
     strange = {"action": "AccessKeyModified", "occurred": "yesterday", "data": {"accessKeyId": "K1"}}
-    assert httpx.post(f"{emulator.url}/_emulator/audit", json={"records": [strange]}).status_code == 200
+    assert http.post(f"{emulator.url}/_emulator/audit", json={"records": [strange]}).status_code == 200
     desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
     env = cli_env(emulator)
 
