@@ -130,3 +130,20 @@ def test_no_function_is_longer_than_80_lines() -> None:
                 if length > 80:
                     long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length} lines)")
     assert not long, long
+
+
+def test_no_http_client_is_made_that_loads_the_ca_bundle_again() -> None:
+    """Every httpx client gets the process's one TLS context (`tls_context`): one made without it
+    loads the CA bundle again, 50 ms of CPU, which once cost the suite 70 s. httpx's one-request
+    functions make such a client each time."""
+    made = re.compile(r"\bhttpx\.(?:post|get|put|patch|delete|head|options|request|stream|Client|AsyncClient)\(")
+    allowed = {PACKAGE / "client" / "descope.py", ROOT / "tests" / "support" / "http.py"}
+    found = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for folder in (PACKAGE, ROOT / "tests", ROOT / "bench")
+        for path in sorted(folder.rglob("*.py"))
+        if path not in allowed
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if made.search(line)
+    ]
+    assert not found, f"use tests.support.http (tests) or pass verify=tls_context(): {found}"
