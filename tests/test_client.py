@@ -4,6 +4,7 @@ against their documented shape (through the real CLI, against a stub that answer
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import ssl
 from pathlib import Path
@@ -442,3 +443,40 @@ def test_clients_share_one_verified_tls_context_per_ca_bundle(monkeypatch: pytes
     clients = [DescopeClient(Credentials("P1", "K1"), "https://api.descope.com", timeout=1) for _ in range(2)]
     pools = [client._http._transport._pool for client in clients]  # type: ignore[attr-defined]
     assert pools[0]._ssl_context is pools[1]._ssl_context is default
+
+
+def test_a_tls_context_follows_its_bundle_and_never_verifies_less(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A relative SSL_CERT_FILE read from another folder, or a bundle replaced on disk, is loaded
+    again; a context someone changed to verify less is never handed out again."""
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    bundle = Path(certifi.where()).read_bytes()
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder in (first, second):
+        folder.mkdir()
+    (first / "ca.pem").write_bytes(bundle)
+    one_certificate = bundle.split(b"-----END CERTIFICATE-----", 1)[0] + b"-----END CERTIFICATE-----\n"
+    (second / "ca.pem").write_bytes(one_certificate.ljust(len(bundle), b"#"))  # text outside a PEM block
+    for folder in (first, second):  # the same size and time: only the folder tells them apart
+        os.utime(folder / "ca.pem", ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+    monkeypatch.setenv("SSL_CERT_FILE", "ca.pem")
+    monkeypatch.chdir(first)
+    everything = tls_context()
+    assert tls_context() is everything
+    monkeypatch.chdir(second)
+    one = tls_context()
+    assert one.cert_store_stats()["x509_ca"] == 1 < everything.cert_store_stats()["x509_ca"]
+    (second / "ca.pem").write_bytes(bundle)  # replaced on disk: another size
+    assert tls_context().cert_store_stats()["x509_ca"] == everything.cert_store_stats()["x509_ca"]
+
+    monkeypatch.delenv("SSL_CERT_FILE")
+    weakened = tls_context()
+    weakened.check_hostname = False
+    weakened.verify_mode = ssl.CERT_NONE
+    again = tls_context()
+    assert again is not weakened and again.verify_mode == ssl.CERT_REQUIRED and again.check_hostname
+    (tmp_path / "missing").mkdir()
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing" / "ca.pem"))
+    with pytest.raises(FileNotFoundError):
+        tls_context()

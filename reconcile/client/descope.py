@@ -260,15 +260,32 @@ def _retry_after(response: httpx.Response) -> float | None:
 def tls_context() -> ssl.SSLContext:
     """The verified TLS context httpx would make (certifi's bundle, or SSL_CERT_FILE / SSL_CERT_DIR),
     made once per process and bundle: loading a bundle costs 50 ms of CPU, which every client paid
-    (each target of a run, every run of the suite's in-process CLI)."""
-    return _tls_context(os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None)
+    (each target of a run, every run of the suite's in-process CLI). A bundle is known by its
+    absolute path and its file's size and time, so a relative path read from another folder, or a
+    bundle replaced on disk, is loaded again; a shared context found changed to verify less is made
+    again, never handed out."""
+    cafile, capath = os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None
+    if cafile:
+        bundle = Path(cafile).resolve()
+        try:
+            found = bundle.stat()
+        except OSError:  # ssl's own error names the file: not cached
+            return ssl.create_default_context(cafile=cafile)
+        context = _tls_context(str(bundle), None, (found.st_mtime_ns, found.st_size))
+    else:
+        context = _tls_context(None, str(Path(capath).resolve()) if capath else None, None)
+    if context.verify_mode != ssl.CERT_REQUIRED or not context.check_hostname:
+        _tls_context.cache_clear()
+        return tls_context()
+    return context
 
 
 @functools.cache
-def _tls_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+def _tls_context(cafile: str | None, capath: str | None, version: tuple[int, int] | None) -> ssl.SSLContext:
+    """`version`: the bundle file's time and size, only to tell one content from another."""
     if cafile:
         return ssl.create_default_context(cafile=cafile)
-    if capath:
+    if capath:  # its certificates are read when a handshake needs them, as httpx's are
         return ssl.create_default_context(capath=capath)
     return httpx.create_ssl_context(trust_env=False)
 
