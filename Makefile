@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PY     := $(BIN)/python
 
-.PHONY: install demo test test-fast checks niced-checks lint unit schemas check-schemas docs validate-desired dist constraints bench clean
+.PHONY: install demo test test-fast checks niced-checks lint lint-style lint-types lint-layers lint-workflows unit schemas check-schemas docs validate-desired dist constraints bench clean
 
 # uv installs the set in seconds where pip took 35 s (parallel downloads, no byte-compiling of every
 # file). The interpreter's own pip brings it (22.3+ installs into another environment: --python);
@@ -13,8 +13,9 @@ PY     := $(BIN)/python
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	$(PYTHON) -m venv --without-pip $(VENV)
-	test -x $(BIN)/uv || $(PYTHON) -m pip --python $(PY) install --quiet uv 2>/dev/null || \
-	  { $(PY) -m ensurepip --default-pip >/dev/null && $(BIN)/pip install --quiet uv; }
+	test -x $(BIN)/uv || if $(PYTHON) -m pip --python $(PY) --version >/dev/null 2>&1; \
+	  then $(PYTHON) -m pip --python $(PY) install --quiet uv; \
+	  else $(PY) -m ensurepip --default-pip >/dev/null && $(BIN)/pip install --quiet uv; fi
 	$(BIN)/uv pip install --quiet --python $(PY) -e '.[dev]' pip
 	touch $(STAMP)
 
@@ -27,13 +28,18 @@ demo: $(STAMP)
 ## test: lint, schema freshness, validate desired/, and the whole suite; the checks run beside the
 ## suite (much of the suite waits on rate limits and processes: they fill the wait)
 test: $(STAMP)
-	@$(MAKE) --no-print-directory -j2 niced-checks unit
+	@$(MAKE) --no-print-directory -j2 niced-checks unit || { test ! -s $(VENV)/checks.failed || \
+	  { printf '\nmake test: the checks failed:\n'; cat $(VENV)/checks.failed; }; exit 2; }
 
 checks: lint check-schemas validate-desired
 
-# Beside the suite, the checks take only the CPU its workers leave (they wait on much of it).
-niced-checks:
-	@nice -n 19 $(MAKE) --no-print-directory checks
+# Beside the suite, the checks take only the CPU its workers leave (they wait on much of it). Every
+# check runs (-k); the output of any that fails is shown when they end, and again at the very end.
+niced-checks: $(STAMP)
+	@rm -f $(VENV)/checks.failed
+	@if nice -n 19 $(MAKE) --no-print-directory -k checks > $(VENV)/checks.log 2>&1; \
+	then echo "checks passed: ruff, mypy, import contracts, action and workflows, schemas, desired/"; \
+	else mv $(VENV)/checks.log $(VENV)/checks.failed; cat $(VENV)/checks.failed; exit 1; fi
 
 # Why bytecode is written, 6 workers and one collection first: docs/testing.md.
 PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest -q -n 6 --dist loadgroup
@@ -53,12 +59,20 @@ test-fast: $(STAMP)
 	@$(WARM)
 	$(PYTEST) -m "not slow and not network"
 
-lint: $(STAMP)
+lint: lint-style lint-types lint-layers lint-workflows
+
+lint-style: $(STAMP)
 	$(BIN)/ruff check reconcile tests bench
 	$(BIN)/ruff format --check reconcile tests bench
+
+lint-types: $(STAMP)
 	$(BIN)/mypy reconcile
+
+lint-layers: $(STAMP)
 	$(BIN)/lint-imports --no-cache
-	# The action and workflows: GitHub's schemas (vendored in check-jsonschema) and zizmor, offline.
+
+# The action and workflows: GitHub's schemas (vendored in check-jsonschema) and zizmor, offline.
+lint-workflows: $(STAMP)
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions action.yml
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/check-jsonschema --builtin-schema custom.github-workflows-require-timeout .github/workflows/*.yml
