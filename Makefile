@@ -38,7 +38,7 @@ checks: lint check-schemas validate-desired
 niced-checks: $(STAMP)
 	@rm -f $(VENV)/checks.failed
 	@if nice -n 19 $(MAKE) --no-print-directory -k checks > $(VENV)/checks.log 2>&1; \
-	then echo "checks passed: ruff, mypy, import contracts, action and workflows, schemas, desired/"; \
+	then printf "\nchecks passed: ruff, mypy, import contracts, action and workflows, schemas, desired/\n"; \
 	else mv $(VENV)/checks.log $(VENV)/checks.failed; cat $(VENV)/checks.failed; exit 1; fi
 
 # Why bytecode is written, 6 workers and one collection first: docs/testing.md.
