@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import stat
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -140,11 +141,20 @@ class JsonLines:
         self._fd = private_fd(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)  # read: its last byte
         self._unsynced = created
         self._folder_unsynced = created
+        # A sink's delivery runs in a thread: once the file is closed its number may be another
+        # file's or a socket's, so a late line must find it closed, never write there.
+        self._lock = threading.Lock()
 
     def fileno(self) -> int:
         return self._fd
 
     def append(self, line: str, *, durable: bool = False) -> None:
+        with self._lock:
+            if self._fd < 0:
+                raise OSError(errno.EBADF, f"{self.path} is closed")
+            self._append(line, durable=durable)
+
+    def _append(self, line: str, *, durable: bool) -> None:
         data = (line + "\n").encode("utf-8")
         start = None
         try:
@@ -176,12 +186,16 @@ class JsonLines:
 
     def close(self) -> None:
         """Every line written was fsynced or is fsynced now; a failing fsync here loses no line the
-        caller relied on (those were `durable`)."""
-        try:
-            with contextlib.suppress(OSError):
-                self._sync()
-        finally:
-            os.close(self._fd)
+        caller relied on (those were `durable`). Closing twice closes once."""
+        with self._lock:
+            if self._fd < 0:
+                return
+            try:
+                with contextlib.suppress(OSError):
+                    self._sync()
+            finally:
+                os.close(self._fd)
+                self._fd = -1
 
 
 def append_text(path: Path, text: str) -> None:

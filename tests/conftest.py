@@ -43,6 +43,8 @@ def start_emulator() -> Iterator[Callable[..., Emulator]]:
     yield start
     for emulator in running:
         emulator.stop()
+    failures = [failure for emulator in running for failure in emulator.internal_errors]
+    assert not failures, "the emulator failed (not the client):\n" + "\n".join(failures)
 
 
 @pytest.fixture

@@ -261,6 +261,24 @@ def test_command_line_prints_url_first_and_serves_the_seed(tmp_path: Path) -> No
         assert server.wait(timeout=10) == 0
 
 
+def test_the_emulators_own_failure_is_answered_500_and_noted_never_a_dropped_connection(start_emulator: Any) -> None:
+    """A failure inside the emulator (here a hook's bug) is answered as a server answers its own bug,
+    named, and noted where the test fixture looks (it fails a test that leaves one): a connection
+    closed without an answer would read as a network fault and send a client down its retry path."""
+    emulator = start_emulator([{"id": "K1", "name": "one"}])
+
+    def broken(_call: Call) -> Answer:
+        raise KeyError("no-such-field")
+
+    emulator.intercept("/v1/mgmt/accesskey/search", broken)
+    answered = post(emulator, "/v1/mgmt/accesskey/search", {})
+    assert answered.status_code == 500 and "KeyError" in answered.json()["errorMessage"]
+    assert emulator.stats()["internalErrors"] == 1 and "no-such-field" in emulator.internal_errors[0]
+    emulator.intercept("/v1/mgmt/accesskey/search", None)
+    assert post(emulator, "/v1/mgmt/accesskey/search", {}).status_code == 200, "the server goes on"
+    emulator.internal_errors.clear()  # seen: the fixture would fail this test for it
+
+
 def test_a_hook_sees_one_path_nests_with_prefix_hooks_and_faults_only_its_request(start_emulator: Any) -> None:
     """`Emulator.intercept`: the hook of the path first, then the prefix's, then the emulator; a
     fault forwarded by a hook is that request's alone; removing the hook restores the plain answer."""

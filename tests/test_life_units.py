@@ -54,6 +54,25 @@ def test_secrets_file_is_private_appended_and_never_followed(tmp_path: Path) -> 
         SecretsFile(Path(os.devnull), "P1")
 
 
+def test_a_closed_secrets_file_takes_no_late_secret_and_never_writes_where_its_number_went(tmp_path: Path) -> None:
+    """A delivery left running in its thread after the run closed the file fails as undelivered; the
+    descriptor's number, by then another file's, is never written to; closing twice closes once."""
+    sink = SecretsFile(tmp_path / "secrets.jsonl", "P1")
+    number = sink._lines.fileno()
+    sink.close()
+    other = os.open(tmp_path / "other", os.O_RDWR | os.O_CREAT, 0o600)  # the lowest free number: the old one
+    try:
+        assert other == number
+        with pytest.raises(DeliveryFailed, match="is closed"):
+            sink.deliver(issued("late"))
+        sink.close()
+        os.write(other, b"still open")
+    finally:
+        os.close(other)
+    assert (tmp_path / "other").read_bytes() == b"still open"
+    assert (tmp_path / "secrets.jsonl").read_text() == ""
+
+
 def test_secrets_command_gets_stdin_and_failures_are_masked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DESCOPE_MANAGEMENT_KEY", "K2-management")
     out = tmp_path / "out"

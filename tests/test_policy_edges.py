@@ -10,6 +10,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,11 @@ def test_a_catastrophic_name_pattern_is_bounded_not_hung(cli: Any, tmp_path: Pat
     assert len(messages) == 2 and all("backtracks without end" in message for message in messages)
 
 
-def _listening() -> tuple[socket.socket, list[str]]:
-    """A port that records and hangs up on whoever calls it."""
+@contextlib.contextmanager
+def _listening() -> Iterator[tuple[int, list[str]]]:
+    """A port that records and hangs up on whoever calls it, while the block runs. Its thread has
+    ended before the socket is closed: a thread still in `accept` on a closed number could take
+    the connections of the next socket given that number (an emulator's, in another test)."""
     server, calls = socket.socket(), []
     server.bind(("127.0.0.1", 0))
     server.listen()
@@ -51,31 +55,35 @@ def _listening() -> tuple[socket.socket, list[str]]:
                 calls.append("called")
                 conversation.close()
 
-    threading.Thread(target=answer, daemon=True).start()
-    return server, calls
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1], calls
+    finally:
+        server.shutdown(socket.SHUT_RDWR)  # wakes the accept (Linux): the thread ends
+        thread.join(timeout=10)
+        server.close()
 
 
 @pytest.mark.parametrize("kind", ["http", "file", "dangling", "deep"])
 def test_a_custom_schema_never_reaches_outside_itself(cli: Any, tmp_path: Path, kind: str) -> None:
     """A custom rule's `$ref` to a URL or a file is refused where it is written (nothing fetched, no
     traceback), as is one pointing nowhere, or a schema nested deep enough to exhaust the validator."""
-    server, calls = _listening()
     elsewhere = tmp_path / "other.schema.json"
     elsewhere.write_text('{"type": "integer"}', encoding="utf-8")
-    schema: Any = {
-        "http": {"$ref": f"http://127.0.0.1:{server.getsockname()[1]}/rule.json"},
-        "file": {"properties": {"name": {"$ref": elsewhere.as_uri()}}},
-        "dangling": {"$defs": {"a": {}}, "properties": {"name": {"$ref": "#/$defs/b"}}},
-        "deep": {},
-    }[kind]
-    policy = policy_file(tmp_path, custom=[{"id": "remote", "description": "d", "schema": schema}])
-    if kind == "deep":  # written by hand: PyYAML's dumper recurses too
-        policy.write_text("custom: [{id: deep, description: d, schema: " + '{"not": ' * 200 + "{}" + "}" * 200 + "}]")
-    folder = str(desired(tmp_path, [COMPLIANT]).parent)
-    try:
+    with _listening() as (port, calls):
+        schema: Any = {
+            "http": {"$ref": f"http://127.0.0.1:{port}/rule.json"},
+            "file": {"properties": {"name": {"$ref": elsewhere.as_uri()}}},
+            "dangling": {"$defs": {"a": {}}, "properties": {"name": {"$ref": "#/$defs/b"}}},
+            "deep": {},
+        }[kind]
+        policy = policy_file(tmp_path, custom=[{"id": "remote", "description": "d", "schema": schema}])
+        if kind == "deep":  # written by hand: PyYAML's dumper recurses too
+            text = "custom: [{id: deep, description: d, schema: " + '{"not": ' * 200 + "{}" + "}" * 200 + "}]"
+            policy.write_text(text)
+        folder = str(desired(tmp_path, [COMPLIANT]).parent)
         result = cli(["validate", "--policy", str(policy), folder])
-    finally:
-        server.close()
     assert calls == []
     assert result.code == 1, result.output
     assert "Traceback" not in result.output

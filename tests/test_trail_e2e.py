@@ -132,7 +132,10 @@ def test_apply_records_its_event_and_the_next_audit_tells_it_from_a_hand_edit(
     apply = run_cli(["apply", *TENANT, str(desired.parent), "--report", str(tmp_path / "apply.json")], env)
     assert apply.code == 0, apply.output
     report = load_report(tmp_path / "apply.json")
-    assert report["trail"]["event"]["status"] == "done" and report["trail"]["overwriteCheck"]["status"] == "done"
+    assert report["trail"]["event"]["status"] == "done" and report["trail"]["overwriteCheck"]["status"] == "done", (
+        report["trail"],
+        [(r.method, r.path, r.status, r.at) for r in emulator.recorded()],
+    )
     event = emulator.audit.all(occurred_as_string=False)[-1]
     assert (event["action"], event["actorId"], event["type"]) == ("DescopeReconcileApply", "descope-reconcile", "info")
     data = event["data"]

@@ -18,8 +18,10 @@ import random
 import secrets
 import socket
 import ssl
+import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -133,6 +135,7 @@ class Emulator:
         self.handshakes: list[str] = []  # each license call, by the x-descope-license it carried ("" none)
         self.throttled: Counter[str] = Counter()  # 429s by limit: window, bucket, auditSearch
         self.faults: Counter[str] = Counter()  # injected faults by kind, and "appliedThenFailed"
+        self.internal_errors: list[str] = []  # the emulator's own failures (tracebacks): a test's defect, or ours
         self._lock = threading.Lock()
         self._random = random.Random(self.config.random_seed)  # noqa: S311 - fault injection, not crypto
         limit = self.config.rate_limit
@@ -146,8 +149,7 @@ class Emulator:
         self._peer = threading.local()  # the address of the caller each handler thread is answering
         self._routes = self._route_table()
         self._hooks: dict[str, Hook] = {}
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), _handler_for(self), self)
         self._scheme = "https" if tls else "http"
         if tls is not None:
             self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
@@ -181,6 +183,11 @@ class Emulator:
     def record(self, entry: RecordedRequest) -> None:
         with self._lock:
             self.requests.append(entry)
+
+    def internal_error(self) -> None:
+        """Note the exception being handled: the emulator failed, not the client."""
+        with self._lock:
+            self.internal_errors.append(traceback.format_exc())
 
     def recorded(self) -> list[RecordedRequest]:
         with self._lock:
@@ -216,6 +223,7 @@ class Emulator:
             "keys": len(self.store),
             "auditRecords": len(self.audit),
             "handshakes": len(self.handshakes),
+            "internalErrors": len(self.internal_errors),
         }
 
     def intercept(self, path: str, hook: Hook | None) -> None:
@@ -478,6 +486,21 @@ def _fault_answer(kind: str) -> Answer:
     return error(status, "E011001", "Server error", "injected fault")
 
 
+class _Server(ThreadingHTTPServer):
+    """One thread per connection; a failure outside a request's answer (a thread that could not
+    start, a handler's own bug) is noted on the emulator, where tests look, never only printed."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], emulator: Emulator) -> None:
+        self.emulator = emulator
+        super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):  # a client that hung up, a failed handshake: the network's
+            self.emulator.internal_error()
+
+
 def _handler_for(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, like the real API
@@ -503,7 +526,11 @@ def _handler_for(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
                 time.sleep(emulator.config.latency_ms / 1000)
             headers = {name.lower(): value for name, value in self.headers.items()}
             emulator._peer.address = str(self.client_address[0])
-            answer = emulator.respond(self.command, parts.path, parts.query, headers, body)
+            try:
+                answer = emulator.respond(self.command, parts.path, parts.query, headers, body)
+            except Exception as failure:  # answered as a server answers its own bug, never a dropped line
+                emulator.internal_error()
+                answer = error(500, "E000000", "Internal error", f"emulator: {type(failure).__name__}: {failure}")
             if parts.path == LICENSE:  # once per client: counted apart, so request lists stay the work done
                 with emulator._lock:
                     emulator.handshakes.append(headers.get(LICENSE_HEADER, ""))
