@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -36,6 +37,9 @@ def start_emulator() -> Iterator[Callable[..., Emulator]]:
     def start(
         keys: Sequence[Mapping[str, Any]] = (), tenant_names: Mapping[str, str] | None = None, **config: Any
     ) -> Emulator:
+        # A management key of its own: a request that strays from another test (a stale port taken
+        # by this server) is refused, never able to change what this test asserts.
+        config.setdefault("management_key", f"K2test-{secrets.token_hex(12)}")
         emulator = Emulator(EmulatorConfig(**config), keys, tenant_names=tenant_names).start()
         running.append(emulator)
         return emulator

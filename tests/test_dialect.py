@@ -399,7 +399,9 @@ def test_doctor_with_a_config_checks_every_target_with_its_own_audit_tenant(
     start_emulator: Any, tmp_path: Path
 ) -> None:
     emulator = _declared_emulator(start_emulator, [{"id": "K1", "name": "a"}])
-    other = _declared_emulator(start_emulator, [{"id": "K1", "name": "a"}], project_id="P2other")  # a project each
+    other = _declared_emulator(  # a project each, one management key (KEY) for both
+        start_emulator, [{"id": "K1", "name": "a"}], project_id="P2other", management_key=emulator.config.management_key
+    )
     for name, attribute in (("dev", "team"), ("prod", "teem")):
         write_desired(tmp_path / "desired" / name, [{"id": "K1", "name": "a", "customAttributes": {attribute: "x"}}])
     dev, prod = (

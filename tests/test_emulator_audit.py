@@ -77,6 +77,7 @@ def test_actor_names_extra_keys_and_where_the_key_id_goes(start_emulator: Any) -
     emulator = start_emulator(
         [{"id": "K1"}, {"id": "K2"}, {"id": "K3"}],
         extra_management_keys=("K2second-pipeline",),
+        management_key="K2emulator-management-key",
         actor_names={"K2emulator-management-key": "ci-reconciler"},
         audit_key_id_places=("userId", "externalIds", "data.id"),
         occurred_as_string=True,
