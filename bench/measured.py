@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from reconcile.cli import main
+from reconcile.cli.main import end_process, run_command
 
 
 def peak_rss_kib() -> int:
@@ -20,7 +20,7 @@ def peak_rss_kib() -> int:
     return 0
 
 
-if __name__ == "__main__":
-    code = main(sys.argv[1:])
+if __name__ == "__main__":  # as the console script ends (reconcile.cli.main.main), the figure printed first
+    code = run_command(sys.argv[1:], ending=True)
     print(f"peak-rss-kib {peak_rss_kib()}", file=sys.stderr)
-    sys.exit(code)
+    end_process(code)

@@ -14,7 +14,7 @@ import errno
 import os
 import stat
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from reconcile.errors import ConfigError
@@ -85,17 +85,18 @@ def check_distinct(outputs: Sequence[tuple[str, Path]], inputs: Sequence[tuple[s
         seen[identity] = what
 
 
-def write_private_atomically(path: Path, text: str, *, mode: int = 0o600) -> None:
+def write_private_atomically(path: Path, text: str | Iterable[str], *, mode: int = 0o600) -> None:
     """Temporary file beside the target (same filesystem), fsync, rename: readers never see half a file.
     Private (0600) unless said otherwise: reports describe a project's credentials. A symbolic link
-    at `path` is refused (renaming over it would silently replace the link the user made)."""
+    at `path` is refused (renaming over it would silently replace the link the user made). `text`:
+    the whole text, or its chunks (written as they come)."""
     _refuse_special(path, "output")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = _temporary_beside(path, ".tmp")
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            handle.writelines([text] if isinstance(text, str) else text)
             handle.flush()
             os.fsync(handle.fileno())
         Path(temporary).replace(path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from email.utils import formatdate
 from pathlib import Path
@@ -192,6 +193,27 @@ def _declared_emulator(start_emulator: Any, keys: list[dict[str, Any]], **config
     for raw in ATTRIBUTES:
         emulator.attributes.declare(parse_declared(raw))
     return emulator
+
+
+def test_the_declarations_a_run_needs_are_read_at_once_not_one_round_trip_after_another(
+    start_emulator: Any, tmp_path: Path
+) -> None:
+    """Each lookup is a round trip before the first write: they are in flight together (as many as
+    the run has connections: a plan's two). The server answers neither until both have arrived; one
+    after another, the first would never be answered."""
+    emulator = _declared_emulator(start_emulator, [{"id": "K1", "name": "a"}])
+    together = threading.Barrier(2, timeout=20)
+
+    def hold(call: Call) -> Answer:
+        together.wait()
+        return call.forward()
+
+    emulator.intercept("/v1/mgmt/accesskey/attribute", hold)
+    attributes = {"team": "x", "level": "gold"}
+    desired = write_desired(tmp_path / "d", [{"id": "K1", "name": "a", "customAttributes": attributes}])
+    result = run_cli(["plan", str(desired.parent)], cli_env(emulator))
+    assert result.code == 2, result.output  # the attributes to add: nothing refused
+    assert [r.path for r in emulator.recorded()].count("/v1/mgmt/accesskey/attribute") == 2
 
 
 def test_plan_and_apply_refuse_undeclared_names_wrong_types_and_options_located_before_any_write(

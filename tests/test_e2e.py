@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from reconcile.job import clock
 from tests.conftest import cli_env, load_report, run_cli, updatable, write_desired
 
 SEED: list[dict[str, Any]] = [
@@ -184,3 +186,24 @@ def test_python_dash_m_and_console_script_agree() -> None:
     script = Path(sys.executable).with_name("descope-reconcile")
     via_script = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True).stdout
     assert via_script == run_cli(["--version"], cli_env(None)).stdout
+
+
+def test_a_process_of_its_own_ends_with_its_code_its_output_whole_and_its_files_written(
+    start_emulator: Any, tmp_path: Path
+) -> None:
+    """The command line's process ends without freeing what it built (`end_process`): what it printed
+    and wrote is whole all the same, and its exit code is the run's. In-process, nothing is kept."""
+    emulator = start_emulator([{"id": f"K{index}", "name": f"old-{index}"} for index in range(300)])
+    desired = write_desired(tmp_path / "d", [{"id": f"K{index}", "name": f"new-{index}"} for index in range(300)])
+    args = ["plan", str(desired.parent), "--report", str(tmp_path / "r.json"), "--out", str(tmp_path / "p.json")]
+    for command in ([sys.executable, "-m", "reconcile"], [str(Path(sys.executable).with_name("descope-reconcile"))]):
+        env = cli_env(emulator)
+        done = subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 2, done.stderr  # changes pending
+        assert done.stdout.count('name: "old-') == 300 and done.stdout.endswith("(--max-changes 25%).\n")
+        assert "report written to" in done.stderr
+        assert len(load_report(tmp_path / "r.json")["keys"]) == 300
+        assert len(json.loads((tmp_path / "p.json").read_text())["changes"]) == 300
+    in_process = run_cli(args, cli_env(emulator))
+    assert in_process.code == 2, in_process.output
+    assert clock._retained.objects is None, "an in-process run keeps nothing"

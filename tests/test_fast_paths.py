@@ -548,7 +548,7 @@ json_values = st.recursive(
 
 
 def _joined_document(value: Any, depth: int = 2, prefix: str = "") -> str:
-    """The reference json_document was: each level joined, then the whole escaped, line breaks aside."""
+    """The reference json_chunks is held to: each level joined, then the whole escaped, line breaks aside."""
     inner = prefix + "  "
     if depth > 0 and isinstance(value, dict) and value:
         items = (
@@ -562,18 +562,26 @@ def _joined_document(value: Any, depth: int = 2, prefix: str = "") -> str:
 
 
 @settings(max_examples=300, deadline=None)
-@given(value=json_values)
-def test_json_documents_are_written_as_each_level_joined_then_escaped(value: Any) -> None:
-    """json_document writes pieces joined once, escaping all but the indentation's line breaks: the
-    same text as joining each level and escaping every control character but `\\n` (and `##[`)."""
-    from reconcile.output.escape import _CONTROLS, json_document  # noqa: PLC0415
+@given(value=json_values, chunk=st.sampled_from([1, 7, 1 << 20]))
+def test_json_documents_are_written_as_each_level_joined_then_escaped(value: Any, chunk: int) -> None:
+    """json_chunks writes pieces, escaping all but the indentation's line breaks, in chunks of any
+    size: together the same text as joining each level and escaping every control character but
+    `\\n` (and `##[`); every chunk but the last at least the chunk size."""
+    from reconcile.output import escape  # noqa: PLC0415
 
     def escaped(match: re.Match[str]) -> str:
         found = match.group()
         return found if found in ("\n", "##[") else f"\\u{ord(found):04x}"
 
-    expected = re.sub(f"{_CONTROLS}|##\\[", escaped, _joined_document(value)) + "\n"
-    assert json_document(value) == expected
+    expected = re.sub(f"{escape._CONTROLS}|##\\[", escaped, _joined_document(value)) + "\n"
+    saved = escape.CHUNK_CHARACTERS
+    escape.CHUNK_CHARACTERS = chunk
+    try:
+        chunks = list(escape.json_chunks(value))
+    finally:
+        escape.CHUNK_CHARACTERS = saved
+    assert "".join(chunks) == expected
+    assert all(len(text) >= chunk for text in chunks[:-1])
 
 
 @given(value=json_values, encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-32-be"]))

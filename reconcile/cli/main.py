@@ -5,10 +5,13 @@ the interpreter's and argparse's."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from reconcile import __version__
 from reconcile.cli.parser import COMMANDS, EPILOG, Parser
@@ -40,8 +43,31 @@ def _command_named(argv: Sequence[str]) -> str | None:
     return first if first in COMMANDS else None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    words = sys.argv[1:] if argv is None else list(argv)
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: RET503 (the process ends in end_process)
+    """The command line's exit code. With no `argv`, this process's own command line (the console
+    script, `python -m reconcile`): the process then ends here (`end_process`), never freeing what
+    the run built."""
+    if argv is not None:
+        return run_command(list(argv))
+    end_process(run_command(sys.argv[1:], ending=True))
+
+
+def end_process(code: int) -> NoReturn:
+    """End the process now: its files are written and closed, its output is flushed here. What the
+    run built is not freed one object at a time first (0.5 s of a 100,000-key plan's wall time), nor
+    are the interpreter's modules torn down."""
+    import logging  # noqa: PLC0415 (loaded by every run that gets here; not for --version)
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be said
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
+def run_command(words: Sequence[str], *, ending: bool = False) -> int:
+    """One command line's run. `ending`: the process ends after it (`end_process`), so what the run
+    builds is kept until then."""
     command = _command_named(words)
     # The imports make no garbage, only long-lived objects, which the collector scanned over and over
     # as they came (67 collections, 0.03 s of CPU, before an apply's first request): off meanwhile,
@@ -54,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser(command, listed=command is None)
         args = parser.parse_args(words)
         from reconcile.cli.run import run  # noqa: PLC0415 (the run's imports: not for --version nor --help)
+        from reconcile.job.clock import retain_until_exit  # noqa: PLC0415 (as `run`)
+
+        if ending:
+            retain_until_exit()
     finally:
         gc.freeze()
         if collecting:

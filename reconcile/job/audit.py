@@ -24,7 +24,7 @@ from reconcile.job.result import Output, Result, settled_async
 from reconcile.job.trail import TrailSettings, attribute_plan
 from reconcile.model import DesiredState
 from reconcile.output.audit import build_audit, render_audit
-from reconcile.output.escape import json_document
+from reconcile.output.escape import json_chunks
 from reconcile.plan.diff import compute_plan
 
 
@@ -85,7 +85,7 @@ async def _audit(options: AuditOptions, output: Output) -> Result:
     markdown += violations.markdown
     output.show(markdown)
     if options.out:
-        write_private_atomically(options.out, json_document(findings))
+        write_private_atomically(options.out, json_chunks(findings))
     drifted = findings["drift"] or findings["missing"]  # a desired key the project lacks is drift too
     code = ExitCode.CHANGES_PENDING if options.fail_on_drift and drifted else ExitCode.OK
     if violations.failing:

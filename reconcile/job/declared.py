@@ -10,6 +10,7 @@ its word: `unchecked` says why, and `doctor` says more.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,13 +48,21 @@ async def read_declarations(
     there): one name a key holds is looked up too, and a 404 counts only once some name was found."""
     held = held_names(observed)
     probe = sorted(held - set(names))[:1]
+    wanted = [*sorted(names), *probe]
+
+    async def look_up(name: str) -> Declaration | None:
+        lookup = partial(session.client.load_attribute, name)
+        return await session.call(lookup, budget=Budget.READ, what=f"attribute {name}")
+
+    # At once, not one after another: each is a round trip before the first write.
+    answers = await asyncio.gather(*map(look_up, wanted), return_exceptions=True)
     found: dict[str, Declaration | None] = {}
-    for name in [*sorted(names), *probe]:
-        try:
-            lookup = partial(session.client.load_attribute, name)
-            found[name] = await session.call(lookup, budget=Budget.READ, what=f"attribute {name}")
-        except ReconcileError as error:
-            return Declarations({}, f"the project's declared attributes could not be read: {error}")
+    for name, answer in zip(wanted, answers, strict=True):
+        if isinstance(answer, ReconcileError):
+            return Declarations({}, f"the project's declared attributes could not be read: {answer}")
+        if isinstance(answer, BaseException):
+            raise answer
+        found[name] = answer
     contradicted = sorted(name for name, declaration in found.items() if declaration is None and name in held)
     if contradicted:
         return Declarations(

@@ -9,6 +9,7 @@ from typing import Any
 
 from reconcile.apply.limiter import Budget
 from reconcile.errors import NotFoundError
+from reconcile.job.clock import keep
 from reconcile.job.session import Session
 from reconcile.job.timed import now_ms
 from reconcile.model import DesiredKey
@@ -21,6 +22,7 @@ async def fetch_keys(session: Session) -> list[dict[str, Any]]:
     sent = now_ms()
     keys = await session.call(session.client.search_access_keys, budget=Budget.READ, what="search")
     session.timeline.mark_read((str(key.get("id")) for key in keys), sent)
+    keep(keys)
     return keys
 
 

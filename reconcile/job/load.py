@@ -9,7 +9,7 @@ from pathlib import Path
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES, YAML_SUFFIXES, Diagnostic, ParsedFile, load_files
 from reconcile.desired.validation import build_desired_state
 from reconcile.errors import ValidationFailed
-from reconcile.job.clock import RunClock, bulk
+from reconcile.job.clock import RunClock, bulk, keep
 from reconcile.job.result import Output
 from reconcile.model import DesiredFile, DesiredState
 
@@ -65,6 +65,7 @@ def load_valid(
     if loaded.diagnostics:
         output.diagnostics.extend(loaded.diagnostics)
         raise ValidationFailed(len(loaded.diagnostics))
+    keep(loaded)
     return loaded
 
 

@@ -26,7 +26,7 @@ from reconcile.job.report import RunRecord, make_report
 from reconcile.job.result import Output, Result, settled_async
 from reconcile.job.session import Session
 from reconcile.job.trail import TrailSettings, attribute_plan
-from reconcile.output.escape import json_document
+from reconcile.output.escape import json_chunks
 from reconcile.output.markdown import render_summary
 from reconcile.output.report import git_state
 from reconcile.output.text import render_plan
@@ -90,7 +90,7 @@ def _save(  # noqa: PLR0913 (each is one field of the saved plan)
         created=clock.started,
         policy_checked=policy,
     )
-    write_private_atomically(out, json_document(saved))
+    write_private_atomically(out, json_chunks(saved))
     log.info("plan saved to %s (%d change(s))", out, len(result.changes))
     if result.errors:
         log.error("error: the saved plan has %d key(s) in error: `apply --plan` will refuse it", len(result.errors))

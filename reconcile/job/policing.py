@@ -119,7 +119,7 @@ def audit_policy(  # noqa: PLR0913 (two keyword-only facts of the run)
     from reconcile.files import write_private_atomically  # noqa: PLC0415
     from reconcile.job.policy import check_live  # noqa: PLC0415
     from reconcile.output import policy as rendering  # noqa: PLC0415
-    from reconcile.output.escape import json_document, text_block  # noqa: PLC0415
+    from reconcile.output.escape import json_chunks, text_block  # noqa: PLC0415
     from reconcile.policy.findings import counts, failing  # noqa: PLC0415
     from reconcile.policy.rotation import last_rotations  # noqa: PLC0415
 
@@ -128,7 +128,7 @@ def audit_policy(  # noqa: PLR0913 (two keyword-only facts of the run)
     findings = check_live(policy, observed, desired, now, rotated)
     audit["policy"] = {"counts": counts(findings), "violations": rendering.records(findings)}
     if wanted.sarif:
-        write_private_atomically(wanted.sarif, json_document(sarif_log(findings, policy)))
+        write_private_atomically(wanted.sarif, json_chunks(sarif_log(findings, policy)))
     return AuditViolations(text_block(rendering.markdown(findings)), len(failing(findings, wanted.fail_on)))
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from reconcile.apply.journal import Unsettled
 from reconcile.client.descope import DescopeClient
-from reconcile.job.clock import RunClock
+from reconcile.job.clock import RunClock, keep
 from reconcile.job.execute import ApplyOutcome
 from reconcile.model import DesiredFile
 from reconcile.output.recovery import Recovery
@@ -77,7 +77,7 @@ def run_info(clock: RunClock, settings: Mapping[str, Any], *, interrupted: bool 
 
 
 def make_report(run: RunRecord) -> dict[str, Any]:
-    return build_report(
+    report = build_report(
         run=run_info(run.clock, run.settings, interrupted=run.interrupted),
         files=run.files,
         git=run.git,
@@ -93,3 +93,5 @@ def make_report(run: RunRecord) -> dict[str, Any]:
         unsettled=run.unsettled,
         recovery=run.recovery or Recovery((), None),
     )
+    keep(run, report)
+    return report

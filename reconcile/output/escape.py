@@ -8,7 +8,7 @@ here is for one kind of output; every string that came from outside goes through
 - `text_block` / `text_line`: terminals and logs (stdout, stderr), line by line;
 - `md_text`, `md_code`, `html_text`: Markdown (step summaries, the audit) and the HTML inside it;
 - `gh_data`, `gh_property`: the message and the properties of a `::error ...::` annotation;
-- `json_value`, `json_document`: JSON and YAML written to files (every control a `\\u` escape): the
+- `json_value`, `json_chunks`: JSON and YAML written to files (every control a `\\u` escape): the
   export, and the report, the saved plan and the audit, which people open in editors and CI logs.
 
 Escapes are shown as `\\n`, `\\x1b`, `\\u202e`: visible, and never the character itself.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 # C0 and C1 controls, DEL, Unicode line and paragraph separators, the bidirectional formatting
@@ -111,38 +111,48 @@ def json_value(value: Any, *, sort_keys: bool = False, indent: int | None = None
     return _UNSAFE_IN_JSON.sub(_json_escape, text)
 
 
-def _indented(value: Any, depth: int, prefix: str, out: list[str]) -> None:
+def _indented(value: Any, depth: int, prefix: str) -> Iterator[str]:
     """JSON with each container above `depth` spread over lines, two spaces per level, and
-    everything deeper on one line, as pieces added to `out` (joined once: a 100,000-key report is
-    21 MB, which each level's own join copied again). json.dumps with `indent` runs its pure-Python
+    everything deeper on one line, piece by piece. json.dumps with `indent` runs its pure-Python
     encoder (7 s for the report of a 10,000-key plan under a profiler): this way the C encoder
     writes the keys."""
     inner = prefix + "  "
     separator = f",\n{inner}"  # one string, however many items
     if depth > 0 and isinstance(value, dict) and value:
-        out.append("{\n" + inner)
+        yield "{\n" + inner
         for index, (name, item) in enumerate(value.items()):
-            out.append(f"{separator if index else ''}{_one_line(str(name))}: ")
-            _indented(item, depth - 1, inner, out)
-        out.append(f"\n{prefix}}}")
+            yield f"{separator if index else ''}{_one_line(str(name))}: "
+            yield from _indented(item, depth - 1, inner)
+        yield f"\n{prefix}}}"
     elif depth > 0 and isinstance(value, list) and value:
-        out.append("[\n" + inner)
+        yield "[\n" + inner
         for index, item in enumerate(value):
             if index:
-                out.append(separator)
-            _indented(item, depth - 1, inner, out)
-        out.append(f"\n{prefix}]")
+                yield separator
+            yield from _indented(item, depth - 1, inner)
+        yield f"\n{prefix}]"
     else:
-        out.append(_one_line(value))
+        yield _one_line(value)
 
 
-def json_document(value: Any) -> str:
-    """A JSON file's whole text (report, saved plan, audit): the outer levels indented (a key of the
-    report is one line), escaped as `json_value`."""
-    out: list[str] = []
-    _indented(value, 2, "", out)
-    out.append("\n")
-    return _UNSAFE_IN_JSON.sub(_json_escape, "".join(out))
+CHUNK_CHARACTERS = 1 << 20
+
+
+def json_chunks(value: Any) -> Iterator[str]:
+    """A JSON file's whole text (report, saved plan, audit) in escaped chunks of about a million
+    characters: the outer levels indented (a key of the report is one line), escaped as
+    `json_value`. A file written chunk by chunk never holds its text whole in memory (a 100,000-key
+    report is 21 MB, which joining, escaping and encoding copied three times)."""
+    batch: list[str] = []
+    size = 0
+    for piece in _indented(value, 2, ""):
+        batch.append(piece)
+        size += len(piece)
+        if size >= CHUNK_CHARACTERS:
+            yield _UNSAFE_IN_JSON.sub(_json_escape, "".join(batch))
+            batch, size = [], 0
+    batch.append("\n")
+    yield _UNSAFE_IN_JSON.sub(_json_escape, "".join(batch))
 
 
 class LogEscaper(logging.Filter):

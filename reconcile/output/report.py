@@ -16,7 +16,7 @@ from reconcile.apply.calls import ErrorInfo, KeyResult
 from reconcile.apply.journal import Unsettled
 from reconcile.files import write_private_atomically
 from reconcile.model import DesiredFile
-from reconcile.output.escape import json_document
+from reconcile.output.escape import json_chunks
 from reconcile.output.recovery import Recovery
 from reconcile.output.trail import attribution_json, change_json, meanwhile_json, trail_json
 from reconcile.plan.diff import DONE, KeyPlan, Outcome, Plan
@@ -227,4 +227,4 @@ def _add_trail(keys: list[dict[str, Any]], trail: TrailFindings) -> None:
 
 
 def write_report(path: Path, report: Mapping[str, Any]) -> None:
-    write_private_atomically(path, json_document(report))
+    write_private_atomically(path, json_chunks(report))

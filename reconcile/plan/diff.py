@@ -215,8 +215,11 @@ def diff_fields(desired: DesiredKey, current: Mapping[str, Any]) -> tuple[FieldC
     return tuple(changes)
 
 
-def update_body(desired: DesiredKey, current: Mapping[str, Any]) -> dict[str, Any]:
-    final = current_fields(current)
+def update_body(
+    desired: DesiredKey, current: Mapping[str, Any], fields: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """`fields`: `current_fields(current)`, when the caller has it already."""
+    final = dict(current_fields(current) if fields is None else fields)
     final.update({name: canonical_value(name, v) for name, v in desired.fields.items() if name in UPDATABLE_FIELDS})
     return {"id": desired.id, **final}
 
@@ -227,9 +230,10 @@ def digest(value: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def fingerprint(key: Mapping[str, Any]) -> str:
-    """What a planned change depends on: the key's updatable fields, status and editability."""
-    state = current_fields(key)
+def fingerprint(key: Mapping[str, Any], fields: Mapping[str, Any] | None = None) -> str:
+    """What a planned change depends on: the key's updatable fields, status and editability
+    (`fields`: `current_fields(key)`, when the caller has it already)."""
+    state = dict(current_fields(key) if fields is None else fields)
     state[STATUS_FIELD] = key.get(STATUS_FIELD) or DEFAULT_STATUS
     state["editable"] = key.get("editable", True)
     return digest(state)
@@ -295,7 +299,8 @@ def _plan_existing(desired: DesiredKey, current: Mapping[str, Any]) -> KeyPlan:
     if not changes:
         return KeyPlan(desired, Outcome.UNCHANGED, "in sync", name)  # no body: most keys, at scale
     status = next((str(change.after) for change in changes if change.field == STATUS_FIELD), None)
-    body = update_body(desired, current) if any(change.field != STATUS_FIELD for change in changes) else None
+    fields = current_fields(current)  # once: the body and the fingerprint both start from it
+    body = update_body(desired, current, fields) if any(change.field != STATUS_FIELD for change in changes) else None
     # `editable: false` is about the update endpoint; activation and deactivation are separate
     # endpoints, so a status change is always tried and the server's answer reported.
     blocked = _blocked(desired, current, body) if body is not None else None
@@ -303,9 +308,13 @@ def _plan_existing(desired: DesiredKey, current: Mapping[str, Any]) -> KeyPlan:
         outcome, reason = blocked
         if status is not None:
             reason += f"; the status change to {status} is still sent"
-        return KeyPlan(desired, outcome, reason, name, changes, None, status, fingerprint(current) if status else None)
-    fields = ", ".join(change.field for change in changes)
-    return KeyPlan(desired, Outcome.UPDATE, f"differs in {fields}", name, changes, body, status, fingerprint(current))
+        return KeyPlan(
+            desired, outcome, reason, name, changes, None, status, fingerprint(current, fields) if status else None
+        )
+    differs = ", ".join(change.field for change in changes)
+    return KeyPlan(
+        desired, Outcome.UPDATE, f"differs in {differs}", name, changes, body, status, fingerprint(current, fields)
+    )
 
 
 def unmanaged_keys(observed: Mapping[str, Mapping[str, Any]], managed: set[str]) -> tuple[UnmanagedKey, ...]:
