@@ -15,6 +15,7 @@ import yaml
 
 from reconcile.emulator import Emulator, EmulatorConfig
 from reconcile.schemas.validators import REPORT_SCHEMA, validator
+from tests.support import http
 from tests.support.cli import CliResult, cli_env, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,25 +56,30 @@ def start_emulator() -> Iterator[Callable[..., Emulator]]:
 def emulator_process() -> Iterator[Callable[..., str]]:
     """`emulator_process(*args)` → the base URL of `python -m reconcile.emulator --port 0 *args`,
     a server in its own process (as other tools would run it), terminated after the test."""
-    running: list[subprocess.Popen[str]] = []
+    running: list[tuple[subprocess.Popen[str], str]] = []
 
     def start(*args: str) -> str:
         server = subprocess.Popen(
             [sys.executable, "-m", "reconcile.emulator", "--port", "0", *args],
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             text=True,
         )
-        running.append(server)
         assert server.stdout is not None
         url = server.stdout.readline().strip()
+        running.append((server, url))
         assert url.startswith("http://127.0.0.1:"), f"the server did not start: {url!r}"
         return url
 
     yield start
-    for server in running:
+    failed = []
+    for server, url in running:
+        if server.poll() is None:
+            failed += [url] * http.get(f"{url}/_emulator/stats", timeout=10).json()["internalErrors"]
         server.terminate()
-        assert server.wait(timeout=10) == 0
+        _, stderr = server.communicate(timeout=10)
+        assert server.returncode == 0, stderr
+        assert not failed, f"the emulator failed (not the client):\n{stderr}"
 
 
 def write_desired(folder: Path, keys: Sequence[Mapping[str, Any]], name: str = "keys.yaml") -> Path:

@@ -207,3 +207,36 @@ def test_a_process_of_its_own_ends_with_its_code_its_output_whole_and_its_files_
     in_process = run_cli(args, cli_env(emulator))
     assert in_process.code == 2, in_process.output
     assert clock._retained.objects is None, "an in-process run keeps nothing"
+
+
+def test_output_the_process_could_not_write_is_never_a_success(start_emulator: Any, tmp_path: Path) -> None:
+    """A SARIF log that does not reach its file (a full disk) fails the run, said on stderr, as the
+    interpreter's own ending did; a stdout or stderr closed from the start loses nothing of the run's
+    own; an apply whose reader went away still writes its report (then fails, naming the pipe)."""
+    emulator = start_emulator([{"id": "K1", "name": "old"}])
+    folder = str(write_desired(tmp_path / "d", [{"id": "K1", "name": "new"}]).parent)
+    env = {k: v for k, v in cli_env(emulator).items() if k != "PYTHONUNBUFFERED"}  # stdout buffered, as usual
+    command = [sys.executable, "-m", "reconcile"]
+    with Path("/dev/full").open("w") as full:
+        sarif = [*command, "validate", "--format", "sarif", folder]
+        done = subprocess.run(sarif, stdout=full, stderr=subprocess.PIPE, env=env, text=True, check=False)
+    assert done.returncode == 1 and "error: stdout: No space left on device" in done.stderr, done.stderr
+    for closed in (">&-", "2>&-"):
+        shell = f'exec "$@" {closed}'
+        done = subprocess.run(
+            ["sh", "-c", shell, "sh", *command, "validate", folder], env=env, capture_output=True, check=False
+        )
+        assert done.returncode == 0, (closed, done.stderr)
+    apply = subprocess.Popen(
+        [*command, "apply", folder, "--report", str(tmp_path / "r.json")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    assert apply.stdout is not None
+    apply.stdout.close()  # the reader goes away before the run prints
+    _, stderr = apply.communicate(timeout=60)
+    assert apply.returncode == 1 and "Broken pipe" in stderr, stderr
+    assert load_report(tmp_path / "r.json")["summary"]["byOutcome"] == {"updated": 1}
+    assert emulator.store.load("K1")["name"] == "new"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -274,9 +275,22 @@ def test_the_emulators_own_failure_is_answered_500_and_noted_never_a_dropped_con
     answered = post(emulator, "/v1/mgmt/accesskey/search", {})
     assert answered.status_code == 500 and "KeyError" in answered.json()["errorMessage"]
     assert emulator.stats()["internalErrors"] == 1 and "no-such-field" in emulator.internal_errors[0]
+    emulator.intercept("/v1/mgmt/accesskey/search", lambda _call: Answer(200, {"keys": {1, 2}}))  # no JSON
+    unsendable = post(emulator, "/v1/mgmt/accesskey/search", {})
+    assert unsendable.status_code == 500 and "TypeError" in unsendable.json()["errorMessage"]
+    assert [r.status for r in emulator.recorded()] == [500, 500], "recorded as answered, never 200"
     emulator.intercept("/v1/mgmt/accesskey/search", None)
     assert post(emulator, "/v1/mgmt/accesskey/search", {}).status_code == 200, "the server goes on"
+    assert len(emulator.internal_errors) == 2
     emulator.internal_errors.clear()  # seen: the fixture would fail this test for it
+    host, port = emulator.url.removeprefix("http://").split(":")
+    for length in ("abc", "-5"):  # the client's error: answered 400, never the emulator's failure
+        with socket.create_connection((host, int(port)), timeout=10) as conversation:
+            conversation.sendall(
+                f"POST /v1/mgmt/accesskey/search HTTP/1.1\r\nContent-Length: {length}\r\n\r\n".encode()
+            )
+            assert conversation.recv(100).startswith(b"HTTP/1.1 400 Bad Content-Length"), length
+    assert emulator.internal_errors == []
 
 
 def test_a_hook_sees_one_path_nests_with_prefix_hooks_and_faults_only_its_request(start_emulator: Any) -> None:

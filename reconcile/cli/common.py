@@ -80,18 +80,15 @@ def write_markdown(explicit: Path | None, markdown: str, kept: TargetOutcome | N
 
 def deliver(result: Result, outputs: Outputs | None, display: Display, kept: TargetOutcome | None = None) -> int:
     """One run's Result shown and written: its text, the problems in its files, its report and summary,
-    then the lines that say how it ended; what ended it early is raised last. Within a target's run
+    then the lines that say how it ended; what ended it early is raised last (a stdout that failed,
+    after the files: an apply whose reader went away still leaves its report). Within a target's run
     (`kept`), its text is prefixed with the target's name and its Markdown and JSON diagnostics are
     kept for the combined summaries."""
-    if result.text and not display.quiet:
-        sys.stdout.write(prefixed(result.text, kept.name) if kept else result.text)
-        sys.stdout.flush()
-    if result.findings is not None:
-        from reconcile.cli.policy import print_findings  # noqa: PLC0415 (only when a policy was checked)
-
-        print_findings(result.findings, result.policy, display.format, kept)
-    elif result.diagnostics or display.format in ("json", "sarif"):
-        print_diagnostics(result.diagnostics, display.format, kept)
+    try:
+        _show(result, display, kept)
+        unshown = None
+    except OSError as error:  # the reader went away (a closed pipe, a full disk): the files still count
+        unshown = error
     if result.report is not None and kept is not None:
         kept.counts = result.report["summary"]["byOutcome"]  # for the combined summaries
     with result.clock.phase("report") if result.clock else contextlib.nullcontext():
@@ -108,4 +105,19 @@ def deliver(result: Result, outputs: Outputs | None, display: Display, kept: Tar
         log.log(level, "%s", line)
     if result.error is not None:
         raise result.error
+    if unshown is not None:
+        raise unshown
     return result.code
+
+
+def _show(result: Result, display: Display, kept: TargetOutcome | None) -> None:
+    """The run's text and the problems in its files, on stdout."""
+    if result.text and not display.quiet:
+        sys.stdout.write(prefixed(result.text, kept.name) if kept else result.text)
+        sys.stdout.flush()
+    if result.findings is not None:
+        from reconcile.cli.policy import print_findings  # noqa: PLC0415 (only when a policy was checked)
+
+        print_findings(result.findings, result.policy, display.format, kept)
+    elif result.diagnostics or display.format in ("json", "sarif"):
+        print_diagnostics(result.diagnostics, display.format, kept)

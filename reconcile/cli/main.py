@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from reconcile import __version__
 from reconcile.cli.parser import COMMANDS, EPILOG, Parser
+from reconcile.errors import ExitCode
 
 
 def build_parser(only: str | None = None, *, listed: bool = False) -> argparse.ArgumentParser:
@@ -58,10 +59,16 @@ def end_process(code: int) -> NoReturn:
     are the interpreter's modules torn down."""
     import logging  # noqa: PLC0415 (loaded by every run that gets here; not for --version)
 
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be said
-            stream.flush()
     logging.shutdown()
+    try:  # what the run printed and has not flushed (a SARIF log on stdout) is lost unless written now
+        if sys.stdout is not None:  # None: the process started with its stdout closed (`>&-`)
+            sys.stdout.flush()
+    except (OSError, ValueError) as error:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.write(f"error: stdout: {getattr(error, 'strerror', None) or error}\n")
+        code = code if code in (ExitCode.FAILURE, ExitCode.USAGE) else ExitCode.FAILURE  # output lost: no success
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # stderr closed or gone: nothing to say
+        sys.stderr.flush()
     os._exit(code)
 
 

@@ -185,9 +185,13 @@ class Emulator:
             self.requests.append(entry)
 
     def internal_error(self) -> None:
-        """Note the exception being handled: the emulator failed, not the client."""
+        """Note the exception being handled: the emulator failed, not the client. Printed too (a
+        server in its own process has no other place to show it)."""
+        failure = traceback.format_exc()
         with self._lock:
-            self.internal_errors.append(traceback.format_exc())
+            self.internal_errors.append(failure)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.write(f"emulator: internal error\n{failure}")
 
     def recorded(self) -> list[RecordedRequest]:
         with self._lock:
@@ -501,6 +505,17 @@ class _Server(ThreadingHTTPServer):
             self.emulator.internal_error()
 
 
+def _content_length(header: str | None) -> int | None:
+    """The body's length the request gives (0 without one), None when it is no length at all."""
+    if not header:
+        return 0
+    try:
+        length = int(header)
+    except ValueError:
+        return None
+    return length if length >= 0 else None
+
+
 def _handler_for(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, like the real API
@@ -513,7 +528,11 @@ def _handler_for(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
 
         def _handle(self) -> None:
             parts = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
+            length = _content_length(self.headers.get("Content-Length"))
+            if length is None:  # the client's error, as a real server answers it
+                self.send_error(400, "Bad Content-Length")
+                self.close_connection = True
+                return
             raw = self.rfile.read(length) if length else b""
             if len(raw) < length:  # the client went away mid-request: nothing arrived to answer or log
                 self.close_connection = True
@@ -528,9 +547,11 @@ def _handler_for(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
             emulator._peer.address = str(self.client_address[0])
             try:
                 answer = emulator.respond(self.command, parts.path, parts.query, headers, body)
+                payload = b"" if answer.drop else answer.payload()
             except Exception as failure:  # answered as a server answers its own bug, never a dropped line
                 emulator.internal_error()
                 answer = error(500, "E000000", "Internal error", f"emulator: {type(failure).__name__}: {failure}")
+                payload = answer.payload()
             if parts.path == LICENSE:  # once per client: counted apart, so request lists stay the work done
                 with emulator._lock:
                     emulator.handshakes.append(headers.get(LICENSE_HEADER, ""))
@@ -544,7 +565,6 @@ def _handler_for(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
                 return
-            payload = answer.payload()
             # A client that gave up (its timeout was shorter than a slow fault) is not a server error.
             with contextlib.suppress(ConnectionError):
                 self.send_response(answer.status)
