@@ -84,9 +84,9 @@ def deliver(result: Result, outputs: Outputs | None, display: Display, kept: Tar
     after the files: an apply whose reader went away still leaves its report). Within a target's run
     (`kept`), its text is prefixed with the target's name and its Markdown and JSON diagnostics are
     kept for the combined summaries."""
+    unshown: OSError | None = None
     try:
         _show(result, display, kept)
-        unshown = None
     except OSError as error:  # the reader went away (a closed pipe, a full disk): the files still count
         unshown = error
     if result.report is not None and kept is not None:
