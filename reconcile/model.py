@@ -9,13 +9,44 @@ not rounded to floats).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 JSON = Any  # a value decoded from JSON or safe YAML
+Frozen = TypeVar("Frozen")
+
+
+def quick_init(cls: type[Frozen]) -> type[Frozen]:
+    """A frozen dataclass with slots (a third of the memory of one with a dict), built twice as fast:
+    the generated `__init__` sets each field through `object.__setattr__`, this one through the
+    field's slot (a big plan makes a few of these per key). Same signature, defaults and frozenness;
+    a class with more than plain fields (a factory, `init=False`, keyword-only fields,
+    `__post_init__`) is refused."""
+    params = getattr(cls, "__dataclass_params__", None)
+    if params is None or not params.frozen or "__slots__" not in cls.__dict__ or hasattr(cls, "__post_init__"):
+        raise TypeError(f"quick_init is for frozen dataclasses with slots: {cls.__name__}")
+    namespace: dict[str, Any] = {}
+    signature, body = [], []
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if field.default_factory is not dataclasses.MISSING or not field.init or field.kw_only:
+            raise TypeError(f"quick_init is for plain fields: {cls.__name__}.{field.name}")
+        namespace[f"_set_{field.name}"] = getattr(cls, field.name).__set__  # the slot's own setter
+        if field.default is dataclasses.MISSING:
+            signature.append(field.name)
+        else:
+            namespace[f"_default_{field.name}"] = field.default
+            signature.append(f"{field.name}=_default_{field.name}")
+        body.append(f"    _set_{field.name}(self, {field.name})\n")
+    exec(f"def __init__(self, {', '.join(signature)}):\n{''.join(body)}", namespace)  # noqa: S102 (its own field names)
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init  # type: ignore[method-assign]
+    return cls
+
 
 # Fields the update request body can carry besides `id`, in wire order.
 UPDATABLE_FIELDS: tuple[str, ...] = (
@@ -44,7 +75,8 @@ MAP_FIELDS = frozenset({"customClaims", "customAttributes"})
 STRING_FIELDS = frozenset({"name", "description"})
 
 
-@dataclass(frozen=True)
+@quick_init
+@dataclass(frozen=True, slots=True)
 class SourceLocation:
     """Where a key is written: its desired file and the line of its `id` (of the item, without one)."""
 
@@ -66,7 +98,8 @@ class Waiver:
     index: int = 0  # its place in the key's `waivers` list, to say where it is written
 
 
-@dataclass(frozen=True)
+@quick_init
+@dataclass(frozen=True, slots=True)
 class DesiredKey:
     """One key as the desired files say it should be: only the fields they manage. Without an id,
     the key is identified by its name (unique among the desired keys), and created when no key has it."""
@@ -240,18 +273,27 @@ def _same_tenants(wanted: JSON, present: JSON) -> bool:
     return True
 
 
+def _strings(values: list[Any]) -> bool:
+    """Whether every item is a string (joined in C: a TypeError names the first that is not)."""
+    try:
+        "".join(values)
+    except TypeError:
+        return False
+    return True
+
+
 def same_field(name: str, wanted: JSON, present: JSON) -> bool:
     """Whether `normalize_field` would find the two equal, told cheaply for the common case where
     both are spelled alike (most keys of a big project are in sync): True only when that is sure;
     False means "compare the normal forms", not "different"."""
+    kind = type(wanted)
+    if kind is str:  # a string equals nothing else
+        return bool(wanted == present)
     if name == "keyTenants":
         return _same_tenants(wanted, present)
-    if name in SET_FIELDS and type(wanted) is list and type(present) is list and len(wanted) == len(present):
-        # Strings only (a string equals nothing else); the same entries in another order too (a file
-        # sorts them, the server may not).
-        if not all(type(item) is str for item in wanted):
-            return False
-        return wanted == present or (all(type(item) is str for item in present) and sorted(wanted) == sorted(present))
+    if name in SET_FIELDS and kind is list and type(present) is list:
+        # Strings only; the same entries in another order too (a file sorts them, the server may not).
+        return _strings(wanted) and _strings(present) and (wanted == present or set(wanted) == set(present))
     return _exactly(wanted, present)
 
 

@@ -216,6 +216,57 @@ def test_the_declarations_a_run_needs_are_read_at_once_not_one_round_trip_after_
     assert [r.path for r in emulator.recorded()].count("/v1/mgmt/accesskey/attribute") == 2
 
 
+@pytest.mark.parametrize("command", ["plan", "apply"])
+def test_the_declarations_are_read_beside_the_search_not_after_it(
+    command: str, start_emulator: Any, tmp_path: Path
+) -> None:
+    """The desired names are known before the project is read: their lookups go out with the
+    search (one round trip before the first write, not two). The server answers the search only
+    once a lookup has arrived; read after it, no lookup would ever come."""
+    emulator = _declared_emulator(start_emulator, [{"id": "K1", "name": "a", "customAttributes": {"team": "x"}}])
+    looked_up = threading.Event()
+
+    def note(call: Call) -> Answer:
+        looked_up.set()
+        return call.forward()
+
+    def search(call: Call) -> Answer:
+        assert looked_up.wait(timeout=20), "the search was sent alone"
+        return call.forward()
+
+    emulator.intercept("/v1/mgmt/accesskey/attribute", note)
+    emulator.intercept("/v1/mgmt/accesskey/search", search)
+    desired = write_desired(tmp_path / "d", [{"id": "K1", "name": "b", "customAttributes": {"team": "y"}}])
+    result = run_cli([command, str(desired.parent)], cli_env(emulator))
+    assert result.code == (2 if command == "plan" else 0), result.output
+    paths = [r.path for r in emulator.recorded()]
+    assert paths.count("/v1/mgmt/accesskey/attribute") == 1  # `team`: held by a key too, so no probe
+    assert paths.count("/v1/mgmt/accesskey/search") == 1
+
+
+def test_a_search_that_fails_leaves_no_lookup_behind(start_emulator: Any, tmp_path: Path) -> None:
+    """The lookups in flight beside a search that fails are cancelled: the run ends with the
+    search's error, nothing written, and no task left pending."""
+    emulator = _declared_emulator(start_emulator, [{"id": "K1", "name": "a"}])
+    release = threading.Event()
+
+    def slow(call: Call) -> Answer:
+        release.wait(timeout=20)
+        return call.forward()
+
+    emulator.intercept("/v1/mgmt/accesskey/attribute", slow)
+    emulator.intercept("/v1/mgmt/accesskey/search", lambda call: Answer(200, {"keys": "not a list"}))
+    desired = write_desired(tmp_path / "d", [{"id": "K1", "name": "b", "customAttributes": {"team": "y"}}])
+    try:
+        result = run_cli(["apply", str(desired.parent)], cli_env(emulator))
+    finally:
+        release.set()
+    assert result.code == 1, result.output
+    assert "the answer is not as documented" in result.stderr
+    assert "Task was destroyed" not in result.output + result.stderr
+    assert emulator.updates_for("K1") == []
+
+
 def test_plan_and_apply_refuse_undeclared_names_wrong_types_and_options_located_before_any_write(
     start_emulator: Any, tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ whichever path a file takes."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import subprocess
@@ -286,6 +287,7 @@ def test_the_key_index_agrees_with_the_parse_events(text: str) -> None:
     keys, expected = keys_and_node_marks(text)
     indexed = keyindex.key_positions(text, keys)
     assert indexed in (None, expected)
+    assert keyindex.key_positions(text, keys, keyindex.prescan(text)) == indexed
     plain = all(isinstance(key, dict) and (key.get("id") is None or key["id"].startswith("K")) for key in keys)
     unusual = ("id: >-",)  # a folded id: what the index leaves to the events
     if plain and not any(part in text for part in unusual) and not re.search(r"^ *- +#", text, re.MULTILINE):
@@ -349,13 +351,19 @@ def test_the_quick_scan_of_an_exported_layout_agrees_with_the_parse_events(layou
     first = re.compile(r"\n( *)-( +)").search(text, head)
     assert first is not None
     indent, gap = len(first.group(1)), len(first.group(2))
-    quick_marks = keyindex._the_id_first(text, keys, first.start(), indent, gap)
-    assert quick_marks is not None or not quick
-    if quick_marks is not None:
-        assert keyindex._each_item(text, keys, first.start(), indent, indent + 1 + gap) == quick_marks
+    marks, spelled, end = keyindex._the_id_first(text, first.start(), indent, gap)
+    taken = len(marks) == len(keys) and None not in spelled and spelled == keyindex._ids(keys)
+    assert taken or not quick
+    if taken:
+        assert keyindex._each_item(text, keys, first.start(), indent, indent + 1 + gap) == (marks, end)
     assert keyindex.key_positions(text, keys) in (None, expected)
+    # The text-only half (read while yaml-rs reads the text) answers the same, or leaves it to the rest.
+    scanned = keyindex.prescan(text)
+    assert keyindex.key_positions(text, keys, scanned) in (None, expected)
     if quick:
         assert keyindex.key_positions(text, keys) == expected
+        assert scanned is not None
+        assert keyindex.key_positions(text, keys, scanned) == expected
 
 
 def test_the_key_index_reads_an_export_of_many_keys() -> None:
@@ -606,3 +614,86 @@ def test_an_answer_is_read_as_json_reads_bytes(value: Any, encoding: str) -> Non
     except (ValueError, UnicodeEncodeError):
         expected = ProtocolError
     assert decoded == expected
+
+
+def _big_export(count: int) -> str:
+    from reconcile.output.export import render_export  # noqa: PLC0415
+
+    keys = [{"id": f"K{i}", "name": f"n{i}", "permittedIps": ["10.0.0.1"]} for i in range(count)]
+    return render_export(keys, source="t")
+
+
+def test_a_big_file_is_read_on_two_threads_to_the_same_result() -> None:
+    """A text over the threshold has its checksum and key index read beside yaml-rs: the same file
+    as one read on one thread (its lines proven by the parse events)."""
+    from reconcile.desired import loader  # noqa: PLC0415
+
+    text = _big_export(3000)
+    assert len(text) >= loader._BESIDE_CHARACTERS
+    parsed = parse_text("f.yaml", text.encode())
+    assert isinstance(parsed, ParsedFile)
+    assert parsed.prescan is not None
+    assert parsed.sha256 == hashlib.sha256(text.encode()).hexdigest()
+    assert parsed.key_lines() == yamlcheck.key_id_positions(text)
+    # a text that needs its nodes (an anchor) is not indexed from its text, on either path
+    anchored = text.replace('name: "n1"', "name: &a n1", 1)
+    again = parse_text("f.yaml", anchored.encode())
+    assert isinstance(again, ParsedFile)
+    assert again.prescan is None
+    assert again.root is not None
+
+
+def test_a_failure_beside_yaml_rs_is_raised_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(text: str) -> None:
+        raise MemoryError("the scan failed")
+
+    monkeypatch.setattr(keyindex, "prescan", broken)
+    with pytest.raises(MemoryError, match="the scan failed"):
+        parse_text("f.yaml", _big_export(3000).encode())
+
+
+def test_quick_init_keeps_the_dataclass_contract() -> None:
+    """The quick `__init__` of the model's per-key records: the same signature, defaults and
+    frozenness as the generated one; a class it cannot build the same way is refused."""
+    import dataclasses  # noqa: PLC0415
+
+    from reconcile.model import DesiredKey, SourceLocation, quick_init  # noqa: PLC0415
+    from reconcile.plan.diff import KeyPlan, Outcome  # noqa: PLC0415
+
+    where = SourceLocation("f.yaml", 3)
+    assert (where.path, where.line, where.column) == ("f.yaml", 3, 1)
+    assert SourceLocation(column=2, line=3, path="f.yaml") == dataclasses.replace(where, column=2)
+    key = DesiredKey("K1", {"name": "n"}, where)
+    plan = KeyPlan(key, Outcome.UNCHANGED, "in sync", "n", status="active")
+    assert [getattr(plan, f.name) for f in dataclasses.fields(plan)] == [
+        key,
+        Outcome.UNCHANGED,
+        "in sync",
+        "n",
+        (),
+        None,
+        "active",
+        None,
+        (),
+        None,
+    ]
+    assert hash(where) == hash(SourceLocation("f.yaml", 3, 1))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        key.id = "K2"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        SourceLocation("f.yaml")  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        SourceLocation("f.yaml", 1, 1, 1)  # type: ignore[call-arg]
+    assert not hasattr(key, "__dict__")  # slots: a third of the memory per key
+
+    @dataclasses.dataclass(frozen=True)
+    class WithDict:
+        a: int
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class WithFactory:
+        a: list[int] = dataclasses.field(default_factory=list)
+
+    for refused in (WithDict, WithFactory):
+        with pytest.raises(TypeError, match="quick_init"):
+            quick_init(refused)

@@ -189,14 +189,6 @@ def unsettled(
     return settle(records, observed, project)[0]
 
 
-def lost_creates(
-    records: Iterable[Mapping[str, Any]], observed: Iterable[Mapping[str, Any]], project: Project | None = None
-) -> dict[str, str]:
-    """Names whose create was sent and never answered, and no key of the project is the one it made
-    (yet): name -> which run, when. Such a name is not created again: the server may still make it."""
-    return settle(records, observed, project)[1]
-
-
 def settle(
     records: Iterable[Mapping[str, Any]], observed: Iterable[Mapping[str, Any]], project: Project | None = None
 ) -> tuple[list[Unsettled], dict[str, str]]:

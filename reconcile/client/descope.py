@@ -11,6 +11,7 @@ Create and rotate answer with the key's cleartext: it leaves this module only wr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib.util
 import ipaddress
@@ -22,6 +23,7 @@ import platform
 import re
 import ssl
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -257,7 +259,7 @@ def _retry_after(response: httpx.Response) -> float | None:
     return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
 
 
-def tls_context() -> ssl.SSLContext:
+def _verified_context() -> ssl.SSLContext:
     """The verified TLS context httpx would make (certifi's bundle, or SSL_CERT_FILE / SSL_CERT_DIR),
     made once per process and bundle: loading a bundle costs 50 ms of CPU, which every client paid
     (each target of a run, every run of the suite's in-process CLI). A bundle is known by its
@@ -276,8 +278,29 @@ def tls_context() -> ssl.SSLContext:
         context = _tls_context(None, str(Path(capath).resolve()) if capath else None, None)
     if context.verify_mode != ssl.CERT_REQUIRED or not context.check_hostname:
         _tls_context.cache_clear()
-        return tls_context()
+        return _verified_context()
     return context
+
+
+_tls_lock = threading.Lock()
+
+
+def tls_context() -> ssl.SSLContext:
+    """`_verified_context`, one load at a time: a caller waits for the load `warm_tls` began."""
+    with _tls_lock:
+        return _verified_context()
+
+
+def warm_tls() -> None:
+    """Load the CA bundle on a thread of its own while the run reads its desired files: OpenSSL lets
+    go of the interpreter as it parses the bundle, so those 30-50 ms leave the run's start. A failure
+    is left to the client's own call, which raises it."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            tls_context()
+
+    threading.Thread(target=load, name="tls-context", daemon=True).start()
 
 
 @functools.cache

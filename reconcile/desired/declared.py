@@ -23,7 +23,7 @@ def attribute_names(keys: Iterable[DesiredKey]) -> set[str]:
     names: set[str] = set()
     for key in keys:
         values = key.fields.get("customAttributes")
-        if isinstance(values, Mapping):
+        if type(values) is dict or isinstance(values, Mapping):  # (a dict: no ABC check)
             names.update(values)
     return names
 
@@ -68,22 +68,30 @@ def fit(declaration: Declaration) -> Callable[[Any], str | None]:
     return lambda _: None  # a type this tool does not know: the server decides
 
 
+_UNDECLARED = "not declared"
+
+
 def problems(keys: Iterable[DesiredKey], declared: Mapping[str, Declaration | None]) -> list[Diagnostic]:
     """`declared`: every name the keys use → its declaration, None when the project has none."""
     found = []
-    fits = {name: fit(declaration) for name, declaration in declared.items() if declaration is not None}
+    # Each name looked up → why a value does not fit it (a name not looked up: nothing to say).
+    fits = {
+        name: fit(declaration) if declaration is not None else lambda _: _UNDECLARED
+        for name, declaration in declared.items()
+    }
     for key in keys:
         values = key.fields.get("customAttributes")
-        for name, value in values.items() if isinstance(values, Mapping) else ():
-            declaration = declared.get(name)
-            if name not in declared:
-                continue  # not looked up: nothing to say
-            if declaration is None:
-                message = f"custom attribute `{name}` is not declared in the project (declare it, or fix the name)"
-            elif (why := fits[name](value)) is not None:
-                message = f"custom attribute `{name}` is a {declaration.get('type')} attribute: it {why}"
-            else:
+        if not (type(values) is dict or isinstance(values, Mapping)):
+            continue
+        for name, value in values.items():
+            check = fits.get(name)
+            why = None if check is None else check(value)
+            if why is None:
                 continue
+            if why is _UNDECLARED:
+                message = f"custom attribute `{name}` is not declared in the project (declare it, or fix the name)"
+            else:
+                message = f"custom attribute `{name}` is a {(declared[name] or {}).get('type')} attribute: it {why}"
             source = key.source
             found.append(Diagnostic(source.path, source.line, source.column, message, f"customAttributes.{name}"))
     return sorted(found)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import cache
 from itertools import accumulate, repeat
 from typing import Any
@@ -93,20 +94,15 @@ def _keys_lines(text: str, start: int = 0) -> Iterator[int]:
         at = text.find("\nkeys", at + 1)
 
 
-def _the_id_first(text: str, keys: Sequence[Any], start: int, indent: int, gap: int) -> tuple[list[int], int] | None:
-    """The marks and the list's end for the layout `export` writes (see `_ids_first`): every line
-    found has the id of its key as its group; None when the list is written otherwise."""
+def _the_id_first(text: str, start: int, indent: int, gap: int) -> tuple[list[int], list[str | None], int]:
+    """The marks, the ids they spell and the list's end for the layout `export` writes (see
+    `_ids_first`): the caller compares the ids with the keys' (a None: not that layout)."""
     column = indent + 1 + gap
     end_line, lines = _ids_first(indent, gap, column)
     found = end_line.search(text, start)
     end = len(text) if found is None else found.start()
     items = list(lines.finditer(text, start, end))
-    spelled = list(map(re.Match.group, items, repeat(1)))
-    if len(items) != len(keys) or None in spelled:  # (an item without an id is placed at its first field)
-        return None
-    if spelled != [key.get("id") if isinstance(key, dict) else None for key in keys]:
-        return None
-    return [item.start() + 1 + column for item in items], end
+    return [item.start() + 1 + column for item in items], list(map(re.Match.group, items, repeat(1))), end
 
 
 def _each_item(text: str, keys: Sequence[Any], start: int, indent: int, column: int) -> tuple[list[int], int] | None:
@@ -146,55 +142,104 @@ def _proves(text: str, keys: Sequence[Any], index: int, marks: list[int], ids: l
     return True
 
 
-def _marks(text: str, keys: Sequence[Any]) -> tuple[list[int], int] | None:
-    """The offset of each item's `id` key (of its first field, when it has no id), and the column
-    (0-based) they are all at."""
+@dataclass(frozen=True)
+class _Layout:
+    head: int  # where the `keys:` line begins
+    start: int  # the line break before the first item
+    indent: int  # the items' dashes' column (0-based)
+    gap: int  # blanks between a dash and its item's first field
+
+    @property
+    def column(self) -> int:
+        return self.indent + 1 + self.gap
+
+
+def _layout(text: str) -> _Layout | None:
+    """Where the `keys` list is and how its items are indented."""
+    if "\r" in text or not _BLOCK_ROOT.match(text):
+        return None
     head = next(_keys_lines(text), None)
     after = None if head is None else _KEYS_LINE.match(text, head)
     first = None if after is None else _FIRST_ITEM.match(text, after.end() + 1)
-    if first is None:
+    if head is None or first is None:
         return None
-    indent, gap = len(first.group(1)), len(first.group(2))
-    column = indent + 1 + gap
-    start = first.start(1) - 1  # the line break before the first item
-    quick = _the_id_first(text, keys, start, indent, gap)
-    found = quick or _each_item(text, keys, start, indent, column)
-    if found is None or len(found[0]) != len(keys):
-        return None
-    marks, end = found
-    # Every line at the list's indentation opening with `-` is one of its items (an item opening with
-    # `-` alone or `- #` too): else a flow value's text, run down to the items' column, may have been
-    # counted as items. (The quick scan counted every such line.)
-    if quick is None and text.count(f"\n{' ' * indent}-", start, end) != len(keys):
-        return None
-    # Only blank lines and comments come between the `keys:` line and the first item, and no line
-    # of the list is a top-level one: another `keys:` line, or another way to write the root's
-    # `keys`, can only be before or after the list (a scan of the list's lines would cost 10%).
-    assert head is not None
-    if _OTHER_ROOT_KEY.search(text, 0, head) or _OTHER_ROOT_KEY.search(text, end):
-        return None
-    # No item line after the list's end: else that "end" was a flow value's line run down to column 0
-    # inside an item, and items counted before it may be that value's text.
-    if _item_line(indent).search(text, end):
-        return None
-    return (marks, column) if next(_keys_lines(text, end), None) is None else None
+    return _Layout(head, first.start(1) - 1, len(first.group(1)), len(first.group(2)))
 
 
-def key_positions(text: str, keys: Sequence[Any]) -> list[tuple[int, int]] | None:
-    """Line and column (1-based) of each item's `id` key (of the item, without one), as the parse
-    events say them; None when the text is not in the layout this index proves."""
-    if "\r" in text or not _BLOCK_ROOT.match(text):
-        return None
-    if not keys:
-        if _OTHER_ROOT_KEY.search(text):
+def _alone(text: str, layout: _Layout, end: int) -> bool:
+    """Only blank lines and comments come between the `keys:` line and the first item, and no line
+    of the list is a top-level one: another `keys:` line, or another way to write the root's `keys`,
+    can only be before or after the list (a scan of the list's lines would cost 10%). No item line
+    after the list's end: else that "end" was a flow value's line run down to column 0 inside an
+    item, and items counted before it may be that value's text."""
+    if _OTHER_ROOT_KEY.search(text, 0, layout.head) or _OTHER_ROOT_KEY.search(text, end):
+        return False
+    if _item_line(layout.indent).search(text, end):
+        return False
+    return next(_keys_lines(text, end), None) is None
+
+
+def _marks(text: str, keys: Sequence[Any], layout: _Layout) -> list[int] | None:
+    """The offset of each item's `id` key (of its first field, when it has no id)."""
+    marks, spelled, end = _the_id_first(text, layout.start, layout.indent, layout.gap)
+    # (an item without an id is placed at its first field by the scan item by item)
+    quick = len(marks) == len(keys) and None not in spelled and spelled == _ids(keys)
+    if not quick:
+        found = _each_item(text, keys, layout.start, layout.indent, layout.column)
+        if found is None or len(found[0]) != len(keys):
             return None
-        heads = _keys_lines(text)
-        return [] if next(heads, None) is not None and next(heads, None) is None else None
-    found = _marks(text, keys)
-    if found is None:
-        return None
-    marks, column = found
-    # Each mark's line: the line breaks before it, counted from the mark before (in C, not per key).
+        marks, end = found
+        # Every line at the list's indentation opening with `-` is one of its items (an item opening
+        # with `-` alone or `- #` too): else a flow value's text, run down to the items' column, may
+        # have been counted as items. (The quick scan counted every such line.)
+        if text.count(f"\n{' ' * layout.indent}-", layout.start, end) != len(keys):
+            return None
+    return marks if _alone(text, layout, end) else None
+
+
+def _ids(keys: Sequence[Any]) -> list[str | None]:
+    return [key.get("id") if isinstance(key, dict) else None for key in keys]
+
+
+def _positions(text: str, marks: list[int], column: int) -> list[tuple[int, int]]:
+    """Each mark's line: the line breaks before it, counted from the mark before (in C, not per key)."""
     lines = accumulate(map(text.count, repeat("\n"), [0, *marks[:-1]], marks), initial=1)
     next(lines)
     return list(zip(lines, repeat(column + 1)))
+
+
+@dataclass(frozen=True)
+class Prescan:
+    """The export layout's index, read from the text alone (while yaml-rs reads the same text, on
+    the other core: it lets go of the interpreter as it scans): each item's id as its line spells
+    it, and where. `key_positions` takes it once the ids are proven to be the keys' own."""
+
+    ids: list[str | None]
+    positions: list[tuple[int, int]]
+
+
+def prescan(text: str) -> Prescan | None:
+    """None when the text is not in the layout `export` writes (then `key_positions` reads it)."""
+    layout = _layout(text)
+    if layout is None:
+        return None
+    marks, spelled, end = _the_id_first(text, layout.start, layout.indent, layout.gap)
+    if not marks or None in spelled or not _alone(text, layout, end):
+        return None
+    return Prescan(spelled, _positions(text, marks, layout.column))
+
+
+def key_positions(text: str, keys: Sequence[Any], scanned: Prescan | None = None) -> list[tuple[int, int]] | None:
+    """Line and column (1-based) of each item's `id` key (of the item, without one), as the parse
+    events say them; None when the text is not in the layout this index proves. `scanned`: the
+    text's `prescan`, when it was made."""
+    if scanned is not None and scanned.ids == _ids(keys):
+        return scanned.positions
+    if not keys:
+        if "\r" in text or not _BLOCK_ROOT.match(text) or _OTHER_ROOT_KEY.search(text):
+            return None
+        heads = _keys_lines(text)
+        return [] if next(heads, None) is not None and next(heads, None) is None else None
+    layout = _layout(text)
+    marks = None if layout is None else _marks(text, keys, layout)
+    return None if marks is None or layout is None else _positions(text, marks, layout.column)

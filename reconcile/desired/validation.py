@@ -407,18 +407,26 @@ def _usable(value: Any) -> bool:
 
 
 @lru_cache(maxsize=256)
-def _own_fields_in_order(shape: tuple[Any, ...]) -> bool:
-    """Whether a key written with these fields, in this order, has as its fields its own but `id`,
-    in model order (as `export` writes them): then they are a copy of it without `id`."""
-    return [name for name in shape if name != "id"] == [name for name in DESIRED_FIELDS if name in shape]
+def _model_names(shape: tuple[Any, ...]) -> tuple[tuple[str, ...], int] | None:
+    """For a key written with these fields, in this order: when its fields but `id` are in model
+    order (as `export` writes them), the model's own names for them and where `id` is (-1: none)."""
+    names = tuple(name for name in DESIRED_FIELDS if name in shape)
+    if [name for name in shape if name != "id"] != list(names):
+        return None
+    return names, shape.index("id") if "id" in shape else -1
 
 
 def _fields(item: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    """A key's fields, in model order, with the file's defaults merged in (the key's own value wins)."""
-    if not defaults and _own_fields_in_order(tuple(item)):
-        fields = item.copy()  # (a copy in C, where the comprehension below takes 3x as long)
-        fields.pop("id", None)
-        return fields
+    """A key's fields, in model order, with the file's defaults merged in (the key's own value wins),
+    named by the model's strings: the file's own names, one set per key, are let go with the file
+    (40 MB of 100,000 keys)."""
+    model = None if defaults else _model_names(tuple(item))
+    if model is not None:
+        names, id_at = model
+        values = list(item.values())
+        if id_at >= 0:
+            del values[id_at]
+        return dict(zip(names, values, strict=True))  # (in C, where the comprehension below takes 3x as long)
     merged = {**defaults, **item}
     return {name: merged[name] for name in DESIRED_FIELDS if name in merged}
 

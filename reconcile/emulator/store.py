@@ -186,8 +186,9 @@ def complete_key(raw: Mapping[str, Any], index: int = 0) -> dict[str, Any]:
     return key
 
 
-def _search_filter(request: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bool]:
-    """The documented filters, all of them at once; fields it does not know (sort, ...) are ignored."""
+def _search_filter(request: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bool] | None:
+    """The documented filters, all of them at once; fields it does not know (sort, ...) are ignored.
+    None when no filter is given: every key is found (a 100,000-key search spent 0.1 s asking each)."""
     shapes: dict[str, Callable[[Any], bool]] = {
         "tenantIds": _str_list,
         "boundUserId": lambda v: isinstance(v, str),
@@ -202,6 +203,8 @@ def _search_filter(request: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], 
     bound, creator = request.get("boundUserId") or "", request.get("creatingUser") or ""
     text = (request.get("text") or "").lower()
     attributes: dict[str, Any] = request.get("customAttributes") or {}
+    if not (tenant_ids or bound or creator or text or attributes):
+        return None
 
     def wanted(key: Mapping[str, Any]) -> bool:
         return (
@@ -298,7 +301,7 @@ class KeyStore:
         """The keys a search finds, as they are now: their views are made only when asked for."""
         wanted = _search_filter(request)
         with self._lock:
-            keys = [key for key in self._keys.values() if wanted(key)]
+            keys = list(self._keys.values()) if wanted is None else [key for key in self._keys.values() if wanted(key)]
             encoded = [self._encoded[key["id"]] for key in keys]
         return Found(keys, encoded, self._view)
 

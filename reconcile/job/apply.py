@@ -18,15 +18,15 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconcile.apply.journal import Project, Unsettled
+from reconcile.apply.journal import Project, Unsettled, settle
 from reconcile.config.targets import TargetConfig
 from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
 from reconcile.errors import Interrupted, PolicyRefused, SafetyThresholdExceeded, UsageError
 from reconcile.files import read_input
 from reconcile.job import changes as changing
 from reconcile.job.clock import RunClock, bulk
-from reconcile.job.connect import Target, connect
-from reconcile.job.declared import check_desired, refuse_undeclared
+from reconcile.job.connect import Target, connect, prepare
+from reconcile.job.declared import checking_desired, refuse_undeclared
 from reconcile.job.execute import ApplyOutcome, Writer, execute
 from reconcile.job.fetch import fetch_keys, interrupted_plan
 from reconcile.job.load import LoadedDesired, load_valid
@@ -148,19 +148,21 @@ async def _plan_to_apply(
 ) -> tuple[Plan, tuple[DesiredFile, ...], Observed, savedplan.PlanRejected | None]:
     """The fresh plan from the desired files, or the saved plan (and why it is refused, when a planned
     key changed since); and the keys read."""
-    try:
-        with run.clock.phase("fetch"):
-            observed = await fetch_keys(run.session)
-    except Interrupted:
-        if saved is not None:
-            by_id: dict[str, Any] = {}
-            keys = (item.key for item in savedplan.to_plan(saved, by_id).keys)
-            return interrupted_plan(keys), savedplan.files_of(saved), [], None
-        assert loaded is not None
-        return interrupted_plan(loaded.state.keys), loaded.files, [], None
+    async with checking_desired(run.session, loaded.state if saved is None and loaded else None) as declarations:
+        try:
+            with run.clock.phase("fetch"):
+                observed = await fetch_keys(run.session)
+        except Interrupted:
+            if saved is not None:
+                by_id: dict[str, Any] = {}
+                keys = (item.key for item in savedplan.to_plan(saved, by_id).keys)
+                return interrupted_plan(keys), savedplan.files_of(saved), [], None
+            assert loaded is not None
+            return interrupted_plan(loaded.state.keys), loaded.files, [], None
+        checked = await declarations.check(observed)
     if saved is None:
         assert loaded is not None
-        refuse_undeclared(await check_desired(run.session, loaded.state, observed), output)  # before any write
+        refuse_undeclared(checked, output)  # before any write
         with run.clock.phase("diff"):
             return compute_plan(loaded.state, observed), loaded.files, observed, None
     by_id = {str(key.get("id")): key for key in observed}
@@ -265,10 +267,8 @@ async def _locked(
 def _settle(options: ApplyOptions, run: _Run, result: Plan, observed: Observed) -> tuple[Plan, list[Unsettled]]:
     """What the journal says of earlier runs: a name a lost create holds is not created again, and
     while a secret is unsettled the prunes wait (what it replaces must keep working)."""
-    journal = changing.journal_file(options.changes, options.outputs)
-    project = Project(run.target.project_id, run.target.base_url)
-    unsettled = changing.unsettled_secrets(journal, observed, project)
-    lost = changing.lost_create_names(journal, observed, project)
+    records = changing.journal_records(changing.journal_file(options.changes, options.outputs))
+    unsettled, lost = settle(records, observed, Project(run.target.project_id, run.target.base_url))
     result = hold_lost_creates(result, lost, options.allow_recreate)
     if unsettled:
         held = f"{len(unsettled)} key(s) with a secret an earlier run issued and never delivered"
@@ -333,6 +333,7 @@ async def _apply(options: ApplyOptions, output: Output) -> Result:
     if options.plan is None and not options.paths:
         raise UsageError("give the desired PATHs, or --plan FILE")
     clock = RunClock("apply")
+    prepare()
     loaded = None
     if options.paths:
         with bulk():  # before any credentials or network

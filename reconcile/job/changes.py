@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from reconcile.apply.journal import Project, Unsettled, lost_creates, read_records, unsettled
+from reconcile.apply.journal import Project, Unsettled, read_records, unsettled
 from reconcile.errors import ExitCode, PolicyRefused, ReconcileError, SafetyThresholdExceeded, UsageError
 from reconcile.job.execute import ApplyOutcome
 from reconcile.job.options import Changes, Outputs
@@ -90,25 +90,18 @@ def refusal_record(error: ReconcileError) -> dict[str, Any]:
     return {"kind": kind, "reason": str(error), "exitCode": int(error.exit_code)}
 
 
+def journal_records(journal: Path | None) -> list[dict[str, Any]]:
+    """What the runs that wrote this journal recorded (nothing, without one)."""
+    return read_records(journal) if journal is not None and journal.exists() else []
+
+
 def unsettled_secrets(
     journal: Path | None, observed: Sequence[dict[str, Any]], project: Project | None = None
 ) -> list[Unsettled]:
     """Keys of the project whose secret an earlier run (that wrote this journal) issued and never
     recorded as delivered: a crash between create (or rotate) and delivery shows up here. Only the
     runs against `project` count."""
-    if journal is None or not journal.exists():
-        return []
-    return unsettled(read_records(journal), observed, project)
-
-
-def lost_create_names(
-    journal: Path | None, observed: Sequence[dict[str, Any]], project: Project | None = None
-) -> dict[str, str]:
-    """Names an earlier run sent a create for and never read the answer of, with no key found that it
-    made: name -> which run and when. Such a name must not be created again (see `lost_creates`)."""
-    if journal is None or not journal.exists():
-        return {}
-    return lost_creates(read_records(journal), observed, project)
+    return unsettled(journal_records(journal), observed, project)
 
 
 def warn_unsettled(unsettled: Sequence[Unsettled], recover: Recovery) -> None:

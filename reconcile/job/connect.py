@@ -16,6 +16,7 @@ from reconcile.client.descope import (
     DescopeClient,
     base_url_for,
     credentials_from_env,
+    warm_tls,
 )
 from reconcile.client.redact import redactor
 from reconcile.config.targets import TargetConfig
@@ -54,6 +55,12 @@ def credentials_for(config: TargetConfig | None) -> tuple[Credentials, str]:
     # A target's base URL is its own (or the default and regional rule), never DESCOPE_BASE_URL.
     override = {"DESCOPE_BASE_URL": config.base_url} if config.base_url else {}
     return credentials, base_url_for(credentials.project_id, override)
+
+
+def prepare() -> None:
+    """Before a run reads its desired files: what its connection needs that can be made meanwhile
+    (the CA bundle, on a thread of its own)."""
+    warm_tls()
 
 
 @asynccontextmanager

@@ -11,8 +11,10 @@ its word: `unchecked` says why, and `doctor` says more.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -36,28 +38,34 @@ def held_names(observed: Sequence[Mapping[str, Any]]) -> set[str]:
     names: set[str] = set()
     for key in observed:
         values = key.get("customAttributes")
-        if isinstance(values, Mapping):
+        if type(values) is dict or isinstance(values, Mapping):  # (a dict: no ABC check)
             names.update(values)
     return names
 
 
-async def read_declarations(
-    session: Session, names: Collection[str], observed: Sequence[Mapping[str, Any]]
-) -> Declarations:
-    """Each name's declaration. A lookup that finds nothing proves nothing (the endpoint may not be
-    there): one name a key holds is looked up too, and a 404 counts only once some name was found."""
-    held = held_names(observed)
-    probe = sorted(held - set(names))[:1]
-    wanted = [*sorted(names), *probe]
+Answers = Mapping[str, "Declaration | BaseException | None"]
+
+
+async def _look_up(session: Session, names: Sequence[str]) -> dict[str, Declaration | BaseException | None]:
+    """Each name's declaration (None: not declared), or what its lookup raised."""
 
     async def look_up(name: str) -> Declaration | None:
         lookup = partial(session.client.load_attribute, name)
         return await session.call(lookup, budget=Budget.READ, what=f"attribute {name}")
 
     # At once, not one after another: each is a round trip before the first write.
-    answers = await asyncio.gather(*map(look_up, wanted), return_exceptions=True)
+    return dict(zip(names, await asyncio.gather(*map(look_up, names), return_exceptions=True), strict=True))
+
+
+def _probe(names: Collection[str], held: set[str]) -> list[str]:
+    """A lookup that finds nothing proves nothing (the endpoint may not be there): one name a key
+    holds is looked up too, and a 404 counts only once some name was found."""
+    return sorted(held - set(names))[:1]
+
+
+def _judged(names: Collection[str], answers: Answers, held: set[str]) -> Declarations:
     found: dict[str, Declaration | None] = {}
-    for name, answer in zip(wanted, answers, strict=True):
+    for name, answer in answers.items():
         if isinstance(answer, ReconcileError):
             return Declarations({}, f"the project's declared attributes could not be read: {answer}")
         if isinstance(answer, BaseException):
@@ -79,19 +87,56 @@ async def read_declarations(
     return Declarations({name: found[name] for name in names})
 
 
+async def read_declarations(
+    session: Session, names: Collection[str], observed: Sequence[Mapping[str, Any]]
+) -> Declarations:
+    """Each name's declaration, judged against the names the keys hold (see `_probe`)."""
+    held = held_names(observed)
+    return _judged(names, await _look_up(session, [*sorted(names), *_probe(names, held)]), held)
+
+
 @dataclass(frozen=True)
 class DeclaredCheck:
     diagnostics: tuple[Diagnostic, ...]
     unchecked: str | None
 
 
-async def check_desired(session: Session, state: DesiredState, observed: Sequence[Mapping[str, Any]]) -> DeclaredCheck:
-    """The desired keys' attributes against the project's declarations (no request when none is used)."""
-    names = attribute_names(state.keys)
-    if not names:
-        return DeclaredCheck((), None)
-    declarations = await read_declarations(session, names, observed)
-    return DeclaredCheck(tuple(problems(state.keys, declarations.found)), declarations.unchecked)
+class DesiredDeclarations:
+    """The desired keys' attribute names, looked up from `checking_desired` on: beside the search,
+    not after it (each is a round trip before the first write)."""
+
+    def __init__(self, session: Session, state: DesiredState | None) -> None:
+        self._session = session
+        self._state = state
+        self._names = attribute_names(state.keys) if state is not None else set()
+        lookups = _look_up(session, sorted(self._names)) if self._names else None  # no request when none is used
+        self._lookups = asyncio.ensure_future(lookups) if lookups is not None else None
+
+    async def check(self, observed: Sequence[Mapping[str, Any]]) -> DeclaredCheck:
+        """The desired keys' attributes against the project's declarations, once the keys are read."""
+        if self._lookups is None or self._state is None:
+            return DeclaredCheck((), None)
+        held = held_names(observed)
+        answers = {**await self._lookups, **await _look_up(self._session, _probe(self._names, held))}
+        declarations = _judged(self._names, answers, held)
+        return DeclaredCheck(tuple(problems(self._state.keys, declarations.found)), declarations.unchecked)
+
+    async def close(self) -> None:
+        """Lookups not waited for (the search failed or was interrupted) are cancelled."""
+        if self._lookups is not None and not self._lookups.done():
+            self._lookups.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._lookups
+
+
+@asynccontextmanager
+async def checking_desired(session: Session, state: DesiredState | None) -> AsyncIterator[DesiredDeclarations]:
+    """`state`'s attribute names looked up from now on (None: nothing to check)."""
+    declarations = DesiredDeclarations(session, state)
+    try:
+        yield declarations
+    finally:
+        await declarations.close()
 
 
 def refuse_undeclared(check: DeclaredCheck, output: Output) -> None:

@@ -15,8 +15,8 @@ from reconcile.desired.loader import DEFAULT_MAX_FILE_BYTES
 from reconcile.errors import ExitCode, Interrupted, UsageError
 from reconcile.files import write_private_atomically
 from reconcile.job.clock import RunClock, bulk
-from reconcile.job.connect import Target, connect
-from reconcile.job.declared import check_desired, refuse_undeclared
+from reconcile.job.connect import Target, connect, prepare
+from reconcile.job.declared import checking_desired, refuse_undeclared
 from reconcile.job.fetch import fetch_keys, interrupted_plan
 from reconcile.job.load import LoadedDesired, load_valid
 from reconcile.job.options import NO_PATHS, Outputs, PolicyChoice, Remote, json_settings, per_target
@@ -100,12 +100,13 @@ async def _compare(
     options: PlanOptions, output: Output, session: Session, loaded: LoadedDesired, clock: RunClock
 ) -> tuple[Plan, TrailFindings | None, Observed | None]:
     """Read the project, diff, look up who changed what, show the plan (None: interrupted before the read)."""
-    try:
-        with clock.phase("fetch"):
-            observed = await fetch_keys(session)
-    except Interrupted:
-        return interrupted_plan(loaded.state.keys), None, None
-    refuse_undeclared(await check_desired(session, loaded.state, observed), output)
+    async with checking_desired(session, loaded.state) as declarations:
+        try:
+            with clock.phase("fetch"):
+                observed = await fetch_keys(session)
+        except Interrupted:
+            return interrupted_plan(loaded.state.keys), None, None
+        refuse_undeclared(await declarations.check(observed), output)
     with clock.phase("diff"):
         result = compute_plan(loaded.state, observed)
     with clock.phase("attribution"):
@@ -131,6 +132,7 @@ async def _plan(options: PlanOptions, output: Output) -> Result:
     if not options.paths:
         raise UsageError(NO_PATHS)
     clock = RunClock("plan")
+    prepare()
     with bulk():
         loaded = load_valid(options.paths, output, max_bytes=options.max_file_size, clock=clock)
         policy = configured(options.policy, output) if options.policy.wanted else None

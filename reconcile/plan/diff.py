@@ -35,6 +35,7 @@ from reconcile.model import (
     canonical_value,
     current_fields,
     normalize_field,
+    quick_init,
     same_field,
 )
 
@@ -115,7 +116,8 @@ class FieldChange:
     after: Any
 
 
-@dataclass(frozen=True)
+@quick_init
+@dataclass(frozen=True, slots=True)
 class KeyPlan:
     key: DesiredKey
     outcome: Outcome
@@ -448,36 +450,51 @@ def pair_renames(keys: Sequence[KeyPlan], scopes: Sequence[PruneScope]) -> list[
     return result
 
 
-def compute_plan(desired: DesiredState, observed: Iterable[Mapping[str, Any]]) -> Plan:
-    by_id = {str(key.get("id")): key for key in observed}
-    desired_by_id = {key.id: key for key in desired.keys if key.id is not None}
+def _by_name(by_id: Mapping[str, Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
     by_name: dict[str, list[Mapping[str, Any]]] = {}
     for found in by_id.values():
         by_name.setdefault(str(found.get("name") or ""), []).append(found)
-    keys, named = [], set(desired_by_id)
+    return by_name
+
+
+def compute_plan(desired: DesiredState, observed: Iterable[Mapping[str, Any]]) -> Plan:
+    by_id = {str(key.get("id")): key for key in observed}
+    desired_by_id = {key.id: key for key in desired.keys if key.id is not None}
+    by_name: dict[str, list[Mapping[str, Any]]] | None = None  # made when a key is looked up by its name
+    keys, named, scopes = [], set(desired_by_id), desired.prune
+    for key in desired.keys:
+        current = None if key.id is None else by_id.get(key.id)
+        if current is not None:  # (most keys: one look-up, no name index)
+            keys.append(plan_key(key, current, (), _owner(current, scopes)))
+            continue
+        by_name = _by_name(by_id) if by_name is None else by_name
+        matches = by_name.get(str(key.fields.get("name", "")), [])
+        if key.id is not None:
+            keys.append(plan_key(key, None, sorted(str(match.get("id")) for match in matches)))
+            continue
+        named.update(str(match.get("id")) for match in matches)  # never pruned, even when ambiguous
+        keys.append(plan_by_name(key, matches, desired_by_id, scopes))
+    named.update(key.id for key in desired.elsewhere if key.id is not None)
+    if scopes:  # no scope: nothing to prune
+        keys += _prunes(desired, by_id, named)
+    return Plan(tuple(pair_renames(keys, scopes)), unmanaged_keys(by_id, named))
+
+
+def _prunes(desired: DesiredState, by_id: Mapping[str, Mapping[str, Any]], named: set[str]) -> list[KeyPlan]:
+    """The project keys the scopes own that no desired key names (`named` grows by them)."""
     # Never pruned: a key with a name any desired key gives (an id that is missing may be a typo).
     declared_names = {str(key.fields["name"]) for key in desired.keys if key.fields.get("name")}
     # Nor a key the files beside the given ones declare: a scope owns only what the run was given.
     declared_names.update(str(key.fields["name"]) for key in desired.elsewhere if key.fields.get("name"))
-    named.update(key.id for key in desired.elsewhere if key.id is not None)
-    for key in desired.keys:
-        name = str(key.fields.get("name", ""))
-        if key.id is not None:
-            current = by_id.get(key.id)
-            holders = sorted(str(match.get("id")) for match in by_name.get(name, [])) if current is None else []
-            keys.append(plan_key(key, current, holders, _owner(current, desired.prune)))
-            continue
-        matches = by_name.get(name, [])
-        named.update(str(match.get("id")) for match in matches)  # never pruned, even when ambiguous
-        keys.append(plan_by_name(key, matches, desired_by_id, desired.prune))
-    for key_id, found in sorted(by_id.items()) if desired.prune else ():  # no scope: nothing to prune
+    pruned = []
+    for key_id, found in sorted(by_id.items()):
         if key_id in named or str(found.get("name") or "") in declared_names:
             continue
         scopes = [scope for scope in desired.prune if scope.contains(found)]
         if scopes:
-            keys.append(plan_prune(found, scopes))
+            pruned.append(plan_prune(found, scopes))
             named.add(key_id)
-    return Plan(tuple(pair_renames(keys, desired.prune)), unmanaged_keys(by_id, named))
+    return pruned
 
 
 def hold_lost_creates(plan: Plan, lost: Mapping[str, str], allowed: Collection[str] = ()) -> Plan:
