@@ -170,6 +170,29 @@ def test_apply_records_its_event_and_the_next_audit_tells_it_from_a_hand_edit(
     assert len(audit_requests(emulator)) == asked, "and no search"
 
 
+@pytest.mark.parametrize("ahead_ms", [0, 300])
+def test_the_overwritten_check_waits_out_the_clock_allowance_only_when_the_trail_needs_it(
+    ahead_ms: int, start_emulator: Any, tmp_path: Path
+) -> None:
+    """Right after the writes, one page is read: when it holds this run's record of every write (a
+    server clock not ahead of ours), that is the check, at once. A clock ahead keeps the last
+    writes' records after the search's `to`: the run waits out the allowance and reads again, and
+    the check is as whole (never "clean" on a read that could not see them)."""
+    keys = [{"id": f"K{i}", "name": f"old{i}"} for i in range(3)]
+    emulator = start_emulator(keys, audit_clock_ahead_ms=ahead_ms)
+    desired = write_desired(tmp_path / "d", [{"id": f"K{i}", "name": f"new{i}"} for i in range(3)])
+    apply = run_cli(["apply", *TENANT, str(desired.parent), "--report", str(tmp_path / "r.json")], cli_env(emulator))
+    assert apply.code == 0, apply.output
+    check = load_report(tmp_path / "r.json")["trail"]["overwriteCheck"]
+    assert check["status"] == "done", check
+    searches = [r for r in audit_requests(emulator) if r.path == AUDIT_SEARCH]
+    updates = [r for r in emulator.recorded() if r.path == UPDATE]
+    after = [r for r in searches if r.at > max(u.at for u in updates)]
+    assert len(after) == (1 if ahead_ms == 0 else 2), [(r.at, r.body) for r in searches]
+    if ahead_ms:  # the second search waited out the allowance (CLOCK_SKEW_MS) after the last write
+        assert after[-1].at - max(u.at for u in updates) >= 0.5
+
+
 def test_a_403_on_audit_search_leaves_every_command_working(start_emulator: Any, tmp_path: Path) -> None:
     emulator = start_emulator([{"id": "K1", "name": "old"}], audit_forbidden=True)
     desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent

@@ -115,8 +115,9 @@ class _Query:
 
 
 class AuditTrail:
-    def __init__(self, project_id: str) -> None:
+    def __init__(self, project_id: str, *, ahead_ms: int = 0) -> None:
         self._project_id = project_id
+        self._ahead_ms = ahead_ms  # a server clock ahead of the client's
         self._entries: list[_Entry] = []
         self._lock = threading.Lock()
 
@@ -125,7 +126,7 @@ class AuditTrail:
 
     def add(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Append one record; fields not given get defaults, `occurred` is now unless given."""
-        now = now_ms()
+        now = now_ms() + self._ahead_ms
         full: dict[str, Any] = {
             "ID": uuid.uuid4().hex,
             "projectId": self._project_id,

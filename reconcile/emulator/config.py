@@ -64,6 +64,7 @@ class EmulatorConfig:
     audit_forbidden: bool = False  # audit search answers 403 (a plan or a key without the right)
     occurred_as_string: bool = True  # audit `occurred` as "1712345678901" (the wire); False: a number
     audit_key_id_places: tuple[str, ...] = ("externalIds",)  # see parse_places
+    audit_clock_ahead_ms: int = 0  # the trail's clock ahead of this machine's (a record's `occurred`)
     # The tier handshake: GET /v1/mgmt/license answers this tier; a management request whose
     # x-descope-license header is not it counts in `unlabelled_window` too, Descope's lowest bucket
     # (its published general limit, per caller). None: no such bucket.

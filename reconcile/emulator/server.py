@@ -130,7 +130,7 @@ class Emulator:
         self.store: KeyStore = KeyStore(keys, tenant_names)
         # Declared custom attributes: given, else those the seeded keys hold (see attributes.py).
         self.attributes: AttributeSchema = AttributeSchema.seeded(attributes, keys)
-        self.audit: AuditTrail = AuditTrail(self.config.project_id)
+        self.audit: AuditTrail = AuditTrail(self.config.project_id, ahead_ms=self.config.audit_clock_ahead_ms)
         self.requests: list[RecordedRequest] = []
         self.handshakes: list[str] = []  # each license call, by the x-descope-license it carried ("" none)
         self.throttled: Counter[str] = Counter()  # 429s by limit: window, bucket, auditSearch

@@ -38,6 +38,8 @@ class OverwriteCheck:
     writer: str | None  # the actor of this run's writes, when proven
     changes: tuple[Overwrite, ...]  # others' changes between a key's read and this run's write to it
     not_checked: Mapping[str, str]  # key id → why its changes could not be told from this run's
+    # The written keys (created ones too) whose every write has its own record in what was read.
+    found: frozenset[str] = frozenset()
 
     @property
     def overwritten(self) -> tuple[Overwrite, ...]:
@@ -87,14 +89,17 @@ def find_overwrites(
     writer = prove_writer(timeline, index)
     changes: list[Overwrite] = []
     not_checked: dict[str, str] = {}
+    recorded: set[str] = set()
     for key_id in timeline.written:
+        own = _own(key_id, timeline, index[key_id], writer)
+        if not isinstance(own, str):
+            recorded.add(key_id)
         read = timeline.read.get(key_id)
         if read is None:
             continue  # created by this run: there was nothing to overwrite
         if read_since is not None and read < read_since:
             not_checked[key_id] = "the trail since this run's read was not read to the end (--attribution-pages)"
             continue
-        own = _own(key_id, timeline, index[key_id], writer)
         if isinstance(own, str):
             not_checked[key_id] = own
             continue
@@ -105,4 +110,4 @@ def find_overwrites(
     for change in sorted(changes, key=lambda c: not c.reverted):
         unique.setdefault((change.key_id, change.change.id, change.change.occurred, change.change.actor), change)
     ordered = sorted(unique.values(), key=lambda c: (c.key_id, c.change.occurred))
-    return OverwriteCheck(writer, tuple(ordered), not_checked)
+    return OverwriteCheck(writer, tuple(ordered), not_checked, frozenset(recorded))
