@@ -214,6 +214,9 @@ def test_a_403_on_audit_search_leaves_every_command_working(start_emulator: Any,
     trail = load_report(tmp_path / "a.json")["trail"]
     assert trail["overwriteCheck"]["status"] == "unavailable" and trail["event"]["status"] == "done"
     assert emulator.store.load("K1")["name"] == "new"
+    last_write = max(r.at for r in emulator.recorded() if r.path == UPDATE)
+    refused = [r for r in audit_requests(emulator) if r.path == AUDIT_SEARCH and r.at > last_write]
+    assert len(refused) == 1, "a trail that refuses is not asked again once the clock allowance is waited out"
 
 
 @pytest.mark.slow

@@ -226,8 +226,8 @@ async def check_overwrites(
     until = (span[1] if span else now_ms()) + CLOCK_SKEW_MS
     if now_ms() < until:
         step, check = await _overwrite_check(session, timeline, settings, start, pages=1)
-        if check is not None and step.status is StepStatus.DONE and _every_write_found(timeline, check):
-            return step, check
+        if check is None or (step.status is StepStatus.DONE and _every_write_found(timeline, check)):
+            return step, check  # the check, or the trail unavailable (a 403, a 429: not asked again)
         await _settle(session, until)
     return await _overwrite_check(session, timeline, settings, start, pages=settings.pages)
 
