@@ -214,9 +214,27 @@ def test_a_403_on_audit_search_leaves_every_command_working(start_emulator: Any,
     trail = load_report(tmp_path / "a.json")["trail"]
     assert trail["overwriteCheck"]["status"] == "unavailable" and trail["event"]["status"] == "done"
     assert emulator.store.load("K1")["name"] == "new"
-    last_write = max(r.at for r in emulator.recorded() if r.path == UPDATE)
-    refused = [r for r in audit_requests(emulator) if r.path == AUDIT_SEARCH and r.at > last_write]
-    assert len(refused) == 1, "a trail that refuses is not asked again once the clock allowance is waited out"
+
+
+def test_an_overwritten_check_whose_first_page_fails_is_unavailable_at_once(
+    start_emulator: Any, tmp_path: Path
+) -> None:
+    """The trail answered attribution, then not the check's first page: the check is unavailable,
+    and the trail is not asked again once the clock allowance has passed (it would not prove more)."""
+    emulator = start_emulator([{"id": "K1", "name": "old"}])
+    searches: list[float] = []
+
+    def then_garbage(call: Call) -> Answer:
+        searches.append(time.monotonic())
+        return call.forward() if len(searches) == 1 else Answer(200, {"audits": "not a list"})
+
+    emulator.intercept(AUDIT_SEARCH, then_garbage)
+    desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
+    apply = run_cli(["apply", *TENANT, str(desired), "--report", str(tmp_path / "a.json")], cli_env(emulator))
+    assert apply.code == 0, apply.output
+    trail = load_report(tmp_path / "a.json")["trail"]
+    assert trail["attribution"]["status"] == "done" and trail["overwriteCheck"]["status"] == "unavailable", trail
+    assert len(searches) == 2, "attribution, then the check's first page only"
 
 
 @pytest.mark.slow
