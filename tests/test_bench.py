@@ -29,6 +29,7 @@ def test_quick_bench_runs_and_accounts_for_every_request(tmp_path: Path) -> None
     rate = results["rateLimit"]
     assert rate["updates"] >= rate["keys"] and rate["requests"] >= rate["requestsNeeded"]
     assert [row["keys"] for row in results["scale"]] == [50, 200]
+    assert all(len(row["runs"]) == 2 and row["wallSeconds"] in row["runs"] for row in results["scale"])
     assert all(row["readFloor"]["yamlSeconds"] > 0 and row["ratioToFloor"] > 0 for row in results["scale"])
     for key, trail in (("fixedCost", True), ("fixedCostNoTrail", False)):  # the trail on, then off
         fixed = results[key]

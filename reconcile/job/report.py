@@ -8,18 +8,20 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconcile.apply.journal import Unsettled
 from reconcile.client.descope import DescopeClient
 from reconcile.job.clock import RunClock, keep
-from reconcile.job.execute import ApplyOutcome
 from reconcile.model import DesiredFile
 from reconcile.output.recovery import Recovery
 from reconcile.output.report import RunInfo, build_report, git_state
 from reconcile.plan.diff import Plan
 from reconcile.plan.safety import Safety
 from reconcile.trail.findings import TrailFindings
+
+if TYPE_CHECKING:  # (plan never executes: the executor and its sinks are apply's imports)
+    from reconcile.apply.journal import Unsettled
+    from reconcile.job.execute import ApplyOutcome
 
 
 @dataclass(frozen=True)
