@@ -520,7 +520,11 @@ def scale_rows(results: dict[str, Any]) -> list[Row]:
 def startup_rows(results: dict[str, Any]) -> list[Row]:
     """Start-up: the pre-commit hook's `validate` of the example folder, and `--version`."""
     rows: list[Row] = []
-    names = {"startup": "8. validate desired/ (pre-commit), start-up included", "version": "8b. --version"}
+    names = {
+        "startup": "8. validate desired/ (pre-commit), start-up included",
+        "version": "8b. --version",
+        "help": "8c. plan --help (a network command's help)",
+    }
     for key, name in names.items():
         startup = results.get(key)
         if startup is None:
@@ -630,6 +634,7 @@ def scenarios(bench: Bench, sizes: dict[str, Any]) -> dict[str, Callable[[dict[s
         # First, before any server has run in this process: measured last, it took 15% longer.
         "startup": lambda _: validate_startup(sizes["startupRuns"]),
         "version": lambda _: command_startup(["--version"], sizes["startupRuns"]),
+        "help": lambda _: command_startup(["plan", "--help"], sizes["startupRuns"]),
         "fixedCost": lambda _: fixed_cost_apply(
             bench, sizes["fixed"][0], limit=sizes["fixed"][1], latency_ms=50, runs=sizes["fixed"][2]
         ),

@@ -540,6 +540,29 @@ def test_version_and_help_import_no_command_and_help_still_lists_every_command()
     assert all(command in seen["--help"][0] for command in commands)
 
 
+def test_a_commands_help_starts_without_the_network_stack() -> None:
+    """`plan --help` (any command's) builds the command's parser only: its use case, and with it
+    httpx and asyncio, is imported once the command line is parsed to run, not to show its help."""
+    probe = (
+        "import contextlib, io, json, sys\n"
+        "from reconcile.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    try:\n"
+        "        main(sys.argv[1:])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(json.dumps([out.getvalue(), sorted(name for name, module in sys.modules.items() if module)]))\n"
+    )
+    for command in ("validate", "plan", "apply", "rotate", "export", "audit", "doctor"):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, command, "--help"], capture_output=True, text=True, check=False
+        )
+        shown, modules = json.loads(done.stdout.splitlines()[-1])
+        assert shown.startswith(f"usage: descope-reconcile {command}"), (command, shown[:200])
+        heavy = {m for m in modules if m.split(".")[0] in ("httpx", "asyncio") or m == "reconcile.client.descope"}
+        assert not heavy, (command, sorted(heavy)[:5])
+
+
 def test_the_listed_help_is_the_help_of_every_command_assembled() -> None:
     """The top-level `--help` lists the commands by their summaries only (none imported): the same
     text as with every command's parser assembled."""

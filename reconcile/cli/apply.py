@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconcile.cli.command import Invocation, invocation
 from reconcile.cli.options import (
@@ -29,9 +30,10 @@ from reconcile.cli.options import (
     trail_options,
 )
 from reconcile.cli.parser import Parser
-from reconcile.job import apply
-from reconcile.job.apply import ApplyOptions
 from reconcile.plan import saved as savedplan
+
+if TYPE_CHECKING:
+    from reconcile.job.apply import ApplyOptions
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
@@ -96,6 +98,9 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
 
 
 def parse(args: argparse.Namespace) -> Invocation[ApplyOptions]:
+    from reconcile.job import apply  # noqa: PLC0415 (`apply --help` needs no network stack)
+    from reconcile.job.apply import ApplyOptions  # noqa: PLC0415
+
     options = ApplyOptions(
         tuple(args.paths),
         remote(args),

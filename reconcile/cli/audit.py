@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconcile.cli.command import Invocation, invocation
 from reconcile.cli.options import (
@@ -22,10 +23,10 @@ from reconcile.cli.options import (
 )
 from reconcile.cli.parser import Parser
 from reconcile.cli.policy import fail_on
-from reconcile.job import audit
-from reconcile.job.audit import AuditOptions
 from reconcile.job.options import Outputs
-from reconcile.job.policing import AuditPolicy
+
+if TYPE_CHECKING:
+    from reconcile.job.audit import AuditOptions
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
@@ -76,6 +77,10 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
 
 
 def parse(args: argparse.Namespace) -> Invocation[AuditOptions]:
+    from reconcile.job import audit  # noqa: PLC0415 (`audit --help` needs no network stack)
+    from reconcile.job.audit import AuditOptions  # noqa: PLC0415
+    from reconcile.job.policing import AuditPolicy  # noqa: PLC0415
+
     options = AuditOptions(
         tuple(args.paths),
         remote(args),

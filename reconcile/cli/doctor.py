@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from reconcile.cli.command import Invocation, invocation
 from reconcile.cli.options import add_command, desired_options, remote, remote_options, targets_options
 from reconcile.cli.parser import Parser
-from reconcile.job.doctor import DoctorCommand, doctor
+
+if TYPE_CHECKING:
+    from reconcile.job.doctor import DoctorCommand
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
@@ -27,5 +30,7 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
 
 
 def parse(args: argparse.Namespace) -> Invocation[DoctorCommand]:
+    from reconcile.job.doctor import DoctorCommand, doctor  # noqa: PLC0415 (`doctor --help` needs no network stack)
+
     options = DoctorCommand(tuple(args.paths), remote(args), args.audit_tenant, as_json=args.format == "json")
     return invocation(args, options, doctor, paths=args.paths)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconcile.cli.command import Invocation, invocation
 from reconcile.cli.options import add_command, id_list, remote, remote_options, targets_options
 from reconcile.cli.parser import Parser
-from reconcile.job import export
-from reconcile.job.export import ExportOptions
+
+if TYPE_CHECKING:
+    from reconcile.job.export import ExportOptions
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
@@ -33,6 +35,9 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
 
 
 def parse(args: argparse.Namespace) -> Invocation[ExportOptions]:
+    from reconcile.job import export  # noqa: PLC0415 (`export --help` needs no network stack)
+    from reconcile.job.export import ExportOptions  # noqa: PLC0415
+
     options = ExportOptions(
         remote(args),
         args.out,

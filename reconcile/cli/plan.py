@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconcile.cli.command import Invocation, invocation
 from reconcile.cli.options import (
@@ -22,8 +23,9 @@ from reconcile.cli.options import (
     trail_options,
 )
 from reconcile.cli.parser import Parser
-from reconcile.job import plan
-from reconcile.job.plan import PlanOptions
+
+if TYPE_CHECKING:
+    from reconcile.job.plan import PlanOptions
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
@@ -47,6 +49,9 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
 
 
 def parse(args: argparse.Namespace) -> Invocation[PlanOptions]:
+    from reconcile.job import plan  # noqa: PLC0415 (`plan --help` needs no network stack)
+    from reconcile.job.plan import PlanOptions  # noqa: PLC0415
+
     options = PlanOptions(
         tuple(args.paths),
         remote(args),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from reconcile.cli.command import Invocation, invocation
 from reconcile.cli.options import (
@@ -25,8 +26,9 @@ from reconcile.cli.options import (
     trail_options,
 )
 from reconcile.cli.parser import Parser
-from reconcile.job import rotate
-from reconcile.job.rotate import RotateOptions
+
+if TYPE_CHECKING:
+    from reconcile.job.rotate import RotateOptions
 
 
 def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
@@ -82,6 +84,9 @@ def register(subcommands: argparse._SubParsersAction[Parser]) -> None:
 
 
 def parse(args: argparse.Namespace) -> Invocation[RotateOptions]:
+    from reconcile.job import rotate  # noqa: PLC0415 (`rotate --help` needs no network stack)
+    from reconcile.job.rotate import RotateOptions  # noqa: PLC0415
+
     options = RotateOptions(
         remote(args),
         outputs(args),
