@@ -720,3 +720,20 @@ def test_quick_init_keeps_the_dataclass_contract() -> None:
     for refused in (WithDict, WithFactory):
         with pytest.raises(TypeError, match="quick_init"):
             quick_init(refused)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    names=st.lists(st.sampled_from([*DESIRED_FIELDS, "id", "waivers", 7]), unique=True),
+    defaults=st.dictionaries(st.sampled_from(DESIRED_FIELDS), st.just("default"), max_size=2),
+)
+def test_a_keys_fields_are_the_model_fields_it_gives_in_model_order(names: list[Any], defaults: dict[str, Any]) -> None:
+    """The fast path (the model's names updated with the key's values) gives what the comprehension
+    over the model's fields gives, order included, and its names are the model's own strings."""
+    item = {name: f"value of {name}" for name in names}
+    merged = {**defaults, **item}
+    expected = {name: merged[name] for name in DESIRED_FIELDS if name in merged}
+    fields = validation._fields(item, defaults)
+    assert list(fields.items()) == list(expected.items())
+    if not defaults and fields:
+        assert all(any(name is model for model in DESIRED_FIELDS) for name in fields)

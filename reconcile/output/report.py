@@ -110,7 +110,10 @@ def _key_record(item: KeyPlan, result: KeyResult | None, recovery: Recovery) -> 
         "source": {"path": item.key.source.path, "line": item.key.source.line},
         "outcome": outcome.value,
         "reason": reason,
-        "changes": [{"field": c.field, "before": c.before, "after": c.after} for c in item.changes],
+        # (no comprehension for a key in sync: most keys of a big plan)
+        "changes": [{"field": c.field, "before": c.before, "after": c.after} for c in item.changes]
+        if item.changes
+        else [],
         "attempts": result.attempts if result else 0,
         "error": error.as_json() if error else None,
     }

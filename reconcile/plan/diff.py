@@ -82,7 +82,7 @@ class Outcome(StrEnum):
 
     @property
     def issues_secret(self) -> bool:
-        return self in (Outcome.CREATE, Outcome.ROTATE)
+        return self in ISSUING
 
 
 DONE = {
@@ -107,6 +107,7 @@ ERROR_OUTCOMES = frozenset(
     }
 )
 PRUNES = frozenset({Outcome.DEACTIVATE, Outcome.DELETE})
+ISSUING = frozenset({Outcome.CREATE, Outcome.ROTATE})  # a new secret, for the sinks
 
 
 @dataclass(frozen=True)
@@ -321,7 +322,7 @@ def _plan_existing(desired: DesiredKey, current: Mapping[str, Any]) -> KeyPlan:
 
 def unmanaged_keys(observed: Mapping[str, Mapping[str, Any]], managed: set[str]) -> tuple[UnmanagedKey, ...]:
     """The project's keys that no desired file mentions and no prune scope owns (by id, sorted)."""
-    unmanaged = sorted(key_id for key_id in observed if key_id not in managed)  # sorting only those
+    unmanaged = sorted(observed.keys() - managed)  # sorting only those (the difference made in C)
     return tuple(UnmanagedKey(key_id, str(observed[key_id].get("name") or "")) for key_id in unmanaged)
 
 
