@@ -44,6 +44,7 @@ def quick_init(cls: type[Frozen]) -> type[Frozen]:
     exec(f"def __init__(self, {', '.join(signature)}):\n{''.join(body)}", namespace)  # noqa: S102 (its own field names)
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__annotations__ = {field.name: field.type for field in dataclasses.fields(cls)} | {"return": None}  # type: ignore[arg-type]
     cls.__init__ = init  # type: ignore[method-assign]
     return cls
 

@@ -193,6 +193,25 @@ def test_the_overwritten_check_waits_out_the_clock_allowance_only_when_the_trail
         assert after[-1].at - max(u.at for u in updates) >= 0.5
 
 
+def test_a_refused_second_read_keeps_what_the_first_page_told(start_emulator: Any, tmp_path: Path) -> None:
+    """The first page lacked the last writes' records (a clock ahead), and the read after the wait
+    was refused (the audit budget spent): the check says what the first page told, never less."""
+    emulator = start_emulator([{"id": "K1", "name": "old"}], audit_clock_ahead_ms=300)
+    searches: list[int] = []
+
+    def third_refused(call: Call) -> Answer:
+        searches.append(1)
+        return call.forward() if len(searches) < 3 else Answer(200, {"audits": "not a list"})
+
+    emulator.intercept(AUDIT_SEARCH, third_refused)
+    desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
+    apply = run_cli(["apply", *TENANT, str(desired), "--report", str(tmp_path / "a.json")], cli_env(emulator))
+    assert apply.code == 0, apply.output
+    check = load_report(tmp_path / "a.json")["trail"]["overwriteCheck"]
+    assert len(searches) == 3 and check["status"] == "partial", check
+    assert "not checked" in check["reason"], check
+
+
 def test_a_403_on_audit_search_leaves_every_command_working(start_emulator: Any, tmp_path: Path) -> None:
     emulator = start_emulator([{"id": "K1", "name": "old"}], audit_forbidden=True)
     desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent

@@ -224,12 +224,16 @@ async def check_overwrites(
     if not timeline.written or start is None:
         return Step(StepStatus.NOT_NEEDED), None
     until = (span[1] if span else now_ms()) + CLOCK_SKEW_MS
+    early = None
     if now_ms() < until:
-        step, check = await _overwrite_check(session, timeline, settings, start, pages=1)
+        early = await _overwrite_check(session, timeline, settings, start, pages=1)
+        step, check = early
         if check is None or (step.status is StepStatus.DONE and _every_write_found(timeline, check)):
-            return step, check  # the check, or the trail unavailable (a 403, a 429: not asked again)
+            return early  # the check, or the trail unavailable (a 403, a 429: not asked again)
         await _settle(session, until)
-    return await _overwrite_check(session, timeline, settings, start, pages=settings.pages)
+    late = await _overwrite_check(session, timeline, settings, start, pages=settings.pages)
+    # A second read refused (the budget spent by the first) never makes the check say less.
+    return early if late[1] is None and early is not None else late
 
 
 def _every_write_found(timeline: Timeline, check: OverwriteCheck) -> bool:
