@@ -31,6 +31,7 @@ from typing import Any
 from reconcile.emulator import Emulator, EmulatorConfig, Window
 from reconcile.output.export import render_export
 from reconcile.reference import replace_block
+from reconcile.trail.writes import CLOCK_SKEW_MS
 
 HERE = Path(__file__).resolve().parent
 PERFORMANCE_PAGE = HERE.parent / "docs" / "performance.md"
@@ -295,8 +296,10 @@ def fixed_cost_apply(
 ) -> dict[str, Any]:
     """A whole apply as a pull request's job runs it (audit trail on: attribution, overwritten check,
     the apply event; or off), against a server limited to `limit`/s: what it costs beyond its writes.
-    The server's clock is this machine's: the overwritten check finds this run's records at once and
-    does not wait out the clock allowance (docs/audit-trail.md)."""
+    With the trail on, part of that cost is a wait the run owes the truth of its audit: the
+    overwritten check of keys it read and updated searches only once the last writes' records, on a
+    server clock that may be ahead and in an index that may show records out of order, are there
+    (`CLOCK_SKEW_MS`, docs/audit-trail.md)."""
     keys = fleet(count)
     desired = bench.desired(keys, f"fixed-{count}")
     off = [] if trail else ["--no-attribution", "--no-audit-event"]
@@ -321,6 +324,7 @@ def fixed_cost_apply(
         "floorSeconds": round(floor, 3),
         "fixedCostSeconds": round(run.wall - floor, 3),
         "trail": trail,
+        "trailWaitSeconds": CLOCK_SKEW_MS / 1000 if trail else 0.0,
         "auditSearches": run.audit_searches,
         "requests": run.requests,
         "updates": run.updates,
@@ -539,16 +543,19 @@ def startup_rows(results: dict[str, Any]) -> list[Row]:
         fixed = results.get(key)
         if fixed is None:
             continue
+        wait = fixed["trailWaitSeconds"]
         rows.append(
             (
                 f"{label}, {fixed['keys']} drifted keys, server {fixed['serverLimitPerSecond']:g}/s, "
                 f"{fixed['latencyMs']:g} ms, audit trail {'on' if fixed['trail'] else 'off'}",
                 f"wall {fixed['wallSeconds']}s (runs {fixed['runs']}); floor (writes at the limit + one latency) "
                 f"{fixed['floorSeconds']}s (ratio {fixed['wallSeconds'] / fixed['floorSeconds']:.3f}): fixed cost "
-                f"**{fixed['fixedCostSeconds']}s**; {fixed['requests']} "
-                f"requests ({fixed['auditSearches']} audit searches), {fixed['throttled']} x 429",
-                "fixed cost <= 0.5 s",
-                fixed["fixedCostSeconds"] <= 0.5,
+                f"**{fixed['fixedCostSeconds']}s**"
+                + (f", of which {wait}s the overwritten check's wait" if wait else "")
+                + f"; {fixed['requests']} requests ({fixed['auditSearches']} audit searches), "
+                f"{fixed['throttled']} x 429",
+                "fixed cost <= 0.5 s" + (" beside that wait" if wait else ""),
+                fixed["fixedCostSeconds"] - wait <= 0.5,
             )
         )
     return rows

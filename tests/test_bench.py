@@ -36,8 +36,9 @@ def test_quick_bench_runs_and_accounts_for_every_request(tmp_path: Path) -> None
         assert fixed["updates"] >= fixed["keys"] and fixed["fixedCostSeconds"] == round(
             fixed["wallSeconds"] - fixed["floorSeconds"], 3
         )
-        # on: attribution beside the writes, and the overwritten check at once (one clock: no second read)
+        # on: attribution beside the writes, the overwritten check after its wait (keys read, then updated)
         assert fixed["trail"] is trail and fixed["auditSearches"] == (2 if trail else 0)
+        assert fixed["trailWaitSeconds"] == (0.5 if trail else 0.0)
     assert results["version"]["runs"] == 3 and results["help"]["runs"] == 3
     assert all(row["peakRssMiB"] > 0 and "validate" in row["timings"] for row in results["scale"])
     for key in ("window", "windowNoRetryAfter"):  # Descope's shape: a perfect client waits 2 windows of 0.5 s

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import platform
 import threading
 import time
 from email.utils import formatdate
@@ -67,7 +68,8 @@ def test_the_handshake_runs_once_and_every_request_carries_the_tier_and_names_th
     assert len(calls) == 3 and all(h["x-descope-license"] == "tier4" for h in calls)
     for headers in calls:
         assert headers["x-descope-sdk-name"] == "descope-reconcile" and headers["x-descope-sdk-version"] == __version__
-        assert headers["x-descope-sdk-python-version"] and headers["user-agent"] == f"descope-reconcile/{__version__}"
+        assert headers["x-descope-sdk-python-version"] == platform.python_version()
+        assert headers["user-agent"] == f"descope-reconcile/{__version__}"
     assert emulator.stats()["throttled"]["total"] == 0
 
 

@@ -170,46 +170,80 @@ def test_apply_records_its_event_and_the_next_audit_tells_it_from_a_hand_edit(
     assert len(audit_requests(emulator)) == asked, "and no search"
 
 
-@pytest.mark.parametrize("ahead_ms", [0, 300])
+@pytest.mark.parametrize(("writes", "ahead_ms"), [("create", 0), ("create", 300), ("update", 0)])
 def test_the_overwritten_check_waits_out_the_clock_allowance_only_when_the_trail_needs_it(
-    ahead_ms: int, start_emulator: Any, tmp_path: Path
+    writes: str, ahead_ms: int, start_emulator: Any, tmp_path: Path
 ) -> None:
-    """Right after the writes, one page is read: when it holds this run's record of every write (a
-    server clock not ahead of ours), that is the check, at once. A clock ahead keeps the last
-    writes' records after the search's `to`: the run waits out the allowance and reads again, and
-    the check is as whole (never "clean" on a read that could not see them)."""
-    keys = [{"id": f"K{i}", "name": f"old{i}"} for i in range(3)]
-    emulator = start_emulator(keys, audit_clock_ahead_ms=ahead_ms)
-    desired = write_desired(tmp_path / "d", [{"id": f"K{i}", "name": f"new{i}"} for i in range(3)])
-    apply = run_cli(["apply", *TENANT, str(desired.parent), "--report", str(tmp_path / "r.json")], cli_env(emulator))
+    """A run that read none of the keys it wrote (creates) reads one page right after its writes:
+    when it holds this run's record of every write (a server clock not ahead of ours), that is the
+    check, at once. A clock ahead keeps the last writes' records after the search's `to`: the run
+    waits out the allowance and reads again. A run that updated keys it read always waits: a change
+    made just before its write may reach the trail's index after the run's own record."""
+    seeded = [{"id": f"K{i}", "name": f"old{i}"} for i in range(3)]
+    emulator = start_emulator(seeded if writes == "update" else [], audit_clock_ahead_ms=ahead_ms)
+    wanted = [{"id": f"K{i}", "name": f"new{i}"} for i in range(3)] if writes == "update" else [{"name": "n0"}]
+    desired = write_desired(tmp_path / "d", wanted)
+    sink = ["--secrets-out", str(tmp_path / "secrets.jsonl")] if writes == "create" else []
+    report = tmp_path / "r.json"
+    apply = run_cli(["apply", *TENANT, str(desired.parent), "--report", str(report), *sink], cli_env(emulator))
     assert apply.code == 0, apply.output
-    check = load_report(tmp_path / "r.json")["trail"]["overwriteCheck"]
+    check = load_report(report)["trail"]["overwriteCheck"]
     assert check["status"] == "done", check
-    searches = [r for r in audit_requests(emulator) if r.path == AUDIT_SEARCH]
-    updates = [r for r in emulator.recorded() if r.path == UPDATE]
-    after = [r for r in searches if r.at > max(u.at for u in updates)]
-    assert len(after) == (1 if ahead_ms == 0 else 2), [(r.at, r.body) for r in searches]
-    if ahead_ms:  # the second search waited out the allowance (CLOCK_SKEW_MS) after the last write
-        assert after[-1].at - max(u.at for u in updates) >= 0.5
+    last_write = max(r.at for r in emulator.recorded() if r.method == "POST" and "/accesskey/" in r.path)
+    after = [r for r in audit_requests(emulator) if r.path == AUDIT_SEARCH and r.at > last_write]
+    assert len(after) == (2 if ahead_ms else 1), [(r.at, r.body) for r in after]
+    if ahead_ms or writes == "update":  # the last search waited out the allowance (CLOCK_SKEW_MS)
+        assert after[-1].at - last_write >= 0.5
+
+
+def test_a_change_the_trail_indexes_late_is_still_found_overwritten(start_emulator: Any, tmp_path: Path) -> None:
+    """Another actor changes K1 just before this run's update; the trail shows that change 400 ms
+    late, after the run's own records (an index that is not in time order). An apply that updated
+    keys it read waits out the allowance before its check, so the change is found, never "clean"."""
+    emulator = start_emulator([{"id": "K1", "name": "old"}, {"id": "K2", "name": "two"}])
+    edited: list[bool] = []
+
+    def edit_first(call: Call) -> Answer:
+        if not edited and call.body.get("id") == "K1":
+            edited.append(True)
+            console(emulator, "K1", "U2bob", description="meanwhile")
+        return call.forward()
+
+    def late_for_bob(call: Call) -> Answer:
+        answer = call.forward()
+        body = dict(answer.body if answer.body is not None else json.loads(answer.raw or b"{}"))
+        now = time.time() * 1000
+        fresh = [a for a in body["audits"] if a["actorId"] == "U2bob" and now - float(a["occurred"]) < 400]
+        body["audits"] = [a for a in body["audits"] if a not in fresh]
+        body["total"] = len(body["audits"])
+        return Answer(answer.status, body, headers=answer.headers)
+
+    emulator.intercept(UPDATE, edit_first)
+    emulator.intercept(AUDIT_SEARCH, late_for_bob)
+    desired = write_desired(tmp_path / "d", [{"id": "K1", "name": "new"}, {"id": "K2", "name": "2"}]).parent
+    apply = run_cli(["apply", *TENANT, str(desired), "--report", str(tmp_path / "a.json")], cli_env(emulator))
+    assert edited and apply.code == 4, apply.output
+    assert load_report(tmp_path / "a.json")["summary"]["overwritten"] == 1
 
 
 def test_a_refused_second_read_keeps_what_the_first_page_told(start_emulator: Any, tmp_path: Path) -> None:
-    """The first page lacked the last writes' records (a clock ahead), and the read after the wait
-    was refused (the audit budget spent): the check says what the first page told, never less."""
-    emulator = start_emulator([{"id": "K1", "name": "old"}], audit_clock_ahead_ms=300)
+    """The first page lacked the last write's record (a clock ahead), and the read after the wait
+    was refused (the audit budget spent): the check says what the first page told, never less
+    (`unavailable`)."""
+    emulator = start_emulator([], audit_clock_ahead_ms=300)
     searches: list[int] = []
 
-    def third_refused(call: Call) -> Answer:
+    def second_refused(call: Call) -> Answer:
         searches.append(1)
-        return call.forward() if len(searches) < 3 else Answer(200, {"audits": "not a list"})
+        return call.forward() if len(searches) < 2 else Answer(200, {"audits": "not a list"})
 
-    emulator.intercept(AUDIT_SEARCH, third_refused)
-    desired = write_desired(tmp_path / "desired", [{"id": "K1", "name": "new"}]).parent
-    apply = run_cli(["apply", *TENANT, str(desired), "--report", str(tmp_path / "a.json")], cli_env(emulator))
+    emulator.intercept(AUDIT_SEARCH, second_refused)
+    desired = write_desired(tmp_path / "desired", [{"name": "n0"}]).parent
+    sink = ["--secrets-out", str(tmp_path / "secrets.jsonl")]
+    apply = run_cli(["apply", *TENANT, str(desired), "--report", str(tmp_path / "a.json"), *sink], cli_env(emulator))
     assert apply.code == 0, apply.output
     check = load_report(tmp_path / "a.json")["trail"]["overwriteCheck"]
-    assert len(searches) == 3 and check["status"] == "partial", check
-    assert "not checked" in check["reason"], check
+    assert len(searches) == 2 and check["status"] == "done", check  # a create: nothing to overwrite
 
 
 def test_a_403_on_audit_search_leaves_every_command_working(start_emulator: Any, tmp_path: Path) -> None:

@@ -213,10 +213,12 @@ async def check_overwrites(
     the writer of this run's writes when the trail proves it.
 
     A search whose `to` may not lie in the future reaches the last writes' records only once their
-    time, on a server clock up to `CLOCK_SKEW_MS` ahead of ours, has passed. So first one page is
-    read at once: when it holds this run's own record of every write, the server's clock was not
-    ahead and no change before them was missed, and that is the check (no wait at all). Else the
-    run waits out the allowance and reads the trail again, as many pages as the check may."""
+    time, on a server clock up to `CLOCK_SKEW_MS` ahead of ours, has passed; the wait also lets a
+    change made just before a write reach the trail's index, which may show records out of order.
+    A run that read none of the keys it wrote (creates, rotations) has no change to miss: its first
+    page is read at once, and when it holds this run's own record of every write, that is the check
+    (the writer proven, no wait). Else the run waits out the allowance and reads the trail, as many
+    pages as the check may."""
     if not settings.search:
         return Step(StepStatus.OFF), None
     span = timeline.span()
@@ -225,12 +227,13 @@ async def check_overwrites(
         return Step(StepStatus.NOT_NEEDED), None
     until = (span[1] if span else now_ms()) + CLOCK_SKEW_MS
     early = None
-    if now_ms() < until:
+    nothing_to_overwrite = not any(key_id in timeline.read for key_id in timeline.written)
+    if nothing_to_overwrite and now_ms() < until:
         early = await _overwrite_check(session, timeline, settings, start, pages=1)
         step, check = early
         if check is None or (step.status is StepStatus.DONE and _every_write_found(timeline, check)):
             return early  # the check, or the trail unavailable (a 403, a 429: not asked again)
-        await _settle(session, until)
+    await _settle(session, until)
     late = await _overwrite_check(session, timeline, settings, start, pages=settings.pages)
     # A second read refused (the budget spent by the first) never makes the check say less.
     return early if late[1] is None and early is not None else late
