@@ -515,9 +515,9 @@ def test_validate_of_valid_files_imports_nothing_it_does_not_need(tmp_path: Path
     assert imported["invalid"][0] == 1 and "jsonschema" in imported["invalid"][1]
 
 
-def test_version_and_help_import_no_command_and_help_still_lists_every_command() -> None:
-    """`--version` and the top-level `--help` start lighter than `validate` (no command, no network
-    stack); the help, which lists the commands, still has every one of them."""
+def _shown_and_imported(*words: str) -> tuple[str, list[str]]:
+    """What the command line prints for `words` in a process of its own, and the modules it imported
+    (not a name marked absent: None)."""
     probe = (
         "import contextlib, io, json, sys\n"
         "from reconcile.cli import main\n"
@@ -526,12 +526,17 @@ def test_version_and_help_import_no_command_and_help_still_lists_every_command()
         "        main(sys.argv[1:])\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "print(json.dumps([out.getvalue(), sorted(sys.modules)]))\n"
+        "print(json.dumps([out.getvalue(), sorted(name for name, module in sys.modules.items() if module)]))\n"
     )
-    seen = {}
-    for words in (["--version"], ["--help"]):
-        done = subprocess.run([sys.executable, "-c", probe, *words], capture_output=True, text=True, check=False)
-        seen[words[0]] = json.loads(done.stdout.splitlines()[-1])
+    done = subprocess.run([sys.executable, "-c", probe, *words], capture_output=True, text=True, check=False)
+    shown, modules = json.loads(done.stdout.splitlines()[-1])
+    return shown, modules
+
+
+def test_version_and_help_import_no_command_and_help_still_lists_every_command() -> None:
+    """`--version` and the top-level `--help` start lighter than `validate` (no command, no network
+    stack); the help, which lists the commands, still has every one of them."""
+    seen = {words: _shown_and_imported(words) for words in ("--version", "--help")}
     commands = ("validate", "plan", "apply", "rotate", "export", "audit", "doctor")
     for words, (_, modules) in seen.items():
         heavy = {m for m in modules if m.split(".")[0] in ("httpx", "asyncio", "yaml", "logging")}
@@ -543,21 +548,8 @@ def test_version_and_help_import_no_command_and_help_still_lists_every_command()
 def test_a_commands_help_starts_without_the_network_stack() -> None:
     """`plan --help` (any command's) builds the command's parser only: its use case, and with it
     httpx and asyncio, is imported once the command line is parsed to run, not to show its help."""
-    probe = (
-        "import contextlib, io, json, sys\n"
-        "from reconcile.cli import main\n"
-        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
-        "    try:\n"
-        "        main(sys.argv[1:])\n"
-        "    except SystemExit:\n"
-        "        pass\n"
-        "print(json.dumps([out.getvalue(), sorted(name for name, module in sys.modules.items() if module)]))\n"
-    )
     for command in ("validate", "plan", "apply", "rotate", "export", "audit", "doctor"):
-        done = subprocess.run(
-            [sys.executable, "-c", probe, command, "--help"], capture_output=True, text=True, check=False
-        )
-        shown, modules = json.loads(done.stdout.splitlines()[-1])
+        shown, modules = _shown_and_imported(command, "--help")
         assert shown.startswith(f"usage: descope-reconcile {command}"), (command, shown[:200])
         heavy = {m for m in modules if m.split(".")[0] in ("httpx", "asyncio") or m == "reconcile.client.descope"}
         assert not heavy, (command, sorted(heavy)[:5])
