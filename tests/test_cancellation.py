@@ -205,3 +205,24 @@ def test_a_retry_after_past_the_deadline_fails_a_read_at_once(start_emulator: An
     assert time.monotonic() - began < 15
     assert result.code == 1 and result.stdout == ""
     assert "the server asked to wait 120 s, past the key deadline of 5 s" in result.stderr
+
+
+def test_a_signal_while_a_big_file_is_read_on_two_threads_ends_the_run_cleanly(tmp_path: Path) -> None:
+    """A file over the threshold is read by yaml-rs while another thread scans its text: a signal
+    then ends the run as at any other moment (exit 1, "interrupted", no traceback), and no thread
+    holds the process open. (A run the signal came too late for is valid; one of them is stopped.)"""
+    from reconcile.output.export import render_export  # noqa: PLC0415
+
+    keys = [{"id": f"K2{i:08d}x", "name": f"service-{i}", "permittedIps": ["10.0.0.1"]} for i in range(40_000)]
+    path = tmp_path / "keys.yaml"
+    path.write_text(render_export(keys, source="a test"), encoding="utf-8")
+    ends = []
+    for delay in (0.2, 0.4):
+        process = start_process(["validate", str(path)], dict(os.environ))
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+        assert "Traceback" not in stdout + stderr
+        ends.append((process.returncode, stderr))
+    assert set(ends) <= {(1, "interrupted\n"), (0, "1 file(s), 40000 key(s): valid\n")}, ends
+    assert (1, "interrupted\n") in ends, ends
