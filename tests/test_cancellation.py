@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -226,3 +227,24 @@ def test_a_signal_while_a_big_file_is_read_on_two_threads_ends_the_run_cleanly(t
         ends.append((process.returncode, stderr))
     assert set(ends) <= {(1, "interrupted\n"), (0, "1 file(s), 40000 key(s): valid\n")}, ends
     assert (1, "interrupted\n") in ends, ends
+
+
+@pytest.mark.parametrize(
+    "interrupt",
+    [
+        # while the command's own modules load (build_parser imports them): in run_command
+        "import sys, reconcile.cli\ndef boom(*a, **k): raise KeyboardInterrupt\n"
+        "sys.modules['reconcile.cli.main'].run_command = boom\n",
+        # while the command line's modules load, in the entry point (the console script's and -m's)
+        "import builtins\nreal = builtins.__import__\n"
+        "def boom(name, *a, **k):\n    if name == 'reconcile.cli.main': raise KeyboardInterrupt\n"
+        "    return real(name, *a, **k)\nbuiltins.__import__ = boom\n",
+    ],
+)
+def test_a_ctrl_c_while_the_command_line_loads_is_an_interrupted_run(interrupt: str) -> None:
+    """Before the run's own handling exists, a Ctrl-C still ends the process as an interrupted run
+    does: "interrupted", exit 1, no traceback."""
+    run = "import sys\nsys.argv = ['descope-reconcile', 'validate']\nimport reconcile.__main__ as e\ne.main()\n"
+    probe = interrupt + run
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=60)
+    assert (done.returncode, done.stderr) == (1, "interrupted\n"), done

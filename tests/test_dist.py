@@ -119,7 +119,7 @@ def test_wheel_carries_the_schemas_its_version_and_the_command(dist: Path) -> No
             assert wheel.read(f"reconcile/_schemas/{schema.name}") == schema.read_bytes()
         assert f"__version__ = version = '{version}'" in wheel.read("reconcile/_version.py").decode()
         (entry_points,) = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
-        assert "descope-reconcile = reconcile.cli:main" in wheel.read(entry_points).decode()
+        assert "descope-reconcile = reconcile.__main__:main" in wheel.read(entry_points).decode()
     assert not {name for name in names if name.startswith(("tests/", "bench/", "desired/"))}
     with tarfile.open(next(dist.glob("*.tar.gz"))) as sdist:
         root = f"descope_reconcile-{version}"

@@ -50,7 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: RET503 (the process
     the run built."""
     if argv is not None:
         return run_command(list(argv))
-    end_process(run_command(sys.argv[1:], ending=True))
+    try:
+        code = run_command(sys.argv[1:], ending=True)
+    except KeyboardInterrupt:  # while the command's modules load, before the run's own handling
+        sys.stderr.write("interrupted\n")
+        code = ExitCode.FAILURE
+    end_process(code)
 
 
 def end_process(code: int) -> NoReturn:
